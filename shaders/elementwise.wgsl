@@ -1,0 +1,58 @@
+// Elementwise ops on flat f32 tensors of n elements.
+//   add_fwd:   out = a + b      (its gradient passes dout unchanged to a and b: no kernel needed)
+//   mul_fwd:   out = a * b
+//   mul_bwd:   da = dout * b, db = dout * a
+//   scale_fwd: out = alpha * a  (scale's backward is scale_fwd with the same alpha)
+// Design rule: one element per invocation; the grid is 2D so n may exceed 65535 workgroups.
+
+struct EltParams { n: u32, alpha: f32, _pad0: u32, _pad1: u32, }
+
+override WG: u32 = 256;
+
+@group(0) @binding(0) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<uniform> p: EltParams;
+
+// mul_bwd's own bindings: two outputs, three inputs.
+@group(0) @binding(0) var<storage, read_write> mb_da: array<f32>;
+@group(0) @binding(1) var<storage, read_write> mb_db: array<f32>;
+@group(0) @binding(2) var<storage, read> mb_dout: array<f32>;
+@group(0) @binding(3) var<storage, read> mb_a: array<f32>;
+@group(0) @binding(4) var<storage, read> mb_b: array<f32>;
+@group(0) @binding(5) var<uniform> mb_p: EltParams;
+
+// scale_fwd's bindings: one output, one input.
+@group(0) @binding(2) var<uniform> sc_p: EltParams;
+
+fn flat_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return gid.x + gid.y * nwg.x * WG;
+}
+
+@compute @workgroup_size(WG)
+fn add_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i < p.n) { out[i] = a[i] + b[i]; }
+}
+
+@compute @workgroup_size(WG)
+fn mul_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i < p.n) { out[i] = a[i] * b[i]; }
+}
+
+@compute @workgroup_size(WG)
+fn mul_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i < mb_p.n) {
+        let g = mb_dout[i];
+        mb_da[i] = g * mb_b[i];
+        mb_db[i] = g * mb_a[i];
+    }
+}
+
+@compute @workgroup_size(WG)
+fn scale_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i < sc_p.n) { out[i] = sc_p.alpha * a[i]; }
+}

@@ -1,0 +1,115 @@
+// LayerNorm over the last dimension of a (R, C) tensor, biased variance, as in PyTorch.
+//   layernorm_fwd: mean_r = sum_c x / C, rstd_r = 1 / sqrt(sum_c (x - mean_r)^2 / C + eps),
+//                  y = (x - mean_r) * rstd_r * gamma + beta; saves mean (R) and rstd (R).
+//   layernorm_bwd: xhat = (x - mean) * rstd, g = dy * gamma,
+//                  dx = rstd * (g - mean_c(g) - xhat * mean_c(g * xhat))
+//   layernorm_bwd_params: dgamma[c] = sum_r dy * xhat, dbeta[c] = sum_r dy
+//                  (one invocation per column, rows summed in order: deterministic, no atomics)
+// Design rule: one workgroup per row, WG (a power of two) invocations stride over the columns and
+// combine through a workgroup-memory tree; the variance is a second pass for accuracy.
+
+struct LayerNormParams { rows: u32, cols: u32, eps: f32, _pad: u32, }
+
+override WG: u32 = 64;
+
+@group(0) @binding(0) var<storage, read_write> y: array<f32>;      // (R, C)
+@group(0) @binding(1) var<storage, read_write> mean: array<f32>;   // (R)
+@group(0) @binding(2) var<storage, read_write> rstd: array<f32>;   // (R)
+@group(0) @binding(3) var<storage, read> x: array<f32>;            // (R, C)
+@group(0) @binding(4) var<storage, read> gamma: array<f32>;        // (C)
+@group(0) @binding(5) var<storage, read> beta: array<f32>;         // (C)
+@group(0) @binding(6) var<uniform> p: LayerNormParams;
+
+@group(0) @binding(0) var<storage, read_write> bw_dx: array<f32>;  // (R, C)
+@group(0) @binding(1) var<storage, read> bw_x: array<f32>;         // (R, C)
+@group(0) @binding(2) var<storage, read> bw_dy: array<f32>;        // (R, C)
+@group(0) @binding(3) var<storage, read> bw_mean: array<f32>;      // (R)
+@group(0) @binding(4) var<storage, read> bw_rstd: array<f32>;      // (R)
+@group(0) @binding(5) var<storage, read> bw_gamma: array<f32>;     // (C)
+@group(0) @binding(6) var<uniform> bw_p: LayerNormParams;
+
+@group(0) @binding(0) var<storage, read_write> bp_dgamma: array<f32>; // (C)
+@group(0) @binding(1) var<storage, read_write> bp_dbeta: array<f32>;  // (C)
+@group(0) @binding(2) var<storage, read> bp_x: array<f32>;       // (R, C)
+@group(0) @binding(3) var<storage, read> bp_dy: array<f32>;      // (R, C)
+@group(0) @binding(4) var<storage, read> bp_mean: array<f32>;    // (R)
+@group(0) @binding(5) var<storage, read> bp_rstd: array<f32>;    // (R)
+
+var<workgroup> scratch: array<f32, WG>;
+
+fn reduce_sum(v: f32, lid: u32) -> f32 {
+    scratch[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lid < s) { scratch[lid] = scratch[lid] + scratch[lid + s]; }
+        workgroupBarrier();
+    }
+    let r = scratch[0];
+    workgroupBarrier();
+    return r;
+}
+
+@compute @workgroup_size(WG)
+fn layernorm_fwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let row = wg.x + wg.y * nwg.x;
+    let live = row < p.rows;
+    let base = min(row, p.rows - 1u) * p.cols;
+    let inv_c = 1.0 / f32(p.cols);
+    var s = 0.0;
+    for (var c = lid; c < p.cols; c += WG) { s += x[base + c]; }
+    let mu = reduce_sum(s, lid) * inv_c;
+    var v = 0.0;
+    for (var c = lid; c < p.cols; c += WG) { let d = x[base + c] - mu; v += d * d; }
+    let r = inverseSqrt(reduce_sum(v, lid) * inv_c + p.eps);
+    if (live) {
+        for (var c = lid; c < p.cols; c += WG) {
+            y[base + c] = (x[base + c] - mu) * r * gamma[c] + beta[c];
+        }
+        if (lid == 0u) { mean[row] = mu; rstd[row] = r; }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn layernorm_bwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let row = wg.x + wg.y * nwg.x;
+    let live = row < bw_p.rows;
+    let rr = min(row, bw_p.rows - 1u);
+    let base = rr * bw_p.cols;
+    let mu = bw_mean[rr];
+    let r = bw_rstd[rr];
+    var sg = 0.0;
+    var sgx = 0.0;
+    for (var c = lid; c < bw_p.cols; c += WG) {
+        let g = bw_dy[base + c] * bw_gamma[c];
+        sg += g;
+        sgx += g * (bw_x[base + c] - mu) * r;
+    }
+    let inv_c = 1.0 / f32(bw_p.cols);
+    let mg = reduce_sum(sg, lid) * inv_c;
+    let mgx = reduce_sum(sgx, lid) * inv_c;
+    if (live) {
+        for (var c = lid; c < bw_p.cols; c += WG) {
+            let xhat = (bw_x[base + c] - mu) * r;
+            let g = bw_dy[base + c] * bw_gamma[c];
+            bw_dx[base + c] = r * (g - mg - xhat * mgx);
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn layernorm_bwd_params(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let c = gid.x;
+    if (c >= bw_p.cols) { return; }
+    var dg = 0.0;
+    var db = 0.0;
+    for (var row = 0u; row < bw_p.rows; row++) {
+        let i = row * bw_p.cols + c;
+        let dy = bp_dy[i];
+        dg += dy * (bp_x[i] - bp_mean[row]) * bp_rstd[row];
+        db += dy;
+    }
+    bp_dgamma[c] = dg;
+    bp_dbeta[c] = db;
+}

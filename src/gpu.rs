@@ -1,0 +1,365 @@
+//! `Gpu`: adapter choice, device features and limits, tensors on the GPU, readback and
+//! error scopes. Everything else talks to wgpu through this file or `kernels/`.
+
+use crate::error::{Error, Result};
+use std::borrow::Cow;
+use wgpu::util::DeviceExt;
+
+/// Which adapter to use. `GpuOptions::from_env()` reads `WGFORMER_BACKEND` and
+/// `WGFORMER_ADAPTER`; the defaults take the highest-performance adapter on any backend.
+#[derive(Clone, Debug, Default)]
+pub struct GpuOptions {
+    /// Restrict to one backend (`None`: all).
+    pub backend: Option<wgpu::Backend>,
+    /// Take the first adapter whose name contains this text (case-insensitive).
+    pub adapter: Option<String>,
+}
+
+impl GpuOptions {
+    /// Reads `WGFORMER_BACKEND=vulkan|metal|dx12|gl` and `WGFORMER_ADAPTER=<substring>`.
+    pub fn from_env() -> Result<Self> {
+        let backend = match std::env::var("WGFORMER_BACKEND") {
+            Ok(v) if !v.trim().is_empty() => Some(parse_backend(&v)?),
+            _ => None,
+        };
+        let adapter = std::env::var("WGFORMER_ADAPTER").ok().filter(|s| !s.trim().is_empty());
+        Ok(GpuOptions { backend, adapter })
+    }
+}
+
+/// Parses a backend name as used by `WGFORMER_BACKEND`.
+pub fn parse_backend(name: &str) -> Result<wgpu::Backend> {
+    match name.trim().to_ascii_lowercase().as_str() {
+        "vulkan" | "vk" => Ok(wgpu::Backend::Vulkan),
+        "metal" | "mtl" => Ok(wgpu::Backend::Metal),
+        "dx12" | "d3d12" => Ok(wgpu::Backend::Dx12),
+        "gl" | "gles" | "opengl" => Ok(wgpu::Backend::Gl),
+        _ => Err(Error::InvalidSetting {
+            name: "WGFORMER_BACKEND",
+            value: name.to_string(),
+            expected: "one of vulkan, metal, dx12, gl",
+        }),
+    }
+}
+
+/// What the opened device can do, as far as wgformer's kernels care.
+#[derive(Clone, Debug)]
+pub struct Caps {
+    /// `f16` storage and arithmetic in shaders.
+    pub f16: bool,
+    /// Subgroup operations (and the adapter's subgroup size range).
+    pub subgroups: bool,
+    /// GPU timestamp queries (used by `bench`).
+    pub timestamps: bool,
+    /// Timestamp writes inside passes are allowed.
+    pub timestamps_inside_passes: bool,
+    /// Smallest and largest subgroup size the adapter reports.
+    pub subgroup_size: (u32, u32),
+}
+
+/// An opened GPU: adapter info, device, queue, and what they support.
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pub caps: Caps,
+}
+
+fn instance() -> wgpu::Instance {
+    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle())
+}
+
+/// Every adapter wgpu finds, on every backend compiled in.
+pub fn list_adapters() -> Vec<wgpu::AdapterInfo> {
+    let adapters = pollster::block_on(instance().enumerate_adapters(wgpu::Backends::all()));
+    adapters.iter().map(|a| a.get_info()).collect()
+}
+
+/// Higher is preferred: real GPUs first, then software; native APIs before GL.
+fn preference(info: &wgpu::AdapterInfo) -> (u32, u32) {
+    let device = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => 4,
+        wgpu::DeviceType::IntegratedGpu => 3,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 1,
+        wgpu::DeviceType::Other => 0,
+    };
+    let backend = match info.backend {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 2,
+        wgpu::Backend::Gl => 1,
+        _ => 0,
+    };
+    (device, backend)
+}
+
+impl Gpu {
+    /// Opens the adapter chosen by `WGFORMER_BACKEND` / `WGFORMER_ADAPTER`, or the best one.
+    pub fn new() -> Result<Self> {
+        Self::with_options(&GpuOptions::from_env()?)
+    }
+
+    /// Opens the best adapter that matches `opts`.
+    pub fn with_options(opts: &GpuOptions) -> Result<Self> {
+        let backends = match opts.backend {
+            Some(b) => wgpu::Backends::from(b),
+            None => wgpu::Backends::all(),
+        };
+        let adapters = pollster::block_on(instance().enumerate_adapters(backends));
+        let wanted = opts.adapter.as_ref().map(|s| s.to_ascii_lowercase());
+        let adapter = adapters
+            .into_iter()
+            .filter(|a| wanted.as_ref().is_none_or(|w| a.get_info().name.to_ascii_lowercase().contains(w)))
+            .max_by_key(|a| preference(&a.get_info()))
+            .ok_or_else(|| {
+                let mut why = String::new();
+                if let Some(b) = opts.backend {
+                    why += &format!(" for backend {b:?}");
+                }
+                if let Some(w) = &opts.adapter {
+                    why += &format!(" with a name containing {w:?}");
+                }
+                Error::NoAdapter(why)
+            })?;
+        Self::from_adapter(&adapter)
+    }
+
+    /// Opens a device on `adapter`, with the optional features wgformer uses and the adapter's
+    /// real limits (the WebGPU defaults cap storage bindings at 128 MiB and buffers at 256 MiB).
+    pub fn from_adapter(adapter: &wgpu::Adapter) -> Result<Self> {
+        let info = adapter.get_info();
+        let have = adapter.features();
+        let wanted = wgpu::Features::SHADER_F16
+            | wgpu::Features::SUBGROUP
+            | wgpu::Features::TIMESTAMP_QUERY
+            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
+        let desc = wgpu::DeviceDescriptor {
+            label: Some("wgformer"),
+            required_features: have & wanted,
+            required_limits: adapter.limits(),
+            ..Default::default()
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc))
+            .map_err(|e| Error::RequestDevice(format!("{} ({:?}): {e}", info.name, info.backend)))?;
+        Ok(Self::from_device(device, queue, info))
+    }
+
+    /// Wraps a device an application already has. wgformer uses whichever of SHADER_F16,
+    /// SUBGROUP and TIMESTAMP_QUERY the device was created with.
+    pub fn from_device(device: wgpu::Device, queue: wgpu::Queue, info: wgpu::AdapterInfo) -> Self {
+        let f = device.features();
+        let caps = Caps {
+            f16: f.contains(wgpu::Features::SHADER_F16),
+            subgroups: f.contains(wgpu::Features::SUBGROUP),
+            timestamps: f.contains(wgpu::Features::TIMESTAMP_QUERY),
+            timestamps_inside_passes: f.contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES),
+            subgroup_size: (info.subgroup_min_size, info.subgroup_max_size),
+        };
+        let limits = device.limits();
+        Gpu { device, queue, info, limits, caps }
+    }
+
+    /// True for software adapters (lavapipe, llvmpipe, WARP, SwiftShader): they want
+    /// different kernel shapes than real GPUs.
+    pub fn is_cpu(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// A short description: "name (backend, device type)".
+    pub fn describe(&self) -> String {
+        format!("{} ({:?}, {:?})", self.info.name, self.info.backend, self.info.device_type)
+    }
+
+    /// Checks that `bytes` fit one storage binding and one buffer on this adapter.
+    pub fn check_size(&self, name: &str, bytes: u64) -> Result<()> {
+        let binding = self.limits.max_storage_buffer_binding_size as u64;
+        if bytes > binding {
+            return Err(Error::TooLarge {
+                name: name.to_string(),
+                bytes,
+                limit: "max_storage_buffer_binding_size",
+                max: binding,
+            });
+        }
+        if bytes > self.limits.max_buffer_size {
+            return Err(Error::TooLarge {
+                name: name.to_string(),
+                bytes,
+                limit: "max_buffer_size",
+                max: self.limits.max_buffer_size,
+            });
+        }
+        Ok(())
+    }
+
+    fn storage_buffer(&self, name: &str, bytes: u64) -> Result<wgpu::Buffer> {
+        self.check_size(name, bytes)?;
+        // wgpu rejects zero-sized bindings: keep one element so empty tensors still bind.
+        let size = bytes.max(4).next_multiple_of(4);
+        Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(name),
+            size,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        }))
+    }
+
+    /// A zero-filled f32 tensor of `len` elements.
+    pub fn zeros(&self, name: &str, len: usize) -> Result<Tensor> {
+        let buffer = self.storage_buffer(name, len as u64 * 4)?;
+        Ok(Tensor { buffer, len, dtype: DType::F32 })
+    }
+
+    /// An f32 tensor holding `data`.
+    pub fn upload(&self, name: &str, data: &[f32]) -> Result<Tensor> {
+        let t = self.zeros(name, data.len())?;
+        self.queue.write_buffer(&t.buffer, 0, bytemuck::cast_slice(data));
+        Ok(t)
+    }
+
+    /// Overwrites an f32 tensor with `data` (same length).
+    pub fn write(&self, t: &Tensor, data: &[f32]) -> Result<()> {
+        if t.dtype != DType::F32 || data.len() != t.len {
+            return Err(Error::shape("write", format!("{} f32 values into a {:?} tensor of {}", data.len(), t.dtype, t.len)));
+        }
+        self.queue.write_buffer(&t.buffer, 0, bytemuck::cast_slice(data));
+        Ok(())
+    }
+
+    /// An f16 tensor holding `data` rounded to half precision (needs SHADER_F16 to be used by kernels).
+    pub fn upload_f16(&self, name: &str, data: &[f32]) -> Result<Tensor> {
+        if !self.caps.f16 {
+            return Err(Error::Unsupported { what: "f16 storage (SHADER_F16)", adapter: self.describe() });
+        }
+        let halves: Vec<half::f16> = data.iter().map(|&x| half::f16::from_f32(x)).collect();
+        let mut bytes: Vec<u8> = bytemuck::cast_slice(&halves).to_vec();
+        bytes.resize(bytes.len().next_multiple_of(4), 0);
+        let buffer = self.storage_buffer(name, bytes.len() as u64)?;
+        self.queue.write_buffer(&buffer, 0, &bytes);
+        Ok(Tensor { buffer, len: data.len(), dtype: DType::F16 })
+    }
+
+    /// Reads a tensor back as f32 (f16 tensors are widened).
+    pub fn read(&self, t: &Tensor) -> Result<Vec<f32>> {
+        let bytes = self.read_bytes(&t.buffer, t.byte_len())?;
+        Ok(match t.dtype {
+            DType::F32 => bytemuck::pod_collect_to_vec::<u8, f32>(&bytes),
+            DType::F16 => bytemuck::pod_collect_to_vec::<u8, half::f16>(&bytes[..t.len * 2])
+                .into_iter()
+                .map(f32::from)
+                .collect(),
+        })
+    }
+
+    /// Copies the first `bytes` bytes of `buffer` to the host (blocking).
+    pub fn read_bytes(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+        let size = bytes.next_multiple_of(4).max(4);
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        enc.copy_buffer_to_buffer(buffer, 0, &staging, 0, size);
+        self.queue.submit([enc.finish()]);
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait()?;
+        rx.recv()
+            .map_err(|e| Error::Readback(e.to_string()))?
+            .map_err(|e| Error::Readback(e.to_string()))?;
+        let view = staging.get_mapped_range(..).map_err(|e| Error::Readback(e.to_string()))?;
+        let out = view[..bytes as usize].to_vec();
+        drop(view);
+        staging.unmap();
+        Ok(out)
+    }
+
+    /// Blocks until all submitted work has finished.
+    pub fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| Error::gpu("device poll", e))
+    }
+
+    /// A uniform buffer holding one params struct.
+    pub fn uniform<T: bytemuck::Pod>(&self, label: &str, value: &T) -> wgpu::Buffer {
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytemuck::bytes_of(value),
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        })
+    }
+
+    /// Runs `f` inside validation and out-of-memory error scopes; any error becomes `Err`.
+    pub fn scoped<T>(&self, context: &str, f: impl FnOnce() -> T) -> Result<T> {
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let value = f();
+        let v = pollster::block_on(validation.pop());
+        let o = pollster::block_on(oom.pop());
+        match v.or(o) {
+            Some(e) => Err(Error::gpu(context, e)),
+            None => Ok(value),
+        }
+    }
+
+    /// Compiles one WGSL source (validated by naga first, so errors name the file and line).
+    pub fn shader(&self, file: &str, source: &str) -> Result<wgpu::ShaderModule> {
+        crate::shaders::validate(file, source)?;
+        self.scoped(file, || {
+            self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(file),
+                source: wgpu::ShaderSource::Wgsl(Cow::Borrowed(source)),
+            })
+        })
+    }
+
+    /// A compute pipeline for `entry` with pipeline-overridable `constants`.
+    pub fn pipeline(
+        &self,
+        module: &wgpu::ShaderModule,
+        entry: &str,
+        constants: &[(&str, f64)],
+    ) -> Result<wgpu::ComputePipeline> {
+        self.scoped(entry, || {
+            self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: None,
+                module,
+                entry_point: Some(entry),
+                compilation_options: wgpu::PipelineCompilationOptions { constants, ..Default::default() },
+                cache: None,
+            })
+        })
+    }
+}
+
+/// Element type of a GPU tensor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DType {
+    F32,
+    F16,
+}
+
+/// A flat GPU tensor: a storage buffer and its element count. Shapes live in the graph.
+#[derive(Clone, Debug)]
+pub struct Tensor {
+    pub buffer: wgpu::Buffer,
+    pub len: usize,
+    pub dtype: DType,
+}
+
+impl Tensor {
+    /// Bytes the elements occupy.
+    pub fn byte_len(&self) -> u64 {
+        self.len as u64 * match self.dtype {
+            DType::F32 => 4,
+            DType::F16 => 2,
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! What `wgformer info` reports: the adapters, the chosen one, its features and limits.
+
+use crate::gpu::Gpu;
+use serde::Serialize;
+
+/// One adapter as listed by `info`.
+#[derive(Serialize, Debug, Clone)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub driver_info: String,
+}
+
+/// The full `info` report.
+#[derive(Serialize, Debug, Clone)]
+pub struct InfoReport {
+    pub adapters: Vec<AdapterSummary>,
+    pub chosen: AdapterSummary,
+    pub f16: bool,
+    pub subgroups: bool,
+    pub subgroup_size: [u32; 2],
+    pub timestamps: bool,
+    pub limits: Vec<(String, u64)>,
+}
+
+fn summary(info: &wgpu::AdapterInfo) -> AdapterSummary {
+    AdapterSummary {
+        name: info.name.clone(),
+        backend: format!("{:?}", info.backend),
+        device_type: format!("{:?}", info.device_type),
+        driver: info.driver.clone(),
+        driver_info: info.driver_info.clone(),
+    }
+}
+
+/// Builds the report for `gpu` among `adapters`.
+pub fn report(adapters: &[wgpu::AdapterInfo], gpu: &Gpu) -> InfoReport {
+    let l = &gpu.limits;
+    let limits = [
+        ("max_storage_buffer_binding_size", l.max_storage_buffer_binding_size as u64),
+        ("max_buffer_size", l.max_buffer_size),
+        ("max_storage_buffers_per_shader_stage", l.max_storage_buffers_per_shader_stage as u64),
+        ("max_compute_workgroup_storage_size", l.max_compute_workgroup_storage_size as u64),
+        ("max_compute_invocations_per_workgroup", l.max_compute_invocations_per_workgroup as u64),
+        ("max_compute_workgroup_size_x", l.max_compute_workgroup_size_x as u64),
+        ("max_compute_workgroup_size_y", l.max_compute_workgroup_size_y as u64),
+        ("max_compute_workgroups_per_dimension", l.max_compute_workgroups_per_dimension as u64),
+        ("min_storage_buffer_offset_alignment", l.min_storage_buffer_offset_alignment as u64),
+    ];
+    InfoReport {
+        adapters: adapters.iter().map(summary).collect(),
+        chosen: summary(&gpu.info),
+        f16: gpu.caps.f16,
+        subgroups: gpu.caps.subgroups,
+        subgroup_size: [gpu.caps.subgroup_size.0, gpu.caps.subgroup_size.1],
+        timestamps: gpu.caps.timestamps,
+        limits: limits.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+    }
+}
+
+/// The report as aligned text.
+pub fn report_text(r: &InfoReport) -> String {
+    let mut s = String::from("adapters:\n");
+    for a in &r.adapters {
+        s += &format!("  {} ({}, {}) driver: {} {}\n", a.name, a.backend, a.device_type, a.driver, a.driver_info);
+    }
+    let c = &r.chosen;
+    s += &format!("chosen: {} ({}, {})\n", c.name, c.backend, c.device_type);
+    s += &format!("  driver: {} {}\n", c.driver, c.driver_info);
+    s += &format!("  f16: {}  subgroups: {} (size {}..{})  timestamps: {}\n", r.f16, r.subgroups, r.subgroup_size[0], r.subgroup_size[1], r.timestamps);
+    s += "limits:\n";
+    for (k, v) in &r.limits {
+        s += &format!("  {k:<40} {v}\n");
+    }
+    s
+}

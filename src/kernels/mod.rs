@@ -1,0 +1,119 @@
+//! GPU kernels: one `.rs` per `.wgsl`. Pipelines are built once in `new`; each `fwd`/`bwd`
+//! call checks sizes, creates its params uniform and bind group ONCE and returns a [`Dispatch`],
+//! which only records into a compute pass the caller owns. A training step replays its
+//! dispatches without creating anything.
+
+pub mod elementwise;
+pub mod gelu;
+pub mod layernorm;
+pub mod matmul;
+pub mod reduce;
+pub mod softmax;
+
+pub use elementwise::Elementwise;
+pub use gelu::{Gelu, GeluKind};
+pub use layernorm::LayerNorm;
+pub use matmul::{Matmul, MatmulShape};
+pub use reduce::Reduce;
+pub use softmax::Softmax;
+
+use crate::error::{Error, Result};
+use crate::gpu::{DType, Gpu, Tensor};
+
+/// One recorded kernel launch: pipeline, bind group and workgroup counts, ready to replay.
+#[derive(Clone, Debug)]
+pub struct Dispatch {
+    pub label: &'static str,
+    pipeline: wgpu::ComputePipeline,
+    bind_group: wgpu::BindGroup,
+    groups: [u32; 3],
+}
+
+impl Dispatch {
+    /// Records this launch into `pass`.
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        if self.groups.contains(&0) {
+            return;
+        }
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.dispatch_workgroups(self.groups[0], self.groups[1], self.groups[2]);
+    }
+
+    /// Workgroups launched (x, y, z).
+    pub fn groups(&self) -> [u32; 3] {
+        self.groups
+    }
+}
+
+/// Builds a dispatch: `tensors` bound at 0.. in order (outputs first, then inputs), the params
+/// uniform after them.
+pub(crate) fn dispatch<P: bytemuck::Pod>(
+    gpu: &Gpu,
+    label: &'static str,
+    pipeline: &wgpu::ComputePipeline,
+    tensors: &[&Tensor],
+    params: &P,
+    groups: [u32; 3],
+) -> Result<Dispatch> {
+    let uniform = gpu.uniform(label, params);
+    let mut entries: Vec<wgpu::BindGroupEntry> = tensors
+        .iter()
+        .enumerate()
+        .map(|(i, t)| wgpu::BindGroupEntry { binding: i as u32, resource: t.buffer.as_entire_binding() })
+        .collect();
+    entries.push(wgpu::BindGroupEntry { binding: tensors.len() as u32, resource: uniform.as_entire_binding() });
+    let bind_group = gpu.scoped(label, || {
+        gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(label),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        })
+    })?;
+    Ok(Dispatch { label, pipeline: pipeline.clone(), bind_group, groups })
+}
+
+/// A grid covering `n` workgroups, folded into y when x would pass the 65535 limit.
+pub(crate) fn grid(gpu: &Gpu, op: &'static str, n: u64) -> Result<[u32; 3]> {
+    let max = gpu.limits.max_compute_workgroups_per_dimension as u64;
+    if n == 0 {
+        return Ok([0, 1, 1]);
+    }
+    let x = n.min(max);
+    let y = n.div_ceil(x);
+    if y > max {
+        return Err(Error::shape(op, format!("{n} workgroups exceed the adapter's {max} x {max} grid")));
+    }
+    Ok([x as u32, y as u32, 1])
+}
+
+/// Checks that `t` is f32 with at least `len` elements.
+pub(crate) fn check_len(op: &'static str, name: &str, t: &Tensor, len: usize) -> Result<()> {
+    if t.dtype != DType::F32 {
+        return Err(Error::shape(op, format!("{name} must be f32, got {:?}", t.dtype)));
+    }
+    if t.len < len {
+        return Err(Error::shape(op, format!("{name} has {} elements, needs {len}", t.len)));
+    }
+    Ok(())
+}
+
+/// Converts a size to u32 for a params struct, or refuses it.
+pub(crate) fn u32_of(op: &'static str, what: &str, v: usize) -> Result<u32> {
+    u32::try_from(v).map_err(|_| Error::shape(op, format!("{what} = {v} does not fit in 32 bits")))
+}
+
+/// Runs `dispatches` in one pass and one submit, and waits for them (tests, simple callers).
+pub fn run(gpu: &Gpu, dispatches: &[&Dispatch]) -> Result<()> {
+    gpu.scoped("run", || {
+        let mut enc = gpu.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            for d in dispatches {
+                d.record(&mut pass);
+            }
+        }
+        gpu.queue.submit([enc.finish()]);
+    })?;
+    gpu.wait()
+}

@@ -1,0 +1,17 @@
+//! wgformer: train and run Transformers on any GPU through hand-written WGSL compute shaders.
+//!
+//! The layers, bottom up: [`Gpu`] opens an adapter and holds tensors; [`kernels`] builds each
+//! WGSL kernel's pipelines once and prepares [`kernels::Dispatch`]es that only record into a
+//! pass; [`reference`] holds the plain-loop CPU versions every kernel is tested against;
+//! [`bench`] times kernels.
+
+pub mod bench;
+pub mod error;
+pub mod gpu;
+pub mod info;
+pub mod kernels;
+pub mod reference;
+pub mod shaders;
+
+pub use error::{Error, Result};
+pub use gpu::{list_adapters, Caps, DType, Gpu, GpuOptions, Tensor};

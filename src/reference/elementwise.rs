@@ -1,0 +1,38 @@
+//! Reference elementwise ops.
+
+use super::Real;
+
+pub fn add_forward<T: Real>(out: &mut [T], a: &[T], b: &[T]) {
+    for i in 0..out.len() {
+        out[i] = a[i] + b[i];
+    }
+}
+
+/// The gradient of a + b: dout for both inputs.
+pub fn add_backward<T: Real>(da: &mut [T], db: &mut [T], dout: &[T]) {
+    da.copy_from_slice(dout);
+    db.copy_from_slice(dout);
+}
+
+pub fn mul_forward<T: Real>(out: &mut [T], a: &[T], b: &[T]) {
+    for i in 0..out.len() {
+        out[i] = a[i] * b[i];
+    }
+}
+
+pub fn mul_backward<T: Real>(da: &mut [T], db: &mut [T], dout: &[T], a: &[T], b: &[T]) {
+    for i in 0..dout.len() {
+        da[i] = dout[i] * b[i];
+        db[i] = dout[i] * a[i];
+    }
+}
+
+pub fn scale_forward<T: Real>(out: &mut [T], a: &[T], alpha: T) {
+    for i in 0..out.len() {
+        out[i] = alpha * a[i];
+    }
+}
+
+pub fn scale_backward<T: Real>(da: &mut [T], dout: &[T], alpha: T) {
+    scale_forward(da, dout, alpha);
+}

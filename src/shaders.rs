@@ -1,0 +1,36 @@
+//! The WGSL sources, compiled into the binary, and their validation with naga.
+//!
+//! Every file in `shaders/` is plain, valid WGSL; nothing is generated or templated.
+
+use crate::error::{Error, Result};
+
+/// (file name, source) of every kernel family.
+pub const ALL: &[(&str, &str)] = &[
+    ("matmul.wgsl", MATMUL),
+    ("layernorm.wgsl", LAYERNORM),
+    ("gelu.wgsl", GELU),
+    ("softmax.wgsl", SOFTMAX),
+    ("elementwise.wgsl", ELEMENTWISE),
+    ("reduce.wgsl", REDUCE),
+];
+
+pub const MATMUL: &str = include_str!("../shaders/matmul.wgsl");
+pub const LAYERNORM: &str = include_str!("../shaders/layernorm.wgsl");
+pub const GELU: &str = include_str!("../shaders/gelu.wgsl");
+pub const SOFTMAX: &str = include_str!("../shaders/softmax.wgsl");
+pub const ELEMENTWISE: &str = include_str!("../shaders/elementwise.wgsl");
+pub const REDUCE: &str = include_str!("../shaders/reduce.wgsl");
+
+/// Parses and validates `source` with naga; errors carry the file name and naga's report.
+pub fn validate(file: &str, source: &str) -> Result<()> {
+    let module = naga::front::wgsl::parse_str(source).map_err(|e| Error::Shader {
+        file: file.to_string(),
+        message: e.emit_to_string_with_path(source, file),
+    })?;
+    let mut validator = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all());
+    validator.validate(&module).map_err(|e| Error::Shader {
+        file: file.to_string(),
+        message: e.emit_to_string_with_path(source, file),
+    })?;
+    Ok(())
+}
