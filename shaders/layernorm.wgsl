@@ -3,14 +3,16 @@
 //                  y = (x - mean_r) * rstd_r * gamma + beta; saves mean (R) and rstd (R).
 //   layernorm_bwd: xhat = (x - mean) * rstd, g = dy * gamma,
 //                  dx = rstd * (g - mean_c(g) - xhat * mean_c(g * xhat))
-//   layernorm_bwd_params: dgamma[c] = sum_r dy * xhat, dbeta[c] = sum_r dy
-//                  (one invocation per column, rows summed in order: deterministic, no atomics)
+//   layernorm_bwd_params: dgamma[c] = sum_r dy * xhat, dbeta[c] = sum_r dy, as reduce.wgsl's
+//                  column sums: CB columns x RL row lanes per workgroup, fixed tree, no atomics.
 // Design rule: one workgroup per row, WG (a power of two) invocations stride over the columns and
 // combine through a workgroup-memory tree; the variance is a second pass for accuracy.
 
 struct LayerNormParams { rows: u32, cols: u32, eps: f32, _pad: u32, }
 
-override WG: u32 = 64;
+override WG: u32 = 64;   // row kernels: invocations per row, a power of two
+override CB: u32 = 8;    // layernorm_bwd_params: columns per workgroup
+override RL: u32 = 32;   // layernorm_bwd_params: row lanes per workgroup, a power of two
 
 @group(0) @binding(0) var<storage, read_write> y: array<f32>;      // (R, C)
 @group(0) @binding(1) var<storage, read_write> mean: array<f32>;   // (R)
@@ -36,6 +38,8 @@ override WG: u32 = 64;
 @group(0) @binding(5) var<storage, read> bp_rstd: array<f32>;    // (R)
 
 var<workgroup> scratch: array<f32, WG>;
+var<workgroup> part_dg: array<f32, CB * RL>;
+var<workgroup> part_db: array<f32, CB * RL>;
 
 fn reduce_sum(v: f32, lid: u32) -> f32 {
     scratch[lid] = v;
@@ -98,18 +102,31 @@ fn layernorm_bwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
     }
 }
 
-@compute @workgroup_size(WG)
-fn layernorm_bwd_params(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let c = gid.x;
-    if (c >= bw_p.cols) { return; }
+@compute @workgroup_size(CB, RL, 1)
+fn layernorm_bwd_params(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let c = wg.x * CB + lid.x;
+    let cc = min(c, bw_p.cols - 1u);
     var dg = 0.0;
     var db = 0.0;
-    for (var row = 0u; row < bw_p.rows; row++) {
-        let i = row * bw_p.cols + c;
+    for (var row = lid.y; row < bw_p.rows; row += RL) {
+        let i = row * bw_p.cols + cc;
         let dy = bp_dy[i];
         dg += dy * (bp_x[i] - bp_mean[row]) * bp_rstd[row];
         db += dy;
     }
-    bp_dgamma[c] = dg;
-    bp_dbeta[c] = db;
+    let slot = lid.y * CB + lid.x;
+    part_dg[slot] = dg;
+    part_db[slot] = db;
+    workgroupBarrier();
+    for (var h = RL / 2u; h > 0u; h >>= 1u) {
+        if (lid.y < h) {
+            part_dg[slot] += part_dg[slot + h * CB];
+            part_db[slot] += part_db[slot + h * CB];
+        }
+        workgroupBarrier();
+    }
+    if (lid.y == 0u && c < bw_p.cols) {
+        bp_dgamma[c] = part_dg[lid.x];
+        bp_dbeta[c] = part_db[lid.x];
+    }
 }

@@ -6,7 +6,11 @@ use std::process::ExitCode;
 use wgformer::{Gpu, Result};
 
 #[derive(Parser)]
-#[command(name = "wgformer", version, about = "Train and run Transformers on any GPU with WGSL kernels")]
+#[command(
+    name = "wgformer",
+    version,
+    about = "Train and run Transformers on any GPU with WGSL kernels"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -37,7 +41,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info { json } => info(json),
-        Command::Bench { kernels, json, runs } => bench(&kernels, json, runs),
+        Command::Bench {
+            kernels,
+            json,
+            runs,
+        } => bench(&kernels, json, runs),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -53,7 +61,10 @@ fn info(json: bool) -> Result<()> {
     let gpu = Gpu::new()?;
     let report = wgformer::info::report(&adapters, &gpu);
     if json {
-        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
     } else {
         print!("{}", wgformer::info::report_text(&report));
     }
@@ -63,7 +74,10 @@ fn info(json: bool) -> Result<()> {
 fn bench(kernels: &[String], json: bool, runs: usize) -> Result<()> {
     let gpu = Gpu::new()?;
     eprintln!("adapter: {}", gpu.describe());
-    let results: Vec<u8> = { let _ = (kernels, runs); vec![] };
+    let results: Vec<u8> = {
+        let _ = (kernels, runs);
+        vec![]
+    };
     if json {
         println!("{}", serde_json::to_string(&results).unwrap_or_default());
     } else {

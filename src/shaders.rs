@@ -27,7 +27,10 @@ pub fn validate(file: &str, source: &str) -> Result<()> {
         file: file.to_string(),
         message: e.emit_to_string_with_path(source, file),
     })?;
-    let mut validator = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all());
+    let mut validator = naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::all(),
+    );
     validator.validate(&module).map_err(|e| Error::Shader {
         file: file.to_string(),
         message: e.emit_to_string_with_path(source, file),

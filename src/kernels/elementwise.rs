@@ -35,31 +35,80 @@ impl Elementwise {
         })
     }
 
-    fn prepare(&self, gpu: &Gpu, op: &'static str, pipeline: &wgpu::ComputePipeline, tensors: &[&Tensor], n: usize, alpha: f32) -> Result<Dispatch> {
+    fn prepare(
+        &self,
+        gpu: &Gpu,
+        op: &'static str,
+        pipeline: &wgpu::ComputePipeline,
+        tensors: &[&Tensor],
+        n: usize,
+        alpha: f32,
+    ) -> Result<Dispatch> {
         for (i, t) in tensors.iter().enumerate() {
             check_len(op, &format!("operand {i}"), t, n)?;
         }
-        let params = EltParams { n: u32_of(op, "n", n)?, alpha, _pad: [0; 2] };
-        dispatch(gpu, op, pipeline, tensors, &params, grid(gpu, op, (n as u64).div_ceil(WG as u64))?)
+        let params = EltParams {
+            n: u32_of(op, "n", n)?,
+            alpha,
+            _pad: [0; 2],
+        };
+        dispatch(
+            gpu,
+            op,
+            pipeline,
+            tensors,
+            &params,
+            grid(gpu, op, (n as u64).div_ceil(WG as u64))?,
+        )
     }
 
     /// out = a + b over `n` elements. (Its backward passes dout through unchanged.)
-    pub fn add_fwd(&self, gpu: &Gpu, out: &Tensor, a: &Tensor, b: &Tensor, n: usize) -> Result<Dispatch> {
+    pub fn add_fwd(
+        &self,
+        gpu: &Gpu,
+        out: &Tensor,
+        a: &Tensor,
+        b: &Tensor,
+        n: usize,
+    ) -> Result<Dispatch> {
         self.prepare(gpu, "add_fwd", &self.add, &[out, a, b], n, 0.0)
     }
 
     /// out = a * b over `n` elements.
-    pub fn mul_fwd(&self, gpu: &Gpu, out: &Tensor, a: &Tensor, b: &Tensor, n: usize) -> Result<Dispatch> {
+    pub fn mul_fwd(
+        &self,
+        gpu: &Gpu,
+        out: &Tensor,
+        a: &Tensor,
+        b: &Tensor,
+        n: usize,
+    ) -> Result<Dispatch> {
         self.prepare(gpu, "mul_fwd", &self.mul, &[out, a, b], n, 0.0)
     }
 
     /// da = dout * b, db = dout * a.
-    pub fn mul_bwd(&self, gpu: &Gpu, da: &Tensor, db: &Tensor, dout: &Tensor, a: &Tensor, b: &Tensor, n: usize) -> Result<Dispatch> {
+    pub fn mul_bwd(
+        &self,
+        gpu: &Gpu,
+        da: &Tensor,
+        db: &Tensor,
+        dout: &Tensor,
+        a: &Tensor,
+        b: &Tensor,
+        n: usize,
+    ) -> Result<Dispatch> {
         self.prepare(gpu, "mul_bwd", &self.mul_bwd, &[da, db, dout, a, b], n, 0.0)
     }
 
     /// out = alpha * a. Its backward is the same call on dout.
-    pub fn scale_fwd(&self, gpu: &Gpu, out: &Tensor, a: &Tensor, alpha: f32, n: usize) -> Result<Dispatch> {
+    pub fn scale_fwd(
+        &self,
+        gpu: &Gpu,
+        out: &Tensor,
+        a: &Tensor,
+        alpha: f32,
+        n: usize,
+    ) -> Result<Dispatch> {
         self.prepare(gpu, "scale_fwd", &self.scale, &[out, a], n, alpha)
     }
 }

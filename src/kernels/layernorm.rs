@@ -1,11 +1,11 @@
 //! LayerNorm forward (saving mean and rstd) and backward: `shaders/layernorm.wgsl`.
 
-use super::softmax::{row_params, row_workgroup};
-use super::{check_len, dispatch, grid, Dispatch};
+use super::reduce::{column_grid, COL_BLOCK, ROW_LANES};
+use super::softmax::{row_params, ROW_WG};
+use super::{check_len, dispatch, Dispatch};
+use crate::error::Error;
 use crate::error::Result;
 use crate::gpu::{Gpu, Tensor};
-
-const PARAM_WG: u32 = 64;
 
 /// Mirrors `LayerNormParams` in layernorm.wgsl.
 #[repr(C)]
@@ -27,39 +27,111 @@ pub struct LayerNorm {
 impl LayerNorm {
     pub fn new(gpu: &Gpu) -> Result<Self> {
         let module = gpu.shader("layernorm.wgsl", crate::shaders::LAYERNORM)?;
-        let wg = [("WG", row_workgroup(gpu) as f64)];
+        let wg = [("WG", ROW_WG as f64)];
         Ok(LayerNorm {
             fwd: gpu.pipeline(&module, "layernorm_fwd", &wg)?,
             bwd: gpu.pipeline(&module, "layernorm_bwd", &wg)?,
-            bwd_params: gpu.pipeline(&module, "layernorm_bwd_params", &[("WG", PARAM_WG as f64)])?,
+            bwd_params: gpu.pipeline(
+                &module,
+                "layernorm_bwd_params",
+                &[("CB", COL_BLOCK as f64), ("RL", ROW_LANES as f64)],
+            )?,
         })
     }
 
     /// y = LN(x) * gamma + beta over rows of `cols`; writes mean and rstd (rows) for the backward.
     #[allow(clippy::too_many_arguments)]
-    pub fn fwd(&self, gpu: &Gpu, y: &Tensor, mean: &Tensor, rstd: &Tensor, x: &Tensor, gamma: &Tensor, beta: &Tensor, rows: usize, cols: usize, eps: f32) -> Result<Dispatch> {
+    pub fn fwd(
+        &self,
+        gpu: &Gpu,
+        y: &Tensor,
+        mean: &Tensor,
+        rstd: &Tensor,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        rows: usize,
+        cols: usize,
+        eps: f32,
+    ) -> Result<Dispatch> {
         let ([r, c], groups) = row_params(gpu, "layernorm_fwd", &[("y", y), ("x", x)], rows, cols)?;
         check_len("layernorm_fwd", "mean", mean, rows)?;
         check_len("layernorm_fwd", "rstd", rstd, rows)?;
         check_len("layernorm_fwd", "gamma", gamma, cols)?;
         check_len("layernorm_fwd", "beta", beta, cols)?;
-        let params = LayerNormParams { rows: r, cols: c, eps, _pad: 0 };
-        dispatch(gpu, "layernorm_fwd", &self.fwd, &[y, mean, rstd, x, gamma, beta], &params, groups)
+        let params = LayerNormParams {
+            rows: r,
+            cols: c,
+            eps,
+            _pad: 0,
+        };
+        dispatch(
+            gpu,
+            "layernorm_fwd",
+            &self.fwd,
+            &[y, mean, rstd, x, gamma, beta],
+            &params,
+            groups,
+        )
     }
 
     /// The two dispatches of the backward: dx (per row), then dgamma and dbeta (per column).
     #[allow(clippy::too_many_arguments)]
-    pub fn bwd(&self, gpu: &Gpu, dx: &Tensor, dgamma: &Tensor, dbeta: &Tensor, x: &Tensor, dy: &Tensor, mean: &Tensor, rstd: &Tensor, gamma: &Tensor, rows: usize, cols: usize) -> Result<[Dispatch; 2]> {
-        let ([r, c], groups) = row_params(gpu, "layernorm_bwd", &[("dx", dx), ("x", x), ("dy", dy)], rows, cols)?;
+    pub fn bwd(
+        &self,
+        gpu: &Gpu,
+        dx: &Tensor,
+        dgamma: &Tensor,
+        dbeta: &Tensor,
+        x: &Tensor,
+        dy: &Tensor,
+        mean: &Tensor,
+        rstd: &Tensor,
+        gamma: &Tensor,
+        rows: usize,
+        cols: usize,
+    ) -> Result<[Dispatch; 2]> {
+        let ([r, c], groups) = row_params(
+            gpu,
+            "layernorm_bwd",
+            &[("dx", dx), ("x", x), ("dy", dy)],
+            rows,
+            cols,
+        )?;
         check_len("layernorm_bwd", "mean", mean, rows)?;
         check_len("layernorm_bwd", "rstd", rstd, rows)?;
         for (name, t) in [("gamma", gamma), ("dgamma", dgamma), ("dbeta", dbeta)] {
             check_len("layernorm_bwd", name, t, cols)?;
         }
-        let params = LayerNormParams { rows: r, cols: c, eps: 0.0, _pad: 0 };
-        let dx_pass = dispatch(gpu, "layernorm_bwd", &self.bwd, &[dx, x, dy, mean, rstd, gamma], &params, groups)?;
-        let col_groups = grid(gpu, "layernorm_bwd_params", (cols as u64).div_ceil(PARAM_WG as u64))?;
-        let param_pass = dispatch(gpu, "layernorm_bwd_params", &self.bwd_params, &[dgamma, dbeta, x, dy, mean, rstd], &params, col_groups)?;
+        let params = LayerNormParams {
+            rows: r,
+            cols: c,
+            eps: 0.0,
+            _pad: 0,
+        };
+        let dx_pass = dispatch(
+            gpu,
+            "layernorm_bwd",
+            &self.bwd,
+            &[dx, x, dy, mean, rstd, gamma],
+            &params,
+            groups,
+        )?;
+        let col_groups = column_grid(gpu, "layernorm_bwd_params", rows, cols)?;
+        if col_groups[1] > 1 {
+            return Err(Error::shape(
+                "layernorm_bwd",
+                format!("{cols} columns need more than one row of workgroups"),
+            ));
+        }
+        let param_pass = dispatch(
+            gpu,
+            "layernorm_bwd_params",
+            &self.bwd_params,
+            &[dgamma, dbeta, x, dy, mean, rstd],
+            &params,
+            col_groups,
+        )?;
         Ok([dx_pass, param_pass])
     }
 }

@@ -1,6 +1,6 @@
 //! Batched matmul with transposes, bias and accumulation: `shaders/matmul.wgsl`.
 
-use super::{check_len, dispatch, u32_of, Dispatch};
+use super::{check_len, check_loop_budget, dispatch, u32_of, Dispatch};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
 
@@ -48,7 +48,14 @@ pub struct MatmulShape {
 
 impl MatmulShape {
     /// Densely packed operands: every batch entry follows the previous one.
-    pub fn packed(batch: usize, m: usize, n: usize, k: usize, trans_a: bool, trans_b: bool) -> Self {
+    pub fn packed(
+        batch: usize,
+        m: usize,
+        n: usize,
+        k: usize,
+        trans_a: bool,
+        trans_b: bool,
+    ) -> Self {
         MatmulShape {
             batch,
             m,
@@ -75,8 +82,16 @@ impl MatmulShape {
     /// Elements each buffer must hold: (A, B, C).
     pub fn extents(&self) -> (usize, usize, usize) {
         let last = self.batch.saturating_sub(1);
-        let (ar, ac) = if self.trans_a { (self.k, self.m) } else { (self.m, self.k) };
-        let (br, bc) = if self.trans_b { (self.n, self.k) } else { (self.k, self.n) };
+        let (ar, ac) = if self.trans_a {
+            (self.k, self.m)
+        } else {
+            (self.m, self.k)
+        };
+        let (br, bc) = if self.trans_b {
+            (self.n, self.k)
+        } else {
+            (self.k, self.n)
+        };
         let a = last * self.stride_a + (ar - 1) * self.lda + ac;
         let b = last * self.stride_b + (br - 1) * self.ldb + bc;
         let c = last * self.stride_c + (self.m - 1) * self.ldc + self.n;
@@ -86,7 +101,10 @@ impl MatmulShape {
     fn check(&self) -> Result<()> {
         let bad = |msg: String| Err(Error::shape("matmul", msg));
         if self.batch == 0 || self.m == 0 || self.n == 0 || self.k == 0 {
-            return bad(format!("empty product: batch {} M {} N {} K {}", self.batch, self.m, self.n, self.k));
+            return bad(format!(
+                "empty product: batch {} M {} N {} K {}",
+                self.batch, self.m, self.n, self.k
+            ));
         }
         let (a_cols, b_cols) = (
             if self.trans_a { self.m } else { self.k },
@@ -118,9 +136,17 @@ impl MatmulTiles {
     /// of invocations so that A loads are uniform across a subgroup; GPUs want a 2D workgroup.
     pub fn for_adapter(gpu: &Gpu) -> Self {
         if gpu.is_cpu() {
-            MatmulTiles { wg_n: 8, wg_m: 1, tm: 8 }
+            MatmulTiles {
+                wg_n: 8,
+                wg_m: 1,
+                tm: 8,
+            }
         } else {
-            MatmulTiles { wg_n: 16, wg_m: 4, tm: 4 }
+            MatmulTiles {
+                wg_n: 16,
+                wg_m: 4,
+                tm: 4,
+            }
         }
     }
 }
@@ -141,7 +167,10 @@ impl Matmul {
     /// Builds the pipelines with explicit tiles (benchmarks and tuning).
     pub fn with_tiles(gpu: &Gpu, tiles: MatmulTiles) -> Result<Self> {
         if !(1..=16).contains(&tiles.tm) || tiles.wg_n == 0 || tiles.wg_m == 0 {
-            return Err(Error::shape("matmul", format!("invalid tiles {tiles:?}: tm must be 1..=16")));
+            return Err(Error::shape(
+                "matmul",
+                format!("invalid tiles {tiles:?}: tm must be 1..=16"),
+            ));
         }
         let module = gpu.shader("matmul.wgsl", crate::shaders::MATMUL)?;
         let build = |ta: bool, tb: bool| {
@@ -155,7 +184,12 @@ impl Matmul {
             gpu.pipeline(&module, "matmul_fwd", &constants)
         };
         Ok(Matmul {
-            pipelines: [build(false, false)?, build(false, true)?, build(true, false)?, build(true, true)?],
+            pipelines: [
+                build(false, false)?,
+                build(false, true)?,
+                build(true, false)?,
+                build(true, true)?,
+            ],
             tiles,
             no_bias: gpu.zeros("matmul.no_bias", 1)?,
         })
@@ -168,7 +202,15 @@ impl Matmul {
 
     /// Prepares `c = op(a) * op(b) (+ bias)` for `shape`. The gradient of a product is two more
     /// products with transposes (dA = dC * op(B)^T, dB = op(A)^T * dC), so there is no `bwd`.
-    pub fn fwd(&self, gpu: &Gpu, c: &Tensor, a: &Tensor, b: &Tensor, bias: Option<&Tensor>, shape: &MatmulShape) -> Result<Dispatch> {
+    pub fn fwd(
+        &self,
+        gpu: &Gpu,
+        c: &Tensor,
+        a: &Tensor,
+        b: &Tensor,
+        bias: Option<&Tensor>,
+        shape: &MatmulShape,
+    ) -> Result<Dispatch> {
         shape.check()?;
         let (na, nb, nc) = shape.extents();
         check_len("matmul", "A", a, na)?;
@@ -176,14 +218,32 @@ impl Matmul {
         check_len("matmul", "C", c, nc)?;
         let with_bias = shape.bias || bias.is_some();
         if with_bias != bias.is_some() {
-            return Err(Error::shape("matmul", "shape.bias is set but no bias tensor was given"));
+            return Err(Error::shape(
+                "matmul",
+                "shape.bias is set but no bias tensor was given",
+            ));
         }
         if let Some(bias) = bias {
             check_len("matmul", "bias", bias, shape.n)?;
         }
+        // The K loop runs K/4 times, each with TM row steps; the store walks TM x 4.
+        let t = self.tiles;
+        let iterations = shape.k.div_ceil(4) as u64 * (t.tm as u64 + 1) + 6 * t.tm as u64;
+        check_loop_budget(
+            gpu,
+            "matmul",
+            iterations,
+            &format!("K = {} with {} rows per invocation", shape.k, t.tm),
+        )?;
         let max_groups = gpu.limits.max_compute_workgroups_per_dimension as usize;
         if shape.batch > max_groups {
-            return Err(Error::shape("matmul", format!("batch {} over the adapter's {max_groups} workgroups", shape.batch)));
+            return Err(Error::shape(
+                "matmul",
+                format!(
+                    "batch {} over the adapter's {max_groups} workgroups",
+                    shape.batch
+                ),
+            ));
         }
         let u = |what, v| u32_of("matmul", what, v);
         let params = MatmulParams {
@@ -200,17 +260,26 @@ impl Matmul {
             stride_c: u("stride_c", shape.stride_c)?,
             _pad: 0,
         };
-        let t = self.tiles;
         let groups = [
             u("groups", shape.n.div_ceil(4 * t.wg_n as usize))?,
             u("groups", shape.m.div_ceil((t.tm * t.wg_m) as usize))?,
             shape.batch as u32,
         ];
         if groups[0] as usize > max_groups || groups[1] as usize > max_groups {
-            return Err(Error::shape("matmul", format!("{groups:?} workgroups exceed the adapter's {max_groups} per dimension")));
+            return Err(Error::shape(
+                "matmul",
+                format!("{groups:?} workgroups exceed the adapter's {max_groups} per dimension"),
+            ));
         }
         let pipeline = &self.pipelines[(shape.trans_a as usize) << 1 | shape.trans_b as usize];
         let bias = bias.unwrap_or(&self.no_bias);
-        dispatch(gpu, "matmul_fwd", pipeline, &[c, a, b, bias], &params, groups)
+        dispatch(
+            gpu,
+            "matmul_fwd",
+            pipeline,
+            &[c, a, b, bias],
+            &params,
+            groups,
+        )
     }
 }

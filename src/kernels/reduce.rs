@@ -1,10 +1,13 @@
 //! Column sums (bias gradients) and their backward, a broadcast: `shaders/reduce.wgsl`.
 
-use super::{check_len, dispatch, grid, u32_of, Dispatch};
-use crate::error::Result;
+use super::{check_len, check_loop_budget, dispatch, grid, u32_of, Dispatch};
+use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
 
-const WG: u32 = 64;
+/// Columns per workgroup and row lanes per workgroup of the column sums (CB, RL in WGSL).
+pub(crate) const COL_BLOCK: u32 = 8;
+pub(crate) const ROW_LANES: u32 = 32;
+const WG: u32 = 256;
 
 /// Mirrors `ReduceParams` in reduce.wgsl.
 #[repr(C)]
@@ -21,30 +24,94 @@ pub struct Reduce {
     bwd: wgpu::ComputePipeline,
 }
 
+/// Checks a column sum over (rows, cols) and returns its workgroup grid.
+pub(crate) fn column_grid(
+    gpu: &Gpu,
+    op: &'static str,
+    rows: usize,
+    cols: usize,
+) -> Result<[u32; 3]> {
+    if cols == 0 {
+        return Err(Error::shape(op, "zero columns"));
+    }
+    check_loop_budget(
+        gpu,
+        op,
+        rows.div_ceil(ROW_LANES as usize) as u64 + 16,
+        &format!("summing {rows} rows"),
+    )?;
+    grid(gpu, op, (cols as u64).div_ceil(COL_BLOCK as u64))
+}
+
 impl Reduce {
     pub fn new(gpu: &Gpu) -> Result<Self> {
         let module = gpu.shader("reduce.wgsl", crate::shaders::REDUCE)?;
-        let wg = [("WG", WG as f64)];
-        Ok(Reduce { fwd: gpu.pipeline(&module, "reduce_cols_fwd", &wg)?, bwd: gpu.pipeline(&module, "reduce_cols_bwd", &wg)? })
+        let tiles = [("CB", COL_BLOCK as f64), ("RL", ROW_LANES as f64)];
+        Ok(Reduce {
+            fwd: gpu.pipeline(&module, "reduce_cols_fwd", &tiles)?,
+            bwd: gpu.pipeline(&module, "reduce_cols_bwd", &[("WG", WG as f64)])?,
+        })
     }
 
     fn params(op: &'static str, rows: usize, cols: usize) -> Result<ReduceParams> {
-        Ok(ReduceParams { rows: u32_of(op, "rows", rows)?, cols: u32_of(op, "cols", cols)?, _pad: [0; 2] })
+        Ok(ReduceParams {
+            rows: u32_of(op, "rows", rows)?,
+            cols: u32_of(op, "cols", cols)?,
+            _pad: [0; 2],
+        })
     }
 
     /// out[c] = sum over rows of inp[r, c].
-    pub fn fwd(&self, gpu: &Gpu, out: &Tensor, inp: &Tensor, rows: usize, cols: usize) -> Result<Dispatch> {
+    pub fn fwd(
+        &self,
+        gpu: &Gpu,
+        out: &Tensor,
+        inp: &Tensor,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Dispatch> {
         check_len("reduce_cols_fwd", "out", out, cols)?;
         check_len("reduce_cols_fwd", "inp", inp, rows * cols)?;
-        let groups = grid(gpu, "reduce_cols_fwd", (cols as u64).div_ceil(WG as u64))?;
-        dispatch(gpu, "reduce_cols_fwd", &self.fwd, &[out, inp], &Self::params("reduce_cols_fwd", rows, cols)?, groups)
+        let groups = column_grid(gpu, "reduce_cols_fwd", rows, cols)?;
+        if groups[1] > 1 {
+            return Err(Error::shape(
+                "reduce_cols_fwd",
+                format!("{cols} columns need more than one row of workgroups"),
+            ));
+        }
+        dispatch(
+            gpu,
+            "reduce_cols_fwd",
+            &self.fwd,
+            &[out, inp],
+            &Self::params("reduce_cols_fwd", rows, cols)?,
+            groups,
+        )
     }
 
     /// dinp[r, c] = dout[c].
-    pub fn bwd(&self, gpu: &Gpu, dinp: &Tensor, dout: &Tensor, rows: usize, cols: usize) -> Result<Dispatch> {
+    pub fn bwd(
+        &self,
+        gpu: &Gpu,
+        dinp: &Tensor,
+        dout: &Tensor,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Dispatch> {
         check_len("reduce_cols_bwd", "dinp", dinp, rows * cols)?;
         check_len("reduce_cols_bwd", "dout", dout, cols)?;
-        let groups = grid(gpu, "reduce_cols_bwd", ((rows * cols) as u64).div_ceil(WG as u64))?;
-        dispatch(gpu, "reduce_cols_bwd", &self.bwd, &[dinp, dout], &Self::params("reduce_cols_bwd", rows, cols)?, groups)
+        let groups = grid(
+            gpu,
+            "reduce_cols_bwd",
+            ((rows * cols) as u64).div_ceil(WG as u64),
+        )?;
+        dispatch(
+            gpu,
+            "reduce_cols_bwd",
+            &self.bwd,
+            &[dinp, dout],
+            &Self::params("reduce_cols_bwd", rows, cols)?,
+            groups,
+        )
     }
 }

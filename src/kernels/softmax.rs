@@ -1,6 +1,6 @@
 //! Row softmax, forward and backward: `shaders/softmax.wgsl`.
 
-use super::{check_len, dispatch, grid, u32_of, Dispatch};
+use super::{check_len, check_loop_budget, dispatch, grid, u32_of, Dispatch};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
 
@@ -19,38 +19,98 @@ pub struct Softmax {
     bwd: wgpu::ComputePipeline,
 }
 
-/// Invocations per row: a power of two. CPU adapters prefer one subgroup (fewer barriers).
-pub(crate) fn row_workgroup(gpu: &Gpu) -> u32 {
-    if gpu.is_cpu() { 8 } else { 64 }
-}
+/// Invocations per row (WG in the row kernels), a power of two.
+pub(crate) const ROW_WG: u32 = 64;
 
 /// Validates a (rows, cols) row-wise op and returns its params.
-pub(crate) fn row_params(gpu: &Gpu, op: &'static str, tensors: &[(&str, &Tensor)], rows: usize, cols: usize) -> Result<([u32; 2], [u32; 3])> {
+pub(crate) fn row_params(
+    gpu: &Gpu,
+    op: &'static str,
+    tensors: &[(&str, &Tensor)],
+    rows: usize,
+    cols: usize,
+) -> Result<([u32; 2], [u32; 3])> {
     if cols == 0 {
         return Err(Error::shape(op, "rows of zero length"));
     }
     for (name, t) in tensors {
         check_len(op, name, t, rows * cols)?;
     }
-    Ok(([u32_of(op, "rows", rows)?, u32_of(op, "cols", cols)?], grid(gpu, op, rows as u64)?))
+    // Up to three passes over the row plus the reduction trees.
+    check_loop_budget(
+        gpu,
+        op,
+        3 * cols.div_ceil(ROW_WG as usize) as u64 + 64,
+        &format!("rows of {cols}"),
+    )?;
+    Ok((
+        [u32_of(op, "rows", rows)?, u32_of(op, "cols", cols)?],
+        grid(gpu, op, rows as u64)?,
+    ))
 }
 
 impl Softmax {
     pub fn new(gpu: &Gpu) -> Result<Self> {
         let module = gpu.shader("softmax.wgsl", crate::shaders::SOFTMAX)?;
-        let wg = [("WG", row_workgroup(gpu) as f64)];
-        Ok(Softmax { fwd: gpu.pipeline(&module, "softmax_fwd", &wg)?, bwd: gpu.pipeline(&module, "softmax_bwd", &wg)? })
+        let wg = [("WG", ROW_WG as f64)];
+        Ok(Softmax {
+            fwd: gpu.pipeline(&module, "softmax_fwd", &wg)?,
+            bwd: gpu.pipeline(&module, "softmax_bwd", &wg)?,
+        })
     }
 
     /// y = softmax(x) over the last dimension of (rows, cols).
-    pub fn fwd(&self, gpu: &Gpu, y: &Tensor, x: &Tensor, rows: usize, cols: usize) -> Result<Dispatch> {
+    pub fn fwd(
+        &self,
+        gpu: &Gpu,
+        y: &Tensor,
+        x: &Tensor,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Dispatch> {
         let ([r, c], groups) = row_params(gpu, "softmax_fwd", &[("y", y), ("x", x)], rows, cols)?;
-        dispatch(gpu, "softmax_fwd", &self.fwd, &[y, x], &SoftmaxParams { rows: r, cols: c, _pad: [0; 2] }, groups)
+        dispatch(
+            gpu,
+            "softmax_fwd",
+            &self.fwd,
+            &[y, x],
+            &SoftmaxParams {
+                rows: r,
+                cols: c,
+                _pad: [0; 2],
+            },
+            groups,
+        )
     }
 
     /// dx = y * (dy - sum(dy * y)) per row.
-    pub fn bwd(&self, gpu: &Gpu, dx: &Tensor, y: &Tensor, dy: &Tensor, rows: usize, cols: usize) -> Result<Dispatch> {
-        let ([r, c], groups) = row_params(gpu, "softmax_bwd", &[("dx", dx), ("y", y), ("dy", dy)], rows, cols)?;
-        dispatch(gpu, "softmax_bwd", &self.bwd, &[dx, y, dy], &SoftmaxParams { rows: r, cols: c, _pad: [0; 2] }, groups)
+    pub fn bwd(
+        &self,
+        gpu: &Gpu,
+        dx: &Tensor,
+        y: &Tensor,
+        dy: &Tensor,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Dispatch> {
+        let ([r, c], groups) = row_params(
+            gpu,
+            "softmax_bwd",
+            &[("dx", dx), ("y", y), ("dy", dy)],
+            rows,
+            cols,
+        )?;
+        dispatch(
+            gpu,
+            "softmax_bwd",
+            &self.bwd,
+            &[dx, y, dy],
+            &SoftmaxParams {
+                rows: r,
+                cols: c,
+                _pad: [0; 2],
+            },
+            groups,
+        )
     }
 }

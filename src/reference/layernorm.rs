@@ -4,7 +4,17 @@ use super::Real;
 
 /// y = (x - mean) * rstd * gamma + beta; returns mean and rstd per row in the given slices.
 #[allow(clippy::too_many_arguments)]
-pub fn layernorm_forward<T: Real>(y: &mut [T], mean: &mut [T], rstd: &mut [T], x: &[T], gamma: &[T], beta: &[T], rows: usize, cols: usize, eps: f64) {
+pub fn layernorm_forward<T: Real>(
+    y: &mut [T],
+    mean: &mut [T],
+    rstd: &mut [T],
+    x: &[T],
+    gamma: &[T],
+    beta: &[T],
+    rows: usize,
+    cols: usize,
+    eps: f64,
+) {
     for r in 0..rows {
         let row = &x[r * cols..(r + 1) * cols];
         let mu = row.iter().map(|v| v.to_f64()).sum::<f64>() / cols as f64;
@@ -20,7 +30,18 @@ pub fn layernorm_forward<T: Real>(y: &mut [T], mean: &mut [T], rstd: &mut [T], x
 
 /// dx, dgamma, dbeta from dy and the saved mean and rstd.
 #[allow(clippy::too_many_arguments)]
-pub fn layernorm_backward<T: Real>(dx: &mut [T], dgamma: &mut [T], dbeta: &mut [T], x: &[T], dy: &[T], mean: &[T], rstd: &[T], gamma: &[T], rows: usize, cols: usize) {
+pub fn layernorm_backward<T: Real>(
+    dx: &mut [T],
+    dgamma: &mut [T],
+    dbeta: &mut [T],
+    x: &[T],
+    dy: &[T],
+    mean: &[T],
+    rstd: &[T],
+    gamma: &[T],
+    rows: usize,
+    cols: usize,
+) {
     let mut dg = vec![0.0f64; cols];
     let mut db = vec![0.0f64; cols];
     for r in 0..rows {

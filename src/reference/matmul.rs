@@ -10,8 +10,16 @@ pub fn matmul_forward<T: Real>(c: &mut [T], a: &[T], b: &[T], bias: Option<&[T]>
             for j in 0..s.n {
                 let mut acc = 0.0f64;
                 for p in 0..s.k {
-                    let av = if s.trans_a { a[bt * s.stride_a + p * s.lda + i] } else { a[bt * s.stride_a + i * s.lda + p] };
-                    let bv = if s.trans_b { b[bt * s.stride_b + j * s.ldb + p] } else { b[bt * s.stride_b + p * s.ldb + j] };
+                    let av = if s.trans_a {
+                        a[bt * s.stride_a + p * s.lda + i]
+                    } else {
+                        a[bt * s.stride_a + i * s.lda + p]
+                    };
+                    let bv = if s.trans_b {
+                        b[bt * s.stride_b + j * s.ldb + p]
+                    } else {
+                        b[bt * s.stride_b + p * s.ldb + j]
+                    };
                     acc += av.to_f64() * bv.to_f64();
                 }
                 if let Some(bias) = bias {
@@ -29,7 +37,18 @@ pub fn matmul_forward<T: Real>(c: &mut [T], a: &[T], b: &[T], bias: Option<&[T]>
 
 /// Gradients of c = a * b + bias for packed, untransposed (batch, M, K) x (batch, K, N):
 /// da = dc * b^T, db = a^T * dc, dbias = sum over batch and rows of dc.
-pub fn matmul_backward<T: Real>(da: &mut [T], db: &mut [T], dbias: Option<&mut [T]>, dc: &[T], a: &[T], b: &[T], batch: usize, m: usize, n: usize, k: usize) {
+pub fn matmul_backward<T: Real>(
+    da: &mut [T],
+    db: &mut [T],
+    dbias: Option<&mut [T]>,
+    dc: &[T],
+    a: &[T],
+    b: &[T],
+    batch: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+) {
     use crate::kernels::MatmulShape as S;
     matmul_forward(da, dc, b, None, &S::packed(batch, m, k, n, false, true));
     matmul_forward(db, a, dc, None, &S::packed(batch, k, n, m, true, false));

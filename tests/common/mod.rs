@@ -1,0 +1,148 @@
+//! Shared test helpers: the GPUs to test on, random data, and `assert_close`.
+#![allow(dead_code)]
+
+use std::sync::OnceLock;
+use wgformer::{Gpu, GpuOptions};
+
+/// Backends the GPU tests run on: WGFORMER_TEST_BACKENDS (comma list), default "vulkan,gl".
+fn test_backends() -> Vec<String> {
+    std::env::var("WGFORMER_TEST_BACKENDS")
+        .unwrap_or_else(|_| "vulkan,gl".to_string())
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+fn require_gpu() -> bool {
+    std::env::var("WGFORMER_REQUIRE_GPU").is_ok_and(|v| v == "1")
+}
+
+static GPUS: OnceLock<Vec<(String, Option<Gpu>)>> = OnceLock::new();
+
+fn open_all() -> Vec<(String, Option<Gpu>)> {
+    test_backends()
+        .into_iter()
+        .map(|name| {
+            let opts = wgformer::gpu::parse_backend(&name).map(|b| GpuOptions {
+                backend: Some(b),
+                adapter: None,
+            });
+            let gpu = opts.and_then(|o| Gpu::with_options(&o));
+            match gpu {
+                Ok(g) => (name, Some(g)),
+                Err(e) if require_gpu() => {
+                    panic!("WGFORMER_REQUIRE_GPU=1 but backend {name} has no adapter: {e}")
+                }
+                Err(e) => {
+                    eprintln!("skipping GPU tests on {name}: {e}");
+                    (name, None)
+                }
+            }
+        })
+        .collect()
+}
+
+/// Runs `f` once on every test backend that has an adapter (all of them under
+/// WGFORMER_REQUIRE_GPU=1). A failure names the backend.
+pub fn for_each_gpu(mut f: impl FnMut(&Gpu)) {
+    for (name, gpu) in GPUS.get_or_init(open_all) {
+        if let Some(gpu) = gpu {
+            eprintln!("[{name}] {}", gpu.describe());
+            f(gpu);
+        }
+    }
+}
+
+/// xorshift64*: reproducible test data without a dependency.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    /// Uniform in [-1, 1).
+    pub fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+    }
+    pub fn vec(&mut self, n: usize, scale: f64) -> Vec<f64> {
+        (0..n).map(|_| self.uniform() * scale).collect()
+    }
+    pub fn vec_f32(&mut self, n: usize, scale: f64) -> Vec<f32> {
+        (0..n).map(|_| (self.uniform() * scale) as f32).collect()
+    }
+}
+
+/// Fails unless every |got - want| <= atol + rtol * |want|; the message names the first
+/// mismatch and the worst error.
+pub fn assert_close(name: &str, got: &[f32], want: &[f32], atol: f64, rtol: f64) {
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{name}: length {} vs {}",
+        got.len(),
+        want.len()
+    );
+    let mut first = None;
+    let mut worst = (0.0f64, 0usize);
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let (g, w) = (g as f64, w as f64);
+        let err = (g - w).abs();
+        let bad = !(err <= atol + rtol * w.abs()); // NaN counts as bad
+        if bad && first.is_none() {
+            first = Some((i, g, w));
+        }
+        if err > worst.0 || err.is_nan() {
+            worst = (err, i);
+        }
+    }
+    if let Some((i, g, w)) = first {
+        panic!(
+            "{name}: mismatch at {i}: got {g}, want {w} (atol {atol:e}, rtol {rtol:e}); worst error {:e} at {}",
+            worst.0, worst.1
+        );
+    }
+}
+
+/// f64 -> f32 copy.
+pub fn to_f32(v: &[f64]) -> Vec<f32> {
+    v.iter().map(|&x| x as f32).collect()
+}
+
+/// Central finite-difference gradient of the scalar `loss` at `x`.
+pub fn numeric_grad(x: &[f64], h: f64, mut loss: impl FnMut(&[f64]) -> f64) -> Vec<f64> {
+    let mut xp = x.to_vec();
+    (0..x.len())
+        .map(|i| {
+            let orig = xp[i];
+            xp[i] = orig + h;
+            let up = loss(&xp);
+            xp[i] = orig - h;
+            let down = loss(&xp);
+            xp[i] = orig;
+            (up - down) / (2.0 * h)
+        })
+        .collect()
+}
+
+/// Asserts an analytic gradient matches the numeric one (f64, so the bound is tight).
+pub fn assert_grad(name: &str, analytic: &[f64], numeric: &[f64]) {
+    let scale = numeric.iter().fold(1e-3f64, |m, v| m.max(v.abs()));
+    for (i, (a, n)) in analytic.iter().zip(numeric).enumerate() {
+        assert!(
+            (a - n).abs() <= 1e-6 * scale,
+            "{name}[{i}]: analytic {a}, numeric {n} (scale {scale})"
+        );
+    }
+}
+
+/// sum(out * w): a scalar loss whose gradient w.r.t. out is w.
+pub fn dot(out: &[f64], w: &[f64]) -> f64 {
+    out.iter().zip(w).map(|(a, b)| a * b).sum()
+}
