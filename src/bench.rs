@@ -1,2 +1,218 @@
-//! Kernel timing for `wgformer bench` and the criterion benches.
-pub fn placeholder() {}
+//! Kernel timing for `wgformer bench` and the criterion benches: median of several runs after
+//! a warm-up, timed with GPU timestamp queries where the adapter has them, else wall clock
+//! around a blocking submit.
+
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::kernels::{Dispatch, Elementwise, Gelu, GeluKind, LayerNorm, Matmul, MatmulShape, Softmax};
+use serde::Serialize;
+use std::time::Instant;
+
+/// One timed case. `gflops` for compute-bound kernels, `gbps` for memory-bound ones.
+#[derive(Serialize, Debug, Clone)]
+pub struct BenchResult {
+    pub kernel: String,
+    pub shape: String,
+    pub dtype: String,
+    pub median_ms: f64,
+    pub gflops: Option<f64>,
+    pub gbps: Option<f64>,
+}
+
+/// The kernel families `run_kernels` knows.
+pub const KERNELS: &[&str] = &["matmul", "layernorm", "gelu", "softmax", "add"];
+
+/// Times one step made of `dispatches` (one pass, one submit) and returns the time of each of
+/// `runs` runs in milliseconds, after one untimed warm-up run.
+pub struct Timer {
+    timestamps: Option<(wgpu::QuerySet, wgpu::Buffer)>,
+}
+
+impl Timer {
+    pub fn new(gpu: &Gpu) -> Self {
+        let timestamps = gpu.caps.timestamps.then(|| {
+            let set = gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("bench timestamps"),
+                ty: wgpu::QueryType::Timestamp,
+                count: 2,
+            });
+            let resolve = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("bench timestamps resolve"),
+                size: 16,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            });
+            (set, resolve)
+        });
+        Timer { timestamps }
+    }
+
+    /// "gpu timestamps" or "wall clock".
+    pub fn method(&self) -> &'static str {
+        if self.timestamps.is_some() { "gpu timestamps" } else { "wall clock" }
+    }
+
+    /// Milliseconds of one run of `dispatches`.
+    pub fn time_once(&self, gpu: &Gpu, dispatches: &[Dispatch]) -> Result<f64> {
+        let mut enc = gpu.device.create_command_encoder(&Default::default());
+        {
+            let timestamp_writes = self.timestamps.as_ref().map(|(set, _)| wgpu::ComputePassTimestampWrites {
+                query_set: set,
+                beginning_of_pass_write_index: Some(0),
+                end_of_pass_write_index: Some(1),
+            });
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("bench"), timestamp_writes });
+            for d in dispatches {
+                d.record(&mut pass);
+            }
+        }
+        if let Some((set, resolve)) = &self.timestamps {
+            enc.resolve_query_set(set, 0..2, resolve, 0);
+        }
+        let start = Instant::now();
+        gpu.scoped("bench submit", || gpu.queue.submit([enc.finish()]))?;
+        gpu.wait()?;
+        let wall_ms = start.elapsed().as_secs_f64() * 1e3;
+        match &self.timestamps {
+            Some((_, resolve)) => {
+                let bytes = gpu.read_bytes(resolve, 16)?;
+                let ticks: [u64; 2] = bytemuck::pod_read_unaligned(&bytes);
+                let period_ns = gpu.queue.get_timestamp_period() as f64;
+                Ok(ticks[1].saturating_sub(ticks[0]) as f64 * period_ns / 1e6)
+            }
+            None => Ok(wall_ms),
+        }
+    }
+
+    /// Median milliseconds over `runs` runs after one warm-up.
+    pub fn median_ms(&self, gpu: &Gpu, dispatches: &[Dispatch], runs: usize) -> Result<f64> {
+        self.time_once(gpu, dispatches)?;
+        let mut times = (0..runs.max(1)).map(|_| self.time_once(gpu, dispatches)).collect::<Result<Vec<_>>>()?;
+        times.sort_by(f64::total_cmp);
+        Ok(times[times.len() / 2])
+    }
+}
+
+/// One case to time: its dispatches and the work they do.
+pub struct Case {
+    pub kernel: String,
+    pub shape: String,
+    pub dispatches: Vec<Dispatch>,
+    pub flops: Option<f64>,
+    pub bytes: Option<f64>,
+}
+
+/// The standard matmul shapes: square, and the ViT-B/16 layers for 8 images of 197 tokens.
+pub fn matmul_shapes() -> Vec<(String, MatmulShape)> {
+    let t = 8 * 197;
+    let square = |n| (format!("{n}x{n}x{n}"), MatmulShape::packed(1, n, n, n, false, false));
+    let vit = |name: &str, n, k| (format!("{t}x{n}x{k} ({name})"), MatmulShape::packed(1, t, n, k, false, true));
+    vec![square(1024), square(2048), vit("vit-b16 qkv", 2304, 768), vit("vit-b16 fc1", 3072, 768), vit("vit-b16 fc2", 768, 3072)]
+}
+
+/// Builds the cases for `kernel` with random-free (constant) data: timing does not depend on values.
+pub fn cases(gpu: &Gpu, kernel: &str) -> Result<Vec<Case>> {
+    let (rows, cols) = (8 * 197, 768);
+    let act_shape = format!("{rows}x{cols}");
+    let n = rows * cols;
+    let fill = |name: &str, len: usize| gpu.upload(name, &vec![0.5f32; len]);
+    let f32b = 4.0;
+    Ok(match kernel {
+        "matmul" => {
+            let mm = Matmul::new(gpu)?;
+            let mut out = Vec::new();
+            for (label, s) in matmul_shapes() {
+                let (na, nb, nc) = s.extents();
+                let (a, b, c) = (fill("a", na)?, fill("b", nb)?, gpu.zeros("c", nc)?);
+                out.push(Case {
+                    kernel: "matmul".into(),
+                    shape: label,
+                    dispatches: vec![mm.fwd(gpu, &c, &a, &b, None, &s)?],
+                    flops: Some(s.flops()),
+                    bytes: None,
+                });
+            }
+            out
+        }
+        "layernorm" => {
+            let ln = LayerNorm::new(gpu)?;
+            let (x, dy, g, b) = (fill("x", n)?, fill("dy", n)?, fill("gamma", cols)?, fill("beta", cols)?);
+            let (y, dx, mean, rstd, dg, db) = (gpu.zeros("y", n)?, gpu.zeros("dx", n)?, gpu.zeros("mean", rows)?, gpu.zeros("rstd", rows)?, gpu.zeros("dg", cols)?, gpu.zeros("db", cols)?);
+            let fwd = ln.fwd(gpu, &y, &mean, &rstd, &x, &g, &b, rows, cols, 1e-5)?;
+            let bwd = ln.bwd(gpu, &dx, &dg, &db, &x, &dy, &mean, &rstd, &g, rows, cols)?;
+            vec![
+                Case { kernel: "layernorm_fwd".into(), shape: act_shape.clone(), dispatches: vec![fwd], flops: None, bytes: Some(2.0 * n as f64 * f32b) },
+                // dx reads x and dy and writes dx; dgamma/dbeta read x and dy again.
+                Case { kernel: "layernorm_bwd".into(), shape: act_shape, dispatches: bwd.to_vec(), flops: None, bytes: Some(5.0 * n as f64 * f32b) },
+            ]
+        }
+        "gelu" => {
+            let ge = Gelu::new(gpu)?;
+            let (x, dout, y, dx) = (fill("x", n)?, fill("dout", n)?, gpu.zeros("y", n)?, gpu.zeros("dx", n)?);
+            vec![
+                Case { kernel: "gelu_fwd".into(), shape: act_shape.clone(), dispatches: vec![ge.fwd(gpu, &y, &x, n, GeluKind::Exact)?], flops: None, bytes: Some(2.0 * n as f64 * f32b) },
+                Case { kernel: "gelu_bwd".into(), shape: act_shape, dispatches: vec![ge.bwd(gpu, &dx, &x, &dout, n, GeluKind::Exact)?], flops: None, bytes: Some(3.0 * n as f64 * f32b) },
+            ]
+        }
+        "softmax" => {
+            let sm = Softmax::new(gpu)?;
+            let (x, dy, y, dx) = (fill("x", n)?, fill("dy", n)?, gpu.zeros("y", n)?, gpu.zeros("dx", n)?);
+            vec![
+                Case { kernel: "softmax_fwd".into(), shape: act_shape.clone(), dispatches: vec![sm.fwd(gpu, &y, &x, rows, cols)?], flops: None, bytes: Some(2.0 * n as f64 * f32b) },
+                Case { kernel: "softmax_bwd".into(), shape: act_shape, dispatches: vec![sm.bwd(gpu, &dx, &y, &dy, rows, cols)?], flops: None, bytes: Some(3.0 * n as f64 * f32b) },
+            ]
+        }
+        "add" => {
+            let ew = Elementwise::new(gpu)?;
+            let (a, b, out) = (fill("a", n)?, fill("b", n)?, gpu.zeros("out", n)?);
+            vec![Case { kernel: "add_fwd".into(), shape: act_shape, dispatches: vec![ew.add_fwd(gpu, &out, &a, &b, n)?], flops: None, bytes: Some(3.0 * n as f64 * f32b) }]
+        }
+        other => {
+            return Err(Error::InvalidSetting { name: "bench kernel", value: other.to_string(), expected: "one of matmul, layernorm, gelu, softmax, add" })
+        }
+    })
+}
+
+/// Times every case of `kernels` (all when empty); `progress` gets one line per case.
+pub fn run_kernels(gpu: &Gpu, kernels: &[String], runs: usize, progress: &mut dyn FnMut(&str)) -> Result<Vec<BenchResult>> {
+    let names: Vec<String> = if kernels.is_empty() { KERNELS.iter().map(|s| s.to_string()).collect() } else { kernels.to_vec() };
+    let timer = Timer::new(gpu);
+    progress(&format!("timing with {}, median of {runs} runs after a warm-up", timer.method()));
+    let mut results = Vec::new();
+    for name in &names {
+        for case in cases(gpu, name)? {
+            let ms = timer.median_ms(gpu, &case.dispatches, runs)?;
+            let secs = ms / 1e3;
+            let r = BenchResult {
+                kernel: case.kernel,
+                shape: case.shape,
+                dtype: "f32".into(),
+                median_ms: ms,
+                gflops: case.flops.map(|f| f / secs / 1e9),
+                gbps: case.bytes.map(|b| b / secs / 1e9),
+            };
+            progress(&row(&r));
+            results.push(r);
+        }
+    }
+    Ok(results)
+}
+
+fn row(r: &BenchResult) -> String {
+    let rate = match (r.gflops, r.gbps) {
+        (Some(g), _) => format!("{g:10.2} GFLOP/s"),
+        (_, Some(b)) => format!("{b:10.2} GB/s"),
+        _ => String::new(),
+    };
+    format!("{:<16} {:<28} {:<5} {:>10.3} ms {rate}", r.kernel, r.shape, r.dtype, r.median_ms)
+}
+
+/// The results as an aligned table.
+pub fn table(results: &[BenchResult]) -> String {
+    let mut s = format!("{:<16} {:<28} {:<5} {:>13} {:>18}\n", "kernel", "shape", "dtype", "median", "rate");
+    for r in results {
+        s += &row(r);
+        s.push('\n');
+    }
+    s
+}

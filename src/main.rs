@@ -26,7 +26,7 @@ enum Command {
     },
     /// Kernel timings: median ms and GFLOP/s or GB/s.
     Bench {
-        /// Kernels to run (matmul, layernorm, gelu, softmax); all when empty.
+        /// Kernels to run (matmul, layernorm, gelu, softmax, add); all when empty.
         kernels: Vec<String>,
         /// Print one JSON array instead of a table.
         #[arg(long)]
@@ -74,14 +74,11 @@ fn info(json: bool) -> Result<()> {
 fn bench(kernels: &[String], json: bool, runs: usize) -> Result<()> {
     let gpu = Gpu::new()?;
     eprintln!("adapter: {}", gpu.describe());
-    let results: Vec<u8> = {
-        let _ = (kernels, runs);
-        vec![]
-    };
+    let results = wgformer::bench::run_kernels(&gpu, kernels, runs, &mut |line| eprintln!("{line}"))?;
     if json {
         println!("{}", serde_json::to_string(&results).unwrap_or_default());
     } else {
-        let _ = results;
+        print!("{}", wgformer::bench::table(&results));
     }
     Ok(())
 }
