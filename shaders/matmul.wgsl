@@ -6,7 +6,9 @@
 // in registers; its TM rows depend only on the workgroup (when WG_M == 1), so every lane of a
 // subgroup reads the same A element: on CPU adapters (lavapipe) that is one load plus a
 // broadcast, on GPUs a cache hit. B is read as 4 consecutive columns per lane.
-// K is walked in steps of 4; out-of-range rows, columns and k read as 0 and are not stored.
+// K is walked in steps of 4, then the K % 4 remainder one at a time.
+// Workgroup x walks row blocks and y column blocks: workgroups that run one after another share
+// a strip of B, which stays in cache (columns-first order ran 2x slower at 2048^3 on lavapipe).
 
 struct MatmulParams {
     m: u32, n: u32, k: u32, batch: u32,
@@ -29,53 +31,60 @@ const TM_MAX: u32 = 16u;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;        // (N)
 @group(0) @binding(4) var<uniform> p: MatmulParams;
 
-// op(A)[m, k] of batch base `ab`, 0 when k is out of range (m is clamped by the caller).
-fn load_a(ab: u32, m: u32, k: u32) -> f32 {
-    let kk = min(k, p.k - 1u);
-    var idx = ab + m * p.lda + kk;
-    if (TRANS_A) { idx = ab + kk * p.lda + m; }
-    return select(0.0, a[idx], k < p.k);
-}
-
-// op(B)[k, n] of batch base `bb`, 0 when k or n is out of range.
-fn load_b(bb: u32, k: u32, n: u32) -> f32 {
-    let kk = min(k, p.k - 1u);
-    let nn = min(n, p.n - 1u);
-    var idx = bb + kk * p.ldb + nn;
-    if (TRANS_B) { idx = bb + nn * p.ldb + kk; }
-    return select(0.0, b[idx], k < p.k && n < p.n);
-}
-
-fn load_b_row(bb: u32, k: u32, n0: u32) -> vec4<f32> {
-    return vec4<f32>(load_b(bb, k, n0), load_b(bb, k, n0 + 1u), load_b(bb, k, n0 + 2u), load_b(bb, k, n0 + 3u));
-}
-
 @compute @workgroup_size(WG_N, WG_M, 1)
 fn matmul_fwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let batch = wg.z;
     // With WG_M == 1 the row block is a function of the workgroup alone (uniform).
     let ly = select(lid.y, 0u, WG_M == 1u);
-    let m0 = (wg.y * WG_M + ly) * TM;
-    let n0 = (wg.x * WG_N + lid.x) * 4u;
+    let m0 = (wg.x * WG_M + ly) * TM;
+    let n0 = (wg.y * WG_N + lid.x) * 4u;
     let ab = batch * p.stride_a;
     let bb = batch * p.stride_b;
     let cb = batch * p.stride_c;
 
+    // Rows and columns are clamped once, here: lanes past the edge compute copies of the last
+    // row or column, which are never stored. So the K loop needs no bounds tests.
+    let n_last = p.n - 1u;
+    let m_last = p.m - 1u;
+    let col_step = select(1u, p.ldb, TRANS_B);    // distance between columns of op(B)
+    let kb_step = select(p.ldb, 1u, TRANS_B);     // distance between rows (k) of op(B)
+    let ka_step = select(1u, p.lda, TRANS_A);     // distance between columns (k) of op(A)
+    let row_step = select(p.lda, 1u, TRANS_A);    // distance between rows (m) of op(A)
+    let c0 = min(n0, n_last) * col_step;
+    let c1 = min(n0 + 1u, n_last) * col_step;
+    let c2 = min(n0 + 2u, n_last) * col_step;
+    let c3 = min(n0 + 3u, n_last) * col_step;
+
     var acc: array<vec4<f32>, TM_MAX>;
     for (var r = 0u; r < TM; r++) { acc[r] = vec4<f32>(0.0); }
 
-    for (var k0 = 0u; k0 < p.k; k0 += 4u) {
-        let b0 = load_b_row(bb, k0, n0);
-        let b1 = load_b_row(bb, k0 + 1u, n0);
-        let b2 = load_b_row(bb, k0 + 2u, n0);
-        let b3 = load_b_row(bb, k0 + 3u, n0);
+    let k_full = p.k & ~3u;
+    for (var k0 = 0u; k0 < k_full; k0 += 4u) {
+        let kb = bb + k0 * kb_step;
+        let kb1 = kb + kb_step;
+        let kb2 = kb1 + kb_step;
+        let kb3 = kb2 + kb_step;
+        let b0 = vec4<f32>(b[kb + c0], b[kb + c1], b[kb + c2], b[kb + c3]);
+        let b1 = vec4<f32>(b[kb1 + c0], b[kb1 + c1], b[kb1 + c2], b[kb1 + c3]);
+        let b2 = vec4<f32>(b[kb2 + c0], b[kb2 + c1], b[kb2 + c2], b[kb2 + c3]);
+        let b3 = vec4<f32>(b[kb3 + c0], b[kb3 + c1], b[kb3 + c2], b[kb3 + c3]);
+        let ka = ab + k0 * ka_step;
         for (var r = 0u; r < TM; r++) {
-            let m = min(m0 + r, p.m - 1u);
-            let a0 = load_a(ab, m, k0);
-            let a1 = load_a(ab, m, k0 + 1u);
-            let a2 = load_a(ab, m, k0 + 2u);
-            let a3 = load_a(ab, m, k0 + 3u);
-            acc[r] = fma(vec4<f32>(a0), b0, fma(vec4<f32>(a1), b1, fma(vec4<f32>(a2), b2, fma(vec4<f32>(a3), b3, acc[r]))));
+            let ia = ka + min(m0 + r, m_last) * row_step;
+            let a0 = a[ia];
+            let a1 = a[ia + ka_step];
+            let a2 = a[ia + 2u * ka_step];
+            let a3 = a[ia + 3u * ka_step];
+            acc[r] = fma(vec4<f32>(a3), b3, fma(vec4<f32>(a2), b2, fma(vec4<f32>(a1), b1, fma(vec4<f32>(a0), b0, acc[r]))));
+        }
+    }
+    // The last K % 4 steps.
+    for (var k = k_full; k < p.k; k++) {
+        let kb = bb + k * kb_step;
+        let bk = vec4<f32>(b[kb + c0], b[kb + c1], b[kb + c2], b[kb + c3]);
+        let ka = ab + k * ka_step;
+        for (var r = 0u; r < TM; r++) {
+            acc[r] = fma(vec4<f32>(a[ka + min(m0 + r, m_last) * row_step]), bk, acc[r]);
         }
     }
 
@@ -93,5 +102,80 @@ fn matmul_fwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
             if (accumulate) { v += c[idx]; }
             c[idx] = v;
         }
+    }
+}
+
+// matmul_fwd_vec4: the same product when N, K, lda, ldb, ldc and the batch strides are all
+// multiples of 4 (every Transformer layer). B and C are read and written as vec4: one load per
+// lane instead of four, which on lavapipe turns four per-lane gathers into one.
+@group(0) @binding(0) var<storage, read_write> c4: array<vec4<f32>>;  // (batch, M, N / 4)
+@group(0) @binding(2) var<storage, read> b4: array<vec4<f32>>;        // (batch, K, N / 4) or (batch, N, K / 4)
+
+@compute @workgroup_size(WG_N, WG_M, 1)
+fn matmul_fwd_vec4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let batch = wg.z;
+    let ly = select(lid.y, 0u, WG_M == 1u);
+    let m0 = (wg.x * WG_M + ly) * TM;
+    // Lanes past the last column block recompute the last one and do not store it.
+    let n0 = min((wg.y * WG_N + lid.x) * 4u, p.n - 4u);
+    let live_n = (wg.y * WG_N + lid.x) * 4u < p.n;
+    let ab = batch * p.stride_a;
+    let bb4 = batch * p.stride_b / 4u;
+    let m_last = p.m - 1u;
+    let ka_step = select(1u, p.lda, TRANS_A);
+    let row_step = select(p.lda, 1u, TRANS_A);
+    let ldb4 = p.ldb / 4u;
+
+    var acc: array<vec4<f32>, TM_MAX>;
+    for (var r = 0u; r < TM; r++) { acc[r] = vec4<f32>(0.0); }
+
+    for (var k0 = 0u; k0 < p.k; k0 += 4u) {
+        var b0: vec4<f32>;
+        var b1: vec4<f32>;
+        var b2: vec4<f32>;
+        var b3: vec4<f32>;
+        if (TRANS_B) {
+            // Four columns of op(B), each 4 consecutive k: transpose in registers.
+            let i = bb4 + n0 * ldb4 + k0 / 4u;
+            let v0 = b4[i];
+            let v1 = b4[i + ldb4];
+            let v2 = b4[i + 2u * ldb4];
+            let v3 = b4[i + 3u * ldb4];
+            b0 = vec4<f32>(v0.x, v1.x, v2.x, v3.x);
+            b1 = vec4<f32>(v0.y, v1.y, v2.y, v3.y);
+            b2 = vec4<f32>(v0.z, v1.z, v2.z, v3.z);
+            b3 = vec4<f32>(v0.w, v1.w, v2.w, v3.w);
+        } else {
+            let i = bb4 + k0 * ldb4 + n0 / 4u;
+            b0 = b4[i];
+            b1 = b4[i + ldb4];
+            b2 = b4[i + 2u * ldb4];
+            b3 = b4[i + 3u * ldb4];
+        }
+        let ka = ab + k0 * ka_step;
+        for (var r = 0u; r < TM; r++) {
+            let ia = ka + min(m0 + r, m_last) * row_step;
+            let a0 = a[ia];
+            let a1 = a[ia + ka_step];
+            let a2 = a[ia + 2u * ka_step];
+            let a3 = a[ia + 3u * ka_step];
+            acc[r] = fma(vec4<f32>(a3), b3, fma(vec4<f32>(a2), b2, fma(vec4<f32>(a1), b1, fma(vec4<f32>(a0), b0, acc[r]))));
+        }
+    }
+
+    if (!live_n) { return; }
+    let use_bias = (p.flags & 1u) != 0u;
+    let accumulate = (p.flags & 2u) != 0u;
+    var bias_v = vec4<f32>(0.0);
+    if (use_bias) { bias_v = vec4<f32>(bias[n0], bias[n0 + 1u], bias[n0 + 2u], bias[n0 + 3u]); }
+    let cb4 = batch * p.stride_c / 4u;
+    let ldc4 = p.ldc / 4u;
+    for (var r = 0u; r < TM; r++) {
+        let m = m0 + r;
+        if (m >= p.m) { break; }
+        let idx = cb4 + m * ldc4 + n0 / 4u;
+        var v = acc[r] + bias_v;
+        if (accumulate) { v += c4[idx]; }
+        c4[idx] = v;
     }
 }

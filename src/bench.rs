@@ -49,7 +49,11 @@ impl Timer {
 
     /// "gpu timestamps" or "wall clock".
     pub fn method(&self) -> &'static str {
-        if self.timestamps.is_some() { "gpu timestamps" } else { "wall clock" }
+        if self.timestamps.is_some() {
+            "gpu timestamps"
+        } else {
+            "wall clock"
+        }
     }
 
     /// Milliseconds of one run of `dispatches`.
@@ -61,7 +65,8 @@ impl Timer {
                 beginning_of_pass_write_index: Some(0),
                 end_of_pass_write_index: Some(1),
             });
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("bench"), timestamp_writes });
+            let mut pass =
+                enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("bench"), timestamp_writes });
             for d in dispatches {
                 d.record(&mut pass);
             }
@@ -107,7 +112,13 @@ pub fn matmul_shapes() -> Vec<(String, MatmulShape)> {
     let t = 8 * 197;
     let square = |n| (format!("{n}x{n}x{n}"), MatmulShape::packed(1, n, n, n, false, false));
     let vit = |name: &str, n, k| (format!("{t}x{n}x{k} ({name})"), MatmulShape::packed(1, t, n, k, false, true));
-    vec![square(1024), square(2048), vit("vit-b16 qkv", 2304, 768), vit("vit-b16 fc1", 3072, 768), vit("vit-b16 fc2", 768, 3072)]
+    vec![
+        square(1024),
+        square(2048),
+        vit("vit-b16 qkv", 2304, 768),
+        vit("vit-b16 fc1", 3072, 768),
+        vit("vit-b16 fc2", 768, 3072),
+    ]
 }
 
 /// Builds the cases for `kernel` with random-free (constant) data: timing does not depend on values.
@@ -137,45 +148,104 @@ pub fn cases(gpu: &Gpu, kernel: &str) -> Result<Vec<Case>> {
         "layernorm" => {
             let ln = LayerNorm::new(gpu)?;
             let (x, dy, g, b) = (fill("x", n)?, fill("dy", n)?, fill("gamma", cols)?, fill("beta", cols)?);
-            let (y, dx, mean, rstd, dg, db) = (gpu.zeros("y", n)?, gpu.zeros("dx", n)?, gpu.zeros("mean", rows)?, gpu.zeros("rstd", rows)?, gpu.zeros("dg", cols)?, gpu.zeros("db", cols)?);
+            let (y, dx, mean, rstd, dg, db) = (
+                gpu.zeros("y", n)?,
+                gpu.zeros("dx", n)?,
+                gpu.zeros("mean", rows)?,
+                gpu.zeros("rstd", rows)?,
+                gpu.zeros("dg", cols)?,
+                gpu.zeros("db", cols)?,
+            );
             let fwd = ln.fwd(gpu, &y, &mean, &rstd, &x, &g, &b, rows, cols, 1e-5)?;
             let bwd = ln.bwd(gpu, &dx, &dg, &db, &x, &dy, &mean, &rstd, &g, rows, cols)?;
             vec![
-                Case { kernel: "layernorm_fwd".into(), shape: act_shape.clone(), dispatches: vec![fwd], flops: None, bytes: Some(2.0 * n as f64 * f32b) },
+                Case {
+                    kernel: "layernorm_fwd".into(),
+                    shape: act_shape.clone(),
+                    dispatches: vec![fwd],
+                    flops: None,
+                    bytes: Some(2.0 * n as f64 * f32b),
+                },
                 // dx reads x and dy and writes dx; dgamma/dbeta read x and dy again.
-                Case { kernel: "layernorm_bwd".into(), shape: act_shape, dispatches: bwd.to_vec(), flops: None, bytes: Some(5.0 * n as f64 * f32b) },
+                Case {
+                    kernel: "layernorm_bwd".into(),
+                    shape: act_shape,
+                    dispatches: bwd.to_vec(),
+                    flops: None,
+                    bytes: Some(5.0 * n as f64 * f32b),
+                },
             ]
         }
         "gelu" => {
             let ge = Gelu::new(gpu)?;
             let (x, dout, y, dx) = (fill("x", n)?, fill("dout", n)?, gpu.zeros("y", n)?, gpu.zeros("dx", n)?);
             vec![
-                Case { kernel: "gelu_fwd".into(), shape: act_shape.clone(), dispatches: vec![ge.fwd(gpu, &y, &x, n, GeluKind::Exact)?], flops: None, bytes: Some(2.0 * n as f64 * f32b) },
-                Case { kernel: "gelu_bwd".into(), shape: act_shape, dispatches: vec![ge.bwd(gpu, &dx, &x, &dout, n, GeluKind::Exact)?], flops: None, bytes: Some(3.0 * n as f64 * f32b) },
+                Case {
+                    kernel: "gelu_fwd".into(),
+                    shape: act_shape.clone(),
+                    dispatches: vec![ge.fwd(gpu, &y, &x, n, GeluKind::Exact)?],
+                    flops: None,
+                    bytes: Some(2.0 * n as f64 * f32b),
+                },
+                Case {
+                    kernel: "gelu_bwd".into(),
+                    shape: act_shape,
+                    dispatches: vec![ge.bwd(gpu, &dx, &x, &dout, n, GeluKind::Exact)?],
+                    flops: None,
+                    bytes: Some(3.0 * n as f64 * f32b),
+                },
             ]
         }
         "softmax" => {
             let sm = Softmax::new(gpu)?;
             let (x, dy, y, dx) = (fill("x", n)?, fill("dy", n)?, gpu.zeros("y", n)?, gpu.zeros("dx", n)?);
             vec![
-                Case { kernel: "softmax_fwd".into(), shape: act_shape.clone(), dispatches: vec![sm.fwd(gpu, &y, &x, rows, cols)?], flops: None, bytes: Some(2.0 * n as f64 * f32b) },
-                Case { kernel: "softmax_bwd".into(), shape: act_shape, dispatches: vec![sm.bwd(gpu, &dx, &y, &dy, rows, cols)?], flops: None, bytes: Some(3.0 * n as f64 * f32b) },
+                Case {
+                    kernel: "softmax_fwd".into(),
+                    shape: act_shape.clone(),
+                    dispatches: vec![sm.fwd(gpu, &y, &x, rows, cols)?],
+                    flops: None,
+                    bytes: Some(2.0 * n as f64 * f32b),
+                },
+                Case {
+                    kernel: "softmax_bwd".into(),
+                    shape: act_shape,
+                    dispatches: vec![sm.bwd(gpu, &dx, &y, &dy, rows, cols)?],
+                    flops: None,
+                    bytes: Some(3.0 * n as f64 * f32b),
+                },
             ]
         }
         "add" => {
             let ew = Elementwise::new(gpu)?;
             let (a, b, out) = (fill("a", n)?, fill("b", n)?, gpu.zeros("out", n)?);
-            vec![Case { kernel: "add_fwd".into(), shape: act_shape, dispatches: vec![ew.add_fwd(gpu, &out, &a, &b, n)?], flops: None, bytes: Some(3.0 * n as f64 * f32b) }]
+            vec![Case {
+                kernel: "add_fwd".into(),
+                shape: act_shape,
+                dispatches: vec![ew.add_fwd(gpu, &out, &a, &b, n)?],
+                flops: None,
+                bytes: Some(3.0 * n as f64 * f32b),
+            }]
         }
         other => {
-            return Err(Error::InvalidSetting { name: "bench kernel", value: other.to_string(), expected: "one of matmul, layernorm, gelu, softmax, add" })
+            return Err(Error::InvalidSetting {
+                name: "bench kernel",
+                value: other.to_string(),
+                expected: "one of matmul, layernorm, gelu, softmax, add",
+            })
         }
     })
 }
 
 /// Times every case of `kernels` (all when empty); `progress` gets one line per case.
-pub fn run_kernels(gpu: &Gpu, kernels: &[String], runs: usize, progress: &mut dyn FnMut(&str)) -> Result<Vec<BenchResult>> {
-    let names: Vec<String> = if kernels.is_empty() { KERNELS.iter().map(|s| s.to_string()).collect() } else { kernels.to_vec() };
+pub fn run_kernels(
+    gpu: &Gpu,
+    kernels: &[String],
+    runs: usize,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Vec<BenchResult>> {
+    let names: Vec<String> =
+        if kernels.is_empty() { KERNELS.iter().map(|s| s.to_string()).collect() } else { kernels.to_vec() };
     let timer = Timer::new(gpu);
     progress(&format!("timing with {}, median of {runs} runs after a warm-up", timer.method()));
     let mut results = Vec::new();

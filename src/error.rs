@@ -10,22 +10,13 @@ pub enum Error {
     NoAdapter(String),
     /// An environment variable or option holds a value wgformer does not understand.
     #[error("invalid value {value:?} for {name}: expected {expected}")]
-    InvalidSetting {
-        name: &'static str,
-        value: String,
-        expected: &'static str,
-    },
+    InvalidSetting { name: &'static str, value: String, expected: &'static str },
     /// The adapter refused to create a device.
     #[error("could not open the GPU device: {0}")]
     RequestDevice(String),
     /// A tensor would not fit a buffer or binding on this adapter.
     #[error("tensor {name} needs {bytes} bytes, over this adapter's {limit} of {max} bytes")]
-    TooLarge {
-        name: String,
-        bytes: u64,
-        limit: &'static str,
-        max: u64,
-    },
+    TooLarge { name: String, bytes: u64, limit: &'static str, max: u64 },
     /// Shapes or sizes that do not fit together.
     #[error("{op}: {msg}")]
     Shape { op: &'static str, msg: String },
@@ -43,10 +34,7 @@ pub enum Error {
     Readback(String),
     /// File system errors, with the path involved.
     #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
 }
 
 /// `Result` with wgformer's [`Error`].
@@ -55,17 +43,11 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl Error {
     /// Wraps any displayable GPU-side failure with where it happened.
     pub(crate) fn gpu(context: impl Into<String>, message: impl fmt::Display) -> Self {
-        Error::Gpu {
-            context: context.into(),
-            message: message.to_string(),
-        }
+        Error::Gpu { context: context.into(), message: message.to_string() }
     }
 
     /// A shape error for `op`.
     pub(crate) fn shape(op: &'static str, msg: impl Into<String>) -> Self {
-        Error::Shape {
-            op,
-            msg: msg.into(),
-        }
+        Error::Shape { op, msg: msg.into() }
     }
 }

@@ -22,9 +22,7 @@ impl GpuOptions {
             Ok(v) if !v.trim().is_empty() => Some(parse_backend(&v)?),
             _ => None,
         };
-        let adapter = std::env::var("WGFORMER_ADAPTER")
-            .ok()
-            .filter(|s| !s.trim().is_empty());
+        let adapter = std::env::var("WGFORMER_ADAPTER").ok().filter(|s| !s.trim().is_empty());
         Ok(GpuOptions { backend, adapter })
     }
 }
@@ -111,11 +109,7 @@ impl Gpu {
         let wanted = opts.adapter.as_ref().map(|s| s.to_ascii_lowercase());
         let adapter = adapters
             .into_iter()
-            .filter(|a| {
-                wanted
-                    .as_ref()
-                    .is_none_or(|w| a.get_info().name.to_ascii_lowercase().contains(w))
-            })
+            .filter(|a| wanted.as_ref().is_none_or(|w| a.get_info().name.to_ascii_lowercase().contains(w)))
             .max_by_key(|a| preference(&a.get_info()))
             .ok_or_else(|| {
                 let mut why = String::new();
@@ -145,9 +139,8 @@ impl Gpu {
             required_limits: adapter.limits(),
             ..Default::default()
         };
-        let (device, queue) = pollster::block_on(adapter.request_device(&desc)).map_err(|e| {
-            Error::RequestDevice(format!("{} ({:?}): {e}", info.name, info.backend))
-        })?;
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc))
+            .map_err(|e| Error::RequestDevice(format!("{} ({:?}): {e}", info.name, info.backend)))?;
         Ok(Self::from_device(device, queue, info))
     }
 
@@ -163,13 +156,7 @@ impl Gpu {
             subgroup_size: (info.subgroup_min_size, info.subgroup_max_size),
         };
         let limits = device.limits();
-        Gpu {
-            device,
-            queue,
-            info,
-            limits,
-            caps,
-        }
+        Gpu { device, queue, info, limits, caps }
     }
 
     /// True for software adapters (lavapipe, llvmpipe, WARP, SwiftShader): they want
@@ -182,19 +169,12 @@ impl Gpu {
     /// Mesa's llvmpipe (lavapipe on Vulkan, and GL) ends an invocation's loops after 65535
     /// iterations summed over every loop, silently. Kernels refuse shapes that would pass it.
     pub fn loop_budget(&self) -> Option<u64> {
-        self.info
-            .name
-            .to_ascii_lowercase()
-            .contains("llvmpipe")
-            .then_some(65_535)
+        self.info.name.to_ascii_lowercase().contains("llvmpipe").then_some(65_535)
     }
 
     /// A short description: "name (backend, device type)".
     pub fn describe(&self) -> String {
-        format!(
-            "{} ({:?}, {:?})",
-            self.info.name, self.info.backend, self.info.device_type
-        )
+        format!("{} ({:?}, {:?})", self.info.name, self.info.backend, self.info.device_type)
     }
 
     /// Checks that `bytes` fit one storage binding and one buffer on this adapter.
@@ -226,9 +206,7 @@ impl Gpu {
         Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(name),
             size,
-            usage: wgpu::BufferUsages::STORAGE
-                | wgpu::BufferUsages::COPY_SRC
-                | wgpu::BufferUsages::COPY_DST,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         }))
     }
@@ -236,18 +214,13 @@ impl Gpu {
     /// A zero-filled f32 tensor of `len` elements.
     pub fn zeros(&self, name: &str, len: usize) -> Result<Tensor> {
         let buffer = self.storage_buffer(name, len as u64 * 4)?;
-        Ok(Tensor {
-            buffer,
-            len,
-            dtype: DType::F32,
-        })
+        Ok(Tensor { buffer, len, dtype: DType::F32 })
     }
 
     /// An f32 tensor holding `data`.
     pub fn upload(&self, name: &str, data: &[f32]) -> Result<Tensor> {
         let t = self.zeros(name, data.len())?;
-        self.queue
-            .write_buffer(&t.buffer, 0, bytemuck::cast_slice(data));
+        self.queue.write_buffer(&t.buffer, 0, bytemuck::cast_slice(data));
         Ok(t)
     }
 
@@ -256,37 +229,24 @@ impl Gpu {
         if t.dtype != DType::F32 || data.len() != t.len {
             return Err(Error::shape(
                 "write",
-                format!(
-                    "{} f32 values into a {:?} tensor of {}",
-                    data.len(),
-                    t.dtype,
-                    t.len
-                ),
+                format!("{} f32 values into a {:?} tensor of {}", data.len(), t.dtype, t.len),
             ));
         }
-        self.queue
-            .write_buffer(&t.buffer, 0, bytemuck::cast_slice(data));
+        self.queue.write_buffer(&t.buffer, 0, bytemuck::cast_slice(data));
         Ok(())
     }
 
     /// An f16 tensor holding `data` rounded to half precision (needs SHADER_F16 to be used by kernels).
     pub fn upload_f16(&self, name: &str, data: &[f32]) -> Result<Tensor> {
         if !self.caps.f16 {
-            return Err(Error::Unsupported {
-                what: "f16 storage (SHADER_F16)",
-                adapter: self.describe(),
-            });
+            return Err(Error::Unsupported { what: "f16 storage (SHADER_F16)", adapter: self.describe() });
         }
         let halves: Vec<half::f16> = data.iter().map(|&x| half::f16::from_f32(x)).collect();
         let mut bytes: Vec<u8> = bytemuck::cast_slice(&halves).to_vec();
         bytes.resize(bytes.len().next_multiple_of(4), 0);
         let buffer = self.storage_buffer(name, bytes.len() as u64)?;
         self.queue.write_buffer(&buffer, 0, &bytes);
-        Ok(Tensor {
-            buffer,
-            len: data.len(),
-            dtype: DType::F16,
-        })
+        Ok(Tensor { buffer, len: data.len(), dtype: DType::F16 })
     }
 
     /// Reads a tensor back as f32 (f16 tensors are widened).
@@ -294,10 +254,9 @@ impl Gpu {
         let bytes = self.read_bytes(&t.buffer, t.byte_len())?;
         Ok(match t.dtype {
             DType::F32 => bytemuck::pod_collect_to_vec::<u8, f32>(&bytes),
-            DType::F16 => bytemuck::pod_collect_to_vec::<u8, half::f16>(&bytes[..t.len * 2])
-                .into_iter()
-                .map(f32::from)
-                .collect(),
+            DType::F16 => {
+                bytemuck::pod_collect_to_vec::<u8, half::f16>(&bytes[..t.len * 2]).into_iter().map(f32::from).collect()
+            }
         })
     }
 
@@ -318,12 +277,8 @@ impl Gpu {
             let _ = tx.send(r);
         });
         self.wait()?;
-        rx.recv()
-            .map_err(|e| Error::Readback(e.to_string()))?
-            .map_err(|e| Error::Readback(e.to_string()))?;
-        let view = staging
-            .get_mapped_range(..)
-            .map_err(|e| Error::Readback(e.to_string()))?;
+        rx.recv().map_err(|e| Error::Readback(e.to_string()))?.map_err(|e| Error::Readback(e.to_string()))?;
+        let view = staging.get_mapped_range(..).map_err(|e| Error::Readback(e.to_string()))?;
         let out = view[..bytes as usize].to_vec();
         drop(view);
         staging.unmap();
@@ -332,20 +287,16 @@ impl Gpu {
 
     /// Blocks until all submitted work has finished.
     pub fn wait(&self) -> Result<()> {
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map(|_| ())
-            .map_err(|e| Error::gpu("device poll", e))
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map(|_| ()).map_err(|e| Error::gpu("device poll", e))
     }
 
     /// A uniform buffer holding one params struct.
     pub fn uniform<T: bytemuck::Pod>(&self, label: &str, value: &T) -> wgpu::Buffer {
-        self.device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents: bytemuck::bytes_of(value),
-                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            })
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytemuck::bytes_of(value),
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        })
     }
 
     /// Runs `f` inside validation and out-of-memory error scopes; any error becomes `Err`.
@@ -365,11 +316,30 @@ impl Gpu {
     pub fn shader(&self, file: &str, source: &str) -> Result<wgpu::ShaderModule> {
         crate::shaders::validate(file, source)?;
         self.scoped(file, || {
-            self.device
-                .create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(file),
-                    source: wgpu::ShaderSource::Wgsl(Cow::Borrowed(source)),
-                })
+            self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(file),
+                source: wgpu::ShaderSource::Wgsl(Cow::Borrowed(source)),
+            })
+        })
+    }
+
+    /// Like [`Gpu::shader`], but without the runtime bounds checks wgpu adds to every buffer
+    /// access (10-40% of a matmul's time on lavapipe). Only for kernels whose indices are
+    /// clamped in the shader and whose buffer sizes the host checks before every dispatch.
+    /// `WGFORMER_BOUNDS_CHECKS=1` keeps the checks (to rule them out when debugging).
+    pub(crate) fn shader_unchecked(&self, file: &str, source: &str) -> Result<wgpu::ShaderModule> {
+        if std::env::var("WGFORMER_BOUNDS_CHECKS").is_ok_and(|v| v == "1") {
+            return self.shader(file, source);
+        }
+        crate::shaders::validate(file, source)?;
+        self.scoped(file, || {
+            let desc = wgpu::ShaderModuleDescriptor {
+                label: Some(file),
+                source: wgpu::ShaderSource::Wgsl(Cow::Borrowed(source)),
+            };
+            // SAFETY: every index in these shaders is clamped to the extents that the host
+            // checks against the bound buffers' lengths (kernels::check_len) before dispatch.
+            unsafe { self.device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked()) }
         })
     }
 
@@ -381,18 +351,14 @@ impl Gpu {
         constants: &[(&str, f64)],
     ) -> Result<wgpu::ComputePipeline> {
         self.scoped(entry, || {
-            self.device
-                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some(entry),
-                    layout: None,
-                    module,
-                    entry_point: Some(entry),
-                    compilation_options: wgpu::PipelineCompilationOptions {
-                        constants,
-                        ..Default::default()
-                    },
-                    cache: None,
-                })
+            self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: None,
+                module,
+                entry_point: Some(entry),
+                compilation_options: wgpu::PipelineCompilationOptions { constants, ..Default::default() },
+                cache: None,
+            })
         })
     }
 }

@@ -39,39 +39,15 @@ fn summary(info: &wgpu::AdapterInfo) -> AdapterSummary {
 pub fn report(adapters: &[wgpu::AdapterInfo], gpu: &Gpu) -> InfoReport {
     let l = &gpu.limits;
     let limits = [
-        (
-            "max_storage_buffer_binding_size",
-            l.max_storage_buffer_binding_size as u64,
-        ),
+        ("max_storage_buffer_binding_size", l.max_storage_buffer_binding_size as u64),
         ("max_buffer_size", l.max_buffer_size),
-        (
-            "max_storage_buffers_per_shader_stage",
-            l.max_storage_buffers_per_shader_stage as u64,
-        ),
-        (
-            "max_compute_workgroup_storage_size",
-            l.max_compute_workgroup_storage_size as u64,
-        ),
-        (
-            "max_compute_invocations_per_workgroup",
-            l.max_compute_invocations_per_workgroup as u64,
-        ),
-        (
-            "max_compute_workgroup_size_x",
-            l.max_compute_workgroup_size_x as u64,
-        ),
-        (
-            "max_compute_workgroup_size_y",
-            l.max_compute_workgroup_size_y as u64,
-        ),
-        (
-            "max_compute_workgroups_per_dimension",
-            l.max_compute_workgroups_per_dimension as u64,
-        ),
-        (
-            "min_storage_buffer_offset_alignment",
-            l.min_storage_buffer_offset_alignment as u64,
-        ),
+        ("max_storage_buffers_per_shader_stage", l.max_storage_buffers_per_shader_stage as u64),
+        ("max_compute_workgroup_storage_size", l.max_compute_workgroup_storage_size as u64),
+        ("max_compute_invocations_per_workgroup", l.max_compute_invocations_per_workgroup as u64),
+        ("max_compute_workgroup_size_x", l.max_compute_workgroup_size_x as u64),
+        ("max_compute_workgroup_size_y", l.max_compute_workgroup_size_y as u64),
+        ("max_compute_workgroups_per_dimension", l.max_compute_workgroups_per_dimension as u64),
+        ("min_storage_buffer_offset_alignment", l.min_storage_buffer_offset_alignment as u64),
     ];
     InfoReport {
         adapters: adapters.iter().map(summary).collect(),
@@ -88,10 +64,7 @@ pub fn report(adapters: &[wgpu::AdapterInfo], gpu: &Gpu) -> InfoReport {
 pub fn report_text(r: &InfoReport) -> String {
     let mut s = String::from("adapters:\n");
     for a in &r.adapters {
-        s += &format!(
-            "  {} ({}, {}) driver: {} {}\n",
-            a.name, a.backend, a.device_type, a.driver, a.driver_info
-        );
+        s += &format!("  {} ({}, {}) driver: {} {}\n", a.name, a.backend, a.device_type, a.driver, a.driver_info);
     }
     let c = &r.chosen;
     s += &format!("chosen: {} ({}, {})\n", c.name, c.backend, c.device_type);

@@ -6,11 +6,7 @@ use std::process::ExitCode;
 use wgformer::{Gpu, Result};
 
 #[derive(Parser)]
-#[command(
-    name = "wgformer",
-    version,
-    about = "Train and run Transformers on any GPU with WGSL kernels"
-)]
+#[command(name = "wgformer", version, about = "Train and run Transformers on any GPU with WGSL kernels")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -41,11 +37,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info { json } => info(json),
-        Command::Bench {
-            kernels,
-            json,
-            runs,
-        } => bench(&kernels, json, runs),
+        Command::Bench { kernels, json, runs } => bench(&kernels, json, runs),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -61,10 +53,7 @@ fn info(json: bool) -> Result<()> {
     let gpu = Gpu::new()?;
     let report = wgformer::info::report(&adapters, &gpu);
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).unwrap_or_default()
-        );
+        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
     } else {
         print!("{}", wgformer::info::report_text(&report));
     }

@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 /// (file name, source) of every kernel family.
 pub const ALL: &[(&str, &str)] = &[
     ("matmul.wgsl", MATMUL),
+    ("matmul_sg.wgsl", MATMUL_SG),
     ("layernorm.wgsl", LAYERNORM),
     ("gelu.wgsl", GELU),
     ("softmax.wgsl", SOFTMAX),
@@ -15,6 +16,7 @@ pub const ALL: &[(&str, &str)] = &[
 ];
 
 pub const MATMUL: &str = include_str!("../shaders/matmul.wgsl");
+pub const MATMUL_SG: &str = include_str!("../shaders/matmul_sg.wgsl");
 pub const LAYERNORM: &str = include_str!("../shaders/layernorm.wgsl");
 pub const GELU: &str = include_str!("../shaders/gelu.wgsl");
 pub const SOFTMAX: &str = include_str!("../shaders/softmax.wgsl");
@@ -23,17 +25,12 @@ pub const REDUCE: &str = include_str!("../shaders/reduce.wgsl");
 
 /// Parses and validates `source` with naga; errors carry the file name and naga's report.
 pub fn validate(file: &str, source: &str) -> Result<()> {
-    let module = naga::front::wgsl::parse_str(source).map_err(|e| Error::Shader {
-        file: file.to_string(),
-        message: e.emit_to_string_with_path(source, file),
-    })?;
-    let mut validator = naga::valid::Validator::new(
-        naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::all(),
-    );
-    validator.validate(&module).map_err(|e| Error::Shader {
-        file: file.to_string(),
-        message: e.emit_to_string_with_path(source, file),
-    })?;
+    let module = naga::front::wgsl::parse_str(source)
+        .map_err(|e| Error::Shader { file: file.to_string(), message: e.emit_to_string_with_path(source, file) })?;
+    let mut validator =
+        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all());
+    validator
+        .validate(&module)
+        .map_err(|e| Error::Shader { file: file.to_string(), message: e.emit_to_string_with_path(source, file) })?;
     Ok(())
 }

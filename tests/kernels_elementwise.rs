@@ -28,20 +28,8 @@ fn gelu_matches_reference() {
                 let f = g.fwd(gpu, &gy, &gx, n, kind).unwrap();
                 let b = g.bwd(gpu, &gdx, &gx, &gdout, n, kind).unwrap();
                 kernels::run(gpu, &[&f, &b]).unwrap();
-                assert_close(
-                    &format!("gelu {kind:?} n={n}"),
-                    &gpu.read(&gy).unwrap(),
-                    &y,
-                    1e-5,
-                    1e-5,
-                );
-                assert_close(
-                    &format!("gelu' {kind:?} n={n}"),
-                    &gpu.read(&gdx).unwrap(),
-                    &dx,
-                    1e-5,
-                    1e-5,
-                );
+                assert_close(&format!("gelu {kind:?} n={n}"), &gpu.read(&gy).unwrap(), &y, 1e-5, 1e-5);
+                assert_close(&format!("gelu' {kind:?} n={n}"), &gpu.read(&gdx).unwrap(), &dx, 1e-5, 1e-5);
             }
         }
     });
@@ -54,9 +42,7 @@ fn exact_gelu_error_is_within_its_stated_bound() {
     for_each_gpu(|gpu| {
         let g = Gelu::new(gpu).unwrap();
         let n = 200_001;
-        let x: Vec<f32> = (0..n)
-            .map(|i| -10.0 + 20.0 * i as f32 / (n - 1) as f32)
-            .collect();
+        let x: Vec<f32> = (0..n).map(|i| -10.0 + 20.0 * i as f32 / (n - 1) as f32).collect();
         let (gx, gy) = (gpu.upload("x", &x).unwrap(), gpu.zeros("y", n).unwrap());
         kernels::run(gpu, &[&g.fwd(gpu, &gy, &gx, n, GeluKind::Exact).unwrap()]).unwrap();
         let got = gpu.read(&gy).unwrap();
@@ -80,16 +66,11 @@ fn add_mul_scale_match_reference() {
         let e = Elementwise::new(gpu).unwrap();
         for &n in &SIZES[..3] {
             let mut rng = Rng::new(n as u64 + 1);
-            let (a, b, dout) = (
-                rng.vec_f32(n, 2.0),
-                rng.vec_f32(n, 2.0),
-                rng.vec_f32(n, 1.0),
-            );
+            let (a, b, dout) = (rng.vec_f32(n, 2.0), rng.vec_f32(n, 2.0), rng.vec_f32(n, 1.0));
             let up = |name, v: &[f32]| gpu.upload(name, v).unwrap();
             let (ga, gb, gdout) = (up("a", &a), up("b", &b), up("dout", &dout));
             let z = |name| gpu.zeros(name, n).unwrap();
-            let (gsum, gprod, gda, gdb, gscaled) =
-                (z("sum"), z("prod"), z("da"), z("db"), z("scaled"));
+            let (gsum, gprod, gda, gdb, gscaled) = (z("sum"), z("prod"), z("da"), z("db"), z("scaled"));
             let ds = [
                 e.add_fwd(gpu, &gsum, &ga, &gb, n).unwrap(),
                 e.mul_fwd(gpu, &gprod, &ga, &gb, n).unwrap(),
@@ -116,45 +97,20 @@ fn add_mul_scale_match_reference() {
 fn column_sum_matches_reference() {
     for_each_gpu(|gpu| {
         let r = Reduce::new(gpu).unwrap();
-        for (rows, cols) in [
-            (1, 1),
-            (7, 1),
-            (1, 7),
-            (333, 65),
-            (70_000, 3),
-            (8 * 197, 768),
-        ] {
+        for (rows, cols) in [(1, 1), (7, 1), (1, 7), (333, 65), (70_000, 3), (8 * 197, 768)] {
             let mut rng = Rng::new((rows * cols) as u64);
             let (x, dout) = (rng.vec_f32(rows * cols, 1.0), rng.vec_f32(cols, 1.0));
             let (mut sum, mut dx) = (vec![0.0f32; cols], vec![0.0f32; rows * cols]);
             reduce_ref::reduce_cols_forward(&mut sum, &x, rows, cols);
             reduce_ref::reduce_cols_backward(&mut dx, &dout, rows, cols);
-            let (gx, gdout) = (
-                gpu.upload("x", &x).unwrap(),
-                gpu.upload("dout", &dout).unwrap(),
-            );
-            let (gsum, gdx) = (
-                gpu.zeros("sum", cols).unwrap(),
-                gpu.zeros("dx", rows * cols).unwrap(),
-            );
+            let (gx, gdout) = (gpu.upload("x", &x).unwrap(), gpu.upload("dout", &dout).unwrap());
+            let (gsum, gdx) = (gpu.zeros("sum", cols).unwrap(), gpu.zeros("dx", rows * cols).unwrap());
             let f = r.fwd(gpu, &gsum, &gx, rows, cols).unwrap();
             let b = r.bwd(gpu, &gdx, &gdout, rows, cols).unwrap();
             kernels::run(gpu, &[&f, &b]).unwrap();
             let t = 1e-5 * (rows as f64).sqrt().max(1.0);
-            assert_close(
-                &format!("reduce_cols {rows}x{cols}"),
-                &gpu.read(&gsum).unwrap(),
-                &sum,
-                t,
-                1e-4,
-            );
-            assert_close(
-                &format!("reduce_cols_bwd {rows}x{cols}"),
-                &gpu.read(&gdx).unwrap(),
-                &dx,
-                0.0,
-                0.0,
-            );
+            assert_close(&format!("reduce_cols {rows}x{cols}"), &gpu.read(&gsum).unwrap(), &sum, t, 1e-4);
+            assert_close(&format!("reduce_cols_bwd {rows}x{cols}"), &gpu.read(&gdx).unwrap(), &dx, 0.0, 0.0);
         }
     });
 }

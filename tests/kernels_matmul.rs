@@ -5,6 +5,7 @@
 
 mod common;
 use common::{assert_close, for_each_gpu, Rng};
+use wgformer::kernels::matmul::{MatmulTiles, MatmulVariant};
 use wgformer::kernels::{self, Matmul, MatmulShape};
 use wgformer::reference::matmul::matmul_forward;
 use wgformer::Gpu;
@@ -13,16 +14,21 @@ fn tol(k: usize) -> f64 {
     2e-6 * (k as f64).sqrt().max(1.0)
 }
 
+/// One Matmul per variant the adapter supports (the fallbacks run on every adapter too).
+fn every_variant(gpu: &Gpu) -> Vec<Matmul> {
+    let tiles = MatmulTiles::for_adapter(gpu);
+    [MatmulVariant::General, MatmulVariant::Vec4, MatmulVariant::Subgroup]
+        .into_iter()
+        .map(|cap| Matmul::build(gpu, tiles, cap).unwrap())
+        .collect()
+}
+
 /// Runs `shape` on the GPU with random operands and compares with the reference.
 fn check(gpu: &Gpu, mm: &Matmul, shape: &MatmulShape, seed: u64) {
     let (na, nb, nc) = shape.extents();
     let mut rng = Rng::new(seed);
-    let (a, b, bias, c0) = (
-        rng.vec_f32(na, 1.0),
-        rng.vec_f32(nb, 1.0),
-        rng.vec_f32(shape.n, 1.0),
-        rng.vec_f32(nc, 1.0),
-    );
+    let (a, b, bias, c0) =
+        (rng.vec_f32(na, 1.0), rng.vec_f32(nb, 1.0), rng.vec_f32(shape.n, 1.0), rng.vec_f32(nc, 1.0));
     let mut want = c0.clone();
     matmul_forward(&mut want, &a, &b, shape.bias.then_some(&bias[..]), shape);
     let (ga, gb, gbias, gc) = (
@@ -31,19 +37,18 @@ fn check(gpu: &Gpu, mm: &Matmul, shape: &MatmulShape, seed: u64) {
         gpu.upload("bias", &bias).unwrap(),
         gpu.upload("c", &c0).unwrap(),
     );
-    let d = mm
-        .fwd(gpu, &gc, &ga, &gb, shape.bias.then_some(&gbias), shape)
-        .unwrap();
+    let d = mm.fwd(gpu, &gc, &ga, &gb, shape.bias.then_some(&gbias), shape).unwrap();
     kernels::run(gpu, &[&d]).unwrap();
     let got = gpu.read(&gc).unwrap();
-    let name = format!("matmul {shape:?}");
+    let name = format!("matmul {:?} {shape:?}", mm.variant_for(shape));
     assert_close(&name, &got, &want, tol(shape.k), tol(shape.k));
 }
 
 #[test]
 fn odd_shapes_every_transpose() {
     for_each_gpu(|gpu| {
-        let mm = Matmul::new(gpu).unwrap();
+        // Unaligned shapes take the general kernel; the aligned ones (N and K multiples of 4)
+        // the vec4 and subgroup kernels, with M and the column blocks still ragged.
         let shapes = [
             (1, 1, 1),
             (17, 33, 65),
@@ -51,16 +56,19 @@ fn odd_shapes_every_transpose() {
             (1, 1000, 3),
             (65, 1, 17),
             (33, 130, 9),
+            (1, 4, 4),
+            (17, 36, 68),
+            (5, 8, 12),
+            (33, 132, 20),
             (128, 64, 256),
         ];
-        for (i, &(m, n, k)) in shapes.iter().enumerate() {
-            for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
-                for bias in [false, true] {
-                    let shape = MatmulShape {
-                        bias,
-                        ..MatmulShape::packed(1, m, n, k, ta, tb)
-                    };
-                    check(gpu, &mm, &shape, i as u64);
+        for mm in every_variant(gpu) {
+            for (i, &(m, n, k)) in shapes.iter().enumerate() {
+                for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+                    for bias in [false, true] {
+                        let shape = MatmulShape { bias, ..MatmulShape::packed(1, m, n, k, ta, tb) };
+                        check(gpu, &mm, &shape, i as u64);
+                    }
                 }
             }
         }
@@ -69,29 +77,12 @@ fn odd_shapes_every_transpose() {
 
 #[test]
 fn every_tile_config_is_correct() {
-    use wgformer::kernels::matmul::MatmulTiles;
     for_each_gpu(|gpu| {
         for tiles in [
-            MatmulTiles {
-                wg_n: 8,
-                wg_m: 1,
-                tm: 8,
-            },
-            MatmulTiles {
-                wg_n: 16,
-                wg_m: 4,
-                tm: 4,
-            },
-            MatmulTiles {
-                wg_n: 4,
-                wg_m: 2,
-                tm: 3,
-            },
-            MatmulTiles {
-                wg_n: 8,
-                wg_m: 1,
-                tm: 16,
-            },
+            MatmulTiles { wg_n: 8, wg_m: 1, tm: 8 },
+            MatmulTiles { wg_n: 16, wg_m: 4, tm: 4 },
+            MatmulTiles { wg_n: 4, wg_m: 2, tm: 3 },
+            MatmulTiles { wg_n: 8, wg_m: 1, tm: 16 },
         ] {
             let mm = Matmul::with_tiles(gpu, tiles).unwrap();
             for (ta, tb) in [(false, false), (true, true)] {
@@ -104,20 +95,33 @@ fn every_tile_config_is_correct() {
 #[test]
 fn batched_strided_broadcast_and_accumulate() {
     for_each_gpu(|gpu| {
-        let mm = Matmul::new(gpu).unwrap();
-        // Batched with padding between rows and between batch entries.
-        let mut s = MatmulShape::packed(3, 9, 13, 11, false, true);
-        (s.lda, s.ldb, s.ldc) = (12, 14, 15);
-        (s.stride_a, s.stride_b, s.stride_c) = (9 * 12 + 5, 13 * 14 + 1, 9 * 15 + 2);
-        check(gpu, &mm, &s, 1);
-        // One B shared by every batch entry (weights), with bias, accumulating into C.
-        let s = MatmulShape {
-            stride_b: 0,
-            bias: true,
-            accumulate: true,
-            ..MatmulShape::packed(4, 10, 6, 7, true, false)
-        };
-        check(gpu, &mm, &s, 2);
+        for mm in every_variant(gpu) {
+            // Batched with padding between rows and between batch entries.
+            let mut s = MatmulShape::packed(3, 9, 13, 11, false, true);
+            (s.lda, s.ldb, s.ldc) = (12, 14, 15);
+            (s.stride_a, s.stride_b, s.stride_c) = (9 * 12 + 5, 13 * 14 + 1, 9 * 15 + 2);
+            check(gpu, &mm, &s, 1);
+            // One B shared by every batch entry (weights), with bias, accumulating into C.
+            let s = MatmulShape {
+                stride_b: 0,
+                bias: true,
+                accumulate: true,
+                ..MatmulShape::packed(4, 10, 6, 7, true, false)
+            };
+            check(gpu, &mm, &s, 2);
+            // The same, aligned for the vec4 and subgroup kernels.
+            let mut s = MatmulShape::packed(3, 9, 12, 8, false, true);
+            (s.lda, s.ldb, s.ldc) = (9, 16, 16);
+            (s.stride_a, s.stride_b, s.stride_c) = (9 * 9 + 5, 12 * 16 + 4, 9 * 16 + 8);
+            check(gpu, &mm, &s, 3);
+            let s = MatmulShape {
+                stride_b: 0,
+                bias: true,
+                accumulate: true,
+                ..MatmulShape::packed(4, 10, 8, 12, true, false)
+            };
+            check(gpu, &mm, &s, 4);
+        }
     });
 }
 
@@ -126,17 +130,15 @@ fn vit_b16_mlp_shapes() {
     // fc1 forward (x W^T + b), dX = dY W, dW = dY^T X for 2 images of 197 tokens, 768 -> 3072.
     let (t, c, f) = (2 * 197, 768, 3072);
     let shapes = [
-        MatmulShape {
-            bias: true,
-            ..MatmulShape::packed(1, t, f, c, false, true)
-        },
+        MatmulShape { bias: true, ..MatmulShape::packed(1, t, f, c, false, true) },
         MatmulShape::packed(1, t, c, f, false, false),
         MatmulShape::packed(1, f, c, t, true, false),
     ];
     for_each_gpu(|gpu| {
-        let mm = Matmul::new(gpu).unwrap();
-        for (i, s) in shapes.iter().enumerate() {
-            check(gpu, &mm, s, 100 + i as u64);
+        for mm in every_variant(gpu) {
+            for (i, s) in shapes.iter().enumerate() {
+                check(gpu, &mm, s, 100 + i as u64);
+            }
         }
     });
 }
@@ -151,40 +153,31 @@ fn bad_shapes_are_errors_not_panics() {
         assert!(err.to_string().contains("matmul"), "{err}");
         let empty = MatmulShape::packed(1, 0, 3, 3, false, false);
         assert!(mm.fwd(gpu, &small, &small, &small, None, &empty).is_err());
-        let bias_missing = MatmulShape {
-            bias: true,
-            ..MatmulShape::packed(1, 1, 1, 1, false, false)
-        };
-        assert!(mm
-            .fwd(gpu, &small, &small, &small, None, &bias_missing)
-            .is_err());
+        let bias_missing = MatmulShape { bias: true, ..MatmulShape::packed(1, 1, 1, 1, false, false) };
+        assert!(mm.fwd(gpu, &small, &small, &small, None, &bias_missing).is_err());
     });
 }
 
+/// llvmpipe ends an invocation's loops after 65535 iterations: each variant runs a K close to
+/// the bound `Matmul::fwd` enforces (so a driver that counts differently fails here), and a K
+/// past it is refused.
 #[test]
 fn long_k_within_and_past_the_loop_budget() {
     for_each_gpu(|gpu| {
-        let mm = Matmul::new(gpu).unwrap();
-        check(
-            gpu,
-            &mm,
-            &MatmulShape::packed(1, 3, 5, 20_000, false, false),
-            7,
-        );
-        if gpu.loop_budget().is_some() {
-            let (m, n, k) = (1, 1, 1_000_000);
-            let t = gpu.zeros("t", k).unwrap();
-            let err = mm
-                .fwd(
-                    gpu,
-                    &t,
-                    &t,
-                    &t,
-                    None,
-                    &MatmulShape::packed(1, m, n, k, false, false),
-                )
-                .unwrap_err();
-            assert!(err.to_string().contains("loop iterations"), "{err}");
+        for mm in every_variant(gpu) {
+            let aligned = MatmulShape::packed(1, 2, 4, 120_000, false, false);
+            let k = match mm.variant_for(&aligned) {
+                MatmulVariant::Subgroup => 120_000,
+                _ => 240_000,
+            };
+            check(gpu, &mm, &MatmulShape::packed(1, 2, 4, k, false, false), 7);
+            check(gpu, &mm, &MatmulShape::packed(1, 2, 3, 200_001, true, true), 8);
+            if gpu.loop_budget().is_some() {
+                let k = 1_000_000;
+                let t = gpu.zeros("t", 4 * k).unwrap();
+                let err = mm.fwd(gpu, &t, &t, &t, None, &MatmulShape::packed(1, 1, 4, k, false, false)).unwrap_err();
+                assert!(err.to_string().contains("loop iterations"), "{err}");
+            }
         }
     });
 }

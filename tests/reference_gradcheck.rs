@@ -11,34 +11,16 @@ const H: f64 = 1e-5;
 fn matmul_backward_matches_finite_differences() {
     let (batch, m, n, k) = (2, 3, 4, 5);
     let mut rng = Rng::new(1);
-    let (a, b, bias, w) = (
-        rng.vec(batch * m * k, 1.0),
-        rng.vec(batch * k * n, 1.0),
-        rng.vec(n, 1.0),
-        rng.vec(batch * m * n, 1.0),
-    );
-    let shape = MatmulShape {
-        bias: true,
-        ..MatmulShape::packed(batch, m, n, k, false, false)
-    };
+    let (a, b, bias, w) =
+        (rng.vec(batch * m * k, 1.0), rng.vec(batch * k * n, 1.0), rng.vec(n, 1.0), rng.vec(batch * m * n, 1.0));
+    let shape = MatmulShape { bias: true, ..MatmulShape::packed(batch, m, n, k, false, false) };
     let fwd = |a: &[f64], b: &[f64], bias: &[f64]| {
         let mut c = vec![0.0; batch * m * n];
         matmul::matmul_forward(&mut c, a, b, Some(bias), &shape);
         dot(&c, &w)
     };
     let (mut da, mut db, mut dbias) = (vec![0.0; a.len()], vec![0.0; b.len()], vec![0.0; n]);
-    matmul::matmul_backward(
-        &mut da,
-        &mut db,
-        Some(&mut dbias),
-        &w,
-        &a,
-        &b,
-        batch,
-        m,
-        n,
-        k,
-    );
+    matmul::matmul_backward(&mut da, &mut db, Some(&mut dbias), &w, &a, &b, batch, m, n, k);
     assert_grad("da", &da, &numeric_grad(&a, H, |x| fwd(x, &b, &bias)));
     assert_grad("db", &db, &numeric_grad(&b, H, |x| fwd(&a, x, &bias)));
     assert_grad("dbias", &dbias, &numeric_grad(&bias, H, |x| fwd(&a, &b, x)));
@@ -49,35 +31,16 @@ fn matmul_transpose_flags_read_transposed_storage() {
     let (m, n, k) = (3, 4, 5);
     let mut rng = Rng::new(2);
     let (a, b) = (rng.vec(m * k, 1.0), rng.vec(k * n, 1.0));
-    let transpose = |x: &[f64], r: usize, c: usize| {
-        (0..r * c)
-            .map(|i| x[(i % r) * c + i / r])
-            .collect::<Vec<_>>()
-    };
+    let transpose = |x: &[f64], r: usize, c: usize| (0..r * c).map(|i| x[(i % r) * c + i / r]).collect::<Vec<_>>();
     let (at, bt) = (transpose(&a, m, k), transpose(&b, k, n));
     let mut want = vec![0.0; m * n];
-    matmul::matmul_forward(
-        &mut want,
-        &a,
-        &b,
-        None,
-        &MatmulShape::packed(1, m, n, k, false, false),
-    );
+    matmul::matmul_forward(&mut want, &a, &b, None, &MatmulShape::packed(1, m, n, k, false, false));
     for (ta, tb) in [(true, false), (false, true), (true, true)] {
         let mut got = vec![0.0; m * n];
         let (aa, bb) = (if ta { &at } else { &a }, if tb { &bt } else { &b });
-        matmul::matmul_forward(
-            &mut got,
-            aa,
-            bb,
-            None,
-            &MatmulShape::packed(1, m, n, k, ta, tb),
-        );
+        matmul::matmul_forward(&mut got, aa, bb, None, &MatmulShape::packed(1, m, n, k, ta, tb));
         for (g, w) in got.iter().zip(&want) {
-            assert!(
-                (g - w).abs() < 1e-12,
-                "trans_a {ta} trans_b {tb}: {g} vs {w}"
-            );
+            assert!((g - w).abs() < 1e-12, "trans_a {ta} trans_b {tb}: {g} vs {w}");
         }
     }
 }
@@ -86,34 +49,19 @@ fn matmul_transpose_flags_read_transposed_storage() {
 fn layernorm_backward_matches_finite_differences() {
     let (rows, cols, eps) = (3, 7, 1e-5);
     let mut rng = Rng::new(3);
-    let (x, gamma, beta, w) = (
-        rng.vec(rows * cols, 2.0),
-        rng.vec(cols, 1.0),
-        rng.vec(cols, 1.0),
-        rng.vec(rows * cols, 1.0),
-    );
+    let (x, gamma, beta, w) =
+        (rng.vec(rows * cols, 2.0), rng.vec(cols, 1.0), rng.vec(cols, 1.0), rng.vec(rows * cols, 1.0));
     let fwd = |x: &[f64], g: &[f64], b: &[f64]| {
-        let (mut y, mut mean, mut rstd) =
-            (vec![0.0; rows * cols], vec![0.0; rows], vec![0.0; rows]);
+        let (mut y, mut mean, mut rstd) = (vec![0.0; rows * cols], vec![0.0; rows], vec![0.0; rows]);
         layernorm::layernorm_forward(&mut y, &mut mean, &mut rstd, x, g, b, rows, cols, eps);
         (dot(&y, &w), mean, rstd)
     };
     let (_, mean, rstd) = fwd(&x, &gamma, &beta);
     let (mut dx, mut dg, mut db) = (vec![0.0; rows * cols], vec![0.0; cols], vec![0.0; cols]);
-    layernorm::layernorm_backward(
-        &mut dx, &mut dg, &mut db, &x, &w, &mean, &rstd, &gamma, rows, cols,
-    );
+    layernorm::layernorm_backward(&mut dx, &mut dg, &mut db, &x, &w, &mean, &rstd, &gamma, rows, cols);
     assert_grad("dx", &dx, &numeric_grad(&x, H, |v| fwd(v, &gamma, &beta).0));
-    assert_grad(
-        "dgamma",
-        &dg,
-        &numeric_grad(&gamma, H, |v| fwd(&x, v, &beta).0),
-    );
-    assert_grad(
-        "dbeta",
-        &db,
-        &numeric_grad(&beta, H, |v| fwd(&x, &gamma, v).0),
-    );
+    assert_grad("dgamma", &dg, &numeric_grad(&gamma, H, |v| fwd(&x, v, &beta).0));
+    assert_grad("dbeta", &db, &numeric_grad(&beta, H, |v| fwd(&x, &gamma, v).0));
 }
 
 #[test]
@@ -160,27 +108,11 @@ fn elementwise_backward_matches_finite_differences() {
     };
     let (mut da, mut db) = (vec![0.0; n], vec![0.0; n]);
     ew::mul_backward(&mut da, &mut db, &w, &a, &b);
-    assert_grad(
-        "mul da",
-        &da,
-        &numeric_grad(&a, H, |x| run(ew::mul_forward, x, &b)),
-    );
-    assert_grad(
-        "mul db",
-        &db,
-        &numeric_grad(&b, H, |x| run(ew::mul_forward, &a, x)),
-    );
+    assert_grad("mul da", &da, &numeric_grad(&a, H, |x| run(ew::mul_forward, x, &b)));
+    assert_grad("mul db", &db, &numeric_grad(&b, H, |x| run(ew::mul_forward, &a, x)));
     ew::add_backward(&mut da, &mut db, &w);
-    assert_grad(
-        "add da",
-        &da,
-        &numeric_grad(&a, H, |x| run(ew::add_forward, x, &b)),
-    );
-    assert_grad(
-        "add db",
-        &db,
-        &numeric_grad(&b, H, |x| run(ew::add_forward, &a, x)),
-    );
+    assert_grad("add da", &da, &numeric_grad(&a, H, |x| run(ew::add_forward, x, &b)));
+    assert_grad("add db", &db, &numeric_grad(&b, H, |x| run(ew::add_forward, &a, x)));
     let alpha = 0.37;
     ew::scale_backward(&mut da, &w, alpha);
     let scaled = |x: &[f64]| {

@@ -47,42 +47,17 @@ impl Elementwise {
         for (i, t) in tensors.iter().enumerate() {
             check_len(op, &format!("operand {i}"), t, n)?;
         }
-        let params = EltParams {
-            n: u32_of(op, "n", n)?,
-            alpha,
-            _pad: [0; 2],
-        };
-        dispatch(
-            gpu,
-            op,
-            pipeline,
-            tensors,
-            &params,
-            grid(gpu, op, (n as u64).div_ceil(WG as u64))?,
-        )
+        let params = EltParams { n: u32_of(op, "n", n)?, alpha, _pad: [0; 2] };
+        dispatch(gpu, op, pipeline, tensors, &params, grid(gpu, op, (n as u64).div_ceil(WG as u64))?)
     }
 
     /// out = a + b over `n` elements. (Its backward passes dout through unchanged.)
-    pub fn add_fwd(
-        &self,
-        gpu: &Gpu,
-        out: &Tensor,
-        a: &Tensor,
-        b: &Tensor,
-        n: usize,
-    ) -> Result<Dispatch> {
+    pub fn add_fwd(&self, gpu: &Gpu, out: &Tensor, a: &Tensor, b: &Tensor, n: usize) -> Result<Dispatch> {
         self.prepare(gpu, "add_fwd", &self.add, &[out, a, b], n, 0.0)
     }
 
     /// out = a * b over `n` elements.
-    pub fn mul_fwd(
-        &self,
-        gpu: &Gpu,
-        out: &Tensor,
-        a: &Tensor,
-        b: &Tensor,
-        n: usize,
-    ) -> Result<Dispatch> {
+    pub fn mul_fwd(&self, gpu: &Gpu, out: &Tensor, a: &Tensor, b: &Tensor, n: usize) -> Result<Dispatch> {
         self.prepare(gpu, "mul_fwd", &self.mul, &[out, a, b], n, 0.0)
     }
 
@@ -101,14 +76,7 @@ impl Elementwise {
     }
 
     /// out = alpha * a. Its backward is the same call on dout.
-    pub fn scale_fwd(
-        &self,
-        gpu: &Gpu,
-        out: &Tensor,
-        a: &Tensor,
-        alpha: f32,
-        n: usize,
-    ) -> Result<Dispatch> {
+    pub fn scale_fwd(&self, gpu: &Gpu, out: &Tensor, a: &Tensor, alpha: f32, n: usize) -> Result<Dispatch> {
         self.prepare(gpu, "scale_fwd", &self.scale, &[out, a], n, alpha)
     }
 }

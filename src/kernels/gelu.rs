@@ -34,40 +34,19 @@ impl Gelu {
     pub fn new(gpu: &Gpu) -> Result<Self> {
         let module = gpu.shader("gelu.wgsl", crate::shaders::GELU)?;
         let wg = [("WG", WG as f64)];
-        Ok(Gelu {
-            fwd: gpu.pipeline(&module, "gelu_fwd", &wg)?,
-            bwd: gpu.pipeline(&module, "gelu_bwd", &wg)?,
-        })
+        Ok(Gelu { fwd: gpu.pipeline(&module, "gelu_fwd", &wg)?, bwd: gpu.pipeline(&module, "gelu_bwd", &wg)? })
     }
 
     fn params(op: &'static str, n: usize, kind: GeluKind) -> Result<GeluParams> {
-        Ok(GeluParams {
-            n: u32_of(op, "n", n)?,
-            approximate: (kind == GeluKind::Tanh) as u32,
-            _pad: [0; 2],
-        })
+        Ok(GeluParams { n: u32_of(op, "n", n)?, approximate: (kind == GeluKind::Tanh) as u32, _pad: [0; 2] })
     }
 
     /// out = gelu(inp) over `n` elements.
-    pub fn fwd(
-        &self,
-        gpu: &Gpu,
-        out: &Tensor,
-        inp: &Tensor,
-        n: usize,
-        kind: GeluKind,
-    ) -> Result<Dispatch> {
+    pub fn fwd(&self, gpu: &Gpu, out: &Tensor, inp: &Tensor, n: usize, kind: GeluKind) -> Result<Dispatch> {
         check_len("gelu_fwd", "out", out, n)?;
         check_len("gelu_fwd", "inp", inp, n)?;
         let groups = grid(gpu, "gelu_fwd", (n as u64).div_ceil(WG as u64))?;
-        dispatch(
-            gpu,
-            "gelu_fwd",
-            &self.fwd,
-            &[out, inp],
-            &Self::params("gelu_fwd", n, kind)?,
-            groups,
-        )
+        dispatch(gpu, "gelu_fwd", &self.fwd, &[out, inp], &Self::params("gelu_fwd", n, kind)?, groups)
     }
 
     /// dinp = dout * gelu'(inp) over `n` elements.
@@ -84,13 +63,6 @@ impl Gelu {
             check_len("gelu_bwd", name, t, n)?;
         }
         let groups = grid(gpu, "gelu_bwd", (n as u64).div_ceil(WG as u64))?;
-        dispatch(
-            gpu,
-            "gelu_bwd",
-            &self.bwd,
-            &[dinp, inp, dout],
-            &Self::params("gelu_bwd", n, kind)?,
-            groups,
-        )
+        dispatch(gpu, "gelu_bwd", &self.bwd, &[dinp, inp, dout], &Self::params("gelu_bwd", n, kind)?, groups)
     }
 }

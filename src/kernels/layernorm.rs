@@ -59,20 +59,8 @@ impl LayerNorm {
         check_len("layernorm_fwd", "rstd", rstd, rows)?;
         check_len("layernorm_fwd", "gamma", gamma, cols)?;
         check_len("layernorm_fwd", "beta", beta, cols)?;
-        let params = LayerNormParams {
-            rows: r,
-            cols: c,
-            eps,
-            _pad: 0,
-        };
-        dispatch(
-            gpu,
-            "layernorm_fwd",
-            &self.fwd,
-            &[y, mean, rstd, x, gamma, beta],
-            &params,
-            groups,
-        )
+        let params = LayerNormParams { rows: r, cols: c, eps, _pad: 0 };
+        dispatch(gpu, "layernorm_fwd", &self.fwd, &[y, mean, rstd, x, gamma, beta], &params, groups)
     }
 
     /// The two dispatches of the backward: dx (per row), then dgamma and dbeta (per column).
@@ -91,38 +79,17 @@ impl LayerNorm {
         rows: usize,
         cols: usize,
     ) -> Result<[Dispatch; 2]> {
-        let ([r, c], groups) = row_params(
-            gpu,
-            "layernorm_bwd",
-            &[("dx", dx), ("x", x), ("dy", dy)],
-            rows,
-            cols,
-        )?;
+        let ([r, c], groups) = row_params(gpu, "layernorm_bwd", &[("dx", dx), ("x", x), ("dy", dy)], rows, cols)?;
         check_len("layernorm_bwd", "mean", mean, rows)?;
         check_len("layernorm_bwd", "rstd", rstd, rows)?;
         for (name, t) in [("gamma", gamma), ("dgamma", dgamma), ("dbeta", dbeta)] {
             check_len("layernorm_bwd", name, t, cols)?;
         }
-        let params = LayerNormParams {
-            rows: r,
-            cols: c,
-            eps: 0.0,
-            _pad: 0,
-        };
-        let dx_pass = dispatch(
-            gpu,
-            "layernorm_bwd",
-            &self.bwd,
-            &[dx, x, dy, mean, rstd, gamma],
-            &params,
-            groups,
-        )?;
+        let params = LayerNormParams { rows: r, cols: c, eps: 0.0, _pad: 0 };
+        let dx_pass = dispatch(gpu, "layernorm_bwd", &self.bwd, &[dx, x, dy, mean, rstd, gamma], &params, groups)?;
         let col_groups = column_grid(gpu, "layernorm_bwd_params", rows, cols)?;
         if col_groups[1] > 1 {
-            return Err(Error::shape(
-                "layernorm_bwd",
-                format!("{cols} columns need more than one row of workgroups"),
-            ));
+            return Err(Error::shape("layernorm_bwd", format!("{cols} columns need more than one row of workgroups")));
         }
         let param_pass = dispatch(
             gpu,

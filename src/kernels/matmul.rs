@@ -48,14 +48,7 @@ pub struct MatmulShape {
 
 impl MatmulShape {
     /// Densely packed operands: every batch entry follows the previous one.
-    pub fn packed(
-        batch: usize,
-        m: usize,
-        n: usize,
-        k: usize,
-        trans_a: bool,
-        trans_b: bool,
-    ) -> Self {
+    pub fn packed(batch: usize, m: usize, n: usize, k: usize, trans_a: bool, trans_b: bool) -> Self {
         MatmulShape {
             batch,
             m,
@@ -82,34 +75,26 @@ impl MatmulShape {
     /// Elements each buffer must hold: (A, B, C).
     pub fn extents(&self) -> (usize, usize, usize) {
         let last = self.batch.saturating_sub(1);
-        let (ar, ac) = if self.trans_a {
-            (self.k, self.m)
-        } else {
-            (self.m, self.k)
-        };
-        let (br, bc) = if self.trans_b {
-            (self.n, self.k)
-        } else {
-            (self.k, self.n)
-        };
+        let (ar, ac) = if self.trans_a { (self.k, self.m) } else { (self.m, self.k) };
+        let (br, bc) = if self.trans_b { (self.n, self.k) } else { (self.k, self.n) };
         let a = last * self.stride_a + (ar - 1) * self.lda + ac;
         let b = last * self.stride_b + (br - 1) * self.ldb + bc;
         let c = last * self.stride_c + (self.m - 1) * self.ldc + self.n;
         (a, b, c)
     }
 
+    /// True when B and C can be accessed as vec4: N, K, ldb, ldc and the B and C batch strides
+    /// are multiples of 4 (buffers always start at offset 0).
+    pub fn vec4_aligned(&self) -> bool {
+        [self.n, self.k, self.ldb, self.ldc, self.stride_b, self.stride_c].iter().all(|v| v % 4 == 0)
+    }
+
     fn check(&self) -> Result<()> {
         let bad = |msg: String| Err(Error::shape("matmul", msg));
         if self.batch == 0 || self.m == 0 || self.n == 0 || self.k == 0 {
-            return bad(format!(
-                "empty product: batch {} M {} N {} K {}",
-                self.batch, self.m, self.n, self.k
-            ));
+            return bad(format!("empty product: batch {} M {} N {} K {}", self.batch, self.m, self.n, self.k));
         }
-        let (a_cols, b_cols) = (
-            if self.trans_a { self.m } else { self.k },
-            if self.trans_b { self.k } else { self.n },
-        );
+        let (a_cols, b_cols) = (if self.trans_a { self.m } else { self.k }, if self.trans_b { self.k } else { self.n });
         if self.lda < a_cols || self.ldb < b_cols || self.ldc < self.n {
             return bad(format!(
                 "leading dimensions lda {} ldb {} ldc {} below the rows' lengths {a_cols}, {b_cols}, {}",
@@ -134,27 +119,62 @@ pub struct MatmulTiles {
 impl MatmulTiles {
     /// The tiles measured fastest for this kind of adapter. CPU adapters (lavapipe) want one row
     /// of invocations so that A loads are uniform across a subgroup; GPUs want a 2D workgroup.
+    /// `WGFORMER_MATMUL_TILES=wg_n,wg_m,tm` overrides the choice (tuning).
     pub fn for_adapter(gpu: &Gpu) -> Self {
+        if let Some(t) = Self::from_env() {
+            return t;
+        }
         if gpu.is_cpu() {
-            MatmulTiles {
-                wg_n: 8,
-                wg_m: 1,
-                tm: 8,
-            }
+            MatmulTiles { wg_n: 16, wg_m: 1, tm: 16 }
         } else {
-            MatmulTiles {
-                wg_n: 16,
-                wg_m: 4,
-                tm: 4,
-            }
+            MatmulTiles { wg_n: 16, wg_m: 4, tm: 4 }
         }
     }
 }
 
-/// The matmul kernel: one pipeline per (trans_a, trans_b).
+impl MatmulTiles {
+    fn from_env() -> Option<Self> {
+        let v = std::env::var("WGFORMER_MATMUL_TILES").ok()?;
+        let parts: Vec<u32> = v.split(',').map(|p| p.trim().parse().ok()).collect::<Option<_>>()?;
+        match parts[..] {
+            [wg_n, wg_m, tm] => Some(MatmulTiles { wg_n, wg_m, tm }),
+            _ => None,
+        }
+    }
+}
+
+/// Which matmul entry point runs a product.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatmulVariant {
+    /// `matmul_fwd`: any shape, scalar loads.
+    General,
+    /// `matmul_fwd_vec4`: B and C as vec4 (shapes where [`MatmulShape::vec4_aligned`] holds).
+    Vec4,
+    /// `matmul_fwd_sg`: vec4, plus A shared across a subgroup (needs SUBGROUP, a fixed subgroup
+    /// size, and tiles with one row of invocations).
+    Subgroup,
+}
+
+impl MatmulVariant {
+    /// `WGFORMER_MATMUL_VARIANT=general|vec4|subgroup` caps the variant (tests of the fallbacks).
+    fn cap_from_env() -> Option<Self> {
+        match std::env::var("WGFORMER_MATMUL_VARIANT").ok()?.as_str() {
+            "general" => Some(MatmulVariant::General),
+            "vec4" => Some(MatmulVariant::Vec4),
+            "subgroup" => Some(MatmulVariant::Subgroup),
+            _ => None,
+        }
+    }
+}
+
+/// The matmul kernel: pipelines per (trans_a, trans_b) for each variant the adapter supports.
 pub struct Matmul {
-    pipelines: [wgpu::ComputePipeline; 4],
+    general: [wgpu::ComputePipeline; 4],
+    vec4: [wgpu::ComputePipeline; 4],
+    subgroup: Option<[wgpu::ComputePipeline; 4]>,
     tiles: MatmulTiles,
+    subgroup_size: u32,
+    best: MatmulVariant,
     no_bias: Tensor,
 }
 
@@ -166,33 +186,76 @@ impl Matmul {
 
     /// Builds the pipelines with explicit tiles (benchmarks and tuning).
     pub fn with_tiles(gpu: &Gpu, tiles: MatmulTiles) -> Result<Self> {
+        Self::build(gpu, tiles, MatmulVariant::cap_from_env().unwrap_or(MatmulVariant::Subgroup))
+    }
+
+    /// Builds the pipelines, using no variant beyond `cap` (General < Vec4 < Subgroup).
+    pub fn build(gpu: &Gpu, tiles: MatmulTiles, cap: MatmulVariant) -> Result<Self> {
         if !(1..=16).contains(&tiles.tm) || tiles.wg_n == 0 || tiles.wg_m == 0 {
-            return Err(Error::shape(
-                "matmul",
-                format!("invalid tiles {tiles:?}: tm must be 1..=16"),
-            ));
+            return Err(Error::shape("matmul", format!("invalid tiles {tiles:?}: tm must be 1..=16")));
         }
-        let module = gpu.shader("matmul.wgsl", crate::shaders::MATMUL)?;
-        let build = |ta: bool, tb: bool| {
+        let module = gpu.shader_unchecked("matmul.wgsl", crate::shaders::MATMUL)?;
+        let sg = gpu.caps.subgroup_size.0;
+        let build = |module: &wgpu::ShaderModule, entry: &str, ta: bool, tb: bool| {
             let constants = [
                 ("TRANS_A", ta as u32 as f64),
                 ("TRANS_B", tb as u32 as f64),
                 ("WG_N", tiles.wg_n as f64),
                 ("WG_M", tiles.wg_m as f64),
                 ("TM", tiles.tm as f64),
+                ("SG", sg as f64),
             ];
-            gpu.pipeline(&module, "matmul_fwd", &constants)
+            let constants = if entry == "matmul_fwd_sg" { &constants[..] } else { &constants[..5] };
+            gpu.pipeline(module, entry, constants)
+        };
+        let all = |module: &wgpu::ShaderModule, entry| -> Result<[wgpu::ComputePipeline; 4]> {
+            Ok([
+                build(module, entry, false, false)?,
+                build(module, entry, false, true)?,
+                build(module, entry, true, false)?,
+                build(module, entry, true, true)?,
+            ])
+        };
+        // The subgroup kernel shuffles within one subgroup of a known, fixed size, that must
+        // cover whole quads of k and tile a workgroup row exactly.
+        let (lo, hi) = gpu.caps.subgroup_size;
+        let sg_ok = cap == MatmulVariant::Subgroup
+            && gpu.caps.subgroups
+            && lo == hi
+            && lo >= 4
+            && lo % 4 == 0
+            && tiles.wg_m == 1
+            && tiles.wg_n % lo == 0;
+        let best = if sg_ok {
+            MatmulVariant::Subgroup
+        } else if cap == MatmulVariant::General {
+            MatmulVariant::General
+        } else {
+            MatmulVariant::Vec4
         };
         Ok(Matmul {
-            pipelines: [
-                build(false, false)?,
-                build(false, true)?,
-                build(true, false)?,
-                build(true, true)?,
-            ],
+            general: all(&module, "matmul_fwd")?,
+            vec4: all(&module, "matmul_fwd_vec4")?,
+            subgroup: if sg_ok {
+                let module_sg = gpu.shader_unchecked("matmul_sg.wgsl", crate::shaders::MATMUL_SG)?;
+                Some(all(&module_sg, "matmul_fwd_sg")?)
+            } else {
+                None
+            },
             tiles,
+            subgroup_size: sg,
+            best,
             no_bias: gpu.zeros("matmul.no_bias", 1)?,
         })
+    }
+
+    /// The variant `shape` runs with.
+    pub fn variant_for(&self, shape: &MatmulShape) -> MatmulVariant {
+        if shape.vec4_aligned() {
+            self.best
+        } else {
+            MatmulVariant::General
+        }
     }
 
     /// The tiles these pipelines were built with.
@@ -218,31 +281,30 @@ impl Matmul {
         check_len("matmul", "C", c, nc)?;
         let with_bias = shape.bias || bias.is_some();
         if with_bias != bias.is_some() {
-            return Err(Error::shape(
-                "matmul",
-                "shape.bias is set but no bias tensor was given",
-            ));
+            return Err(Error::shape("matmul", "shape.bias is set but no bias tensor was given"));
         }
         if let Some(bias) = bias {
             check_len("matmul", "bias", bias, shape.n)?;
         }
-        // The K loop runs K/4 times, each with TM row steps; the store walks TM x 4.
+        // Loop iterations per invocation, as llvmpipe counts them (measured on Mesa 22.3: it
+        // unrolls the TM-row loops, whose trip count is a pipeline constant). The K loop runs
+        // K/4 times (K/SG times in the subgroup kernel, each with SG/4 steps); the store walks
+        // TM x 4. tests/kernels_matmul.rs runs each variant close to this bound.
         let t = self.tiles;
-        let iterations = shape.k.div_ceil(4) as u64 * (t.tm as u64 + 1) + 6 * t.tm as u64;
-        check_loop_budget(
-            gpu,
-            "matmul",
-            iterations,
-            &format!("K = {} with {} rows per invocation", shape.k, t.tm),
-        )?;
+        let k_loop = match self.variant_for(shape) {
+            MatmulVariant::Subgroup => {
+                let sg = self.subgroup_size as usize;
+                shape.k.div_ceil(sg) * (1 + sg / 4)
+            }
+            _ => shape.k.div_ceil(4) + 3,
+        };
+        let iterations = k_loop as u64 + 6 * t.tm as u64;
+        check_loop_budget(gpu, "matmul", iterations, &format!("K = {}", shape.k))?;
         let max_groups = gpu.limits.max_compute_workgroups_per_dimension as usize;
         if shape.batch > max_groups {
             return Err(Error::shape(
                 "matmul",
-                format!(
-                    "batch {} over the adapter's {max_groups} workgroups",
-                    shape.batch
-                ),
+                format!("batch {} over the adapter's {max_groups} workgroups", shape.batch),
             ));
         }
         let u = |what, v| u32_of("matmul", what, v);
@@ -260,9 +322,10 @@ impl Matmul {
             stride_c: u("stride_c", shape.stride_c)?,
             _pad: 0,
         };
+        // x: row blocks, y: column blocks (see the header of matmul.wgsl).
         let groups = [
-            u("groups", shape.n.div_ceil(4 * t.wg_n as usize))?,
             u("groups", shape.m.div_ceil((t.tm * t.wg_m) as usize))?,
+            u("groups", shape.n.div_ceil(4 * t.wg_n as usize))?,
             shape.batch as u32,
         ];
         if groups[0] as usize > max_groups || groups[1] as usize > max_groups {
@@ -271,15 +334,13 @@ impl Matmul {
                 format!("{groups:?} workgroups exceed the adapter's {max_groups} per dimension"),
             ));
         }
-        let pipeline = &self.pipelines[(shape.trans_a as usize) << 1 | shape.trans_b as usize];
+        let which = (shape.trans_a as usize) << 1 | shape.trans_b as usize;
+        let pipeline = match (self.variant_for(shape), &self.subgroup) {
+            (MatmulVariant::Subgroup, Some(sg)) => &sg[which],
+            (MatmulVariant::General, _) => &self.general[which],
+            _ => &self.vec4[which],
+        };
         let bias = bias.unwrap_or(&self.no_bias);
-        dispatch(
-            gpu,
-            "matmul_fwd",
-            pipeline,
-            &[c, a, b, bias],
-            &params,
-            groups,
-        )
+        dispatch(gpu, "matmul_fwd", pipeline, &[c, a, b, bias], &params, groups)
     }
 }

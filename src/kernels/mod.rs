@@ -60,15 +60,9 @@ pub(crate) fn dispatch<P: bytemuck::Pod>(
     let mut entries: Vec<wgpu::BindGroupEntry> = tensors
         .iter()
         .enumerate()
-        .map(|(i, t)| wgpu::BindGroupEntry {
-            binding: i as u32,
-            resource: t.buffer.as_entire_binding(),
-        })
+        .map(|(i, t)| wgpu::BindGroupEntry { binding: i as u32, resource: t.buffer.as_entire_binding() })
         .collect();
-    entries.push(wgpu::BindGroupEntry {
-        binding: tensors.len() as u32,
-        resource: uniform.as_entire_binding(),
-    });
+    entries.push(wgpu::BindGroupEntry { binding: tensors.len() as u32, resource: uniform.as_entire_binding() });
     let bind_group = gpu.scoped(label, || {
         gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(label),
@@ -76,12 +70,7 @@ pub(crate) fn dispatch<P: bytemuck::Pod>(
             entries: &entries,
         })
     })?;
-    Ok(Dispatch {
-        label,
-        pipeline: pipeline.clone(),
-        bind_group,
-        groups,
-    })
+    Ok(Dispatch { label, pipeline: pipeline.clone(), bind_group, groups })
 }
 
 /// A grid covering `n` workgroups, folded into y when x would pass the 65535 limit.
@@ -93,10 +82,7 @@ pub(crate) fn grid(gpu: &Gpu, op: &'static str, n: u64) -> Result<[u32; 3]> {
     let x = n.min(max);
     let y = n.div_ceil(x);
     if y > max {
-        return Err(Error::shape(
-            op,
-            format!("{n} workgroups exceed the adapter's {max} x {max} grid"),
-        ));
+        return Err(Error::shape(op, format!("{n} workgroups exceed the adapter's {max} x {max} grid")));
     }
     Ok([x as u32, y as u32, 1])
 }
@@ -104,32 +90,24 @@ pub(crate) fn grid(gpu: &Gpu, op: &'static str, n: u64) -> Result<[u32; 3]> {
 /// Checks that `t` is f32 with at least `len` elements.
 pub(crate) fn check_len(op: &'static str, name: &str, t: &Tensor, len: usize) -> Result<()> {
     if t.dtype != DType::F32 {
-        return Err(Error::shape(
-            op,
-            format!("{name} must be f32, got {:?}", t.dtype),
-        ));
+        return Err(Error::shape(op, format!("{name} must be f32, got {:?}", t.dtype)));
     }
     if t.len < len {
-        return Err(Error::shape(
-            op,
-            format!("{name} has {} elements, needs {len}", t.len),
-        ));
+        return Err(Error::shape(op, format!("{name} has {} elements, needs {len}", t.len)));
     }
     Ok(())
 }
 
 /// Refuses a launch whose invocations would run more loop iterations than the driver allows
 /// (see [`Gpu::loop_budget`]), rather than returning silently truncated results.
-pub(crate) fn check_loop_budget(
-    gpu: &Gpu,
-    op: &'static str,
-    iterations: u64,
-    what: &str,
-) -> Result<()> {
+pub(crate) fn check_loop_budget(gpu: &Gpu, op: &'static str, iterations: u64, what: &str) -> Result<()> {
     match gpu.loop_budget() {
         Some(max) if iterations > max => Err(Error::shape(
             op,
-            format!("{what} needs {iterations} loop iterations per invocation, over {}'s limit of {max}", gpu.info.name),
+            format!(
+                "{what} needs {iterations} loop iterations per invocation, over {}'s limit of {max}",
+                gpu.info.name
+            ),
         )),
         _ => Ok(()),
     }

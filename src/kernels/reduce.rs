@@ -25,21 +25,11 @@ pub struct Reduce {
 }
 
 /// Checks a column sum over (rows, cols) and returns its workgroup grid.
-pub(crate) fn column_grid(
-    gpu: &Gpu,
-    op: &'static str,
-    rows: usize,
-    cols: usize,
-) -> Result<[u32; 3]> {
+pub(crate) fn column_grid(gpu: &Gpu, op: &'static str, rows: usize, cols: usize) -> Result<[u32; 3]> {
     if cols == 0 {
         return Err(Error::shape(op, "zero columns"));
     }
-    check_loop_budget(
-        gpu,
-        op,
-        rows.div_ceil(ROW_LANES as usize) as u64 + 16,
-        &format!("summing {rows} rows"),
-    )?;
+    check_loop_budget(gpu, op, rows.div_ceil(ROW_LANES as usize) as u64 + 16, &format!("summing {rows} rows"))?;
     grid(gpu, op, (cols as u64).div_ceil(COL_BLOCK as u64))
 }
 
@@ -54,22 +44,11 @@ impl Reduce {
     }
 
     fn params(op: &'static str, rows: usize, cols: usize) -> Result<ReduceParams> {
-        Ok(ReduceParams {
-            rows: u32_of(op, "rows", rows)?,
-            cols: u32_of(op, "cols", cols)?,
-            _pad: [0; 2],
-        })
+        Ok(ReduceParams { rows: u32_of(op, "rows", rows)?, cols: u32_of(op, "cols", cols)?, _pad: [0; 2] })
     }
 
     /// out[c] = sum over rows of inp[r, c].
-    pub fn fwd(
-        &self,
-        gpu: &Gpu,
-        out: &Tensor,
-        inp: &Tensor,
-        rows: usize,
-        cols: usize,
-    ) -> Result<Dispatch> {
+    pub fn fwd(&self, gpu: &Gpu, out: &Tensor, inp: &Tensor, rows: usize, cols: usize) -> Result<Dispatch> {
         check_len("reduce_cols_fwd", "out", out, cols)?;
         check_len("reduce_cols_fwd", "inp", inp, rows * cols)?;
         let groups = column_grid(gpu, "reduce_cols_fwd", rows, cols)?;
@@ -79,32 +58,14 @@ impl Reduce {
                 format!("{cols} columns need more than one row of workgroups"),
             ));
         }
-        dispatch(
-            gpu,
-            "reduce_cols_fwd",
-            &self.fwd,
-            &[out, inp],
-            &Self::params("reduce_cols_fwd", rows, cols)?,
-            groups,
-        )
+        dispatch(gpu, "reduce_cols_fwd", &self.fwd, &[out, inp], &Self::params("reduce_cols_fwd", rows, cols)?, groups)
     }
 
     /// dinp[r, c] = dout[c].
-    pub fn bwd(
-        &self,
-        gpu: &Gpu,
-        dinp: &Tensor,
-        dout: &Tensor,
-        rows: usize,
-        cols: usize,
-    ) -> Result<Dispatch> {
+    pub fn bwd(&self, gpu: &Gpu, dinp: &Tensor, dout: &Tensor, rows: usize, cols: usize) -> Result<Dispatch> {
         check_len("reduce_cols_bwd", "dinp", dinp, rows * cols)?;
         check_len("reduce_cols_bwd", "dout", dout, cols)?;
-        let groups = grid(
-            gpu,
-            "reduce_cols_bwd",
-            ((rows * cols) as u64).div_ceil(WG as u64),
-        )?;
+        let groups = grid(gpu, "reduce_cols_bwd", ((rows * cols) as u64).div_ceil(WG as u64))?;
         dispatch(
             gpu,
             "reduce_cols_bwd",

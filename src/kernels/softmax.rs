@@ -37,80 +37,26 @@ pub(crate) fn row_params(
         check_len(op, name, t, rows * cols)?;
     }
     // Up to three passes over the row plus the reduction trees.
-    check_loop_budget(
-        gpu,
-        op,
-        3 * cols.div_ceil(ROW_WG as usize) as u64 + 64,
-        &format!("rows of {cols}"),
-    )?;
-    Ok((
-        [u32_of(op, "rows", rows)?, u32_of(op, "cols", cols)?],
-        grid(gpu, op, rows as u64)?,
-    ))
+    check_loop_budget(gpu, op, 3 * cols.div_ceil(ROW_WG as usize) as u64 + 64, &format!("rows of {cols}"))?;
+    Ok(([u32_of(op, "rows", rows)?, u32_of(op, "cols", cols)?], grid(gpu, op, rows as u64)?))
 }
 
 impl Softmax {
     pub fn new(gpu: &Gpu) -> Result<Self> {
         let module = gpu.shader("softmax.wgsl", crate::shaders::SOFTMAX)?;
         let wg = [("WG", ROW_WG as f64)];
-        Ok(Softmax {
-            fwd: gpu.pipeline(&module, "softmax_fwd", &wg)?,
-            bwd: gpu.pipeline(&module, "softmax_bwd", &wg)?,
-        })
+        Ok(Softmax { fwd: gpu.pipeline(&module, "softmax_fwd", &wg)?, bwd: gpu.pipeline(&module, "softmax_bwd", &wg)? })
     }
 
     /// y = softmax(x) over the last dimension of (rows, cols).
-    pub fn fwd(
-        &self,
-        gpu: &Gpu,
-        y: &Tensor,
-        x: &Tensor,
-        rows: usize,
-        cols: usize,
-    ) -> Result<Dispatch> {
+    pub fn fwd(&self, gpu: &Gpu, y: &Tensor, x: &Tensor, rows: usize, cols: usize) -> Result<Dispatch> {
         let ([r, c], groups) = row_params(gpu, "softmax_fwd", &[("y", y), ("x", x)], rows, cols)?;
-        dispatch(
-            gpu,
-            "softmax_fwd",
-            &self.fwd,
-            &[y, x],
-            &SoftmaxParams {
-                rows: r,
-                cols: c,
-                _pad: [0; 2],
-            },
-            groups,
-        )
+        dispatch(gpu, "softmax_fwd", &self.fwd, &[y, x], &SoftmaxParams { rows: r, cols: c, _pad: [0; 2] }, groups)
     }
 
     /// dx = y * (dy - sum(dy * y)) per row.
-    pub fn bwd(
-        &self,
-        gpu: &Gpu,
-        dx: &Tensor,
-        y: &Tensor,
-        dy: &Tensor,
-        rows: usize,
-        cols: usize,
-    ) -> Result<Dispatch> {
-        let ([r, c], groups) = row_params(
-            gpu,
-            "softmax_bwd",
-            &[("dx", dx), ("y", y), ("dy", dy)],
-            rows,
-            cols,
-        )?;
-        dispatch(
-            gpu,
-            "softmax_bwd",
-            &self.bwd,
-            &[dx, y, dy],
-            &SoftmaxParams {
-                rows: r,
-                cols: c,
-                _pad: [0; 2],
-            },
-            groups,
-        )
+    pub fn bwd(&self, gpu: &Gpu, dx: &Tensor, y: &Tensor, dy: &Tensor, rows: usize, cols: usize) -> Result<Dispatch> {
+        let ([r, c], groups) = row_params(gpu, "softmax_bwd", &[("dx", dx), ("y", y), ("dy", dy)], rows, cols)?;
+        dispatch(gpu, "softmax_bwd", &self.bwd, &[dx, y, dy], &SoftmaxParams { rows: r, cols: c, _pad: [0; 2] }, groups)
     }
 }

@@ -12,13 +12,8 @@ fn sqrt_2_over_pi<T: Real>() -> T {
 pub fn gelu<T: Real>(x: T, kind: GeluKind) -> T {
     let half = T::of(0.5);
     match kind {
-        GeluKind::Exact => {
-            half * x * (T::of(1.0) + (x * T::of(std::f64::consts::FRAC_1_SQRT_2)).erf())
-        }
-        GeluKind::Tanh => {
-            half * x
-                * (T::of(1.0) + (sqrt_2_over_pi::<T>() * (x + T::of(TANH_COEF) * x * x * x)).tanh())
-        }
+        GeluKind::Exact => half * x * (T::of(1.0) + (x * T::of(std::f64::consts::FRAC_1_SQRT_2)).erf()),
+        GeluKind::Tanh => half * x * (T::of(1.0) + (sqrt_2_over_pi::<T>() * (x + T::of(TANH_COEF) * x * x * x)).tanh()),
     }
 }
 

@@ -10,16 +10,10 @@ pub fn matmul_forward<T: Real>(c: &mut [T], a: &[T], b: &[T], bias: Option<&[T]>
             for j in 0..s.n {
                 let mut acc = 0.0f64;
                 for p in 0..s.k {
-                    let av = if s.trans_a {
-                        a[bt * s.stride_a + p * s.lda + i]
-                    } else {
-                        a[bt * s.stride_a + i * s.lda + p]
-                    };
-                    let bv = if s.trans_b {
-                        b[bt * s.stride_b + j * s.ldb + p]
-                    } else {
-                        b[bt * s.stride_b + p * s.ldb + j]
-                    };
+                    let av =
+                        if s.trans_a { a[bt * s.stride_a + p * s.lda + i] } else { a[bt * s.stride_a + i * s.lda + p] };
+                    let bv =
+                        if s.trans_b { b[bt * s.stride_b + j * s.ldb + p] } else { b[bt * s.stride_b + p * s.ldb + j] };
                     acc += av.to_f64() * bv.to_f64();
                 }
                 if let Some(bias) = bias {

@@ -24,10 +24,7 @@ fn open_all() -> Vec<(String, Option<Gpu>)> {
     test_backends()
         .into_iter()
         .map(|name| {
-            let opts = wgformer::gpu::parse_backend(&name).map(|b| GpuOptions {
-                backend: Some(b),
-                adapter: None,
-            });
+            let opts = wgformer::gpu::parse_backend(&name).map(|b| GpuOptions { backend: Some(b), adapter: None });
             let gpu = opts.and_then(|o| Gpu::with_options(&o));
             match gpu {
                 Ok(g) => (name, Some(g)),
@@ -82,13 +79,7 @@ impl Rng {
 /// Fails unless every |got - want| <= atol + rtol * |want|; the message names the first
 /// mismatch and the worst error.
 pub fn assert_close(name: &str, got: &[f32], want: &[f32], atol: f64, rtol: f64) {
-    assert_eq!(
-        got.len(),
-        want.len(),
-        "{name}: length {} vs {}",
-        got.len(),
-        want.len()
-    );
+    assert_eq!(got.len(), want.len(), "{name}: length {} vs {}", got.len(), want.len());
     let mut first = None;
     let mut worst = (0.0f64, 0usize);
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
@@ -135,10 +126,7 @@ pub fn numeric_grad(x: &[f64], h: f64, mut loss: impl FnMut(&[f64]) -> f64) -> V
 pub fn assert_grad(name: &str, analytic: &[f64], numeric: &[f64]) {
     let scale = numeric.iter().fold(1e-3f64, |m, v| m.max(v.abs()));
     for (i, (a, n)) in analytic.iter().zip(numeric).enumerate() {
-        assert!(
-            (a - n).abs() <= 1e-6 * scale,
-            "{name}[{i}]: analytic {a}, numeric {n} (scale {scale})"
-        );
+        assert!((a - n).abs() <= 1e-6 * scale, "{name}[{i}]: analytic {a}, numeric {n} (scale {scale})");
     }
 }
 
