@@ -14,4 +14,6 @@ pub mod reference;
 pub mod shaders;
 
 pub use error::{Error, Result};
+/// The wgpu this crate is built on, for apps that share a device with [`Gpu::from_device`].
+pub use wgpu;
 pub use gpu::{list_adapters, Caps, DType, Gpu, GpuOptions, Tensor};

@@ -1,0 +1,61 @@
+//! `Gpu`: adapter options, size limits, upload and readback (f32 and f16).
+
+mod common;
+use common::for_each_gpu;
+use wgformer::{gpu::parse_backend, Error};
+
+#[test]
+fn backend_names_parse_and_bad_ones_are_errors() {
+    assert_eq!(parse_backend("Vulkan").unwrap(), wgformer::wgpu::Backend::Vulkan);
+    assert_eq!(parse_backend("gl").unwrap(), wgformer::wgpu::Backend::Gl);
+    assert_eq!(parse_backend("dx12").unwrap(), wgformer::wgpu::Backend::Dx12);
+    assert_eq!(parse_backend("metal").unwrap(), wgformer::wgpu::Backend::Metal);
+    let err = parse_backend("cuda").unwrap_err();
+    assert!(err.to_string().contains("WGFORMER_BACKEND"), "{err}");
+}
+
+#[test]
+fn missing_adapter_error_says_how_to_get_one() {
+    let opts = wgformer::GpuOptions { backend: None, adapter: Some("no such adapter name".into()) };
+    let err = wgformer::Gpu::with_options(&opts).err().expect("no adapter has that name");
+    let msg = err.to_string();
+    assert!(matches!(err, Error::NoAdapter(_)), "{msg}");
+    assert!(msg.contains("mesa-vulkan-drivers"), "{msg}");
+}
+
+#[test]
+fn tensors_over_the_binding_limit_are_refused_by_name() {
+    for_each_gpu(|gpu| {
+        let max = gpu.limits.max_storage_buffer_binding_size as usize;
+        let err = gpu.zeros("huge", max / 4 + 1).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("huge") && msg.contains("max_storage_buffer_binding_size"), "{msg}");
+    });
+}
+
+#[test]
+fn upload_and_read_back_f32_f16_and_empty() {
+    for_each_gpu(|gpu| {
+        let data: Vec<f32> = (0..1001).map(|i| i as f32 * 0.25 - 100.0).collect();
+        let t = gpu.upload("data", &data).unwrap();
+        assert_eq!(gpu.read(&t).unwrap(), data);
+        let empty = gpu.zeros("empty", 0).unwrap();
+        assert!(gpu.read(&empty).unwrap().is_empty());
+        assert!(gpu.write(&t, &data[..10]).is_err(), "length mismatch must be an error");
+        match gpu.upload_f16("half", &data) {
+            // Every value here is exact in f16 (multiples of 1/4 below 2048).
+            Ok(h) => assert_eq!(gpu.read(&h).unwrap(), data),
+            Err(e) => assert!(!gpu.caps.f16, "f16 upload failed on an f16 adapter: {e}"),
+        }
+    });
+}
+
+#[test]
+fn info_report_names_the_chosen_adapter_and_limits() {
+    for_each_gpu(|gpu| {
+        let report = wgformer::info::report(&wgformer::list_adapters(), gpu);
+        assert_eq!(report.chosen.name, gpu.info.name);
+        let text = wgformer::info::report_text(&report);
+        assert!(text.contains("max_storage_buffer_binding_size"), "{text}");
+    });
+}
