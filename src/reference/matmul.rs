@@ -4,6 +4,18 @@ use super::Real;
 use crate::kernels::MatmulShape;
 
 /// c = op(a) * op(b) (+ bias) (+ c if `shape.accumulate`), with `shape`'s strides.
+///
+/// ```
+/// use wgformer::kernels::MatmulShape;
+/// use wgformer::reference::matmul::matmul_forward;
+/// // (2x3) * (3x2), B given transposed as (2x3), plus a bias per column.
+/// let a = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
+/// let b_t = [7.0f32, 9.0, 11.0, 8.0, 10.0, 12.0];
+/// let mut c = [0.0f32; 4];
+/// let shape = MatmulShape { bias: true, ..MatmulShape::packed(1, 2, 2, 3, false, true) };
+/// matmul_forward(&mut c, &a, &b_t, Some(&[0.5, -0.5]), &shape);
+/// assert_eq!(c, [58.5, 63.5, 139.5, 153.5]);
+/// ```
 pub fn matmul_forward<T: Real>(c: &mut [T], a: &[T], b: &[T], bias: Option<&[T]>, s: &MatmulShape) {
     for bt in 0..s.batch {
         for i in 0..s.m {
