@@ -107,18 +107,13 @@ pub struct Case {
     pub bytes: Option<f64>,
 }
 
-/// The standard matmul shapes: square, and the ViT-B/16 layers for 8 images of 197 tokens.
+/// The standard matmul shapes (MxNxK): square, and the ViT-B/16 layers for 8 images of 197 tokens.
 pub fn matmul_shapes() -> Vec<(String, MatmulShape)> {
     let t = 8 * 197;
     let square = |n| (format!("{n}x{n}x{n}"), MatmulShape::packed(1, n, n, n, false, false));
-    let vit = |name: &str, n, k| (format!("{t}x{n}x{k} ({name})"), MatmulShape::packed(1, t, n, k, false, true));
-    vec![
-        square(1024),
-        square(2048),
-        vit("vit-b16 qkv", 2304, 768),
-        vit("vit-b16 fc1", 3072, 768),
-        vit("vit-b16 fc2", 768, 3072),
-    ]
+    // x W^T as in a Linear layer: qkv projection, MLP fc1, MLP fc2.
+    let vit = |n, k| (format!("{t}x{n}x{k}"), MatmulShape::packed(1, t, n, k, false, true));
+    vec![square(1024), square(2048), vit(2304, 768), vit(3072, 768), vit(768, 3072)]
 }
 
 /// Builds the cases for `kernel` with random-free (constant) data: timing does not depend on values.
@@ -274,12 +269,12 @@ fn row(r: &BenchResult) -> String {
         (_, Some(b)) => format!("{b:10.2} GB/s"),
         _ => String::new(),
     };
-    format!("{:<16} {:<28} {:<5} {:>10.3} ms {rate}", r.kernel, r.shape, r.dtype, r.median_ms)
+    format!("{:<16} {:<16} {:<5} {:>10.3} ms {rate}", r.kernel, r.shape, r.dtype, r.median_ms)
 }
 
 /// The results as an aligned table.
 pub fn table(results: &[BenchResult]) -> String {
-    let mut s = format!("{:<16} {:<28} {:<5} {:>13} {:>18}\n", "kernel", "shape", "dtype", "median", "rate");
+    let mut s = format!("{:<16} {:<16} {:<5} {:>13} {:>18}\n", "kernel", "shape", "dtype", "median", "rate");
     for r in results {
         s += &row(r);
         s.push('\n');
