@@ -5,15 +5,17 @@
 //! pass; [`reference`] holds the plain-loop CPU versions every kernel is tested against;
 //! [`bench`] times kernels.
 
+pub mod autodiff;
 pub mod bench;
 pub mod error;
 pub mod gpu;
+pub mod graph;
 pub mod info;
 pub mod kernels;
 pub mod reference;
 pub mod shaders;
 
 pub use error::{Error, Result};
+pub use gpu::{list_adapters, Caps, DType, Gpu, GpuOptions, Tensor};
 /// The wgpu this crate is built on, for apps that share a device with [`Gpu::from_device`].
 pub use wgpu;
-pub use gpu::{list_adapters, Caps, DType, Gpu, GpuOptions, Tensor};

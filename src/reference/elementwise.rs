@@ -36,3 +36,16 @@ pub fn scale_forward<T: Real>(out: &mut [T], a: &[T], alpha: T) {
 pub fn scale_backward<T: Real>(da: &mut [T], dout: &[T], alpha: T) {
     scale_forward(da, dout, alpha);
 }
+
+pub fn relu_forward<T: Real>(out: &mut [T], x: &[T]) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = if v > T::of(0.0) { v } else { T::of(0.0) };
+    }
+}
+
+/// dx = dy where x > 0, else 0.
+pub fn relu_backward<T: Real>(dx: &mut [T], x: &[T], dy: &[T]) {
+    for i in 0..dx.len() {
+        dx[i] = if x[i] > T::of(0.0) { dy[i] } else { T::of(0.0) };
+    }
+}

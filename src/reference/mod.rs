@@ -2,8 +2,11 @@
 //! They are the oracle for the GPU kernels and are themselves checked against finite
 //! differences. Generic over [`Real`] so the gradient checks can run in f64.
 
+pub mod adam;
+pub mod crossentropy;
 pub mod elementwise;
 pub mod gelu;
+pub mod graph;
 pub mod layernorm;
 pub mod matmul;
 pub mod reduce;

@@ -1,0 +1,154 @@
+//! Reverse-mode differentiation of a graph: one short rule per forward op, each appending the
+//! backward nodes once, at build time. Gradients of tensors used more than once are summed.
+
+use crate::error::{Error, Result};
+use crate::graph::{Graph, Op, Role, TensorId};
+use std::collections::HashMap;
+
+/// The gradient tensor of every parameter that the loss depends on.
+#[derive(Clone, Debug, Default)]
+pub struct Gradients {
+    pub of: HashMap<TensorId, TensorId>,
+}
+
+impl Gradients {
+    /// The gradient of `param`, if the loss depends on it.
+    pub fn get(&self, param: TensorId) -> Option<TensorId> {
+        self.of.get(&param).copied()
+    }
+}
+
+/// Appends the backward pass of `loss` to `g`. The loss must be the output of a
+/// `cross_entropy` node (which computes its own gradient with respect to the logits).
+pub fn backward(g: &mut Graph, loss: TensorId) -> Result<Gradients> {
+    let (root, root_node) =
+        g.producer(loss).ok_or_else(|| Error::shape("backward", "the loss is not computed by this graph"))?;
+    let root_node = root_node.clone();
+    if !matches!(root_node.op, Op::CrossEntropy { .. }) || root_node.outputs[0] != loss {
+        return Err(Error::shape(
+            "backward",
+            format!("the loss must be a cross_entropy output, got {}", root_node.op.name()),
+        ));
+    }
+
+    // Which tensors depend on a parameter.
+    let mut needs = vec![false; g.tensors.len()];
+    for (i, t) in g.tensors.iter().enumerate() {
+        needs[i] = t.role == Role::Param;
+    }
+    for node in &g.nodes[..=root] {
+        let any = node.inputs.iter().any(|t| needs[t.0]);
+        for o in &node.outputs {
+            needs[o.0] = any;
+        }
+    }
+
+    let mut grads: HashMap<TensorId, TensorId> = HashMap::new();
+    grads.insert(root_node.inputs[0], root_node.outputs[1]); // d loss / d logits, fused
+    for idx in (0..root).rev() {
+        let node = g.nodes[idx].clone();
+        let Some(&dy) = node.outputs.first().and_then(|o| grads.get(o)) else { continue };
+        let (ins, need) = (&node.inputs, |t: TensorId| needs[t.0]);
+        match node.op {
+            Op::MatMul { trans_a, trans_b, bias, batched } => {
+                let (a, b) = (ins[0], ins[1]);
+                if need(a) {
+                    let da = if trans_a {
+                        g.matmul_full(b, dy, None, trans_b, true, batched)?
+                    } else {
+                        g.matmul_full(dy, b, None, false, !trans_b, batched)?
+                    };
+                    reshape_like(g, da, a)?;
+                    accumulate(g, &mut grads, a, da)?;
+                }
+                if need(b) {
+                    let db = if trans_b {
+                        g.matmul_full(dy, a, None, true, trans_a, batched)?
+                    } else {
+                        g.matmul_full(a, dy, None, !trans_a, false, batched)?
+                    };
+                    reshape_like(g, db, b)?;
+                    accumulate(g, &mut grads, b, db)?;
+                }
+                if bias && need(ins[2]) {
+                    let dbias = g.sum_rows(dy)?;
+                    accumulate(g, &mut grads, ins[2], dbias)?;
+                }
+            }
+            Op::Add => {
+                for &t in &ins[..2] {
+                    if need(t) {
+                        accumulate(g, &mut grads, t, dy)?;
+                    }
+                }
+            }
+            Op::Mul => {
+                let outs = g.push_backward(Op::MulBwd, vec![ins[0], ins[1], dy], &ins[..2]);
+                for (k, &t) in ins[..2].iter().enumerate() {
+                    if need(t) {
+                        accumulate(g, &mut grads, t, outs[k])?;
+                    }
+                }
+            }
+            Op::Scale { alpha } if need(ins[0]) => {
+                let dx = g.scale(dy, alpha)?;
+                accumulate(g, &mut grads, ins[0], dx)?;
+            }
+            Op::LayerNorm { .. } => {
+                let (x, gamma, beta) = (ins[0], ins[1], ins[2]);
+                let (mean, rstd) = (node.outputs[1], node.outputs[2]);
+                let outs = g.push_backward(Op::LayerNormBwd, vec![x, dy, mean, rstd, gamma], &[x, gamma, beta]);
+                for (k, &t) in [x, gamma, beta].iter().enumerate() {
+                    if need(t) {
+                        accumulate(g, &mut grads, t, outs[k])?;
+                    }
+                }
+            }
+            Op::Gelu { kind } if need(ins[0]) => {
+                let dx = g.push_backward(Op::GeluBwd { kind }, vec![ins[0], dy], &[ins[0]])[0];
+                accumulate(g, &mut grads, ins[0], dx)?;
+            }
+            Op::Relu if need(ins[0]) => {
+                let dx = g.push_backward(Op::ReluBwd, vec![ins[0], dy], &[ins[0]])[0];
+                accumulate(g, &mut grads, ins[0], dx)?;
+            }
+            Op::Softmax if need(ins[0]) => {
+                let dx = g.push_backward(Op::SoftmaxBwd, vec![node.outputs[0], dy], &[ins[0]])[0];
+                accumulate(g, &mut grads, ins[0], dx)?;
+            }
+            Op::SumRows if need(ins[0]) => {
+                let dx = g.push_backward(Op::SumRowsBwd, vec![dy], &[ins[0]])[0];
+                accumulate(g, &mut grads, ins[0], dx)?;
+            }
+            Op::CrossEntropy { .. } => {
+                return Err(Error::shape("backward", "a cross_entropy loss may only be the final loss"));
+            }
+            _ => {}
+        }
+    }
+    let of = grads.into_iter().filter(|(t, _)| g.desc(*t).role == Role::Param).collect();
+    Ok(Gradients { of })
+}
+
+/// A gradient computed as a folded matrix takes the shape of its tensor (same layout).
+fn reshape_like(g: &mut Graph, grad: TensorId, like: TensorId) -> Result<()> {
+    let shape = g.shape(like).to_vec();
+    if g.desc(grad).len() != shape.iter().product::<usize>() {
+        return Err(Error::shape(
+            "backward",
+            format!("gradient of {} has {} elements", g.desc(like).name, g.desc(grad).len()),
+        ));
+    }
+    g.tensors[grad.0].shape = shape;
+    Ok(())
+}
+
+/// Records `d` as (part of) the gradient of `t`, summing with an earlier part.
+fn accumulate(g: &mut Graph, grads: &mut HashMap<TensorId, TensorId>, t: TensorId, d: TensorId) -> Result<()> {
+    let total = match grads.get(&t) {
+        Some(&prev) => g.add(prev, d)?,
+        None => d,
+    };
+    grads.insert(t, total);
+    Ok(())
+}

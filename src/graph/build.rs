@@ -1,0 +1,241 @@
+//! Graph builder methods: each checks shapes and types and returns `Err` naming the op, the
+//! tensors and their shapes, so a bad model config fails at build time, not on the GPU.
+
+use super::{Dtype, Graph, Op, Role, TensorId};
+use crate::error::{Error, Result};
+use crate::kernels::GeluKind;
+
+/// The product dimensions of a MatMul: (batch, M, N, K) and the output shape.
+pub(crate) struct MatmulDims {
+    pub batch: usize,
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub out: Vec<usize>,
+}
+
+/// Applies the MatMul shape rule (see `Op::MatMul`).
+pub(crate) fn matmul_dims(
+    a: &[usize],
+    b: &[usize],
+    trans_a: bool,
+    trans_b: bool,
+    batched: bool,
+) -> std::result::Result<MatmulDims, String> {
+    let as_matrix = |s: &[usize]| -> std::result::Result<(usize, usize), String> {
+        match s {
+            [] | [_] => Err(format!("{s:?} is not a matrix")),
+            [lead @ .., last] => Ok((lead.iter().product(), *last)),
+        }
+    };
+    let (batch, (ar, ac), (br, bc)) = if batched {
+        match (a, b) {
+            ([ba, ar, ac], [bb, br, bc]) if ba == bb => (*ba, (*ar, *ac), (*br, *bc)),
+            _ => {
+                return Err(format!(
+                    "batched operands must be (batch, rows, cols) with equal batch, got {a:?} and {b:?}"
+                ))
+            }
+        }
+    } else {
+        (1, as_matrix(a)?, as_matrix(b)?)
+    };
+    let (m, k) = if trans_a { (ac, ar) } else { (ar, ac) };
+    let (k2, n) = if trans_b { (bc, br) } else { (br, bc) };
+    if k != k2 {
+        return Err(format!("inner dimensions differ: op(a) is {m}x{k} ({a:?}, trans {trans_a}), op(b) is {k2}x{n} ({b:?}, trans {trans_b})"));
+    }
+    let out = if batched {
+        vec![batch, m, n]
+    } else if trans_a {
+        vec![m, n]
+    } else {
+        a[..a.len() - 1].iter().copied().chain([n]).collect()
+    };
+    Ok(MatmulDims { batch, m, n, k, out })
+}
+
+impl Graph {
+    fn describe(&self, t: TensorId) -> String {
+        let d = self.desc(t);
+        format!("{} {:?}", d.name, d.shape)
+    }
+
+    fn check_f32(&self, op: &'static str, ts: &[TensorId]) -> Result<()> {
+        for &t in ts {
+            if t.0 >= self.tensors.len() {
+                return Err(Error::shape(op, format!("tensor id {} is not in this graph", t.0)));
+            }
+            if self.desc(t).dtype != Dtype::F32 {
+                return Err(Error::shape(op, format!("{} must be f32", self.describe(t))));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_same(&self, op: &'static str, a: TensorId, b: TensorId) -> Result<()> {
+        if self.shape(a) != self.shape(b) {
+            return Err(Error::shape(op, format!("shapes differ: {} and {}", self.describe(a), self.describe(b))));
+        }
+        Ok(())
+    }
+
+    fn check_vector(&self, op: &'static str, v: TensorId, len: usize, of: TensorId) -> Result<()> {
+        if self.shape(v) != [len] {
+            return Err(Error::shape(
+                op,
+                format!("{} must have shape [{len}] to match {}", self.describe(v), self.describe(of)),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A per-step input (a batch) of the given shape.
+    pub fn input(&mut self, name: &str, shape: &[usize], dtype: Dtype) -> TensorId {
+        self.add_tensor(name.to_string(), shape.to_vec(), dtype, Role::Input)
+    }
+
+    /// A trained f32 parameter.
+    pub fn param(&mut self, name: &str, shape: &[usize]) -> TensorId {
+        self.add_tensor(name.to_string(), shape.to_vec(), Dtype::F32, Role::Param)
+    }
+
+    /// c = op(a) op(b) (+ bias[n]); see `Op::MatMul` for how shapes are read.
+    pub fn matmul_full(
+        &mut self,
+        a: TensorId,
+        b: TensorId,
+        bias: Option<TensorId>,
+        trans_a: bool,
+        trans_b: bool,
+        batched: bool,
+    ) -> Result<TensorId> {
+        self.check_f32("matmul", &[a, b])?;
+        let dims = matmul_dims(self.shape(a), self.shape(b), trans_a, trans_b, batched)
+            .map_err(|m| Error::shape("matmul", m))?;
+        let mut inputs = vec![a, b];
+        if let Some(bias) = bias {
+            self.check_f32("matmul", &[bias])?;
+            self.check_vector("matmul bias", bias, dims.n, b)?;
+            inputs.push(bias);
+        }
+        let op = Op::MatMul { trans_a, trans_b, bias: bias.is_some(), batched };
+        Ok(self.push(op, inputs, vec![(dims.out, Dtype::F32)])[0])
+    }
+
+    /// op(a) op(b), leading dimensions folded into rows.
+    pub fn matmul(&mut self, a: TensorId, b: TensorId, trans_a: bool, trans_b: bool) -> Result<TensorId> {
+        self.matmul_full(a, b, None, trans_a, trans_b, false)
+    }
+
+    /// A Linear layer as PyTorch stores it: x (.., in) @ weight (out, in)^T + bias (out).
+    pub fn linear(&mut self, x: TensorId, weight: TensorId, bias: Option<TensorId>) -> Result<TensorId> {
+        self.matmul_full(x, weight, bias, false, true, false)
+    }
+
+    fn binary(&mut self, op: Op, a: TensorId, b: TensorId) -> Result<TensorId> {
+        let name = op.name();
+        self.check_f32(name, &[a, b])?;
+        self.check_same(name, a, b)?;
+        let shape = self.shape(a).to_vec();
+        Ok(self.push(op, vec![a, b], vec![(shape, Dtype::F32)])[0])
+    }
+
+    fn unary(&mut self, op: Op, x: TensorId) -> Result<TensorId> {
+        self.check_f32(op.name(), &[x])?;
+        let shape = self.shape(x).to_vec();
+        Ok(self.push(op, vec![x], vec![(shape, Dtype::F32)])[0])
+    }
+
+    /// a + b.
+    pub fn add(&mut self, a: TensorId, b: TensorId) -> Result<TensorId> {
+        self.binary(Op::Add, a, b)
+    }
+
+    /// a * b, elementwise.
+    pub fn mul(&mut self, a: TensorId, b: TensorId) -> Result<TensorId> {
+        self.binary(Op::Mul, a, b)
+    }
+
+    /// alpha * a.
+    pub fn scale(&mut self, a: TensorId, alpha: f32) -> Result<TensorId> {
+        self.unary(Op::Scale { alpha }, a)
+    }
+
+    /// LayerNorm over the last dimension with affine gamma and beta; returns y.
+    pub fn layernorm(&mut self, x: TensorId, gamma: TensorId, beta: TensorId, eps: f32) -> Result<TensorId> {
+        self.check_f32("layernorm", &[x, gamma, beta])?;
+        let d = self.desc(x);
+        let (c, rows, shape) = (d.last_dim(), d.rows(), d.shape.clone());
+        if shape.is_empty() || c == 0 {
+            return Err(Error::shape("layernorm", format!("{} has no last dimension to normalise", self.describe(x))));
+        }
+        self.check_vector("layernorm gamma", gamma, c, x)?;
+        self.check_vector("layernorm beta", beta, c, x)?;
+        let outs = vec![(shape, Dtype::F32), (vec![rows], Dtype::F32), (vec![rows], Dtype::F32)];
+        Ok(self.push(Op::LayerNorm { eps }, vec![x, gamma, beta], outs)[0])
+    }
+
+    /// GELU, exact or tanh-approximated.
+    pub fn gelu(&mut self, x: TensorId, kind: GeluKind) -> Result<TensorId> {
+        self.unary(Op::Gelu { kind }, x)
+    }
+
+    /// max(x, 0).
+    pub fn relu(&mut self, x: TensorId) -> Result<TensorId> {
+        self.unary(Op::Relu, x)
+    }
+
+    /// Softmax over the last dimension.
+    pub fn softmax(&mut self, x: TensorId) -> Result<TensorId> {
+        if self.shape(x).is_empty() {
+            return Err(Error::shape("softmax", format!("{} is a scalar", self.describe(x))));
+        }
+        self.unary(Op::Softmax, x)
+    }
+
+    /// Sum over every dimension but the last: (.., C) -> (C).
+    pub fn sum_rows(&mut self, x: TensorId) -> Result<TensorId> {
+        self.check_f32("sum_rows", &[x])?;
+        let c = self.desc(x).last_dim();
+        Ok(self.push(Op::SumRows, vec![x], vec![(vec![c], Dtype::F32)])[0])
+    }
+
+    /// Mean label-smoothed cross-entropy of `logits` (.., V) against u32 `targets` (..),
+    /// skipping targets equal to `ignore_index`. Returns the loss, shape [1].
+    pub fn cross_entropy(
+        &mut self,
+        logits: TensorId,
+        targets: TensorId,
+        smoothing: f32,
+        ignore_index: Option<u32>,
+    ) -> Result<TensorId> {
+        self.check_f32("cross_entropy", &[logits])?;
+        if targets.0 >= self.tensors.len() || self.desc(targets).dtype != Dtype::U32 {
+            return Err(Error::shape("cross_entropy", "targets must be a u32 tensor of this graph"));
+        }
+        let (ls, ts) = (self.shape(logits).to_vec(), self.shape(targets).to_vec());
+        if ls.len() != ts.len() + 1 || ls[..ts.len()] != ts[..] {
+            return Err(Error::shape(
+                "cross_entropy",
+                format!("logits {ls:?} must be targets {ts:?} plus a class dimension"),
+            ));
+        }
+        if !(0.0..1.0).contains(&smoothing) {
+            return Err(Error::shape("cross_entropy", format!("label smoothing {smoothing} must be in [0, 1)")));
+        }
+        let op = Op::CrossEntropy { smoothing, ignore_index };
+        Ok(self.push(op, vec![logits, targets], vec![(vec![1], Dtype::F32), (ls, Dtype::F32)])[0])
+    }
+
+    /// Appends a backward node (autodiff only): outputs take the shapes of `like`.
+    pub(crate) fn push_backward(&mut self, op: Op, inputs: Vec<TensorId>, like: &[TensorId]) -> Vec<TensorId> {
+        let outs = like.iter().map(|&t| (self.shape(t).to_vec(), Dtype::F32)).collect();
+        self.push(op, inputs, outs)
+    }
+
+    /// The node that produced `t`, if any (with its index).
+    pub fn producer(&self, t: TensorId) -> Option<(usize, &super::Node)> {
+        self.nodes.iter().enumerate().find(|(_, n)| n.outputs.contains(&t))
+    }
+}

@@ -1,0 +1,146 @@
+//! Runs a whole graph on the CPU with the reference ops: the oracle for the GPU executor and
+//! the function the composed-graph gradient checks differentiate numerically.
+
+use super::{crossentropy, elementwise as ew, gelu, layernorm, matmul, reduce, softmax, Real};
+use crate::graph::build::matmul_dims;
+use crate::graph::{Graph, Op};
+use crate::kernels::MatmulShape;
+
+/// Evaluates every node of `g` in order. `values[t]` must hold each input and parameter
+/// (u32 inputs as their integer values); every activation is (re)computed.
+pub fn evaluate<T: Real>(g: &Graph, values: &mut [Vec<T>]) {
+    for node in &g.nodes {
+        let outs = run_node(g, node, values);
+        for (t, v) in node.outputs.iter().zip(outs) {
+            values[t.0] = v;
+        }
+    }
+}
+
+fn zeros<T: Real>(n: usize) -> Vec<T> {
+    vec![T::of(0.0); n]
+}
+
+/// Computes the outputs of one node from `values`.
+pub fn run_node<T: Real>(g: &Graph, node: &crate::graph::Node, values: &[Vec<T>]) -> Vec<Vec<T>> {
+    let input = |k: usize| &values[node.inputs[k].0][..];
+    let out_len = |k: usize| g.desc(node.outputs[k]).len();
+    let in_desc = |k: usize| g.desc(node.inputs[k]);
+    match node.op {
+        Op::MatMul { trans_a, trans_b, bias, batched } => {
+            let d = matmul_dims(&in_desc(0).shape, &in_desc(1).shape, trans_a, trans_b, batched)
+                .expect("checked at build time");
+            let shape = MatmulShape { bias, ..MatmulShape::packed(d.batch, d.m, d.n, d.k, trans_a, trans_b) };
+            let mut c = zeros(out_len(0));
+            matmul::matmul_forward(&mut c, input(0), input(1), bias.then(|| input(2)), &shape);
+            vec![c]
+        }
+        Op::Add | Op::Mul => {
+            let mut out = zeros(out_len(0));
+            let f = if node.op == Op::Add { ew::add_forward::<T> } else { ew::mul_forward::<T> };
+            f(&mut out, input(0), input(1));
+            vec![out]
+        }
+        Op::MulBwd => {
+            let (mut da, mut db) = (zeros(out_len(0)), zeros(out_len(1)));
+            ew::mul_backward(&mut da, &mut db, input(2), input(0), input(1));
+            vec![da, db]
+        }
+        Op::Scale { alpha } => {
+            let mut out = zeros(out_len(0));
+            ew::scale_forward(&mut out, input(0), T::of(alpha as f64));
+            vec![out]
+        }
+        Op::LayerNorm { eps } => {
+            let (rows, cols) = (in_desc(0).rows(), in_desc(0).last_dim());
+            let (mut y, mut mean, mut rstd) = (zeros(rows * cols), zeros(rows), zeros(rows));
+            layernorm::layernorm_forward(
+                &mut y,
+                &mut mean,
+                &mut rstd,
+                input(0),
+                input(1),
+                input(2),
+                rows,
+                cols,
+                eps as f64,
+            );
+            vec![y, mean, rstd]
+        }
+        Op::LayerNormBwd => {
+            let (rows, cols) = (in_desc(0).rows(), in_desc(0).last_dim());
+            let (mut dx, mut dg, mut db) = (zeros(rows * cols), zeros(cols), zeros(cols));
+            layernorm::layernorm_backward(
+                &mut dx,
+                &mut dg,
+                &mut db,
+                input(0),
+                input(1),
+                input(2),
+                input(3),
+                input(4),
+                rows,
+                cols,
+            );
+            vec![dx, dg, db]
+        }
+        Op::Gelu { kind } => {
+            let mut y = zeros(out_len(0));
+            gelu::gelu_forward(&mut y, input(0), kind);
+            vec![y]
+        }
+        Op::GeluBwd { kind } => {
+            let mut dx = zeros(out_len(0));
+            gelu::gelu_backward(&mut dx, input(0), input(1), kind);
+            vec![dx]
+        }
+        Op::Relu => {
+            let mut y = zeros(out_len(0));
+            ew::relu_forward(&mut y, input(0));
+            vec![y]
+        }
+        Op::ReluBwd => {
+            let mut dx = zeros(out_len(0));
+            ew::relu_backward(&mut dx, input(0), input(1));
+            vec![dx]
+        }
+        Op::Softmax => {
+            let (rows, cols) = (in_desc(0).rows(), in_desc(0).last_dim());
+            let mut y = zeros(rows * cols);
+            softmax::softmax_forward(&mut y, input(0), rows, cols);
+            vec![y]
+        }
+        Op::SoftmaxBwd => {
+            let (rows, cols) = (in_desc(0).rows(), in_desc(0).last_dim());
+            let mut dx = zeros(rows * cols);
+            softmax::softmax_backward(&mut dx, input(0), input(1), rows, cols);
+            vec![dx]
+        }
+        Op::SumRows => {
+            let (rows, cols) = (in_desc(0).rows(), in_desc(0).last_dim());
+            let mut out = zeros(cols);
+            reduce::reduce_cols_forward(&mut out, input(0), rows, cols);
+            vec![out]
+        }
+        Op::SumRowsBwd => {
+            let d = g.desc(node.outputs[0]);
+            let mut dx = zeros(d.len());
+            reduce::reduce_cols_backward(&mut dx, input(0), d.rows(), d.last_dim());
+            vec![dx]
+        }
+        Op::CrossEntropy { smoothing, ignore_index } => {
+            let vocab = in_desc(0).last_dim();
+            let targets: Vec<u32> = input(1).iter().map(|t| t.to_f64() as u32).collect();
+            let mut dlogits = zeros(out_len(1));
+            let loss = crossentropy::cross_entropy_forward(
+                &mut dlogits,
+                input(0),
+                &targets,
+                vocab,
+                smoothing as f64,
+                ignore_index,
+            );
+            vec![vec![loss], dlogits]
+        }
+    }
+}
