@@ -3,6 +3,8 @@
 //   mul_fwd:   out = a * b
 //   mul_bwd:   da = dout * b, db = dout * a
 //   scale_fwd: out = alpha * a  (scale's backward is scale_fwd with the same alpha)
+//   relu_fwd:  out = max(a, 0)
+//   relu_bwd:  out = b where a > 0, else 0   (a = x, b = dy)
 // Design rule: one element per invocation; the grid is 2D so n may exceed 65535 workgroups.
 
 struct EltParams { n: u32, alpha: f32, _pad0: u32, _pad1: u32, }
@@ -22,7 +24,7 @@ override WG: u32 = 256;
 @group(0) @binding(4) var<storage, read> mb_b: array<f32>;
 @group(0) @binding(5) var<uniform> mb_p: EltParams;
 
-// scale_fwd's bindings: one output, one input.
+// scale_fwd's and relu_fwd's bindings: one output, one input.
 @group(0) @binding(2) var<uniform> sc_p: EltParams;
 
 fn flat_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
@@ -55,4 +57,16 @@ fn mul_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
 fn scale_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
     if (i < sc_p.n) { out[i] = sc_p.alpha * a[i]; }
+}
+
+@compute @workgroup_size(WG)
+fn relu_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i < sc_p.n) { out[i] = max(a[i], 0.0); }
+}
+
+@compute @workgroup_size(WG)
+fn relu_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i < p.n) { out[i] = select(0.0, b[i], a[i] > 0.0); }
 }

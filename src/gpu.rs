@@ -224,6 +224,27 @@ impl Gpu {
         Ok(t)
     }
 
+    /// A u32 tensor (class or token ids) holding `data`.
+    pub fn upload_u32(&self, name: &str, data: &[u32]) -> Result<Tensor> {
+        let buffer = self.storage_buffer(name, data.len() as u64 * 4)?;
+        self.queue.write_buffer(&buffer, 0, bytemuck::cast_slice(data));
+        Ok(Tensor { buffer, len: data.len(), dtype: DType::U32 })
+    }
+
+    /// A zero-filled u32 tensor.
+    pub fn zeros_u32(&self, name: &str, len: usize) -> Result<Tensor> {
+        Ok(Tensor { buffer: self.storage_buffer(name, len as u64 * 4)?, len, dtype: DType::U32 })
+    }
+
+    /// Overwrites a tensor with raw values of its type (same length): f32 or u32 data.
+    pub fn write_raw<T: bytemuck::Pod>(&self, t: &Tensor, data: &[T]) -> Result<()> {
+        if std::mem::size_of_val(data) as u64 != t.byte_len() {
+            return Err(Error::shape("write", format!("{} bytes into a {:?} tensor of {}", std::mem::size_of_val(data), t.dtype, t.len)));
+        }
+        self.queue.write_buffer(&t.buffer, 0, bytemuck::cast_slice(data));
+        Ok(())
+    }
+
     /// Overwrites an f32 tensor with `data` (same length).
     pub fn write(&self, t: &Tensor, data: &[f32]) -> Result<()> {
         if t.dtype != DType::F32 || data.len() != t.len {
@@ -249,7 +270,7 @@ impl Gpu {
         Ok(Tensor { buffer, len: data.len(), dtype: DType::F16 })
     }
 
-    /// Reads a tensor back as f32 (f16 tensors are widened).
+    /// Reads a tensor back as f32 (f16 tensors are widened, u32 ids converted).
     pub fn read(&self, t: &Tensor) -> Result<Vec<f32>> {
         let bytes = self.read_bytes(&t.buffer, t.byte_len())?;
         Ok(match t.dtype {
@@ -257,6 +278,7 @@ impl Gpu {
             DType::F16 => {
                 bytemuck::pod_collect_to_vec::<u8, half::f16>(&bytes[..t.len * 2]).into_iter().map(f32::from).collect()
             }
+            DType::U32 => bytemuck::pod_collect_to_vec::<u8, u32>(&bytes).into_iter().map(|v| v as f32).collect(),
         })
     }
 
@@ -368,6 +390,8 @@ impl Gpu {
 pub enum DType {
     F32,
     F16,
+    /// Class or token ids.
+    U32,
 }
 
 /// A flat GPU tensor: a storage buffer and its element count. Shapes live in the graph.
@@ -383,7 +407,7 @@ impl Tensor {
     pub fn byte_len(&self) -> u64 {
         self.len as u64
             * match self.dtype {
-                DType::F32 => 4,
+                DType::F32 | DType::U32 => 4,
                 DType::F16 => 2,
             }
     }

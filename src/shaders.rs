@@ -13,6 +13,8 @@ pub const ALL: &[(&str, &str)] = &[
     ("softmax.wgsl", SOFTMAX),
     ("elementwise.wgsl", ELEMENTWISE),
     ("reduce.wgsl", REDUCE),
+    ("crossentropy.wgsl", CROSSENTROPY),
+    ("adam.wgsl", ADAM),
 ];
 
 pub const MATMUL: &str = include_str!("../shaders/matmul.wgsl");
@@ -22,6 +24,8 @@ pub const GELU: &str = include_str!("../shaders/gelu.wgsl");
 pub const SOFTMAX: &str = include_str!("../shaders/softmax.wgsl");
 pub const ELEMENTWISE: &str = include_str!("../shaders/elementwise.wgsl");
 pub const REDUCE: &str = include_str!("../shaders/reduce.wgsl");
+pub const CROSSENTROPY: &str = include_str!("../shaders/crossentropy.wgsl");
+pub const ADAM: &str = include_str!("../shaders/adam.wgsl");
 
 /// Parses and validates `source` with naga; errors carry the file name and naga's report.
 pub fn validate(file: &str, source: &str) -> Result<()> {

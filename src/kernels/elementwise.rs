@@ -21,6 +21,8 @@ pub struct Elementwise {
     mul: wgpu::ComputePipeline,
     mul_bwd: wgpu::ComputePipeline,
     scale: wgpu::ComputePipeline,
+    relu: wgpu::ComputePipeline,
+    relu_bwd: wgpu::ComputePipeline,
 }
 
 impl Elementwise {
@@ -32,6 +34,8 @@ impl Elementwise {
             mul: gpu.pipeline(&module, "mul_fwd", &wg)?,
             mul_bwd: gpu.pipeline(&module, "mul_bwd", &wg)?,
             scale: gpu.pipeline(&module, "scale_fwd", &wg)?,
+            relu: gpu.pipeline(&module, "relu_fwd", &wg)?,
+            relu_bwd: gpu.pipeline(&module, "relu_bwd", &wg)?,
         })
     }
 
@@ -78,5 +82,15 @@ impl Elementwise {
     /// out = alpha * a. Its backward is the same call on dout.
     pub fn scale_fwd(&self, gpu: &Gpu, out: &Tensor, a: &Tensor, alpha: f32, n: usize) -> Result<Dispatch> {
         self.prepare(gpu, "scale_fwd", &self.scale, &[out, a], n, alpha)
+    }
+
+    /// out = max(x, 0).
+    pub fn relu_fwd(&self, gpu: &Gpu, out: &Tensor, x: &Tensor, n: usize) -> Result<Dispatch> {
+        self.prepare(gpu, "relu_fwd", &self.relu, &[out, x], n, 0.0)
+    }
+
+    /// dx = dy where x > 0, else 0.
+    pub fn relu_bwd(&self, gpu: &Gpu, dx: &Tensor, x: &Tensor, dy: &Tensor, n: usize) -> Result<Dispatch> {
+        self.prepare(gpu, "relu_bwd", &self.relu_bwd, &[dx, x, dy], n, 0.0)
     }
 }

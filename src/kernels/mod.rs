@@ -3,6 +3,8 @@
 //! which only records into a compute pass the caller owns. A training step replays its
 //! dispatches without creating anything.
 
+pub mod adam;
+pub mod crossentropy;
 pub mod elementwise;
 pub mod gelu;
 pub mod layernorm;
@@ -10,6 +12,8 @@ pub mod matmul;
 pub mod reduce;
 pub mod softmax;
 
+pub use adam::Adam;
+pub use crossentropy::CrossEntropy;
 pub use elementwise::Elementwise;
 pub use gelu::{Gelu, GeluKind};
 pub use layernorm::LayerNorm;
@@ -46,8 +50,8 @@ impl Dispatch {
     }
 }
 
-/// Builds a dispatch: `tensors` bound at 0.. in order (outputs first, then inputs), the params
-/// uniform after them.
+/// Builds a dispatch: `tensors` bound at 0.. in order (outputs first, then inputs), a new
+/// uniform holding `params` after them.
 pub(crate) fn dispatch<P: bytemuck::Pod>(
     gpu: &Gpu,
     label: &'static str,
@@ -57,12 +61,21 @@ pub(crate) fn dispatch<P: bytemuck::Pod>(
     groups: [u32; 3],
 ) -> Result<Dispatch> {
     let uniform = gpu.uniform(label, params);
-    let mut entries: Vec<wgpu::BindGroupEntry> = tensors
-        .iter()
-        .enumerate()
-        .map(|(i, t)| wgpu::BindGroupEntry { binding: i as u32, resource: t.buffer.as_entire_binding() })
-        .collect();
-    entries.push(wgpu::BindGroupEntry { binding: tensors.len() as u32, resource: uniform.as_entire_binding() });
+    dispatch_with_uniforms(gpu, label, pipeline, tensors, &[&uniform], groups)
+}
+
+/// Builds a dispatch: `tensors` bound at 0.., then `uniforms` (shared or per-dispatch).
+pub(crate) fn dispatch_with_uniforms(
+    gpu: &Gpu,
+    label: &'static str,
+    pipeline: &wgpu::ComputePipeline,
+    tensors: &[&Tensor],
+    uniforms: &[&wgpu::Buffer],
+    groups: [u32; 3],
+) -> Result<Dispatch> {
+    let resources = tensors.iter().map(|t| t.buffer.as_entire_binding()).chain(uniforms.iter().map(|u| u.as_entire_binding()));
+    let entries: Vec<wgpu::BindGroupEntry> =
+        resources.enumerate().map(|(i, resource)| wgpu::BindGroupEntry { binding: i as u32, resource }).collect();
     let bind_group = gpu.scoped(label, || {
         gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(label),
@@ -89,8 +102,13 @@ pub(crate) fn grid(gpu: &Gpu, op: &'static str, n: u64) -> Result<[u32; 3]> {
 
 /// Checks that `t` is f32 with at least `len` elements.
 pub(crate) fn check_len(op: &'static str, name: &str, t: &Tensor, len: usize) -> Result<()> {
-    if t.dtype != DType::F32 {
-        return Err(Error::shape(op, format!("{name} must be f32, got {:?}", t.dtype)));
+    check_typed(op, name, t, len, DType::F32)
+}
+
+/// Checks that `t` has type `dtype` and at least `len` elements.
+pub(crate) fn check_typed(op: &'static str, name: &str, t: &Tensor, len: usize, dtype: DType) -> Result<()> {
+    if t.dtype != dtype {
+        return Err(Error::shape(op, format!("{name} must be {dtype:?}, got {:?}", t.dtype)));
     }
     if t.len < len {
         return Err(Error::shape(op, format!("{name} has {} elements, needs {len}", t.len)));

@@ -1,0 +1,119 @@
+// Mean label-smoothed cross-entropy over rows of logits (R, V) with u32 targets (R), fused with
+// its gradient, in three dispatches:
+//   crossentropy_fwd:    per row r with target y != ignore (one workgroup per row):
+//                        lse = log sum_c exp(x_c),  loss_r = -(1-e)(x_y - lse) - e (mean_c x_c - lse)
+//                        dlogits[r, c] = exp(x_c - lse) - (1-e)[c == y] - e/V; ignored rows: 0, loss_r = 0
+//   crossentropy_reduce: one workgroup: n = rows not ignored, loss = sum_r loss_r / n, scale = 1/n
+//                        (0 when n = 0)
+//   crossentropy_scale:  dlogits *= scale, so the gradient is that of the mean loss.
+// Design rule: the row kernel follows softmax.wgsl (WG lanes stride a row, workgroup-memory tree).
+
+struct CeParams { rows: u32, vocab: u32, smoothing: f32, ignore_index: u32, has_ignore: u32, n: u32, _pad0: u32, _pad1: u32, }
+
+override WG: u32 = 64;
+
+@group(0) @binding(0) var<storage, read_write> dlogits: array<f32>;   // (R, V)
+@group(0) @binding(1) var<storage, read_write> row_loss: array<f32>;  // (R)
+@group(0) @binding(2) var<storage, read> logits: array<f32>;          // (R, V)
+@group(0) @binding(3) var<storage, read> targets: array<u32>;         // (R)
+@group(0) @binding(4) var<uniform> p: CeParams;
+
+@group(0) @binding(0) var<storage, read_write> rd_loss: array<f32>;   // (1)
+@group(0) @binding(1) var<storage, read_write> rd_scale: array<f32>;  // (1)
+@group(0) @binding(2) var<storage, read> rd_row_loss: array<f32>;     // (R)
+@group(0) @binding(3) var<storage, read> rd_targets: array<u32>;      // (R)
+@group(0) @binding(4) var<uniform> rd_p: CeParams;
+
+@group(0) @binding(0) var<storage, read_write> sc_dlogits: array<f32>; // (R, V)
+@group(0) @binding(1) var<storage, read> sc_scale: array<f32>;         // (1)
+@group(0) @binding(2) var<uniform> sc_p: CeParams;
+
+var<workgroup> scratch: array<f32, WG>;
+
+fn reduce_max(v: f32, lid: u32) -> f32 {
+    scratch[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lid < s) { scratch[lid] = max(scratch[lid], scratch[lid + s]); }
+        workgroupBarrier();
+    }
+    let r = scratch[0];
+    workgroupBarrier();
+    return r;
+}
+
+fn reduce_sum(v: f32, lid: u32) -> f32 {
+    scratch[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lid < s) { scratch[lid] = scratch[lid] + scratch[lid + s]; }
+        workgroupBarrier();
+    }
+    let r = scratch[0];
+    workgroupBarrier();
+    return r;
+}
+
+fn ignored(t: u32, has_ignore: u32, ignore_index: u32) -> bool {
+    return has_ignore != 0u && t == ignore_index;
+}
+
+@compute @workgroup_size(WG)
+fn crossentropy_fwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+    let row = wg.x + wg.y * nwg.x;
+    let live = row < p.rows;
+    let r = min(row, p.rows - 1u);
+    let base = r * p.vocab;
+    let y = targets[r];
+    let skip = ignored(y, p.has_ignore, p.ignore_index);
+    var m = -3.402823e38;
+    for (var c = lid; c < p.vocab; c += WG) { m = max(m, logits[base + c]); }
+    m = reduce_max(m, lid);
+    var se = 0.0;
+    var sx = 0.0;
+    for (var c = lid; c < p.vocab; c += WG) {
+        let x = logits[base + c];
+        se += exp(x - m);
+        sx += x;
+    }
+    let lse = m + log(reduce_sum(se, lid));
+    let mean_x = reduce_sum(sx, lid) / f32(p.vocab);
+    if (!live) { return; }
+    let e = p.smoothing;
+    let off = e / f32(p.vocab);
+    for (var c = lid; c < p.vocab; c += WG) {
+        var d = exp(logits[base + c] - lse) - off;
+        if (c == y) { d -= 1.0 - e; }
+        dlogits[base + c] = select(d, 0.0, skip);
+    }
+    if (lid == 0u) {
+        // A target outside the vocabulary reads logit 0: the host checks targets on upload.
+        let xy = logits[base + min(y, p.vocab - 1u)];
+        let loss = -(1.0 - e) * (xy - lse) - e * (mean_x - lse);
+        row_loss[r] = select(loss, 0.0, skip);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn crossentropy_reduce(@builtin(local_invocation_index) lid: u32) {
+    var s = 0.0;
+    var n = 0.0;
+    for (var r = lid; r < rd_p.rows; r += WG) {
+        s += rd_row_loss[r];
+        n += select(1.0, 0.0, ignored(rd_targets[r], rd_p.has_ignore, rd_p.ignore_index));
+    }
+    let total = reduce_sum(s, lid);
+    let count = reduce_sum(n, lid);
+    if (lid == 0u) {
+        let scale = select(1.0 / count, 0.0, count == 0.0);
+        rd_loss[0] = total * scale;
+        rd_scale[0] = scale;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn crossentropy_scale(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * WG;
+    if (i < sc_p.n) { sc_dlogits[i] = sc_dlogits[i] * sc_scale[0]; }
+}

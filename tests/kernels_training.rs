@@ -1,0 +1,80 @@
+//! The training kernels against the CPU reference: fused cross-entropy (label smoothing,
+//! ignore index, a vocabulary-sized row), ReLU, and Adam over several steps.
+
+mod common;
+use common::{assert_close, for_each_gpu, Rng};
+use wgformer::kernels::{self, Adam, CrossEntropy, Elementwise};
+use wgformer::reference::adam::{adam_update, AdamStep};
+use wgformer::reference::{crossentropy::cross_entropy_forward, elementwise as ew};
+
+#[test]
+fn cross_entropy_matches_reference() {
+    for_each_gpu(|gpu| {
+        let ce = CrossEntropy::new(gpu).unwrap();
+        let cases: [(usize, usize, f32, Option<u32>); 6] =
+            [(1, 1, 0.0, None), (7, 5, 0.1, None), (9, 1000, 0.1, Some(0)), (3, 32_000, 0.1, None), (70_000, 3, 0.0, Some(2)), (4, 6, 0.1, Some(3))];
+        for (i, &(rows, vocab, smoothing, ignore)) in cases.iter().enumerate() {
+            let mut rng = Rng::new(i as u64);
+            let logits = rng.vec_f32(rows * vocab, 8.0);
+            let mut targets: Vec<u32> = (0..rows).map(|_| (rng.next_u64() % vocab as u64) as u32).collect();
+            if i == 5 {
+                targets = vec![3; rows]; // every row ignored: loss and gradient are 0
+            }
+            let mut want_d = vec![0.0f32; rows * vocab];
+            let want_loss = cross_entropy_forward(&mut want_d, &logits, &targets, vocab, smoothing as f64, ignore);
+            let (gl, gt) = (gpu.upload("logits", &logits).unwrap(), gpu.upload_u32("targets", &targets).unwrap());
+            let (gloss, gd) = (gpu.zeros("loss", 1).unwrap(), gpu.zeros("dlogits", rows * vocab).unwrap());
+            let ds = ce.fwd(gpu, &gloss, &gd, &gl, &gt, rows, vocab, smoothing, ignore).unwrap();
+            kernels::run(gpu, &ds.iter().collect::<Vec<_>>()).unwrap();
+            let tag = format!("{rows}x{vocab} e={smoothing} ignore={ignore:?}");
+            assert_close(&format!("loss {tag}"), &gpu.read(&gloss).unwrap(), &[want_loss], 1e-5, 1e-4);
+            assert_close(&format!("dlogits {tag}"), &gpu.read(&gd).unwrap(), &want_d, 1e-7, 1e-4);
+        }
+    });
+}
+
+#[test]
+fn relu_matches_reference() {
+    for_each_gpu(|gpu| {
+        let e = Elementwise::new(gpu).unwrap();
+        for n in [1, 7, 1_000_003] {
+            let mut rng = Rng::new(n as u64);
+            let (x, dy) = (rng.vec_f32(n, 1.0), rng.vec_f32(n, 1.0));
+            let (mut y, mut dx) = (vec![0.0f32; n], vec![0.0f32; n]);
+            ew::relu_forward(&mut y, &x);
+            ew::relu_backward(&mut dx, &x, &dy);
+            let (gx, gdy, gy, gdx) = (gpu.upload("x", &x).unwrap(), gpu.upload("dy", &dy).unwrap(), gpu.zeros("y", n).unwrap(), gpu.zeros("dx", n).unwrap());
+            let f = e.relu_fwd(gpu, &gy, &gx, n).unwrap();
+            let b = e.relu_bwd(gpu, &gdx, &gx, &gdy, n).unwrap();
+            kernels::run(gpu, &[&f, &b]).unwrap();
+            assert_close("relu", &gpu.read(&gy).unwrap(), &y, 0.0, 0.0);
+            assert_close("relu_bwd", &gpu.read(&gdx).unwrap(), &dx, 0.0, 0.0);
+        }
+    });
+}
+
+#[test]
+fn adam_matches_reference_over_steps() {
+    for_each_gpu(|gpu| {
+        let adam = Adam::new(gpu).unwrap();
+        let n = 10_007;
+        let mut rng = Rng::new(5);
+        let mut p = rng.vec_f32(n, 1.0);
+        let (mut m, mut v) = (vec![0.0f32; n], vec![0.0f32; n]);
+        let (gp, gm, gv) = (gpu.upload("p", &p).unwrap(), gpu.zeros("m", n).unwrap(), gpu.zeros("v", n).unwrap());
+        let ggrad = gpu.zeros("grad", n).unwrap();
+        let one = gpu.upload("scale", &[1.0]).unwrap();
+        let d = adam.update(gpu, &gp, &gm, &gv, &ggrad, &one, n).unwrap();
+        for step in 1..=4 {
+            let grad = rng.vec_f32(n, 1.0);
+            let s = AdamStep { lr: 1e-2 / step as f32, beta1: 0.9, beta2: 0.98, eps: 1e-9, weight_decay: 0.01, step };
+            adam_update(&mut p, &mut m, &mut v, &grad, &s);
+            gpu.write(&ggrad, &grad).unwrap();
+            adam.set_step(gpu, &s);
+            kernels::run(gpu, &[&d]).unwrap();
+        }
+        assert_close("adam param", &gpu.read(&gp).unwrap(), &p, 1e-6, 1e-5);
+        assert_close("adam m", &gpu.read(&gm).unwrap(), &m, 1e-6, 1e-5);
+        assert_close("adam v", &gpu.read(&gv).unwrap(), &v, 1e-7, 1e-5);
+    });
+}
