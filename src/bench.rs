@@ -75,7 +75,7 @@ impl Timer {
             enc.resolve_query_set(set, 0..2, resolve, 0);
         }
         let start = Instant::now();
-        gpu.scoped("bench submit", || gpu.queue.submit([enc.finish()]))?;
+        gpu.scoped("bench submit", || gpu.submit(enc.finish()))?;
         gpu.wait()?;
         let wall_ms = start.elapsed().as_secs_f64() * 1e3;
         match &self.timestamps {

@@ -32,6 +32,12 @@ pub enum Error {
     /// Reading results back from the GPU failed.
     #[error("GPU readback failed: {0}")]
     Readback(String),
+    /// Checked mode: a node's GPU output differs from the CPU reference.
+    #[error("node {node} ({op}) output {tensor} differs from the CPU reference: {detail}")]
+    Check { node: usize, op: &'static str, tensor: String, detail: String },
+    /// Data handed to the engine that does not fit what it was built for.
+    #[error("input {name}: {msg}")]
+    Input { name: String, msg: String },
     /// File system errors, with the path involved.
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },

@@ -64,6 +64,7 @@ pub struct Gpu {
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
     pub caps: Caps,
+    submits: std::sync::atomic::AtomicU64,
 }
 
 fn instance() -> wgpu::Instance {
@@ -156,7 +157,7 @@ impl Gpu {
             subgroup_size: (info.subgroup_min_size, info.subgroup_max_size),
         };
         let limits = device.limits();
-        Gpu { device, queue, info, limits, caps }
+        Gpu { device, queue, info, limits, caps, submits: Default::default() }
     }
 
     /// True for software adapters (lavapipe, llvmpipe, WARP, SwiftShader): they want
@@ -239,7 +240,10 @@ impl Gpu {
     /// Overwrites a tensor with raw values of its type (same length): f32 or u32 data.
     pub fn write_raw<T: bytemuck::Pod>(&self, t: &Tensor, data: &[T]) -> Result<()> {
         if std::mem::size_of_val(data) as u64 != t.byte_len() {
-            return Err(Error::shape("write", format!("{} bytes into a {:?} tensor of {}", std::mem::size_of_val(data), t.dtype, t.len)));
+            return Err(Error::shape(
+                "write",
+                format!("{} bytes into a {:?} tensor of {}", std::mem::size_of_val(data), t.dtype, t.len),
+            ));
         }
         self.queue.write_buffer(&t.buffer, 0, bytemuck::cast_slice(data));
         Ok(())
@@ -293,7 +297,7 @@ impl Gpu {
         });
         let mut enc = self.device.create_command_encoder(&Default::default());
         enc.copy_buffer_to_buffer(buffer, 0, &staging, 0, size);
-        self.queue.submit([enc.finish()]);
+        self.submit(enc.finish());
         let (tx, rx) = std::sync::mpsc::channel();
         staging.map_async(wgpu::MapMode::Read, .., move |r| {
             let _ = tx.send(r);
@@ -305,6 +309,18 @@ impl Gpu {
         drop(view);
         staging.unmap();
         Ok(out)
+    }
+
+    /// Submits one command buffer. Every submit of wgformer goes through here, so that
+    /// [`Gpu::submit_count`] can show that a training step is a single submit.
+    pub fn submit(&self, commands: wgpu::CommandBuffer) -> wgpu::SubmissionIndex {
+        self.submits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.queue.submit([commands])
+    }
+
+    /// How many submits went through [`Gpu::submit`] so far.
+    pub fn submit_count(&self) -> u64 {
+        self.submits.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Blocks until all submitted work has finished.

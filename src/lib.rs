@@ -8,10 +8,12 @@
 pub mod autodiff;
 pub mod bench;
 pub mod error;
+pub mod exec;
 pub mod gpu;
 pub mod graph;
 pub mod info;
 pub mod kernels;
+pub mod plan;
 pub mod reference;
 pub mod shaders;
 

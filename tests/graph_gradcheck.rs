@@ -5,7 +5,6 @@ mod common;
 use common::{assert_grad, Rng};
 use wgformer::autodiff::backward;
 use wgformer::graph::{Dtype, Graph, Role, TensorId};
-use wgformer::kernels::GeluKind;
 use wgformer::reference::graph::evaluate;
 
 /// Fills inputs and params with random values (targets from `targets`), runs backward, and
@@ -39,73 +38,11 @@ fn check_graph(g: &mut Graph, loss: TensorId, targets: &[(TensorId, Vec<u32>)], 
 }
 
 #[test]
-fn mlp_with_layernorm_gelu_residual_and_smoothed_cross_entropy() {
-    let mut g = Graph::new();
-    let (b, din, h, classes) = (4, 5, 8, 3);
-    let x = g.input("x", &[b, din], Dtype::F32);
-    let y = g.input("y", &[b], Dtype::U32);
-    let (w1, b1) = (g.param("fc1.weight", &[h, din]), g.param("fc1.bias", &[h]));
-    let (gamma, beta) = (g.param("ln.weight", &[h]), g.param("ln.bias", &[h]));
-    let (w2, b2) = (g.param("fc2.weight", &[classes, h]), g.param("fc2.bias", &[classes]));
-    let z = g.linear(x, w1, Some(b1)).unwrap();
-    let z = g.layernorm(z, gamma, beta, 1e-5).unwrap();
-    let a = g.gelu(z, GeluKind::Exact).unwrap();
-    // `a` is used twice: its gradient is the sum of both paths.
-    let r = g.relu(a).unwrap();
-    let a2 = g.add(a, r).unwrap();
-    let logits = g.linear(a2, w2, Some(b2)).unwrap();
-    let loss = g.cross_entropy(logits, y, 0.1, Some(2)).unwrap();
-    check_graph(&mut g, loss, &[(y, vec![0, 2, 1, 0])], 1);
-}
-
-#[test]
-fn softmax_mul_scale_then_cross_entropy() {
-    let mut g = Graph::new();
-    let x = g.input("x", &[3, 4], Dtype::F32);
-    let y = g.input("y", &[3], Dtype::U32);
-    let w = g.param("w", &[6, 4]);
-    let gate = g.param("gate", &[3, 6]);
-    let w_out = g.param("w_out", &[5, 6]);
-    let s = g.linear(x, w, None).unwrap();
-    let p = g.softmax(s).unwrap();
-    let m = g.mul(p, gate).unwrap();
-    let m = g.scale(m, 3.0).unwrap();
-    let logits = g.linear(m, w_out, None).unwrap();
-    let loss = g.cross_entropy(logits, y, 0.0, None).unwrap();
-    check_graph(&mut g, loss, &[(y, vec![4, 0, 2])], 2);
-}
-
-#[test]
-fn attention_shaped_batched_matmuls_with_transposes() {
-    // scores = q k^T, p = softmax(scores), o = p v, per batch entry; weights shared.
-    let mut g = Graph::new();
-    let (b, t, c, v) = (2, 3, 4, 5);
-    let x = g.input("x", &[b, t, c], Dtype::F32);
-    let y = g.input("y", &[b, t], Dtype::U32);
-    let (wq, wk, wv, wo) =
-        (g.param("wq", &[c, c]), g.param("wk", &[c, c]), g.param("wv", &[c, c]), g.param("wo", &[v, c]));
-    let q = g.linear(x, wq, None).unwrap();
-    let k = g.linear(x, wk, None).unwrap();
-    let vv = g.linear(x, wv, None).unwrap();
-    let scores = g.matmul_full(q, k, None, false, true, true).unwrap();
-    let p = g.softmax(scores).unwrap();
-    let o = g.matmul_full(p, vv, None, false, false, true).unwrap();
-    // A transposed-A product too: o^T-shaped reduction folded back through a weight.
-    let logits = g.linear(o, wo, None).unwrap();
-    let loss = g.cross_entropy(logits, y, 0.1, None).unwrap();
-    check_graph(&mut g, loss, &[(y, vec![0, 1, 4, 3, 2, 1])], 3);
-}
-
-#[test]
-fn transposed_operands_in_the_forward() {
-    // c = a^T b with a param stored (K, M) and b^T stored (N, K).
-    let mut g = Graph::new();
-    let y = g.input("y", &[3], Dtype::U32);
-    let a = g.param("a", &[4, 3]);
-    let bt = g.param("bt", &[5, 4]);
-    let logits = g.matmul(a, bt, true, true).unwrap();
-    let loss = g.cross_entropy(logits, y, 0.0, None).unwrap();
-    check_graph(&mut g, loss, &[(y, vec![1, 4, 0])], 4);
+fn every_composed_graph_matches_finite_differences() {
+    for (i, (name, mut t)) in common::graphs::all().into_iter().enumerate() {
+        eprintln!("graph {name}");
+        check_graph(&mut t.graph, t.loss, &t.targets, i as u64 + 1);
+    }
 }
 
 #[test]

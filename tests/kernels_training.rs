@@ -11,8 +11,14 @@ use wgformer::reference::{crossentropy::cross_entropy_forward, elementwise as ew
 fn cross_entropy_matches_reference() {
     for_each_gpu(|gpu| {
         let ce = CrossEntropy::new(gpu).unwrap();
-        let cases: [(usize, usize, f32, Option<u32>); 6] =
-            [(1, 1, 0.0, None), (7, 5, 0.1, None), (9, 1000, 0.1, Some(0)), (3, 32_000, 0.1, None), (70_000, 3, 0.0, Some(2)), (4, 6, 0.1, Some(3))];
+        let cases: [(usize, usize, f32, Option<u32>); 6] = [
+            (1, 1, 0.0, None),
+            (7, 5, 0.1, None),
+            (9, 1000, 0.1, Some(0)),
+            (3, 32_000, 0.1, None),
+            (70_000, 3, 0.0, Some(2)),
+            (4, 6, 0.1, Some(3)),
+        ];
         for (i, &(rows, vocab, smoothing, ignore)) in cases.iter().enumerate() {
             let mut rng = Rng::new(i as u64);
             let logits = rng.vec_f32(rows * vocab, 8.0);
@@ -43,7 +49,12 @@ fn relu_matches_reference() {
             let (mut y, mut dx) = (vec![0.0f32; n], vec![0.0f32; n]);
             ew::relu_forward(&mut y, &x);
             ew::relu_backward(&mut dx, &x, &dy);
-            let (gx, gdy, gy, gdx) = (gpu.upload("x", &x).unwrap(), gpu.upload("dy", &dy).unwrap(), gpu.zeros("y", n).unwrap(), gpu.zeros("dx", n).unwrap());
+            let (gx, gdy, gy, gdx) = (
+                gpu.upload("x", &x).unwrap(),
+                gpu.upload("dy", &dy).unwrap(),
+                gpu.zeros("y", n).unwrap(),
+                gpu.zeros("dx", n).unwrap(),
+            );
             let f = e.relu_fwd(gpu, &gy, &gx, n).unwrap();
             let b = e.relu_bwd(gpu, &gdx, &gx, &gdy, n).unwrap();
             kernels::run(gpu, &[&f, &b]).unwrap();

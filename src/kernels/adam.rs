@@ -45,14 +45,30 @@ impl Adam {
     /// Prepares the update of one parameter tensor; `grad_scale` (1 element) multiplies the
     /// gradient (1, or a clipping factor computed on the GPU).
     #[allow(clippy::too_many_arguments)]
-    pub fn update(&self, gpu: &Gpu, param: &Tensor, m: &Tensor, v: &Tensor, grad: &Tensor, grad_scale: &Tensor, n: usize) -> Result<Dispatch> {
+    pub fn update(
+        &self,
+        gpu: &Gpu,
+        param: &Tensor,
+        m: &Tensor,
+        v: &Tensor,
+        grad: &Tensor,
+        grad_scale: &Tensor,
+        n: usize,
+    ) -> Result<Dispatch> {
         for (name, t) in [("param", param), ("m", m), ("v", v), ("grad", grad)] {
             check_len("adam_update", name, t, n)?;
         }
         check_len("adam_update", "grad_scale", grad_scale, 1)?;
         let size = gpu.uniform("adam.size", &AdamSize { n: u32_of("adam_update", "n", n)?, _pad: [0; 3] });
         let groups = grid(gpu, "adam_update", (n as u64).div_ceil(WG as u64))?;
-        dispatch_with_uniforms(gpu, "adam_update", &self.pipeline, &[param, m, v, grad, grad_scale], &[&size, &self.hyper], groups)
+        dispatch_with_uniforms(
+            gpu,
+            "adam_update",
+            &self.pipeline,
+            &[param, m, v, grad, grad_scale],
+            &[&size, &self.hyper],
+            groups,
+        )
     }
 
     /// Sets the step's hyper-parameters for every prepared update (a queue write: it takes

@@ -71,8 +71,16 @@ impl CrossEntropy {
         };
         let row_loss = gpu.zeros("cross_entropy.row_loss", rows)?;
         let scale = gpu.zeros("cross_entropy.scale", 1)?;
-        let fwd = dispatch(gpu, "crossentropy_fwd", &self.fwd, &[dlogits, &row_loss, logits, targets], &params, row_groups)?;
-        let reduce = dispatch(gpu, "crossentropy_reduce", &self.reduce, &[loss, &scale, &row_loss, targets], &params, [1, 1, 1])?;
+        let fwd =
+            dispatch(gpu, "crossentropy_fwd", &self.fwd, &[dlogits, &row_loss, logits, targets], &params, row_groups)?;
+        let reduce = dispatch(
+            gpu,
+            "crossentropy_reduce",
+            &self.reduce,
+            &[loss, &scale, &row_loss, targets],
+            &params,
+            [1, 1, 1],
+        )?;
         let groups = grid(gpu, op, (n as u64).div_ceil(SCALE_WG as u64))?;
         let scale = dispatch(gpu, "crossentropy_scale", &self.scale, &[dlogits, &scale], &params, groups)?;
         Ok([fwd, reduce, scale])

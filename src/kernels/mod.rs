@@ -24,6 +24,33 @@ pub use softmax::Softmax;
 use crate::error::{Error, Result};
 use crate::gpu::{DType, Gpu, Tensor};
 
+/// Every kernel family, pipelines built once per device: what an executor dispatches from.
+pub struct KernelSet {
+    pub matmul: Matmul,
+    pub layernorm: LayerNorm,
+    pub gelu: Gelu,
+    pub softmax: Softmax,
+    pub elementwise: Elementwise,
+    pub reduce: Reduce,
+    pub cross_entropy: CrossEntropy,
+    pub adam: Adam,
+}
+
+impl KernelSet {
+    pub fn new(gpu: &Gpu) -> Result<Self> {
+        Ok(KernelSet {
+            matmul: Matmul::new(gpu)?,
+            layernorm: LayerNorm::new(gpu)?,
+            gelu: Gelu::new(gpu)?,
+            softmax: Softmax::new(gpu)?,
+            elementwise: Elementwise::new(gpu)?,
+            reduce: Reduce::new(gpu)?,
+            cross_entropy: CrossEntropy::new(gpu)?,
+            adam: Adam::new(gpu)?,
+        })
+    }
+}
+
 /// One recorded kernel launch: pipeline, bind group and workgroup counts, ready to replay.
 #[derive(Clone, Debug)]
 pub struct Dispatch {
@@ -73,7 +100,8 @@ pub(crate) fn dispatch_with_uniforms(
     uniforms: &[&wgpu::Buffer],
     groups: [u32; 3],
 ) -> Result<Dispatch> {
-    let resources = tensors.iter().map(|t| t.buffer.as_entire_binding()).chain(uniforms.iter().map(|u| u.as_entire_binding()));
+    let resources =
+        tensors.iter().map(|t| t.buffer.as_entire_binding()).chain(uniforms.iter().map(|u| u.as_entire_binding()));
     let entries: Vec<wgpu::BindGroupEntry> =
         resources.enumerate().map(|(i, resource)| wgpu::BindGroupEntry { binding: i as u32, resource }).collect();
     let bind_group = gpu.scoped(label, || {
@@ -146,7 +174,7 @@ pub fn run(gpu: &Gpu, dispatches: &[&Dispatch]) -> Result<()> {
                 d.record(&mut pass);
             }
         }
-        gpu.queue.submit([enc.finish()]);
+        gpu.submit(enc.finish());
     })?;
     gpu.wait()
 }

@@ -1,6 +1,8 @@
 //! Shared test helpers: the GPUs to test on, random data, and `assert_close`.
 #![allow(dead_code)]
 
+pub mod graphs;
+
 use std::sync::OnceLock;
 use wgformer::{Gpu, GpuOptions};
 
@@ -47,6 +49,16 @@ pub fn for_each_gpu(mut f: impl FnMut(&Gpu)) {
         if let Some(gpu) = gpu {
             eprintln!("[{name}] {}", gpu.describe());
             f(gpu);
+        }
+    }
+}
+
+/// Like [`for_each_gpu`], but on newly opened devices that no other test shares (for tests
+/// that count submits or otherwise need the device to themselves).
+pub fn for_each_fresh_gpu(mut f: impl FnMut(&Gpu)) {
+    for (_, gpu) in open_all() {
+        if let Some(gpu) = gpu {
+            f(&gpu);
         }
     }
 }

@@ -1,0 +1,273 @@
+//! The executor: owns the buffers, bind groups and uniforms of one planned graph, all created
+//! once, and records a whole training step (forward, backward, optimizer) into one command
+//! encoder with one compute pass and ONE submit. Only the loss is read back. A checked mode
+//! runs node by node and compares each output with the CPU reference.
+
+use crate::autodiff::Gradients;
+use crate::error::{Error, Result};
+use crate::gpu::{DType, Gpu, Tensor};
+use crate::graph::build::matmul_dims;
+use crate::graph::{Dtype, Graph, Node, Op, TensorId};
+use crate::kernels::{self, Dispatch, KernelSet, MatmulShape};
+use crate::plan::{plan, Plan};
+use crate::reference::adam::AdamStep;
+
+/// Values for one input or parameter.
+#[derive(Clone, Copy, Debug)]
+pub enum HostData<'a> {
+    F32(&'a [f32]),
+    U32(&'a [u32]),
+}
+
+/// Adam state: moments per parameter and the prepared updates.
+struct Optimizer {
+    updates: Vec<Dispatch>,
+    /// (param, m, v) kept alive for the bind groups and for checkpoints.
+    _state: Vec<(TensorId, Tensor, Tensor)>,
+}
+
+/// A graph ready to run on one GPU.
+pub struct Executor {
+    graph: Graph,
+    plan: Plan,
+    kernels: KernelSet,
+    tensors: Vec<Tensor>,
+    node_dispatches: Vec<Vec<Dispatch>>,
+    optimizer: Option<Optimizer>,
+    loss: Option<TensorId>,
+    loss_staging: wgpu::Buffer,
+    /// Target tensors of cross-entropy nodes: (targets, classes, ignore index), checked on upload.
+    targets: Vec<(TensorId, usize, Option<u32>)>,
+}
+
+impl Executor {
+    /// Plans `graph` and prepares every dispatch. With `grads`, the step also runs Adam on
+    /// every parameter that has a gradient.
+    pub fn new(gpu: &Gpu, graph: Graph, loss: Option<TensorId>, grads: Option<&Gradients>) -> Result<Self> {
+        let kernels = KernelSet::new(gpu)?;
+        let mut pinned: Vec<TensorId> = loss.into_iter().collect();
+        if let Some(g) = grads {
+            pinned.extend(g.of.values().copied());
+        }
+        let plan = plan(&graph, &pinned);
+        let tensors = allocate(gpu, &graph, &plan)?;
+        let node_dispatches =
+            graph.nodes.iter().map(|n| encode_node(gpu, &kernels, &graph, &tensors, n)).collect::<Result<Vec<_>>>()?;
+        let optimizer = match grads {
+            Some(g) => Some(prepare_adam(gpu, &kernels, &graph, &tensors, g)?),
+            None => None,
+        };
+        let loss_staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("loss readback"),
+            size: 4,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let targets = graph
+            .nodes
+            .iter()
+            .filter_map(|n| match n.op {
+                Op::CrossEntropy { ignore_index, .. } => {
+                    Some((n.inputs[1], graph.desc(n.inputs[0]).last_dim(), ignore_index))
+                }
+                _ => None,
+            })
+            .collect();
+        Ok(Executor { graph, plan, kernels, tensors, node_dispatches, optimizer, loss, loss_staging, targets })
+    }
+
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// Dispatches recorded per step (forward, backward and optimizer).
+    pub fn dispatches_per_step(&self) -> usize {
+        let nodes: usize = self.node_dispatches.iter().map(|d| d.len()).sum();
+        nodes + self.optimizer.as_ref().map_or(0, |o| o.updates.len())
+    }
+
+    /// Writes an input or a parameter (takes effect for the next submit).
+    pub fn set(&self, gpu: &Gpu, t: TensorId, data: HostData) -> Result<()> {
+        let d = self.graph.desc(t);
+        let bad = |msg: String| Err(Error::Input { name: d.name.clone(), msg });
+        match (d.dtype, data) {
+            (Dtype::F32, HostData::F32(v)) if v.len() == d.len() => gpu.write_raw(&self.tensors[t.0], v),
+            (Dtype::U32, HostData::U32(v)) if v.len() == d.len() => {
+                for &(target, classes, ignore) in &self.targets {
+                    if target == t {
+                        if let Some(bad_id) = v.iter().find(|&&x| x as usize >= classes && Some(x) != ignore) {
+                            return bad(format!("class id {bad_id} is out of range for {classes} classes"));
+                        }
+                    }
+                }
+                gpu.write_raw(&self.tensors[t.0], v)
+            }
+            (_, HostData::F32(v)) => {
+                bad(format!("got {} f32 values, expected {} {:?} values {:?}", v.len(), d.len(), d.dtype, d.shape))
+            }
+            (_, HostData::U32(v)) => {
+                bad(format!("got {} u32 values, expected {} {:?} values {:?}", v.len(), d.len(), d.dtype, d.shape))
+            }
+        }
+    }
+
+    /// Reads a tensor back (blocking; not for inside a training loop's hot path).
+    pub fn read(&self, gpu: &Gpu, t: TensorId) -> Result<Vec<f32>> {
+        let mut v = gpu.read(&self.tensors[t.0])?;
+        v.truncate(self.graph.desc(t).len());
+        Ok(v)
+    }
+
+    /// One step: uploads `inputs`, runs forward and backward, then Adam with `adam` if given,
+    /// in one submit; returns the loss (NaN when the graph has none).
+    pub fn step(&self, gpu: &Gpu, inputs: &[(TensorId, HostData)], adam: Option<&AdamStep>) -> Result<f32> {
+        for &(t, data) in inputs {
+            self.set(gpu, t, data)?;
+        }
+        if let (Some(s), Some(_)) = (adam, &self.optimizer) {
+            self.kernels.adam.set_step(gpu, s);
+        }
+        let mut enc = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") });
+        {
+            let mut pass =
+                enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("step"), timestamp_writes: None });
+            for d in self.node_dispatches.iter().flatten() {
+                d.record(&mut pass);
+            }
+            if let (Some(_), Some(opt)) = (adam, &self.optimizer) {
+                for d in &opt.updates {
+                    d.record(&mut pass);
+                }
+            }
+        }
+        if let Some(loss) = self.loss {
+            enc.copy_buffer_to_buffer(&self.tensors[loss.0].buffer, 0, &self.loss_staging, 0, 4);
+        }
+        gpu.scoped("training step", || gpu.submit(enc.finish()))?;
+        let Some(_) = self.loss else {
+            return gpu.wait().map(|_| f32::NAN);
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.loss_staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        gpu.wait()?;
+        rx.recv().map_err(|e| Error::Readback(e.to_string()))?.map_err(|e| Error::Readback(e.to_string()))?;
+        let loss = {
+            let view = self.loss_staging.get_mapped_range(..).map_err(|e| Error::Readback(e.to_string()))?;
+            bytemuck::pod_read_unaligned::<f32>(&view[..4])
+        };
+        self.loss_staging.unmap();
+        Ok(loss)
+    }
+
+    /// Checked mode: runs the graph node by node (one submit each) and compares every output
+    /// with the CPU reference computed from the GPU's own inputs to that node. Returns the
+    /// first node that differs beyond `atol + rtol * |want|`. Inputs and parameters must be set.
+    pub fn check_nodes(&self, gpu: &Gpu, atol: f64, rtol: f64) -> Result<()> {
+        let mut values: Vec<Vec<f32>> = vec![Vec::new(); self.graph.tensors.len()];
+        for (i, node) in self.graph.nodes.iter().enumerate() {
+            kernels::run(gpu, &self.node_dispatches[i].iter().collect::<Vec<_>>())?;
+            for t in &node.inputs {
+                values[t.0] = self.read(gpu, *t)?;
+            }
+            let want = crate::reference::graph::run_node(&self.graph, node, &values);
+            for (t, w) in node.outputs.iter().zip(want) {
+                let got = self.read(gpu, *t)?;
+                if let Some(detail) = first_mismatch(&got, &w, atol, rtol) {
+                    let tensor = self.graph.desc(*t).name.clone();
+                    return Err(Error::Check { node: i, op: node.op.name(), tensor, detail });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn first_mismatch(got: &[f32], want: &[f32], atol: f64, rtol: f64) -> Option<String> {
+    got.iter().zip(want).enumerate().find_map(|(i, (&g, &w))| {
+        let err = (g as f64 - w as f64).abs();
+        (!(err <= atol + rtol * (w as f64).abs())).then(|| format!("element {i}: got {g}, want {w}"))
+    })
+}
+
+/// One buffer per plan slot; every tensor a view of its slot.
+fn allocate(gpu: &Gpu, g: &Graph, plan: &Plan) -> Result<Vec<Tensor>> {
+    let mut owner = vec![0usize; plan.slot_bytes.len()];
+    for (t, &s) in plan.slot_of.iter().enumerate() {
+        if g.tensors[t].len() >= g.tensors[owner[s]].len() {
+            owner[s] = t;
+        }
+    }
+    let slots = plan
+        .slot_bytes
+        .iter()
+        .zip(&owner)
+        .map(|(&b, &t)| gpu.zeros(&g.tensors[t].name, (b / 4) as usize))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(g.tensors
+        .iter()
+        .enumerate()
+        .map(|(t, d)| Tensor {
+            buffer: slots[plan.slot_of[t]].buffer.clone(),
+            len: d.len(),
+            dtype: if d.dtype == Dtype::U32 { DType::U32 } else { DType::F32 },
+        })
+        .collect())
+}
+
+/// The dispatches of one node.
+fn encode_node(gpu: &Gpu, k: &KernelSet, g: &Graph, ts: &[Tensor], node: &Node) -> Result<Vec<Dispatch>> {
+    let i = |n: usize| &ts[node.inputs[n].0];
+    let o = |n: usize| &ts[node.outputs[n].0];
+    let in_desc = |n: usize| g.desc(node.inputs[n]);
+    let (len, rows, cols) = (in_desc(0).len(), in_desc(0).rows(), in_desc(0).last_dim());
+    Ok(match node.op {
+        Op::MatMul { trans_a, trans_b, bias, batched } => {
+            let d = matmul_dims(&in_desc(0).shape, &in_desc(1).shape, trans_a, trans_b, batched)
+                .map_err(|m| Error::shape("matmul", m))?;
+            let shape = MatmulShape { bias, ..MatmulShape::packed(d.batch, d.m, d.n, d.k, trans_a, trans_b) };
+            vec![k.matmul.fwd(gpu, o(0), i(0), i(1), bias.then(|| i(2)), &shape)?]
+        }
+        Op::Add => vec![k.elementwise.add_fwd(gpu, o(0), i(0), i(1), len)?],
+        Op::Mul => vec![k.elementwise.mul_fwd(gpu, o(0), i(0), i(1), len)?],
+        Op::MulBwd => vec![k.elementwise.mul_bwd(gpu, o(0), o(1), i(2), i(0), i(1), len)?],
+        Op::Scale { alpha } => vec![k.elementwise.scale_fwd(gpu, o(0), i(0), alpha, len)?],
+        Op::LayerNorm { eps } => vec![k.layernorm.fwd(gpu, o(0), o(1), o(2), i(0), i(1), i(2), rows, cols, eps)?],
+        Op::LayerNormBwd => k.layernorm.bwd(gpu, o(0), o(1), o(2), i(0), i(1), i(2), i(3), i(4), rows, cols)?.to_vec(),
+        Op::Gelu { kind } => vec![k.gelu.fwd(gpu, o(0), i(0), len, kind)?],
+        Op::GeluBwd { kind } => vec![k.gelu.bwd(gpu, o(0), i(0), i(1), len, kind)?],
+        Op::Relu => vec![k.elementwise.relu_fwd(gpu, o(0), i(0), len)?],
+        Op::ReluBwd => vec![k.elementwise.relu_bwd(gpu, o(0), i(0), i(1), len)?],
+        Op::Softmax => vec![k.softmax.fwd(gpu, o(0), i(0), rows, cols)?],
+        Op::SoftmaxBwd => vec![k.softmax.bwd(gpu, o(0), i(0), i(1), rows, cols)?],
+        Op::SumRows => vec![k.reduce.fwd(gpu, o(0), i(0), rows, cols)?],
+        Op::SumRowsBwd => {
+            let d = g.desc(node.outputs[0]);
+            vec![k.reduce.bwd(gpu, o(0), i(0), d.rows(), d.last_dim())?]
+        }
+        Op::CrossEntropy { smoothing, ignore_index } => {
+            k.cross_entropy.fwd(gpu, o(0), o(1), i(0), i(1), rows, cols, smoothing, ignore_index)?.to_vec()
+        }
+    })
+}
+
+/// Moments and one Adam dispatch per parameter with a gradient, in parameter order.
+fn prepare_adam(gpu: &Gpu, k: &KernelSet, g: &Graph, ts: &[Tensor], grads: &Gradients) -> Result<Optimizer> {
+    let one = gpu.upload("adam.grad_scale", &[1.0])?;
+    let mut updates = Vec::new();
+    let mut state = Vec::new();
+    for p in g.params() {
+        let Some(grad) = grads.get(p) else { continue };
+        let n = g.desc(p).len();
+        let name = &g.desc(p).name;
+        let (m, v) = (gpu.zeros(&format!("{name}.adam_m"), n)?, gpu.zeros(&format!("{name}.adam_v"), n)?);
+        updates.push(k.adam.update(gpu, &ts[p.0], &m, &v, &ts[grad.0], &one, n)?);
+        state.push((p, m, v));
+    }
+    Ok(Optimizer { updates, _state: state })
+}

@@ -1,0 +1,163 @@
+//! The executor on the GPU: gradients of composed graphs equal the CPU reference's (which the
+//! gradient checks hold to finite differences), checked mode, one submit per training step,
+//! and a small MLP whose loss Adam drives down.
+
+mod common;
+use common::{assert_close, for_each_gpu, Rng};
+use wgformer::autodiff::backward;
+use wgformer::exec::{Executor, HostData};
+use wgformer::graph::{Dtype, Graph, Role, TensorId};
+use wgformer::kernels::GeluKind;
+use wgformer::reference::adam::AdamStep;
+use wgformer::reference::graph::evaluate;
+use wgformer::Gpu;
+
+/// Random values for every f32 input and parameter of `g`.
+fn random_values(g: &Graph, seed: u64) -> Vec<Vec<f32>> {
+    let mut rng = Rng::new(seed);
+    g.tensors
+        .iter()
+        .map(|t| {
+            if t.role != Role::Activation && t.dtype == Dtype::F32 {
+                rng.vec_f32(t.len(), 1.0)
+            } else {
+                vec![0.0; t.len()]
+            }
+        })
+        .collect()
+}
+
+fn upload_all(gpu: &Gpu, exec: &Executor, values: &[Vec<f32>], targets: &[(TensorId, Vec<u32>)]) {
+    for (i, t) in exec.graph().tensors.iter().enumerate() {
+        if t.role != Role::Activation && t.dtype == Dtype::F32 {
+            exec.set(gpu, TensorId(i), HostData::F32(&values[i])).unwrap();
+        }
+    }
+    for (t, v) in targets {
+        exec.set(gpu, *t, HostData::U32(v)).unwrap();
+    }
+}
+
+#[test]
+fn gpu_gradients_match_the_reference() {
+    for_each_gpu(|gpu| {
+        for (i, (name, mut t)) in common::graphs::all().into_iter().enumerate() {
+            let grads = backward(&mut t.graph, t.loss).unwrap();
+            let mut values = random_values(&t.graph, 10 + i as u64);
+            for (id, v) in &t.targets {
+                values[id.0] = v.iter().map(|&x| x as f32).collect();
+            }
+            let exec = Executor::new(gpu, t.graph.clone(), Some(t.loss), Some(&grads)).unwrap();
+            upload_all(gpu, &exec, &values, &t.targets);
+            let loss = exec.step(gpu, &[], None).unwrap();
+            evaluate(&t.graph, &mut values);
+            assert_close(&format!("{name} loss"), &[loss], &values[t.loss.0], 1e-5, 1e-4);
+            for (p, grad) in &grads.of {
+                let got = exec.read(gpu, *grad).unwrap();
+                let label = format!("{name} grad {}", t.graph.desc(*p).name);
+                assert_close(&label, &got, &values[grad.0], 1e-5, 1e-3);
+            }
+        }
+    });
+}
+
+#[test]
+fn checked_mode_passes_and_names_a_bad_node() {
+    for_each_gpu(|gpu| {
+        let mut t = common::graphs::attention();
+        backward(&mut t.graph, t.loss).unwrap();
+        let values = random_values(&t.graph, 3);
+        let exec = Executor::new(gpu, t.graph.clone(), Some(t.loss), None).unwrap();
+        upload_all(gpu, &exec, &values, &t.targets);
+        exec.check_nodes(gpu, 1e-5, 1e-3).unwrap();
+        // A tolerance nothing meets shows the report names the first node.
+        let err = exec.check_nodes(gpu, -1.0, 0.0).unwrap_err().to_string();
+        assert!(err.contains("node 0 (matmul)"), "{err}");
+    });
+}
+
+#[test]
+fn a_training_step_is_one_submit() {
+    common::for_each_fresh_gpu(|gpu| {
+        let mut t = common::graphs::mlp();
+        let grads = backward(&mut t.graph, t.loss).unwrap();
+        let values = random_values(&t.graph, 4);
+        let exec = Executor::new(gpu, t.graph.clone(), Some(t.loss), Some(&grads)).unwrap();
+        upload_all(gpu, &exec, &values, &t.targets);
+        let x = t.graph.find("x").unwrap();
+        let step = AdamStep { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, step: 1 };
+        let before = gpu.submit_count();
+        exec.step(gpu, &[(x, HostData::F32(&values[x.0]))], Some(&step)).unwrap();
+        assert_eq!(gpu.submit_count() - before, 1, "forward, backward, Adam and the loss readback in one submit");
+    });
+}
+
+#[test]
+fn bad_inputs_are_errors() {
+    for_each_gpu(|gpu| {
+        let t = common::graphs::mlp();
+        let exec = Executor::new(gpu, t.graph.clone(), Some(t.loss), None).unwrap();
+        let (x, y) = (t.graph.find("x").unwrap(), t.graph.find("y").unwrap());
+        assert!(exec.set(gpu, x, HostData::F32(&[1.0; 3])).is_err(), "wrong length");
+        assert!(exec.set(gpu, x, HostData::U32(&[1; 20])).is_err(), "wrong type");
+        let err = exec.set(gpu, y, HostData::U32(&[0, 1, 7, 0])).unwrap_err().to_string();
+        assert!(err.contains("out of range"), "{err}");
+        exec.set(gpu, y, HostData::U32(&[0, 1, 2, 0])).unwrap();
+    });
+}
+
+/// Points in 8 dimensions labelled by which of 4 random directions they lie closest to.
+fn synthetic_batch(rng: &mut Rng, dirs: &[Vec<f32>], batch: usize) -> (Vec<f32>, Vec<u32>) {
+    let mut x = Vec::with_capacity(batch * 8);
+    let mut y = Vec::with_capacity(batch);
+    for _ in 0..batch {
+        let p = rng.vec_f32(8, 1.0);
+        let scores: Vec<f32> = dirs.iter().map(|d| d.iter().zip(&p).map(|(a, b)| a * b).sum()).collect();
+        let label = (0..scores.len()).max_by(|&a, &b| scores[a].total_cmp(&scores[b])).unwrap_or(0);
+        x.extend(p);
+        y.push(label as u32);
+    }
+    (x, y)
+}
+
+#[test]
+fn adam_trains_a_small_mlp() {
+    for_each_gpu(|gpu| {
+        let (batch, din, hidden, classes) = (64, 8, 32, 4);
+        let mut g = Graph::new();
+        let x = g.input("x", &[batch, din], Dtype::F32);
+        let y = g.input("y", &[batch], Dtype::U32);
+        let (w1, b1) = (g.param("fc1.weight", &[hidden, din]), g.param("fc1.bias", &[hidden]));
+        let (gamma, beta) = (g.param("ln.weight", &[hidden]), g.param("ln.bias", &[hidden]));
+        let (w2, b2) = (g.param("fc2.weight", &[classes, hidden]), g.param("fc2.bias", &[classes]));
+        let h = g.linear(x, w1, Some(b1)).unwrap();
+        let h = g.layernorm(h, gamma, beta, 1e-5).unwrap();
+        let h = g.gelu(h, GeluKind::Exact).unwrap();
+        let logits = g.linear(h, w2, Some(b2)).unwrap();
+        let loss = g.cross_entropy(logits, y, 0.0, None).unwrap();
+        let grads = backward(&mut g, loss).unwrap();
+        let exec = Executor::new(gpu, g, Some(loss), Some(&grads)).unwrap();
+
+        let mut rng = Rng::new(7);
+        let init = |rng: &mut Rng, n: usize, fan_in: usize| rng.vec_f32(n, 1.0 / (fan_in as f64).sqrt());
+        exec.set(gpu, w1, HostData::F32(&init(&mut rng, hidden * din, din))).unwrap();
+        exec.set(gpu, w2, HostData::F32(&init(&mut rng, classes * hidden, hidden))).unwrap();
+        exec.set(gpu, gamma, HostData::F32(&vec![1.0; hidden])).unwrap();
+        for b in [b1, beta] {
+            exec.set(gpu, b, HostData::F32(&vec![0.0; hidden])).unwrap();
+        }
+        exec.set(gpu, b2, HostData::F32(&vec![0.0; classes])).unwrap();
+
+        let dirs: Vec<Vec<f32>> = (0..classes).map(|_| rng.vec_f32(din, 1.0)).collect();
+        let mut losses = Vec::new();
+        for step in 1..=150 {
+            let (xb, yb) = synthetic_batch(&mut rng, &dirs, batch);
+            let s = AdamStep { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, step };
+            losses.push(exec.step(gpu, &[(x, HostData::F32(&xb)), (y, HostData::U32(&yb))], Some(&s)).unwrap());
+        }
+        let first: f32 = losses[..10].iter().sum::<f32>() / 10.0;
+        let last: f32 = losses[losses.len() - 10..].iter().sum::<f32>() / 10.0;
+        eprintln!("MLP loss: first 10 steps {first:.4}, last 10 steps {last:.4}");
+        assert!(last.is_finite() && last < 0.4 * first, "loss went from {first} to {last}");
+    });
+}
