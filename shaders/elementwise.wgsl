@@ -1,5 +1,6 @@
 // Elementwise ops on flat f32 tensors of n elements.
 //   add_fwd:   out = a + b      (its gradient passes dout unchanged to a and b: no kernel needed)
+//   add_bcast_fwd: out[i] = a[i] + b[i % nb]  (b repeated over a's leading dimensions)
 //   mul_fwd:   out = a * b
 //   mul_bwd:   da = dout * b, db = dout * a
 //   scale_fwd: out = alpha * a  (scale's backward is scale_fwd with the same alpha)
@@ -7,7 +8,7 @@
 //   relu_bwd:  out = b where a > 0, else 0   (a = x, b = dy)
 // Design rule: one element per invocation; the grid is 2D so n may exceed 65535 workgroups.
 
-struct EltParams { n: u32, alpha: f32, _pad0: u32, _pad1: u32, }
+struct EltParams { n: u32, alpha: f32, nb: u32, _pad: u32, }
 
 override WG: u32 = 256;
 
@@ -69,4 +70,10 @@ fn relu_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
 fn relu_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
     if (i < p.n) { out[i] = select(0.0, b[i], a[i] > 0.0); }
+}
+
+@compute @workgroup_size(WG)
+fn add_bcast_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i < p.n) { out[i] = a[i] + b[i % p.nb]; }
 }

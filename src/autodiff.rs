@@ -76,10 +76,14 @@ pub fn backward(g: &mut Graph, loss: TensorId) -> Result<Gradients> {
                 }
             }
             Op::Add => {
-                for &t in &ins[..2] {
-                    if need(t) {
-                        accumulate(g, &mut grads, t, dy)?;
-                    }
+                if need(ins[0]) {
+                    accumulate(g, &mut grads, ins[0], dy)?;
+                }
+                if need(ins[1]) {
+                    // A broadcast operand gets the sum over the dimensions it was repeated on.
+                    let b_shape = g.shape(ins[1]).to_vec();
+                    let db = if b_shape == g.shape(dy) { dy } else { g.sum_to(dy, &b_shape)? };
+                    accumulate(g, &mut grads, ins[1], db)?;
                 }
             }
             Op::Mul => {
@@ -118,6 +122,49 @@ pub fn backward(g: &mut Graph, loss: TensorId) -> Result<Gradients> {
             }
             Op::SumRows if need(ins[0]) => {
                 let dx = g.push_backward(Op::SumRowsBwd, vec![dy], &[ins[0]])[0];
+                accumulate(g, &mut grads, ins[0], dx)?;
+            }
+            Op::SplitHeads { .. } if need(ins[0]) => {
+                let dx = g.merge_heads(dy)?;
+                accumulate(g, &mut grads, ins[0], dx)?;
+            }
+            Op::MergeHeads if need(ins[0]) => {
+                let heads = g.shape(ins[0])[1];
+                let dx = g.split_heads(dy, heads)?;
+                accumulate(g, &mut grads, ins[0], dx)?;
+            }
+            Op::Concat => {
+                let (a, b) = (ins[0], ins[1]);
+                let t1 = g.shape(a)[1];
+                let t2 = g.shape(b)[1];
+                if need(a) {
+                    let da = g.slice_tokens(dy, 0, t1)?;
+                    let a_shape = g.shape(a).to_vec();
+                    let da = if g.shape(da) == a_shape { da } else { g.sum_to(da, &a_shape)? };
+                    accumulate(g, &mut grads, a, da)?;
+                }
+                if need(b) {
+                    let db = g.slice_tokens(dy, t1, t2)?;
+                    accumulate(g, &mut grads, b, db)?;
+                }
+            }
+            Op::Slice { start, .. } if need(ins[0]) => {
+                let total = g.shape(ins[0])[1];
+                let dx = g.push_backward(Op::SliceBwd { start, total }, vec![dy], &[ins[0]])[0];
+                accumulate(g, &mut grads, ins[0], dx)?;
+            }
+            Op::Dropout { p, salt } if need(ins[0]) => {
+                let dx = g.push_backward(Op::DropoutBwd { p, salt }, vec![dy], &[ins[0]])[0];
+                accumulate(g, &mut grads, ins[0], dx)?;
+            }
+            Op::Embedding if need(ins[0]) => {
+                let dtable = g.push_backward(Op::EmbeddingBwd, vec![ins[1], dy], &[ins[0]])[0];
+                accumulate(g, &mut grads, ins[0], dtable)?;
+            }
+            Op::Mask { causal } if need(ins[0]) => {
+                let mut inputs = vec![dy];
+                inputs.extend(ins.get(1).copied());
+                let dx = g.push_backward(Op::MaskBwd { causal }, inputs, &[ins[0]])[0];
                 accumulate(g, &mut grads, ins[0], dx)?;
             }
             Op::CrossEntropy { .. } => {

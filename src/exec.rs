@@ -8,6 +8,8 @@ use crate::error::{Error, Result};
 use crate::gpu::{DType, Gpu, Tensor};
 use crate::graph::build::matmul_dims;
 use crate::graph::{Dtype, Graph, Node, Op, TensorId};
+use crate::kernels::dropout::StepParams;
+use crate::kernels::layout::TokenCopy;
 use crate::kernels::{self, Dispatch, KernelSet, MatmulShape};
 use crate::plan::{plan, Plan};
 use crate::reference::adam::AdamStep;
@@ -36,8 +38,23 @@ pub struct Executor {
     optimizer: Option<Optimizer>,
     loss: Option<TensorId>,
     loss_staging: wgpu::Buffer,
-    /// Target tensors of cross-entropy nodes: (targets, classes, ignore index), checked on upload.
-    targets: Vec<(TensorId, usize, Option<u32>)>,
+    /// u32 inputs that index something: (tensor, exclusive bound, allowed exception), checked
+    /// on upload (cross-entropy targets with their ignore index, embedding ids).
+    id_checks: Vec<(TensorId, usize, Option<u32>)>,
+    /// Embedding gradients read their ids grouped by value, made on the host at upload:
+    /// (ids, vocabulary, order, starts).
+    id_groups: Vec<(TensorId, usize, Tensor, Tensor)>,
+    /// The uniform with the step's seed, read by dropout.
+    step_params: wgpu::Buffer,
+}
+
+/// What one training step does besides forward and backward.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StepOptions {
+    /// Run Adam with these values after the backward (when the executor has gradients).
+    pub adam: Option<AdamStep>,
+    /// Seed of this step's dropout masks.
+    pub seed: u32,
 }
 
 impl Executor {
@@ -51,8 +68,22 @@ impl Executor {
         }
         let plan = plan(&graph, &pinned);
         let tensors = allocate(gpu, &graph, &plan)?;
-        let node_dispatches =
-            graph.nodes.iter().map(|n| encode_node(gpu, &kernels, &graph, &tensors, n)).collect::<Result<Vec<_>>>()?;
+        let step_params = gpu.uniform("step params", &StepParams { seed: 0, step: 0, _pad: [0; 2] });
+        let mut id_groups = Vec::new();
+        let mut node_dispatches = Vec::with_capacity(graph.nodes.len());
+        for node in &graph.nodes {
+            let groups = if node.op == Op::EmbeddingBwd {
+                let (ids, vocab) = (node.inputs[0], graph.desc(node.outputs[0]).shape[0]);
+                let order = gpu.zeros_u32("embedding.order", graph.desc(ids).len())?;
+                let starts = gpu.zeros_u32("embedding.starts", vocab + 1)?;
+                id_groups.push((ids, vocab, order, starts));
+                id_groups.last().map(|(_, _, o, s)| (o, s))
+            } else {
+                None
+            };
+            let ctx = NodeContext { step_params: &step_params, id_groups: groups };
+            node_dispatches.push(encode_node(gpu, &kernels, &graph, &tensors, node, &ctx)?);
+        }
         let optimizer = match grads {
             Some(g) => Some(prepare_adam(gpu, &kernels, &graph, &tensors, g)?),
             None => None,
@@ -63,17 +94,30 @@ impl Executor {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let targets = graph
+        let id_checks = graph
             .nodes
             .iter()
             .filter_map(|n| match n.op {
                 Op::CrossEntropy { ignore_index, .. } => {
                     Some((n.inputs[1], graph.desc(n.inputs[0]).last_dim(), ignore_index))
                 }
+                Op::Embedding => Some((n.inputs[1], graph.desc(n.inputs[0]).shape[0], None)),
                 _ => None,
             })
             .collect();
-        Ok(Executor { graph, plan, kernels, tensors, node_dispatches, optimizer, loss, loss_staging, targets })
+        Ok(Executor {
+            graph,
+            plan,
+            kernels,
+            tensors,
+            node_dispatches,
+            optimizer,
+            loss,
+            loss_staging,
+            id_checks,
+            id_groups,
+            step_params,
+        })
     }
 
     pub fn graph(&self) -> &Graph {
@@ -97,11 +141,18 @@ impl Executor {
         match (d.dtype, data) {
             (Dtype::F32, HostData::F32(v)) if v.len() == d.len() => gpu.write_raw(&self.tensors[t.0], v),
             (Dtype::U32, HostData::U32(v)) if v.len() == d.len() => {
-                for &(target, classes, ignore) in &self.targets {
-                    if target == t {
-                        if let Some(bad_id) = v.iter().find(|&&x| x as usize >= classes && Some(x) != ignore) {
-                            return bad(format!("class id {bad_id} is out of range for {classes} classes"));
+                for &(ids, bound, allowed) in &self.id_checks {
+                    if ids == t {
+                        if let Some(bad_id) = v.iter().find(|&&x| x as usize >= bound && Some(x) != allowed) {
+                            return bad(format!("id {bad_id} is out of range for {bound} classes or rows"));
                         }
+                    }
+                }
+                for (ids, vocab, order, starts) in &self.id_groups {
+                    if *ids == t {
+                        let (o, s) = crate::kernels::embedding::group_ids(v, *vocab);
+                        gpu.write_raw(order, &o)?;
+                        gpu.write_raw(starts, &s)?;
                     }
                 }
                 gpu.write_raw(&self.tensors[t.0], v)
@@ -122,15 +173,17 @@ impl Executor {
         Ok(v)
     }
 
-    /// One step: uploads `inputs`, runs forward and backward, then Adam with `adam` if given,
-    /// in one submit; returns the loss (NaN when the graph has none).
-    pub fn step(&self, gpu: &Gpu, inputs: &[(TensorId, HostData)], adam: Option<&AdamStep>) -> Result<f32> {
+    /// One step: uploads `inputs`, runs forward and backward, then Adam if `opts` asks, in one
+    /// submit; returns the loss (NaN when the graph has none).
+    pub fn step(&self, gpu: &Gpu, inputs: &[(TensorId, HostData)], opts: &StepOptions) -> Result<f32> {
         for &(t, data) in inputs {
             self.set(gpu, t, data)?;
         }
+        let adam = opts.adam.as_ref();
         if let (Some(s), Some(_)) = (adam, &self.optimizer) {
             self.kernels.adam.set_step(gpu, s);
         }
+        self.set_seed(gpu, opts.seed, adam.map_or(0, |a| a.step));
         let mut enc = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") });
         {
             let mut pass =
@@ -165,17 +218,23 @@ impl Executor {
         Ok(loss)
     }
 
+    fn set_seed(&self, gpu: &Gpu, seed: u32, step: u32) {
+        gpu.queue.write_buffer(&self.step_params, 0, bytemuck::bytes_of(&StepParams { seed, step, _pad: [0; 2] }));
+    }
+
     /// Checked mode: runs the graph node by node (one submit each) and compares every output
     /// with the CPU reference computed from the GPU's own inputs to that node. Returns the
     /// first node that differs beyond `atol + rtol * |want|`. Inputs and parameters must be set.
-    pub fn check_nodes(&self, gpu: &Gpu, atol: f64, rtol: f64) -> Result<()> {
+    /// Dropout draws from `seed`.
+    pub fn check_nodes(&self, gpu: &Gpu, seed: u32, atol: f64, rtol: f64) -> Result<()> {
+        self.set_seed(gpu, seed, 0);
         let mut values: Vec<Vec<f32>> = vec![Vec::new(); self.graph.tensors.len()];
         for (i, node) in self.graph.nodes.iter().enumerate() {
             kernels::run(gpu, &self.node_dispatches[i].iter().collect::<Vec<_>>())?;
             for t in &node.inputs {
                 values[t.0] = self.read(gpu, *t)?;
             }
-            let want = crate::reference::graph::run_node(&self.graph, node, &values);
+            let want = crate::reference::graph::run_node(&self.graph, node, &values, seed);
             for (t, w) in node.outputs.iter().zip(want) {
                 let got = self.read(gpu, *t)?;
                 if let Some(detail) = first_mismatch(&got, &w, atol, rtol) {
@@ -220,8 +279,22 @@ fn allocate(gpu: &Gpu, g: &Graph, plan: &Plan) -> Result<Vec<Tensor>> {
         .collect())
 }
 
+/// What some nodes need beyond their tensors.
+struct NodeContext<'a> {
+    step_params: &'a wgpu::Buffer,
+    /// (order, starts) of an embedding gradient.
+    id_groups: Option<(&'a Tensor, &'a Tensor)>,
+}
+
 /// The dispatches of one node.
-fn encode_node(gpu: &Gpu, k: &KernelSet, g: &Graph, ts: &[Tensor], node: &Node) -> Result<Vec<Dispatch>> {
+fn encode_node(
+    gpu: &Gpu,
+    k: &KernelSet,
+    g: &Graph,
+    ts: &[Tensor],
+    node: &Node,
+    ctx: &NodeContext,
+) -> Result<Vec<Dispatch>> {
     let i = |n: usize| &ts[node.inputs[n].0];
     let o = |n: usize| &ts[node.outputs[n].0];
     let in_desc = |n: usize| g.desc(node.inputs[n]);
@@ -233,7 +306,8 @@ fn encode_node(gpu: &Gpu, k: &KernelSet, g: &Graph, ts: &[Tensor], node: &Node) 
             let shape = MatmulShape { bias, ..MatmulShape::packed(d.batch, d.m, d.n, d.k, trans_a, trans_b) };
             vec![k.matmul.fwd(gpu, o(0), i(0), i(1), bias.then(|| i(2)), &shape)?]
         }
-        Op::Add => vec![k.elementwise.add_fwd(gpu, o(0), i(0), i(1), len)?],
+        Op::Add if in_desc(1).len() == len => vec![k.elementwise.add_fwd(gpu, o(0), i(0), i(1), len)?],
+        Op::Add => vec![k.elementwise.add_bcast_fwd(gpu, o(0), i(0), i(1), len, in_desc(1).len())?],
         Op::Mul => vec![k.elementwise.mul_fwd(gpu, o(0), i(0), i(1), len)?],
         Op::MulBwd => vec![k.elementwise.mul_bwd(gpu, o(0), o(1), i(2), i(0), i(1), len)?],
         Op::Scale { alpha } => vec![k.elementwise.scale_fwd(gpu, o(0), i(0), alpha, len)?],
@@ -245,15 +319,92 @@ fn encode_node(gpu: &Gpu, k: &KernelSet, g: &Graph, ts: &[Tensor], node: &Node) 
         Op::ReluBwd => vec![k.elementwise.relu_bwd(gpu, o(0), i(0), i(1), len)?],
         Op::Softmax => vec![k.softmax.fwd(gpu, o(0), i(0), rows, cols)?],
         Op::SoftmaxBwd => vec![k.softmax.bwd(gpu, o(0), i(0), i(1), rows, cols)?],
-        Op::SumRows => vec![k.reduce.fwd(gpu, o(0), i(0), rows, cols)?],
-        Op::SumRowsBwd => {
+        Op::SumRows => {
+            let cols = g.desc(node.outputs[0]).len();
+            vec![k.reduce.fwd(gpu, o(0), i(0), len / cols, cols)?]
+        }
+        Op::SumRowsBwd => vec![k.reduce.bwd(gpu, o(0), i(0), g.desc(node.outputs[0]).len() / len, len)?],
+        Op::SplitHeads { heads } => {
+            let [b, t, c] = in_desc(0).shape[..] else {
+                return Err(Error::shape("split_heads", "input is not (B, T, C)"));
+            };
+            vec![k.layout.swap12(gpu, o(0), i(0), [b, t, heads, c / heads])?]
+        }
+        Op::MergeHeads => {
+            let dims = in_desc(0).shape[..].try_into().map_err(|_| Error::shape("merge_heads", "input is not 4D"))?;
+            vec![k.layout.swap12(gpu, o(0), i(0), dims)?]
+        }
+        Op::Concat => {
+            let (a, b) = (tokens3(in_desc(0))?, tokens3(in_desc(1))?);
+            let total = a[1] + b[1];
+            let copy = |src: [usize; 3], dst_off| TokenCopy {
+                batch: b[0],
+                channels: b[2],
+                src_tokens: src[1],
+                dst_tokens: total,
+                src_off: 0,
+                dst_off,
+                len: src[1],
+                src_broadcast: src[0] == 1 && b[0] > 1,
+            };
+            vec![
+                k.layout.copy_tokens(gpu, o(0), i(0), &copy(a, 0))?,
+                k.layout.copy_tokens(gpu, o(0), i(1), &copy(b, a[1]))?,
+            ]
+        }
+        Op::Slice { start, len } => {
+            let [b, t, c] = tokens3(in_desc(0))?;
+            let copy = TokenCopy {
+                batch: b,
+                channels: c,
+                src_tokens: t,
+                dst_tokens: len,
+                src_off: start,
+                dst_off: 0,
+                len,
+                src_broadcast: false,
+            };
+            vec![k.layout.copy_tokens(gpu, o(0), i(0), &copy)?]
+        }
+        Op::SliceBwd { start, total } => {
+            let [b, l, c] = tokens3(in_desc(0))?;
+            let copy = TokenCopy {
+                batch: b,
+                channels: c,
+                src_tokens: l,
+                dst_tokens: total,
+                src_off: 0,
+                dst_off: start,
+                len: l,
+                src_broadcast: false,
+            };
+            vec![k.layout.fill(gpu, o(0), 0.0, b * total * c)?, k.layout.copy_tokens(gpu, o(0), i(0), &copy)?]
+        }
+        Op::Dropout { p, salt } => vec![k.dropout.prepare(gpu, o(0), i(0), len, p, salt, ctx.step_params, false)?],
+        Op::DropoutBwd { p, salt } => vec![k.dropout.prepare(gpu, o(0), i(0), len, p, salt, ctx.step_params, true)?],
+        Op::Embedding => {
+            let (vocab, c) = (in_desc(0).shape[0], cols);
+            vec![k.embedding.fwd(gpu, o(0), i(0), i(1), in_desc(1).len(), vocab, c)?]
+        }
+        Op::EmbeddingBwd => {
+            let (order, starts) = ctx.id_groups.ok_or_else(|| Error::shape("embedding_bwd", "no id groups"))?;
             let d = g.desc(node.outputs[0]);
-            vec![k.reduce.bwd(gpu, o(0), i(0), d.rows(), d.last_dim())?]
+            vec![k.embedding.bwd(gpu, o(0), i(1), order, starts, in_desc(0).len(), d.shape[0], d.last_dim())?]
+        }
+        Op::Mask { causal } | Op::MaskBwd { causal } => {
+            let dims = in_desc(0).shape[..].try_into().map_err(|_| Error::shape("mask", "scores are not 4D"))?;
+            let lens = (node.inputs.len() > 1).then(|| i(1));
+            vec![k.mask.prepare(gpu, o(0), i(0), lens, dims, causal, matches!(node.op, Op::MaskBwd { .. }))?]
         }
         Op::CrossEntropy { smoothing, ignore_index } => {
             k.cross_entropy.fwd(gpu, o(0), o(1), i(0), i(1), rows, cols, smoothing, ignore_index)?.to_vec()
         }
     })
+}
+
+/// (B, T, C) of a token tensor.
+fn tokens3(d: &crate::graph::TensorDesc) -> Result<[usize; 3]> {
+    d.shape[..].try_into().map_err(|_| Error::shape("tokens", format!("{} {:?} is not (B, T, C)", d.name, d.shape)))
 }
 
 /// Moments and one Adam dispatch per parameter with a gradient, in parameter order.

@@ -15,6 +15,10 @@ pub const ALL: &[(&str, &str)] = &[
     ("reduce.wgsl", REDUCE),
     ("crossentropy.wgsl", CROSSENTROPY),
     ("adam.wgsl", ADAM),
+    ("layout.wgsl", LAYOUT),
+    ("dropout.wgsl", DROPOUT),
+    ("embedding.wgsl", EMBEDDING),
+    ("mask.wgsl", MASK),
 ];
 
 pub const MATMUL: &str = include_str!("../shaders/matmul.wgsl");
@@ -26,6 +30,10 @@ pub const ELEMENTWISE: &str = include_str!("../shaders/elementwise.wgsl");
 pub const REDUCE: &str = include_str!("../shaders/reduce.wgsl");
 pub const CROSSENTROPY: &str = include_str!("../shaders/crossentropy.wgsl");
 pub const ADAM: &str = include_str!("../shaders/adam.wgsl");
+pub const LAYOUT: &str = include_str!("../shaders/layout.wgsl");
+pub const DROPOUT: &str = include_str!("../shaders/dropout.wgsl");
+pub const EMBEDDING: &str = include_str!("../shaders/embedding.wgsl");
+pub const MASK: &str = include_str!("../shaders/mask.wgsl");
 
 /// Parses and validates `source` with naga; errors carry the file name and naga's report.
 pub fn validate(file: &str, source: &str) -> Result<()> {

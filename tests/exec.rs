@@ -5,7 +5,7 @@
 mod common;
 use common::{assert_close, for_each_gpu, Rng};
 use wgformer::autodiff::backward;
-use wgformer::exec::{Executor, HostData};
+use wgformer::exec::{Executor, HostData, StepOptions};
 use wgformer::graph::{Dtype, Graph, Role, TensorId};
 use wgformer::kernels::GeluKind;
 use wgformer::reference::adam::AdamStep;
@@ -49,7 +49,7 @@ fn gpu_gradients_match_the_reference() {
             }
             let exec = Executor::new(gpu, t.graph.clone(), Some(t.loss), Some(&grads)).unwrap();
             upload_all(gpu, &exec, &values, &t.targets);
-            let loss = exec.step(gpu, &[], None).unwrap();
+            let loss = exec.step(gpu, &[], &StepOptions::default()).unwrap();
             evaluate(&t.graph, &mut values);
             assert_close(&format!("{name} loss"), &[loss], &values[t.loss.0], 1e-5, 1e-4);
             for (p, grad) in &grads.of {
@@ -69,9 +69,9 @@ fn checked_mode_passes_and_names_a_bad_node() {
         let values = random_values(&t.graph, 3);
         let exec = Executor::new(gpu, t.graph.clone(), Some(t.loss), None).unwrap();
         upload_all(gpu, &exec, &values, &t.targets);
-        exec.check_nodes(gpu, 1e-5, 1e-3).unwrap();
+        exec.check_nodes(gpu, 0, 1e-5, 1e-3).unwrap();
         // A tolerance nothing meets shows the report names the first node.
-        let err = exec.check_nodes(gpu, -1.0, 0.0).unwrap_err().to_string();
+        let err = exec.check_nodes(gpu, 0, -1.0, 0.0).unwrap_err().to_string();
         assert!(err.contains("node 0 (matmul)"), "{err}");
     });
 }
@@ -87,7 +87,7 @@ fn a_training_step_is_one_submit() {
         let x = t.graph.find("x").unwrap();
         let step = AdamStep { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, step: 1 };
         let before = gpu.submit_count();
-        exec.step(gpu, &[(x, HostData::F32(&values[x.0]))], Some(&step)).unwrap();
+        exec.step(gpu, &[(x, HostData::F32(&values[x.0]))], &StepOptions { adam: Some(step), seed: 1 }).unwrap();
         assert_eq!(gpu.submit_count() - before, 1, "forward, backward, Adam and the loss readback in one submit");
     });
 }
@@ -153,7 +153,8 @@ fn adam_trains_a_small_mlp() {
         for step in 1..=150 {
             let (xb, yb) = synthetic_batch(&mut rng, &dirs, batch);
             let s = AdamStep { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, step };
-            losses.push(exec.step(gpu, &[(x, HostData::F32(&xb)), (y, HostData::U32(&yb))], Some(&s)).unwrap());
+            let opts = StepOptions { adam: Some(s), seed: step };
+            losses.push(exec.step(gpu, &[(x, HostData::F32(&xb)), (y, HostData::U32(&yb))], &opts).unwrap());
         }
         let first: f32 = losses[..10].iter().sum::<f32>() / 10.0;
         let last: f32 = losses[losses.len() - 10..].iter().sum::<f32>() / 10.0;

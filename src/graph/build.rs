@@ -14,6 +14,11 @@ pub(crate) struct MatmulDims {
     pub out: Vec<usize>,
 }
 
+/// (leading dimensions, rows, cols) of a batched operand of rank 3 or more.
+fn split_batch(s: &[usize]) -> Option<(&[usize], usize, usize)> {
+    (s.len() >= 3).then(|| (&s[..s.len() - 2], s[s.len() - 2], s[s.len() - 1]))
+}
+
 /// Applies the MatMul shape rule (see `Op::MatMul`).
 pub(crate) fn matmul_dims(
     a: &[usize],
@@ -29,11 +34,12 @@ pub(crate) fn matmul_dims(
         }
     };
     let (batch, (ar, ac), (br, bc)) = if batched {
-        match (a, b) {
-            ([ba, ar, ac], [bb, br, bc]) if ba == bb => (*ba, (*ar, *ac), (*br, *bc)),
+        // (.., rows, cols) with equal leading dimensions, folded into one batch.
+        match (split_batch(a), split_batch(b)) {
+            (Some((la, ar, ac)), Some((lb, br, bc))) if la == lb => (la.iter().product(), (ar, ac), (br, bc)),
             _ => {
                 return Err(format!(
-                    "batched operands must be (batch, rows, cols) with equal batch, got {a:?} and {b:?}"
+                    "batched operands must be (.., rows, cols) with equal leading dimensions, got {a:?} and {b:?}"
                 ))
             }
         }
@@ -46,13 +52,19 @@ pub(crate) fn matmul_dims(
         return Err(format!("inner dimensions differ: op(a) is {m}x{k} ({a:?}, trans {trans_a}), op(b) is {k2}x{n} ({b:?}, trans {trans_b})"));
     }
     let out = if batched {
-        vec![batch, m, n]
+        a[..a.len() - 2].iter().copied().chain([m, n]).collect()
     } else if trans_a {
         vec![m, n]
     } else {
         a[..a.len() - 1].iter().copied().chain([n]).collect()
     };
     Ok(MatmulDims { batch, m, n, k, out })
+}
+
+/// True when `small` equals the trailing dimensions of `big`, ignoring leading 1s of `small`.
+fn trailing_match(big: &[usize], small: &[usize]) -> bool {
+    let core: &[usize] = &small[small.iter().take_while(|&&d| d == 1).count()..];
+    core.len() <= big.len() && big[big.len() - core.len()..] == *core && !small.is_empty()
 }
 
 impl Graph {
@@ -147,9 +159,17 @@ impl Graph {
         Ok(self.push(op, vec![x], vec![(shape, Dtype::F32)])[0])
     }
 
-    /// a + b.
+    /// a + b; b may have a's trailing dimensions only (or with leading 1s), repeated over the rest.
     pub fn add(&mut self, a: TensorId, b: TensorId) -> Result<TensorId> {
-        self.binary(Op::Add, a, b)
+        self.check_f32("add", &[a, b])?;
+        if !trailing_match(self.shape(a), self.shape(b)) {
+            return Err(Error::shape(
+                "add",
+                format!("{} does not broadcast to {}", self.describe(b), self.describe(a)),
+            ));
+        }
+        let shape = self.shape(a).to_vec();
+        Ok(self.push(Op::Add, vec![a, b], vec![(shape, Dtype::F32)])[0])
     }
 
     /// a * b, elementwise.
@@ -196,9 +216,133 @@ impl Graph {
 
     /// Sum over every dimension but the last: (.., C) -> (C).
     pub fn sum_rows(&mut self, x: TensorId) -> Result<TensorId> {
-        self.check_f32("sum_rows", &[x])?;
         let c = self.desc(x).last_dim();
-        Ok(self.push(Op::SumRows, vec![x], vec![(vec![c], Dtype::F32)])[0])
+        self.sum_to(x, &[c])
+    }
+
+    /// Sums x over its leading dimensions down to `shape`, which must be x's trailing
+    /// dimensions (leading 1s allowed): the gradient of a broadcast.
+    pub fn sum_to(&mut self, x: TensorId, shape: &[usize]) -> Result<TensorId> {
+        self.check_f32("sum_rows", &[x])?;
+        if !trailing_match(self.shape(x), shape) {
+            return Err(Error::shape("sum_rows", format!("{} does not reduce to {shape:?}", self.describe(x))));
+        }
+        Ok(self.push(Op::SumRows, vec![x], vec![(shape.to_vec(), Dtype::F32)])[0])
+    }
+
+    /// (B, T, H*D) -> (B, H, T, D).
+    pub fn split_heads(&mut self, x: TensorId, heads: usize) -> Result<TensorId> {
+        self.check_f32("split_heads", &[x])?;
+        match *self.shape(x) {
+            [b, t, c] if heads > 0 && c % heads == 0 => {
+                Ok(self.push(Op::SplitHeads { heads }, vec![x], vec![(vec![b, heads, t, c / heads], Dtype::F32)])[0])
+            }
+            _ => Err(Error::shape(
+                "split_heads",
+                format!("{} is not (B, T, C) with C divisible by {heads} heads", self.describe(x)),
+            )),
+        }
+    }
+
+    /// (B, H, T, D) -> (B, T, H*D).
+    pub fn merge_heads(&mut self, x: TensorId) -> Result<TensorId> {
+        self.check_f32("merge_heads", &[x])?;
+        match *self.shape(x) {
+            [b, h, t, d] => Ok(self.push(Op::MergeHeads, vec![x], vec![(vec![b, t, h * d], Dtype::F32)])[0]),
+            _ => Err(Error::shape("merge_heads", format!("{} is not (B, H, T, D)", self.describe(x)))),
+        }
+    }
+
+    /// Concatenates along tokens: a (B or 1, T1, C) and b (B, T2, C) -> (B, T1 + T2, C).
+    pub fn concat_tokens(&mut self, a: TensorId, b: TensorId) -> Result<TensorId> {
+        self.check_f32("concat", &[a, b])?;
+        match (self.shape(a), self.shape(b)) {
+            (&[ba, t1, c1], &[bb, t2, c2]) if (ba == bb || ba == 1) && c1 == c2 => {
+                Ok(self.push(Op::Concat, vec![a, b], vec![(vec![bb, t1 + t2, c1], Dtype::F32)])[0])
+            }
+            _ => Err(Error::shape(
+                "concat",
+                format!("cannot join {} and {} along tokens", self.describe(a), self.describe(b)),
+            )),
+        }
+    }
+
+    /// Tokens start..start + len of x (B, T, C).
+    pub fn slice_tokens(&mut self, x: TensorId, start: usize, len: usize) -> Result<TensorId> {
+        self.check_f32("slice", &[x])?;
+        match *self.shape(x) {
+            [b, t, c] if start + len <= t && len > 0 => {
+                Ok(self.push(Op::Slice { start, len }, vec![x], vec![(vec![b, len, c], Dtype::F32)])[0])
+            }
+            _ => Err(Error::shape("slice", format!("tokens {start}..{} of {}", start + len, self.describe(x)))),
+        }
+    }
+
+    /// Inverted dropout with drop probability `p` (no node when p is 0). Each call gets its own
+    /// random stream.
+    pub fn dropout(&mut self, x: TensorId, p: f32) -> Result<TensorId> {
+        crate::kernels::dropout::dropout_constants(p)?;
+        if p == 0.0 {
+            return Ok(x);
+        }
+        let salt = self.nodes.iter().filter(|n| matches!(n.op, Op::Dropout { .. })).count() as u32;
+        self.unary(Op::Dropout { p, salt: salt.wrapping_mul(0x9E37_79B9) }, x)
+    }
+
+    /// Rows of `table` (V, C) picked by `ids`, a u32 graph input: (..) -> (.., C).
+    pub fn embedding(&mut self, table: TensorId, ids: TensorId) -> Result<TensorId> {
+        self.check_f32("embedding", &[table])?;
+        let d = self.desc(ids);
+        if d.dtype != Dtype::U32 || d.role != Role::Input {
+            return Err(Error::shape("embedding", format!("ids {} must be a u32 graph input", self.describe(ids))));
+        }
+        let [_, c] = *self.shape(table) else {
+            return Err(Error::shape("embedding", format!("table {} is not (V, C)", self.describe(table))));
+        };
+        let shape = self.shape(ids).iter().copied().chain([c]).collect();
+        Ok(self.push(Op::Embedding, vec![table, ids], vec![(shape, Dtype::F32)])[0])
+    }
+
+    /// Masks attention scores (B, H, Tq, Tk): keys at or past `key_lens[b]` (a u32 (B) tensor)
+    /// and, when `causal`, keys after the query's position.
+    pub fn mask(&mut self, scores: TensorId, key_lens: Option<TensorId>, causal: bool) -> Result<TensorId> {
+        self.check_f32("mask", &[scores])?;
+        let [b, _, tq, tk] = *self.shape(scores) else {
+            return Err(Error::shape("mask", format!("{} is not (B, H, Tq, Tk)", self.describe(scores))));
+        };
+        if causal && tq > tk {
+            return Err(Error::shape("mask", format!("causal mask needs Tq <= Tk, got {tq} > {tk}")));
+        }
+        let mut inputs = vec![scores];
+        if let Some(l) = key_lens {
+            if self.desc(l).dtype != Dtype::U32 || self.shape(l) != [b] {
+                return Err(Error::shape("mask", format!("key lengths {} must be u32 [{b}]", self.describe(l))));
+            }
+            inputs.push(l);
+        }
+        let shape = self.shape(scores).to_vec();
+        Ok(self.push(Op::Mask { causal }, inputs, vec![(shape, Dtype::F32)])[0])
+    }
+
+    /// Multi-head scaled dot-product attention, composed from the ops above: q (B, Tq, C),
+    /// k and v (B, Tk, C) already projected; returns (B, Tq, C) before the output projection.
+    pub fn attention(
+        &mut self,
+        q: TensorId,
+        k: TensorId,
+        v: TensorId,
+        heads: usize,
+        key_lens: Option<TensorId>,
+        causal: bool,
+    ) -> Result<TensorId> {
+        let (qh, kh, vh) = (self.split_heads(q, heads)?, self.split_heads(k, heads)?, self.split_heads(v, heads)?);
+        let d = self.shape(qh)[3];
+        let scores = self.matmul_full(qh, kh, None, false, true, true)?;
+        let scores = self.scale(scores, 1.0 / (d as f32).sqrt())?;
+        let scores = if key_lens.is_some() || causal { self.mask(scores, key_lens, causal)? } else { scores };
+        let p = self.softmax(scores)?;
+        let o = self.matmul_full(p, vh, None, false, false, true)?;
+        self.merge_heads(o)
     }
 
     /// Mean label-smoothed cross-entropy of `logits` (.., V) against u32 `targets` (..),

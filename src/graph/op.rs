@@ -9,9 +9,11 @@ use crate::kernels::GeluKind;
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
     /// inputs [a, b, bias?] -> [c]. c = op(a) op(b) (+ bias). Unbatched: a and b are viewed as
-    /// matrices by folding all leading dimensions into rows. Batched: a, b, c are (batch, r, c).
+    /// matrices by folding all leading dimensions into rows. Batched: a and b are (.., r, c) with
+    /// the same leading dimensions, which index independent products.
     MatMul { trans_a: bool, trans_b: bool, bias: bool, batched: bool },
-    /// inputs [a, b] -> [a + b] (same shapes).
+    /// inputs [a, b] -> [a + b]. b has a's shape, or a's trailing dimensions (repeated over
+    /// the leading ones, e.g. a position embedding over the batch).
     Add,
     /// inputs [a, b] -> [a * b] (same shapes).
     Mul,
@@ -35,10 +37,34 @@ pub enum Op {
     Softmax,
     /// inputs [y, dy] -> [dx].
     SoftmaxBwd,
-    /// inputs [x (.., C)] -> [sum over all leading dimensions (C)].
+    /// inputs [x] -> [y]: x viewed as (rows, y.len()) summed over rows; y's shape is set by the
+    /// builder (the trailing dimensions of x, or those with leading 1s).
     SumRows,
-    /// inputs [dout (C)] -> [dx (.., C)]: the gradient of SumRows, dout copied to every row.
+    /// inputs [dout] -> [dx]: the gradient of SumRows, dout repeated over the rows.
     SumRowsBwd,
+    /// inputs [x (B, T, H*D)] -> [(B, H, T, D)].
+    SplitHeads { heads: usize },
+    /// inputs [x (B, H, T, D)] -> [(B, T, H*D)].
+    MergeHeads,
+    /// inputs [a (Ba, T1, C), b (B, T2, C)] -> [(B, T1 + T2, C)], along tokens; Ba is B or 1
+    /// (a broadcast class token).
+    Concat,
+    /// inputs [x (B, T, C)] -> [(B, len, C)]: tokens start..start + len.
+    Slice { start: usize, len: usize },
+    /// inputs [dy (B, len, C)] -> [dx (B, total, C)]: dy at tokens start.., zeros elsewhere.
+    SliceBwd { start: usize, total: usize },
+    /// inputs [x] -> [y]: inverted dropout with drop probability p; `salt` tells nodes apart.
+    Dropout { p: f32, salt: u32 },
+    /// inputs [dy] -> [dx]: the same mask (same step seed and salt) applied to dy.
+    DropoutBwd { p: f32, salt: u32 },
+    /// inputs [table (V, C), ids (..) u32 input] -> [(.., C)].
+    Embedding,
+    /// inputs [ids, dout (.., C)] -> [dtable (V, C)], deterministic (see embedding.wgsl).
+    EmbeddingBwd,
+    /// inputs [scores (B, H, Tq, Tk), key_lens (B) u32?] -> [masked scores].
+    Mask { causal: bool },
+    /// inputs [dy, key_lens?] -> [dx]: dy with masked entries zeroed.
+    MaskBwd { causal: bool },
     /// inputs [logits (.., V), targets (..) u32] -> [loss (1), dlogits (.., V)]: the mean
     /// label-smoothed cross-entropy over targets != ignore_index, and its gradient, fused.
     CrossEntropy { smoothing: f32, ignore_index: Option<u32> },
@@ -63,6 +89,17 @@ impl Op {
             Op::SoftmaxBwd => "softmax_bwd",
             Op::SumRows => "sum_rows",
             Op::SumRowsBwd => "sum_rows_bwd",
+            Op::SplitHeads { .. } => "split_heads",
+            Op::MergeHeads => "merge_heads",
+            Op::Concat => "concat",
+            Op::Slice { .. } => "slice",
+            Op::SliceBwd { .. } => "slice_bwd",
+            Op::Dropout { .. } => "dropout",
+            Op::DropoutBwd { .. } => "dropout_bwd",
+            Op::Embedding => "embedding",
+            Op::EmbeddingBwd => "embedding_bwd",
+            Op::Mask { .. } => "mask",
+            Op::MaskBwd { .. } => "mask_bwd",
             Op::CrossEntropy { .. } => "cross_entropy",
         }
     }

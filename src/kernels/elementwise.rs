@@ -12,7 +12,8 @@ const WG: u32 = 256;
 struct EltParams {
     n: u32,
     alpha: f32,
-    _pad: [u32; 2],
+    nb: u32,
+    _pad: u32,
 }
 
 /// The elementwise kernels, pipelines built once.
@@ -23,6 +24,7 @@ pub struct Elementwise {
     scale: wgpu::ComputePipeline,
     relu: wgpu::ComputePipeline,
     relu_bwd: wgpu::ComputePipeline,
+    add_bcast: wgpu::ComputePipeline,
 }
 
 impl Elementwise {
@@ -36,6 +38,7 @@ impl Elementwise {
             scale: gpu.pipeline(&module, "scale_fwd", &wg)?,
             relu: gpu.pipeline(&module, "relu_fwd", &wg)?,
             relu_bwd: gpu.pipeline(&module, "relu_bwd", &wg)?,
+            add_bcast: gpu.pipeline(&module, "add_bcast_fwd", &wg)?,
         })
     }
 
@@ -51,7 +54,7 @@ impl Elementwise {
         for (i, t) in tensors.iter().enumerate() {
             check_len(op, &format!("operand {i}"), t, n)?;
         }
-        let params = EltParams { n: u32_of(op, "n", n)?, alpha, _pad: [0; 2] };
+        let params = EltParams { n: u32_of(op, "n", n)?, alpha, nb: 1, _pad: 0 };
         dispatch(gpu, op, pipeline, tensors, &params, grid(gpu, op, (n as u64).div_ceil(WG as u64))?)
     }
 
@@ -92,5 +95,26 @@ impl Elementwise {
     /// dx = dy where x > 0, else 0.
     pub fn relu_bwd(&self, gpu: &Gpu, dx: &Tensor, x: &Tensor, dy: &Tensor, n: usize) -> Result<Dispatch> {
         self.prepare(gpu, "relu_bwd", &self.relu_bwd, &[dx, x, dy], n, 0.0)
+    }
+
+    /// out[i] = a[i] + b[i % nb] over `n` elements: b (nb elements) repeated over a's rows.
+    pub fn add_bcast_fwd(
+        &self,
+        gpu: &Gpu,
+        out: &Tensor,
+        a: &Tensor,
+        b: &Tensor,
+        n: usize,
+        nb: usize,
+    ) -> Result<Dispatch> {
+        let op = "add_bcast_fwd";
+        check_len(op, "out", out, n)?;
+        check_len(op, "a", a, n)?;
+        check_len(op, "b", b, nb)?;
+        if nb == 0 || n % nb != 0 {
+            return Err(crate::error::Error::shape(op, format!("{nb} values do not tile {n}")));
+        }
+        let params = EltParams { n: u32_of(op, "n", n)?, alpha: 0.0, nb: u32_of(op, "nb", nb)?, _pad: 0 };
+        dispatch(gpu, op, &self.add_bcast, &[out, a, b], &params, grid(gpu, op, (n as u64).div_ceil(WG as u64))?)
     }
 }

@@ -5,18 +5,26 @@
 
 pub mod adam;
 pub mod crossentropy;
+pub mod dropout;
 pub mod elementwise;
+pub mod embedding;
 pub mod gelu;
 pub mod layernorm;
+pub mod layout;
+pub mod mask;
 pub mod matmul;
 pub mod reduce;
 pub mod softmax;
 
 pub use adam::Adam;
 pub use crossentropy::CrossEntropy;
+pub use dropout::Dropout;
 pub use elementwise::Elementwise;
+pub use embedding::Embedding;
 pub use gelu::{Gelu, GeluKind};
 pub use layernorm::LayerNorm;
+pub use layout::Layout;
+pub use mask::Mask;
 pub use matmul::{Matmul, MatmulShape};
 pub use reduce::Reduce;
 pub use softmax::Softmax;
@@ -34,6 +42,10 @@ pub struct KernelSet {
     pub reduce: Reduce,
     pub cross_entropy: CrossEntropy,
     pub adam: Adam,
+    pub layout: Layout,
+    pub dropout: Dropout,
+    pub embedding: Embedding,
+    pub mask: Mask,
 }
 
 impl KernelSet {
@@ -47,6 +59,10 @@ impl KernelSet {
             reduce: Reduce::new(gpu)?,
             cross_entropy: CrossEntropy::new(gpu)?,
             adam: Adam::new(gpu)?,
+            layout: Layout::new(gpu)?,
+            dropout: Dropout::new(gpu)?,
+            embedding: Embedding::new(gpu)?,
+            mask: Mask::new(gpu)?,
         })
     }
 }

@@ -1,16 +1,23 @@
 //! Runs a whole graph on the CPU with the reference ops: the oracle for the GPU executor and
 //! the function the composed-graph gradient checks differentiate numerically.
 
-use super::{crossentropy, elementwise as ew, gelu, layernorm, matmul, reduce, softmax, Real};
+use super::{
+    crossentropy, dropout, elementwise as ew, embedding, gelu, layernorm, layout, mask, matmul, reduce, softmax, Real,
+};
 use crate::graph::build::matmul_dims;
 use crate::graph::{Graph, Op};
 use crate::kernels::MatmulShape;
 
 /// Evaluates every node of `g` in order. `values[t]` must hold each input and parameter
-/// (u32 inputs as their integer values); every activation is (re)computed.
+/// (u32 inputs as their integer values); every activation is (re)computed. Dropout uses seed 0.
 pub fn evaluate<T: Real>(g: &Graph, values: &mut [Vec<T>]) {
+    evaluate_seeded(g, values, 0)
+}
+
+/// [`evaluate`] with the step seed dropout draws from.
+pub fn evaluate_seeded<T: Real>(g: &Graph, values: &mut [Vec<T>], seed: u32) {
     for node in &g.nodes {
-        let outs = run_node(g, node, values);
+        let outs = run_node(g, node, values, seed);
         for (t, v) in node.outputs.iter().zip(outs) {
             values[t.0] = v;
         }
@@ -22,7 +29,7 @@ fn zeros<T: Real>(n: usize) -> Vec<T> {
 }
 
 /// Computes the outputs of one node from `values`.
-pub fn run_node<T: Real>(g: &Graph, node: &crate::graph::Node, values: &[Vec<T>]) -> Vec<Vec<T>> {
+pub fn run_node<T: Real>(g: &Graph, node: &crate::graph::Node, values: &[Vec<T>], seed: u32) -> Vec<Vec<T>> {
     let input = |k: usize| &values[node.inputs[k].0][..];
     let out_len = |k: usize| g.desc(node.outputs[k]).len();
     let in_desc = |k: usize| g.desc(node.inputs[k]);
@@ -35,10 +42,13 @@ pub fn run_node<T: Real>(g: &Graph, node: &crate::graph::Node, values: &[Vec<T>]
             matmul::matmul_forward(&mut c, input(0), input(1), bias.then(|| input(2)), &shape);
             vec![c]
         }
-        Op::Add | Op::Mul => {
+        Op::Add => {
+            let (a, b) = (input(0), input(1));
+            vec![a.iter().enumerate().map(|(i, &x)| x + b[i % b.len()]).collect()]
+        }
+        Op::Mul => {
             let mut out = zeros(out_len(0));
-            let f = if node.op == Op::Add { ew::add_forward::<T> } else { ew::mul_forward::<T> };
-            f(&mut out, input(0), input(1));
+            ew::mul_forward(&mut out, input(0), input(1));
             vec![out]
         }
         Op::MulBwd => {
@@ -117,16 +127,75 @@ pub fn run_node<T: Real>(g: &Graph, node: &crate::graph::Node, values: &[Vec<T>]
             vec![dx]
         }
         Op::SumRows => {
-            let (rows, cols) = (in_desc(0).rows(), in_desc(0).last_dim());
+            let cols = out_len(0);
             let mut out = zeros(cols);
-            reduce::reduce_cols_forward(&mut out, input(0), rows, cols);
+            reduce::reduce_cols_forward(&mut out, input(0), in_desc(0).len() / cols, cols);
             vec![out]
         }
         Op::SumRowsBwd => {
-            let d = g.desc(node.outputs[0]);
-            let mut dx = zeros(d.len());
-            reduce::reduce_cols_backward(&mut dx, input(0), d.rows(), d.last_dim());
+            let cols = in_desc(0).len();
+            let mut dx = zeros(out_len(0));
+            reduce::reduce_cols_backward(&mut dx, input(0), out_len(0) / cols, cols);
             vec![dx]
+        }
+        Op::SplitHeads { heads } => {
+            let [b, t, c] = in_desc(0).shape[..] else { unreachable!("checked at build time") };
+            let mut y = zeros(out_len(0));
+            layout::swap12_forward(&mut y, input(0), [b, t, heads, c / heads]);
+            vec![y]
+        }
+        Op::MergeHeads => {
+            let [b, h, t, d] = in_desc(0).shape[..] else { unreachable!("checked at build time") };
+            let mut y = zeros(out_len(0));
+            layout::swap12_forward(&mut y, input(0), [b, h, t, d]);
+            vec![y]
+        }
+        Op::Concat => {
+            let (a, bd) = (in_desc(0), in_desc(1));
+            let ([ba, t1, c], [bb, t2, _]) =
+                (a.shape[..3].try_into().unwrap_or([0; 3]), bd.shape[..3].try_into().unwrap_or([0; 3]));
+            let mut y = zeros(out_len(0));
+            layout::copy_tokens(&mut y, input(0), bb, c, t1, t1 + t2, 0, 0, t1, ba == 1 && bb > 1);
+            layout::copy_tokens(&mut y, input(1), bb, c, t2, t1 + t2, 0, t1, t2, false);
+            vec![y]
+        }
+        Op::Slice { start, len } => {
+            let [b, t, c] = in_desc(0).shape[..] else { unreachable!("checked at build time") };
+            let mut y = zeros(out_len(0));
+            layout::copy_tokens(&mut y, input(0), b, c, t, len, start, 0, len, false);
+            vec![y]
+        }
+        Op::SliceBwd { start, total } => {
+            let [b, len, c] = in_desc(0).shape[..] else { unreachable!("checked at build time") };
+            let mut dx = zeros(out_len(0));
+            layout::copy_tokens(&mut dx, input(0), b, c, len, total, 0, start, len, false);
+            vec![dx]
+        }
+        Op::Dropout { p, salt } | Op::DropoutBwd { p, salt } => {
+            let (threshold, scale) = crate::kernels::dropout::dropout_constants(p).expect("checked at build time");
+            let mut y = zeros(out_len(0));
+            dropout::dropout_forward(&mut y, input(0), seed, salt, threshold, scale);
+            vec![y]
+        }
+        Op::Embedding => {
+            let ids: Vec<u32> = input(1).iter().map(|t| t.to_f64() as u32).collect();
+            let mut y = zeros(out_len(0));
+            embedding::embedding_forward(&mut y, input(0), &ids, in_desc(0).last_dim());
+            vec![y]
+        }
+        Op::EmbeddingBwd => {
+            let ids: Vec<u32> = input(0).iter().map(|t| t.to_f64() as u32).collect();
+            let mut dtable = zeros(out_len(0));
+            embedding::embedding_backward(&mut dtable, input(1), &ids, in_desc(1).last_dim());
+            vec![dtable]
+        }
+        Op::Mask { causal } | Op::MaskBwd { causal } => {
+            let dims: [usize; 4] = in_desc(0).shape[..].try_into().expect("checked at build time");
+            let lens: Option<Vec<u32>> =
+                (node.inputs.len() > 1).then(|| input(1).iter().map(|t| t.to_f64() as u32).collect());
+            let mut y = zeros(out_len(0));
+            mask::mask_apply(&mut y, input(0), dims, lens.as_deref(), causal, matches!(node.op, Op::MaskBwd { .. }));
+            vec![y]
         }
         Op::CrossEntropy { smoothing, ignore_index } => {
             let vocab = in_desc(0).last_dim();

@@ -4,10 +4,14 @@
 
 pub mod adam;
 pub mod crossentropy;
+pub mod dropout;
 pub mod elementwise;
+pub mod embedding;
 pub mod gelu;
 pub mod graph;
 pub mod layernorm;
+pub mod layout;
+pub mod mask;
 pub mod matmul;
 pub mod reduce;
 pub mod softmax;

@@ -77,7 +77,71 @@ pub fn transposed() -> TestGraph {
     TestGraph { graph: g, loss, targets: vec![(y, vec![1, 4, 0])] }
 }
 
+/// Token embedding + broadcast position embedding + dropout + two-head attention with key
+/// padding and a causal mask, as in a Transformer decoder.
+pub fn embedding_attention() -> TestGraph {
+    let mut g = Graph::new();
+    let (b, t, c, vocab, out) = (2, 4, 8, 7, 5);
+    let ids = g.input("ids", &[b, t], Dtype::U32);
+    let lens = g.input("key_lens", &[b], Dtype::U32);
+    let y = g.input("y", &[b, t], Dtype::U32);
+    let table = g.param("embed", &[vocab, c]);
+    let pos = g.param("pos", &[1, t, c]);
+    let (wq, wk, wv, wo) =
+        (g.param("wq", &[c, c]), g.param("wk", &[c, c]), g.param("wv", &[c, c]), g.param("wo", &[c, c]));
+    let w_out = g.param("w_out", &[out, c]);
+    let x = g.embedding(table, ids).unwrap();
+    let x = g.add(x, pos).unwrap();
+    let x = g.dropout(x, 0.25).unwrap();
+    let (q, k, v) = (g.linear(x, wq, None).unwrap(), g.linear(x, wk, None).unwrap(), g.linear(x, wv, None).unwrap());
+    let a = g.attention(q, k, v, 2, Some(lens), true).unwrap();
+    let a = g.linear(a, wo, None).unwrap();
+    let logits = g.linear(a, w_out, None).unwrap();
+    let loss = g.cross_entropy(logits, y, 0.1, Some(0)).unwrap();
+    // Token 3 appears twice and token 6 never: the embedding gradient sums and skips rows.
+    TestGraph {
+        graph: g,
+        loss,
+        targets: vec![(ids, vec![3, 1, 3, 5, 2, 3, 0, 4]), (lens, vec![4, 2]), (y, vec![1, 2, 0, 4, 3, 1, 2, 2])],
+    }
+}
+
+/// ViT-shaped: patch projection, a broadcast class token concatenated in front, position
+/// embeddings, layernorm, attention, and the class token sliced out for the head.
+pub fn vit_like() -> TestGraph {
+    let mut g = Graph::new();
+    let (b, n, p, c, classes) = (2, 3, 6, 4, 3);
+    let patches = g.input("patches", &[b, n, p], Dtype::F32);
+    let y = g.input("y", &[b, 1], Dtype::U32);
+    let (w_patch, b_patch) = (g.param("patch.weight", &[c, p]), g.param("patch.bias", &[c]));
+    let cls = g.param("cls", &[1, 1, c]);
+    let pos = g.param("pos", &[1, n + 1, c]);
+    let (gamma, beta) = (g.param("ln.weight", &[c]), g.param("ln.bias", &[c]));
+    let wqkv: Vec<TensorId> = ["wq", "wk", "wv"].iter().map(|name| g.param(name, &[c, c])).collect();
+    let head = g.param("head", &[classes, c]);
+    let x = g.linear(patches, w_patch, Some(b_patch)).unwrap();
+    let x = g.concat_tokens(cls, x).unwrap();
+    let x = g.add(x, pos).unwrap();
+    let h = g.layernorm(x, gamma, beta, 1e-6).unwrap();
+    let q = g.linear(h, wqkv[0], None).unwrap();
+    let k = g.linear(h, wqkv[1], None).unwrap();
+    let v = g.linear(h, wqkv[2], None).unwrap();
+    let a = g.attention(q, k, v, 2, None, false).unwrap();
+    let x = g.add(x, a).unwrap();
+    let cls_out = g.slice_tokens(x, 0, 1).unwrap();
+    let logits = g.linear(cls_out, head, None).unwrap();
+    let loss = g.cross_entropy(logits, y, 0.0, None).unwrap();
+    TestGraph { graph: g, loss, targets: vec![(y, vec![2, 0])] }
+}
+
 /// Every test graph, named.
 pub fn all() -> Vec<(&'static str, TestGraph)> {
-    vec![("mlp", mlp()), ("softmax_gate", softmax_gate()), ("attention", attention()), ("transposed", transposed())]
+    vec![
+        ("mlp", mlp()),
+        ("softmax_gate", softmax_gate()),
+        ("attention", attention()),
+        ("transposed", transposed()),
+        ("embedding_attention", embedding_attention()),
+        ("vit_like", vit_like()),
+    ]
 }

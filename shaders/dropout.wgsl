@@ -1,0 +1,42 @@
+// Dropout with a counter-based random number generator: no mask is stored. Element i of the
+// node with salt s in the step with seed k is kept when hash(k, s, i) / 2^32 >= p; kept values
+// are scaled by 1 / (1 - p). The backward recomputes the same decision from (k, s, i), so it
+// must run in the same step (same seed).
+//   dropout_fwd: y = keep ? x / (1 - p) : 0
+//   dropout_bwd: dx = keep ? dy / (1 - p) : 0
+// hash: the PCG output permutation applied three times over seed, salt and index (uniform enough
+// for dropout; reproducible on every backend since it is u32 arithmetic only).
+
+struct DropoutParams { n: u32, threshold: u32, scale: f32, salt: u32, }
+struct StepParams { seed: u32, step: u32, _pad0: u32, _pad1: u32, }
+
+override WG: u32 = 256;
+
+@group(0) @binding(0) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> inp: array<f32>;
+@group(0) @binding(2) var<uniform> p: DropoutParams;
+@group(0) @binding(3) var<uniform> st: StepParams;
+
+fn pcg(v: u32) -> u32 {
+    let state = v * 747796405u + 2891336453u;
+    let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
+    return (word >> 22u) ^ word;
+}
+
+fn keep(i: u32) -> bool {
+    // threshold = p * 2^32 (saturated), so P(hash < threshold) = p.
+    return pcg(pcg(pcg(st.seed) ^ p.salt) ^ i) >= p.threshold;
+}
+
+@compute @workgroup_size(WG)
+fn dropout_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * WG;
+    if (i < p.n) { out[i] = select(0.0, inp[i] * p.scale, keep(i)); }
+}
+
+// The same formula on dy: the gradient of y = mask * x * scale.
+@compute @workgroup_size(WG)
+fn dropout_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * WG;
+    if (i < p.n) { out[i] = select(0.0, inp[i] * p.scale, keep(i)); }
+}

@@ -1,0 +1,57 @@
+// Data movement: no arithmetic, only where values go.
+//   swap12_fwd:      y (A, C, B, D) <- x (A, B, C, D): y[a, c, b, d] = x[a, b, c, d]. Splits heads
+//                    ((B, T, H, D) -> (B, H, T, D)) and merges them back; each is the other's
+//                    backward.
+//   tokens_copy_fwd: dst[b, dst_off + t, :] = src[bs, src_off + t, :] for t < len, where bs = b, or
+//                    0 when src has a batch of 1 (a broadcast class token). Concatenation and
+//                    slicing along the token axis, and their backward, are made of these.
+//   fill_fwd:        out = value.
+// Design rule: one output element per invocation, 2D grid.
+
+struct Swap12Params { a: u32, b: u32, c: u32, d: u32, }
+struct TokensParams { batch: u32, channels: u32, src_tokens: u32, dst_tokens: u32,
+                      src_off: u32, dst_off: u32, len: u32, src_broadcast: u32, }
+struct FillParams { n: u32, value: f32, _pad0: u32, _pad1: u32, }
+
+override WG: u32 = 256;
+
+@group(0) @binding(0) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> inp: array<f32>;
+@group(0) @binding(2) var<uniform> sw: Swap12Params;
+
+@group(0) @binding(2) var<uniform> tk: TokensParams;
+
+@group(0) @binding(1) var<uniform> fl: FillParams;
+
+fn flat_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return gid.x + gid.y * nwg.x * WG;
+}
+
+@compute @workgroup_size(WG)
+fn swap12_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= sw.a * sw.b * sw.c * sw.d) { return; }
+    // i indexes the output (A, C, B, D).
+    let d = i % sw.d;
+    let b = (i / sw.d) % sw.b;
+    let c = (i / (sw.d * sw.b)) % sw.c;
+    let a = i / (sw.d * sw.b * sw.c);
+    out[i] = inp[((a * sw.b + b) * sw.c + c) * sw.d + d];
+}
+
+@compute @workgroup_size(WG)
+fn tokens_copy_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= tk.batch * tk.len * tk.channels) { return; }
+    let ch = i % tk.channels;
+    let t = (i / tk.channels) % tk.len;
+    let b = i / (tk.channels * tk.len);
+    let bs = select(b, 0u, tk.src_broadcast != 0u);
+    out[(b * tk.dst_tokens + tk.dst_off + t) * tk.channels + ch] = inp[(bs * tk.src_tokens + tk.src_off + t) * tk.channels + ch];
+}
+
+@compute @workgroup_size(WG)
+fn fill_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i < fl.n) { out[i] = fl.value; }
+}

@@ -1,0 +1,77 @@
+//! Dropout from a counter-based hash, no stored mask: `shaders/dropout.wgsl`.
+
+use super::{check_len, dispatch_with_uniforms, grid, u32_of, Dispatch};
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, Tensor};
+
+const WG: u32 = 256;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct DropoutParams {
+    n: u32,
+    threshold: u32,
+    scale: f32,
+    salt: u32,
+}
+
+/// Mirrors `StepParams` in dropout.wgsl: what changes every step.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct StepParams {
+    pub seed: u32,
+    pub step: u32,
+    pub _pad: [u32; 2],
+}
+
+/// The dropout kernels.
+pub struct Dropout {
+    fwd: wgpu::ComputePipeline,
+    bwd: wgpu::ComputePipeline,
+}
+
+/// (threshold, scale) for drop probability `p`: drop when hash < p * 2^32.
+pub fn dropout_constants(p: f32) -> Result<(u32, f32)> {
+    if !(0.0..1.0).contains(&p) {
+        return Err(Error::shape("dropout", format!("probability {p} must be in [0, 1)")));
+    }
+    Ok((((p as f64) * 4_294_967_296.0).min(u32::MAX as f64) as u32, 1.0 / (1.0 - p)))
+}
+
+impl Dropout {
+    pub fn new(gpu: &Gpu) -> Result<Self> {
+        let module = gpu.shader("dropout.wgsl", crate::shaders::DROPOUT)?;
+        let wg = [("WG", WG as f64)];
+        Ok(Dropout { fwd: gpu.pipeline(&module, "dropout_fwd", &wg)?, bwd: gpu.pipeline(&module, "dropout_bwd", &wg)? })
+    }
+
+    /// y = dropout(x) (`backward` false) or dx = dropout'(dy) (`backward` true) over `n`
+    /// elements, with the seed in `step` (a uniform holding [`StepParams`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn prepare(
+        &self,
+        gpu: &Gpu,
+        out: &Tensor,
+        inp: &Tensor,
+        n: usize,
+        p: f32,
+        salt: u32,
+        step: &wgpu::Buffer,
+        backward: bool,
+    ) -> Result<Dispatch> {
+        let op = if backward { "dropout_bwd" } else { "dropout_fwd" };
+        check_len(op, "out", out, n)?;
+        check_len(op, "inp", inp, n)?;
+        let (threshold, scale) = dropout_constants(p)?;
+        let params = gpu.uniform(op, &DropoutParams { n: u32_of(op, "n", n)?, threshold, scale, salt });
+        let pipeline = if backward { &self.bwd } else { &self.fwd };
+        dispatch_with_uniforms(
+            gpu,
+            op,
+            pipeline,
+            &[out, inp],
+            &[&params, step],
+            grid(gpu, op, (n as u64).div_ceil(WG as u64))?,
+        )
+    }
+}
