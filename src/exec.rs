@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{DType, Gpu, Tensor};
 use crate::graph::build::matmul_dims;
 use crate::graph::{Dtype, Graph, Node, Op, TensorId};
+use crate::kernels::clip::{partials_for, ClipParams};
 use crate::kernels::dropout::StepParams;
 use crate::kernels::layout::TokenCopy;
 use crate::kernels::{self, Dispatch, KernelSet, MatmulShape};
@@ -21,9 +22,15 @@ pub enum HostData<'a> {
     U32(&'a [u32]),
 }
 
-/// Adam state: moments per parameter and the prepared updates.
+/// Adam state: moments per parameter, the prepared updates, and the global-norm clipping
+/// that runs before them when a step asks for it.
 struct Optimizer {
     updates: Vec<Dispatch>,
+    clip: Vec<Dispatch>,
+    clip_params: wgpu::Buffer,
+    partials: usize,
+    /// [factor, norm]: Adam multiplies every gradient by the factor.
+    grad_scale: Tensor,
     /// (param, m, v) kept alive for the bind groups and for checkpoints.
     _state: Vec<(TensorId, Tensor, Tensor)>,
 }
@@ -55,6 +62,8 @@ pub struct StepOptions {
     pub adam: Option<AdamStep>,
     /// Seed of this step's dropout masks.
     pub seed: u32,
+    /// Scale gradients down so that their global norm is at most this.
+    pub clip: Option<f32>,
 }
 
 impl Executor {
@@ -128,10 +137,10 @@ impl Executor {
         &self.plan
     }
 
-    /// Dispatches recorded per step (forward, backward and optimizer).
+    /// Dispatches recorded per step (forward, backward, clipping and optimizer).
     pub fn dispatches_per_step(&self) -> usize {
         let nodes: usize = self.node_dispatches.iter().map(|d| d.len()).sum();
-        nodes + self.optimizer.as_ref().map_or(0, |o| o.updates.len())
+        nodes + self.optimizer.as_ref().map_or(0, |o| o.updates.len() + o.clip.len())
     }
 
     /// Writes an input or a parameter (takes effect for the next submit).
@@ -180,8 +189,15 @@ impl Executor {
             self.set(gpu, t, data)?;
         }
         let adam = opts.adam.as_ref();
-        if let (Some(s), Some(_)) = (adam, &self.optimizer) {
+        if let (Some(s), Some(opt)) = (adam, &self.optimizer) {
             self.kernels.adam.set_step(gpu, s);
+            match opts.clip {
+                Some(max_norm) => {
+                    let params = ClipParams { partials: opt.partials as u32, max_norm, _pad: [0; 2] };
+                    gpu.queue.write_buffer(&opt.clip_params, 0, bytemuck::bytes_of(&params));
+                }
+                None => gpu.write(&opt.grad_scale, &[1.0, f32::NAN])?,
+            }
         }
         self.set_seed(gpu, opts.seed, adam.map_or(0, |a| a.step));
         let mut enc = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") });
@@ -192,6 +208,11 @@ impl Executor {
                 d.record(&mut pass);
             }
             if let (Some(_), Some(opt)) = (adam, &self.optimizer) {
+                if opts.clip.is_some() {
+                    for d in &opt.clip {
+                        d.record(&mut pass);
+                    }
+                }
                 for d in &opt.updates {
                     d.record(&mut pass);
                 }
@@ -216,6 +237,14 @@ impl Executor {
         };
         self.loss_staging.unmap();
         Ok(loss)
+    }
+
+    /// The global gradient norm of the last step that clipped (blocking read; for logs).
+    pub fn last_grad_norm(&self, gpu: &Gpu) -> Result<Option<f32>> {
+        match &self.optimizer {
+            Some(opt) => Ok(gpu.read(&opt.grad_scale)?.get(1).copied().filter(|v| v.is_finite())),
+            None => Ok(None),
+        }
     }
 
     fn set_seed(&self, gpu: &Gpu, seed: u32, step: u32) {
@@ -407,18 +436,27 @@ fn tokens3(d: &crate::graph::TensorDesc) -> Result<[usize; 3]> {
     d.shape[..].try_into().map_err(|_| Error::shape("tokens", format!("{} {:?} is not (B, T, C)", d.name, d.shape)))
 }
 
-/// Moments and one Adam dispatch per parameter with a gradient, in parameter order.
+/// Moments and one Adam dispatch per parameter with a gradient, in parameter order, and the
+/// clipping dispatches (sums of squares of every gradient, then the factor).
 fn prepare_adam(gpu: &Gpu, k: &KernelSet, g: &Graph, ts: &[Tensor], grads: &Gradients) -> Result<Optimizer> {
-    let one = gpu.upload("adam.grad_scale", &[1.0])?;
-    let mut updates = Vec::new();
-    let mut state = Vec::new();
-    for p in g.params() {
-        let Some(grad) = grads.get(p) else { continue };
+    let with_grad: Vec<(TensorId, TensorId)> =
+        g.params().into_iter().filter_map(|p| grads.get(p).map(|d| (p, d))).collect();
+    let partials: usize = with_grad.iter().map(|(p, _)| partials_for(g.desc(*p).len())).sum();
+    let partial = gpu.zeros("clip.partials", partials.max(1))?;
+    let grad_scale = gpu.upload("adam.grad_scale", &[1.0, f32::NAN])?;
+    let clip_params =
+        gpu.uniform("clip.params", &ClipParams { partials: partials as u32, max_norm: 1.0, _pad: [0; 2] });
+    let (mut updates, mut clip, mut state) = (Vec::new(), Vec::new(), Vec::new());
+    let mut offset = 0;
+    for (p, grad) in with_grad {
         let n = g.desc(p).len();
         let name = &g.desc(p).name;
         let (m, v) = (gpu.zeros(&format!("{name}.adam_m"), n)?, gpu.zeros(&format!("{name}.adam_v"), n)?);
-        updates.push(k.adam.update(gpu, &ts[p.0], &m, &v, &ts[grad.0], &one, n)?);
+        updates.push(k.adam.update(gpu, &ts[p.0], &m, &v, &ts[grad.0], &grad_scale, n)?);
+        clip.push(k.clip.sumsq(gpu, &partial, &ts[grad.0], n, offset)?);
+        offset += partials_for(n);
         state.push((p, m, v));
     }
-    Ok(Optimizer { updates, _state: state })
+    clip.push(k.clip.scale(gpu, &grad_scale, &partial, partials, &clip_params)?);
+    Ok(Optimizer { updates, clip, clip_params, partials, grad_scale, _state: state })
 }

@@ -13,6 +13,7 @@ pub mod gpu;
 pub mod graph;
 pub mod info;
 pub mod kernels;
+pub mod optim;
 pub mod plan;
 pub mod reference;
 pub mod shaders;

@@ -19,6 +19,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("dropout.wgsl", DROPOUT),
     ("embedding.wgsl", EMBEDDING),
     ("mask.wgsl", MASK),
+    ("clip.wgsl", CLIP),
 ];
 
 pub const MATMUL: &str = include_str!("../shaders/matmul.wgsl");
@@ -34,6 +35,7 @@ pub const LAYOUT: &str = include_str!("../shaders/layout.wgsl");
 pub const DROPOUT: &str = include_str!("../shaders/dropout.wgsl");
 pub const EMBEDDING: &str = include_str!("../shaders/embedding.wgsl");
 pub const MASK: &str = include_str!("../shaders/mask.wgsl");
+pub const CLIP: &str = include_str!("../shaders/clip.wgsl");
 
 /// Parses and validates `source` with naga; errors carry the file name and naga's report.
 pub fn validate(file: &str, source: &str) -> Result<()> {

@@ -87,7 +87,12 @@ fn a_training_step_is_one_submit() {
         let x = t.graph.find("x").unwrap();
         let step = AdamStep { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, step: 1 };
         let before = gpu.submit_count();
-        exec.step(gpu, &[(x, HostData::F32(&values[x.0]))], &StepOptions { adam: Some(step), seed: 1 }).unwrap();
+        exec.step(
+            gpu,
+            &[(x, HostData::F32(&values[x.0]))],
+            &StepOptions { adam: Some(step), seed: 1, clip: Some(1.0) },
+        )
+        .unwrap();
         assert_eq!(gpu.submit_count() - before, 1, "forward, backward, Adam and the loss readback in one submit");
     });
 }
@@ -153,12 +158,52 @@ fn adam_trains_a_small_mlp() {
         for step in 1..=150 {
             let (xb, yb) = synthetic_batch(&mut rng, &dirs, batch);
             let s = AdamStep { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, step };
-            let opts = StepOptions { adam: Some(s), seed: step };
+            let opts = StepOptions { adam: Some(s), seed: step, clip: None };
             losses.push(exec.step(gpu, &[(x, HostData::F32(&xb)), (y, HostData::U32(&yb))], &opts).unwrap());
         }
         let first: f32 = losses[..10].iter().sum::<f32>() / 10.0;
         let last: f32 = losses[losses.len() - 10..].iter().sum::<f32>() / 10.0;
         eprintln!("MLP loss: first 10 steps {first:.4}, last 10 steps {last:.4}");
         assert!(last.is_finite() && last < 0.4 * first, "loss went from {first} to {last}");
+    });
+}
+
+#[test]
+fn clipped_adam_step_matches_the_reference() {
+    use wgformer::optim::{clip_factor, global_norm, AdamConfig};
+    use wgformer::reference::adam::adam_update;
+    for_each_gpu(|gpu| {
+        let mut t = common::graphs::mlp();
+        let grads = backward(&mut t.graph, t.loss).unwrap();
+        let mut values = random_values(&t.graph, 21);
+        for (id, v) in &t.targets {
+            values[id.0] = v.iter().map(|&x| x as f32).collect();
+        }
+        let exec = Executor::new(gpu, t.graph.clone(), Some(t.loss), Some(&grads)).unwrap();
+        upload_all(gpu, &exec, &values, &t.targets);
+        let adam = AdamConfig { weight_decay: 0.01, ..AdamConfig::default() }.at(1, 0.05);
+        exec.step(gpu, &[], &StepOptions { adam: Some(adam), seed: 0, clip: Some(0.1) }).unwrap();
+
+        evaluate(&t.graph, &mut values);
+        let params = t.graph.params();
+        let grad_values: Vec<&[f32]> = params.iter().map(|p| &values[grads.get(*p).unwrap().0][..]).collect();
+        let norm = global_norm(&grad_values);
+        let got_norm = exec.last_grad_norm(gpu).unwrap().unwrap();
+        assert!((got_norm as f64 - norm).abs() <= 1e-4 * norm, "norm {got_norm} vs {norm}");
+        let factor = clip_factor(norm, 0.1) as f32;
+        assert!(factor < 1.0, "the test must actually clip (norm {norm})");
+        for p in params {
+            let grad: Vec<f32> = values[grads.get(p).unwrap().0].iter().map(|g| g * factor).collect();
+            let mut want = values[p.0].clone();
+            let n = want.len();
+            adam_update(&mut want, &mut vec![0.0; n], &mut vec![0.0; n], &grad, &adam);
+            assert_close(
+                &format!("clipped update {}", t.graph.desc(p).name),
+                &exec.read(gpu, p).unwrap(),
+                &want,
+                1e-5,
+                1e-4,
+            );
+        }
     });
 }

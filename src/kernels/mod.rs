@@ -4,6 +4,7 @@
 //! dispatches without creating anything.
 
 pub mod adam;
+pub mod clip;
 pub mod crossentropy;
 pub mod dropout;
 pub mod elementwise;
@@ -17,6 +18,7 @@ pub mod reduce;
 pub mod softmax;
 
 pub use adam::Adam;
+pub use clip::Clip;
 pub use crossentropy::CrossEntropy;
 pub use dropout::Dropout;
 pub use elementwise::Elementwise;
@@ -46,6 +48,7 @@ pub struct KernelSet {
     pub dropout: Dropout,
     pub embedding: Embedding,
     pub mask: Mask,
+    pub clip: Clip,
 }
 
 impl KernelSet {
@@ -63,6 +66,7 @@ impl KernelSet {
             dropout: Dropout::new(gpu)?,
             embedding: Embedding::new(gpu)?,
             mask: Mask::new(gpu)?,
+            clip: Clip::new(gpu)?,
         })
     }
 }

@@ -1,0 +1,60 @@
+// Global-norm gradient clipping, two kernels:
+//   sumsq_partial: partial[offset + w] = sum of g^2 over chunk w of one gradient tensor
+//                  (chunk = WG * ITEMS consecutive elements per workgroup)
+//   clip_scale:    one workgroup: norm = sqrt(sum of all partials);
+//                  out[0] = min(1, max_norm / (norm + 1e-6)) (the factor Adam multiplies
+//                  gradients by), out[1] = norm
+// Design rule: fixed chunks and a fixed tree: the norm is deterministic.
+
+struct SumsqParams { n: u32, offset: u32, _pad0: u32, _pad1: u32, }
+struct ClipParams { partials: u32, max_norm: f32, _pad0: u32, _pad1: u32, }
+
+override WG: u32 = 256;
+override ITEMS: u32 = 64;
+
+@group(0) @binding(0) var<storage, read_write> partial: array<f32>;
+@group(0) @binding(1) var<storage, read> grad: array<f32>;
+@group(0) @binding(2) var<uniform> sp: SumsqParams;
+
+@group(0) @binding(0) var<storage, read_write> cs_out: array<f32>;      // (2)
+@group(0) @binding(1) var<storage, read> cs_partial: array<f32>;
+@group(0) @binding(2) var<uniform> cp: ClipParams;
+
+var<workgroup> scratch: array<f32, WG>;
+
+fn reduce_sum(v: f32, lid: u32) -> f32 {
+    scratch[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lid < s) { scratch[lid] = scratch[lid] + scratch[lid + s]; }
+        workgroupBarrier();
+    }
+    let r = scratch[0];
+    workgroupBarrier();
+    return r;
+}
+
+@compute @workgroup_size(WG)
+fn sumsq_partial(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let w = wg.x + wg.y * nwg.x;
+    let start = w * WG * ITEMS;
+    var s = 0.0;
+    for (var k = 0u; k < ITEMS; k++) {
+        let i = start + k * WG + lid;
+        if (i < sp.n) { let g = grad[i]; s += g * g; }
+    }
+    let total = reduce_sum(s, lid);
+    if (lid == 0u) { partial[sp.offset + w] = total; }
+}
+
+@compute @workgroup_size(WG)
+fn clip_scale(@builtin(local_invocation_index) lid: u32) {
+    var s = 0.0;
+    for (var i = lid; i < cp.partials; i += WG) { s += cs_partial[i]; }
+    let norm = sqrt(reduce_sum(s, lid));
+    if (lid == 0u) {
+        cs_out[0] = min(1.0, cp.max_norm / (norm + 1e-6));
+        cs_out[1] = norm;
+    }
+}

@@ -1,0 +1,70 @@
+//! Global-norm gradient clipping on the GPU: `shaders/clip.wgsl`.
+
+use super::{check_len, check_loop_budget, dispatch, dispatch_with_uniforms, grid, u32_of, Dispatch};
+use crate::error::Result;
+use crate::gpu::{Gpu, Tensor};
+
+const WG: u32 = 256;
+const ITEMS: u32 = 64;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct SumsqParams {
+    n: u32,
+    offset: u32,
+    _pad: [u32; 2],
+}
+
+/// Mirrors `ClipParams` in clip.wgsl; rewritten every step that clips.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct ClipParams {
+    pub partials: u32,
+    pub max_norm: f32,
+    pub _pad: [u32; 2],
+}
+
+/// The clipping kernels.
+pub struct Clip {
+    sumsq: wgpu::ComputePipeline,
+    scale: wgpu::ComputePipeline,
+}
+
+/// Workgroups (and so partial sums) for a tensor of `n` elements.
+pub fn partials_for(n: usize) -> usize {
+    n.div_ceil((WG * ITEMS) as usize).max(1)
+}
+
+impl Clip {
+    pub fn new(gpu: &Gpu) -> Result<Self> {
+        let module = gpu.shader("clip.wgsl", crate::shaders::CLIP)?;
+        let c = [("WG", WG as f64), ("ITEMS", ITEMS as f64)];
+        Ok(Clip { sumsq: gpu.pipeline(&module, "sumsq_partial", &c)?, scale: gpu.pipeline(&module, "clip_scale", &c)? })
+    }
+
+    /// Sums of squares of `grad` (n elements) into `partial[offset..offset + partials_for(n)]`.
+    pub fn sumsq(&self, gpu: &Gpu, partial: &Tensor, grad: &Tensor, n: usize, offset: usize) -> Result<Dispatch> {
+        let op = "sumsq_partial";
+        check_len(op, "grad", grad, n)?;
+        check_len(op, "partial", partial, offset + partials_for(n))?;
+        let params = SumsqParams { n: u32_of(op, "n", n)?, offset: u32_of(op, "offset", offset)?, _pad: [0; 2] };
+        dispatch(gpu, op, &self.sumsq, &[partial, grad], &params, grid(gpu, op, partials_for(n) as u64)?)
+    }
+
+    /// out[0] = the clipping factor, out[1] = the global norm, from `partials` partial sums;
+    /// `params` holds a [`ClipParams`] the caller rewrites with each step's max norm.
+    pub fn scale(
+        &self,
+        gpu: &Gpu,
+        out: &Tensor,
+        partial: &Tensor,
+        partials: usize,
+        params: &wgpu::Buffer,
+    ) -> Result<Dispatch> {
+        let op = "clip_scale";
+        check_len(op, "out", out, 2)?;
+        check_len(op, "partial", partial, partials)?;
+        check_loop_budget(gpu, op, partials.div_ceil(WG as usize) as u64 + 16, &format!("{partials} partial sums"))?;
+        dispatch_with_uniforms(gpu, op, &self.scale, &[out, partial], &[params], [1, 1, 1])
+    }
+}
