@@ -6,12 +6,17 @@
 //                    0 when src has a batch of 1 (a broadcast class token). Concatenation and
 //                    slicing along the token axis, and their backward, are made of these.
 //   fill_fwd:        out = value.
+//   patchify_fwd:    patches (B, N, C*P*P) <- image (B, C, H, W): patch n = r * (W/P) + q holds
+//                    image[b, :, r*P.., q*P..] flattened in (channel, row, col) order, as a
+//                    Conv2d with kernel = stride = P sees it.
+//   patchify_bwd:    dimage <- dpatches, the same mapping read the other way.
 // Design rule: one output element per invocation, 2D grid.
 
 struct Swap12Params { a: u32, b: u32, c: u32, d: u32, }
 struct TokensParams { batch: u32, channels: u32, src_tokens: u32, dst_tokens: u32,
                       src_off: u32, dst_off: u32, len: u32, src_broadcast: u32, }
 struct FillParams { n: u32, value: f32, _pad0: u32, _pad1: u32, }
+struct PatchParams { batch: u32, channels: u32, height: u32, width: u32, size: u32, _pad0: u32, _pad1: u32, _pad2: u32, }
 
 override WG: u32 = 256;
 
@@ -22,6 +27,8 @@ override WG: u32 = 256;
 @group(0) @binding(2) var<uniform> tk: TokensParams;
 
 @group(0) @binding(1) var<uniform> fl: FillParams;
+
+@group(0) @binding(2) var<uniform> pp: PatchParams;
 
 fn flat_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * WG;
@@ -54,4 +61,39 @@ fn tokens_copy_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
 fn fill_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
     if (i < fl.n) { out[i] = fl.value; }
+}
+
+// Element offsets of one patch element in the image and in the patch tensor.
+fn patch_offsets(b: u32, c: u32, y: u32, x: u32) -> vec2<u32> {
+    let per_row = pp.width / pp.size;
+    let n = (y / pp.size) * per_row + x / pp.size;
+    let k = (c * pp.size + y % pp.size) * pp.size + x % pp.size;
+    let patches = per_row * (pp.height / pp.size);
+    let kk = pp.channels * pp.size * pp.size;
+    return vec2<u32>(((b * pp.channels + c) * pp.height + y) * pp.width + x, (b * patches + n) * kk + k);
+}
+
+@compute @workgroup_size(WG)
+fn patchify_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    // i indexes the image; each image element goes to exactly one patch element.
+    let i = flat_index(gid, nwg);
+    if (i >= pp.batch * pp.channels * pp.height * pp.width) { return; }
+    let x = i % pp.width;
+    let y = (i / pp.width) % pp.height;
+    let c = (i / (pp.width * pp.height)) % pp.channels;
+    let b = i / (pp.width * pp.height * pp.channels);
+    let o = patch_offsets(b, c, y, x);
+    out[o.y] = inp[o.x];
+}
+
+@compute @workgroup_size(WG)
+fn patchify_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= pp.batch * pp.channels * pp.height * pp.width) { return; }
+    let x = i % pp.width;
+    let y = (i / pp.width) % pp.height;
+    let c = (i / (pp.width * pp.height)) % pp.channels;
+    let b = i / (pp.width * pp.height * pp.channels);
+    let o = patch_offsets(b, c, y, x);
+    out[o.x] = inp[o.y];
 }

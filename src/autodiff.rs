@@ -161,6 +161,10 @@ pub fn backward(g: &mut Graph, loss: TensorId) -> Result<Gradients> {
                 let dtable = g.push_backward(Op::EmbeddingBwd, vec![ins[1], dy], &[ins[0]])[0];
                 accumulate(g, &mut grads, ins[0], dtable)?;
             }
+            Op::Patchify { patch } if need(ins[0]) => {
+                let dx = g.push_backward(Op::PatchifyBwd { patch }, vec![dy], &[ins[0]])[0];
+                accumulate(g, &mut grads, ins[0], dx)?;
+            }
             Op::Mask { causal } if need(ins[0]) => {
                 let mut inputs = vec![dy];
                 inputs.extend(ins.get(1).copied());

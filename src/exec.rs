@@ -420,6 +420,16 @@ fn encode_node(
             let d = g.desc(node.outputs[0]);
             vec![k.embedding.bwd(gpu, o(0), i(1), order, starts, in_desc(0).len(), d.shape[0], d.last_dim())?]
         }
+        Op::Patchify { patch } => {
+            let dims = in_desc(0).shape[..].try_into().map_err(|_| Error::shape("patchify", "image is not 4D"))?;
+            vec![k.layout.patchify(gpu, o(0), i(0), dims, patch, false)?]
+        }
+        Op::PatchifyBwd { patch } => {
+            let dims = g.desc(node.outputs[0]).shape[..]
+                .try_into()
+                .map_err(|_| Error::shape("patchify", "image is not 4D"))?;
+            vec![k.layout.patchify(gpu, o(0), i(0), dims, patch, true)?]
+        }
         Op::Mask { causal } | Op::MaskBwd { causal } => {
             let dims = in_desc(0).shape[..].try_into().map_err(|_| Error::shape("mask", "scores are not 4D"))?;
             let lens = (node.inputs.len() > 1).then(|| i(1));

@@ -187,3 +187,28 @@ fn masks_match_reference() {
         }
     });
 }
+
+#[test]
+fn patchify_matches_reference_both_ways() {
+    for_each_gpu(|gpu| {
+        let l = Layout::new(gpu).unwrap();
+        for (dims, p) in [([1, 1, 1, 1], 1), ([2, 3, 4, 6], 2), ([8, 3, 224, 224], 16), ([4, 1, 28, 28], 7)] {
+            let n: usize = dims.iter().product();
+            let img = Rng::new(n as u64).vec_f32(n, 1.0);
+            let mut patches = vec![0.0f32; n];
+            layout_ref::patchify(&mut patches, &img, dims, p, false);
+            let mut back = vec![0.0f32; n];
+            layout_ref::patchify(&mut back, &patches, dims, p, true);
+            assert_eq!(back, img, "the reference round trip");
+            let (gimg, gpat, gback) =
+                (gpu.upload("img", &img).unwrap(), gpu.zeros("pat", n).unwrap(), gpu.zeros("back", n).unwrap());
+            let f = l.patchify(gpu, &gpat, &gimg, dims, p, false).unwrap();
+            let b = l.patchify(gpu, &gback, &gpat, dims, p, true).unwrap();
+            kernels::run(gpu, &[&f, &b]).unwrap();
+            assert_close(&format!("patchify {dims:?}/{p}"), &gpu.read(&gpat).unwrap(), &patches, 0.0, 0.0);
+            assert_close(&format!("unpatchify {dims:?}/{p}"), &gpu.read(&gback).unwrap(), &img, 0.0, 0.0);
+        }
+        let t = gpu.zeros("t", 30).unwrap();
+        assert!(l.patchify(gpu, &t, &t, [1, 1, 5, 6], 2, false).is_err(), "5 rows are not whole 2x2 patches");
+    });
+}

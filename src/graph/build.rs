@@ -303,6 +303,21 @@ impl Graph {
         Ok(self.push(Op::Embedding, vec![table, ids], vec![(shape, Dtype::F32)])[0])
     }
 
+    /// Cuts images (B, C, H, W) into flattened P x P patches: (B, (H/P)(W/P), C*P*P).
+    pub fn patchify(&mut self, image: TensorId, patch: usize) -> Result<TensorId> {
+        self.check_f32("patchify", &[image])?;
+        match *self.shape(image) {
+            [b, c, h, w] if patch > 0 && h % patch == 0 && w % patch == 0 => {
+                let shape = vec![b, (h / patch) * (w / patch), c * patch * patch];
+                Ok(self.push(Op::Patchify { patch }, vec![image], vec![(shape, Dtype::F32)])[0])
+            }
+            _ => Err(Error::shape(
+                "patchify",
+                format!("{} is not (B, C, H, W) in whole {patch}x{patch} patches", self.describe(image)),
+            )),
+        }
+    }
+
     /// Masks attention scores (B, H, Tq, Tk): keys at or past `key_lens[b]` (a u32 (B) tensor)
     /// and, when `causal`, keys after the query's position.
     pub fn mask(&mut self, scores: TensorId, key_lens: Option<TensorId>, causal: bool) -> Result<TensorId> {
@@ -326,6 +341,8 @@ impl Graph {
 
     /// Multi-head scaled dot-product attention, composed from the ops above: q (B, Tq, C),
     /// k and v (B, Tk, C) already projected; returns (B, Tq, C) before the output projection.
+    /// `dropout` applies to the attention probabilities.
+    #[allow(clippy::too_many_arguments)]
     pub fn attention(
         &mut self,
         q: TensorId,
@@ -334,6 +351,7 @@ impl Graph {
         heads: usize,
         key_lens: Option<TensorId>,
         causal: bool,
+        dropout: f32,
     ) -> Result<TensorId> {
         let (qh, kh, vh) = (self.split_heads(q, heads)?, self.split_heads(k, heads)?, self.split_heads(v, heads)?);
         let d = self.shape(qh)[3];
@@ -341,6 +359,7 @@ impl Graph {
         let scores = self.scale(scores, 1.0 / (d as f32).sqrt())?;
         let scores = if key_lens.is_some() || causal { self.mask(scores, key_lens, causal)? } else { scores };
         let p = self.softmax(scores)?;
+        let p = self.dropout(p, dropout)?;
         let o = self.matmul_full(p, vh, None, false, false, true)?;
         self.merge_heads(o)
     }
@@ -359,10 +378,10 @@ impl Graph {
             return Err(Error::shape("cross_entropy", "targets must be a u32 tensor of this graph"));
         }
         let (ls, ts) = (self.shape(logits).to_vec(), self.shape(targets).to_vec());
-        if ls.len() != ts.len() + 1 || ls[..ts.len()] != ts[..] {
+        if ls.is_empty() || self.desc(logits).rows() != self.desc(targets).len() {
             return Err(Error::shape(
                 "cross_entropy",
-                format!("logits {ls:?} must be targets {ts:?} plus a class dimension"),
+                format!("logits {ls:?} must hold one row of classes per target {ts:?}"),
             ));
         }
         if !(0.0..1.0).contains(&smoothing) {

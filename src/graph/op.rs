@@ -61,6 +61,10 @@ pub enum Op {
     Embedding,
     /// inputs [ids, dout (.., C)] -> [dtable (V, C)], deterministic (see embedding.wgsl).
     EmbeddingBwd,
+    /// inputs [image (B, C, H, W)] -> [patches (B, N, C*P*P)], N = (H/P)(W/P), row-major patches.
+    Patchify { patch: usize },
+    /// inputs [dpatches] -> [dimage (B, C, H, W)].
+    PatchifyBwd { patch: usize },
     /// inputs [scores (B, H, Tq, Tk), key_lens (B) u32?] -> [masked scores].
     Mask { causal: bool },
     /// inputs [dy, key_lens?] -> [dx]: dy with masked entries zeroed.
@@ -71,6 +75,15 @@ pub enum Op {
 }
 
 impl Op {
+    /// GPU dispatches the executor records for this op.
+    pub fn dispatches(&self) -> usize {
+        match self {
+            Op::CrossEntropy { .. } => 3,
+            Op::LayerNormBwd | Op::Concat | Op::SliceBwd { .. } => 2,
+            _ => 1,
+        }
+    }
+
     /// A short name for messages and `plan` output.
     pub fn name(&self) -> &'static str {
         match self {
@@ -98,6 +111,8 @@ impl Op {
             Op::DropoutBwd { .. } => "dropout_bwd",
             Op::Embedding => "embedding",
             Op::EmbeddingBwd => "embedding_bwd",
+            Op::Patchify { .. } => "patchify",
+            Op::PatchifyBwd { .. } => "patchify_bwd",
             Op::Mask { .. } => "mask",
             Op::MaskBwd { .. } => "mask_bwd",
             Op::CrossEntropy { .. } => "cross_entropy",

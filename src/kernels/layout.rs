@@ -38,6 +38,17 @@ struct FillParams {
     _pad: [u32; 2],
 }
 
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct PatchParams {
+    batch: u32,
+    channels: u32,
+    height: u32,
+    width: u32,
+    size: u32,
+    _pad: [u32; 3],
+}
+
 /// A copy of `len` tokens between two (batch, tokens, channels) tensors.
 #[derive(Clone, Copy, Debug)]
 pub struct TokenCopy {
@@ -57,6 +68,8 @@ pub struct Layout {
     swap12: wgpu::ComputePipeline,
     tokens: wgpu::ComputePipeline,
     fill: wgpu::ComputePipeline,
+    patchify: wgpu::ComputePipeline,
+    unpatchify: wgpu::ComputePipeline,
 }
 
 impl Layout {
@@ -67,6 +80,8 @@ impl Layout {
             swap12: gpu.pipeline(&module, "swap12_fwd", &wg)?,
             tokens: gpu.pipeline(&module, "tokens_copy_fwd", &wg)?,
             fill: gpu.pipeline(&module, "fill_fwd", &wg)?,
+            patchify: gpu.pipeline(&module, "patchify_fwd", &wg)?,
+            unpatchify: gpu.pipeline(&module, "patchify_bwd", &wg)?,
         })
     }
 
@@ -115,5 +130,31 @@ impl Layout {
         check_len("fill", "out", out, n)?;
         let params = FillParams { n: u32_of("fill", "n", n)?, value, _pad: [0; 2] };
         dispatch(gpu, "fill_fwd", &self.fill, &[out], &params, grid(gpu, "fill", (n as u64).div_ceil(WG as u64))?)
+    }
+
+    /// patches (B, N, C*P*P) from image (B, C, H, W) (`backward`: dimage from dpatches, with
+    /// `out` the image-shaped gradient and `inp` the patch-shaped one).
+    pub fn patchify(
+        &self,
+        gpu: &Gpu,
+        out: &Tensor,
+        inp: &Tensor,
+        image: [usize; 4],
+        patch: usize,
+        backward: bool,
+    ) -> Result<Dispatch> {
+        let op = if backward { "patchify_bwd" } else { "patchify_fwd" };
+        let [b, c, h, w] = image;
+        if patch == 0 || h % patch != 0 || w % patch != 0 {
+            return Err(Error::shape(op, format!("image {h}x{w} is not a whole number of {patch}x{patch} patches")));
+        }
+        let n = b * c * h * w;
+        check_len(op, "out", out, n)?;
+        check_len(op, "inp", inp, n)?;
+        let u = |v| u32_of(op, "size", v);
+        let params =
+            PatchParams { batch: u(b)?, channels: u(c)?, height: u(h)?, width: u(w)?, size: u(patch)?, _pad: [0; 3] };
+        let pipeline = if backward { &self.unpatchify } else { &self.patchify };
+        dispatch(gpu, op, pipeline, &[out, inp], &params, grid(gpu, op, (n as u64).div_ceil(WG as u64))?)
     }
 }

@@ -189,6 +189,18 @@ pub fn run_node<T: Real>(g: &Graph, node: &crate::graph::Node, values: &[Vec<T>]
             embedding::embedding_backward(&mut dtable, input(1), &ids, in_desc(1).last_dim());
             vec![dtable]
         }
+        Op::Patchify { patch } => {
+            let dims: [usize; 4] = in_desc(0).shape[..].try_into().expect("checked at build time");
+            let mut y = zeros(out_len(0));
+            layout::patchify(&mut y, input(0), dims, patch, false);
+            vec![y]
+        }
+        Op::PatchifyBwd { patch } => {
+            let dims: [usize; 4] = g.desc(node.outputs[0]).shape[..].try_into().expect("checked at build time");
+            let mut dx = zeros(out_len(0));
+            layout::patchify(&mut dx, input(0), dims, patch, true);
+            vec![dx]
+        }
         Op::Mask { causal } | Op::MaskBwd { causal } => {
             let dims: [usize; 4] = in_desc(0).shape[..].try_into().expect("checked at build time");
             let lens: Option<Vec<u32>> =

@@ -36,3 +36,25 @@ pub fn copy_tokens<T: Copy>(
         }
     }
 }
+
+/// patches (B, N, C*P*P) from image (B, C, H, W), or the reverse when `backward`.
+pub fn patchify<T: Copy>(out: &mut [T], inp: &[T], [b, c, h, w]: [usize; 4], p: usize, backward: bool) {
+    let (per_row, k) = (w / p, c * p * p);
+    let patches = per_row * (h / p);
+    for ib in 0..b {
+        for ic in 0..c {
+            for y in 0..h {
+                for x in 0..w {
+                    let img = ((ib * c + ic) * h + y) * w + x;
+                    let n = (y / p) * per_row + x / p;
+                    let pat = (ib * patches + n) * k + (ic * p + y % p) * p + x % p;
+                    if backward {
+                        out[img] = inp[pat];
+                    } else {
+                        out[pat] = inp[img];
+                    }
+                }
+            }
+        }
+    }
+}

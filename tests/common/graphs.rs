@@ -94,7 +94,7 @@ pub fn embedding_attention() -> TestGraph {
     let x = g.add(x, pos).unwrap();
     let x = g.dropout(x, 0.25).unwrap();
     let (q, k, v) = (g.linear(x, wq, None).unwrap(), g.linear(x, wk, None).unwrap(), g.linear(x, wv, None).unwrap());
-    let a = g.attention(q, k, v, 2, Some(lens), true).unwrap();
+    let a = g.attention(q, k, v, 2, Some(lens), true, 0.1).unwrap();
     let a = g.linear(a, wo, None).unwrap();
     let logits = g.linear(a, w_out, None).unwrap();
     let loss = g.cross_entropy(logits, y, 0.1, Some(0)).unwrap();
@@ -110,9 +110,12 @@ pub fn embedding_attention() -> TestGraph {
 /// embeddings, layernorm, attention, and the class token sliced out for the head.
 pub fn vit_like() -> TestGraph {
     let mut g = Graph::new();
-    let (b, n, p, c, classes) = (2, 3, 6, 4, 3);
-    let patches = g.input("patches", &[b, n, p], Dtype::F32);
-    let y = g.input("y", &[b, 1], Dtype::U32);
+    // 3x4x8 images in 2x2 patches: n = 8 patches of p = 12 values. The image is a parameter
+    // so that the gradient check covers patchify's backward.
+    let (b, n, p, c, classes) = (2, 8, 12, 4, 3);
+    let image = g.param("image", &[b, 3, 4, 8]);
+    let patches = g.patchify(image, 2).unwrap();
+    let y = g.input("y", &[b], Dtype::U32);
     let (w_patch, b_patch) = (g.param("patch.weight", &[c, p]), g.param("patch.bias", &[c]));
     let cls = g.param("cls", &[1, 1, c]);
     let pos = g.param("pos", &[1, n + 1, c]);
@@ -126,7 +129,7 @@ pub fn vit_like() -> TestGraph {
     let q = g.linear(h, wqkv[0], None).unwrap();
     let k = g.linear(h, wqkv[1], None).unwrap();
     let v = g.linear(h, wqkv[2], None).unwrap();
-    let a = g.attention(q, k, v, 2, None, false).unwrap();
+    let a = g.attention(q, k, v, 2, None, false, 0.0).unwrap();
     let x = g.add(x, a).unwrap();
     let cls_out = g.slice_tokens(x, 0, 1).unwrap();
     let logits = g.linear(cls_out, head, None).unwrap();
