@@ -20,7 +20,10 @@ pub struct BenchResult {
 }
 
 /// The kernel families `run_kernels` knows.
-pub const KERNELS: &[&str] = &["matmul", "layernorm", "gelu", "softmax", "add"];
+pub const KERNELS: &[&str] = &["matmul", "layernorm", "gelu", "softmax", "add", "dispatch"];
+
+/// Dispatches in the `dispatch` case: its median_ms is per dispatch.
+const OVERHEAD_DISPATCHES: usize = 1000;
 
 /// Times one step made of `dispatches` (one pass, one submit) and returns the time of each of
 /// `runs` runs in milliseconds, after one untimed warm-up run.
@@ -222,11 +225,24 @@ pub fn cases(gpu: &Gpu, kernel: &str) -> Result<Vec<Case>> {
                 bytes: Some(3.0 * n as f64 * f32b),
             }]
         }
+        "dispatch" => {
+            // The fixed cost of a dispatch inside one pass: 1000 one-element adds.
+            let ew = Elementwise::new(gpu)?;
+            let (a, out) = (fill("a", 1)?, gpu.zeros("out", 1)?);
+            let d = ew.add_fwd(gpu, &out, &a, &a, 1)?;
+            vec![Case {
+                kernel: "dispatch_overhead".into(),
+                shape: format!("{OVERHEAD_DISPATCHES}x1"),
+                dispatches: vec![d; OVERHEAD_DISPATCHES],
+                flops: None,
+                bytes: None,
+            }]
+        }
         other => {
             return Err(Error::InvalidSetting {
                 name: "bench kernel",
                 value: other.to_string(),
-                expected: "one of matmul, layernorm, gelu, softmax, add",
+                expected: "one of matmul, layernorm, gelu, softmax, add, dispatch, step",
             })
         }
     })
@@ -246,7 +262,10 @@ pub fn run_kernels(
     let mut results = Vec::new();
     for name in &names {
         for case in cases(gpu, name)? {
-            let ms = timer.median_ms(gpu, &case.dispatches, runs)?;
+            let mut ms = timer.median_ms(gpu, &case.dispatches, runs)?;
+            if case.kernel == "dispatch_overhead" {
+                ms /= case.dispatches.len() as f64;
+            }
             let secs = ms / 1e3;
             let r = BenchResult {
                 kernel: case.kernel,
@@ -263,18 +282,96 @@ pub fn run_kernels(
     Ok(results)
 }
 
+/// Times whole training steps of a model preset (vit-tiny, vit-small, vit-base): forward,
+/// backward, gradient clipping and Adam in one submit, wall clock including the batch upload and
+/// the loss readback, median of `runs` after one warm-up step. GFLOP/s counts the matmuls.
+pub fn run_step(
+    gpu: &Gpu,
+    model: &str,
+    batch: usize,
+    runs: usize,
+    progress: &mut dyn FnMut(&str),
+) -> Result<BenchResult> {
+    use crate::exec::{Executor, HostData, StepOptions};
+    use crate::models::vit;
+    let cfg = vit::VitConfig::preset(model).ok_or_else(|| Error::InvalidSetting {
+        name: "--model",
+        value: model.to_string(),
+        expected: "vit-tiny, vit-small or vit-base",
+    })?;
+    if batch == 0 {
+        return Err(Error::InvalidSetting { name: "--batch", value: "0".into(), expected: "at least 1" });
+    }
+    let mut v = vit::build(&cfg, batch, true)?;
+    let grads = crate::autodiff::backward(&mut v.graph, v.loss)?;
+    let flops = matmul_flops(&v.graph);
+    progress(&format!("{model} batch {batch}: {} nodes, building the executor", v.graph.nodes.len()));
+    let exec = Executor::new(gpu, v.graph, Some(v.loss), Some(&grads))?;
+    for (p, values) in vit::init_params(exec.graph(), 0) {
+        exec.set(gpu, p, HostData::F32(&values))?;
+    }
+    let mut rng = crate::rng::Rng::new(1);
+    let pixels: Vec<f32> =
+        (0..exec.graph().desc(v.pixel_values).len()).map(|_| rng.uniform() as f32 * 2.0 - 1.0).collect();
+    let labels: Vec<u32> = (0..batch).map(|_| rng.below(cfg.labels()) as u32).collect();
+    let adam = crate::optim::AdamConfig { weight_decay: 0.05, ..Default::default() };
+    let mut times = Vec::new();
+    for step in 0..=runs.max(1) {
+        let opts = StepOptions { adam: Some(adam.at(step as u32 + 1, 1e-4)), seed: step as u32, clip: Some(1.0) };
+        let start = Instant::now();
+        let loss =
+            exec.step(gpu, &[(v.pixel_values, HostData::F32(&pixels)), (v.labels, HostData::U32(&labels))], &opts)?;
+        let ms = start.elapsed().as_secs_f64() * 1e3;
+        progress(&format!("  step {step}: {ms:.1} ms, loss {loss:.4}{}", if step == 0 { " (warm-up)" } else { "" }));
+        if step > 0 {
+            times.push(ms);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let median_ms = times[times.len() / 2];
+    Ok(BenchResult {
+        kernel: "step".into(),
+        shape: format!("{model} batch {batch}"),
+        dtype: "f32".into(),
+        median_ms,
+        gflops: Some(flops / (median_ms / 1e3) / 1e9),
+        gbps: None,
+    })
+}
+
+/// Floating-point operations of every matmul node in `g`.
+pub fn matmul_flops(g: &crate::graph::Graph) -> f64 {
+    g.nodes
+        .iter()
+        .filter_map(|n| match n.op {
+            crate::graph::Op::MatMul { trans_a, trans_b, batched, .. } => {
+                let d = crate::graph::build::matmul_dims(
+                    g.shape(n.inputs[0]),
+                    g.shape(n.inputs[1]),
+                    trans_a,
+                    trans_b,
+                    batched,
+                )
+                .ok()?;
+                Some(2.0 * (d.batch * d.m * d.n * d.k) as f64)
+            }
+            _ => None,
+        })
+        .sum()
+}
+
 fn row(r: &BenchResult) -> String {
     let rate = match (r.gflops, r.gbps) {
         (Some(g), _) => format!("{g:10.2} GFLOP/s"),
         (_, Some(b)) => format!("{b:10.2} GB/s"),
         _ => String::new(),
     };
-    format!("{:<16} {:<16} {:<5} {:>10.3} ms {rate}", r.kernel, r.shape, r.dtype, r.median_ms)
+    format!("{:<18} {:<18} {:<5} {:>10.3} ms {rate}", r.kernel, r.shape, r.dtype, r.median_ms)
 }
 
 /// The results as an aligned table.
 pub fn table(results: &[BenchResult]) -> String {
-    let mut s = format!("{:<16} {:<16} {:<5} {:>13} {:>18}\n", "kernel", "shape", "dtype", "median", "rate");
+    let mut s = format!("{:<18} {:<18} {:<5} {:>13} {:>18}\n", "kernel", "shape", "dtype", "median", "rate");
     for r in results {
         s += &row(r);
         s.push('\n');

@@ -32,6 +32,9 @@ pub enum Error {
     /// Reading results back from the GPU failed.
     #[error("GPU readback failed: {0}")]
     Readback(String),
+    /// A model configuration that cannot be built.
+    #[error("invalid configuration: {0}")]
+    Config(String),
     /// Checked mode: a node's GPU output differs from the CPU reference.
     #[error("node {node} ({op}) output {tensor} differs from the CPU reference: {detail}")]
     Check { node: usize, op: &'static str, tensor: String, detail: String },

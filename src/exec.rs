@@ -12,7 +12,7 @@ use crate::kernels::clip::{partials_for, ClipParams};
 use crate::kernels::dropout::StepParams;
 use crate::kernels::layout::TokenCopy;
 use crate::kernels::{self, Dispatch, KernelSet, MatmulShape};
-use crate::plan::{plan, Plan};
+use crate::plan::{plan, training_pinned, Plan};
 use crate::reference::adam::AdamStep;
 
 /// Values for one input or parameter.
@@ -71,11 +71,7 @@ impl Executor {
     /// every parameter that has a gradient.
     pub fn new(gpu: &Gpu, graph: Graph, loss: Option<TensorId>, grads: Option<&Gradients>) -> Result<Self> {
         let kernels = KernelSet::new(gpu)?;
-        let mut pinned: Vec<TensorId> = loss.into_iter().collect();
-        if let Some(g) = grads {
-            pinned.extend(g.of.values().copied());
-        }
-        let plan = plan(&graph, &pinned);
+        let plan = plan(&graph, &training_pinned(loss, grads));
         let tensors = allocate(gpu, &graph, &plan)?;
         let step_params = gpu.uniform("step params", &StepParams { seed: 0, step: 0, _pad: [0; 2] });
         let mut id_groups = Vec::new();

@@ -13,9 +13,11 @@ pub mod gpu;
 pub mod graph;
 pub mod info;
 pub mod kernels;
+pub mod models;
 pub mod optim;
 pub mod plan;
 pub mod reference;
+pub mod rng;
 pub mod shaders;
 
 pub use error::{Error, Result};

@@ -20,10 +20,31 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The cost of one training step: nodes, dispatches, submits, parameter and activation memory.
+    Plan {
+        /// vit (transformer comes with the translation model).
+        model: String,
+        /// A preset (vit-tiny, vit-small, vit-base) or a config.json path.
+        #[arg(long, default_value = "vit-base")]
+        config: String,
+        /// Images per step.
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Kernel timings: median ms and GFLOP/s or GB/s.
     Bench {
-        /// Kernels to run (matmul, layernorm, gelu, softmax, add); all when empty.
+        /// Kernels to run (matmul, layernorm, gelu, softmax, add, dispatch), or `step` for
+        /// whole training steps; all kernels when empty.
         kernels: Vec<String>,
+        /// The model `step` trains: vit-tiny, vit-small or vit-base.
+        #[arg(long, default_value = "vit-tiny")]
+        model: String,
+        /// Images per step for `step`.
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
         /// Print one JSON array instead of a table.
         #[arg(long)]
         json: bool,
@@ -37,7 +58,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info { json } => info(json),
-        Command::Bench { kernels, json, runs } => bench(&kernels, json, runs),
+        Command::Bench { kernels, json, runs, model, batch } => bench(&kernels, json, runs, &model, batch),
+        Command::Plan { model, config, batch, json } => plan(&model, &config, batch, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -60,14 +82,62 @@ fn info(json: bool) -> Result<()> {
     Ok(())
 }
 
-fn bench(kernels: &[String], json: bool, runs: usize) -> Result<()> {
+fn bench(kernels: &[String], json: bool, runs: usize, model: &str, batch: usize) -> Result<()> {
     let gpu = Gpu::new()?;
     eprintln!("adapter: {}", gpu.describe());
-    let results = wgformer::bench::run_kernels(&gpu, kernels, runs, &mut |line| eprintln!("{line}"))?;
+    let (steps, kernels): (Vec<String>, Vec<String>) = kernels.iter().cloned().partition(|k| k == "step");
+    let mut results = Vec::new();
+    if !kernels.is_empty() || steps.is_empty() {
+        results = wgformer::bench::run_kernels(&gpu, &kernels, runs, &mut |line| eprintln!("{line}"))?;
+    }
+    if !steps.is_empty() {
+        results.push(wgformer::bench::run_step(&gpu, model, batch, runs, &mut |line| eprintln!("{line}"))?);
+    }
     if json {
         println!("{}", serde_json::to_string(&results).unwrap_or_default());
     } else {
         print!("{}", wgformer::bench::table(&results));
     }
+    Ok(())
+}
+
+/// A ViT config from a preset name or a config.json path.
+fn vit_config(config: &str) -> Result<wgformer::models::vit::VitConfig> {
+    use wgformer::models::vit::VitConfig;
+    if let Some(cfg) = VitConfig::preset(config) {
+        return Ok(cfg);
+    }
+    let text =
+        std::fs::read_to_string(config).map_err(|source| wgformer::Error::Io { path: config.to_string(), source })?;
+    VitConfig::from_json(&text)
+}
+
+fn plan(model: &str, config: &str, batch: usize, json: bool) -> Result<()> {
+    if batch == 0 {
+        return Err(wgformer::Error::Config("--batch must be at least 1".into()));
+    }
+    let mut built = match model {
+        "vit" => wgformer::models::vit::build(&vit_config(config)?, batch, true)?,
+        other => {
+            return Err(wgformer::Error::Config(format!(
+                "unknown model {other:?}: plan supports vit (transformer comes with the translation model)"
+            )))
+        }
+    };
+    let grads = wgformer::autodiff::backward(&mut built.graph, built.loss)?;
+    let r = wgformer::plan::report(&built.graph, built.loss, &grads);
+    if json {
+        println!("{}", serde_json::to_string(&r).unwrap_or_default());
+        return Ok(());
+    }
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    println!("{model} {config}, batch {batch}: one training step (forward, backward, clipping, Adam)");
+    println!("  nodes                  {}", r.nodes);
+    println!("  dispatches per step    {}", r.dispatches_per_step);
+    println!("  submits per step       {}", r.submits_per_step);
+    println!("  parameters             {:.1} MiB", mib(r.param_bytes));
+    println!("  Adam moments           {:.1} MiB", mib(r.optimizer_bytes));
+    println!("  activations, planned   {:.1} MiB", mib(r.peak_activation_bytes));
+    println!("  activations, no reuse  {:.1} MiB", mib(r.naive_activation_bytes));
     Ok(())
 }

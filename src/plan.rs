@@ -5,7 +5,9 @@
 //! so a node never reads and writes the same slot. Pinned tensors (parameters, inputs,
 //! gradients the optimizer reads, outputs read back) get slots of their own.
 
+use crate::autodiff::Gradients;
 use crate::graph::{Dtype, Graph, Role, TensorId};
+use serde::Serialize;
 
 /// Where every tensor of a graph lives.
 #[derive(Clone, Debug)]
@@ -94,6 +96,48 @@ pub fn plan(g: &Graph, pinned: &[TensorId]) -> Plan {
     }
     let peak_activation_bytes = slot_bytes.iter().zip(&param_slot).filter(|(_, &p)| !p).map(|(b, _)| b).sum();
     Plan { slot_of, slot_bytes, param_bytes, peak_activation_bytes, naive_activation_bytes }
+}
+
+/// The tensors a training step must keep to itself: the loss (read back) and every
+/// parameter gradient (read by the optimizer after the backward).
+pub fn training_pinned(loss: Option<TensorId>, grads: Option<&Gradients>) -> Vec<TensorId> {
+    let mut pinned: Vec<TensorId> = loss.into_iter().collect();
+    if let Some(g) = grads {
+        let mut ids: Vec<TensorId> = g.of.values().copied().collect();
+        ids.sort();
+        pinned.extend(ids);
+    }
+    pinned
+}
+
+/// What `wgformer plan` prints: the cost of one training step of a graph.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct PlanReport {
+    pub nodes: usize,
+    pub dispatches_per_step: usize,
+    pub submits_per_step: usize,
+    pub param_bytes: u64,
+    /// Adam's two moments.
+    pub optimizer_bytes: u64,
+    pub peak_activation_bytes: u64,
+    pub naive_activation_bytes: u64,
+}
+
+/// Plans a training step of `g` (forward, backward, gradient clipping, Adam) and reports it.
+pub fn report(g: &Graph, loss: TensorId, grads: &Gradients) -> PlanReport {
+    let p = plan(g, &training_pinned(Some(loss), Some(grads)));
+    let updates = g.params().iter().filter(|&&t| grads.get(t).is_some()).count();
+    // Per parameter: one sum of squares and one Adam update; plus the clipping factor.
+    let dispatches = g.nodes.iter().map(|n| n.op.dispatches()).sum::<usize>() + 2 * updates + 1;
+    PlanReport {
+        nodes: g.nodes.len(),
+        dispatches_per_step: dispatches,
+        submits_per_step: 1,
+        param_bytes: p.param_bytes,
+        optimizer_bytes: 2 * p.param_bytes,
+        peak_activation_bytes: p.peak_activation_bytes,
+        naive_activation_bytes: p.naive_activation_bytes,
+    }
 }
 
 #[cfg(test)]

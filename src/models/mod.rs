@@ -1,0 +1,3 @@
+//! Model graphs built from the graph ops, with standard parameter names.
+
+pub mod vit;

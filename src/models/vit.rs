@@ -1,0 +1,246 @@
+//! The Vision Transformer (Dosovitskiy et al., 2020) as Hugging Face's ViTForImageClassification
+//! builds it: patch embedding, class token, learned position embeddings, pre-norm encoder
+//! blocks, final LayerNorm, classifier on the class token. Parameters carry the Hub checkpoint
+//! names (google/vit-base-patch16-224 layout).
+
+use crate::error::{Error, Result};
+use crate::graph::{Dtype, Graph, TensorId};
+use crate::kernels::GeluKind;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// The fields of a Hugging Face ViTConfig (config.json) that the model uses.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+pub struct VitConfig {
+    pub image_size: usize,
+    pub patch_size: usize,
+    #[serde(default = "default_channels")]
+    pub num_channels: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    #[serde(default)]
+    pub hidden_dropout_prob: f32,
+    #[serde(default)]
+    pub attention_probs_dropout_prob: f32,
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f64,
+    #[serde(default = "default_true")]
+    pub qkv_bias: bool,
+    #[serde(default)]
+    pub id2label: BTreeMap<String, String>,
+    /// Used when id2label is absent.
+    #[serde(default)]
+    pub num_labels: Option<usize>,
+}
+
+fn default_channels() -> usize {
+    3
+}
+fn default_act() -> String {
+    "gelu".into()
+}
+fn default_eps() -> f64 {
+    1e-12
+}
+fn default_true() -> bool {
+    true
+}
+
+impl VitConfig {
+    /// A ViT of the given width and depth, 1000 ImageNet classes, patch 16 at 224x224.
+    fn imagenet(hidden: usize, layers: usize, heads: usize) -> Self {
+        VitConfig {
+            image_size: 224,
+            patch_size: 16,
+            num_channels: 3,
+            hidden_size: hidden,
+            num_hidden_layers: layers,
+            num_attention_heads: heads,
+            intermediate_size: 4 * hidden,
+            hidden_act: "gelu".into(),
+            hidden_dropout_prob: 0.0,
+            attention_probs_dropout_prob: 0.0,
+            layer_norm_eps: 1e-12,
+            qkv_bias: true,
+            id2label: BTreeMap::new(),
+            num_labels: Some(1000),
+        }
+    }
+
+    /// The named presets: vit-tiny, vit-small, vit-base (ViT-B/16), all 224x224, patch 16.
+    pub fn preset(name: &str) -> Option<Self> {
+        match name {
+            "vit-tiny" => Some(Self::imagenet(192, 12, 3)),
+            "vit-small" => Some(Self::imagenet(384, 12, 6)),
+            "vit-base" => Some(Self::imagenet(768, 12, 12)),
+            _ => None,
+        }
+    }
+
+    /// Parses config.json text, checking that the sizes fit together.
+    pub fn from_json(text: &str) -> Result<Self> {
+        let cfg: VitConfig = serde_json::from_str(text).map_err(|e| Error::Config(format!("ViT config: {e}")))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Number of output classes.
+    pub fn labels(&self) -> usize {
+        if self.id2label.is_empty() {
+            self.num_labels.unwrap_or(2)
+        } else {
+            self.id2label.len()
+        }
+    }
+
+    /// Patches per image.
+    pub fn patches(&self) -> usize {
+        (self.image_size / self.patch_size).pow(2)
+    }
+
+    fn gelu(&self) -> Result<GeluKind> {
+        match self.hidden_act.as_str() {
+            "gelu" => Ok(GeluKind::Exact),
+            "gelu_new" | "gelu_pytorch_tanh" => Ok(GeluKind::Tanh),
+            other => Err(Error::Config(format!("hidden_act {other:?} is not supported (gelu, gelu_new)"))),
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        if self.patch_size == 0 || self.image_size % self.patch_size != 0 {
+            return bad(format!("image_size {} is not a multiple of patch_size {}", self.image_size, self.patch_size));
+        }
+        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+            return bad(format!(
+                "hidden_size {} is not divisible by {} heads",
+                self.hidden_size, self.num_attention_heads
+            ));
+        }
+        if self.labels() == 0 || self.num_hidden_layers == 0 || self.intermediate_size == 0 || self.num_channels == 0 {
+            return bad("labels, layers, intermediate_size and channels must be positive".into());
+        }
+        self.gelu().map(|_| ())
+    }
+}
+
+/// A ViT graph and the tensors a caller feeds and reads.
+pub struct VitGraph {
+    pub graph: Graph,
+    /// (B, C, H, W) f32 input.
+    pub pixel_values: TensorId,
+    /// (B) u32 class ids.
+    pub labels: TensorId,
+    /// (B, 1, classes).
+    pub logits: TensorId,
+    /// Mean cross-entropy, [1].
+    pub loss: TensorId,
+}
+
+/// Builds the forward graph and loss for `batch` images; `train` enables the config's dropout.
+pub fn build(cfg: &VitConfig, batch: usize, train: bool) -> Result<VitGraph> {
+    cfg.validate()?;
+    let (c, p, n) = (cfg.hidden_size, cfg.patch_size, cfg.patches());
+    let eps = cfg.layer_norm_eps as f32;
+    let drop = |prob: f32| if train { prob } else { 0.0 };
+    let mut g = Graph::new();
+    let pixel_values = g.input("pixel_values", &[batch, cfg.num_channels, cfg.image_size, cfg.image_size], Dtype::F32);
+    let labels = g.input("labels", &[batch], Dtype::U32);
+
+    let e = "vit.embeddings";
+    // Conv2d(kernel = stride = P) as patch extraction + matmul; the weight (C, ch, P, P) is
+    // held as (C, ch*P*P), the same memory.
+    let w = g.param(&format!("{e}.patch_embeddings.projection.weight"), &[c, cfg.num_channels * p * p]);
+    let b = g.param(&format!("{e}.patch_embeddings.projection.bias"), &[c]);
+    let cls = g.param(&format!("{e}.cls_token"), &[1, 1, c]);
+    let pos = g.param(&format!("{e}.position_embeddings"), &[1, n + 1, c]);
+    let patches = g.patchify(pixel_values, p)?;
+    let x = g.linear(patches, w, Some(b))?;
+    let x = g.concat_tokens(cls, x)?;
+    let x = g.add(x, pos)?;
+    let mut x = g.dropout(x, drop(cfg.hidden_dropout_prob))?;
+
+    let act = cfg.gelu()?;
+    for i in 0..cfg.num_hidden_layers {
+        let l = format!("vit.encoder.layer.{i}");
+        let linear = |g: &mut Graph, x: TensorId, name: &str, out: usize, inp: usize, bias: bool| -> Result<TensorId> {
+            let w = g.param(&format!("{l}.{name}.weight"), &[out, inp]);
+            let b = bias.then(|| g.param(&format!("{l}.{name}.bias"), &[out]));
+            g.linear(x, w, b)
+        };
+        let h = layernorm(&mut g, x, &format!("{l}.layernorm_before"), c, eps)?;
+        let q = linear(&mut g, h, "attention.attention.query", c, c, cfg.qkv_bias)?;
+        let k = linear(&mut g, h, "attention.attention.key", c, c, cfg.qkv_bias)?;
+        let v = linear(&mut g, h, "attention.attention.value", c, c, cfg.qkv_bias)?;
+        let a = g.attention(q, k, v, cfg.num_attention_heads, None, false, drop(cfg.attention_probs_dropout_prob))?;
+        let a = linear(&mut g, a, "attention.output.dense", c, c, true)?;
+        let a = g.dropout(a, drop(cfg.hidden_dropout_prob))?;
+        x = g.add(x, a)?;
+        let h = layernorm(&mut g, x, &format!("{l}.layernorm_after"), c, eps)?;
+        let h = linear(&mut g, h, "intermediate.dense", cfg.intermediate_size, c, true)?;
+        let h = g.gelu(h, act)?;
+        let h = linear(&mut g, h, "output.dense", c, cfg.intermediate_size, true)?;
+        let h = g.dropout(h, drop(cfg.hidden_dropout_prob))?;
+        x = g.add(x, h)?;
+    }
+    let x = layernorm(&mut g, x, "vit.layernorm", c, eps)?;
+    let cls_out = g.slice_tokens(x, 0, 1)?;
+    let wc = g.param("classifier.weight", &[cfg.labels(), c]);
+    let bc = g.param("classifier.bias", &[cfg.labels()]);
+    let logits = g.linear(cls_out, wc, Some(bc))?;
+    let loss = g.cross_entropy(logits, labels, 0.0, None)?;
+    Ok(VitGraph { graph: g, pixel_values, labels, logits, loss })
+}
+
+/// Initial parameter values as Hugging Face initialises ViT: weights and embeddings from a
+/// normal with standard deviation 0.02 truncated at 2 sigma, biases 0, LayerNorm weights 1.
+pub fn init_params(g: &Graph, seed: u64) -> Vec<(TensorId, Vec<f32>)> {
+    let mut rng = crate::rng::Rng::new(seed);
+    g.params()
+        .into_iter()
+        .map(|p| {
+            let d = g.desc(p);
+            let values = if d.name.ends_with(".bias") {
+                vec![0.0; d.len()]
+            } else if d.name.contains("layernorm") {
+                vec![1.0; d.len()]
+            } else {
+                (0..d.len()).map(|_| rng.trunc_normal(0.02)).collect()
+            };
+            (p, values)
+        })
+        .collect()
+}
+
+fn layernorm(g: &mut Graph, x: TensorId, name: &str, c: usize, eps: f32) -> Result<TensorId> {
+    let w = g.param(&format!("{name}.weight"), &[c]);
+    let b = g.param(&format!("{name}.bias"), &[c]);
+    g.layernorm(x, w, b, eps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vit_base_has_the_published_parameter_count() {
+        let v = build(&VitConfig::preset("vit-base").expect("preset"), 1, false).expect("builds");
+        let count: usize = v.graph.params().iter().map(|&p| v.graph.desc(p).len()).sum();
+        // ViT-B/16 with a 1000-class head: 86.6M parameters (86,567,656).
+        assert_eq!(count, 86_567_656);
+    }
+
+    #[test]
+    fn golden_config_parses() {
+        let text = r#"{"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 128,
+            "image_size": 32, "patch_size": 8, "id2label": {"0": "a", "1": "b"}, "layer_norm_eps": 1e-12}"#;
+        let cfg = VitConfig::from_json(text).expect("parses");
+        assert_eq!((cfg.labels(), cfg.patches(), cfg.num_channels), (2, 16, 3));
+        let bad = text.replace("\"patch_size\": 8", "\"patch_size\": 5");
+        assert!(VitConfig::from_json(&bad).is_err());
+    }
+}
