@@ -220,6 +220,13 @@ impl Graph {
         self.sum_to(x, &[c])
     }
 
+    /// Mean over every dimension but the last: (.., C) -> (C).
+    pub fn mean_rows(&mut self, x: TensorId) -> Result<TensorId> {
+        let rows = self.desc(x).rows().max(1);
+        let s = self.sum_rows(x)?;
+        self.scale(s, 1.0 / rows as f32)
+    }
+
     /// Sums x over its leading dimensions down to `shape`, which must be x's trailing
     /// dimensions (leading 1s allowed): the gradient of a broadcast.
     pub fn sum_to(&mut self, x: TensorId, shape: &[usize]) -> Result<TensorId> {

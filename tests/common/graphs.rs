@@ -39,6 +39,10 @@ pub fn softmax_gate() -> TestGraph {
     let gate = g.param("gate", &[3, 6]);
     let w_out = g.param("w_out", &[5, 6]);
     let s = g.linear(x, w, None).unwrap();
+    // A row mean, broadcast back over the rows, shifts every row (softmax is not invariant to
+    // a per-column shift).
+    let mean = g.mean_rows(s).unwrap();
+    let s = g.add(s, mean).unwrap();
     let p = g.softmax(s).unwrap();
     let m = g.mul(p, gate).unwrap();
     let m = g.scale(m, 3.0).unwrap();
