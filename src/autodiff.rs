@@ -21,6 +21,12 @@ impl Gradients {
 /// Appends the backward pass of `loss` to `g`. The loss must be the output of a
 /// `cross_entropy` node (which computes its own gradient with respect to the logits).
 pub fn backward(g: &mut Graph, loss: TensorId) -> Result<Gradients> {
+    backward_wrt(g, loss, &[])
+}
+
+/// [`backward`], also differentiating with respect to the f32 graph inputs in `inputs` (for
+/// example an image, to get d loss / d pixels).
+pub fn backward_wrt(g: &mut Graph, loss: TensorId, inputs: &[TensorId]) -> Result<Gradients> {
     let (root, root_node) =
         g.producer(loss).ok_or_else(|| Error::shape("backward", "the loss is not computed by this graph"))?;
     let root_node = root_node.clone();
@@ -35,6 +41,12 @@ pub fn backward(g: &mut Graph, loss: TensorId) -> Result<Gradients> {
     let mut needs = vec![false; g.tensors.len()];
     for (i, t) in g.tensors.iter().enumerate() {
         needs[i] = t.role == Role::Param;
+    }
+    for t in inputs {
+        if g.desc(*t).role != Role::Input || g.desc(*t).dtype != crate::graph::Dtype::F32 {
+            return Err(Error::shape("backward", format!("{} is not an f32 graph input", g.desc(*t).name)));
+        }
+        needs[t.0] = true;
     }
     for node in &g.nodes[..=root] {
         let any = node.inputs.iter().any(|t| needs[t.0]);
@@ -177,7 +189,7 @@ pub fn backward(g: &mut Graph, loss: TensorId) -> Result<Gradients> {
             _ => {}
         }
     }
-    let of = grads.into_iter().filter(|(t, _)| g.desc(*t).role == Role::Param).collect();
+    let of = grads.into_iter().filter(|(t, _)| g.desc(*t).role == Role::Param || inputs.contains(t)).collect();
     Ok(Gradients { of })
 }
 

@@ -41,6 +41,9 @@ pub enum Error {
     /// Data handed to the engine that does not fit what it was built for.
     #[error("input {name}: {msg}")]
     Input { name: String, msg: String },
+    /// A file whose contents are not what they should be.
+    #[error("{path}: {msg}")]
+    Format { path: String, msg: String },
     /// File system errors, with the path involved.
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },

@@ -70,8 +70,22 @@ impl Executor {
     /// Plans `graph` and prepares every dispatch. With `grads`, the step also runs Adam on
     /// every parameter that has a gradient.
     pub fn new(gpu: &Gpu, graph: Graph, loss: Option<TensorId>, grads: Option<&Gradients>) -> Result<Self> {
+        Self::keeping(gpu, graph, loss, grads, &[])
+    }
+
+    /// [`Executor::new`], also keeping `outputs` intact after a step (their buffers are not
+    /// reused), so that they can be read back.
+    pub fn keeping(
+        gpu: &Gpu,
+        graph: Graph,
+        loss: Option<TensorId>,
+        grads: Option<&Gradients>,
+        outputs: &[TensorId],
+    ) -> Result<Self> {
         let kernels = KernelSet::new(gpu)?;
-        let plan = plan(&graph, &training_pinned(loss, grads));
+        let mut pinned = training_pinned(loss, grads);
+        pinned.extend_from_slice(outputs);
+        let plan = plan(&graph, &pinned);
         let tensors = allocate(gpu, &graph, &plan)?;
         let step_params = gpu.uniform("step params", &StepParams { seed: 0, step: 0, _pad: [0; 2] });
         let mut id_groups = Vec::new();
@@ -171,7 +185,9 @@ impl Executor {
         }
     }
 
-    /// Reads a tensor back (blocking; not for inside a training loop's hot path).
+    /// Reads a tensor back (blocking; not for inside a training loop's hot path). After a step,
+    /// only the loss, gradients, parameters, inputs and the outputs the executor was asked to
+    /// keep hold their values: other buffers are shared.
     pub fn read(&self, gpu: &Gpu, t: TensorId) -> Result<Vec<f32>> {
         let mut v = gpu.read(&self.tensors[t.0])?;
         v.truncate(self.graph.desc(t).len());

@@ -7,11 +7,13 @@
 
 pub mod autodiff;
 pub mod bench;
+pub mod checkpoint;
 pub mod error;
 pub mod exec;
 pub mod gpu;
 pub mod graph;
 pub mod info;
+pub mod io;
 pub mod kernels;
 pub mod models;
 pub mod optim;

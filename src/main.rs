@@ -34,6 +34,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Forward and backward on a reference case (config.json, model.safetensors,
+    /// inputs.safetensors); writes logits, loss and grad.* to FILE as safetensors.
+    Verify {
+        case_dir: std::path::PathBuf,
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
     /// Kernel timings: median ms and GFLOP/s or GB/s.
     Bench {
         /// Kernels to run (matmul, layernorm, gelu, softmax, add, dispatch), or `step` for
@@ -60,6 +67,7 @@ fn main() -> ExitCode {
         Command::Info { json } => info(json),
         Command::Bench { kernels, json, runs, model, batch } => bench(&kernels, json, runs, &model, batch),
         Command::Plan { model, config, batch, json } => plan(&model, &config, batch, json),
+        Command::Verify { case_dir, out } => verify(&case_dir, &out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -139,5 +147,30 @@ fn plan(model: &str, config: &str, batch: usize, json: bool) -> Result<()> {
     println!("  Adam moments           {:.1} MiB", mib(r.optimizer_bytes));
     println!("  activations, planned   {:.1} MiB", mib(r.peak_activation_bytes));
     println!("  activations, no reuse  {:.1} MiB", mib(r.naive_activation_bytes));
+    Ok(())
+}
+
+fn verify(case_dir: &std::path::Path, out: &std::path::Path) -> Result<()> {
+    let config_path = case_dir.join("config.json");
+    let text = std::fs::read_to_string(&config_path)
+        .map_err(|source| wgformer::Error::Io { path: config_path.display().to_string(), source })?;
+    let model_type = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v.get("model_type").and_then(|m| m.as_str()).map(str::to_string))
+        .unwrap_or_default();
+    let gpu = Gpu::new()?;
+    let tensors = match model_type.as_str() {
+        "vit" => wgformer::models::vit::verify(&gpu, case_dir)?,
+        other => {
+            return Err(wgformer::Error::Config(format!(
+                "{}: model_type {other:?} is not supported (vit)",
+                config_path.display()
+            )))
+        }
+    };
+    let views: Vec<(String, Vec<usize>, &[f32])> =
+        tensors.iter().map(|(n, s, v)| (n.clone(), s.clone(), &v[..])).collect();
+    wgformer::io::write_atomic(out, &wgformer::io::safetensors_bytes(&views)?)?;
+    eprintln!("wrote {} tensors to {}", tensors.len(), out.display());
     Ok(())
 }

@@ -216,6 +216,72 @@ pub fn init_params(g: &Graph, seed: u64) -> Vec<(TensorId, Vec<f32>)> {
         .collect()
 }
 
+/// The shape a parameter has in a Hugging Face checkpoint: the patch projection is a Conv2d
+/// weight (C, channels, P, P), held in the graph as (C, channels * P * P).
+pub fn stored_shape(cfg: &VitConfig) -> impl Fn(&str, &[usize]) -> Vec<usize> + '_ {
+    move |name: &str, shape: &[usize]| {
+        if name == "vit.embeddings.patch_embeddings.projection.weight" {
+            vec![cfg.hidden_size, cfg.num_channels, cfg.patch_size, cfg.patch_size]
+        } else {
+            shape.to_vec()
+        }
+    }
+}
+
+/// Forward and backward of a reference case directory (../shared/golden format): config.json,
+/// model.safetensors, inputs.safetensors with `pixel_values` and `labels`. Returns `logits`
+/// (B, classes), `loss` (shape []), `grad.<parameter>` for every parameter (stored shapes) and
+/// `grad.pixel_values`.
+pub fn verify(gpu: &crate::gpu::Gpu, dir: &std::path::Path) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+    use crate::exec::{Executor, HostData, StepOptions};
+    let config_path = dir.join("config.json");
+    let text = std::fs::read_to_string(&config_path)
+        .map_err(|source| Error::Io { path: config_path.display().to_string(), source })?;
+    let cfg = VitConfig::from_json(&text)?;
+    let inputs_path = dir.join("inputs.safetensors");
+    let inputs = crate::io::read_safetensors(&inputs_path)?;
+    let find = |name: &str| {
+        inputs
+            .iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| Error::Format { path: inputs_path.display().to_string(), msg: format!("no tensor {name}") })
+    };
+    let pixels = find("pixel_values")?;
+    let batch = pixels.shape.first().copied().unwrap_or(0);
+    let labels: Vec<u32> = match &find("labels")?.data {
+        crate::io::TensorData::I64(v) => v.iter().map(|&l| l as u32).collect(),
+        _ => return Err(Error::Format { path: inputs_path.display().to_string(), msg: "labels must be i64".into() }),
+    };
+    let mut v = build(&cfg, batch, false)?;
+    if pixels.shape != v.graph.shape(v.pixel_values) || labels.len() != batch {
+        return Err(Error::Format {
+            path: inputs_path.display().to_string(),
+            msg: format!("pixel_values {:?} and {} labels do not fit the config", pixels.shape, labels.len()),
+        });
+    }
+    let grads = crate::autodiff::backward_wrt(&mut v.graph, v.loss, &[v.pixel_values])?;
+    let stored = stored_shape(&cfg);
+    let params = crate::checkpoint::load_params(&dir.join("model.safetensors"), &v.graph, &stored)?;
+    let exec = Executor::keeping(gpu, v.graph.clone(), Some(v.loss), Some(&grads), &[v.logits])?;
+    for (p, values) in &params {
+        exec.set(gpu, *p, HostData::F32(values))?;
+    }
+    let feed = [(v.pixel_values, HostData::F32(pixels.f32(&inputs_path)?)), (v.labels, HostData::U32(&labels))];
+    let loss = exec.step(gpu, &feed, &StepOptions::default())?;
+    let mut out = vec![
+        ("logits".to_string(), vec![batch, cfg.labels()], exec.read(gpu, v.logits)?),
+        ("loss".to_string(), vec![], vec![loss]),
+    ];
+    let mut named: Vec<(String, TensorId)> =
+        grads.of.iter().map(|(t, g)| (v.graph.desc(*t).name.clone(), *g)).collect();
+    named.sort();
+    for (name, g) in named {
+        let shape = stored(&name, v.graph.shape(g));
+        out.push((format!("grad.{name}"), shape, exec.read(gpu, g)?));
+    }
+    Ok(out)
+}
+
 fn layernorm(g: &mut Graph, x: TensorId, name: &str, c: usize, eps: f32) -> Result<TensorId> {
     let w = g.param(&format!("{name}.weight"), &[c]);
     let b = g.param(&format!("{name}.bias"), &[c]);

@@ -1,0 +1,48 @@
+//! Parameters to and from safetensors files under their standard names. A model maps a graph
+//! parameter's shape to the shape it is stored with (a Conv2d weight is held flat in the graph).
+
+use crate::error::{Error, Result};
+use crate::graph::{Graph, TensorId};
+use crate::io::{read_safetensors, safetensors_bytes};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// The stored shape of the parameter `name` whose graph shape is `shape`.
+pub type StoredShape<'a> = &'a dyn Fn(&str, &[usize]) -> Vec<usize>;
+
+/// Values for every parameter of `g` from the safetensors file at `path`. Tensors the graph does
+/// not use (a pooler, say) are ignored; a missing tensor or a shape that differs is an error
+/// naming it.
+pub fn load_params(path: &Path, g: &Graph, stored: StoredShape) -> Result<Vec<(TensorId, Vec<f32>)>> {
+    let mut file: HashMap<String, crate::io::NamedTensor> =
+        read_safetensors(path)?.into_iter().map(|t| (t.name.clone(), t)).collect();
+    let bad = |msg: String| Err(Error::Format { path: path.display().to_string(), msg });
+    let params = g.params();
+    let missing: Vec<&str> =
+        params.iter().map(|&p| g.desc(p).name.as_str()).filter(|n| !file.contains_key(*n)).collect();
+    if !missing.is_empty() {
+        let shown = missing.iter().take(5).copied().collect::<Vec<_>>().join(", ");
+        return bad(format!(
+            "{} parameters missing, e.g. {shown}: the checkpoint does not match the config",
+            missing.len()
+        ));
+    }
+    let mut out = Vec::with_capacity(params.len());
+    for p in params {
+        let d = g.desc(p);
+        let t = file.remove(&d.name).expect("checked above");
+        let want = stored(&d.name, &d.shape);
+        if t.shape != want {
+            return bad(format!("{} has shape {:?}, the config needs {want:?}", d.name, t.shape));
+        }
+        out.push((p, t.f32(path)?.to_vec()));
+    }
+    Ok(out)
+}
+
+/// Serialises parameter values under their graph names with their stored shapes.
+pub fn params_bytes(g: &Graph, values: &[(TensorId, Vec<f32>)], stored: StoredShape) -> Result<Vec<u8>> {
+    let tensors: Vec<(String, Vec<usize>, &[f32])> =
+        values.iter().map(|(p, v)| (g.desc(*p).name.clone(), stored(&g.desc(*p).name, g.shape(*p)), &v[..])).collect();
+    safetensors_bytes(&tensors)
+}

@@ -1,0 +1,126 @@
+//! Files: safetensors read and write, and atomic writes (a temporary name, then a rename), so
+//! that a crash never leaves a half-written checkpoint behind.
+
+use crate::error::{Error, Result};
+use safetensors::tensor::{Dtype as StDtype, SafeTensors, TensorView};
+use std::path::{Path, PathBuf};
+
+/// The values of one stored tensor, widened to the types wgformer computes with.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TensorData {
+    F32(Vec<f32>),
+    I64(Vec<i64>),
+    U8(Vec<u8>),
+}
+
+/// One named tensor from a safetensors file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NamedTensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub data: TensorData,
+}
+
+impl NamedTensor {
+    /// The values as f32, or an error naming the tensor and `path`.
+    pub fn f32(&self, path: &Path) -> Result<&[f32]> {
+        match &self.data {
+            TensorData::F32(v) => Ok(v),
+            other => Err(format_error(path, format!("tensor {} is {}, expected f32", self.name, kind(other)))),
+        }
+    }
+}
+
+fn kind(d: &TensorData) -> &'static str {
+    match d {
+        TensorData::F32(_) => "f32",
+        TensorData::I64(_) => "i64",
+        TensorData::U8(_) => "u8",
+    }
+}
+
+fn format_error(path: &Path, msg: String) -> Error {
+    Error::Format { path: path.display().to_string(), msg }
+}
+
+fn io_error(path: &Path, source: std::io::Error) -> Error {
+    Error::Io { path: path.display().to_string(), source }
+}
+
+/// Reads every tensor of a safetensors file (f32, f16, bf16 widened to f32; i64; u8).
+pub fn read_safetensors(path: &Path) -> Result<Vec<NamedTensor>> {
+    let bytes = std::fs::read(path).map_err(|e| io_error(path, e))?;
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| format_error(path, format!("not a valid safetensors file: {e}")))?;
+    let mut out = Vec::new();
+    for (name, view) in st.tensors() {
+        let raw = view.data();
+        let data = match view.dtype() {
+            StDtype::F32 => TensorData::F32(bytemuck::pod_collect_to_vec(raw)),
+            StDtype::F16 => {
+                TensorData::F32(raw.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect())
+            }
+            StDtype::BF16 => {
+                TensorData::F32(raw.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect())
+            }
+            StDtype::I64 => TensorData::I64(bytemuck::pod_collect_to_vec(raw)),
+            StDtype::U8 | StDtype::BOOL => TensorData::U8(raw.to_vec()),
+            other => return Err(format_error(path, format!("tensor {name} has unsupported type {other:?}"))),
+        };
+        out.push(NamedTensor { name, shape: view.shape().to_vec(), data });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// Serialises f32 tensors (name, shape, values) into safetensors bytes.
+pub fn safetensors_bytes(tensors: &[(String, Vec<usize>, &[f32])]) -> Result<Vec<u8>> {
+    let views = tensors
+        .iter()
+        .map(|(name, shape, data)| {
+            TensorView::new(StDtype::F32, shape.clone(), bytemuck::cast_slice(data))
+                .map(|v| (name.clone(), v))
+                .map_err(|e| Error::shape("safetensors", format!("{name}: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    safetensors::serialize(views, None).map_err(|e| Error::shape("safetensors", e.to_string()))
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = sibling(path, ".tmp");
+    std::fs::write(&tmp, bytes).map_err(|e| io_error(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io_error(path, e))
+}
+
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(suffix);
+    path.with_file_name(name)
+}
+
+/// Replaces the directory `dir` with one holding exactly `files` (name, bytes), atomically as
+/// far as the file system allows: everything is written to `dir.tmp` first, then renamed over.
+pub fn write_dir_atomic(dir: &Path, files: &[(&str, Vec<u8>)]) -> Result<()> {
+    let tmp = sibling(dir, ".tmp");
+    let old = sibling(dir, ".old");
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| io_error(&tmp, e))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(|e| io_error(&tmp, e))?;
+    for (name, bytes) in files {
+        let p = tmp.join(name);
+        std::fs::write(&p, bytes).map_err(|e| io_error(&p, e))?;
+    }
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(|e| io_error(&old, e))?;
+    }
+    if dir.exists() {
+        std::fs::rename(dir, &old).map_err(|e| io_error(dir, e))?;
+    }
+    std::fs::rename(&tmp, dir).map_err(|e| io_error(dir, e))?;
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(|e| io_error(&old, e))?;
+    }
+    Ok(())
+}
