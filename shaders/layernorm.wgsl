@@ -130,3 +130,45 @@ fn layernorm_bwd_params(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_inv
         bp_dbeta[c] = part_db[lid.x];
     }
 }
+
+// layernorm_fwd_rows / layernorm_bwd_rows: the same results with one invocation per row and no
+// workgroup memory or barriers; faster for short rows and on CPU adapters.
+@compute @workgroup_size(WG)
+fn layernorm_fwd_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = gid.x + gid.y * nwg.x * WG;
+    if (row >= p.rows) { return; }
+    let base = row * p.cols;
+    let inv_c = 1.0 / f32(p.cols);
+    var s = 0.0;
+    for (var c = 0u; c < p.cols; c++) { s += x[base + c]; }
+    let mu = s * inv_c;
+    var v = 0.0;
+    for (var c = 0u; c < p.cols; c++) { let d = x[base + c] - mu; v += d * d; }
+    let r = inverseSqrt(v * inv_c + p.eps);
+    for (var c = 0u; c < p.cols; c++) { y[base + c] = (x[base + c] - mu) * r * gamma[c] + beta[c]; }
+    mean[row] = mu;
+    rstd[row] = r;
+}
+
+@compute @workgroup_size(WG)
+fn layernorm_bwd_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = gid.x + gid.y * nwg.x * WG;
+    if (row >= bw_p.rows) { return; }
+    let base = row * bw_p.cols;
+    let mu = bw_mean[row];
+    let r = bw_rstd[row];
+    var sg = 0.0;
+    var sgx = 0.0;
+    for (var c = 0u; c < bw_p.cols; c++) {
+        let g = bw_dy[base + c] * bw_gamma[c];
+        sg += g;
+        sgx += g * (bw_x[base + c] - mu) * r;
+    }
+    let inv_c = 1.0 / f32(bw_p.cols);
+    let mg = sg * inv_c;
+    let mgx = sgx * inv_c;
+    for (var c = 0u; c < bw_p.cols; c++) {
+        let xhat = (bw_x[base + c] - mu) * r;
+        bw_dx[base + c] = r * (bw_dy[base + c] * bw_gamma[c] - mg - xhat * mgx);
+    }
+}

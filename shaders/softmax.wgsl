@@ -76,3 +76,29 @@ fn softmax_bwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
         }
     }
 }
+
+// softmax_fwd_rows / softmax_bwd_rows: the same results with one invocation per row and no
+// workgroup memory or barriers; faster for short rows (attention over few tokens), and on CPU
+// adapters, where barriers are expensive.
+@compute @workgroup_size(WG)
+fn softmax_fwd_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = gid.x + gid.y * nwg.x * WG;
+    if (row >= p.rows) { return; }
+    let base = row * p.cols;
+    var m = -3.402823e38;
+    for (var c = 0u; c < p.cols; c++) { m = max(m, x[base + c]); }
+    var s = 0.0;
+    for (var c = 0u; c < p.cols; c++) { s += exp(x[base + c] - m); }
+    let inv = 1.0 / s;
+    for (var c = 0u; c < p.cols; c++) { y[base + c] = exp(x[base + c] - m) * inv; }
+}
+
+@compute @workgroup_size(WG)
+fn softmax_bwd_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = gid.x + gid.y * nwg.x * WG;
+    if (row >= bw_p.rows) { return; }
+    let base = row * bw_p.cols;
+    var d = 0.0;
+    for (var c = 0u; c < bw_p.cols; c++) { d += bw_dy[base + c] * bw_y[base + c]; }
+    for (var c = 0u; c < bw_p.cols; c++) { bw_dx[base + c] = bw_y[base + c] * (bw_dy[base + c] - d); }
+}

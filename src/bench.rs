@@ -329,6 +329,11 @@ pub fn run_step(
     }
     times.sort_by(f64::total_cmp);
     let median_ms = times[times.len() / 2];
+    if std::env::var("WGFORMER_PROFILE").is_ok_and(|v| v == "1") {
+        for (op, ms, n) in exec.profile(gpu)? {
+            progress(&format!("  {op:<16} {ms:9.2} ms in {n} nodes"));
+        }
+    }
     Ok(BenchResult {
         kernel: "step".into(),
         shape: format!("{model} batch {batch}"),

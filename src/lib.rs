@@ -8,6 +8,7 @@
 pub mod autodiff;
 pub mod bench;
 pub mod checkpoint;
+pub mod data;
 pub mod error;
 pub mod exec;
 pub mod gpu;

@@ -1,7 +1,7 @@
 //! LayerNorm forward (saving mean and rstd) and backward: `shaders/layernorm.wgsl`.
 
 use super::reduce::{column_grid, COL_BLOCK, ROW_LANES};
-use super::softmax::{row_params, ROW_WG};
+use super::softmax::{row_launch, RowVariant, ROW_WG};
 use super::{check_len, dispatch, Dispatch};
 use crate::error::Error;
 use crate::error::Result;
@@ -21,16 +21,26 @@ struct LayerNormParams {
 pub struct LayerNorm {
     fwd: wgpu::ComputePipeline,
     bwd: wgpu::ComputePipeline,
+    fwd_rows: wgpu::ComputePipeline,
+    bwd_rows: wgpu::ComputePipeline,
     bwd_params: wgpu::ComputePipeline,
+    variant: RowVariant,
 }
 
 impl LayerNorm {
     pub fn new(gpu: &Gpu) -> Result<Self> {
+        Self::with_variant(gpu, RowVariant::Auto)
+    }
+
+    pub fn with_variant(gpu: &Gpu, variant: RowVariant) -> Result<Self> {
         let module = gpu.shader("layernorm.wgsl", crate::shaders::LAYERNORM)?;
         let wg = [("WG", ROW_WG as f64)];
         Ok(LayerNorm {
             fwd: gpu.pipeline(&module, "layernorm_fwd", &wg)?,
             bwd: gpu.pipeline(&module, "layernorm_bwd", &wg)?,
+            fwd_rows: gpu.pipeline(&module, "layernorm_fwd_rows", &wg)?,
+            bwd_rows: gpu.pipeline(&module, "layernorm_bwd_rows", &wg)?,
+            variant,
             bwd_params: gpu.pipeline(
                 &module,
                 "layernorm_bwd_params",
@@ -54,13 +64,15 @@ impl LayerNorm {
         cols: usize,
         eps: f32,
     ) -> Result<Dispatch> {
-        let ([r, c], groups) = row_params(gpu, "layernorm_fwd", &[("y", y), ("x", x)], rows, cols)?;
+        let ([r, c], groups, per_row) =
+            row_launch(gpu, "layernorm_fwd", &[("y", y), ("x", x)], rows, cols, self.variant)?;
         check_len("layernorm_fwd", "mean", mean, rows)?;
         check_len("layernorm_fwd", "rstd", rstd, rows)?;
         check_len("layernorm_fwd", "gamma", gamma, cols)?;
         check_len("layernorm_fwd", "beta", beta, cols)?;
         let params = LayerNormParams { rows: r, cols: c, eps, _pad: 0 };
-        dispatch(gpu, "layernorm_fwd", &self.fwd, &[y, mean, rstd, x, gamma, beta], &params, groups)
+        let pipeline = if per_row { &self.fwd_rows } else { &self.fwd };
+        dispatch(gpu, "layernorm_fwd", pipeline, &[y, mean, rstd, x, gamma, beta], &params, groups)
     }
 
     /// The two dispatches of the backward: dx (per row), then dgamma and dbeta (per column).
@@ -79,14 +91,16 @@ impl LayerNorm {
         rows: usize,
         cols: usize,
     ) -> Result<[Dispatch; 2]> {
-        let ([r, c], groups) = row_params(gpu, "layernorm_bwd", &[("dx", dx), ("x", x), ("dy", dy)], rows, cols)?;
+        let tensors = [("dx", dx), ("x", x), ("dy", dy)];
+        let ([r, c], groups, per_row) = row_launch(gpu, "layernorm_bwd", &tensors, rows, cols, self.variant)?;
         check_len("layernorm_bwd", "mean", mean, rows)?;
         check_len("layernorm_bwd", "rstd", rstd, rows)?;
         for (name, t) in [("gamma", gamma), ("dgamma", dgamma), ("dbeta", dbeta)] {
             check_len("layernorm_bwd", name, t, cols)?;
         }
         let params = LayerNormParams { rows: r, cols: c, eps: 0.0, _pad: 0 };
-        let dx_pass = dispatch(gpu, "layernorm_bwd", &self.bwd, &[dx, x, dy, mean, rstd, gamma], &params, groups)?;
+        let pipeline = if per_row { &self.bwd_rows } else { &self.bwd };
+        let dx_pass = dispatch(gpu, "layernorm_bwd", pipeline, &[dx, x, dy, mean, rstd, gamma], &params, groups)?;
         let col_groups = column_grid(gpu, "layernorm_bwd_params", rows, cols)?;
         if col_groups[1] > 1 {
             return Err(Error::shape("layernorm_bwd", format!("{cols} columns need more than one row of workgroups")));

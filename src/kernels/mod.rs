@@ -29,7 +29,7 @@ pub use layout::Layout;
 pub use mask::Mask;
 pub use matmul::{Matmul, MatmulShape};
 pub use reduce::Reduce;
-pub use softmax::Softmax;
+pub use softmax::{RowVariant, Softmax};
 
 use crate::error::{Error, Result};
 use crate::gpu::{DType, Gpu, Tensor};

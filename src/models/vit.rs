@@ -71,9 +71,33 @@ impl VitConfig {
         }
     }
 
-    /// The named presets: vit-tiny, vit-small, vit-base (ViT-B/16), all 224x224, patch 16.
+    /// The default for Fashion-MNIST (28x28 grey, 10 classes): patch 4, width 96, depth 4.
+    pub fn fashion_mnist() -> Self {
+        let id2label =
+            crate::data::mnist::CLASSES.iter().enumerate().map(|(i, c)| (i.to_string(), c.to_string())).collect();
+        VitConfig {
+            image_size: 28,
+            patch_size: 4,
+            num_channels: 1,
+            hidden_size: 96,
+            num_hidden_layers: 4,
+            num_attention_heads: 4,
+            intermediate_size: 192,
+            hidden_act: "gelu".into(),
+            hidden_dropout_prob: 0.1,
+            attention_probs_dropout_prob: 0.0,
+            layer_norm_eps: 1e-6,
+            qkv_bias: true,
+            id2label,
+            num_labels: None,
+        }
+    }
+
+    /// The named presets: vit-tiny, vit-small, vit-base (ViT-B/16), all 224x224, patch 16; and
+    /// vit-fmnist, the Fashion-MNIST default.
     pub fn preset(name: &str) -> Option<Self> {
         match name {
+            "vit-fmnist" => Some(Self::fashion_mnist()),
             "vit-tiny" => Some(Self::imagenet(192, 12, 3)),
             "vit-small" => Some(Self::imagenet(384, 12, 6)),
             "vit-base" => Some(Self::imagenet(768, 12, 12)),

@@ -1,0 +1,122 @@
+//! Fashion-MNIST: the IDX files (gzip'd, as bundled in data/fashion-mnist), shuffled batches of
+//! normalised pixels.
+
+use crate::error::{Error, Result};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// The ten Fashion-MNIST classes, by label.
+pub const CLASSES: [&str; 10] =
+    ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
+
+/// Mean and standard deviation of the training pixels (scaled to [0, 1]).
+pub const MEAN: f32 = 0.2860;
+pub const STD: f32 = 0.3530;
+
+/// Grey images with labels.
+#[derive(Clone, Debug)]
+pub struct ImageSet {
+    /// count x rows x cols bytes.
+    pub pixels: Vec<u8>,
+    pub labels: Vec<u8>,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+/// Which part of the data set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Split {
+    Train,
+    Test,
+}
+
+fn bad(path: &Path, msg: impl Into<String>) -> Error {
+    Error::Format { path: path.display().to_string(), msg: msg.into() }
+}
+
+fn read_gz(path: &Path) -> Result<Vec<u8>> {
+    let file = std::fs::File::open(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(file)
+        .read_to_end(&mut out)
+        .map_err(|e| bad(path, format!("not a gzip'd IDX file: {e}")))?;
+    Ok(out)
+}
+
+fn be_u32(bytes: &[u8], at: usize) -> usize {
+    u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]) as usize
+}
+
+/// Parses IDX bytes with magic 0x0000080N and N dimensions; returns (dims, data).
+fn parse_idx(path: &Path, bytes: &[u8], dims: usize) -> Result<(Vec<usize>, Vec<u8>)> {
+    let header = 4 + 4 * dims;
+    if bytes.len() < header || bytes[..3] != [0, 0, 8] || bytes[3] as usize != dims {
+        return Err(bad(path, format!("not an IDX file of {dims}-dimensional u8 data")));
+    }
+    let shape: Vec<usize> = (0..dims).map(|i| be_u32(bytes, 4 + 4 * i)).collect();
+    let len: usize = shape.iter().product();
+    if bytes.len() != header + len {
+        return Err(bad(path, format!("header says {shape:?} ({len} bytes), file holds {}", bytes.len() - header)));
+    }
+    Ok((shape, bytes[header..].to_vec()))
+}
+
+/// The bundled copy: `data/fashion-mnist` under the current directory, else the source tree's.
+pub fn default_dir() -> PathBuf {
+    let local = PathBuf::from("data/fashion-mnist");
+    if local.exists() {
+        local
+    } else {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("data/fashion-mnist")
+    }
+}
+
+/// Loads one split from a directory of the four standard IDX files.
+pub fn load(dir: &Path, split: Split) -> Result<ImageSet> {
+    let prefix = match split {
+        Split::Train => "train",
+        Split::Test => "t10k",
+    };
+    let (ip, lp) =
+        (dir.join(format!("{prefix}-images-idx3-ubyte.gz")), dir.join(format!("{prefix}-labels-idx1-ubyte.gz")));
+    let (shape, pixels) = parse_idx(&ip, &read_gz(&ip)?, 3)?;
+    let (lshape, labels) = parse_idx(&lp, &read_gz(&lp)?, 1)?;
+    if lshape[0] != shape[0] {
+        return Err(bad(&lp, format!("{} labels for {} images", lshape[0], shape[0])));
+    }
+    if let Some(l) = labels.iter().find(|&&l| l as usize >= CLASSES.len()) {
+        return Err(bad(&lp, format!("label {l} is not a class")));
+    }
+    Ok(ImageSet { pixels, labels, rows: shape[1], cols: shape[2] })
+}
+
+impl ImageSet {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Normalised pixels (B, 1, rows, cols) and labels of the images at `indices`.
+    pub fn batch(&self, indices: &[usize], pixels: &mut Vec<f32>, labels: &mut Vec<u32>) {
+        let n = self.rows * self.cols;
+        pixels.clear();
+        labels.clear();
+        for &i in indices {
+            pixels.extend(self.pixels[i * n..(i + 1) * n].iter().map(|&p| (p as f32 / 255.0 - MEAN) / STD));
+            labels.push(self.labels[i] as u32);
+        }
+    }
+
+    /// The order of one epoch: a shuffle seeded by (seed, epoch), so a resumed run repeats it.
+    pub fn epoch_order(&self, seed: u64, epoch: usize) -> Vec<usize> {
+        let mut rng = crate::rng::Rng::new(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        for i in (1..order.len()).rev() {
+            order.swap(i, rng.below(i + 1));
+        }
+        order
+    }
+}

@@ -1,0 +1,3 @@
+//! Data sets bundled with wgformer and their batching.
+
+pub mod mnist;
