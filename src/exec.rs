@@ -258,7 +258,11 @@ impl Executor {
         let mut per_op: std::collections::BTreeMap<&'static str, (f64, usize)> = Default::default();
         for (node, dispatches) in self.graph.nodes.iter().zip(&self.node_dispatches) {
             let ms = timer.time_once(gpu, dispatches)?;
-            let e = per_op.entry(node.op.name()).or_default();
+            let name = match node.op {
+                Op::MatMul { batched: true, .. } => "matmul (batched)",
+                _ => node.op.name(),
+            };
+            let e = per_op.entry(name).or_default();
             e.0 += ms;
             e.1 += 1;
         }

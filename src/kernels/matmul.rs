@@ -121,18 +121,19 @@ impl MatmulTiles {
     /// of invocations so that A loads are uniform across a subgroup; GPUs want a 2D workgroup.
     /// `WGFORMER_MATMUL_TILES=wg_n,wg_m,tm` overrides the choice (tuning).
     pub fn for_adapter(gpu: &Gpu) -> Self {
-        if let Some(t) = Self::from_env() {
-            return t;
-        }
+        Self::from_env().unwrap_or(Self::pair_for_adapter(gpu).0)
+    }
+
+    /// (large, small) tiles. On lavapipe 16x16-row tiles ran ViT-B/16 layers at 27 GFLOP/s but
+    /// batched 17x17x24 attention products at under 1; 8x8-row tiles ran those 2.4x faster.
+    pub fn pair_for_adapter(gpu: &Gpu) -> (Self, Self) {
         if gpu.is_cpu() {
-            MatmulTiles { wg_n: 16, wg_m: 1, tm: 16 }
+            (MatmulTiles { wg_n: 16, wg_m: 1, tm: 16 }, MatmulTiles { wg_n: 8, wg_m: 1, tm: 8 })
         } else {
-            MatmulTiles { wg_n: 16, wg_m: 4, tm: 4 }
+            (MatmulTiles { wg_n: 16, wg_m: 4, tm: 4 }, MatmulTiles { wg_n: 8, wg_m: 4, tm: 2 })
         }
     }
-}
 
-impl MatmulTiles {
     fn from_env() -> Option<Self> {
         let v = std::env::var("WGFORMER_MATMUL_TILES").ok()?;
         let parts: Vec<u32> = v.split(',').map(|p| p.trim().parse().ok()).collect::<Option<_>>()?;
@@ -167,21 +168,38 @@ impl MatmulVariant {
     }
 }
 
-/// The matmul kernel: pipelines per (trans_a, trans_b) for each variant the adapter supports.
-pub struct Matmul {
+/// Pipelines per (trans_a, trans_b) for each variant the adapter supports, for one tile size.
+struct MatmulSet {
     general: [wgpu::ComputePipeline; 4],
     vec4: [wgpu::ComputePipeline; 4],
     subgroup: Option<[wgpu::ComputePipeline; 4]>,
     tiles: MatmulTiles,
     subgroup_size: u32,
     best: MatmulVariant,
+}
+
+/// The matmul kernel: a set of pipelines with large register tiles, and optionally one with
+/// small tiles for products too small to fill large ones (attention over few tokens).
+pub struct Matmul {
+    large: MatmulSet,
+    small: Option<MatmulSet>,
     no_bias: Tensor,
 }
 
+/// Products with M or N at most this take the small tiles.
+const SMALL_PRODUCT: usize = 64;
+
 impl Matmul {
-    /// Builds the pipelines with the adapter's preferred tiles.
+    /// Builds the pipelines with the adapter's preferred tiles, large and small.
     pub fn new(gpu: &Gpu) -> Result<Self> {
-        Self::with_tiles(gpu, MatmulTiles::for_adapter(gpu))
+        let cap = MatmulVariant::cap_from_env().unwrap_or(MatmulVariant::Subgroup);
+        if let Some(t) = MatmulTiles::from_env() {
+            return Self::build(gpu, t, cap);
+        }
+        let (large, small) = MatmulTiles::pair_for_adapter(gpu);
+        let mut m = Self::build(gpu, large, cap)?;
+        m.small = Some(MatmulSet::build(gpu, small, cap)?);
+        Ok(m)
     }
 
     /// Builds the pipelines with explicit tiles (benchmarks and tuning).
@@ -189,8 +207,32 @@ impl Matmul {
         Self::build(gpu, tiles, MatmulVariant::cap_from_env().unwrap_or(MatmulVariant::Subgroup))
     }
 
-    /// Builds the pipelines, using no variant beyond `cap` (General < Vec4 < Subgroup).
+    /// Builds one set of pipelines, using no variant beyond `cap` (General < Vec4 < Subgroup).
     pub fn build(gpu: &Gpu, tiles: MatmulTiles, cap: MatmulVariant) -> Result<Self> {
+        Ok(Matmul { large: MatmulSet::build(gpu, tiles, cap)?, small: None, no_bias: gpu.zeros("matmul.no_bias", 1)? })
+    }
+
+    /// The pipelines `shape` runs with.
+    fn set_for(&self, shape: &MatmulShape) -> &MatmulSet {
+        match &self.small {
+            Some(small) if shape.m.min(shape.n) <= SMALL_PRODUCT => small,
+            _ => &self.large,
+        }
+    }
+
+    /// The variant `shape` runs with.
+    pub fn variant_for(&self, shape: &MatmulShape) -> MatmulVariant {
+        self.set_for(shape).variant_for(shape)
+    }
+
+    /// The tiles `shape` runs with.
+    pub fn tiles_for(&self, shape: &MatmulShape) -> MatmulTiles {
+        self.set_for(shape).tiles
+    }
+}
+
+impl MatmulSet {
+    fn build(gpu: &Gpu, tiles: MatmulTiles, cap: MatmulVariant) -> Result<Self> {
         if !(1..=16).contains(&tiles.tm) || tiles.wg_n == 0 || tiles.wg_m == 0 {
             return Err(Error::shape("matmul", format!("invalid tiles {tiles:?}: tm must be 1..=16")));
         }
@@ -233,7 +275,7 @@ impl Matmul {
         } else {
             MatmulVariant::Vec4
         };
-        Ok(Matmul {
+        Ok(MatmulSet {
             general: all(&module, "matmul_fwd")?,
             vec4: all(&module, "matmul_fwd_vec4")?,
             subgroup: if sg_ok {
@@ -245,24 +287,19 @@ impl Matmul {
             tiles,
             subgroup_size: sg,
             best,
-            no_bias: gpu.zeros("matmul.no_bias", 1)?,
         })
     }
 
-    /// The variant `shape` runs with.
-    pub fn variant_for(&self, shape: &MatmulShape) -> MatmulVariant {
+    fn variant_for(&self, shape: &MatmulShape) -> MatmulVariant {
         if shape.vec4_aligned() {
             self.best
         } else {
             MatmulVariant::General
         }
     }
+}
 
-    /// The tiles these pipelines were built with.
-    pub fn tiles(&self) -> MatmulTiles {
-        self.tiles
-    }
-
+impl Matmul {
     /// Prepares `c = op(a) * op(b) (+ bias)` for `shape`. The gradient of a product is two more
     /// products with transposes (dA = dC * op(B)^T, dB = op(A)^T * dC), so there is no `bwd`.
     pub fn fwd(
@@ -290,10 +327,11 @@ impl Matmul {
         // unrolls the TM-row loops, whose trip count is a pipeline constant). The K loop runs
         // K/4 times (K/SG times in the subgroup kernel, each with SG/4 steps); the store walks
         // TM x 4. tests/kernels_matmul.rs runs each variant close to this bound.
-        let t = self.tiles;
-        let k_loop = match self.variant_for(shape) {
+        let set = self.set_for(shape);
+        let t = set.tiles;
+        let k_loop = match set.variant_for(shape) {
             MatmulVariant::Subgroup => {
-                let sg = self.subgroup_size as usize;
+                let sg = set.subgroup_size as usize;
                 shape.k.div_ceil(sg) * (1 + sg / 4)
             }
             _ => shape.k.div_ceil(4) + 3,
@@ -335,10 +373,10 @@ impl Matmul {
             ));
         }
         let which = (shape.trans_a as usize) << 1 | shape.trans_b as usize;
-        let pipeline = match (self.variant_for(shape), &self.subgroup) {
+        let pipeline = match (set.variant_for(shape), &set.subgroup) {
             (MatmulVariant::Subgroup, Some(sg)) => &sg[which],
-            (MatmulVariant::General, _) => &self.general[which],
-            _ => &self.vec4[which],
+            (MatmulVariant::General, _) => &set.general[which],
+            _ => &set.vec4[which],
         };
         let bias = bias.unwrap_or(&self.no_bias);
         dispatch(gpu, "matmul_fwd", pipeline, &[c, a, b, bias], &params, groups)

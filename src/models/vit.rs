@@ -77,7 +77,7 @@ impl VitConfig {
             crate::data::mnist::CLASSES.iter().enumerate().map(|(i, c)| (i.to_string(), c.to_string())).collect();
         VitConfig {
             image_size: 28,
-            patch_size: 4,
+            patch_size: 7,
             num_channels: 1,
             hidden_size: 96,
             num_hidden_layers: 4,
