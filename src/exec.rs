@@ -31,8 +31,8 @@ struct Optimizer {
     partials: usize,
     /// [factor, norm]: Adam multiplies every gradient by the factor.
     grad_scale: Tensor,
-    /// (param, m, v) kept alive for the bind groups and for checkpoints.
-    _state: Vec<(TensorId, Tensor, Tensor)>,
+    /// (param, m, v): bound by the updates, read and written for checkpoints.
+    state: Vec<(TensorId, Tensor, Tensor)>,
 }
 
 /// A graph ready to run on one GPU.
@@ -276,6 +276,25 @@ impl Executor {
         Ok(out)
     }
 
+    /// Adam's moments (param, m, v) for every updated parameter (blocking; for checkpoints).
+    pub fn optimizer_state(&self, gpu: &Gpu) -> Result<Vec<(TensorId, Vec<f32>, Vec<f32>)>> {
+        let Some(opt) = &self.optimizer else { return Ok(Vec::new()) };
+        opt.state.iter().map(|(p, m, v)| Ok((*p, gpu.read(m)?, gpu.read(v)?))).collect()
+    }
+
+    /// Restores Adam's moments of `param` (from a checkpoint).
+    pub fn set_optimizer_state(&self, gpu: &Gpu, param: TensorId, m: &[f32], v: &[f32]) -> Result<()> {
+        let state = self.optimizer.as_ref().and_then(|o| o.state.iter().find(|(p, _, _)| *p == param));
+        let Some((_, tm, tv)) = state else {
+            return Err(Error::Input {
+                name: self.graph.desc(param).name.clone(),
+                msg: "has no optimizer state".into(),
+            });
+        };
+        gpu.write(tm, m)?;
+        gpu.write(tv, v)
+    }
+
     /// The global gradient norm of the last step that clipped (blocking read; for logs).
     pub fn last_grad_norm(&self, gpu: &Gpu) -> Result<Option<f32>> {
         match &self.optimizer {
@@ -505,5 +524,5 @@ fn prepare_adam(gpu: &Gpu, k: &KernelSet, g: &Graph, ts: &[Tensor], grads: &Grad
         state.push((p, m, v));
     }
     clip.push(k.clip.scale(gpu, &grad_scale, &partial, partials, &clip_params)?);
-    Ok(Optimizer { updates, clip, clip_params, partials, grad_scale, _state: state })
+    Ok(Optimizer { updates, clip, clip_params, partials, grad_scale, state: state })
 }

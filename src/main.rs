@@ -1,6 +1,8 @@
 //! The `wgformer` command line: `info` and `bench` (training and inference commands come with
 //! the models). Logs go to stderr; `--json` output is one JSON value on stdout.
 
+mod cli;
+
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 use wgformer::{Gpu, Result};
@@ -33,6 +35,47 @@ enum Command {
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Train a model on the bundled data: `vit` (Fashion-MNIST).
+    Train {
+        /// vit
+        model: String,
+        /// The checkpoint directory (replaced atomically after every epoch).
+        #[arg(long, default_value = "runs/vit")]
+        out: std::path::PathBuf,
+        /// Continue the run saved in this checkpoint directory.
+        #[arg(long)]
+        resume: Option<std::path::PathBuf>,
+        #[arg(long, default_value_t = 10)]
+        epochs: usize,
+        #[arg(long, default_value_t = 128)]
+        batch: usize,
+        /// Peak learning rate (linear warmup, then cosine decay).
+        #[arg(long, default_value_t = 2e-3)]
+        lr: f32,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// The Fashion-MNIST directory (default: the bundled copy).
+        #[arg(long)]
+        data: Option<std::path::PathBuf>,
+        /// Train on the first N training images only (a quick run).
+        #[arg(long)]
+        train_images: Option<usize>,
+    },
+    /// ViT: the top-5 classes of image files (PNG, JPEG).
+    Predict {
+        #[arg(long)]
+        checkpoint: std::path::PathBuf,
+        images: Vec<std::path::PathBuf>,
+    },
+    /// ViT: accuracy on the Fashion-MNIST test set; --out writes index,predicted,label per image.
+    Eval {
+        #[arg(long)]
+        checkpoint: std::path::PathBuf,
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+        #[arg(long)]
+        data: Option<std::path::PathBuf>,
     },
     /// Forward and backward on a reference case (config.json, model.safetensors,
     /// inputs.safetensors); writes logits, loss and grad.* to FILE as safetensors.
@@ -68,6 +111,25 @@ fn main() -> ExitCode {
         Command::Bench { kernels, json, runs, model, batch } => bench(&kernels, json, runs, &model, batch),
         Command::Plan { model, config, batch, json } => plan(&model, &config, batch, json),
         Command::Verify { case_dir, out } => verify(&case_dir, &out),
+        Command::Train { model, out, resume, epochs, batch, lr, seed, data, train_images } => match model.as_str() {
+            "vit" => cli::vit::train(&cli::vit::TrainArgs {
+                out,
+                resume,
+                epochs,
+                batch,
+                lr,
+                seed,
+                data: data.unwrap_or_else(wgformer::data::mnist::default_dir),
+                train_images,
+            }),
+            other => Err(wgformer::Error::Config(format!(
+                "unknown model {other:?}: train vit (translate comes with the Transformer)"
+            ))),
+        },
+        Command::Predict { checkpoint, images } => cli::vit::predict(&checkpoint, &images),
+        Command::Eval { checkpoint, out, data } => {
+            cli::vit::eval(&checkpoint, out.as_deref(), &data.unwrap_or_else(wgformer::data::mnist::default_dir))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

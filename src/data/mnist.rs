@@ -99,6 +99,13 @@ impl ImageSet {
         self.labels.is_empty()
     }
 
+    /// Keeps the first `n` images.
+    pub fn truncate(&mut self, n: usize) {
+        let n = n.min(self.len());
+        self.labels.truncate(n);
+        self.pixels.truncate(n * self.rows * self.cols);
+    }
+
     /// Normalised pixels (B, 1, rows, cols) and labels of the images at `indices`.
     pub fn batch(&self, indices: &[usize], pixels: &mut Vec<f32>, labels: &mut Vec<u32>) {
         let n = self.rows * self.cols;

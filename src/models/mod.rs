@@ -1,3 +1,7 @@
 //! Model graphs built from the graph ops, with standard parameter names.
 
 pub mod vit;
+pub mod vit_checkpoint;
+pub mod vit_infer;
+
+pub use vit_infer::Vit;

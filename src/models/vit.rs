@@ -6,11 +6,11 @@
 use crate::error::{Error, Result};
 use crate::graph::{Dtype, Graph, TensorId};
 use crate::kernels::GeluKind;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// The fields of a Hugging Face ViTConfig (config.json) that the model uses.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 pub struct VitConfig {
     pub image_size: usize,
     pub patch_size: usize,
@@ -33,7 +33,7 @@ pub struct VitConfig {
     #[serde(default)]
     pub id2label: BTreeMap<String, String>,
     /// Used when id2label is absent.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub num_labels: Option<usize>,
 }
 
@@ -112,6 +112,24 @@ impl VitConfig {
         Ok(cfg)
     }
 
+    /// config.json as Hugging Face writes it for ViTForImageClassification.
+    pub fn to_json(&self) -> String {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        if let Some(map) = v.as_object_mut() {
+            map.insert("model_type".into(), "vit".into());
+            map.insert("architectures".into(), serde_json::json!(["ViTForImageClassification"]));
+            let labels: serde_json::Map<String, serde_json::Value> =
+                (0..self.labels()).map(|i| (self.label_name(i), serde_json::Value::from(i))).collect();
+            map.insert("label2id".into(), labels.into());
+        }
+        serde_json::to_string_pretty(&v).unwrap_or_default()
+    }
+
+    /// The name of class `i` (id2label, else LABEL_i).
+    pub fn label_name(&self, i: usize) -> String {
+        self.id2label.get(&i.to_string()).cloned().unwrap_or_else(|| format!("LABEL_{i}"))
+    }
+
     /// Number of output classes.
     pub fn labels(&self) -> usize {
         if self.id2label.is_empty() {
@@ -149,6 +167,32 @@ impl VitConfig {
             return bad("labels, layers, intermediate_size and channels must be positive".into());
         }
         self.gelu().map(|_| ())
+    }
+}
+
+/// How pixels are normalised before the model: (x / 255 - mean) / std per channel, as in a
+/// Hugging Face preprocessor_config.json.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Preprocess {
+    pub image_mean: Vec<f32>,
+    pub image_std: Vec<f32>,
+}
+
+impl Preprocess {
+    /// Hugging Face's ViTImageProcessor default: mean 0.5, std 0.5 per channel.
+    pub fn default_for(channels: usize) -> Self {
+        Preprocess { image_mean: vec![0.5; channels], image_std: vec![0.5; channels] }
+    }
+
+    /// preprocessor_config.json's text.
+    pub fn to_json(&self, size: usize) -> String {
+        let v = serde_json::json!({
+            "image_processor_type": "ViTImageProcessor",
+            "do_rescale": true, "rescale_factor": 1.0 / 255.0,
+            "do_normalize": true, "image_mean": self.image_mean, "image_std": self.image_std,
+            "do_resize": true, "size": {"height": size, "width": size},
+        });
+        serde_json::to_string_pretty(&v).unwrap_or_default()
     }
 }
 

@@ -1,0 +1,4 @@
+//! The command line's own modules (not part of the library).
+
+pub mod plot;
+pub mod vit;

@@ -1,0 +1,273 @@
+//! `train vit`, `predict` and `eval`: the ViT on the bundled Fashion-MNIST.
+
+use super::plot::training_png;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use wgformer::autodiff::backward;
+use wgformer::data::mnist::{self, ImageSet, Split};
+use wgformer::exec::HostData;
+use wgformer::models::vit::{self, Preprocess, VitConfig};
+use wgformer::models::vit_checkpoint::{self as ckpt, TrainingState};
+use wgformer::models::Vit;
+use wgformer::optim::{AdamConfig, Schedule};
+use wgformer::trainer::{TrainConfig, Trainer};
+use wgformer::{Error, Gpu, Result};
+
+/// Options of `train vit`.
+pub struct TrainArgs {
+    pub out: PathBuf,
+    pub resume: Option<PathBuf>,
+    pub epochs: usize,
+    pub batch: usize,
+    pub lr: f32,
+    pub seed: u64,
+    pub data: PathBuf,
+    /// Train on the first N training images only (quick runs).
+    pub train_images: Option<usize>,
+}
+
+/// One epoch in trainer_state.json.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct EpochRecord {
+    epoch: usize,
+    train_loss: f32,
+    test_accuracy: f32,
+    seconds: f64,
+    images_per_second: f64,
+}
+
+/// trainer_state.json: enough to continue exactly where a run stopped.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct TrainerState {
+    epochs_done: usize,
+    epochs: usize,
+    step: u32,
+    batch: usize,
+    lr: f32,
+    seed: u64,
+    history: Vec<EpochRecord>,
+}
+
+const EVAL_BATCH: usize = 500;
+
+fn fashion_preprocess() -> Preprocess {
+    Preprocess { image_mean: vec![mnist::MEAN], image_std: vec![mnist::STD] }
+}
+
+/// Accuracy of `vit` on `set`, and each image's predicted class.
+fn evaluate(gpu: &Gpu, vit: &Vit, set: &ImageSet) -> Result<(f32, Vec<usize>)> {
+    let (mut pixels, mut labels) = (Vec::new(), Vec::new());
+    let mut predicted = Vec::with_capacity(set.len());
+    let indices: Vec<usize> = (0..set.len()).collect();
+    for chunk in indices.chunks(vit.batch()) {
+        set.batch(chunk, &mut pixels, &mut labels);
+        for row in vit.logits(gpu, &pixels)? {
+            predicted.push((0..row.len()).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap_or(0));
+        }
+    }
+    let correct = predicted.iter().zip(&set.labels).filter(|(p, l)| **p == **l as usize).count();
+    Ok((correct as f32 / set.len().max(1) as f32, predicted))
+}
+
+fn read_state(dir: &Path) -> Result<TrainerState> {
+    let path = dir.join("trainer_state.json");
+    let text =
+        std::fs::read_to_string(&path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+    serde_json::from_str(&text).map_err(|e| Error::Format { path: path.display().to_string(), msg: e.to_string() })
+}
+
+pub fn train(args: &TrainArgs) -> Result<()> {
+    let gpu = Gpu::new()?;
+    eprintln!("adapter: {}", gpu.describe());
+    let mut train_set = mnist::load(&args.data, Split::Train)?;
+    if let Some(n) = args.train_images {
+        train_set.truncate(n);
+    }
+    let test_set = mnist::load(&args.data, Split::Test)?;
+    let (cfg, mut state) = match &args.resume {
+        Some(dir) => {
+            let s = read_state(dir)?;
+            eprintln!("resuming {} after epoch {} of {} (step {})", dir.display(), s.epochs_done, s.epochs, s.step);
+            (ckpt::load_config(dir)?, s)
+        }
+        None => {
+            let s = TrainerState {
+                epochs_done: 0,
+                epochs: args.epochs,
+                step: 0,
+                batch: args.batch,
+                lr: args.lr,
+                seed: args.seed,
+                history: vec![],
+            };
+            (VitConfig::fashion_mnist(), s)
+        }
+    };
+    if state.batch == 0 || state.batch > train_set.len() {
+        return Err(Error::Config(format!("--batch {} must be between 1 and {}", state.batch, train_set.len())));
+    }
+    if cfg.image_size != train_set.rows || cfg.num_channels != 1 || cfg.labels() != mnist::CLASSES.len() {
+        return Err(Error::Config(
+            "the checkpoint's config does not fit 28x28 grey Fashion-MNIST with 10 classes".into(),
+        ));
+    }
+    let steps_per_epoch = train_set.len() / state.batch;
+    let total = (state.epochs * steps_per_epoch) as u32;
+    let config = TrainConfig {
+        adam: AdamConfig { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.05 },
+        schedule: Schedule::WarmupCosine {
+            peak: state.lr,
+            min_lr: state.lr * 0.01,
+            warmup: (total / 20).max(1),
+            total,
+        },
+        clip: Some(1.0),
+        seed: state.seed as u32,
+    };
+    let mut v = vit::build(&cfg, state.batch, true)?;
+    let grads = backward(&mut v.graph, v.loss)?;
+    let mut trainer = Trainer::new(&gpu, v.graph.clone(), v.loss, &grads, &[], config)?;
+    let params = match &args.resume {
+        Some(dir) => {
+            let params =
+                wgformer::checkpoint::load_params(&dir.join("model.safetensors"), &v.graph, &vit::stored_shape(&cfg))?;
+            for (p, m, s) in ckpt::load_moments(dir, &v.graph)? {
+                trainer.exec.set_optimizer_state(&gpu, p, &m, &s)?;
+            }
+            trainer.step = state.step;
+            params
+        }
+        None => vit::init_params(&v.graph, state.seed),
+    };
+    for (p, values) in &params {
+        trainer.exec.set(&gpu, *p, HostData::F32(values))?;
+    }
+    let eval_vit = Vit::with_params(&gpu, cfg.clone(), fashion_preprocess(), EVAL_BATCH, &[])?;
+    let n_params: usize = params.iter().map(|(_, v)| v.len()).sum();
+    eprintln!(
+        "ViT on Fashion-MNIST: {} layers, width {}, patch {}, {n_params} parameters; {} epochs of {steps_per_epoch} steps of {}",
+        cfg.num_hidden_layers, cfg.hidden_size, cfg.patch_size, state.epochs, state.batch
+    );
+    let (mut pixels, mut labels) = (Vec::new(), Vec::new());
+    for epoch in state.epochs_done..state.epochs {
+        let order = train_set.epoch_order(state.seed, epoch);
+        let bar = ProgressBar::new(steps_per_epoch as u64);
+        bar.set_style(
+            ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.set_prefix(format!("{}/{}", epoch + 1, state.epochs));
+        let start = Instant::now();
+        let (mut loss_sum, mut smooth) = (0.0f64, None::<f32>);
+        for b in 0..steps_per_epoch {
+            train_set.batch(&order[b * state.batch..(b + 1) * state.batch], &mut pixels, &mut labels);
+            let loss =
+                trainer.step(&gpu, &[(v.pixel_values, HostData::F32(&pixels)), (v.labels, HostData::U32(&labels))])?;
+            if !loss.is_finite() {
+                return Err(Error::Config(format!("the loss became {loss} at step {}: lower --lr", trainer.step)));
+            }
+            loss_sum += loss as f64;
+            let s = smooth.map_or(loss, |s| 0.95 * s + 0.05 * loss);
+            smooth = Some(s);
+            let ips = ((b + 1) * state.batch) as f64 / start.elapsed().as_secs_f64();
+            bar.set_message(format!("loss {s:.4} lr {:.2e} {ips:.0} img/s", trainer.lr()));
+            bar.inc(1);
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        bar.finish_and_clear();
+        let params = trainer.params(&gpu)?;
+        let named: Vec<(String, Vec<f32>)> =
+            params.iter().map(|(p, values)| (v.graph.desc(*p).name.clone(), values.clone())).collect();
+        eval_vit.set_named_params(&gpu, &named)?;
+        let (accuracy, _) = evaluate(&gpu, &eval_vit, &test_set)?;
+        let record = EpochRecord {
+            epoch: epoch + 1,
+            train_loss: (loss_sum / steps_per_epoch as f64) as f32,
+            test_accuracy: accuracy,
+            seconds,
+            images_per_second: (steps_per_epoch * state.batch) as f64 / seconds,
+        };
+        eprintln!(
+            "epoch {}/{}: train loss {:.4}, test accuracy {:.2}%, {:.0} s, {:.0} images/s",
+            record.epoch,
+            state.epochs,
+            record.train_loss,
+            100.0 * accuracy,
+            seconds,
+            record.images_per_second
+        );
+        state.history.push(record);
+        state.epochs_done = epoch + 1;
+        state.step = trainer.step;
+        let losses: Vec<f32> = state.history.iter().map(|r| r.train_loss).collect();
+        let accs: Vec<f32> = state.history.iter().map(|r| r.test_accuracy).collect();
+        let moments = trainer.exec.optimizer_state(&gpu)?;
+        let training = TrainingState {
+            moments: &moments,
+            state_json: serde_json::to_string_pretty(&state).unwrap_or_default(),
+            extra: vec![("training.png", training_png(&losses, &accs))],
+        };
+        ckpt::save(&args.out, &cfg, &fashion_preprocess(), &v.graph, &params, Some(training))?;
+    }
+    if let Some(last) = state.history.last() {
+        let total: f64 = state.history.iter().map(|r| r.seconds).sum();
+        eprintln!(
+            "done: test accuracy {:.2}% after {} epochs, {:.0} s of training; checkpoint in {}",
+            100.0 * last.test_accuracy,
+            state.epochs_done,
+            total,
+            args.out.display()
+        );
+    }
+    Ok(())
+}
+
+/// Top-5 classes of each image file.
+pub fn predict(checkpoint: &Path, images: &[PathBuf]) -> Result<()> {
+    if images.is_empty() {
+        return Err(Error::Config("give at least one image file".into()));
+    }
+    let gpu = Gpu::new()?;
+    let vit = Vit::load(&gpu, checkpoint, 1)?;
+    for path in images {
+        let img = image::open(path).map_err(|e| Error::Format {
+            path: path.display().to_string(),
+            msg: format!("not a readable image: {e}"),
+        })?;
+        let probs = vit.classify(&gpu, &img)?;
+        let mut order: Vec<usize> = (0..probs.len()).collect();
+        order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+        println!("{}", path.display());
+        for &c in order.iter().take(5) {
+            println!("  {:6.2}%  {}", 100.0 * probs[c], vit.config.label_name(c));
+        }
+    }
+    Ok(())
+}
+
+/// Test-set accuracy; with `out`, a CSV of index,predicted,label.
+pub fn eval(checkpoint: &Path, out: Option<&Path>, data: &Path) -> Result<()> {
+    let gpu = Gpu::new()?;
+    let vit = Vit::load(&gpu, checkpoint, EVAL_BATCH)?;
+    let (size, channels) = (vit.config.image_size, vit.config.num_channels);
+    if size != 28 || channels != 1 {
+        return Err(Error::Config(format!(
+            "{}: eval runs on Fashion-MNIST (28x28 grey); this model takes {size}x{size} images of {channels} channels",
+            checkpoint.display()
+        )));
+    }
+    let test = mnist::load(data, Split::Test)?;
+    let (accuracy, predicted) = evaluate(&gpu, &vit, &test)?;
+    println!("test accuracy: {:.2}% ({} images)", 100.0 * accuracy, test.len());
+    if let Some(out) = out {
+        let mut csv = String::from("index,predicted,label\n");
+        for (i, (p, l)) in predicted.iter().zip(&test.labels).enumerate() {
+            csv += &format!("{i},{p},{l}\n");
+        }
+        wgformer::io::write_atomic(out, csv.as_bytes())?;
+        eprintln!("wrote {}", out.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,103 @@
+//! ViT checkpoint directories in the Hugging Face layout: config.json, model.safetensors and
+//! preprocessor_config.json; training adds optimizer.safetensors and trainer_state.json. A
+//! directory is replaced atomically, so a crash never leaves half a checkpoint.
+
+use super::vit::{stored_shape, Preprocess, VitConfig};
+use crate::error::{Error, Result};
+use crate::graph::{Graph, TensorId};
+use crate::io::{read_safetensors, safetensors_bytes, write_dir_atomic};
+use std::path::Path;
+
+/// What a training run saves besides the weights.
+pub struct TrainingState<'a> {
+    /// (param, exp_avg, exp_avg_sq).
+    pub moments: &'a [(TensorId, Vec<f32>, Vec<f32>)],
+    /// trainer_state.json's text.
+    pub state_json: String,
+    /// Extra files (a plot) as (name, bytes).
+    pub extra: Vec<(&'a str, Vec<u8>)>,
+}
+
+fn read_text(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.display().to_string(), source })
+}
+
+/// Reads config.json.
+pub fn load_config(dir: &Path) -> Result<VitConfig> {
+    let path = dir.join("config.json");
+    VitConfig::from_json(&read_text(&path)?)
+        .map_err(|e| Error::Format { path: path.display().to_string(), msg: e.to_string() })
+}
+
+/// Reads preprocessor_config.json, or Hugging Face's default normalisation when it is absent.
+pub fn load_preprocess(dir: &Path, cfg: &VitConfig) -> Result<Preprocess> {
+    let path = dir.join("preprocessor_config.json");
+    if !path.exists() {
+        return Ok(Preprocess::default_for(cfg.num_channels));
+    }
+    let p: Preprocess = serde_json::from_str(&read_text(&path)?)
+        .map_err(|e| Error::Format { path: path.display().to_string(), msg: e.to_string() })?;
+    if p.image_mean.len() != cfg.num_channels || p.image_std.len() != cfg.num_channels || p.image_std.contains(&0.0) {
+        return Err(Error::Format {
+            path: path.display().to_string(),
+            msg: format!("needs {} means and non-zero stds", cfg.num_channels),
+        });
+    }
+    Ok(p)
+}
+
+/// Writes a checkpoint directory.
+pub fn save(
+    dir: &Path,
+    cfg: &VitConfig,
+    pre: &Preprocess,
+    g: &Graph,
+    params: &[(TensorId, Vec<f32>)],
+    training: Option<TrainingState>,
+) -> Result<()> {
+    let stored = stored_shape(cfg);
+    let mut files: Vec<(&str, Vec<u8>)> = vec![
+        ("config.json", cfg.to_json().into_bytes()),
+        ("preprocessor_config.json", pre.to_json(cfg.image_size).into_bytes()),
+        ("model.safetensors", crate::checkpoint::params_bytes(g, params, &stored)?),
+    ];
+    if let Some(t) = training {
+        let mut tensors: Vec<(String, Vec<usize>, &[f32])> = Vec::new();
+        for (p, m, v) in t.moments {
+            let (name, shape) = (&g.desc(*p).name, stored(&g.desc(*p).name, g.shape(*p)));
+            tensors.push((format!("{name}.exp_avg"), shape.clone(), m));
+            tensors.push((format!("{name}.exp_avg_sq"), shape, v));
+        }
+        files.push(("optimizer.safetensors", safetensors_bytes(&tensors)?));
+        files.push(("trainer_state.json", t.state_json.into_bytes()));
+        files.extend(t.extra);
+    }
+    write_dir_atomic(dir, &files)
+}
+
+/// Reads optimizer.safetensors: (param, exp_avg, exp_avg_sq) for every parameter of `g`.
+pub fn load_moments(dir: &Path, g: &Graph) -> Result<Vec<(TensorId, Vec<f32>, Vec<f32>)>> {
+    let path = dir.join("optimizer.safetensors");
+    let tensors = read_safetensors(&path)?;
+    let get = |name: &str, len: usize| -> Result<Vec<f32>> {
+        let t = tensors
+            .iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| Error::Format { path: path.display().to_string(), msg: format!("no tensor {name}") })?;
+        let v = t.f32(&path)?;
+        if v.len() != len {
+            return Err(Error::Format {
+                path: path.display().to_string(),
+                msg: format!("{name} has {} values, expected {len}", v.len()),
+            });
+        }
+        Ok(v.to_vec())
+    };
+    g.params()
+        .into_iter()
+        .map(|p| {
+            let (name, len) = (&g.desc(p).name, g.desc(p).len());
+            Ok((p, get(&format!("{name}.exp_avg"), len)?, get(&format!("{name}.exp_avg_sq"), len)?))
+        })
+        .collect()
+}

@@ -1,0 +1,143 @@
+//! ViT inference: load a checkpoint directory, classify images.
+
+use super::vit::{build, stored_shape, Preprocess, VitConfig};
+use super::vit_checkpoint::{load_config, load_preprocess};
+use crate::error::{Error, Result};
+use crate::exec::{Executor, HostData};
+use crate::gpu::Gpu;
+use crate::graph::TensorId;
+use std::path::Path;
+
+/// A ViT ready to classify batches of up to `batch` images.
+pub struct Vit {
+    pub config: VitConfig,
+    pub preprocess: Preprocess,
+    exec: Executor,
+    pixel_values: TensorId,
+    labels: TensorId,
+    logits: TensorId,
+    batch: usize,
+}
+
+impl Vit {
+    /// Loads config.json, model.safetensors and preprocessor_config.json from `dir` (a training
+    /// checkpoint, a reference case, or a Hugging Face ViT).
+    pub fn load(gpu: &Gpu, dir: &Path, batch: usize) -> Result<Self> {
+        if !dir.is_dir() {
+            return Err(Error::Format { path: dir.display().to_string(), msg: "is not a checkpoint directory".into() });
+        }
+        let cfg = load_config(dir)?;
+        let pre = load_preprocess(dir, &cfg)?;
+        let v = build(&cfg, batch.max(1), false)?;
+        let params = crate::checkpoint::load_params(&dir.join("model.safetensors"), &v.graph, &stored_shape(&cfg))?;
+        let vit = Self::with_params(gpu, cfg, pre, batch, &[])?;
+        for (p, values) in &params {
+            vit.exec.set(gpu, *p, HostData::F32(values))?;
+        }
+        Ok(vit)
+    }
+
+    /// A ViT with the given parameter values (in the order of the graph's parameters).
+    pub fn with_params(
+        gpu: &Gpu,
+        cfg: VitConfig,
+        pre: Preprocess,
+        batch: usize,
+        params: &[(TensorId, Vec<f32>)],
+    ) -> Result<Self> {
+        let batch = batch.max(1);
+        let v = build(&cfg, batch, false)?;
+        let exec = Executor::keeping(gpu, v.graph, None, None, &[v.logits])?;
+        for (p, values) in params {
+            exec.set(gpu, *p, HostData::F32(values))?;
+        }
+        Ok(Vit {
+            config: cfg,
+            preprocess: pre,
+            exec,
+            pixel_values: v.pixel_values,
+            labels: v.labels,
+            logits: v.logits,
+            batch,
+        })
+    }
+
+    /// Replaces the weights by name (for example a training graph's parameters, whose ids differ
+    /// from this graph's).
+    pub fn set_named_params(&self, gpu: &Gpu, params: &[(String, Vec<f32>)]) -> Result<()> {
+        for (name, values) in params {
+            let t = self
+                .exec
+                .graph()
+                .find(name)
+                .ok_or_else(|| Error::Input { name: name.clone(), msg: "is not a parameter of this ViT".into() })?;
+            self.exec.set(gpu, t, HostData::F32(values))?;
+        }
+        Ok(())
+    }
+
+    /// Images per forward pass.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// Logits of up to `batch` normalised images (n, C, H, W), one row of classes per image.
+    pub fn logits(&self, gpu: &Gpu, pixels: &[f32]) -> Result<Vec<Vec<f32>>> {
+        let per_image = self.config.num_channels * self.config.image_size * self.config.image_size;
+        let n = pixels.len() / per_image;
+        if n == 0 || n > self.batch || pixels.len() % per_image != 0 {
+            return Err(Error::Input {
+                name: "pixel_values".into(),
+                msg: format!("{} values are not 1..={} images of {per_image}", pixels.len(), self.batch),
+            });
+        }
+        let mut padded = pixels.to_vec();
+        padded.resize(self.batch * per_image, 0.0);
+        let labels = vec![0u32; self.batch];
+        let feed = [(self.pixel_values, HostData::F32(&padded)), (self.labels, HostData::U32(&labels))];
+        self.exec.step(gpu, &feed, &Default::default())?;
+        let logits = self.exec.read(gpu, self.logits)?;
+        let classes = self.config.labels();
+        Ok(logits.chunks(classes).take(n).map(|r| r.to_vec()).collect())
+    }
+
+    /// Normalised pixels (C, H, W) of an image: converted to the model's channels (grey or RGB)
+    /// and resized to its input size.
+    pub fn pixels(&self, image: &image::DynamicImage) -> Result<Vec<f32>> {
+        let size = self.config.image_size as u32;
+        let resized = image.resize_exact(size, size, image::imageops::FilterType::Triangle);
+        let (mean, std) = (&self.preprocess.image_mean, &self.preprocess.image_std);
+        let plane = (size * size) as usize;
+        let mut out = vec![0.0f32; self.config.num_channels * plane];
+        match self.config.num_channels {
+            1 => {
+                for (i, p) in resized.to_luma8().pixels().enumerate() {
+                    out[i] = (p.0[0] as f32 / 255.0 - mean[0]) / std[0];
+                }
+            }
+            3 => {
+                for (i, p) in resized.to_rgb8().pixels().enumerate() {
+                    for c in 0..3 {
+                        out[c * plane + i] = (p.0[c] as f32 / 255.0 - mean[c]) / std[c];
+                    }
+                }
+            }
+            c => return Err(Error::Config(format!("images with {c} channels are not supported (1 or 3)"))),
+        }
+        Ok(out)
+    }
+
+    /// Class probabilities of one image.
+    pub fn classify(&self, gpu: &Gpu, image: &image::DynamicImage) -> Result<Vec<f32>> {
+        let logits = self.logits(gpu, &self.pixels(image)?)?;
+        Ok(softmax(&logits[0]))
+    }
+}
+
+/// Probabilities from logits.
+pub fn softmax(logits: &[f32]) -> Vec<f32> {
+    let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let e: Vec<f32> = logits.iter().map(|&x| (x - m).exp()).collect();
+    let s: f32 = e.iter().sum();
+    e.iter().map(|x| x / s).collect()
+}
