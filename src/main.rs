@@ -61,6 +61,12 @@ enum Command {
         /// Train on the first N training images only (a quick run).
         #[arg(long)]
         train_images: Option<usize>,
+        /// Evaluate on the first N test images only (a quick run).
+        #[arg(long)]
+        test_images: Option<usize>,
+        /// Stop after this many epochs (with a checkpoint); --resume continues the run.
+        #[arg(long)]
+        stop_after: Option<usize>,
     },
     /// ViT: the top-5 classes of image files (PNG, JPEG).
     Predict {
@@ -111,21 +117,25 @@ fn main() -> ExitCode {
         Command::Bench { kernels, json, runs, model, batch } => bench(&kernels, json, runs, &model, batch),
         Command::Plan { model, config, batch, json } => plan(&model, &config, batch, json),
         Command::Verify { case_dir, out } => verify(&case_dir, &out),
-        Command::Train { model, out, resume, epochs, batch, lr, seed, data, train_images } => match model.as_str() {
-            "vit" => cli::vit::train(&cli::vit::TrainArgs {
-                out,
-                resume,
-                epochs,
-                batch,
-                lr,
-                seed,
-                data: data.unwrap_or_else(wgformer::data::mnist::default_dir),
-                train_images,
-            }),
-            other => Err(wgformer::Error::Config(format!(
-                "unknown model {other:?}: train vit (translate comes with the Transformer)"
-            ))),
-        },
+        Command::Train { model, out, resume, epochs, batch, lr, seed, data, train_images, test_images, stop_after } => {
+            match model.as_str() {
+                "vit" => cli::vit::train(&cli::vit::TrainArgs {
+                    out,
+                    resume,
+                    epochs,
+                    batch,
+                    lr,
+                    seed,
+                    data: data.unwrap_or_else(wgformer::data::mnist::default_dir),
+                    train_images,
+                    test_images,
+                    stop_after,
+                }),
+                other => Err(wgformer::Error::Config(format!(
+                    "unknown model {other:?}: train vit (translate comes with the Transformer)"
+                ))),
+            }
+        }
         Command::Predict { checkpoint, images } => cli::vit::predict(&checkpoint, &images),
         Command::Eval { checkpoint, out, data } => {
             cli::vit::eval(&checkpoint, out.as_deref(), &data.unwrap_or_else(wgformer::data::mnist::default_dir))

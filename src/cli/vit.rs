@@ -26,6 +26,10 @@ pub struct TrainArgs {
     pub data: PathBuf,
     /// Train on the first N training images only (quick runs).
     pub train_images: Option<usize>,
+    /// Evaluate on the first N test images only (quick runs).
+    pub test_images: Option<usize>,
+    /// Stop (with a checkpoint) after this many epochs in this invocation; --resume continues.
+    pub stop_after: Option<usize>,
 }
 
 /// One epoch in trainer_state.json.
@@ -85,7 +89,10 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     if let Some(n) = args.train_images {
         train_set.truncate(n);
     }
-    let test_set = mnist::load(&args.data, Split::Test)?;
+    let mut test_set = mnist::load(&args.data, Split::Test)?;
+    if let Some(n) = args.test_images {
+        test_set.truncate(n);
+    }
     let (cfg, mut state) = match &args.resume {
         Some(dir) => {
             let s = read_state(dir)?;
@@ -151,7 +158,11 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         cfg.num_hidden_layers, cfg.hidden_size, cfg.patch_size, state.epochs, state.batch
     );
     let (mut pixels, mut labels) = (Vec::new(), Vec::new());
-    for epoch in state.epochs_done..state.epochs {
+    let last_epoch = match args.stop_after {
+        Some(n) => (state.epochs_done + n).min(state.epochs),
+        None => state.epochs,
+    };
+    for epoch in state.epochs_done..last_epoch {
         let order = train_set.epoch_order(state.seed, epoch);
         let bar = ProgressBar::new(steps_per_epoch as u64);
         bar.set_style(

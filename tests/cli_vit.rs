@@ -1,0 +1,130 @@
+//! The ViT commands end to end, through the binary: a short training run writes a complete
+//! checkpoint; an interrupted run resumed with --resume ends bit-identical to an uninterrupted
+//! one; predict classifies PNG and JPEG files; eval writes its CSV; bad input gives a clear
+//! error and a non-zero exit.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn wgformer(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_wgformer")).args(args).output().expect("runs the binary");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("wgformer-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn train(out: &Path, extra: &[&str]) {
+    let out = out.to_str().expect("utf-8 path");
+    let mut args = vec![
+        "train",
+        "vit",
+        "--out",
+        out,
+        "--epochs",
+        "2",
+        "--batch",
+        "32",
+        "--train-images",
+        "128",
+        "--test-images",
+        "100",
+    ];
+    args.extend_from_slice(extra);
+    let (ok, _, err) = wgformer(&args);
+    assert!(ok, "training failed: {err}");
+}
+
+#[test]
+fn train_resume_predict_eval() {
+    let dir = scratch("vit");
+    let (straight, split) = (dir.join("straight"), dir.join("split"));
+    train(&straight, &[]);
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+        "optimizer.safetensors",
+        "trainer_state.json",
+        "training.png",
+    ] {
+        assert!(straight.join(f).is_file(), "checkpoint lacks {f}");
+    }
+    // The same run, stopped after one epoch and resumed.
+    train(&split, &["--stop-after", "1"]);
+    let state = std::fs::read_to_string(split.join("trainer_state.json")).unwrap();
+    assert!(state.contains("\"epochs_done\": 1"), "{state}");
+    train(&split, &["--resume", split.to_str().unwrap()]);
+    let a = std::fs::read(straight.join("model.safetensors")).unwrap();
+    let b = std::fs::read(split.join("model.safetensors")).unwrap();
+    assert!(a == b, "a resumed run must end where an uninterrupted one does");
+
+    // Real image files: test images as a grey PNG, an RGB PNG and a JPEG.
+    let test =
+        wgformer::data::mnist::load(&wgformer::data::mnist::default_dir(), wgformer::data::mnist::Split::Test).unwrap();
+    let grey = image::GrayImage::from_raw(28, 28, test.pixels[..784].to_vec()).unwrap();
+    let png = dir.join("grey.png");
+    grey.save(&png).unwrap();
+    let rgb = image::DynamicImage::ImageLuma8(grey.clone())
+        .resize_exact(56, 56, image::imageops::FilterType::Nearest)
+        .to_rgb8();
+    let (rgb_png, jpg) = (dir.join("rgb.png"), dir.join("photo.jpg"));
+    rgb.save(&rgb_png).unwrap();
+    rgb.save(&jpg).unwrap();
+    let ckpt = straight.to_str().unwrap();
+    let (ok, out, err) = wgformer(&[
+        "predict",
+        "--checkpoint",
+        ckpt,
+        png.to_str().unwrap(),
+        rgb_png.to_str().unwrap(),
+        jpg.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().filter(|l| l.contains('%')).count(), 15, "top-5 for 3 images:\n{out}");
+    assert!(
+        out.contains("Ankle boot") || out.contains("Sneaker") || out.contains("Bag"),
+        "class names are printed:\n{out}"
+    );
+
+    let csv = dir.join("predictions.csv");
+    let (ok, out, err) = wgformer(&["eval", "--checkpoint", ckpt, "--out", csv.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(out.contains("test accuracy"), "{out}");
+    let lines = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(lines.lines().count(), 10_001, "a header and one line per test image");
+    assert!(lines.starts_with("index,predicted,label\n0,"));
+
+    // Bad input: each a clear message naming the problem, and a failing exit status.
+    let missing = dir.join("nope");
+    let (ok, _, err) = wgformer(&["predict", "--checkpoint", missing.to_str().unwrap(), png.to_str().unwrap()]);
+    assert!(!ok && err.contains("nope"), "{err}");
+    let not_image = dir.join("notes.png");
+    std::fs::write(&not_image, "not an image").unwrap();
+    let (ok, _, err) = wgformer(&["predict", "--checkpoint", ckpt, not_image.to_str().unwrap()]);
+    assert!(!ok && err.contains("notes.png"), "{err}");
+    let broken = dir.join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    for f in ["config.json", "preprocessor_config.json"] {
+        std::fs::copy(straight.join(f), broken.join(f)).unwrap();
+    }
+    std::fs::write(broken.join("model.safetensors"), b"garbage").unwrap();
+    let (ok, _, err) = wgformer(&["predict", "--checkpoint", broken.to_str().unwrap(), png.to_str().unwrap()]);
+    assert!(!ok && err.contains("model.safetensors"), "{err}");
+    let config = std::fs::read_to_string(straight.join("config.json"))
+        .unwrap()
+        .replace("\"hidden_size\": 96", "\"hidden_size\": 64");
+    std::fs::write(broken.join("config.json"), config).unwrap();
+    std::fs::copy(straight.join("model.safetensors"), broken.join("model.safetensors")).unwrap();
+    let (ok, _, err) = wgformer(&["predict", "--checkpoint", broken.to_str().unwrap(), png.to_str().unwrap()]);
+    assert!(!ok && err.contains("shape"), "a config that does not match the weights: {err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
