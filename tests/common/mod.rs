@@ -64,22 +64,19 @@ pub fn for_each_fresh_gpu(mut f: impl FnMut(&Gpu)) {
     }
 }
 
-/// xorshift64*: reproducible test data without a dependency.
-pub struct Rng(u64);
+/// Reproducible test data: the library's generator, with test helpers.
+pub struct Rng(wgformer::rng::Rng);
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+        Rng(wgformer::rng::Rng::new(seed))
     }
     pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        self.0.next_u64()
     }
     /// Uniform in [-1, 1).
     pub fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+        self.0.uniform() * 2.0 - 1.0
     }
     pub fn vec(&mut self, n: usize, scale: f64) -> Vec<f64> {
         (0..n).map(|_| self.uniform() * scale).collect()
