@@ -524,5 +524,5 @@ fn prepare_adam(gpu: &Gpu, k: &KernelSet, g: &Graph, ts: &[Tensor], grads: &Grad
         state.push((p, m, v));
     }
     clip.push(k.clip.scale(gpu, &grad_scale, &partial, partials, &clip_params)?);
-    Ok(Optimizer { updates, clip, clip_params, partials, grad_scale, state: state })
+    Ok(Optimizer { updates, clip, clip_params, partials, grad_scale, state })
 }

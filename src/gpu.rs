@@ -180,7 +180,7 @@ impl Gpu {
 
     /// Checks that `bytes` fit one storage binding and one buffer on this adapter.
     pub fn check_size(&self, name: &str, bytes: u64) -> Result<()> {
-        let binding = self.limits.max_storage_buffer_binding_size as u64;
+        let binding = self.limits.max_storage_buffer_binding_size;
         if bytes > binding {
             return Err(Error::TooLarge {
                 name: name.to_string(),

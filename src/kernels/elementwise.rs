@@ -111,7 +111,7 @@ impl Elementwise {
         check_len(op, "out", out, n)?;
         check_len(op, "a", a, n)?;
         check_len(op, "b", b, nb)?;
-        if nb == 0 || n % nb != 0 {
+        if nb == 0 || !n.is_multiple_of(nb) {
             return Err(crate::error::Error::shape(op, format!("{nb} values do not tile {n}")));
         }
         let params = EltParams { n: u32_of(op, "n", n)?, alpha: 0.0, nb: u32_of(op, "nb", nb)?, _pad: 0 };

@@ -267,7 +267,7 @@ impl MatmulSet {
             && lo >= 4
             && lo % 4 == 0
             && tiles.wg_m == 1
-            && tiles.wg_n % lo == 0;
+            && tiles.wg_n.is_multiple_of(lo);
         let best = if sg_ok {
             MatmulVariant::Subgroup
         } else if cap == MatmulVariant::General {

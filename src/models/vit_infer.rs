@@ -85,7 +85,7 @@ impl Vit {
     pub fn logits(&self, gpu: &Gpu, pixels: &[f32]) -> Result<Vec<Vec<f32>>> {
         let per_image = self.config.num_channels * self.config.image_size * self.config.image_size;
         let n = pixels.len() / per_image;
-        if n == 0 || n > self.batch || pixels.len() % per_image != 0 {
+        if n == 0 || n > self.batch || !pixels.len().is_multiple_of(per_image) {
             return Err(Error::Input {
                 name: "pixel_values".into(),
                 msg: format!("{} values are not 1..={} images of {per_image}", pixels.len(), self.batch),
