@@ -25,23 +25,45 @@ fn every_variant(gpu: &Gpu) -> Vec<Matmul> {
 
 /// Runs `shape` on the GPU with random operands and compares with the reference.
 fn check(gpu: &Gpu, mm: &Matmul, shape: &MatmulShape, seed: u64) {
-    let (na, nb, nc) = shape.extents();
-    let mut rng = Rng::new(seed);
-    let (a, b, bias, c0) =
-        (rng.vec_f32(na, 1.0), rng.vec_f32(nb, 1.0), rng.vec_f32(shape.n, 1.0), rng.vec_f32(nc, 1.0));
-    let mut want = c0.clone();
-    matmul_forward(&mut want, &a, &b, shape.bias.then_some(&bias[..]), shape);
+    check_case(gpu, mm, &Case::new(shape, seed));
+}
+
+/// Random operands for a shape and the reference product, computed once and run on every
+/// variant and backend.
+struct Case {
+    shape: MatmulShape,
+    a: Vec<f32>,
+    b: Vec<f32>,
+    bias: Vec<f32>,
+    c0: Vec<f32>,
+    want: Vec<f32>,
+}
+
+impl Case {
+    fn new(shape: &MatmulShape, seed: u64) -> Self {
+        let (na, nb, nc) = shape.extents();
+        let mut rng = Rng::new(seed);
+        let (a, b, bias, c0) =
+            (rng.vec_f32(na, 1.0), rng.vec_f32(nb, 1.0), rng.vec_f32(shape.n, 1.0), rng.vec_f32(nc, 1.0));
+        let mut want = c0.clone();
+        matmul_forward(&mut want, &a, &b, shape.bias.then_some(&bias[..]), shape);
+        Case { shape: *shape, a, b, bias, c0, want }
+    }
+}
+
+fn check_case(gpu: &Gpu, mm: &Matmul, case: &Case) {
+    let shape = &case.shape;
     let (ga, gb, gbias, gc) = (
-        gpu.upload("a", &a).unwrap(),
-        gpu.upload("b", &b).unwrap(),
-        gpu.upload("bias", &bias).unwrap(),
-        gpu.upload("c", &c0).unwrap(),
+        gpu.upload("a", &case.a).unwrap(),
+        gpu.upload("b", &case.b).unwrap(),
+        gpu.upload("bias", &case.bias).unwrap(),
+        gpu.upload("c", &case.c0).unwrap(),
     );
     let d = mm.fwd(gpu, &gc, &ga, &gb, shape.bias.then_some(&gbias), shape).unwrap();
     kernels::run(gpu, &[&d]).unwrap();
     let got = gpu.read(&gc).unwrap();
     let name = format!("matmul {:?} {shape:?}", mm.variant_for(shape));
-    assert_close(&name, &got, &want, tol(shape.k), tol(shape.k));
+    assert_close(&name, &got, &case.want, tol(shape.k), tol(shape.k));
 }
 
 #[test]
@@ -134,10 +156,11 @@ fn vit_b16_mlp_shapes() {
         MatmulShape::packed(1, t, c, f, false, false),
         MatmulShape::packed(1, f, c, t, true, false),
     ];
+    let cases: Vec<Case> = shapes.iter().enumerate().map(|(i, s)| Case::new(s, 100 + i as u64)).collect();
     for_each_gpu(|gpu| {
         for mm in every_variant(gpu) {
-            for (i, s) in shapes.iter().enumerate() {
-                check(gpu, &mm, s, 100 + i as u64);
+            for case in &cases {
+                check_case(gpu, &mm, case);
             }
         }
     });
