@@ -20,6 +20,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("embedding.wgsl", EMBEDDING),
     ("mask.wgsl", MASK),
     ("clip.wgsl", CLIP),
+    ("attention.wgsl", ATTENTION),
 ];
 
 pub const MATMUL: &str = include_str!("../shaders/matmul.wgsl");
@@ -36,6 +37,7 @@ pub const DROPOUT: &str = include_str!("../shaders/dropout.wgsl");
 pub const EMBEDDING: &str = include_str!("../shaders/embedding.wgsl");
 pub const MASK: &str = include_str!("../shaders/mask.wgsl");
 pub const CLIP: &str = include_str!("../shaders/clip.wgsl");
+pub const ATTENTION: &str = include_str!("../shaders/attention.wgsl");
 
 /// Parses and validates `source` with naga; errors carry the file name and naga's report.
 pub fn validate(file: &str, source: &str) -> Result<()> {

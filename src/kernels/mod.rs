@@ -4,6 +4,7 @@
 //! dispatches without creating anything.
 
 pub mod adam;
+pub mod attention;
 pub mod clip;
 pub mod crossentropy;
 pub mod dropout;
@@ -18,6 +19,7 @@ pub mod reduce;
 pub mod softmax;
 
 pub use adam::Adam;
+pub use attention::Attention;
 pub use clip::Clip;
 pub use crossentropy::CrossEntropy;
 pub use dropout::Dropout;

@@ -3,6 +3,7 @@
 //! differences. Generic over [`Real`] so the gradient checks can run in f64.
 
 pub mod adam;
+pub mod attention;
 pub mod crossentropy;
 pub mod dropout;
 pub mod elementwise;

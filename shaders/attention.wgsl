@@ -1,0 +1,185 @@
+// Fused scaled dot-product attention, forward and backward, never storing the (Tq x Tk) scores.
+// Layout (B, T, H, D): q (B, Tq, H, D), k and v (B, Tk, H, D), o like q; lse and delta (B, H, Tq).
+// Key j is visible to query i when j < key_len[b] (if lengths are given) and, when causal,
+// j <= i + (Tk - Tq). A query that sees no key gets o = 0 and zero gradients (no NaN).
+//   attention_fwd:   per query row, an online softmax over the keys (running max m and sum l):
+//                    o = sum_j softmax(scale q.k_j) v_j, lse = m + log l
+//   attention_delta: delta_i = sum_d do_i[d] o_i[d]
+//   attention_dq:    per query row: dq = scale sum_j p_ij (do_i.v_j - delta_i) k_j, p_ij = exp(scale q_i.k_j - lse_i)
+//   attention_dkv:   per key row:   dv = sum_i p_ij do_i,  dk = scale sum_i p_ij (do_i.v_j - delta_i) q_i
+// Design rule: one invocation per row, the row's D values in registers (D a pipeline constant,
+// so the driver unrolls the D loops); no workgroup memory, deterministic. Loops run over keys
+// (forward, dq) or queries (dkv) only, which keeps llvmpipe's per-invocation loop budget for
+// sequences up to 65535.
+
+struct AttnParams { batch: u32, heads: u32, tq: u32, tk: u32, causal: u32, has_lens: u32, scale: f32, _pad: u32, }
+
+override WG: u32 = 64;
+override D: u32 = 64;      // head dimension, a multiple of 4, at most DMAX
+const D4MAX: u32 = 32u;    // DMAX / 4 = 128 / 4
+
+@group(0) @binding(0) var<storage, read_write> o: array<vec4<f32>>;     // (B, Tq, H, D)
+@group(0) @binding(1) var<storage, read_write> lse: array<f32>;         // (B, H, Tq)
+@group(0) @binding(2) var<storage, read> q: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> k: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> v: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> key_lens: array<u32>;          // (B)
+@group(0) @binding(6) var<uniform> p: AttnParams;
+
+// attention_delta: delta (B, H, Tq) from do and o.
+@group(0) @binding(0) var<storage, read_write> dl_delta: array<f32>;
+@group(0) @binding(1) var<storage, read> dl_do: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> dl_o: array<vec4<f32>>;
+@group(0) @binding(3) var<uniform> dl_p: AttnParams;
+
+// attention_dq: dq from q, k, v, do, lse, delta.
+@group(0) @binding(0) var<storage, read_write> dq_out: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> bq: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> bk: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> bv: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> bdo: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> blse: array<f32>;
+@group(0) @binding(6) var<storage, read> bdelta: array<f32>;
+@group(0) @binding(7) var<storage, read> blens: array<u32>;
+@group(0) @binding(8) var<uniform> bp: AttnParams;
+
+// attention_dkv: dk and dv (two outputs), then the same inputs as attention_dq.
+@group(0) @binding(0) var<storage, read_write> dk_out: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> dv_out: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> cq: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> ck: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> cv: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> cdo: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read> clse: array<f32>;
+@group(0) @binding(7) var<storage, read> cdelta: array<f32>;
+@group(0) @binding(8) var<storage, read> clens: array<u32>;
+@group(0) @binding(9) var<uniform> cp: AttnParams;
+
+// vec4 index of row t, head h of a (B, T, H, D) tensor.
+fn row4(b: u32, t: u32, h: u32, tokens: u32, heads: u32) -> u32 {
+    return ((b * tokens + t) * heads + h) * (D / 4u);
+}
+
+// Keys visible to query i: [0, end).
+fn key_end(i: u32, len: u32, prm: AttnParams) -> u32 {
+    var end = len;
+    if (prm.causal != 0u) { end = min(end, i + (prm.tk - prm.tq) + 1u); }
+    return end;
+}
+
+fn flat_row(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return gid.x + gid.y * nwg.x * WG;
+}
+
+@compute @workgroup_size(WG)
+fn attention_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    // row = (b * H + h) * Tq + i
+    let row = flat_row(gid, nwg);
+    if (row >= p.batch * p.heads * p.tq) { return; }
+    let i = row % p.tq;
+    let h = (row / p.tq) % p.heads;
+    let b = row / (p.tq * p.heads);
+    let len = select(p.tk, min(key_lens[b], p.tk), p.has_lens != 0u);
+    let end = key_end(i, len, p);
+    var qr: array<vec4<f32>, D4MAX>;
+    var acc: array<vec4<f32>, D4MAX>;
+    let qi = row4(b, i, h, p.tq, p.heads);
+    for (var d = 0u; d < D / 4u; d++) { qr[d] = q[qi + d] * p.scale; acc[d] = vec4<f32>(0.0); }
+    var m = -3.402823e38;
+    var l = 0.0;
+    for (var j = 0u; j < end; j++) {
+        let kj = row4(b, j, h, p.tk, p.heads);
+        var s = 0.0;
+        for (var d = 0u; d < D / 4u; d++) { s += dot(qr[d], k[kj + d]); }
+        let m_new = max(m, s);
+        let corr = exp(m - m_new);
+        let pj = exp(s - m_new);
+        l = l * corr + pj;
+        for (var d = 0u; d < D / 4u; d++) { acc[d] = acc[d] * corr + pj * v[kj + d]; }
+        m = m_new;
+    }
+    let inv = select(0.0, 1.0 / l, end > 0u);
+    for (var d = 0u; d < D / 4u; d++) { o[qi + d] = acc[d] * inv; }
+    // No visible key: lse = +max so that every recomputed probability is exp(-huge) = 0.
+    lse[row] = select(3.402823e38, m + log(l), end > 0u);
+}
+
+@compute @workgroup_size(WG)
+fn attention_delta(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = flat_row(gid, nwg);
+    if (row >= dl_p.batch * dl_p.heads * dl_p.tq) { return; }
+    let i = row % dl_p.tq;
+    let h = (row / dl_p.tq) % dl_p.heads;
+    let b = row / (dl_p.tq * dl_p.heads);
+    let qi = row4(b, i, h, dl_p.tq, dl_p.heads);
+    var s = 0.0;
+    for (var d = 0u; d < D / 4u; d++) { s += dot(dl_do[qi + d], dl_o[qi + d]); }
+    dl_delta[row] = s;
+}
+
+@compute @workgroup_size(WG)
+fn attention_dq(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = flat_row(gid, nwg);
+    if (row >= bp.batch * bp.heads * bp.tq) { return; }
+    let i = row % bp.tq;
+    let h = (row / bp.tq) % bp.heads;
+    let b = row / (bp.tq * bp.heads);
+    let len = select(bp.tk, min(blens[b], bp.tk), bp.has_lens != 0u);
+    let end = key_end(i, len, bp);
+    var qr: array<vec4<f32>, D4MAX>;
+    var dor: array<vec4<f32>, D4MAX>;
+    var acc: array<vec4<f32>, D4MAX>;
+    let qi = row4(b, i, h, bp.tq, bp.heads);
+    for (var d = 0u; d < D / 4u; d++) { qr[d] = bq[qi + d] * bp.scale; dor[d] = bdo[qi + d]; acc[d] = vec4<f32>(0.0); }
+    let l = blse[row];
+    let dlt = bdelta[row];
+    for (var j = 0u; j < end; j++) {
+        let kj = row4(b, j, h, bp.tk, bp.heads);
+        var s = 0.0;
+        var dp = 0.0;
+        for (var d = 0u; d < D / 4u; d++) { s += dot(qr[d], bk[kj + d]); dp += dot(dor[d], bv[kj + d]); }
+        let ds = exp(s - l) * (dp - dlt);
+        for (var d = 0u; d < D / 4u; d++) { acc[d] += ds * bk[kj + d]; }
+    }
+    for (var d = 0u; d < D / 4u; d++) { dq_out[qi + d] = acc[d] * bp.scale; }
+}
+
+@compute @workgroup_size(WG)
+fn attention_dkv(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    // row = (b * H + h) * Tk + j
+    let row = flat_row(gid, nwg);
+    if (row >= cp.batch * cp.heads * cp.tk) { return; }
+    let j = row % cp.tk;
+    let h = (row / cp.tk) % cp.heads;
+    let b = row / (cp.tk * cp.heads);
+    let len = select(cp.tk, min(clens[b], cp.tk), cp.has_lens != 0u);
+    var kr: array<vec4<f32>, D4MAX>;
+    var vr: array<vec4<f32>, D4MAX>;
+    var dk: array<vec4<f32>, D4MAX>;
+    var dv: array<vec4<f32>, D4MAX>;
+    let kj = row4(b, j, h, cp.tk, cp.heads);
+    for (var d = 0u; d < D / 4u; d++) {
+        kr[d] = ck[kj + d] * cp.scale;
+        vr[d] = cv[kj + d];
+        dk[d] = vec4<f32>(0.0);
+        dv[d] = vec4<f32>(0.0);
+    }
+    // Queries that see key j: all when not causal, else i >= j - (Tk - Tq).
+    var start = 0u;
+    if (cp.causal != 0u && j > cp.tk - cp.tq) { start = j - (cp.tk - cp.tq); }
+    if (j >= len) { start = cp.tq; }
+    for (var i = start; i < cp.tq; i++) {
+        let qi = row4(b, i, h, cp.tq, cp.heads);
+        let lrow = (b * cp.heads + h) * cp.tq + i;
+        var s = 0.0;
+        var dp = 0.0;
+        for (var d = 0u; d < D / 4u; d++) { s += dot(cq[qi + d], kr[d]); dp += dot(cdo[qi + d], vr[d]); }
+        let pij = exp(s - clse[lrow]);
+        let ds = pij * (dp - cdelta[lrow]);
+        for (var d = 0u; d < D / 4u; d++) {
+            dv[d] += pij * cdo[qi + d];
+            dk[d] += ds * cq[qi + d];
+        }
+    }
+    for (var d = 0u; d < D / 4u; d++) { dk_out[kj + d] = dk[d] * cp.scale; dv_out[kj + d] = dv[d]; }
+}

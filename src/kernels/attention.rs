@@ -1,0 +1,176 @@
+//! Fused attention, forward and backward, without the (Tq x Tk) score matrix:
+//! `shaders/attention.wgsl`. Layout (B, T, H, D), the output of a Linear layer as it is.
+
+use super::{check_len, check_loop_budget, check_typed, dispatch, grid, u32_of, Dispatch};
+use crate::error::{Error, Result};
+use crate::gpu::{DType, Gpu, Tensor};
+pub use crate::reference::attention::AttentionShape;
+
+const WG: u32 = 64;
+/// The head dimensions with a pipeline (D is a pipeline constant so the driver unrolls it).
+pub const HEAD_DIMS: [usize; 4] = [16, 32, 64, 128];
+
+/// Mirrors `AttnParams` in attention.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct AttnParams {
+    batch: u32,
+    heads: u32,
+    tq: u32,
+    tk: u32,
+    causal: u32,
+    has_lens: u32,
+    scale: f32,
+    _pad: u32,
+}
+
+/// The four entry points for one head dimension.
+struct Pipelines {
+    fwd: wgpu::ComputePipeline,
+    delta: wgpu::ComputePipeline,
+    dq: wgpu::ComputePipeline,
+    dkv: wgpu::ComputePipeline,
+}
+
+/// The attention kernels, for head dims 16, 32, 64 and 128.
+pub struct Attention {
+    per_dim: Vec<(usize, Pipelines)>,
+    no_lens: Tensor,
+}
+
+impl Attention {
+    pub fn new(gpu: &Gpu) -> Result<Self> {
+        let module = gpu.shader("attention.wgsl", crate::shaders::ATTENTION)?;
+        let per_dim = HEAD_DIMS
+            .iter()
+            .map(|&d| {
+                let c = [("WG", WG as f64), ("D", d as f64)];
+                Ok((
+                    d,
+                    Pipelines {
+                        fwd: gpu.pipeline(&module, "attention_fwd", &c)?,
+                        delta: gpu.pipeline(&module, "attention_delta", &c)?,
+                        dq: gpu.pipeline(&module, "attention_dq", &c)?,
+                        dkv: gpu.pipeline(&module, "attention_dkv", &c)?,
+                    },
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Attention { per_dim, no_lens: gpu.zeros_u32("attention.no_lens", 1)? })
+    }
+
+    fn checked(&self, gpu: &Gpu, s: &AttentionShape, key_lens: Option<&Tensor>) -> Result<(&Pipelines, AttnParams)> {
+        let op = "attention";
+        let pipes = self.per_dim.iter().find(|(d, _)| *d == s.head_dim).map(|(_, p)| p).ok_or_else(|| {
+            Error::shape(op, format!("head dimension {} has no kernel (one of {HEAD_DIMS:?})", s.head_dim))
+        })?;
+        if s.batch == 0 || s.heads == 0 || s.tq == 0 || s.tk == 0 {
+            return Err(Error::shape(op, format!("empty attention {s:?}")));
+        }
+        if s.causal && s.tq > s.tk {
+            return Err(Error::shape(op, format!("a causal mask needs Tq <= Tk, got {} > {}", s.tq, s.tk)));
+        }
+        if let Some(l) = key_lens {
+            check_typed(op, "key_lens", l, s.batch, DType::U32)?;
+        }
+        // Rows walk all keys (forward, dq) or all queries (dk, dv).
+        check_loop_budget(gpu, op, s.tq.max(s.tk) as u64 + 8, &format!("sequences of {} and {}", s.tq, s.tk))?;
+        let u = |v| u32_of(op, "size", v);
+        let params = AttnParams {
+            batch: u(s.batch)?,
+            heads: u(s.heads)?,
+            tq: u(s.tq)?,
+            tk: u(s.tk)?,
+            causal: s.causal as u32,
+            has_lens: key_lens.is_some() as u32,
+            scale: s.scale() as f32,
+            _pad: 0,
+        };
+        Ok((pipes, params))
+    }
+
+    fn rows(gpu: &Gpu, rows: usize) -> Result<[u32; 3]> {
+        grid(gpu, "attention", (rows as u64).div_ceil(WG as u64))
+    }
+
+    /// o (B, Tq, H, D) and lse (B, H, Tq) from q, k, v; `key_lens` (B, u32) masks padding keys.
+    #[allow(clippy::too_many_arguments)]
+    pub fn fwd(
+        &self,
+        gpu: &Gpu,
+        o: &Tensor,
+        lse: &Tensor,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        key_lens: Option<&Tensor>,
+        s: &AttentionShape,
+    ) -> Result<Dispatch> {
+        let (pipes, params) = self.checked(gpu, s, key_lens)?;
+        let (nq, nk) = (s.batch * s.tq * s.heads * s.head_dim, s.batch * s.tk * s.heads * s.head_dim);
+        for (name, t, n) in
+            [("o", o, nq), ("q", q, nq), ("k", k, nk), ("v", v, nk), ("lse", lse, s.batch * s.heads * s.tq)]
+        {
+            check_len("attention_fwd", name, t, n)?;
+        }
+        let lens = key_lens.unwrap_or(&self.no_lens);
+        dispatch(
+            gpu,
+            "attention_fwd",
+            &pipes.fwd,
+            &[o, lse, q, k, v, lens],
+            &params,
+            Self::rows(gpu, s.batch * s.heads * s.tq)?,
+        )
+    }
+
+    /// The backward: delta = rowsum(do * o) into `delta` (B, H, Tq), then dq, then dk and dv.
+    #[allow(clippy::too_many_arguments)]
+    pub fn bwd(
+        &self,
+        gpu: &Gpu,
+        [dq, dk, dv]: [&Tensor; 3],
+        delta: &Tensor,
+        [q, k, v, o, dout, lse]: [&Tensor; 6],
+        key_lens: Option<&Tensor>,
+        s: &AttentionShape,
+    ) -> Result<[Dispatch; 3]> {
+        let (pipes, params) = self.checked(gpu, s, key_lens)?;
+        let (nq, nk, rows) =
+            (s.batch * s.tq * s.heads * s.head_dim, s.batch * s.tk * s.heads * s.head_dim, s.batch * s.heads * s.tq);
+        for (name, t, n) in [
+            ("dq", dq, nq),
+            ("q", q, nq),
+            ("o", o, nq),
+            ("do", dout, nq),
+            ("dk", dk, nk),
+            ("dv", dv, nk),
+            ("k", k, nk),
+            ("v", v, nk),
+        ] {
+            check_len("attention_bwd", name, t, n)?;
+        }
+        check_len("attention_bwd", "lse", lse, rows)?;
+        check_len("attention_bwd", "delta", delta, rows)?;
+        let lens = key_lens.unwrap_or(&self.no_lens);
+        let d0 = dispatch(gpu, "attention_delta", &pipes.delta, &[delta, dout, o], &params, Self::rows(gpu, rows)?)?;
+        let d1 = dispatch(
+            gpu,
+            "attention_dq",
+            &pipes.dq,
+            &[dq, q, k, v, dout, lse, delta, lens],
+            &params,
+            Self::rows(gpu, rows)?,
+        )?;
+        let key_rows = s.batch * s.heads * s.tk;
+        let d2 = dispatch(
+            gpu,
+            "attention_dkv",
+            &pipes.dkv,
+            &[dk, dv, q, k, v, dout, lse, delta, lens],
+            &params,
+            Self::rows(gpu, key_rows)?,
+        )?;
+        Ok([d0, d1, d2])
+    }
+}

@@ -1,0 +1,129 @@
+//! Fused attention against the reference (which is checked against finite differences here
+//! too): every mask kind, odd lengths, head dims 16 to 128, and an 8192-token sequence whose
+//! score matrix (256 MiB) would not fit a 128 MiB storage binding.
+
+mod common;
+use common::{assert_close, assert_grad, dot, for_each_gpu, numeric_grad, Rng};
+use wgformer::kernels::attention::{Attention, AttentionShape};
+use wgformer::kernels::{self};
+use wgformer::reference::attention::{attention_backward, attention_forward, attention_row};
+
+fn sizes(s: &AttentionShape) -> (usize, usize, usize) {
+    (s.batch * s.tq * s.heads * s.head_dim, s.batch * s.tk * s.heads * s.head_dim, s.batch * s.heads * s.tq)
+}
+
+#[test]
+fn reference_backward_matches_finite_differences() {
+    let cases = [
+        (AttentionShape { batch: 2, heads: 2, tq: 3, tk: 3, head_dim: 4, causal: false }, None),
+        (AttentionShape { batch: 2, heads: 2, tq: 3, tk: 5, head_dim: 4, causal: true }, None),
+        (AttentionShape { batch: 2, heads: 1, tq: 4, tk: 4, head_dim: 4, causal: false }, Some(vec![4u32, 2])),
+        (AttentionShape { batch: 2, heads: 1, tq: 3, tk: 4, head_dim: 4, causal: true }, Some(vec![0u32, 3])),
+    ];
+    for (i, (s, lens)) in cases.iter().enumerate() {
+        let (nq, nk, rows) = sizes(s);
+        let mut rng = Rng::new(i as u64);
+        let (q, k, v, w) = (rng.vec(nq, 1.0), rng.vec(nk, 1.0), rng.vec(nk, 1.0), rng.vec(nq, 1.0));
+        let loss = |q: &[f64], k: &[f64], v: &[f64]| {
+            let (mut o, mut lse) = (vec![0.0; nq], vec![0.0; rows]);
+            attention_forward(&mut o, &mut lse, q, k, v, lens.as_deref(), s);
+            dot(&o, &w)
+        };
+        let (mut dq, mut dk, mut dv) = (vec![0.0; nq], vec![0.0; nk], vec![0.0; nk]);
+        attention_backward(&mut dq, &mut dk, &mut dv, &q, &k, &v, &w, lens.as_deref(), s);
+        assert_grad(&format!("dq {s:?}"), &dq, &numeric_grad(&q, 1e-5, |x| loss(x, &k, &v)));
+        assert_grad(&format!("dk {s:?}"), &dk, &numeric_grad(&k, 1e-5, |x| loss(&q, x, &v)));
+        assert_grad(&format!("dv {s:?}"), &dv, &numeric_grad(&v, 1e-5, |x| loss(&q, &k, x)));
+    }
+}
+
+fn check(gpu: &wgformer::Gpu, att: &Attention, s: &AttentionShape, lens: Option<&[u32]>, seed: u64) {
+    let (nq, nk, rows) = sizes(s);
+    let mut rng = Rng::new(seed);
+    let (q, k, v, dout) = (rng.vec_f32(nq, 1.0), rng.vec_f32(nk, 1.0), rng.vec_f32(nk, 1.0), rng.vec_f32(nq, 1.0));
+    let (mut o, mut lse) = (vec![0.0f32; nq], vec![0.0f32; rows]);
+    attention_forward(&mut o, &mut lse, &q, &k, &v, lens, s);
+    let (mut dq, mut dk, mut dv) = (vec![0.0f32; nq], vec![0.0f32; nk], vec![0.0f32; nk]);
+    attention_backward(&mut dq, &mut dk, &mut dv, &q, &k, &v, &dout, lens, s);
+
+    let up = |name, x: &[f32]| gpu.upload(name, x).unwrap();
+    let (gq, gk, gv, gdo) = (up("q", &q), up("k", &k), up("v", &v), up("do", &dout));
+    let z = |name, n| gpu.zeros(name, n).unwrap();
+    let (go, glse, gdelta, gdq, gdk, gdv) =
+        (z("o", nq), z("lse", rows), z("delta", rows), z("dq", nq), z("dk", nk), z("dv", nk));
+    let glens = lens.map(|l| gpu.upload_u32("lens", l).unwrap());
+    let f = att.fwd(gpu, &go, &glse, &gq, &gk, &gv, glens.as_ref(), s).unwrap();
+    let b = att.bwd(gpu, [&gdq, &gdk, &gdv], &gdelta, [&gq, &gk, &gv, &go, &gdo, &glse], glens.as_ref(), s).unwrap();
+    kernels::run(gpu, &[&f, &b[0], &b[1], &b[2]]).unwrap();
+    let tag = format!("{s:?} lens {lens:?}");
+    // Sums over up to Tk terms of size ~1.
+    let t = 2e-6 * (s.tk.max(s.tq) as f64).sqrt().max(1.0);
+    assert_close(&format!("o {tag}"), &gpu.read(&go).unwrap(), &o, t, 1e-4);
+    assert_close(&format!("lse {tag}"), &gpu.read(&glse).unwrap(), &lse, t, 1e-4);
+    assert_close(&format!("dq {tag}"), &gpu.read(&gdq).unwrap(), &dq, t, 1e-3);
+    assert_close(&format!("dk {tag}"), &gpu.read(&gdk).unwrap(), &dk, t, 1e-3);
+    assert_close(&format!("dv {tag}"), &gpu.read(&gdv).unwrap(), &dv, t, 1e-3);
+}
+
+#[test]
+fn every_mask_length_and_head_dim_matches_reference() {
+    for_each_gpu(|gpu| {
+        let att = Attention::new(gpu).unwrap();
+        let mut seed = 0;
+        for d in [16, 32, 64, 128] {
+            let shape = |tq, tk, causal| AttentionShape { batch: 2, heads: 2, tq, tk, head_dim: d, causal };
+            let cases: [(AttentionShape, Option<Vec<u32>>); 6] = [
+                (shape(1, 1, false), None),
+                (shape(7, 7, true), None),
+                (shape(77, 77, false), Some(vec![77, 30])),
+                (shape(7, 19, false), Some(vec![19, 5])), // cross-attention with source padding
+                (shape(77, 77, true), Some(vec![0, 50])), // a batch entry with every key masked
+                (shape(1, 7, true), None),
+            ];
+            for (s, lens) in &cases {
+                seed += 1;
+                check(gpu, &att, s, lens.as_deref(), seed);
+            }
+        }
+        for causal in [false, true] {
+            check(gpu, &att, &AttentionShape { batch: 1, heads: 2, tq: 197, tk: 197, head_dim: 64, causal }, None, 99);
+        }
+    });
+}
+
+#[test]
+fn long_sequence_without_a_score_matrix() {
+    for_each_gpu(|gpu| {
+        let att = Attention::new(gpu).unwrap();
+        let s = AttentionShape { batch: 1, heads: 1, tq: 8192, tk: 8192, head_dim: 64, causal: false };
+        assert!(
+            8192u64 * 8192 * 4 > gpu.limits.max_storage_buffer_binding_size,
+            "a materialised score matrix would not fit"
+        );
+        let (nq, nk, rows) = sizes(&s);
+        let mut rng = Rng::new(5);
+        let (q, k, v) = (rng.vec_f32(nq, 1.0), rng.vec_f32(nk, 1.0), rng.vec_f32(nk, 1.0));
+        let (gq, gk, gv) = (gpu.upload("q", &q).unwrap(), gpu.upload("k", &k).unwrap(), gpu.upload("v", &v).unwrap());
+        let (go, glse) = (gpu.zeros("o", nq).unwrap(), gpu.zeros("lse", rows).unwrap());
+        kernels::run(gpu, &[&att.fwd(gpu, &go, &glse, &gq, &gk, &gv, None, &s).unwrap()]).unwrap();
+        let got = gpu.read(&go).unwrap();
+        let mut want = vec![0.0f32; nq];
+        for i in (0..8192).step_by(257) {
+            attention_row(&mut want, &q, &k, &v, None, &s, 0, 0, i);
+            let r = i * 64..(i + 1) * 64;
+            assert_close(&format!("row {i}"), &got[r.clone()], &want[r], 1e-5, 1e-3);
+        }
+    });
+}
+
+#[test]
+fn unsupported_shapes_are_errors() {
+    for_each_gpu(|gpu| {
+        let att = Attention::new(gpu).unwrap();
+        let t = gpu.zeros("t", 1024).unwrap();
+        let s = AttentionShape { batch: 1, heads: 1, tq: 4, tk: 4, head_dim: 24, causal: false };
+        assert!(att.fwd(gpu, &t, &t, &t, &t, &t, None, &s).unwrap_err().to_string().contains("head dimension"));
+        let s = AttentionShape { batch: 1, heads: 1, tq: 5, tk: 4, head_dim: 16, causal: true };
+        assert!(att.fwd(gpu, &t, &t, &t, &t, &t, None, &s).is_err(), "causal with more queries than keys");
+    });
+}
