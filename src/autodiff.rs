@@ -173,6 +173,17 @@ pub fn backward_wrt(g: &mut Graph, loss: TensorId, inputs: &[TensorId]) -> Resul
                 let dtable = g.push_backward(Op::EmbeddingBwd, vec![ins[1], dy], &[ins[0]])[0];
                 accumulate(g, &mut grads, ins[0], dtable)?;
             }
+            Op::Attention { heads, causal } => {
+                let (q, k, v) = (ins[0], ins[1], ins[2]);
+                let mut inputs = vec![q, k, v, node.outputs[0], dy, node.outputs[1]];
+                inputs.extend(ins.get(3).copied());
+                let outs = g.push_backward(Op::AttentionBwd { heads, causal }, inputs, &[q, k, v, node.outputs[1]]);
+                for (n, &t) in [q, k, v].iter().enumerate() {
+                    if need(t) {
+                        accumulate(g, &mut grads, t, outs[n])?;
+                    }
+                }
+            }
             Op::Patchify { patch } if need(ins[0]) => {
                 let dx = g.push_backward(Op::PatchifyBwd { patch }, vec![dy], &[ins[0]])[0];
                 accumulate(g, &mut grads, ins[0], dx)?;

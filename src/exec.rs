@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{DType, Gpu, Tensor};
 use crate::graph::build::matmul_dims;
 use crate::graph::{Dtype, Graph, Node, Op, TensorId};
+use crate::kernels::attention::AttentionShape;
 use crate::kernels::clip::{partials_for, ClipParams};
 use crate::kernels::dropout::StepParams;
 use crate::kernels::layout::TokenCopy;
@@ -475,6 +476,17 @@ fn encode_node(
             let (order, starts) = ctx.id_groups.ok_or_else(|| Error::shape("embedding_bwd", "no id groups"))?;
             let d = g.desc(node.outputs[0]);
             vec![k.embedding.bwd(gpu, o(0), i(1), order, starts, in_desc(0).len(), d.shape[0], d.last_dim())?]
+        }
+        Op::Attention { heads, causal } | Op::AttentionBwd { heads, causal } => {
+            let ([b, tq, c], [_, tk, _]) = (tokens3(in_desc(0))?, tokens3(in_desc(1))?);
+            let s = AttentionShape { batch: b, heads, tq, tk, head_dim: c / heads, causal };
+            if let Op::Attention { .. } = node.op {
+                let lens = (node.inputs.len() > 3).then(|| i(3));
+                vec![k.attention.fwd(gpu, o(0), o(1), i(0), i(1), i(2), lens, &s)?]
+            } else {
+                let lens = (node.inputs.len() > 6).then(|| i(6));
+                k.attention.bwd(gpu, [o(0), o(1), o(2)], o(3), [i(0), i(1), i(2), i(3), i(4), i(5)], lens, &s)?.to_vec()
+            }
         }
         Op::Patchify { patch } => {
             let dims = in_desc(0).shape[..].try_into().map_err(|_| Error::shape("patchify", "image is not 4D"))?;

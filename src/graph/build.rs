@@ -360,6 +360,11 @@ impl Graph {
         causal: bool,
         dropout: f32,
     ) -> Result<TensorId> {
+        let c = self.shape(q).last().copied().unwrap_or(0);
+        let fused_dim = heads > 0 && c % heads == 0 && crate::kernels::attention::HEAD_DIMS.contains(&(c / heads));
+        if fused_dim && dropout == 0.0 {
+            return self.fused_attention(q, k, v, heads, key_lens, causal);
+        }
         let (qh, kh, vh) = (self.split_heads(q, heads)?, self.split_heads(k, heads)?, self.split_heads(v, heads)?);
         let d = self.shape(qh)[3];
         let scores = self.matmul_full(qh, kh, None, false, true, true)?;
@@ -369,6 +374,53 @@ impl Graph {
         let p = self.dropout(p, dropout)?;
         let o = self.matmul_full(p, vh, None, false, false, true)?;
         self.merge_heads(o)
+    }
+
+    /// The fused attention op (kernels/attention.rs): same inputs and result as
+    /// [`Graph::attention`] without dropout, no (Tq x Tk) tensor. A query that sees no key
+    /// outputs 0 (the composed path gives it uniform weights).
+    pub fn fused_attention(
+        &mut self,
+        q: TensorId,
+        k: TensorId,
+        v: TensorId,
+        heads: usize,
+        key_lens: Option<TensorId>,
+        causal: bool,
+    ) -> Result<TensorId> {
+        self.check_f32("attention", &[q, k, v])?;
+        let (&[b, tq, c], &[bk, tk, ck]) = (self.shape(q), self.shape(k)) else {
+            return Err(Error::shape(
+                "attention",
+                format!("q {} and k {} must be (B, T, C)", self.describe(q), self.describe(k)),
+            ));
+        };
+        if bk != b || ck != c || self.shape(v) != self.shape(k) || heads == 0 || c % heads != 0 {
+            return Err(Error::shape(
+                "attention",
+                format!(
+                    "q {}, k {}, v {} with {heads} heads do not fit",
+                    self.describe(q),
+                    self.describe(k),
+                    self.describe(v)
+                ),
+            ));
+        }
+        if !crate::kernels::attention::HEAD_DIMS.contains(&(c / heads)) || (causal && tq > tk) {
+            return Err(Error::shape(
+                "attention",
+                format!("head dim {} (Tq {tq}, Tk {tk}, causal {causal}) has no fused kernel", c / heads),
+            ));
+        }
+        let mut inputs = vec![q, k, v];
+        if let Some(l) = key_lens {
+            if self.desc(l).dtype != Dtype::U32 || self.shape(l) != [b] {
+                return Err(Error::shape("attention", format!("key lengths {} must be u32 [{b}]", self.describe(l))));
+            }
+            inputs.push(l);
+        }
+        let outs = vec![(vec![b, tq, c], Dtype::F32), (vec![b, heads, tq], Dtype::F32)];
+        Ok(self.push(Op::Attention { heads, causal }, inputs, outs)[0])
     }
 
     /// Mean label-smoothed cross-entropy of `logits` (.., V) against u32 `targets` (..),

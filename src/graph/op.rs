@@ -65,6 +65,11 @@ pub enum Op {
     Patchify { patch: usize },
     /// inputs [dpatches] -> [dimage (B, C, H, W)].
     PatchifyBwd { patch: usize },
+    /// inputs [q (B, Tq, C), k (B, Tk, C), v (B, Tk, C), key_lens (B) u32?] -> [o (B, Tq, C),
+    /// lse (B, H, Tq)]: fused multi-head attention, heads taking C in slices of C / heads.
+    Attention { heads: usize, causal: bool },
+    /// inputs [q, k, v, o, do, lse, key_lens?] -> [dq, dk, dv, delta (B, H, Tq)].
+    AttentionBwd { heads: usize, causal: bool },
     /// inputs [scores (B, H, Tq, Tk), key_lens (B) u32?] -> [masked scores].
     Mask { causal: bool },
     /// inputs [dy, key_lens?] -> [dx]: dy with masked entries zeroed.
@@ -78,7 +83,7 @@ impl Op {
     /// GPU dispatches the executor records for this op.
     pub fn dispatches(&self) -> usize {
         match self {
-            Op::CrossEntropy { .. } => 3,
+            Op::CrossEntropy { .. } | Op::AttentionBwd { .. } => 3,
             Op::LayerNormBwd | Op::Concat | Op::SliceBwd { .. } => 2,
             _ => 1,
         }
@@ -111,6 +116,8 @@ impl Op {
             Op::DropoutBwd { .. } => "dropout_bwd",
             Op::Embedding => "embedding",
             Op::EmbeddingBwd => "embedding_bwd",
+            Op::Attention { .. } => "attention",
+            Op::AttentionBwd { .. } => "attention_bwd",
             Op::Patchify { .. } => "patchify",
             Op::PatchifyBwd { .. } => "patchify_bwd",
             Op::Mask { .. } => "mask",

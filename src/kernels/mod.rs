@@ -51,6 +51,7 @@ pub struct KernelSet {
     pub embedding: Embedding,
     pub mask: Mask,
     pub clip: Clip,
+    pub attention: Attention,
 }
 
 impl KernelSet {
@@ -69,6 +70,7 @@ impl KernelSet {
             embedding: Embedding::new(gpu)?,
             mask: Mask::new(gpu)?,
             clip: Clip::new(gpu)?,
+            attention: Attention::new(gpu)?,
         })
     }
 }

@@ -1,6 +1,7 @@
 //! Runs a whole graph on the CPU with the reference ops: the oracle for the GPU executor and
 //! the function the composed-graph gradient checks differentiate numerically.
 
+use super::attention::{attention_backward, attention_forward, AttentionShape};
 use super::{
     crossentropy, dropout, elementwise as ew, embedding, gelu, layernorm, layout, mask, matmul, reduce, softmax, Real,
 };
@@ -188,6 +189,45 @@ pub fn run_node<T: Real>(g: &Graph, node: &crate::graph::Node, values: &[Vec<T>]
             let mut dtable = zeros(out_len(0));
             embedding::embedding_backward(&mut dtable, input(1), &ids, in_desc(1).last_dim());
             vec![dtable]
+        }
+        Op::Attention { heads, causal } | Op::AttentionBwd { heads, causal } => {
+            let (q, k) = (in_desc(0), in_desc(1));
+            let (b, tq, c, tk) = (q.shape[0], q.shape[1], q.shape[2], k.shape[1]);
+            let s = AttentionShape { batch: b, heads, tq, tk, head_dim: c / heads, causal };
+            let has_lens = node.inputs.len() > if matches!(node.op, Op::Attention { .. }) { 3 } else { 6 };
+            let lens: Option<Vec<u32>> =
+                has_lens.then(|| input(node.inputs.len() - 1).iter().map(|t| t.to_f64() as u32).collect());
+            if matches!(node.op, Op::Attention { .. }) {
+                let (mut o, mut lse) = (zeros(out_len(0)), zeros(out_len(1)));
+                attention_forward(&mut o, &mut lse, input(0), input(1), input(2), lens.as_deref(), &s);
+                vec![o, lse]
+            } else {
+                let (mut dq, mut dk, mut dv) = (zeros(out_len(0)), zeros(out_len(1)), zeros(out_len(2)));
+                attention_backward(
+                    &mut dq,
+                    &mut dk,
+                    &mut dv,
+                    input(0),
+                    input(1),
+                    input(2),
+                    input(4),
+                    lens.as_deref(),
+                    &s,
+                );
+                // delta = rowsum(do * o) per head, as the kernel stores it.
+                let (o, d_o) = (input(3), input(4));
+                let mut delta = zeros(out_len(3));
+                for bi in 0..b {
+                    for h in 0..heads {
+                        for i in 0..tq {
+                            let at = ((bi * tq + i) * heads + h) * s.head_dim;
+                            let sum: f64 = (0..s.head_dim).map(|d| (o[at + d] * d_o[at + d]).to_f64()).sum();
+                            delta[(bi * heads + h) * tq + i] = T::of(sum);
+                        }
+                    }
+                }
+                vec![dq, dk, dv, delta]
+            }
         }
         Op::Patchify { patch } => {
             let dims: [usize; 4] = in_desc(0).shape[..].try_into().expect("checked at build time");

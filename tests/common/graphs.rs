@@ -141,6 +141,34 @@ pub fn vit_like() -> TestGraph {
     TestGraph { graph: g, loss, targets: vec![(y, vec![2, 0])] }
 }
 
+/// The fused attention op (head dim 16): causal self-attention with key padding, then
+/// cross-attention from 3 queries to 5 padded keys, as in a Transformer decoder.
+pub fn fused_attention() -> TestGraph {
+    let mut g = Graph::new();
+    let (b, t, s_len, c, out) = (2, 4, 5, 32, 3);
+    let x = g.input("x", &[b, t, c], Dtype::F32);
+    let mem = g.input("memory", &[b, s_len, c], Dtype::F32);
+    let lens = g.input("lens", &[b], Dtype::U32);
+    let src_lens = g.input("src_lens", &[b], Dtype::U32);
+    let y = g.input("y", &[b, t], Dtype::U32);
+    let w: Vec<TensorId> = (0..6).map(|i| g.param(&format!("w{i}"), &[c, c])).collect();
+    let w_out = g.param("w_out", &[out, c]);
+    let (q, k, v) =
+        (g.linear(x, w[0], None).unwrap(), g.linear(x, w[1], None).unwrap(), g.linear(x, w[2], None).unwrap());
+    let a = g.attention(q, k, v, 2, Some(lens), true, 0.0).unwrap();
+    let q2 = g.linear(a, w[3], None).unwrap();
+    let (k2, v2) = (g.linear(mem, w[4], None).unwrap(), g.linear(mem, w[5], None).unwrap());
+    let a2 = g.attention(q2, k2, v2, 2, Some(src_lens), false, 0.0).unwrap();
+    assert!(g.nodes.iter().any(|n| matches!(n.op, wgformer::graph::Op::Attention { .. })), "takes the fused op");
+    let logits = g.linear(a2, w_out, None).unwrap();
+    let loss = g.cross_entropy(logits, y, 0.0, None).unwrap();
+    TestGraph {
+        graph: g,
+        loss,
+        targets: vec![(lens, vec![4, 3]), (src_lens, vec![5, 2]), (y, vec![0, 1, 2, 1, 0, 2, 2, 1])],
+    }
+}
+
 /// Every test graph, named.
 pub fn all() -> Vec<(&'static str, TestGraph)> {
     vec![
@@ -150,5 +178,6 @@ pub fn all() -> Vec<(&'static str, TestGraph)> {
         ("transposed", transposed()),
         ("embedding_attention", embedding_attention()),
         ("vit_like", vit_like()),
+        ("fused_attention", fused_attention()),
     ]
 }
