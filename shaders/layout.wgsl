@@ -73,16 +73,21 @@ fn patch_offsets(b: u32, c: u32, y: u32, x: u32) -> vec2<u32> {
     return vec2<u32>(((b * pp.channels + c) * pp.height + y) * pp.width + x, (b * patches + n) * kk + k);
 }
 
+// Offsets (image, patch tensor) of image element i.
+fn image_element(i: u32) -> vec2<u32> {
+    let x = i % pp.width;
+    let y = (i / pp.width) % pp.height;
+    let c = (i / (pp.width * pp.height)) % pp.channels;
+    let b = i / (pp.width * pp.height * pp.channels);
+    return patch_offsets(b, c, y, x);
+}
+
 @compute @workgroup_size(WG)
 fn patchify_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     // i indexes the image; each image element goes to exactly one patch element.
     let i = flat_index(gid, nwg);
     if (i >= pp.batch * pp.channels * pp.height * pp.width) { return; }
-    let x = i % pp.width;
-    let y = (i / pp.width) % pp.height;
-    let c = (i / (pp.width * pp.height)) % pp.channels;
-    let b = i / (pp.width * pp.height * pp.channels);
-    let o = patch_offsets(b, c, y, x);
+    let o = image_element(i);
     out[o.y] = inp[o.x];
 }
 
@@ -90,10 +95,6 @@ fn patchify_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 fn patchify_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
     if (i >= pp.batch * pp.channels * pp.height * pp.width) { return; }
-    let x = i % pp.width;
-    let y = (i / pp.width) % pp.height;
-    let c = (i / (pp.width * pp.height)) % pp.channels;
-    let b = i / (pp.width * pp.height * pp.channels);
-    let o = patch_offsets(b, c, y, x);
+    let o = image_element(i);
     out[o.x] = inp[o.y];
 }
