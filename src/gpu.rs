@@ -65,6 +65,9 @@ pub struct Gpu {
     pub limits: wgpu::Limits,
     pub caps: Caps,
     submits: std::sync::atomic::AtomicU64,
+    /// The first GPU error no error scope caught (wgpu's default would panic); reported by
+    /// the next [`Gpu::wait`].
+    uncaptured: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
 fn instance() -> wgpu::Instance {
@@ -157,7 +160,14 @@ impl Gpu {
             subgroup_size: (info.subgroup_min_size, info.subgroup_max_size),
         };
         let limits = device.limits();
-        Gpu { device, queue, info, limits, caps, submits: Default::default() }
+        let uncaptured: std::sync::Arc<std::sync::Mutex<Option<String>>> = Default::default();
+        let sink = uncaptured.clone();
+        device.on_uncaptured_error(std::sync::Arc::new(move |e: wgpu::Error| {
+            if let Ok(mut slot) = sink.lock() {
+                slot.get_or_insert(e.to_string());
+            }
+        }));
+        Gpu { device, queue, info, limits, caps, submits: Default::default(), uncaptured }
     }
 
     /// True for software adapters (lavapipe, llvmpipe, WARP, SwiftShader): they want
@@ -204,12 +214,15 @@ impl Gpu {
         self.check_size(name, bytes)?;
         // wgpu rejects zero-sized bindings: keep one element so empty tensors still bind.
         let size = bytes.max(4).next_multiple_of(4);
-        Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some(name),
-            size,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        }))
+        // In an error scope: running out of GPU memory becomes an Err naming the tensor.
+        self.scoped(name, || {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(name),
+                size,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })
     }
 
     /// A zero-filled f32 tensor of `len` elements.
@@ -323,9 +336,14 @@ impl Gpu {
         self.submits.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Blocks until all submitted work has finished.
+    /// Blocks until all submitted work has finished; returns any GPU error that no error
+    /// scope caught since the last call.
     pub fn wait(&self) -> Result<()> {
-        self.device.poll(wgpu::PollType::wait_indefinitely()).map(|_| ()).map_err(|e| Error::gpu("device poll", e))
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::gpu("device poll", e))?;
+        match self.uncaptured.lock().ok().and_then(|mut slot| slot.take()) {
+            Some(message) => Err(Error::gpu("GPU work", message)),
+            None => Ok(()),
+        }
     }
 
     /// A uniform buffer holding one params struct.
