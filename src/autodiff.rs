@@ -160,9 +160,9 @@ pub fn backward_wrt(g: &mut Graph, loss: TensorId, inputs: &[TensorId]) -> Resul
                     accumulate(g, &mut grads, b, db)?;
                 }
             }
-            Op::Slice { start, .. } if need(ins[0]) => {
-                let total = g.shape(ins[0])[1];
-                let dx = g.push_backward(Op::SliceBwd { start, total }, vec![dy], &[ins[0]])[0];
+            Op::Slice { dim, start, .. } if need(ins[0]) => {
+                let total = g.shape(ins[0])[dim];
+                let dx = g.push_backward(Op::SliceBwd { dim, start, total }, vec![dy], &[ins[0]])[0];
                 accumulate(g, &mut grads, ins[0], dx)?;
             }
             Op::Dropout { p, salt } if need(ins[0]) => {

@@ -438,8 +438,8 @@ fn encode_node(
                 k.layout.copy_tokens(gpu, o(0), i(1), &copy(b, a[1]))?,
             ]
         }
-        Op::Slice { start, len } => {
-            let [b, t, c] = tokens3(in_desc(0))?;
+        Op::Slice { dim, start, len } => {
+            let [b, t, c] = crate::graph::around(&in_desc(0).shape, dim);
             let copy = TokenCopy {
                 batch: b,
                 channels: c,
@@ -452,8 +452,8 @@ fn encode_node(
             };
             vec![k.layout.copy_tokens(gpu, o(0), i(0), &copy)?]
         }
-        Op::SliceBwd { start, total } => {
-            let [b, l, c] = tokens3(in_desc(0))?;
+        Op::SliceBwd { dim, start, total } => {
+            let [b, l, c] = crate::graph::around(&in_desc(0).shape, dim);
             let copy = TokenCopy {
                 batch: b,
                 channels: c,

@@ -223,23 +223,8 @@ fn plan(model: &str, config: &str, batch: usize, json: bool) -> Result<()> {
 }
 
 fn verify(case_dir: &std::path::Path, out: &std::path::Path) -> Result<()> {
-    let config_path = case_dir.join("config.json");
-    let text = std::fs::read_to_string(&config_path)
-        .map_err(|source| wgformer::Error::Io { path: config_path.display().to_string(), source })?;
-    let model_type = serde_json::from_str::<serde_json::Value>(&text)
-        .ok()
-        .and_then(|v| v.get("model_type").and_then(|m| m.as_str()).map(str::to_string))
-        .unwrap_or_default();
     let gpu = Gpu::new()?;
-    let tensors = match model_type.as_str() {
-        "vit" => wgformer::models::vit::verify(&gpu, case_dir)?,
-        other => {
-            return Err(wgformer::Error::Config(format!(
-                "{}: model_type {other:?} is not supported (vit)",
-                config_path.display()
-            )))
-        }
-    };
+    let tensors = wgformer::models::golden::verify(&gpu, case_dir)?;
     let views: Vec<(String, Vec<usize>, &[f32])> =
         tensors.iter().map(|(n, s, v)| (n.clone(), s.clone(), &v[..])).collect();
     wgformer::io::write_atomic(out, &wgformer::io::safetensors_bytes(&views)?)?;

@@ -276,12 +276,22 @@ impl Graph {
 
     /// Tokens start..start + len of x (B, T, C).
     pub fn slice_tokens(&mut self, x: TensorId, start: usize, len: usize) -> Result<TensorId> {
+        if self.shape(x).len() != 3 {
+            return Err(Error::shape("slice", format!("{} is not (B, T, C)", self.describe(x))));
+        }
+        self.slice(x, 1, start, len)
+    }
+
+    /// Indices start..start + len of x along dimension `dim` (a parameter's rows, say).
+    pub fn slice(&mut self, x: TensorId, dim: usize, start: usize, len: usize) -> Result<TensorId> {
         self.check_f32("slice", &[x])?;
-        match *self.shape(x) {
-            [b, t, c] if start + len <= t && len > 0 => {
-                Ok(self.push(Op::Slice { start, len }, vec![x], vec![(vec![b, len, c], Dtype::F32)])[0])
+        let mut shape = self.shape(x).to_vec();
+        match shape.get(dim) {
+            Some(&n) if start + len <= n && len > 0 => {
+                shape[dim] = len;
+                Ok(self.push(Op::Slice { dim, start, len }, vec![x], vec![(shape, Dtype::F32)])[0])
             }
-            _ => Err(Error::shape("slice", format!("tokens {start}..{} of {}", start + len, self.describe(x)))),
+            _ => Err(Error::shape("slice", format!("{start}..{} of dim {dim} of {}", start + len, self.describe(x)))),
         }
     }
 

@@ -61,6 +61,13 @@ impl TensorDesc {
     }
 }
 
+/// A shape seen around dimension `dim`: [product before, size of dim, product after].
+pub fn around(shape: &[usize], dim: usize) -> [usize; 3] {
+    let before = shape[..dim.min(shape.len())].iter().product();
+    let after = shape.get(dim + 1..).map_or(1, |s| s.iter().product());
+    [before, shape.get(dim).copied().unwrap_or(1), after]
+}
+
 /// One operation and the tensors it reads and writes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Node {

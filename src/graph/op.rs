@@ -50,9 +50,9 @@ pub enum Op {
     /// (a broadcast class token).
     Concat,
     /// inputs [x (B, T, C)] -> [(B, len, C)]: tokens start..start + len.
-    Slice { start: usize, len: usize },
+    Slice { dim: usize, start: usize, len: usize },
     /// inputs [dy (B, len, C)] -> [dx (B, total, C)]: dy at tokens start.., zeros elsewhere.
-    SliceBwd { start: usize, total: usize },
+    SliceBwd { dim: usize, start: usize, total: usize },
     /// inputs [x] -> [y]: inverted dropout with drop probability p; `salt` tells nodes apart.
     Dropout { p: f32, salt: u32 },
     /// inputs [dy] -> [dx]: the same mask (same step seed and salt) applied to dy.

@@ -300,54 +300,32 @@ pub fn stored_shape(cfg: &VitConfig) -> impl Fn(&str, &[usize]) -> Vec<usize> + 
 /// model.safetensors, inputs.safetensors with `pixel_values` and `labels`. Returns `logits`
 /// (B, classes), `loss` (shape []), `grad.<parameter>` for every parameter (stored shapes) and
 /// `grad.pixel_values`.
-pub fn verify(gpu: &crate::gpu::Gpu, dir: &std::path::Path) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
-    use crate::exec::{Executor, HostData, StepOptions};
-    let config_path = dir.join("config.json");
-    let text = std::fs::read_to_string(&config_path)
-        .map_err(|source| Error::Io { path: config_path.display().to_string(), source })?;
-    let cfg = VitConfig::from_json(&text)?;
+pub fn verify(gpu: &crate::gpu::Gpu, dir: &std::path::Path) -> Result<Vec<super::golden::Output>> {
+    use super::golden::{find, ids};
+    use crate::exec::HostData;
+    let cfg = VitConfig::from_json(&super::golden::read_config(dir)?)?;
     let inputs_path = dir.join("inputs.safetensors");
     let inputs = crate::io::read_safetensors(&inputs_path)?;
-    let find = |name: &str| {
-        inputs
-            .iter()
-            .find(|t| t.name == name)
-            .ok_or_else(|| Error::Format { path: inputs_path.display().to_string(), msg: format!("no tensor {name}") })
-    };
-    let pixels = find("pixel_values")?;
+    let pixels = find(&inputs, &inputs_path, "pixel_values")?;
     let batch = pixels.shape.first().copied().unwrap_or(0);
-    let labels: Vec<u32> = match &find("labels")?.data {
-        crate::io::TensorData::I64(v) => v.iter().map(|&l| l as u32).collect(),
-        _ => return Err(Error::Format { path: inputs_path.display().to_string(), msg: "labels must be i64".into() }),
-    };
-    let mut v = build(&cfg, batch, false)?;
+    let labels = ids(find(&inputs, &inputs_path, "labels")?, &inputs_path)?;
+    let v = build(&cfg, batch, false)?;
     if pixels.shape != v.graph.shape(v.pixel_values) || labels.len() != batch {
         return Err(Error::Format {
             path: inputs_path.display().to_string(),
             msg: format!("pixel_values {:?} and {} labels do not fit the config", pixels.shape, labels.len()),
         });
     }
-    let grads = crate::autodiff::backward_wrt(&mut v.graph, v.loss, &[v.pixel_values])?;
-    let stored = stored_shape(&cfg);
-    let params = crate::checkpoint::load_params(&dir.join("model.safetensors"), &v.graph, &stored)?;
-    let exec = Executor::keeping(gpu, v.graph.clone(), Some(v.loss), Some(&grads), &[v.logits])?;
-    for (p, values) in &params {
-        exec.set(gpu, *p, HostData::F32(values))?;
-    }
     let feed = [(v.pixel_values, HostData::F32(pixels.f32(&inputs_path)?)), (v.labels, HostData::U32(&labels))];
-    let loss = exec.step(gpu, &feed, &StepOptions::default())?;
-    let mut out = vec![
-        ("logits".to_string(), vec![batch, cfg.labels()], exec.read(gpu, v.logits)?),
-        ("loss".to_string(), vec![], vec![loss]),
-    ];
-    let mut named: Vec<(String, TensorId)> =
-        grads.of.iter().map(|(t, g)| (v.graph.desc(*t).name.clone(), *g)).collect();
-    named.sort();
-    for (name, g) in named {
-        let shape = stored(&name, v.graph.shape(g));
-        out.push((format!("grad.{name}"), shape, exec.read(gpu, g)?));
-    }
-    Ok(out)
+    let case = super::golden::Case {
+        loss: v.loss,
+        logits: v.logits,
+        logits_shape: vec![batch, cfg.labels()],
+        wrt: vec![v.pixel_values],
+        feed: &feed,
+        stored: &stored_shape(&cfg),
+    };
+    super::golden::run(gpu, dir, v.graph, &case)
 }
 
 fn layernorm(g: &mut Graph, x: TensorId, name: &str, c: usize, eps: f32) -> Result<TensorId> {

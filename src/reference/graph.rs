@@ -160,14 +160,14 @@ pub fn run_node<T: Real>(g: &Graph, node: &crate::graph::Node, values: &[Vec<T>]
             layout::copy_tokens(&mut y, input(1), bb, c, t2, t1 + t2, 0, t1, t2, false);
             vec![y]
         }
-        Op::Slice { start, len } => {
-            let [b, t, c] = in_desc(0).shape[..] else { unreachable!("checked at build time") };
+        Op::Slice { dim, start, len } => {
+            let [b, t, c] = crate::graph::around(&in_desc(0).shape, dim);
             let mut y = zeros(out_len(0));
             layout::copy_tokens(&mut y, input(0), b, c, t, len, start, 0, len, false);
             vec![y]
         }
-        Op::SliceBwd { start, total } => {
-            let [b, len, c] = in_desc(0).shape[..] else { unreachable!("checked at build time") };
+        Op::SliceBwd { dim, start, total } => {
+            let [b, len, c] = crate::graph::around(&in_desc(0).shape, dim);
             let mut dx = zeros(out_len(0));
             layout::copy_tokens(&mut dx, input(0), b, c, len, total, 0, start, len, false);
             vec![dx]

@@ -169,6 +169,36 @@ pub fn fused_attention() -> TestGraph {
     }
 }
 
+/// A packed (3C, C) weight and (3C) bias sliced into three projections, as PyTorch's
+/// in_proj_weight is used; the gradient of the packed tensors sums the three slices.
+pub fn packed_projection() -> TestGraph {
+    let mut g = Graph::new();
+    let (b, t, c, out) = (2, 3, 4, 3);
+    let x = g.input("x", &[b, t, c], Dtype::F32);
+    let y = g.input("y", &[b, t], Dtype::U32);
+    let w = g.param("in_proj_weight", &[3 * c, c]);
+    let bias = g.param("in_proj_bias", &[3 * c]);
+    let w_out = g.param("w_out", &[out, c]);
+    let proj = |g: &mut Graph, i: usize| {
+        let wi = g.slice(w, 0, i * c, c).unwrap();
+        let bi = g.slice(bias, 0, i * c, c).unwrap();
+        g.linear(x, wi, Some(bi)).unwrap()
+    };
+    let (q, k, v) = (proj(&mut g, 0), proj(&mut g, 1), proj(&mut g, 2));
+    let qk = g.mul(q, k).unwrap();
+    let h = g.add(qk, v).unwrap();
+    // A slice along the channels of an activation too.
+    let h2 = g.slice(h, 2, 1, 2).unwrap();
+    let h2 = g.concat_tokens(h2, h2).unwrap();
+    let w2 = g.param("w2", &[c, 2]);
+    let h3 = g.linear(h2, w2, None).unwrap();
+    let h3 = g.slice_tokens(h3, 1, t).unwrap();
+    let h = g.add(h, h3).unwrap();
+    let logits = g.linear(h, w_out, None).unwrap();
+    let loss = g.cross_entropy(logits, y, 0.0, None).unwrap();
+    TestGraph { graph: g, loss, targets: vec![(y, vec![0, 1, 2, 1, 0, 2])] }
+}
+
 /// Every test graph, named.
 pub fn all() -> Vec<(&'static str, TestGraph)> {
     vec![
@@ -179,5 +209,6 @@ pub fn all() -> Vec<(&'static str, TestGraph)> {
         ("embedding_attention", embedding_attention()),
         ("vit_like", vit_like()),
         ("fused_attention", fused_attention()),
+        ("packed_projection", packed_projection()),
     ]
 }

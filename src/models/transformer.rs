@@ -1,0 +1,435 @@
+//! The Transformer of "Attention Is All You Need" (Vaswani et al., 2017): token embeddings
+//! scaled by sqrt(d_model) plus sinusoidal positions, post-norm encoder and decoder layers
+//! (self-attention with the source padding mask; causal self-attention; cross-attention with the
+//! source padding mask; ReLU feed-forward), an output projection to the vocabulary and
+//! label-smoothed cross-entropy that skips padding. Parameters carry the state_dict names of a
+//! `torch.nn.Transformer` wrapped with `src_embed`, `tgt_embed` and `generator`.
+
+use crate::error::{Error, Result};
+use crate::graph::{Dtype, Graph, TensorId};
+use serde::{Deserialize, Serialize};
+
+/// The model's configuration (config.json of a reference case or a checkpoint).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+pub struct TransformerConfig {
+    pub vocab_size: usize,
+    pub d_model: usize,
+    pub num_heads: usize,
+    pub encoder_layers: usize,
+    pub decoder_layers: usize,
+    pub d_ff: usize,
+    #[serde(default = "default_activation")]
+    pub activation: String,
+    #[serde(default = "default_norm")]
+    pub norm: String,
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f64,
+    /// nn.Transformer's final encoder and decoder LayerNorms (the paper has none).
+    #[serde(default)]
+    pub final_norm: bool,
+    /// One matrix for both embeddings and the output projection, as in the paper; stored as
+    /// `tgt_embed.weight`.
+    #[serde(default)]
+    pub tie_embeddings: bool,
+    #[serde(default)]
+    pub pad_id: u32,
+    #[serde(default = "default_bos")]
+    pub bos_id: u32,
+    #[serde(default = "default_eos")]
+    pub eos_id: u32,
+    #[serde(default)]
+    pub label_smoothing: f32,
+    /// Dropout on the embedding sums and on every sublayer's output (training only).
+    #[serde(default)]
+    pub dropout: f32,
+    #[serde(default = "default_pe")]
+    pub positional_encoding: String,
+    #[serde(default = "default_scale")]
+    pub embedding_scale: String,
+}
+
+fn default_activation() -> String {
+    "relu".into()
+}
+fn default_norm() -> String {
+    "post".into()
+}
+fn default_eps() -> f64 {
+    1e-5
+}
+fn default_bos() -> u32 {
+    1
+}
+fn default_eos() -> u32 {
+    2
+}
+fn default_pe() -> String {
+    "sinusoidal".into()
+}
+fn default_scale() -> String {
+    "sqrt_d_model".into()
+}
+
+impl TransformerConfig {
+    /// The paper's base model (d 512, 8 heads, 6 + 6 layers, FFN 2048, tied embeddings).
+    pub fn base(vocab_size: usize) -> Self {
+        TransformerConfig {
+            vocab_size,
+            d_model: 512,
+            num_heads: 8,
+            encoder_layers: 6,
+            decoder_layers: 6,
+            d_ff: 2048,
+            activation: default_activation(),
+            norm: default_norm(),
+            layer_norm_eps: 1e-5,
+            final_norm: false,
+            tie_embeddings: true,
+            pad_id: 0,
+            bos_id: 1,
+            eos_id: 2,
+            label_smoothing: 0.1,
+            dropout: 0.1,
+            positional_encoding: default_pe(),
+            embedding_scale: default_scale(),
+        }
+    }
+
+    /// A small model that trains on the bundled German-English pairs within an hour on two
+    /// CPU cores: d 256, 4 heads of 64, 3 + 3 layers, FFN 1024, tied embeddings.
+    pub fn small(vocab_size: usize) -> Self {
+        TransformerConfig {
+            d_model: 256,
+            num_heads: 4,
+            encoder_layers: 3,
+            decoder_layers: 3,
+            d_ff: 1024,
+            ..Self::base(vocab_size)
+        }
+    }
+
+    /// Parses config.json text and checks it.
+    pub fn from_json(text: &str) -> Result<Self> {
+        let cfg: Self = serde_json::from_str(text).map_err(|e| Error::Config(format!("Transformer config: {e}")))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// config.json's text, with model_type "transformer".
+    pub fn to_json(&self) -> String {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        if let Some(map) = v.as_object_mut() {
+            map.insert("model_type".into(), "transformer".into());
+        }
+        serde_json::to_string_pretty(&v).unwrap_or_default()
+    }
+
+    /// Checks that the sizes fit together and the options are ones this model implements.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        if self.num_heads == 0 || !self.d_model.is_multiple_of(self.num_heads) {
+            return bad(format!("d_model {} is not divisible by {} heads", self.d_model, self.num_heads));
+        }
+        if self.vocab_size == 0 || self.d_ff == 0 || self.encoder_layers == 0 || self.decoder_layers == 0 {
+            return bad("vocab_size, d_ff and the layer counts must be positive".into());
+        }
+        for (what, id) in [("pad_id", self.pad_id), ("bos_id", self.bos_id), ("eos_id", self.eos_id)] {
+            if id as usize >= self.vocab_size {
+                return bad(format!("{what} {id} is outside the vocabulary of {}", self.vocab_size));
+            }
+        }
+        let options = [
+            ("activation", self.activation.as_str(), "relu"),
+            ("norm", &self.norm, "post"),
+            ("positional_encoding", &self.positional_encoding, "sinusoidal"),
+            ("embedding_scale", &self.embedding_scale, "sqrt_d_model"),
+        ];
+        for (what, got, want) in options {
+            if got != want {
+                return bad(format!("{what} {got:?} is not supported (only {want:?})"));
+            }
+        }
+        if !(0.0..1.0).contains(&self.dropout) || !(0.0..1.0).contains(&self.label_smoothing) {
+            return bad("dropout and label_smoothing must be in [0, 1)".into());
+        }
+        Ok(())
+    }
+
+    /// Width of one attention head.
+    pub fn head_dim(&self) -> usize {
+        self.d_model / self.num_heads
+    }
+}
+
+/// PE[pos, 2i] = sin(pos / 10000^(2i/d)), PE[pos, 2i+1] = cos(same), for pos < len: (len, d).
+pub fn positional_encoding(len: usize, d: usize) -> Vec<f32> {
+    let mut pe = vec![0.0f32; len * d];
+    for pos in 0..len {
+        for i in (0..d).step_by(2) {
+            let angle = pos as f64 / 10000f64.powf(i as f64 / d as f64);
+            pe[pos * d + i] = angle.sin() as f32;
+            if i + 1 < d {
+                pe[pos * d + i + 1] = angle.cos() as f32;
+            }
+        }
+    }
+    pe
+}
+
+/// A Transformer training (or scoring) graph for a batch of padded sequence pairs.
+pub struct TransformerGraph {
+    pub graph: Graph,
+    /// (B, S) u32 source ids, padded with pad_id after each sentence.
+    pub src: TensorId,
+    /// (B) u32 source lengths: keys at or past them are masked.
+    pub src_lens: TensorId,
+    /// (B, T) u32 decoder input ids (bos, y1, ..).
+    pub tgt_in: TensorId,
+    /// (B, T) u32 targets (y1, .., eos, pad..).
+    pub tgt_out: TensorId,
+    /// (S, d) and (T, d) positional encodings: inputs set once (see [`TransformerGraph::constants`]).
+    pub src_pe: TensorId,
+    pub tgt_pe: TensorId,
+    /// (B, T, vocab).
+    pub logits: TensorId,
+    /// Mean smoothed cross-entropy over non-pad targets, [1].
+    pub loss: TensorId,
+}
+
+impl TransformerGraph {
+    /// The inputs that never change for this shape (the positional encodings) and their values.
+    pub fn constants(&self) -> Vec<(TensorId, Vec<f32>)> {
+        [self.src_pe, self.tgt_pe]
+            .into_iter()
+            .map(|t| {
+                let s = self.graph.shape(t);
+                (t, positional_encoding(s[0], s[1]))
+            })
+            .collect()
+    }
+}
+
+/// Names of a layer's parameters and how a graph uses them.
+pub(crate) struct Layers<'a> {
+    pub cfg: &'a TransformerConfig,
+    /// Dropout probability in force (0 when not training).
+    pub drop: f32,
+}
+
+impl Layers<'_> {
+    fn linear(&self, g: &mut Graph, x: TensorId, name: &str, out: usize, inp: usize) -> Result<TensorId> {
+        let w = g.param(&format!("{name}.weight"), &[out, inp]);
+        let b = g.param(&format!("{name}.bias"), &[out]);
+        g.linear(x, w, Some(b))
+    }
+
+    /// The q, k or v projection (`which` 0, 1, 2) of nn.MultiheadAttention's packed in_proj.
+    pub fn in_proj(&self, g: &mut Graph, x: TensorId, name: &str, which: usize) -> Result<TensorId> {
+        let c = self.cfg.d_model;
+        let w = param_or_new(g, &format!("{name}.in_proj_weight"), &[3 * c, c]);
+        let b = param_or_new(g, &format!("{name}.in_proj_bias"), &[3 * c]);
+        let w = g.slice(w, 0, which * c, c)?;
+        let b = g.slice(b, 0, which * c, c)?;
+        g.linear(x, w, Some(b))
+    }
+
+    /// out_proj of an attention block.
+    pub fn out_proj(&self, g: &mut Graph, a: TensorId, name: &str) -> Result<TensorId> {
+        let c = self.cfg.d_model;
+        self.linear(g, a, &format!("{name}.out_proj"), c, c)
+    }
+
+    /// Multi-head attention of queries from `xq` over keys and values from `xkv`.
+    fn attention(
+        &self,
+        g: &mut Graph,
+        xq: TensorId,
+        xkv: TensorId,
+        name: &str,
+        key_lens: Option<TensorId>,
+        causal: bool,
+    ) -> Result<TensorId> {
+        let q = self.in_proj(g, xq, name, 0)?;
+        let k = self.in_proj(g, xkv, name, 1)?;
+        let v = self.in_proj(g, xkv, name, 2)?;
+        let a = g.attention(q, k, v, self.cfg.num_heads, key_lens, causal, 0.0)?;
+        self.out_proj(g, a, name)
+    }
+
+    /// x = LN(x + dropout(sublayer)).
+    pub fn residual_norm(&self, g: &mut Graph, x: TensorId, sub: TensorId, norm: &str) -> Result<TensorId> {
+        let sub = g.dropout(sub, self.drop)?;
+        let x = g.add(x, sub)?;
+        self.layernorm(g, x, norm)
+    }
+
+    pub fn layernorm(&self, g: &mut Graph, x: TensorId, name: &str) -> Result<TensorId> {
+        let c = self.cfg.d_model;
+        let w = g.param(&format!("{name}.weight"), &[c]);
+        let b = g.param(&format!("{name}.bias"), &[c]);
+        g.layernorm(x, w, b, self.cfg.layer_norm_eps as f32)
+    }
+
+    /// linear2(dropout(relu(linear1(x)))).
+    pub fn feed_forward(&self, g: &mut Graph, x: TensorId, layer: &str) -> Result<TensorId> {
+        let (c, f) = (self.cfg.d_model, self.cfg.d_ff);
+        let h = self.linear(g, x, &format!("{layer}.linear1"), f, c)?;
+        let h = g.relu(h)?;
+        let h = g.dropout(h, self.drop)?;
+        self.linear(g, h, &format!("{layer}.linear2"), c, f)
+    }
+
+    /// E[ids] * sqrt(d) + PE, then dropout.
+    pub fn embed(&self, g: &mut Graph, table: TensorId, ids: TensorId, pe: TensorId) -> Result<TensorId> {
+        let x = g.embedding(table, ids)?;
+        let x = g.scale(x, (self.cfg.d_model as f32).sqrt())?;
+        let x = g.add(x, pe)?;
+        g.dropout(x, self.drop)
+    }
+
+    /// The embedding tables (source, target) and the output projection weight.
+    pub fn embeddings(&self, g: &mut Graph) -> (TensorId, TensorId, TensorId) {
+        let (v, c) = (self.cfg.vocab_size, self.cfg.d_model);
+        if self.cfg.tie_embeddings {
+            let e = param_or_new(g, "tgt_embed.weight", &[v, c]);
+            (e, e, e)
+        } else {
+            let src = param_or_new(g, "src_embed.weight", &[v, c]);
+            let tgt = param_or_new(g, "tgt_embed.weight", &[v, c]);
+            (src, tgt, param_or_new(g, "generator.weight", &[v, c]))
+        }
+    }
+
+    /// The encoder over embedded sources `x`: memory (B, S, d).
+    pub fn encoder(&self, g: &mut Graph, mut x: TensorId, src_lens: TensorId) -> Result<TensorId> {
+        let c = self.cfg.d_model;
+        for i in 0..self.cfg.encoder_layers {
+            let l = format!("transformer.encoder.layers.{i}");
+            let a = self.attention(g, x, x, &format!("{l}.self_attn"), Some(src_lens), false)?;
+            x = self.residual_norm(g, x, a, &format!("{l}.norm1"))?;
+            let f = self.feed_forward(g, x, &l)?;
+            x = self.residual_norm(g, x, f, &format!("{l}.norm2"))?;
+        }
+        debug_assert_eq!(g.shape(x)[2], c);
+        if self.cfg.final_norm {
+            x = self.layernorm(g, x, "transformer.encoder.norm")?;
+        }
+        Ok(x)
+    }
+
+    /// The decoder over embedded targets `y` attending to `memory`: (B, T, d) before the generator.
+    pub fn decoder(&self, g: &mut Graph, mut y: TensorId, memory: TensorId, src_lens: TensorId) -> Result<TensorId> {
+        for i in 0..self.cfg.decoder_layers {
+            let l = format!("transformer.decoder.layers.{i}");
+            let a = self.attention(g, y, y, &format!("{l}.self_attn"), None, true)?;
+            y = self.residual_norm(g, y, a, &format!("{l}.norm1"))?;
+            let a = self.attention(g, y, memory, &format!("{l}.multihead_attn"), Some(src_lens), false)?;
+            y = self.residual_norm(g, y, a, &format!("{l}.norm2"))?;
+            let f = self.feed_forward(g, y, &l)?;
+            y = self.residual_norm(g, y, f, &format!("{l}.norm3"))?;
+        }
+        if self.cfg.final_norm {
+            y = self.layernorm(g, y, "transformer.decoder.norm")?;
+        }
+        Ok(y)
+    }
+
+    /// Logits over the vocabulary from decoder outputs.
+    pub fn generator(&self, g: &mut Graph, y: TensorId, weight: TensorId) -> Result<TensorId> {
+        let b = g.param("generator.bias", &[self.cfg.vocab_size]);
+        g.linear(y, weight, Some(b))
+    }
+}
+
+/// The parameter `name`, created on first use (a tied or packed weight is used several times).
+fn param_or_new(g: &mut Graph, name: &str, shape: &[usize]) -> TensorId {
+    match g.find(name) {
+        Some(t) if g.desc(t).role == crate::graph::Role::Param => t,
+        _ => g.param(name, shape),
+    }
+}
+
+/// Builds the training graph for `batch` pairs of source length `src_len` and target length
+/// `tgt_len`; `train` enables dropout.
+pub fn build(
+    cfg: &TransformerConfig,
+    batch: usize,
+    src_len: usize,
+    tgt_len: usize,
+    train: bool,
+) -> Result<TransformerGraph> {
+    cfg.validate()?;
+    if batch == 0 || src_len == 0 || tgt_len == 0 {
+        return Err(Error::Config(format!("batch {batch}, source {src_len} and target {tgt_len} must be positive")));
+    }
+    let layers = Layers { cfg, drop: if train { cfg.dropout } else { 0.0 } };
+    let c = cfg.d_model;
+    let mut g = Graph::new();
+    let src = g.input("src", &[batch, src_len], Dtype::U32);
+    let src_lens = g.input("src_lens", &[batch], Dtype::U32);
+    let tgt_in = g.input("tgt_in", &[batch, tgt_len], Dtype::U32);
+    let tgt_out = g.input("tgt_out", &[batch, tgt_len], Dtype::U32);
+    let src_pe = g.input("src_pe", &[src_len, c], Dtype::F32);
+    let tgt_pe = g.input("tgt_pe", &[tgt_len, c], Dtype::F32);
+    let (src_table, tgt_table, out_weight) = layers.embeddings(&mut g);
+    let x = layers.embed(&mut g, src_table, src, src_pe)?;
+    let memory = layers.encoder(&mut g, x, src_lens)?;
+    let y = layers.embed(&mut g, tgt_table, tgt_in, tgt_pe)?;
+    let y = layers.decoder(&mut g, y, memory, src_lens)?;
+    let logits = layers.generator(&mut g, y, out_weight)?;
+    let loss = g.cross_entropy(logits, tgt_out, cfg.label_smoothing, Some(cfg.pad_id))?;
+    Ok(TransformerGraph { graph: g, src, src_lens, tgt_in, tgt_out, src_pe, tgt_pe, logits, loss })
+}
+
+/// Initial values as nn.Transformer initialises them: Xavier-uniform for every matrix
+/// (embeddings included), zero biases, LayerNorm weights 1.
+pub fn init_params(g: &Graph, seed: u64) -> Vec<(TensorId, Vec<f32>)> {
+    let mut rng = crate::rng::Rng::new(seed);
+    g.params()
+        .into_iter()
+        .map(|p| {
+            let d = g.desc(p);
+            let values = match d.shape[..] {
+                [out, inp] => {
+                    let bound = (6.0 / (out + inp) as f64).sqrt() as f32;
+                    (0..d.len()).map(|_| (rng.uniform() * 2.0 - 1.0) as f32 * bound).collect()
+                }
+                _ if d.name.contains("norm") && d.name.ends_with(".weight") => vec![1.0; d.len()],
+                _ => vec![0.0; d.len()],
+            };
+            (p, values)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_model_has_the_papers_parameter_count() {
+        // The paper's Table 3 lists 65M parameters for the base model with a 37000-token vocabulary.
+        let t = build(&TransformerConfig::base(37000), 1, 4, 4, false).expect("builds");
+        let count: usize = t.graph.params().iter().map(|&p| t.graph.desc(p).len()).sum();
+        assert!((60_000_000..66_000_000).contains(&count), "{count}");
+    }
+
+    #[test]
+    fn positional_encoding_matches_the_formula() {
+        let pe = positional_encoding(5, 8);
+        assert_eq!(pe[0..2], [0.0, 1.0]);
+        let want = (3.0f64 / 10000f64.powf(4.0 / 8.0)).cos() as f32;
+        assert!((pe[3 * 8 + 5] - want).abs() < 1e-7);
+    }
+
+    #[test]
+    fn bad_configs_are_errors() {
+        let mut cfg = TransformerConfig::small(100);
+        cfg.num_heads = 3;
+        assert!(cfg.validate().is_err());
+        let mut cfg = TransformerConfig::small(100);
+        cfg.activation = "gelu".into();
+        assert!(cfg.validate().unwrap_err().to_string().contains("activation"));
+        assert!(build(&TransformerConfig::small(100), 0, 3, 3, false).is_err());
+    }
+}
