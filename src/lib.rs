@@ -22,6 +22,7 @@ pub mod plan;
 pub mod reference;
 pub mod rng;
 pub mod shaders;
+pub mod text;
 pub mod trainer;
 
 pub use error::{Error, Result};

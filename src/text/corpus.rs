@@ -1,0 +1,197 @@
+//! The German-English parallel corpus (tab-separated source and target per line) and its
+//! batching by length: pairs are grouped into a few padded lengths so that a batch wastes
+//! little work on padding, and each group keeps one static graph shape.
+
+use super::bpe::{Bpe, BOS, EOS, PAD};
+use crate::error::{Error, Result};
+use crate::rng::Rng;
+use std::path::{Path, PathBuf};
+
+/// The bundled data directory (data/de-en), from the working directory or the crate's.
+pub fn default_dir() -> PathBuf {
+    let local = PathBuf::from("data/de-en");
+    if local.exists() {
+        local
+    } else {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("data/de-en")
+    }
+}
+
+/// Reads `source<TAB>target` lines; blank lines are skipped, any other line without exactly
+/// one tab is an error naming it.
+pub fn read_tsv(path: &Path) -> Result<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+    let mut pairs = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let mut parts = line.split('\t');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(s), Some(t), None) => pairs.push((s.trim().to_string(), t.trim().to_string())),
+            _ => {
+                return Err(Error::Format {
+                    path: path.display().to_string(),
+                    msg: format!("line {} is not `source<TAB>target`", i + 1),
+                })
+            }
+        }
+    }
+    Ok(pairs)
+}
+
+/// A tokenized pair without bos/eos.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Example {
+    pub src: Vec<u32>,
+    pub tgt: Vec<u32>,
+}
+
+impl Example {
+    /// Padded length this pair needs: source + eos, and bos/eos + target.
+    pub fn len(&self) -> usize {
+        (self.src.len() + 1).max(self.tgt.len() + 1)
+    }
+
+    /// True when both sides are empty.
+    pub fn is_empty(&self) -> bool {
+        self.src.is_empty() && self.tgt.is_empty()
+    }
+}
+
+/// Tokenizes pairs; pairs longer than `max_len` tokens (with eos) are dropped and counted.
+pub fn encode(bpe: &Bpe, pairs: &[(String, String)], max_len: usize) -> (Vec<Example>, usize) {
+    let all = pairs.iter().map(|(s, t)| Example { src: bpe.encode(s), tgt: bpe.encode(t) });
+    let (kept, dropped): (Vec<Example>, Vec<Example>) = all.partition(|e| e.len() <= max_len);
+    (kept, dropped.len())
+}
+
+/// One padded batch of `rows` pairs at length `len`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Batch {
+    pub len: usize,
+    pub rows: usize,
+    /// (rows, len): source ids, eos, then pad.
+    pub src: Vec<u32>,
+    pub src_lens: Vec<u32>,
+    /// (rows, len): bos, target ids, pad.
+    pub tgt_in: Vec<u32>,
+    /// (rows, len): target ids, eos, pad (ignored by the loss).
+    pub tgt_out: Vec<u32>,
+    /// Target tokens the loss counts (eos included).
+    pub tokens: usize,
+}
+
+impl Batch {
+    /// Pads `examples` (at most `rows`, each at most `len` long) into a batch; missing rows are
+    /// empty pairs whose targets are all padding, so they add nothing to the loss.
+    pub fn new(examples: &[&Example], rows: usize, len: usize) -> Self {
+        let mut b = Batch {
+            len,
+            rows,
+            src: vec![PAD; rows * len],
+            src_lens: vec![1; rows],
+            tgt_in: vec![PAD; rows * len],
+            tgt_out: vec![PAD; rows * len],
+            tokens: 0,
+        };
+        for r in 0..rows {
+            let row = r * len;
+            let Some(e) = examples.get(r) else {
+                b.src[row] = EOS;
+                b.tgt_in[row] = BOS;
+                continue;
+            };
+            b.src[row..row + e.src.len()].copy_from_slice(&e.src);
+            b.src[row + e.src.len()] = EOS;
+            b.src_lens[r] = e.src.len() as u32 + 1;
+            b.tgt_in[row] = BOS;
+            b.tgt_in[row + 1..row + 1 + e.tgt.len()].copy_from_slice(&e.tgt);
+            b.tgt_out[row..row + e.tgt.len()].copy_from_slice(&e.tgt);
+            b.tgt_out[row + e.tgt.len()] = EOS;
+            b.tokens += e.tgt.len() + 1;
+        }
+        b
+    }
+}
+
+/// The padded lengths batches use, and the rows a batch of each holds for `tokens` tokens.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Buckets {
+    pub lens: Vec<usize>,
+    pub tokens: usize,
+}
+
+impl Buckets {
+    /// The smallest bucket holding `len`, if any.
+    pub fn of(&self, len: usize) -> Option<usize> {
+        self.lens.iter().position(|&l| l >= len)
+    }
+
+    /// Rows per batch at bucket `i` (at least 1).
+    pub fn rows(&self, i: usize) -> usize {
+        (self.tokens / self.lens[i]).max(1)
+    }
+
+    /// The longest pair a bucket holds.
+    pub fn max_len(&self) -> usize {
+        self.lens.last().copied().unwrap_or(0)
+    }
+
+    /// One epoch of batches (bucket index, batch): shuffled within buckets, then the batch
+    /// order shuffled.
+    pub fn epoch(&self, examples: &[Example], rng: &mut Rng) -> Vec<(usize, Batch)> {
+        let mut by_bucket: Vec<Vec<&Example>> = vec![Vec::new(); self.lens.len()];
+        for e in examples {
+            if let Some(i) = self.of(e.len()) {
+                by_bucket[i].push(e);
+            }
+        }
+        let mut batches = Vec::new();
+        for (i, mut group) in by_bucket.into_iter().enumerate() {
+            shuffle(&mut group, rng);
+            for chunk in group.chunks(self.rows(i)) {
+                batches.push((i, Batch::new(chunk, self.rows(i), self.lens[i])));
+            }
+        }
+        shuffle(&mut batches, rng);
+        batches
+    }
+}
+
+/// Fisher-Yates.
+pub fn shuffle<T>(v: &mut [T], rng: &mut Rng) {
+    for i in (1..v.len()).rev() {
+        v.swap(i, rng.below(i + 1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_pad_and_mark_lengths() {
+        let e = Example { src: vec![7, 8], tgt: vec![9] };
+        let b = Batch::new(&[&e], 2, 4);
+        assert_eq!(b.src, [7, 8, EOS, PAD, EOS, PAD, PAD, PAD]);
+        assert_eq!(b.src_lens, [3, 1]);
+        assert_eq!(b.tgt_in, [BOS, 9, PAD, PAD, BOS, PAD, PAD, PAD]);
+        assert_eq!(b.tgt_out, [9, EOS, PAD, PAD, PAD, PAD, PAD, PAD]);
+        assert_eq!(b.tokens, 2);
+    }
+
+    #[test]
+    fn an_epoch_holds_every_example_once_in_its_bucket() {
+        let examples: Vec<Example> =
+            (0..50).map(|i| Example { src: vec![5; i % 9], tgt: vec![6; (i * 7) % 11] }).collect();
+        let buckets = Buckets { lens: vec![4, 8, 12], tokens: 24 };
+        let batches = buckets.epoch(&examples, &mut Rng::new(1));
+        let real: usize = batches.iter().map(|(_, b)| b.tokens).sum();
+        let want: usize = examples.iter().map(|e| e.tgt.len() + 1).sum();
+        assert_eq!(real, want);
+        for (i, b) in &batches {
+            assert_eq!((b.len, b.rows), (buckets.lens[*i], buckets.rows(*i)));
+        }
+    }
+}
