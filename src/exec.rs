@@ -15,6 +15,7 @@ use crate::kernels::layout::TokenCopy;
 use crate::kernels::{self, Dispatch, KernelSet, MatmulShape};
 use crate::plan::{plan, training_pinned, Plan};
 use crate::reference::adam::AdamStep;
+use std::collections::HashMap;
 
 /// Values for one input or parameter.
 #[derive(Clone, Copy, Debug)]
@@ -83,11 +84,37 @@ impl Executor {
         grads: Option<&Gradients>,
         outputs: &[TensorId],
     ) -> Result<Self> {
+        Self::build(gpu, graph, loss, grads, outputs, None)
+    }
+
+    /// [`Executor::keeping`] for another shape of the same model: parameters with the same name
+    /// and shape as in `with` (and their Adam moments) are the same buffers, so a step of either
+    /// trains both. Used for batches of several padded lengths.
+    pub fn sharing(
+        gpu: &Gpu,
+        graph: Graph,
+        loss: Option<TensorId>,
+        grads: Option<&Gradients>,
+        outputs: &[TensorId],
+        with: &Executor,
+    ) -> Result<Self> {
+        Self::build(gpu, graph, loss, grads, outputs, Some(with))
+    }
+
+    fn build(
+        gpu: &Gpu,
+        graph: Graph,
+        loss: Option<TensorId>,
+        grads: Option<&Gradients>,
+        outputs: &[TensorId],
+        with: Option<&Executor>,
+    ) -> Result<Self> {
         let kernels = KernelSet::new(gpu)?;
         let mut pinned = training_pinned(loss, grads);
         pinned.extend_from_slice(outputs);
         let plan = plan(&graph, &pinned);
-        let tensors = allocate(gpu, &graph, &plan)?;
+        let shared = with.map(|w| w.shared_params(&graph)).unwrap_or_default();
+        let tensors = allocate(gpu, &graph, &plan, &shared)?;
         let step_params = gpu.uniform("step params", &StepParams { seed: 0, step: 0, _pad: [0; 2] });
         let mut id_groups = Vec::new();
         let mut node_dispatches = Vec::with_capacity(graph.nodes.len());
@@ -104,8 +131,9 @@ impl Executor {
             let ctx = NodeContext { step_params: &step_params, id_groups: groups };
             node_dispatches.push(encode_node(gpu, &kernels, &graph, &tensors, node, &ctx)?);
         }
+        let moments = with.map(|w| w.shared_moments(&graph)).unwrap_or_default();
         let optimizer = match grads {
-            Some(g) => Some(prepare_adam(gpu, &kernels, &graph, &tensors, g)?),
+            Some(g) => Some(prepare_adam(gpu, &kernels, &graph, &tensors, g, &moments)?),
             None => None,
         };
         let loss_staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
@@ -138,6 +166,34 @@ impl Executor {
             id_groups,
             step_params,
         })
+    }
+
+    /// This executor's parameters that `other` has too (same name and shape), by `other`'s ids.
+    fn shared_params(&self, other: &Graph) -> HashMap<TensorId, Tensor> {
+        self.matching_params(other).map(|(mine, theirs)| (theirs, self.tensors[mine.0].clone())).collect()
+    }
+
+    /// Adam moments of the shared parameters, by `other`'s ids.
+    fn shared_moments(&self, other: &Graph) -> HashMap<TensorId, (Tensor, Tensor)> {
+        let Some(opt) = &self.optimizer else { return HashMap::new() };
+        self.matching_params(other)
+            .filter_map(|(mine, theirs)| {
+                opt.state.iter().find(|(p, _, _)| *p == mine).map(|(_, m, v)| (theirs, (m.clone(), v.clone())))
+            })
+            .collect()
+    }
+
+    fn matching_params<'a>(&'a self, other: &'a Graph) -> impl Iterator<Item = (TensorId, TensorId)> + 'a {
+        other.params().into_iter().filter_map(move |theirs| {
+            let d = other.desc(theirs);
+            self.graph.find(&d.name).filter(|&mine| self.graph.desc(mine).shape == d.shape).map(|mine| (mine, theirs))
+        })
+    }
+
+    /// The buffer behind `t`. After a step only inputs, parameters, gradients, the loss and
+    /// kept outputs hold their own values: other activations share buffers.
+    pub fn buffer(&self, t: TensorId) -> &wgpu::Buffer {
+        &self.tensors[t.0].buffer
     }
 
     pub fn graph(&self) -> &Graph {
@@ -341,7 +397,9 @@ fn first_mismatch(got: &[f32], want: &[f32], atol: f64, rtol: f64) -> Option<Str
 }
 
 /// One buffer per plan slot; every tensor a view of its slot.
-fn allocate(gpu: &Gpu, g: &Graph, plan: &Plan) -> Result<Vec<Tensor>> {
+/// One buffer per plan slot (parameters in `shared` use those buffers instead; they have
+/// slots of their own, being pinned).
+fn allocate(gpu: &Gpu, g: &Graph, plan: &Plan, shared: &HashMap<TensorId, Tensor>) -> Result<Vec<Tensor>> {
     let mut owner = vec![0usize; plan.slot_bytes.len()];
     for (t, &s) in plan.slot_of.iter().enumerate() {
         if g.tensors[t].len() >= g.tensors[owner[s]].len() {
@@ -352,15 +410,21 @@ fn allocate(gpu: &Gpu, g: &Graph, plan: &Plan) -> Result<Vec<Tensor>> {
         .slot_bytes
         .iter()
         .zip(&owner)
-        .map(|(&b, &t)| gpu.zeros(&g.tensors[t].name, (b / 4) as usize))
+        .map(|(&b, &t)| match shared.get(&TensorId(t)) {
+            Some(_) => Ok(None),
+            None => gpu.zeros(&g.tensors[t].name, (b / 4) as usize).map(Some),
+        })
         .collect::<Result<Vec<_>>>()?;
     Ok(g.tensors
         .iter()
         .enumerate()
-        .map(|(t, d)| Tensor {
-            buffer: slots[plan.slot_of[t]].buffer.clone(),
-            len: d.len(),
-            dtype: if d.dtype == Dtype::U32 { DType::U32 } else { DType::F32 },
+        .map(|(t, d)| {
+            let buffer = match (&slots[plan.slot_of[t]], shared.get(&TensorId(t))) {
+                (_, Some(s)) => s.buffer.clone(),
+                (Some(slot), None) => slot.buffer.clone(),
+                (None, None) => unreachable!("a slot without a buffer belongs to a shared parameter"),
+            };
+            Tensor { buffer, len: d.len(), dtype: if d.dtype == Dtype::U32 { DType::U32 } else { DType::F32 } }
         })
         .collect())
 }
@@ -516,7 +580,14 @@ fn tokens3(d: &crate::graph::TensorDesc) -> Result<[usize; 3]> {
 
 /// Moments and one Adam dispatch per parameter with a gradient, in parameter order, and the
 /// clipping dispatches (sums of squares of every gradient, then the factor).
-fn prepare_adam(gpu: &Gpu, k: &KernelSet, g: &Graph, ts: &[Tensor], grads: &Gradients) -> Result<Optimizer> {
+fn prepare_adam(
+    gpu: &Gpu,
+    k: &KernelSet,
+    g: &Graph,
+    ts: &[Tensor],
+    grads: &Gradients,
+    shared: &HashMap<TensorId, (Tensor, Tensor)>,
+) -> Result<Optimizer> {
     let with_grad: Vec<(TensorId, TensorId)> =
         g.params().into_iter().filter_map(|p| grads.get(p).map(|d| (p, d))).collect();
     let partials: usize = with_grad.iter().map(|(p, _)| partials_for(g.desc(*p).len())).sum();
@@ -529,7 +600,10 @@ fn prepare_adam(gpu: &Gpu, k: &KernelSet, g: &Graph, ts: &[Tensor], grads: &Grad
     for (p, grad) in with_grad {
         let n = g.desc(p).len();
         let name = &g.desc(p).name;
-        let (m, v) = (gpu.zeros(&format!("{name}.adam_m"), n)?, gpu.zeros(&format!("{name}.adam_v"), n)?);
+        let (m, v) = match shared.get(&p) {
+            Some((m, v)) => (m.clone(), v.clone()),
+            None => (gpu.zeros(&format!("{name}.adam_m"), n)?, gpu.zeros(&format!("{name}.adam_v"), n)?),
+        };
         updates.push(k.adam.update(gpu, &ts[p.0], &m, &v, &ts[grad.0], &grad_scale, n)?);
         clip.push(k.clip.sumsq(gpu, &partial, &ts[grad.0], n, offset)?);
         offset += partials_for(n);

@@ -207,3 +207,40 @@ fn clipped_adam_step_matches_the_reference() {
         }
     });
 }
+
+#[test]
+fn executors_sharing_parameters_train_them_as_one() {
+    use wgformer::optim::AdamConfig;
+    for_each_gpu(|gpu| {
+        let mut t = common::graphs::mlp();
+        let grads = backward(&mut t.graph, t.loss).unwrap();
+        let values = random_values(&t.graph, 5);
+        let inputs = [random_values(&t.graph, 6), random_values(&t.graph, 7)];
+        let x = t.graph.find("x").unwrap();
+        let adam = |step| Some(AdamConfig::default().at(step, 0.05));
+        // One executor taking two steps...
+        let single = Executor::new(gpu, t.graph.clone(), Some(t.loss), Some(&grads)).unwrap();
+        upload_all(gpu, &single, &values, &t.targets);
+        for (i, input) in inputs.iter().enumerate() {
+            let opts = StepOptions { adam: adam(i as u32 + 1), seed: 0, clip: None };
+            single.step(gpu, &[(x, HostData::F32(&input[x.0]))], &opts).unwrap();
+        }
+        // ...and two sharing their parameters and moments, one step each.
+        let a = Executor::new(gpu, t.graph.clone(), Some(t.loss), Some(&grads)).unwrap();
+        upload_all(gpu, &a, &values, &t.targets);
+        let b = Executor::sharing(gpu, t.graph.clone(), Some(t.loss), Some(&grads), &[], &a).unwrap();
+        for (id, v) in &t.targets {
+            b.set(gpu, *id, HostData::U32(v)).unwrap();
+        }
+        for (i, (exec, input)) in [&a, &b].into_iter().zip(&inputs).enumerate() {
+            let opts = StepOptions { adam: adam(i as u32 + 1), seed: 0, clip: None };
+            exec.step(gpu, &[(x, HostData::F32(&input[x.0]))], &opts).unwrap();
+        }
+        for p in t.graph.params() {
+            let want = single.read(gpu, p).unwrap();
+            assert_ne!(want, values[p.0], "the steps change {}", t.graph.desc(p).name);
+            assert_close("shared param via a", &a.read(gpu, p).unwrap(), &want, 1e-6, 1e-5);
+            assert_close("shared param via b", &b.read(gpu, p).unwrap(), &want, 1e-6, 1e-5);
+        }
+    });
+}

@@ -35,7 +35,7 @@ pub fn pretokenize(text: &str) -> Vec<String> {
     for word in text.split_whitespace() {
         let mut current = String::new();
         let mut first = true;
-        let mut flush = |current: &mut String, first: &mut bool, pieces: &mut Vec<String>| {
+        let flush = |current: &mut String, first: &mut bool, pieces: &mut Vec<String>| {
             if !current.is_empty() {
                 let mark = if *first { WORD_START.to_string() } else { String::new() };
                 pieces.push(mark + current);
@@ -59,7 +59,11 @@ pub fn pretokenize(text: &str) -> Vec<String> {
 
 impl Bpe {
     /// Learns a vocabulary of at most `vocab_size` entries from `texts`.
-    pub fn learn<'a>(texts: impl IntoIterator<Item = &'a str>, vocab_size: usize, min_char_count: usize) -> Result<Self> {
+    pub fn learn<'a>(
+        texts: impl IntoIterator<Item = &'a str>,
+        vocab_size: usize,
+        min_char_count: usize,
+    ) -> Result<Self> {
         let mut words: HashMap<String, i64> = HashMap::new();
         for text in texts {
             for p in pretokenize(text) {
@@ -194,9 +198,7 @@ impl Bpe {
             && bpe.vocab.iter().zip(SPECIALS).all(|(a, b)| a == b)
             && bpe.merges.iter().enumerate().all(|(r, &(a, b))| {
                 let (a, b) = (a as usize, b as usize);
-                a < first + r
-                    && b < first + r
-                    && bpe.vocab[first + r] == format!("{}{}", bpe.vocab[a], bpe.vocab[b])
+                a < first + r && b < first + r && bpe.vocab[first + r] == format!("{}{}", bpe.vocab[a], bpe.vocab[b])
             });
         if !ok {
             return Err(Error::Config("tokenizer: the merges do not match the vocabulary".into()));

@@ -20,7 +20,8 @@ pub fn default_dir() -> PathBuf {
 /// Reads `source<TAB>target` lines; blank lines are skipped, any other line without exactly
 /// one tab is an error naming it.
 pub fn read_tsv(path: &Path) -> Result<Vec<(String, String)>> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
     let mut pairs = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
