@@ -46,3 +46,51 @@ pub fn params_bytes(g: &Graph, values: &[(TensorId, Vec<f32>)], stored: StoredSh
         values.iter().map(|(p, v)| (g.desc(*p).name.clone(), stored(&g.desc(*p).name, g.shape(*p)), &v[..])).collect();
     safetensors_bytes(&tensors)
 }
+
+/// What a training run saves besides the weights.
+pub struct TrainingState<'a> {
+    /// (param, exp_avg, exp_avg_sq).
+    pub moments: &'a [(TensorId, Vec<f32>, Vec<f32>)],
+    /// trainer_state.json's text.
+    pub state_json: String,
+    /// Extra files (a plot) as (name, bytes).
+    pub extra: Vec<(&'a str, Vec<u8>)>,
+}
+
+/// optimizer.safetensors' bytes: `<name>.exp_avg` and `<name>.exp_avg_sq` per parameter.
+pub fn moments_bytes(g: &Graph, moments: &[(TensorId, Vec<f32>, Vec<f32>)], stored: StoredShape) -> Result<Vec<u8>> {
+    let mut tensors: Vec<(String, Vec<usize>, &[f32])> = Vec::new();
+    for (p, m, v) in moments {
+        let (name, shape) = (&g.desc(*p).name, stored(&g.desc(*p).name, g.shape(*p)));
+        tensors.push((format!("{name}.exp_avg"), shape.clone(), m));
+        tensors.push((format!("{name}.exp_avg_sq"), shape, v));
+    }
+    safetensors_bytes(&tensors)
+}
+
+/// Reads optimizer.safetensors: (param, exp_avg, exp_avg_sq) for every parameter of `g`.
+pub fn load_moments(dir: &Path, g: &Graph) -> Result<Vec<(TensorId, Vec<f32>, Vec<f32>)>> {
+    let path = dir.join("optimizer.safetensors");
+    let tensors = read_safetensors(&path)?;
+    let get = |name: &str, len: usize| -> Result<Vec<f32>> {
+        let t = tensors
+            .iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| Error::Format { path: path.display().to_string(), msg: format!("no tensor {name}") })?;
+        let v = t.f32(&path)?;
+        if v.len() != len {
+            return Err(Error::Format {
+                path: path.display().to_string(),
+                msg: format!("{name} has {} values, expected {len}", v.len()),
+            });
+        }
+        Ok(v.to_vec())
+    };
+    g.params()
+        .into_iter()
+        .map(|p| {
+            let (name, len) = (&g.desc(p).name, g.desc(p).len());
+            Ok((p, get(&format!("{name}.exp_avg"), len)?, get(&format!("{name}.exp_avg_sq"), len)?))
+        })
+        .collect()
+}

@@ -25,6 +25,9 @@ pub struct Trainer {
     pub config: TrainConfig,
     /// Steps taken so far.
     pub step: u32,
+    /// Executors for other batch shapes of the same model, sharing `exec`'s parameters and
+    /// Adam moments (see [`Trainer::add_shape`]).
+    pub shapes: Vec<Executor>,
 }
 
 impl Trainer {
@@ -38,7 +41,12 @@ impl Trainer {
         keep: &[TensorId],
         config: TrainConfig,
     ) -> Result<Self> {
-        Ok(Trainer { exec: Executor::keeping(gpu, graph, Some(loss), Some(grads), keep)?, config, step: 0 })
+        Ok(Trainer {
+            exec: Executor::keeping(gpu, graph, Some(loss), Some(grads), keep)?,
+            config,
+            step: 0,
+            shapes: vec![],
+        })
     }
 
     /// The learning rate of the next step.
@@ -48,13 +56,37 @@ impl Trainer {
 
     /// One step on `inputs`: forward, backward, clipping, Adam; returns the loss.
     pub fn step(&mut self, gpu: &Gpu, inputs: &[(TensorId, HostData)]) -> Result<f32> {
+        self.step_shape(gpu, 0, inputs)
+    }
+
+    /// Adds another batch shape of the same model (its graph and backward), training the same
+    /// parameters; returns its index for [`Trainer::step_shape`] (the first shape is 0).
+    pub fn add_shape(&mut self, gpu: &Gpu, graph: Graph, loss: TensorId, grads: &Gradients) -> Result<usize> {
+        self.shapes.push(Executor::sharing(gpu, graph, Some(loss), Some(grads), &[], &self.exec)?);
+        Ok(self.shapes.len())
+    }
+
+    /// The executor of shape `i` (0: the first).
+    pub fn executor(&self, i: usize) -> Option<&Executor> {
+        if i == 0 {
+            Some(&self.exec)
+        } else {
+            self.shapes.get(i - 1)
+        }
+    }
+
+    /// [`Trainer::step`] on the executor of shape `i`.
+    pub fn step_shape(&mut self, gpu: &Gpu, i: usize, inputs: &[(TensorId, HostData)]) -> Result<f32> {
         let step = self.step + 1;
         let opts = StepOptions {
             adam: Some(self.config.adam.at(step, self.config.schedule.lr(step))),
             seed: self.config.seed.wrapping_mul(0x9E37_79B9) ^ step,
             clip: self.config.clip,
         };
-        let loss = self.exec.step(gpu, inputs, &opts)?;
+        let exec = self.executor(i).ok_or_else(|| {
+            crate::error::Error::Config(format!("no batch shape {i} (have {})", self.shapes.len() + 1))
+        })?;
+        let loss = exec.step(gpu, inputs, &opts)?;
         self.step = step;
         Ok(loss)
     }

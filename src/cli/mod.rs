@@ -1,4 +1,5 @@
 //! The command line's own modules (not part of the library).
 
 pub mod plot;
+pub mod translate;
 pub mod vit;

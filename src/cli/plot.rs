@@ -1,5 +1,5 @@
 //! A small PNG line chart of a training run, drawn with the `image` crate: training loss on the
-//! left panel, test accuracy on the right, one point per epoch (axes start at 0).
+//! left panel, test accuracy or BLEU on the right, one point per epoch (axes start at 0).
 
 use image::{Rgb, RgbImage};
 
@@ -43,12 +43,13 @@ fn panel(img: &mut RgbImage, left: u32, values: &[f32], max: f32, color: Rgb<u8>
     }
 }
 
-/// PNG bytes of the chart: loss (scaled to its maximum) and accuracy (scaled to 1).
-pub fn training_png(losses: &[f32], accuracies: &[f32]) -> Vec<u8> {
+/// PNG bytes of the chart: loss (scaled to its maximum) and a metric (scaled to `metric_max`:
+/// 1 for accuracy, 100 for BLEU).
+pub fn training_png(losses: &[f32], metric: &[f32], metric_max: f32) -> Vec<u8> {
     let mut img = RgbImage::from_pixel(W, H, Rgb([255, 255, 255]));
     let max_loss = losses.iter().copied().fold(1e-6, f32::max);
     panel(&mut img, 0, losses, max_loss, Rgb([200, 40, 40]));
-    panel(&mut img, W / 2, accuracies, 1.0, Rgb([40, 90, 200]));
+    panel(&mut img, W / 2, metric, metric_max, Rgb([40, 90, 200]));
     let mut out = std::io::Cursor::new(Vec::new());
     // Encoding an in-memory RGB image cannot fail.
     let _ = img.write_to(&mut out, image::ImageFormat::Png);

@@ -218,7 +218,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         let training = TrainingState {
             moments: &moments,
             state_json: serde_json::to_string_pretty(&state).unwrap_or_default(),
-            extra: vec![("training.png", training_png(&losses, &accs))],
+            extra: vec![("training.png", training_png(&losses, &accs, 1.0))],
         };
         ckpt::save(&args.out, &cfg, &fashion_preprocess(), &v.graph, &params, Some(training))?;
     }

@@ -2,6 +2,7 @@
 
 pub mod golden;
 pub mod transformer;
+pub mod transformer_checkpoint;
 pub mod transformer_decode;
 pub mod transformer_verify;
 pub mod vit;

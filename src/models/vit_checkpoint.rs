@@ -5,18 +5,11 @@
 use super::vit::{stored_shape, Preprocess, VitConfig};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, TensorId};
-use crate::io::{read_safetensors, safetensors_bytes, write_dir_atomic};
+
+use crate::io::write_dir_atomic;
 use std::path::Path;
 
-/// What a training run saves besides the weights.
-pub struct TrainingState<'a> {
-    /// (param, exp_avg, exp_avg_sq).
-    pub moments: &'a [(TensorId, Vec<f32>, Vec<f32>)],
-    /// trainer_state.json's text.
-    pub state_json: String,
-    /// Extra files (a plot) as (name, bytes).
-    pub extra: Vec<(&'a str, Vec<u8>)>,
-}
+pub use crate::checkpoint::{load_moments, TrainingState};
 
 fn read_text(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.display().to_string(), source })
@@ -62,42 +55,9 @@ pub fn save(
         ("model.safetensors", crate::checkpoint::params_bytes(g, params, &stored)?),
     ];
     if let Some(t) = training {
-        let mut tensors: Vec<(String, Vec<usize>, &[f32])> = Vec::new();
-        for (p, m, v) in t.moments {
-            let (name, shape) = (&g.desc(*p).name, stored(&g.desc(*p).name, g.shape(*p)));
-            tensors.push((format!("{name}.exp_avg"), shape.clone(), m));
-            tensors.push((format!("{name}.exp_avg_sq"), shape, v));
-        }
-        files.push(("optimizer.safetensors", safetensors_bytes(&tensors)?));
+        files.push(("optimizer.safetensors", crate::checkpoint::moments_bytes(g, t.moments, &stored)?));
         files.push(("trainer_state.json", t.state_json.into_bytes()));
         files.extend(t.extra);
     }
     write_dir_atomic(dir, &files)
-}
-
-/// Reads optimizer.safetensors: (param, exp_avg, exp_avg_sq) for every parameter of `g`.
-pub fn load_moments(dir: &Path, g: &Graph) -> Result<Vec<(TensorId, Vec<f32>, Vec<f32>)>> {
-    let path = dir.join("optimizer.safetensors");
-    let tensors = read_safetensors(&path)?;
-    let get = |name: &str, len: usize| -> Result<Vec<f32>> {
-        let t = tensors
-            .iter()
-            .find(|t| t.name == name)
-            .ok_or_else(|| Error::Format { path: path.display().to_string(), msg: format!("no tensor {name}") })?;
-        let v = t.f32(&path)?;
-        if v.len() != len {
-            return Err(Error::Format {
-                path: path.display().to_string(),
-                msg: format!("{name} has {} values, expected {len}", v.len()),
-            });
-        }
-        Ok(v.to_vec())
-    };
-    g.params()
-        .into_iter()
-        .map(|p| {
-            let (name, len) = (&g.desc(p).name, g.desc(p).len());
-            Ok((p, get(&format!("{name}.exp_avg"), len)?, get(&format!("{name}.exp_avg_sq"), len)?))
-        })
-        .collect()
 }

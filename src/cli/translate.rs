@@ -1,0 +1,422 @@
+//! `train translate`, `translate` and `eval` for the Transformer on the bundled German-English
+//! pairs.
+
+use super::plot::training_png;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use wgformer::autodiff::backward;
+use wgformer::checkpoint::TrainingState;
+use wgformer::exec::{Executor, HostData, StepOptions};
+use wgformer::graph::TensorId;
+use wgformer::models::transformer::{self, TransformerConfig, TransformerGraph};
+use wgformer::models::transformer_checkpoint as ckpt;
+use wgformer::models::transformer_decode::{Decoder, Search};
+use wgformer::optim::{AdamConfig, Schedule};
+use wgformer::rng::Rng;
+use wgformer::text::bleu::BleuStats;
+use wgformer::text::bpe::{Bpe, UNK};
+use wgformer::text::corpus::{self, Batch, Buckets};
+use wgformer::trainer::{TrainConfig, Trainer};
+use wgformer::{Error, Gpu, Result};
+
+/// Padded lengths of the training batches (tokens, eos included).
+const BUCKETS: [usize; 7] = [10, 14, 18, 24, 32, 48, 64];
+/// Sentences per decoding batch (greedy; beam search takes a quarter).
+const DECODE_ROWS: usize = 128;
+
+/// Options of `train translate`.
+pub struct TrainArgs {
+    pub out: PathBuf,
+    pub resume: Option<PathBuf>,
+    pub epochs: usize,
+    /// Padded tokens per batch (rows x length).
+    pub tokens: usize,
+    /// Peak learning rate, reached after `warmup` steps (the paper's schedule, rescaled).
+    pub lr: f32,
+    pub warmup: u32,
+    pub seed: u64,
+    pub data: PathBuf,
+    pub vocab: usize,
+    /// Train on the first N pairs only (a quick run).
+    pub train_pairs: Option<usize>,
+    /// The BLEU after each epoch translates the first N validation pairs (the loss uses all).
+    pub valid_pairs: usize,
+    pub stop_after: Option<usize>,
+    /// The model: `small` (the default) or `base` (the paper's).
+    pub model: String,
+}
+
+/// One epoch in trainer_state.json.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct EpochRecord {
+    epoch: usize,
+    train_loss: f32,
+    valid_loss: f32,
+    valid_bleu: f32,
+    seconds: f64,
+    tokens_per_second: f64,
+}
+
+/// trainer_state.json.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct TrainerState {
+    epochs_done: usize,
+    epochs: usize,
+    step: u32,
+    tokens: usize,
+    lr: f32,
+    warmup: u32,
+    seed: u64,
+    history: Vec<EpochRecord>,
+}
+
+fn read_state(dir: &Path) -> Result<TrainerState> {
+    let path = dir.join("trainer_state.json");
+    let text =
+        std::fs::read_to_string(&path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+    serde_json::from_str(&text).map_err(|e| Error::Format { path: path.display().to_string(), msg: e.to_string() })
+}
+
+fn feed<'a>(t: &TransformerGraph, b: &'a Batch) -> [(TensorId, HostData<'a>); 4] {
+    [
+        (t.src, HostData::U32(&b.src)),
+        (t.src_lens, HostData::U32(&b.src_lens)),
+        (t.tgt_in, HostData::U32(&b.tgt_in)),
+        (t.tgt_out, HostData::U32(&b.tgt_out)),
+    ]
+}
+
+fn set_constants(gpu: &Gpu, exec: &Executor, t: &TransformerGraph) -> Result<()> {
+    for (id, values) in t.constants() {
+        exec.set(gpu, id, HostData::F32(&values))?;
+    }
+    Ok(())
+}
+
+/// Mean loss per target token over `batches`, with the evaluation executors.
+fn validation_loss(gpu: &Gpu, evals: &[(Executor, TransformerGraph)], batches: &[(usize, Batch)]) -> Result<f32> {
+    let (mut sum, mut tokens) = (0.0f64, 0usize);
+    for (i, b) in batches {
+        let (exec, t) = &evals[*i];
+        let loss = exec.step(gpu, &feed(t, b), &StepOptions::default())?;
+        sum += loss as f64 * b.tokens as f64;
+        tokens += b.tokens;
+    }
+    Ok((sum / tokens.max(1) as f64) as f32)
+}
+
+pub fn train(args: &TrainArgs) -> Result<()> {
+    let gpu = Gpu::new()?;
+    eprintln!("adapter: {}", gpu.describe());
+    let mut train_pairs = corpus::read_tsv(&args.data.join("train.tsv"))?;
+    if let Some(n) = args.train_pairs {
+        train_pairs.truncate(n);
+    }
+    let valid_pairs = corpus::read_tsv(&args.data.join("valid.tsv"))?;
+    let bleu_pairs = &valid_pairs[..args.valid_pairs.min(valid_pairs.len())];
+    if train_pairs.is_empty() || valid_pairs.is_empty() {
+        return Err(Error::Config("the training and validation sets must not be empty".into()));
+    }
+    let (cfg, bpe, mut state) = match &args.resume {
+        Some(dir) => {
+            let s = read_state(dir)?;
+            eprintln!("resuming {} after epoch {} of {} (step {})", dir.display(), s.epochs_done, s.epochs, s.step);
+            let (cfg, bpe) = ckpt::load_config(dir)?;
+            (cfg, bpe, s)
+        }
+        None => {
+            let start = Instant::now();
+            let texts = train_pairs.iter().flat_map(|(s, t)| [s.as_str(), t.as_str()]);
+            let bpe = Bpe::learn(texts, args.vocab, 2)?;
+            eprintln!("learned a shared BPE vocabulary of {} in {:.1} s", bpe.len(), start.elapsed().as_secs_f64());
+            let cfg = match args.model.as_str() {
+                "small" => TransformerConfig::small(bpe.len()),
+                "base" => TransformerConfig::base(bpe.len()),
+                other => return Err(Error::Config(format!("unknown model {other:?} (small, base)"))),
+            };
+            let s = TrainerState {
+                epochs_done: 0,
+                epochs: args.epochs,
+                step: 0,
+                tokens: args.tokens,
+                lr: args.lr,
+                warmup: args.warmup,
+                seed: args.seed,
+                history: vec![],
+            };
+            (cfg, bpe, s)
+        }
+    };
+    let max_len = BUCKETS[BUCKETS.len() - 1];
+    let (train, dropped) = corpus::encode(&bpe, &train_pairs, max_len);
+    let (valid, _) = corpus::encode(&bpe, &valid_pairs, max_len);
+    if dropped > 0 {
+        eprintln!("{dropped} training pairs are longer than {max_len} tokens and are left out");
+    }
+    let buckets = Buckets { lens: BUCKETS.to_vec(), tokens: state.tokens.max(max_len) };
+    // The paper's schedule, scaled so that it peaks at `lr` after `warmup` steps.
+    let warmup = state.warmup.max(1);
+    let scale = state.lr * (cfg.d_model as f32).sqrt() * (warmup as f32).sqrt();
+    let config = TrainConfig {
+        adam: AdamConfig { beta1: 0.9, beta2: 0.98, eps: 1e-9, weight_decay: 0.0 },
+        schedule: Schedule::Noam { d_model: cfg.d_model, warmup, scale },
+        clip: Some(1.0),
+        seed: state.seed as u32,
+    };
+
+    // One training and one evaluation graph per padded length, all on the same parameters.
+    let start = Instant::now();
+    let mut graphs = Vec::new();
+    let mut trainer: Option<Trainer> = None;
+    for (i, &len) in buckets.lens.iter().enumerate() {
+        let mut t = transformer::build(&cfg, buckets.rows(i), len, len, true)?;
+        let grads = backward(&mut t.graph, t.loss)?;
+        match trainer.as_mut() {
+            None => trainer = Some(Trainer::new(&gpu, t.graph.clone(), t.loss, &grads, &[], config)?),
+            Some(tr) => {
+                tr.add_shape(&gpu, t.graph.clone(), t.loss, &grads)?;
+            }
+        }
+        let tr = trainer.as_ref().expect("created above");
+        set_constants(&gpu, tr.executor(i).expect("added above"), &t)?;
+        graphs.push(t);
+    }
+    let mut trainer = trainer.ok_or_else(|| Error::Config("no buckets".into()))?;
+    let mut evals = Vec::new();
+    for (i, &len) in buckets.lens.iter().enumerate() {
+        let t = transformer::build(&cfg, buckets.rows(i), len, len, false)?;
+        let exec = Executor::sharing(&gpu, t.graph.clone(), Some(t.loss), None, &[], &trainer.exec)?;
+        set_constants(&gpu, &exec, &t)?;
+        evals.push((exec, t));
+    }
+    let first = &graphs[0].graph;
+    let params = match &args.resume {
+        Some(dir) => {
+            let ck = ckpt::load(dir)?;
+            for (p, m, v) in wgformer::checkpoint::load_moments(dir, first)? {
+                trainer.exec.set_optimizer_state(&gpu, p, &m, &v)?;
+            }
+            trainer.step = state.step;
+            let by_name: Vec<(TensorId, Vec<f32>)> =
+                ck.params.into_iter().filter_map(|(n, v)| first.find(&n).map(|p| (p, v))).collect();
+            by_name
+        }
+        None => transformer::init_params(first, state.seed),
+    };
+    for (p, values) in &params {
+        trainer.exec.set(&gpu, *p, HostData::F32(values))?;
+    }
+    let n_params: usize = params.iter().map(|(_, v)| v.len()).sum();
+    let train_tokens: usize = train.iter().map(|e| e.tgt.len() + 1).sum();
+    eprintln!(
+        "Transformer: d_model {}, {} heads, {}+{} layers, FFN {}, vocabulary {}, {n_params} parameters; \
+         {} training pairs ({train_tokens} target tokens), {} validation pairs; {} buckets prepared in {:.1} s",
+        cfg.d_model,
+        cfg.num_heads,
+        cfg.encoder_layers,
+        cfg.decoder_layers,
+        cfg.d_ff,
+        cfg.vocab_size,
+        train.len(),
+        valid.len(),
+        buckets.lens.len(),
+        start.elapsed().as_secs_f64()
+    );
+    let valid_batches = buckets.epoch(&valid, &mut Rng::new(0));
+    let last_epoch = match args.stop_after {
+        Some(n) => (state.epochs_done + n).min(state.epochs),
+        None => state.epochs,
+    };
+    for epoch in state.epochs_done..last_epoch {
+        let batches = buckets.epoch(&train, &mut Rng::new(state.seed.wrapping_mul(1000) + epoch as u64));
+        let bar = ProgressBar::new(batches.len() as u64);
+        bar.set_style(
+            ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.set_prefix(format!("{}/{}", epoch + 1, state.epochs));
+        let start = Instant::now();
+        let (mut loss_sum, mut tokens, mut smooth) = (0.0f64, 0usize, None::<f32>);
+        for (i, b) in &batches {
+            let loss = trainer.step_shape(&gpu, *i, &feed(&graphs[*i], b))?;
+            if !loss.is_finite() {
+                return Err(Error::Config(format!("the loss became {loss} at step {}: lower --lr", trainer.step)));
+            }
+            loss_sum += loss as f64 * b.tokens as f64;
+            tokens += b.tokens;
+            let s = smooth.map_or(loss, |s| 0.98 * s + 0.02 * loss);
+            smooth = Some(s);
+            let tps = tokens as f64 / start.elapsed().as_secs_f64();
+            bar.set_message(format!("loss {s:.3} lr {:.2e} {tps:.0} tok/s", trainer.lr()));
+            bar.inc(1);
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        bar.finish_and_clear();
+        let valid_loss = validation_loss(&gpu, &evals, &valid_batches)?;
+        let params = trainer.params(&gpu)?;
+        let named: Vec<(String, Vec<f32>)> =
+            params.iter().map(|(p, v)| (first.desc(*p).name.clone(), v.clone())).collect();
+        let eval_start = Instant::now();
+        let (valid_bleu, _) = bleu_of(&gpu, &cfg, &bpe, &named, bleu_pairs, Search::GREEDY)?;
+        let record = EpochRecord {
+            epoch: epoch + 1,
+            train_loss: (loss_sum / tokens.max(1) as f64) as f32,
+            valid_loss,
+            valid_bleu: valid_bleu as f32,
+            seconds,
+            tokens_per_second: tokens as f64 / seconds,
+        };
+        eprintln!(
+            "epoch {}/{}: train loss {:.3}, valid loss {:.3}, valid BLEU {:.2} (greedy, {} pairs, {:.0} s), {:.0} s, {:.0} target tokens/s",
+            record.epoch,
+            state.epochs,
+            record.train_loss,
+            valid_loss,
+            valid_bleu,
+            bleu_pairs.len(),
+            eval_start.elapsed().as_secs_f64(),
+            seconds,
+            record.tokens_per_second
+        );
+        state.history.push(record);
+        state.epochs_done = epoch + 1;
+        state.step = trainer.step;
+        let losses: Vec<f32> = state.history.iter().map(|r| r.train_loss).collect();
+        let bleus: Vec<f32> = state.history.iter().map(|r| r.valid_bleu).collect();
+        let max_bleu = bleus.iter().copied().fold(10.0, f32::max);
+        let moments = trainer.exec.optimizer_state(&gpu)?;
+        let training = TrainingState {
+            moments: &moments,
+            state_json: serde_json::to_string_pretty(&state).unwrap_or_default(),
+            extra: vec![("training.png", training_png(&losses, &bleus, max_bleu))],
+        };
+        ckpt::save(&args.out, &cfg, &bpe, first, &params, Some(training))?;
+    }
+    let total: f64 = state.history.iter().map(|r| r.seconds).sum();
+    if let Some(last) = state.history.last() {
+        eprintln!(
+            "done: {} epochs, {:.0} s of training, {:.0} target tokens/s; valid BLEU {:.2}; checkpoint in {}",
+            state.epochs_done,
+            total,
+            last.tokens_per_second,
+            last.valid_bleu,
+            args.out.display()
+        );
+    }
+    if state.epochs_done == state.epochs {
+        let test = corpus::read_tsv(&args.data.join("test.tsv"))?;
+        let ck = ckpt::load(&args.out)?;
+        for (name, search) in [("greedy", Search::GREEDY), ("beam 4", Search::PAPER)] {
+            let start = Instant::now();
+            let (bleu, _) = bleu_of(&gpu, &ck.config, &ck.tokenizer, &ck.params, &test, search)?;
+            eprintln!("test BLEU ({name}): {bleu:.2} ({} pairs, {:.0} s)", test.len(), start.elapsed().as_secs_f64());
+        }
+    }
+    Ok(())
+}
+
+/// Corpus BLEU of translating the sources of `pairs`, and the translations.
+fn bleu_of(
+    gpu: &Gpu,
+    cfg: &TransformerConfig,
+    bpe: &Bpe,
+    params: &[(String, Vec<f32>)],
+    pairs: &[(String, String)],
+    search: Search,
+) -> Result<(f64, Vec<String>)> {
+    let sources: Vec<&str> = pairs.iter().map(|(s, _)| s.as_str()).collect();
+    let hyps = translate_lines(gpu, cfg, bpe, params, &sources, search)?;
+    let mut stats = BleuStats::default();
+    for (h, (_, r)) in hyps.iter().zip(pairs) {
+        stats.add(h, r);
+    }
+    Ok((stats.score(), hyps))
+}
+
+/// Translates lines (empty lines give empty translations). Sources longer than the model's
+/// maximum length are truncated, with a warning naming them.
+fn translate_lines(
+    gpu: &Gpu,
+    cfg: &TransformerConfig,
+    bpe: &Bpe,
+    params: &[(String, Vec<f32>)],
+    lines: &[&str],
+    search: Search,
+) -> Result<Vec<String>> {
+    let max_len = BUCKETS[BUCKETS.len() - 1];
+    let sentences = (DECODE_ROWS / search.beam).clamp(1, lines.len().max(1));
+    let decoder = Decoder::new(gpu, cfg, params, sentences, search, max_len, max_len)?;
+    let mut unknown = 0;
+    let sources: Vec<Vec<u32>> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, line)| {
+            let mut ids = bpe.encode(line);
+            unknown += ids.iter().filter(|&&t| t == UNK).count();
+            if ids.len() > max_len - 1 {
+                eprintln!("warning: line {} has {} tokens; translating its first {}", i + 1, ids.len(), max_len - 1);
+                ids.truncate(max_len - 1);
+            }
+            ids
+        })
+        .collect();
+    if unknown > 0 {
+        eprintln!("note: {unknown} characters unknown to the tokenizer were read as <unk>");
+    }
+    let mut out = vec![String::new(); lines.len()];
+    let todo: Vec<usize> = (0..lines.len()).filter(|&i| !sources[i].is_empty()).collect();
+    for chunk in todo.chunks(decoder.sentences()) {
+        let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| sources[i].clone()).collect();
+        for (&i, ids) in chunk.iter().zip(decoder.decode(gpu, &batch)?) {
+            out[i] = bpe.decode(&ids);
+        }
+    }
+    Ok(out)
+}
+
+/// `translate`: TEXT, or every line of stdin, to stdout.
+pub fn translate(checkpoint: &Path, text: Option<&str>, greedy: bool) -> Result<()> {
+    let gpu = Gpu::new()?;
+    let ck = ckpt::load(checkpoint)?;
+    let lines: Vec<String> = match text {
+        Some(t) => vec![t.to_string()],
+        None => std::io::stdin()
+            .lock()
+            .lines()
+            .collect::<std::io::Result<_>>()
+            .map_err(|source| Error::Io { path: "stdin".into(), source })?,
+    };
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let search = if greedy { Search::GREEDY } else { Search::PAPER };
+    for out in translate_lines(&gpu, &ck.config, &ck.tokenizer, &ck.params, &refs, search)? {
+        println!("{out}");
+    }
+    Ok(())
+}
+
+/// `eval` of a translation checkpoint: test-set BLEU (beam 4 and greedy); --out writes the
+/// beam translations, one per line.
+pub fn eval(checkpoint: &Path, out: Option<&Path>, data: &Path) -> Result<()> {
+    let gpu = Gpu::new()?;
+    let ck = ckpt::load(checkpoint)?;
+    let test = corpus::read_tsv(&data.join("test.tsv"))?;
+    for (name, search) in [("beam 4, alpha 0.6", Search::PAPER), ("greedy", Search::GREEDY)] {
+        let start = Instant::now();
+        let (bleu, hyps) = bleu_of(&gpu, &ck.config, &ck.tokenizer, &ck.params, &test, search)?;
+        println!("test BLEU ({name}): {bleu:.2} ({} pairs, {:.1} s)", test.len(), start.elapsed().as_secs_f64());
+        if let (Some(out), Search::PAPER) = (out, search) {
+            wgformer::io::write_atomic(out, (hyps.join("\n") + "\n").as_bytes())?;
+            eprintln!("wrote {}", out.display());
+        }
+    }
+    Ok(())
+}
+
+/// The model type a checkpoint directory holds ("vit" or "transformer").
+pub fn model_type(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join("config.json")).ok()?;
+    serde_json::from_str::<serde_json::Value>(&text).ok()?.get("model_type")?.as_str().map(str::to_string)
+}
