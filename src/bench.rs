@@ -17,10 +17,18 @@ pub struct BenchResult {
     pub median_ms: f64,
     pub gflops: Option<f64>,
     pub gbps: Option<f64>,
+    /// GPU memory the case needs (attention: planned activations, inputs included).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_mib: Option<f64>,
+    /// Why a case was not timed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// The kernel families `run_kernels` knows.
 pub const KERNELS: &[&str] = &["matmul", "layernorm", "gelu", "softmax", "add", "dispatch"];
+/// Families run only when named (they take minutes on a software adapter).
+pub const SLOW_KERNELS: &[&str] = &["attention"];
 
 /// Dispatches in the `dispatch` case: its median_ms is per dispatch.
 const OVERHEAD_DISPATCHES: usize = 1000;
@@ -242,7 +250,7 @@ pub fn cases(gpu: &Gpu, kernel: &str) -> Result<Vec<Case>> {
             return Err(Error::InvalidSetting {
                 name: "bench kernel",
                 value: other.to_string(),
-                expected: "one of matmul, layernorm, gelu, softmax, add, dispatch, step",
+                expected: "one of matmul, layernorm, gelu, softmax, add, dispatch, attention, step",
             })
         }
     })
@@ -261,6 +269,10 @@ pub fn run_kernels(
     progress(&format!("timing with {}, median of {runs} runs after a warm-up", timer.method()));
     let mut results = Vec::new();
     for name in &names {
+        if name == "attention" {
+            results.extend(crate::bench_attention::run(gpu, runs, progress)?);
+            continue;
+        }
         for case in cases(gpu, name)? {
             let mut ms = timer.median_ms(gpu, &case.dispatches, runs)?;
             if case.kernel == "dispatch_overhead" {
@@ -274,6 +286,8 @@ pub fn run_kernels(
                 median_ms: ms,
                 gflops: case.flops.map(|f| f / secs / 1e9),
                 gbps: case.bytes.map(|b| b / secs / 1e9),
+                memory_mib: None,
+                note: None,
             };
             progress(&row(&r));
             results.push(r);
@@ -341,6 +355,8 @@ pub fn run_step(
         median_ms,
         gflops: Some(flops / (median_ms / 1e3) / 1e9),
         gbps: None,
+        memory_mib: None,
+        note: None,
     })
 }
 
@@ -365,18 +381,26 @@ pub fn matmul_flops(g: &crate::graph::Graph) -> f64 {
         .sum()
 }
 
-fn row(r: &BenchResult) -> String {
+/// One line of the table.
+pub(crate) fn row(r: &BenchResult) -> String {
     let rate = match (r.gflops, r.gbps) {
         (Some(g), _) => format!("{g:10.2} GFLOP/s"),
         (_, Some(b)) => format!("{b:10.2} GB/s"),
         _ => String::new(),
     };
-    format!("{:<18} {:<18} {:<5} {:>10.3} ms {rate}", r.kernel, r.shape, r.dtype, r.median_ms)
+    let mut s = format!("{:<26} {:<22} {:<5} {:>10.3} ms {rate}", r.kernel, r.shape, r.dtype, r.median_ms);
+    if let Some(m) = r.memory_mib {
+        s += &format!("  {m:8.1} MiB");
+    }
+    if let Some(n) = &r.note {
+        s += &format!("  ({n})");
+    }
+    s
 }
 
 /// The results as an aligned table.
 pub fn table(results: &[BenchResult]) -> String {
-    let mut s = format!("{:<18} {:<18} {:<5} {:>13} {:>18}\n", "kernel", "shape", "dtype", "median", "rate");
+    let mut s = format!("{:<26} {:<22} {:<5} {:>13} {:>18}\n", "kernel", "shape", "dtype", "median", "rate");
     for r in results {
         s += &row(r);
         s.push('\n');

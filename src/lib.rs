@@ -7,6 +7,7 @@
 
 pub mod autodiff;
 pub mod bench;
+pub mod bench_attention;
 pub mod checkpoint;
 pub mod data;
 pub mod error;

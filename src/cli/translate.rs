@@ -45,7 +45,9 @@ pub struct TrainArgs {
     /// The BLEU after each epoch translates the first N validation pairs (the loss uses all).
     pub valid_pairs: usize,
     pub stop_after: Option<usize>,
-    /// The model: `small` (the default) or `base` (the paper's).
+    /// The test BLEU at the end translates the first N test pairs.
+    pub test_pairs: Option<usize>,
+    /// The model: `tiny`, `small` (the default) or `base` (the paper's).
     pub model: String,
 }
 
@@ -133,9 +135,10 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             let bpe = Bpe::learn(texts, args.vocab, 2)?;
             eprintln!("learned a shared BPE vocabulary of {} in {:.1} s", bpe.len(), start.elapsed().as_secs_f64());
             let cfg = match args.model.as_str() {
+                "tiny" => TransformerConfig::tiny(bpe.len()),
                 "small" => TransformerConfig::small(bpe.len()),
                 "base" => TransformerConfig::base(bpe.len()),
-                other => return Err(Error::Config(format!("unknown model {other:?} (small, base)"))),
+                other => return Err(Error::Config(format!("unknown model size {other:?} (tiny, small, base)"))),
             };
             let s = TrainerState {
                 epochs_done: 0,
@@ -307,7 +310,8 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         );
     }
     if state.epochs_done == state.epochs {
-        let test = corpus::read_tsv(&args.data.join("test.tsv"))?;
+        let mut test = corpus::read_tsv(&args.data.join("test.tsv"))?;
+        test.truncate(args.test_pairs.unwrap_or(usize::MAX));
         let ck = ckpt::load(&args.out)?;
         for (name, search) in [("greedy", Search::GREEDY), ("beam 4", Search::PAPER)] {
             let start = Instant::now();

@@ -1,0 +1,90 @@
+//! The translation commands end to end, through the binary: a short run of the tiny model
+//! writes a complete checkpoint (tokenizer included) and resumes; translate reads an argument or
+//! stdin lines (empty lines stay empty); eval prints BLEU; a checkpoint whose tokenizer does not
+//! match its model is refused with a clear message.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+fn wgformer(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wgformer"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runs the binary");
+    if let Some(text) = stdin {
+        child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("writes stdin");
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().expect("waits");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("wgformer-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+#[test]
+fn train_resume_translate_eval() {
+    let dir = scratch("translate");
+    let out = dir.join("run");
+    let out_s = out.to_str().expect("utf-8 path");
+    let quick = [
+        "--size", "tiny", "--vocab", "300", "--train-pairs", "300", "--valid-pairs", "8", "--test-pairs", "8",
+        "--batch", "512", "--warmup", "10",
+    ];
+    let mut args = vec!["train", "translate", "--out", out_s, "--epochs", "2", "--stop-after", "1"];
+    args.extend_from_slice(&quick);
+    let (ok, _, err) = wgformer(&args, None);
+    assert!(ok, "training failed: {err}");
+    assert!(err.contains("valid BLEU"), "reports BLEU per epoch: {err}");
+    for f in ["config.json", "tokenizer.json", "model.safetensors", "optimizer.safetensors", "trainer_state.json", "training.png"] {
+        assert!(out.join(f).is_file(), "checkpoint lacks {f}");
+    }
+    let mut args = vec!["train", "translate", "--out", out_s, "--resume", out_s];
+    args.extend_from_slice(&quick);
+    let (ok, _, err) = wgformer(&args, None);
+    assert!(ok, "resume failed: {err}");
+    assert!(err.contains("resuming") && err.contains("epoch 2/2") && err.contains("test BLEU (beam 4)"), "{err}");
+
+    let (ok, stdout, err) = wgformer(&["translate", "--checkpoint", out_s, "Ich habe Hunger."], None);
+    assert!(ok, "translate failed: {err}");
+    assert_eq!(stdout.lines().count(), 1, "one line out: {stdout:?}");
+    let (ok, stdout, err) =
+        wgformer(&["translate", "--checkpoint", out_s, "--greedy"], Some("Guten Morgen.\n\nDas ist ein Haus. 😀\n"));
+    assert!(ok, "translate from stdin failed: {err}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "one line per input line: {stdout:?}");
+    assert_eq!(lines[1], "", "an empty line stays empty");
+    assert!(err.contains("unknown to the tokenizer"), "says that the emoji is unknown: {err}");
+
+    let (ok, stdout, err) = wgformer(&["eval", "--checkpoint", out_s], None);
+    assert!(ok, "eval failed: {err}");
+    assert!(stdout.contains("test BLEU (beam 4, alpha 0.6)") && stdout.contains("test BLEU (greedy)"), "{stdout}");
+
+    // A tokenizer from another run does not fit this model's vocabulary.
+    let other = dir.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(out.join(f), other.join(f)).unwrap();
+    }
+    let tok = std::fs::read_to_string(out.join("tokenizer.json")).unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(&tok).unwrap();
+    let vocab = json["vocab"].as_array_mut().unwrap();
+    vocab.pop();
+    json["merges"].as_array_mut().unwrap().pop();
+    std::fs::write(other.join("tokenizer.json"), json.to_string()).unwrap();
+    let (ok, _, err) = wgformer(&["translate", "--checkpoint", other.to_str().unwrap(), "Hallo"], None);
+    assert!(!ok && err.contains("tokenizer has") && err.contains("vocabulary"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
