@@ -21,6 +21,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("mask.wgsl", MASK),
     ("clip.wgsl", CLIP),
     ("attention.wgsl", ATTENTION),
+    ("attention_sg.wgsl", ATTENTION_SG),
 ];
 
 pub const MATMUL: &str = include_str!("../shaders/matmul.wgsl");
@@ -38,6 +39,7 @@ pub const EMBEDDING: &str = include_str!("../shaders/embedding.wgsl");
 pub const MASK: &str = include_str!("../shaders/mask.wgsl");
 pub const CLIP: &str = include_str!("../shaders/clip.wgsl");
 pub const ATTENTION: &str = include_str!("../shaders/attention.wgsl");
+pub const ATTENTION_SG: &str = include_str!("../shaders/attention_sg.wgsl");
 
 /// Parses and validates `source` with naga; errors carry the file name and naga's report.
 pub fn validate(file: &str, source: &str) -> Result<()> {

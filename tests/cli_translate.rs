@@ -40,15 +40,34 @@ fn train_resume_translate_eval() {
     let out = dir.join("run");
     let out_s = out.to_str().expect("utf-8 path");
     let quick = [
-        "--size", "tiny", "--vocab", "300", "--train-pairs", "300", "--valid-pairs", "8", "--test-pairs", "8",
-        "--batch", "512", "--warmup", "10",
+        "--size",
+        "tiny",
+        "--vocab",
+        "300",
+        "--train-pairs",
+        "300",
+        "--valid-pairs",
+        "8",
+        "--test-pairs",
+        "8",
+        "--batch",
+        "512",
+        "--warmup",
+        "10",
     ];
     let mut args = vec!["train", "translate", "--out", out_s, "--epochs", "2", "--stop-after", "1"];
     args.extend_from_slice(&quick);
     let (ok, _, err) = wgformer(&args, None);
     assert!(ok, "training failed: {err}");
     assert!(err.contains("valid BLEU"), "reports BLEU per epoch: {err}");
-    for f in ["config.json", "tokenizer.json", "model.safetensors", "optimizer.safetensors", "trainer_state.json", "training.png"] {
+    for f in [
+        "config.json",
+        "tokenizer.json",
+        "model.safetensors",
+        "optimizer.safetensors",
+        "trainer_state.json",
+        "training.png",
+    ] {
         assert!(out.join(f).is_file(), "checkpoint lacks {f}");
     }
     let mut args = vec!["train", "translate", "--out", out_s, "--resume", out_s];

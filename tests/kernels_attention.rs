@@ -65,28 +65,50 @@ fn check(gpu: &wgformer::Gpu, att: &Attention, s: &AttentionShape, lens: Option<
     assert_close(&format!("dv {tag}"), &gpu.read(&gdv).unwrap(), &dv, t, 1e-3);
 }
 
+/// Both variants where the adapter runs the subgroup one (GL has no subgroups: plain only).
+fn every_variant(gpu: &wgformer::Gpu) -> Vec<Attention> {
+    let best = Attention::new(gpu).unwrap();
+    let (lo, hi) = gpu.caps.subgroup_size;
+    if gpu.caps.subgroups && lo == hi && std::env::var("WGFORMER_ATTENTION_VARIANT").is_err() {
+        assert!(best.uses_subgroups(), "fixed subgroups of {lo}: the subgroup kernels run");
+    }
+    let mut all = vec![Attention::with_subgroups(gpu, false).unwrap()];
+    if best.uses_subgroups() {
+        all.push(best);
+    }
+    all
+}
+
 #[test]
 fn every_mask_length_and_head_dim_matches_reference() {
     for_each_gpu(|gpu| {
-        let att = Attention::new(gpu).unwrap();
-        let mut seed = 0;
-        for d in [16, 32, 64, 128] {
-            let shape = |tq, tk, causal| AttentionShape { batch: 2, heads: 2, tq, tk, head_dim: d, causal };
-            let cases: [(AttentionShape, Option<Vec<u32>>); 6] = [
-                (shape(1, 1, false), None),
-                (shape(7, 7, true), None),
-                (shape(77, 77, false), Some(vec![77, 30])),
-                (shape(7, 19, false), Some(vec![19, 5])), // cross-attention with source padding
-                (shape(77, 77, true), Some(vec![0, 50])), // a batch entry with every key masked
-                (shape(1, 7, true), None),
-            ];
-            for (s, lens) in &cases {
-                seed += 1;
-                check(gpu, &att, s, lens.as_deref(), seed);
+        for att in every_variant(gpu) {
+            let att = &att;
+            let mut seed = 0;
+            for d in [16, 32, 64, 128] {
+                let shape = |tq, tk, causal| AttentionShape { batch: 2, heads: 2, tq, tk, head_dim: d, causal };
+                let cases: [(AttentionShape, Option<Vec<u32>>); 6] = [
+                    (shape(1, 1, false), None),
+                    (shape(7, 7, true), None),
+                    (shape(77, 77, false), Some(vec![77, 30])),
+                    (shape(7, 19, false), Some(vec![19, 5])), // cross-attention with source padding
+                    (shape(77, 77, true), Some(vec![0, 50])), // a batch entry with every key masked
+                    (shape(1, 7, true), None),
+                ];
+                for (s, lens) in &cases {
+                    seed += 1;
+                    check(gpu, att, s, lens.as_deref(), seed);
+                }
             }
-        }
-        for causal in [false, true] {
-            check(gpu, &att, &AttentionShape { batch: 1, heads: 2, tq: 197, tk: 197, head_dim: 64, causal }, None, 99);
+            for causal in [false, true] {
+                check(
+                    gpu,
+                    att,
+                    &AttentionShape { batch: 1, heads: 2, tq: 197, tk: 197, head_dim: 64, causal },
+                    None,
+                    99,
+                );
+            }
         }
     });
 }
@@ -94,7 +116,6 @@ fn every_mask_length_and_head_dim_matches_reference() {
 #[test]
 fn long_sequence_without_a_score_matrix() {
     for_each_gpu(|gpu| {
-        let att = Attention::new(gpu).unwrap();
         let s = AttentionShape { batch: 1, heads: 1, tq: 8192, tk: 8192, head_dim: 64, causal: false };
         assert!(
             8192u64 * 8192 * 4 > gpu.limits.max_storage_buffer_binding_size,
@@ -105,13 +126,18 @@ fn long_sequence_without_a_score_matrix() {
         let (q, k, v) = (rng.vec_f32(nq, 1.0), rng.vec_f32(nk, 1.0), rng.vec_f32(nk, 1.0));
         let (gq, gk, gv) = (gpu.upload("q", &q).unwrap(), gpu.upload("k", &k).unwrap(), gpu.upload("v", &v).unwrap());
         let (go, glse) = (gpu.zeros("o", nq).unwrap(), gpu.zeros("lse", rows).unwrap());
-        kernels::run(gpu, &[&att.fwd(gpu, &go, &glse, &gq, &gk, &gv, None, &s).unwrap()]).unwrap();
-        let got = gpu.read(&go).unwrap();
         let mut want = vec![0.0f32; nq];
         for i in (0..8192).step_by(257) {
             attention_row(&mut want, &q, &k, &v, None, &s, 0, 0, i);
-            let r = i * 64..(i + 1) * 64;
-            assert_close(&format!("row {i}"), &got[r.clone()], &want[r], 1e-5, 1e-3);
+        }
+        for att in every_variant(gpu) {
+            kernels::run(gpu, &[&att.fwd(gpu, &go, &glse, &gq, &gk, &gv, None, &s).unwrap()]).unwrap();
+            let got = gpu.read(&go).unwrap();
+            for i in (0..8192).step_by(257) {
+                let r = i * 64..(i + 1) * 64;
+                let tag = format!("row {i} (subgroups: {})", att.uses_subgroups());
+                assert_close(&tag, &got[r.clone()], &want[r], 1e-5, 1e-3);
+            }
         }
     });
 }

@@ -3,3 +3,12 @@
 pub mod plot;
 pub mod translate;
 pub mod vit;
+
+/// Reads a checkpoint's trainer_state.json.
+pub fn read_trainer_state<T: serde::de::DeserializeOwned>(dir: &std::path::Path) -> wgformer::Result<T> {
+    let path = dir.join("trainer_state.json");
+    let format = |msg: String| wgformer::Error::Format { path: path.display().to_string(), msg };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|source| wgformer::Error::Io { path: path.display().to_string(), source })?;
+    serde_json::from_str(&text).map_err(|e| format(e.to_string()))
+}

@@ -75,13 +75,6 @@ struct TrainerState {
     history: Vec<EpochRecord>,
 }
 
-fn read_state(dir: &Path) -> Result<TrainerState> {
-    let path = dir.join("trainer_state.json");
-    let text =
-        std::fs::read_to_string(&path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
-    serde_json::from_str(&text).map_err(|e| Error::Format { path: path.display().to_string(), msg: e.to_string() })
-}
-
 fn feed<'a>(t: &TransformerGraph, b: &'a Batch) -> [(TensorId, HostData<'a>); 4] {
     [
         (t.src, HostData::U32(&b.src)),
@@ -124,7 +117,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     }
     let (cfg, bpe, mut state) = match &args.resume {
         Some(dir) => {
-            let s = read_state(dir)?;
+            let s = super::read_trainer_state::<TrainerState>(dir)?;
             eprintln!("resuming {} after epoch {} of {} (step {})", dir.display(), s.epochs_done, s.epochs, s.step);
             let (cfg, bpe) = ckpt::load_config(dir)?;
             (cfg, bpe, s)
@@ -421,6 +414,5 @@ pub fn eval(checkpoint: &Path, out: Option<&Path>, data: &Path) -> Result<()> {
 
 /// The model type a checkpoint directory holds ("vit" or "transformer").
 pub fn model_type(dir: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(dir.join("config.json")).ok()?;
-    serde_json::from_str::<serde_json::Value>(&text).ok()?.get("model_type")?.as_str().map(str::to_string)
+    wgformer::models::model_type(&std::fs::read_to_string(dir.join("config.json")).ok()?)
 }

@@ -75,13 +75,6 @@ fn evaluate(gpu: &Gpu, vit: &Vit, set: &ImageSet) -> Result<(f32, Vec<usize>)> {
     Ok((correct as f32 / set.len().max(1) as f32, predicted))
 }
 
-fn read_state(dir: &Path) -> Result<TrainerState> {
-    let path = dir.join("trainer_state.json");
-    let text =
-        std::fs::read_to_string(&path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
-    serde_json::from_str(&text).map_err(|e| Error::Format { path: path.display().to_string(), msg: e.to_string() })
-}
-
 pub fn train(args: &TrainArgs) -> Result<()> {
     let gpu = Gpu::new()?;
     eprintln!("adapter: {}", gpu.describe());
@@ -95,7 +88,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     }
     let (cfg, mut state) = match &args.resume {
         Some(dir) => {
-            let s = read_state(dir)?;
+            let s = super::read_trainer_state::<TrainerState>(dir)?;
             eprintln!("resuming {} after epoch {} of {} (step {})", dir.display(), s.epochs_done, s.epochs, s.step);
             (ckpt::load_config(dir)?, s)
         }

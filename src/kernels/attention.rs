@@ -1,5 +1,8 @@
 //! Fused attention, forward and backward, without the (Tq x Tk) score matrix:
-//! `shaders/attention.wgsl`. Layout (B, T, H, D), the output of a Linear layer as it is.
+//! `shaders/attention.wgsl`, and `shaders/attention_sg.wgsl` where the adapter has subgroups of
+//! one fixed size (rows of a block share the other side's rows through subgroup shuffles).
+//! Layout (B, T, H, D), the output of a Linear layer as it is.
+//! `WGFORMER_ATTENTION_VARIANT=rows` keeps the plain kernels (tests of the fallback).
 
 use super::{check_len, check_loop_budget, check_typed, dispatch, grid, u32_of, Dispatch};
 use crate::error::{Error, Result};
@@ -32,14 +35,48 @@ struct Pipelines {
     dkv: wgpu::ComputePipeline,
 }
 
+/// The subgroup variants of the forward, dq and dkv kernels for one head dimension.
+struct SubgroupPipelines {
+    fwd: wgpu::ComputePipeline,
+    dq: wgpu::ComputePipeline,
+    dkv: wgpu::ComputePipeline,
+}
+
 /// The attention kernels, for head dims 16, 32, 64 and 128.
 pub struct Attention {
     per_dim: Vec<(usize, Pipelines)>,
+    /// (subgroup size, pipelines per head dim) when the subgroup variant runs here.
+    subgroup: Option<(usize, Vec<(usize, SubgroupPipelines)>)>,
     no_lens: Tensor,
 }
 
+/// Whether the subgroup kernels can run: subgroups of one known size dividing the workgroup,
+/// unless `WGFORMER_ATTENTION_VARIANT=rows` asks for the plain ones.
+fn subgroup_size(gpu: &Gpu) -> Result<Option<usize>> {
+    match std::env::var("WGFORMER_ATTENTION_VARIANT").as_deref() {
+        Ok("rows") => return Ok(None),
+        Ok("subgroup") | Err(_) => {}
+        Ok(other) => {
+            return Err(Error::InvalidSetting {
+                name: "WGFORMER_ATTENTION_VARIANT",
+                value: other.to_string(),
+                expected: "rows or subgroup",
+            })
+        }
+    }
+    let (lo, hi) = gpu.caps.subgroup_size;
+    let ok = gpu.caps.subgroups && lo == hi && lo >= 1 && WG.is_multiple_of(lo);
+    Ok(ok.then_some(lo as usize))
+}
+
 impl Attention {
+    /// The kernels, with the subgroup variant where it runs (see the module docs).
     pub fn new(gpu: &Gpu) -> Result<Self> {
+        Self::with_subgroups(gpu, true)
+    }
+
+    /// `allow` false: only the plain kernels (to test the fallback on any adapter).
+    pub fn with_subgroups(gpu: &Gpu, allow: bool) -> Result<Self> {
         let module = gpu.shader("attention.wgsl", crate::shaders::ATTENTION)?;
         let per_dim = HEAD_DIMS
             .iter()
@@ -56,7 +93,40 @@ impl Attention {
                 ))
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Attention { per_dim, no_lens: gpu.zeros_u32("attention.no_lens", 1)? })
+        let subgroup = match subgroup_size(gpu)?.filter(|_| allow) {
+            Some(sg) => {
+                // Every index in attention_sg.wgsl is clamped, so it runs without bounds checks.
+                let module = gpu.shader_unchecked("attention_sg.wgsl", crate::shaders::ATTENTION_SG)?;
+                let pipes = HEAD_DIMS
+                    .iter()
+                    .map(|&d| {
+                        let c = [("WG", WG as f64), ("D", d as f64), ("SG", sg as f64)];
+                        Ok((
+                            d,
+                            SubgroupPipelines {
+                                fwd: gpu.pipeline(&module, "attention_fwd", &c)?,
+                                dq: gpu.pipeline(&module, "attention_dq", &c)?,
+                                dkv: gpu.pipeline(&module, "attention_dkv", &c)?,
+                            },
+                        ))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Some((sg, pipes))
+            }
+            None => None,
+        };
+        Ok(Attention { per_dim, subgroup, no_lens: gpu.zeros_u32("attention.no_lens", 1)? })
+    }
+
+    /// True when the subgroup kernels run on this adapter.
+    pub fn uses_subgroups(&self) -> bool {
+        self.subgroup.is_some()
+    }
+
+    /// The subgroup size and pipelines for head dim `d`, if that variant runs here.
+    fn subgroup_for(&self, d: usize) -> Option<(usize, &SubgroupPipelines)> {
+        let (sg, pipes) = self.subgroup.as_ref()?;
+        pipes.iter().find(|(dim, _)| *dim == d).map(|(_, p)| (*sg, p))
     }
 
     fn checked(&self, gpu: &Gpu, s: &AttentionShape, key_lens: Option<&Tensor>) -> Result<(&Pipelines, AttnParams)> {
@@ -73,8 +143,11 @@ impl Attention {
         if let Some(l) = key_lens {
             check_typed(op, "key_lens", l, s.batch, DType::U32)?;
         }
-        // Rows walk all keys (forward, dq) or all queries (dk, dv).
-        check_loop_budget(gpu, op, s.tq.max(s.tk) as u64 + 8, &format!("sequences of {} and {}", s.tq, s.tk))?;
+        // Rows walk all keys (forward, dq) or all queries (dk, dv); the subgroup kernels also
+        // count one iteration per block of rows.
+        let longest = s.tq.max(s.tk) as u64;
+        let blocks = self.subgroup.as_ref().map_or(0, |(sg, _)| longest.div_ceil(*sg as u64));
+        check_loop_budget(gpu, op, longest + blocks + 8, &format!("sequences of {} and {}", s.tq, s.tk))?;
         let u = |v| u32_of(op, "size", v);
         let params = AttnParams {
             batch: u(s.batch)?,
@@ -114,14 +187,11 @@ impl Attention {
             check_len("attention_fwd", name, t, n)?;
         }
         let lens = key_lens.unwrap_or(&self.no_lens);
-        dispatch(
-            gpu,
-            "attention_fwd",
-            &pipes.fwd,
-            &[o, lse, q, k, v, lens],
-            &params,
-            Self::rows(gpu, s.batch * s.heads * s.tq)?,
-        )
+        let (pipeline, rows) = match self.subgroup_for(s.head_dim) {
+            Some((sg, p)) => (&p.fwd, s.batch * s.heads * s.tq.next_multiple_of(sg)),
+            None => (&pipes.fwd, s.batch * s.heads * s.tq),
+        };
+        dispatch(gpu, "attention_fwd", pipeline, &[o, lse, q, k, v, lens], &params, Self::rows(gpu, rows)?)
     }
 
     /// The backward: delta = rowsum(do * o) into `delta` (B, H, Tq), then dq, then dk and dv.
@@ -154,22 +224,26 @@ impl Attention {
         check_len("attention_bwd", "delta", delta, rows)?;
         let lens = key_lens.unwrap_or(&self.no_lens);
         let d0 = dispatch(gpu, "attention_delta", &pipes.delta, &[delta, dout, o], &params, Self::rows(gpu, rows)?)?;
+        let bh = s.batch * s.heads;
+        let (dq_pipe, dkv_pipe, q_rows, k_rows) = match self.subgroup_for(s.head_dim) {
+            Some((sg, p)) => (&p.dq, &p.dkv, bh * s.tq.next_multiple_of(sg), bh * s.tk.next_multiple_of(sg)),
+            None => (&pipes.dq, &pipes.dkv, bh * s.tq, bh * s.tk),
+        };
         let d1 = dispatch(
             gpu,
             "attention_dq",
-            &pipes.dq,
+            dq_pipe,
             &[dq, q, k, v, dout, lse, delta, lens],
             &params,
-            Self::rows(gpu, rows)?,
+            Self::rows(gpu, q_rows)?,
         )?;
-        let key_rows = s.batch * s.heads * s.tk;
         let d2 = dispatch(
             gpu,
             "attention_dkv",
-            &pipes.dkv,
+            dkv_pipe,
             &[dk, dv, q, k, v, dout, lse, delta, lens],
             &params,
-            Self::rows(gpu, key_rows)?,
+            Self::rows(gpu, k_rows)?,
         )?;
         Ok([d0, d1, d2])
     }

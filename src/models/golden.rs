@@ -35,10 +35,7 @@ pub(crate) fn read_config(dir: &Path) -> Result<String> {
 pub fn verify(gpu: &Gpu, dir: &Path) -> Result<Vec<Output>> {
     let config_path = dir.join("config.json");
     let text = read_config(dir)?;
-    let model_type = serde_json::from_str::<serde_json::Value>(&text)
-        .ok()
-        .and_then(|v| v.get("model_type").and_then(|m| m.as_str()).map(str::to_string))
-        .unwrap_or_default();
+    let model_type = super::model_type(&text).unwrap_or_default();
     match model_type.as_str() {
         "vit" => super::vit::verify(gpu, dir),
         "transformer" => super::transformer_verify::verify(gpu, dir),

@@ -31,9 +31,7 @@ pub fn load_config(dir: &Path) -> Result<(TransformerConfig, Bpe)> {
     let path = dir.join("config.json");
     let format = |path: &Path, msg: String| Error::Format { path: path.display().to_string(), msg };
     let text = read_text(&path)?;
-    let model_type = serde_json::from_str::<serde_json::Value>(&text)
-        .ok()
-        .and_then(|v| v.get("model_type").and_then(|m| m.as_str()).map(str::to_string));
+    let model_type = super::model_type(&text);
     if model_type.as_deref() != Some("transformer") {
         return Err(format(&path, format!("model_type is {model_type:?}, not \"transformer\"")));
     }
