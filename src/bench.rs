@@ -296,9 +296,63 @@ pub fn run_kernels(
     Ok(results)
 }
 
-/// Times whole training steps of a model preset (vit-tiny, vit-small, vit-base): forward,
-/// backward, gradient clipping and Adam in one submit, wall clock including the batch upload and
-/// the loss readback, median of `runs` after one warm-up step. GFLOP/s counts the matmuls.
+/// A training step to time: the graph, its loss, one batch of inputs and initial parameters.
+struct StepCase {
+    graph: crate::graph::Graph,
+    loss: crate::graph::TensorId,
+    f32_inputs: Vec<(crate::graph::TensorId, Vec<f32>)>,
+    u32_inputs: Vec<(crate::graph::TensorId, Vec<u32>)>,
+    params: Vec<(crate::graph::TensorId, Vec<f32>)>,
+    /// What one step processes, for the rate: (count, unit).
+    items: (usize, &'static str),
+}
+
+/// A ViT preset's step on random images.
+fn vit_step(model: &str, batch: usize) -> Result<Option<StepCase>> {
+    use crate::models::vit;
+    let Some(cfg) = vit::VitConfig::preset(model) else { return Ok(None) };
+    let v = vit::build(&cfg, batch, true)?;
+    let mut rng = crate::rng::Rng::new(1);
+    let pixels = (0..v.graph.desc(v.pixel_values).len()).map(|_| rng.uniform() as f32 * 2.0 - 1.0).collect();
+    let labels = (0..batch).map(|_| rng.below(cfg.labels()) as u32).collect();
+    let params = vit::init_params(&v.graph, 0);
+    Ok(Some(StepCase {
+        graph: v.graph,
+        loss: v.loss,
+        f32_inputs: vec![(v.pixel_values, pixels)],
+        u32_inputs: vec![(v.labels, labels)],
+        params,
+        items: (batch, "images"),
+    }))
+}
+
+/// Tokens per side of a Transformer step's sentence pairs.
+const STEP_TOKENS: usize = 32;
+
+/// A Transformer preset's step (transformer-small, transformer-base) on `batch` random pairs
+/// of 32 tokens, with a vocabulary of 8000 (small) or 37000 (base, as in the paper).
+fn transformer_step(model: &str, batch: usize) -> Result<Option<StepCase>> {
+    use crate::models::transformer::{build, init_params, TransformerConfig};
+    let cfg = match model {
+        "transformer-small" => TransformerConfig::small(8000),
+        "transformer-base" => TransformerConfig::base(37000),
+        _ => return Ok(None),
+    };
+    let t = build(&cfg, batch, STEP_TOKENS, STEP_TOKENS, true)?;
+    let mut rng = crate::rng::Rng::new(1);
+    let mut ids = |n: usize| (0..n).map(|_| 4 + rng.below(cfg.vocab_size - 4) as u32).collect::<Vec<u32>>();
+    let n = batch * STEP_TOKENS;
+    let u32_inputs =
+        vec![(t.src, ids(n)), (t.tgt_in, ids(n)), (t.tgt_out, ids(n)), (t.src_lens, vec![STEP_TOKENS as u32; batch])];
+    let f32_inputs = t.constants();
+    let params = init_params(&t.graph, 0);
+    Ok(Some(StepCase { graph: t.graph, loss: t.loss, f32_inputs, u32_inputs, params, items: (n, "target tokens") }))
+}
+
+/// Times whole training steps of a model preset (vit-tiny, vit-small, vit-base,
+/// transformer-small, transformer-base): forward, backward, gradient clipping and Adam in one
+/// submit, wall clock including the batch upload and the loss readback, median of `runs` after
+/// one warm-up step. GFLOP/s counts the matmuls.
 pub fn run_step(
     gpu: &Gpu,
     model: &str,
@@ -307,34 +361,34 @@ pub fn run_step(
     progress: &mut dyn FnMut(&str),
 ) -> Result<BenchResult> {
     use crate::exec::{Executor, HostData, StepOptions};
-    use crate::models::vit;
-    let cfg = vit::VitConfig::preset(model).ok_or_else(|| Error::InvalidSetting {
-        name: "--model",
-        value: model.to_string(),
-        expected: "vit-tiny, vit-small or vit-base",
-    })?;
     if batch == 0 {
         return Err(Error::InvalidSetting { name: "--batch", value: "0".into(), expected: "at least 1" });
     }
-    let mut v = vit::build(&cfg, batch, true)?;
-    let grads = crate::autodiff::backward(&mut v.graph, v.loss)?;
-    let flops = matmul_flops(&v.graph);
-    progress(&format!("{model} batch {batch}: {} nodes, building the executor", v.graph.nodes.len()));
-    let exec = Executor::new(gpu, v.graph, Some(v.loss), Some(&grads))?;
-    for (p, values) in vit::init_params(exec.graph(), 0) {
-        exec.set(gpu, p, HostData::F32(&values))?;
+    let case = match vit_step(model, batch)? {
+        Some(c) => c,
+        None => transformer_step(model, batch)?.ok_or_else(|| Error::InvalidSetting {
+            name: "--model",
+            value: model.to_string(),
+            expected: "vit-tiny, vit-small, vit-base, transformer-small or transformer-base",
+        })?,
+    };
+    let mut graph = case.graph;
+    let grads = crate::autodiff::backward(&mut graph, case.loss)?;
+    let flops = matmul_flops(&graph);
+    progress(&format!("{model} batch {batch}: {} nodes, building the executor", graph.nodes.len()));
+    let exec = Executor::new(gpu, graph, Some(case.loss), Some(&grads))?;
+    for (p, values) in &case.params {
+        exec.set(gpu, *p, HostData::F32(values))?;
     }
-    let mut rng = crate::rng::Rng::new(1);
-    let pixels: Vec<f32> =
-        (0..exec.graph().desc(v.pixel_values).len()).map(|_| rng.uniform() as f32 * 2.0 - 1.0).collect();
-    let labels: Vec<u32> = (0..batch).map(|_| rng.below(cfg.labels()) as u32).collect();
+    let mut feed: Vec<(crate::graph::TensorId, HostData)> =
+        case.f32_inputs.iter().map(|(t, v)| (*t, HostData::F32(v))).collect();
+    feed.extend(case.u32_inputs.iter().map(|(t, v)| (*t, HostData::U32(v))));
     let adam = crate::optim::AdamConfig { weight_decay: 0.05, ..Default::default() };
     let mut times = Vec::new();
     for step in 0..=runs.max(1) {
         let opts = StepOptions { adam: Some(adam.at(step as u32 + 1, 1e-4)), seed: step as u32, clip: Some(1.0) };
         let start = Instant::now();
-        let loss =
-            exec.step(gpu, &[(v.pixel_values, HostData::F32(&pixels)), (v.labels, HostData::U32(&labels))], &opts)?;
+        let loss = exec.step(gpu, &feed, &opts)?;
         let ms = start.elapsed().as_secs_f64() * 1e3;
         progress(&format!("  step {step}: {ms:.1} ms, loss {loss:.4}{}", if step == 0 { " (warm-up)" } else { "" }));
         if step > 0 {
@@ -343,6 +397,8 @@ pub fn run_step(
     }
     times.sort_by(f64::total_cmp);
     let median_ms = times[times.len() / 2];
+    let (count, unit) = case.items;
+    progress(&format!("  {:.1} {unit}/s", count as f64 / (median_ms / 1e3)));
     if std::env::var("WGFORMER_PROFILE").is_ok_and(|v| v == "1") {
         for (op, ms, n) in exec.profile(gpu)? {
             progress(&format!("  {op:<16} {ms:9.2} ms in {n} nodes"));

@@ -49,7 +49,7 @@ enum Command {
         /// Continue the run saved in this checkpoint directory.
         #[arg(long)]
         resume: Option<std::path::PathBuf>,
-        /// Epochs (default: vit 10, translate 12).
+        /// Epochs (default: vit 10, translate 12; with --resume, translate runs until this many).
         #[arg(long)]
         epochs: Option<usize>,
         /// vit: images per step (128). translate: padded tokens per step (1024).
@@ -131,10 +131,11 @@ enum Command {
         /// takes minutes, only when named), or `step` for whole training steps; all but
         /// attention when empty.
         kernels: Vec<String>,
-        /// The model `step` trains: vit-tiny, vit-small or vit-base.
+        /// The model `step` trains: vit-tiny, vit-small, vit-base, transformer-small or
+        /// transformer-base (pairs of 32 tokens).
         #[arg(long, default_value = "vit-tiny")]
         model: String,
-        /// Images per step for `step`.
+        /// Images (or sentence pairs) per step for `step`.
         #[arg(long, default_value_t = 8)]
         batch: usize,
         /// Print one JSON array instead of a table.
@@ -187,7 +188,7 @@ fn main() -> ExitCode {
             "translate" => cli::translate::train(&cli::translate::TrainArgs {
                 out: out.unwrap_or_else(|| "runs/translate".into()),
                 resume,
-                epochs: epochs.unwrap_or(12),
+                epochs,
                 tokens: batch.unwrap_or(1024),
                 lr: lr.unwrap_or(2e-3),
                 warmup,

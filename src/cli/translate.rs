@@ -31,7 +31,8 @@ const DECODE_ROWS: usize = 128;
 pub struct TrainArgs {
     pub out: PathBuf,
     pub resume: Option<PathBuf>,
-    pub epochs: usize,
+    /// Epochs in all (12 for a new run); with --resume, extends or shortens the saved run.
+    pub epochs: Option<usize>,
     /// Padded tokens per batch (rows x length).
     pub tokens: usize,
     /// Peak learning rate, reached after `warmup` steps (the paper's schedule, rescaled).
@@ -117,7 +118,10 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     }
     let (cfg, bpe, mut state) = match &args.resume {
         Some(dir) => {
-            let s = super::read_trainer_state::<TrainerState>(dir)?;
+            let mut s = super::read_trainer_state::<TrainerState>(dir)?;
+            if let Some(e) = args.epochs {
+                s.epochs = e;
+            }
             eprintln!("resuming {} after epoch {} of {} (step {})", dir.display(), s.epochs_done, s.epochs, s.step);
             let (cfg, bpe) = ckpt::load_config(dir)?;
             (cfg, bpe, s)
@@ -135,7 +139,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             };
             let s = TrainerState {
                 epochs_done: 0,
-                epochs: args.epochs,
+                epochs: args.epochs.unwrap_or(12),
                 step: 0,
                 tokens: args.tokens,
                 lr: args.lr,
