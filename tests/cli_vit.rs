@@ -3,23 +3,12 @@
 //! one; predict classifies PNG and JPEG files; eval writes its CSV; bad input gives a clear
 //! error and a non-zero exit.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
+use common::cli::scratch;
+use std::path::Path;
 
 fn wgformer(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_wgformer")).args(args).output().expect("runs the binary");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("wgformer-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+    common::cli::wgformer(args, None)
 }
 
 fn train(out: &Path, extra: &[&str]) {

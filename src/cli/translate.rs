@@ -169,22 +169,22 @@ pub fn train(args: &TrainArgs) -> Result<()> {
 
     // One training and one evaluation graph per padded length, all on the same parameters.
     let start = Instant::now();
-    let mut graphs = Vec::new();
-    let mut trainer: Option<Trainer> = None;
-    for (i, &len) in buckets.lens.iter().enumerate() {
+    let training_graph = |i: usize| -> Result<(TransformerGraph, wgformer::autodiff::Gradients)> {
+        let len = buckets.lens[i];
         let mut t = transformer::build(&cfg, buckets.rows(i), len, len, true)?;
         let grads = backward(&mut t.graph, t.loss)?;
-        match trainer.as_mut() {
-            None => trainer = Some(Trainer::new(&gpu, t.graph.clone(), t.loss, &grads, &[], config)?),
-            Some(tr) => {
-                tr.add_shape(&gpu, t.graph.clone(), t.loss, &grads)?;
-            }
-        }
-        let tr = trainer.as_ref().expect("created above");
-        set_constants(&gpu, tr.executor(i).expect("added above"), &t)?;
+        Ok((t, grads))
+    };
+    let (t0, grads0) = training_graph(0)?;
+    let mut trainer = Trainer::new(&gpu, t0.graph.clone(), t0.loss, &grads0, &[], config)?;
+    set_constants(&gpu, &trainer.exec, &t0)?;
+    let mut graphs = vec![t0];
+    for i in 1..buckets.lens.len() {
+        let (t, grads) = training_graph(i)?;
+        let shape = trainer.add_shape(&gpu, t.graph.clone(), t.loss, &grads)?;
+        set_constants(&gpu, &trainer.shapes[shape - 1], &t)?;
         graphs.push(t);
     }
-    let mut trainer = trainer.ok_or_else(|| Error::Config("no buckets".into()))?;
     let mut evals = Vec::new();
     for (i, &len) in buckets.lens.iter().enumerate() {
         let t = transformer::build(&cfg, buckets.rows(i), len, len, false)?;
