@@ -116,15 +116,22 @@ pub struct Case {
     pub dispatches: Vec<Dispatch>,
     pub flops: Option<f64>,
     pub bytes: Option<f64>,
+    /// How the case runs (the matmul variant and tiles).
+    pub note: Option<String>,
 }
 
-/// The standard matmul shapes (MxNxK): square, and the ViT-B/16 layers for 8 images of 197 tokens.
-pub fn matmul_shapes() -> Vec<(String, MatmulShape)> {
+/// The standard matmul shapes (MxNxK): square, and the ViT-B/16 layers for 8 images of 197
+/// tokens; 4096^3 too on GPUs (it takes seconds per run on a CPU adapter).
+pub fn matmul_shapes(gpu: &Gpu) -> Vec<(String, MatmulShape)> {
     let t = 8 * 197;
     let square = |n| (format!("{n}x{n}x{n}"), MatmulShape::packed(1, n, n, n, false, false));
     // x W^T as in a Linear layer: qkv projection, MLP fc1, MLP fc2.
     let vit = |n, k| (format!("{t}x{n}x{k}"), MatmulShape::packed(1, t, n, k, false, true));
-    vec![square(1024), square(2048), vit(2304, 768), vit(3072, 768), vit(768, 3072)]
+    let mut shapes = vec![square(1024), square(2048), vit(2304, 768), vit(3072, 768), vit(768, 3072)];
+    if !gpu.is_cpu() {
+        shapes.insert(2, square(4096));
+    }
+    shapes
 }
 
 /// Builds the cases for `kernel` with random-free (constant) data: timing does not depend on values.
@@ -138,7 +145,7 @@ pub fn cases(gpu: &Gpu, kernel: &str) -> Result<Vec<Case>> {
         "matmul" => {
             let mm = Matmul::new(gpu)?;
             let mut out = Vec::new();
-            for (label, s) in matmul_shapes() {
+            for (label, s) in matmul_shapes(gpu) {
                 let (na, nb, nc) = s.extents();
                 let (a, b, c) = (fill("a", na)?, fill("b", nb)?, gpu.zeros("c", nc)?);
                 out.push(Case {
@@ -147,6 +154,7 @@ pub fn cases(gpu: &Gpu, kernel: &str) -> Result<Vec<Case>> {
                     dispatches: vec![mm.fwd(gpu, &c, &a, &b, None, &s)?],
                     flops: Some(s.flops()),
                     bytes: None,
+                    note: Some(mm.describe(&s)),
                 });
             }
             out
@@ -171,6 +179,7 @@ pub fn cases(gpu: &Gpu, kernel: &str) -> Result<Vec<Case>> {
                     dispatches: vec![fwd],
                     flops: None,
                     bytes: Some(2.0 * n as f64 * f32b),
+                    note: None,
                 },
                 // dx reads x and dy and writes dx; dgamma/dbeta read x and dy again.
                 Case {
@@ -179,6 +188,7 @@ pub fn cases(gpu: &Gpu, kernel: &str) -> Result<Vec<Case>> {
                     dispatches: bwd.to_vec(),
                     flops: None,
                     bytes: Some(5.0 * n as f64 * f32b),
+                    note: None,
                 },
             ]
         }
@@ -192,6 +202,7 @@ pub fn cases(gpu: &Gpu, kernel: &str) -> Result<Vec<Case>> {
                     dispatches: vec![ge.fwd(gpu, &y, &x, n, GeluKind::Exact)?],
                     flops: None,
                     bytes: Some(2.0 * n as f64 * f32b),
+                    note: None,
                 },
                 Case {
                     kernel: "gelu_bwd".into(),
@@ -199,6 +210,7 @@ pub fn cases(gpu: &Gpu, kernel: &str) -> Result<Vec<Case>> {
                     dispatches: vec![ge.bwd(gpu, &dx, &x, &dout, n, GeluKind::Exact)?],
                     flops: None,
                     bytes: Some(3.0 * n as f64 * f32b),
+                    note: None,
                 },
             ]
         }
@@ -212,6 +224,7 @@ pub fn cases(gpu: &Gpu, kernel: &str) -> Result<Vec<Case>> {
                     dispatches: vec![sm.fwd(gpu, &y, &x, rows, cols)?],
                     flops: None,
                     bytes: Some(2.0 * n as f64 * f32b),
+                    note: None,
                 },
                 Case {
                     kernel: "softmax_bwd".into(),
@@ -219,6 +232,7 @@ pub fn cases(gpu: &Gpu, kernel: &str) -> Result<Vec<Case>> {
                     dispatches: vec![sm.bwd(gpu, &dx, &y, &dy, rows, cols)?],
                     flops: None,
                     bytes: Some(3.0 * n as f64 * f32b),
+                    note: None,
                 },
             ]
         }
@@ -231,6 +245,7 @@ pub fn cases(gpu: &Gpu, kernel: &str) -> Result<Vec<Case>> {
                 dispatches: vec![ew.add_fwd(gpu, &out, &a, &b, n)?],
                 flops: None,
                 bytes: Some(3.0 * n as f64 * f32b),
+                note: None,
             }]
         }
         "dispatch" => {
@@ -244,6 +259,7 @@ pub fn cases(gpu: &Gpu, kernel: &str) -> Result<Vec<Case>> {
                 dispatches: vec![d; OVERHEAD_DISPATCHES],
                 flops: None,
                 bytes: None,
+                note: None,
             }]
         }
         other => {
@@ -287,7 +303,7 @@ pub fn run_kernels(
                 gflops: case.flops.map(|f| f / secs / 1e9),
                 gbps: case.bytes.map(|b| b / secs / 1e9),
                 memory_mib: None,
-                note: None,
+                note: case.note,
             };
             progress(&row(&r));
             results.push(r);
@@ -349,7 +365,7 @@ fn transformer_step(model: &str, batch: usize) -> Result<Option<StepCase>> {
     Ok(Some(StepCase { graph: t.graph, loss: t.loss, f32_inputs, u32_inputs, params, items: (n, "target tokens") }))
 }
 
-/// Times whole training steps of a model preset (vit-tiny, vit-small, vit-base,
+/// Times whole training steps of a model preset (vit-tiny, vit-small, vit-base, vit-cifar,
 /// transformer-small, transformer-base): forward, backward, gradient clipping and Adam in one
 /// submit, wall clock including the batch upload and the loss readback, median of `runs` after
 /// one warm-up step. GFLOP/s counts the matmuls.
@@ -369,7 +385,7 @@ pub fn run_step(
         None => transformer_step(model, batch)?.ok_or_else(|| Error::InvalidSetting {
             name: "--model",
             value: model.to_string(),
-            expected: "vit-tiny, vit-small, vit-base, transformer-small or transformer-base",
+            expected: "vit-tiny, vit-small, vit-base, vit-cifar, transformer-small or transformer-base",
         })?,
     };
     let mut graph = case.graph;
@@ -438,7 +454,7 @@ pub fn matmul_flops(g: &crate::graph::Graph) -> f64 {
 }
 
 /// One line of the table.
-pub(crate) fn row(r: &BenchResult) -> String {
+pub fn row(r: &BenchResult) -> String {
     let rate = match (r.gflops, r.gbps) {
         (Some(g), _) => format!("{g:10.2} GFLOP/s"),
         (_, Some(b)) => format!("{b:10.2} GB/s"),

@@ -85,9 +85,17 @@ enum Command {
         /// translate: warmup steps of the learning-rate schedule.
         #[arg(long, default_value_t = 400)]
         warmup: u32,
-        /// translate: `small` (d 128, 3+3 layers), `tiny` (quick runs) or `base` (the paper's).
+        /// translate: `small` (d 128, 3+3 layers), `tiny` (quick runs), `base` (the paper's), or a
+        /// config.json path (its vocab_size is replaced by the learned vocabulary's).
         #[arg(long, default_value = "small")]
         size: String,
+        /// translate: dropout probability (default: the size's, 0.1).
+        #[arg(long)]
+        dropout: Option<f32>,
+        /// Stop when the next epoch would end past this many minutes of training (the test
+        /// BLEU still runs; --resume continues the run).
+        #[arg(long)]
+        max_minutes: Option<f64>,
         /// Stop after this many epochs (with a checkpoint); --resume continues the run.
         #[arg(long)]
         stop_after: Option<usize>,
@@ -131,7 +139,7 @@ enum Command {
         /// takes minutes, only when named), or `step` for whole training steps; all but
         /// attention when empty.
         kernels: Vec<String>,
-        /// The model `step` trains: vit-tiny, vit-small, vit-base, transformer-small or
+        /// The model `step` trains: vit-tiny, vit-small, vit-base, vit-cifar, transformer-small or
         /// transformer-base (pairs of 32 tokens).
         #[arg(long, default_value = "vit-tiny")]
         model: String,
@@ -144,6 +152,9 @@ enum Command {
         /// Timed runs per case (median reported), after one warm-up.
         #[arg(long, default_value_t = 5)]
         runs: usize,
+        /// Also time each matmul shape as a CPU sgemm on every core, and print the ratio.
+        #[arg(long)]
+        compare_blas: bool,
     },
 }
 
@@ -151,7 +162,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info { json } => info(json),
-        Command::Bench { kernels, json, runs, model, batch } => bench(&kernels, json, runs, &model, batch),
+        Command::Bench { kernels, json, runs, model, batch, compare_blas } => {
+            bench(&kernels, json, runs, &model, batch, compare_blas)
+        }
         Command::Plan { model, config, batch, json } => plan(&model, config.as_deref(), batch, json),
         Command::Verify { case_dir, out } => verify(&case_dir, &out),
         Command::Train {
@@ -171,6 +184,8 @@ fn main() -> ExitCode {
             vocab,
             warmup,
             size,
+            dropout,
+            max_minutes,
             stop_after,
         } => match model.as_str() {
             "vit" => cli::vit::train(&cli::vit::TrainArgs {
@@ -200,6 +215,8 @@ fn main() -> ExitCode {
                 stop_after,
                 test_pairs,
                 model: size,
+                dropout,
+                max_minutes,
             }),
             other => Err(wgformer::Error::Config(format!("unknown model {other:?}: train vit, or train translate"))),
         },
@@ -237,13 +254,16 @@ fn info(json: bool) -> Result<()> {
     Ok(())
 }
 
-fn bench(kernels: &[String], json: bool, runs: usize, model: &str, batch: usize) -> Result<()> {
+fn bench(kernels: &[String], json: bool, runs: usize, model: &str, batch: usize, compare_blas: bool) -> Result<()> {
     let gpu = Gpu::new()?;
     eprintln!("adapter: {}", gpu.describe());
     let (steps, kernels): (Vec<String>, Vec<String>) = kernels.iter().cloned().partition(|k| k == "step");
     let mut results = Vec::new();
     if !kernels.is_empty() || steps.is_empty() {
         results = wgformer::bench::run_kernels(&gpu, &kernels, runs, &mut |line| eprintln!("{line}"))?;
+        if compare_blas {
+            results = cli::blas::compare(&gpu, results, runs, &mut |line| eprintln!("{line}"));
+        }
     }
     if !steps.is_empty() {
         results.push(wgformer::bench::run_step(&gpu, model, batch, runs, &mut |line| eprintln!("{line}"))?);
@@ -281,13 +301,8 @@ fn plan(model: &str, config: Option<&str>, batch: usize, json: bool) -> Result<(
             use wgformer::models::transformer::{build, TransformerConfig};
             // Sentences of 32 tokens on both sides, a 37000-entry vocabulary as in the paper.
             let cfg = match config {
-                "small" => TransformerConfig::small(37000),
                 "base" | "transformer-base" => TransformerConfig::base(37000),
-                path => {
-                    let text = std::fs::read_to_string(path)
-                        .map_err(|source| wgformer::Error::Io { path: path.to_string(), source })?;
-                    TransformerConfig::from_json(&text)?
-                }
+                other => TransformerConfig::preset_or_file(other, 37000)?,
             };
             let t = build(&cfg, batch, 32, 32, true)?;
             (t.graph, t.loss)

@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 pub const ALL: &[(&str, &str)] = &[
     ("matmul.wgsl", MATMUL),
     ("matmul_sg.wgsl", MATMUL_SG),
+    ("matmul_tiled.wgsl", MATMUL_TILED),
     ("layernorm.wgsl", LAYERNORM),
     ("gelu.wgsl", GELU),
     ("softmax.wgsl", SOFTMAX),
@@ -26,6 +27,7 @@ pub const ALL: &[(&str, &str)] = &[
 
 pub const MATMUL: &str = include_str!("../shaders/matmul.wgsl");
 pub const MATMUL_SG: &str = include_str!("../shaders/matmul_sg.wgsl");
+pub const MATMUL_TILED: &str = include_str!("../shaders/matmul_tiled.wgsl");
 pub const LAYERNORM: &str = include_str!("../shaders/layernorm.wgsl");
 pub const GELU: &str = include_str!("../shaders/gelu.wgsl");
 pub const SOFTMAX: &str = include_str!("../shaders/softmax.wgsl");

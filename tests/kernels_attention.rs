@@ -65,16 +65,19 @@ fn check(gpu: &wgformer::Gpu, att: &Attention, s: &AttentionShape, lens: Option<
     assert_close(&format!("dv {tag}"), &gpu.read(&gdv).unwrap(), &dv, t, 1e-3);
 }
 
-/// Both variants where the adapter runs the subgroup one (GL has no subgroups: plain only).
+/// Both variants where the adapter can run the subgroup one (GL has no subgroups: plain only).
 fn every_variant(gpu: &wgformer::Gpu) -> Vec<Attention> {
-    let best = Attention::new(gpu).unwrap();
     let (lo, hi) = gpu.caps.subgroup_size;
-    if gpu.caps.subgroups && lo == hi && std::env::var("WGFORMER_ATTENTION_VARIANT").is_err() {
-        assert!(best.uses_subgroups(), "fixed subgroups of {lo}: the subgroup kernels run");
+    let fixed = gpu.caps.subgroups && lo == hi;
+    if fixed && gpu.is_cpu() && std::env::var("WGFORMER_ATTENTION_VARIANT").is_err() {
+        let best = Attention::new(gpu).unwrap();
+        assert!(best.uses_subgroups(), "CPU adapter with fixed subgroups of {lo}: the subgroup kernels are chosen");
     }
     let mut all = vec![Attention::with_subgroups(gpu, false).unwrap()];
-    if best.uses_subgroups() {
-        all.push(best);
+    let sg = Attention::with_subgroups(gpu, true).unwrap();
+    assert!(fixed || !sg.uses_subgroups(), "the subgroup kernels need subgroups of one size");
+    if sg.uses_subgroups() {
+        all.push(sg);
     }
     all
 }
@@ -117,10 +120,8 @@ fn every_mask_length_and_head_dim_matches_reference() {
 fn long_sequence_without_a_score_matrix() {
     for_each_gpu(|gpu| {
         let s = AttentionShape { batch: 1, heads: 1, tq: 8192, tk: 8192, head_dim: 64, causal: false };
-        assert!(
-            8192u64 * 8192 * 4 > gpu.limits.max_storage_buffer_binding_size,
-            "a materialised score matrix would not fit"
-        );
+        // On lavapipe (128 MiB bindings) a materialised 256 MiB score matrix could not even be
+        // bound; GPUs with larger bindings run the same case.
         let (nq, nk, rows) = sizes(&s);
         let mut rng = Rng::new(5);
         let (q, k, v) = (rng.vec_f32(nq, 1.0), rng.vec_f32(nk, 1.0), rng.vec_f32(nk, 1.0));

@@ -17,7 +17,7 @@ fn tol(k: usize) -> f64 {
 /// One Matmul per variant the adapter supports (the fallbacks run on every adapter too).
 fn every_variant(gpu: &Gpu) -> Vec<Matmul> {
     let tiles = MatmulTiles::for_adapter(gpu);
-    [MatmulVariant::General, MatmulVariant::Vec4, MatmulVariant::Subgroup]
+    [MatmulVariant::General, MatmulVariant::Vec4, MatmulVariant::Subgroup, MatmulVariant::Tiled]
         .into_iter()
         .map(|cap| Matmul::build(gpu, tiles, cap).unwrap())
         .collect()
@@ -189,12 +189,13 @@ fn long_k_within_and_past_the_loop_budget() {
     for_each_gpu(|gpu| {
         for mm in every_variant(gpu) {
             let aligned = MatmulShape::packed(1, 2, 4, 120_000, false, false);
-            let k = match mm.variant_for(&aligned) {
-                MatmulVariant::Subgroup => 120_000,
-                _ => 240_000,
+            let (k, k_odd) = match mm.variant_for(&aligned) {
+                MatmulVariant::Subgroup => (120_000, 200_001),
+                MatmulVariant::Tiled => (52_000, 52_001),
+                _ => (240_000, 200_001),
             };
             check(gpu, &mm, &MatmulShape::packed(1, 2, 4, k, false, false), 7);
-            check(gpu, &mm, &MatmulShape::packed(1, 2, 3, 200_001, true, true), 8);
+            check(gpu, &mm, &MatmulShape::packed(1, 2, 3, k_odd, true, true), 8);
             if gpu.loop_budget().is_some() {
                 let k = 1_000_000;
                 let t = gpu.zeros("t", 4 * k).unwrap();
@@ -202,5 +203,20 @@ fn long_k_within_and_past_the_loop_budget() {
                 assert!(err.to_string().contains("loop iterations"), "{err}");
             }
         }
+    });
+}
+
+/// Every block size of the workgroup-memory kernel, on shapes that leave partial blocks and
+/// partial strips of k, with every transpose.
+#[test]
+fn tiled_blocks_every_transpose() {
+    for_each_gpu(|gpu| {
+        for block in [(4, 4), (8, 8), (4, 8), (8, 4)] {
+            let mm = Matmul::tiled(gpu, block).unwrap();
+            for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+                check(gpu, &mm, &MatmulShape::packed(2, 131, 70, 19, ta, tb), 21);
+            }
+        }
+        assert!(Matmul::tiled(gpu, (2, 8)).is_err());
     });
 }

@@ -46,11 +46,16 @@ fn small_vit_matches_the_reference_and_the_plan() {
         evaluate_seeded(&v.graph, &mut values, seed);
         assert_close("vit loss", &[loss], &values[v.loss.0], 1e-5, 1e-4);
         for (p, g) in &grads.of {
+            // Rounding carried through the whole network is relative to the gradient's scale,
+            // not to each element: on an H200 an element of -2e-3 in a tensor reaching 17 was off
+            // by 1.7e-5 (1e-6 of the scale) while every node matched its reference alone.
+            let want = &values[g.0];
+            let scale = want.iter().fold(1.0f32, |m, x| m.max(x.abs())) as f64;
             assert_close(
                 &format!("grad {}", v.graph.desc(*p).name),
                 &exec.read(gpu, *g).unwrap(),
-                &values[g.0],
-                1e-5,
+                want,
+                1e-5 * scale,
                 1e-3,
             );
         }

@@ -1,5 +1,6 @@
 //! The command line's own modules (not part of the library).
 
+pub mod blas;
 pub mod plot;
 pub mod translate;
 pub mod vit;

@@ -48,8 +48,12 @@ pub struct TrainArgs {
     pub stop_after: Option<usize>,
     /// The test BLEU at the end translates the first N test pairs.
     pub test_pairs: Option<usize>,
-    /// The model: `tiny`, `small` (the default) or `base` (the paper's).
+    /// The model: `tiny`, `small` (the default), `base` (the paper's) or a config.json path.
     pub model: String,
+    /// Overrides the model's dropout.
+    pub dropout: Option<f32>,
+    /// Stop when the next epoch would end past this many minutes of training.
+    pub max_minutes: Option<f64>,
 }
 
 /// One epoch in trainer_state.json.
@@ -131,12 +135,11 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             let texts = train_pairs.iter().flat_map(|(s, t)| [s.as_str(), t.as_str()]);
             let bpe = Bpe::learn(texts, args.vocab, 2)?;
             eprintln!("learned a shared BPE vocabulary of {} in {:.1} s", bpe.len(), start.elapsed().as_secs_f64());
-            let cfg = match args.model.as_str() {
-                "tiny" => TransformerConfig::tiny(bpe.len()),
-                "small" => TransformerConfig::small(bpe.len()),
-                "base" => TransformerConfig::base(bpe.len()),
-                other => return Err(Error::Config(format!("unknown model size {other:?} (tiny, small, base)"))),
-            };
+            let mut cfg = TransformerConfig::preset_or_file(&args.model, bpe.len())?;
+            if let Some(p) = args.dropout {
+                cfg.dropout = p;
+            }
+            cfg.validate()?;
             let s = TrainerState {
                 epochs_done: 0,
                 epochs: args.epochs.unwrap_or(12),
@@ -230,7 +233,17 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         Some(n) => (state.epochs_done + n).min(state.epochs),
         None => state.epochs,
     };
+    let budget = args.max_minutes.map(|m| m * 60.0);
+    let mut out_of_time = false;
     for epoch in state.epochs_done..last_epoch {
+        if let (Some(budget), Some(last)) = (budget, state.history.last()) {
+            let spent: f64 = state.history.iter().map(|r| r.seconds).sum();
+            if spent + last.seconds > budget {
+                eprintln!("stopping: another epoch would pass --max-minutes ({spent:.0} s of training so far)");
+                out_of_time = true;
+                break;
+            }
+        }
         let batches = buckets.epoch(&train, &mut Rng::new(state.seed.wrapping_mul(1000) + epoch as u64));
         let bar = ProgressBar::new(batches.len() as u64);
         bar.set_style(
@@ -260,7 +273,8 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         let named: Vec<(String, Vec<f32>)> =
             params.iter().map(|(p, v)| (first.desc(*p).name.clone(), v.clone())).collect();
         let eval_start = Instant::now();
-        let (valid_bleu, _) = bleu_of(&gpu, &cfg, &bpe, &named, bleu_pairs, Search::GREEDY)?;
+        let (valid_stats, _) = bleu_of(&gpu, &cfg, &bpe, &named, bleu_pairs, Search::GREEDY)?;
+        let valid_bleu = valid_stats.score();
         let record = EpochRecord {
             epoch: epoch + 1,
             train_loss: (loss_sum / tokens.max(1) as f64) as f32,
@@ -306,20 +320,25 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             args.out.display()
         );
     }
-    if state.epochs_done == state.epochs {
+    if state.epochs_done == state.epochs || out_of_time {
         let mut test = corpus::read_tsv(&args.data.join("test.tsv"))?;
         test.truncate(args.test_pairs.unwrap_or(usize::MAX));
         let ck = ckpt::load(&args.out)?;
         for (name, search) in [("greedy", Search::GREEDY), ("beam 4", Search::PAPER)] {
             let start = Instant::now();
-            let (bleu, _) = bleu_of(&gpu, &ck.config, &ck.tokenizer, &ck.params, &test, search)?;
-            eprintln!("test BLEU ({name}): {bleu:.2} ({} pairs, {:.0} s)", test.len(), start.elapsed().as_secs_f64());
+            let (stats, _) = bleu_of(&gpu, &ck.config, &ck.tokenizer, &ck.params, &test, search)?;
+            eprintln!(
+                "test BLEU ({name}): {:.2} ({} pairs, {:.0} s): {stats}",
+                stats.score(),
+                test.len(),
+                start.elapsed().as_secs_f64()
+            );
         }
     }
     Ok(())
 }
 
-/// Corpus BLEU of translating the sources of `pairs`, and the translations.
+/// Corpus BLEU statistics of translating the sources of `pairs`, and the translations.
 fn bleu_of(
     gpu: &Gpu,
     cfg: &TransformerConfig,
@@ -327,14 +346,14 @@ fn bleu_of(
     params: &[(String, Vec<f32>)],
     pairs: &[(String, String)],
     search: Search,
-) -> Result<(f64, Vec<String>)> {
+) -> Result<(BleuStats, Vec<String>)> {
     let sources: Vec<&str> = pairs.iter().map(|(s, _)| s.as_str()).collect();
     let hyps = translate_lines(gpu, cfg, bpe, params, &sources, search)?;
     let mut stats = BleuStats::default();
     for (h, (_, r)) in hyps.iter().zip(pairs) {
         stats.add(h, r);
     }
-    Ok((stats.score(), hyps))
+    Ok((stats, hyps))
 }
 
 /// Translates lines (empty lines give empty translations). Sources longer than the model's
@@ -406,8 +425,13 @@ pub fn eval(checkpoint: &Path, out: Option<&Path>, data: &Path) -> Result<()> {
     let test = corpus::read_tsv(&data.join("test.tsv"))?;
     for (name, search) in [("beam 4, alpha 0.6", Search::PAPER), ("greedy", Search::GREEDY)] {
         let start = Instant::now();
-        let (bleu, hyps) = bleu_of(&gpu, &ck.config, &ck.tokenizer, &ck.params, &test, search)?;
-        println!("test BLEU ({name}): {bleu:.2} ({} pairs, {:.1} s)", test.len(), start.elapsed().as_secs_f64());
+        let (stats, hyps) = bleu_of(&gpu, &ck.config, &ck.tokenizer, &ck.params, &test, search)?;
+        println!(
+            "test BLEU ({name}): {:.2} ({} pairs, {:.1} s): {stats}",
+            stats.score(),
+            test.len(),
+            start.elapsed().as_secs_f64()
+        );
         if let (Some(out), Search::PAPER) = (out, search) {
             wgformer::io::write_atomic(out, (hyps.join("\n") + "\n").as_bytes())?;
             eprintln!("wrote {}", out.display());

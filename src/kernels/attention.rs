@@ -50,32 +50,37 @@ pub struct Attention {
     no_lens: Tensor,
 }
 
-/// Whether the subgroup kernels can run: subgroups of one known size dividing the workgroup,
-/// unless `WGFORMER_ATTENTION_VARIANT=rows` asks for the plain ones.
-fn subgroup_size(gpu: &Gpu) -> Result<Option<usize>> {
+/// Whether the subgroup kernels are wanted: on CPU adapters (on lavapipe they ran at 4-6x the
+/// plain kernels' rate, on an H200 at 0.5-0.9x); `WGFORMER_ATTENTION_VARIANT=rows|subgroup`
+/// overrides the choice.
+fn prefer_subgroups(gpu: &Gpu) -> Result<bool> {
     match std::env::var("WGFORMER_ATTENTION_VARIANT").as_deref() {
-        Ok("rows") => return Ok(None),
-        Ok("subgroup") | Err(_) => {}
-        Ok(other) => {
-            return Err(Error::InvalidSetting {
-                name: "WGFORMER_ATTENTION_VARIANT",
-                value: other.to_string(),
-                expected: "rows or subgroup",
-            })
-        }
+        Ok("rows") => Ok(false),
+        Ok("subgroup") => Ok(true),
+        Err(_) => Ok(gpu.is_cpu()),
+        Ok(other) => Err(Error::InvalidSetting {
+            name: "WGFORMER_ATTENTION_VARIANT",
+            value: other.to_string(),
+            expected: "rows or subgroup",
+        }),
     }
+}
+
+/// The subgroup size when the subgroup kernels can run: one known size dividing the workgroup.
+fn subgroup_size(gpu: &Gpu) -> Option<usize> {
     let (lo, hi) = gpu.caps.subgroup_size;
     let ok = gpu.caps.subgroups && lo == hi && lo >= 1 && WG.is_multiple_of(lo);
-    Ok(ok.then_some(lo as usize))
+    ok.then_some(lo as usize)
 }
 
 impl Attention {
-    /// The kernels, with the subgroup variant where it runs (see the module docs).
+    /// The kernels, with the subgroup variant where it is wanted and runs (see the module docs).
     pub fn new(gpu: &Gpu) -> Result<Self> {
-        Self::with_subgroups(gpu, true)
+        Self::with_subgroups(gpu, prefer_subgroups(gpu)?)
     }
 
-    /// `allow` false: only the plain kernels (to test the fallback on any adapter).
+    /// `allow` true: the subgroup variant wherever it can run; false: only the plain kernels
+    /// (tests run both on any adapter).
     pub fn with_subgroups(gpu: &Gpu, allow: bool) -> Result<Self> {
         let module = gpu.shader("attention.wgsl", crate::shaders::ATTENTION)?;
         let per_dim = HEAD_DIMS
@@ -93,7 +98,7 @@ impl Attention {
                 ))
             })
             .collect::<Result<Vec<_>>>()?;
-        let subgroup = match subgroup_size(gpu)?.filter(|_| allow) {
+        let subgroup = match subgroup_size(gpu).filter(|_| allow) {
             Some(sg) => {
                 // Every index in attention_sg.wgsl is clamped, so it runs without bounds checks.
                 let module = gpu.shader_unchecked("attention_sg.wgsl", crate::shaders::ATTENTION_SG)?;

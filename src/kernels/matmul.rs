@@ -1,4 +1,6 @@
-//! Batched matmul with transposes, bias and accumulation: `shaders/matmul.wgsl`.
+//! Batched matmul with transposes, bias and accumulation: `shaders/matmul.wgsl` and
+//! `shaders/matmul_sg.wgsl` (register tiles, for CPU adapters), `shaders/matmul_tiled.wgsl`
+//! (workgroup-memory tiles, for GPUs).
 
 use super::{check_len, check_loop_budget, dispatch, u32_of, Dispatch};
 use crate::error::{Error, Result};
@@ -154,18 +156,40 @@ pub enum MatmulVariant {
     /// `matmul_fwd_sg`: vec4, plus A shared across a subgroup (needs SUBGROUP, a fixed subgroup
     /// size, and tiles with one row of invocations).
     Subgroup,
+    /// `matmul_tiled`: any shape; strips of A and B staged in workgroup memory (GPUs).
+    Tiled,
 }
 
 impl MatmulVariant {
-    /// `WGFORMER_MATMUL_VARIANT=general|vec4|subgroup` caps the variant (tests of the fallbacks).
+    /// `WGFORMER_MATMUL_VARIANT=general|vec4|subgroup|tiled` caps the variant (tests of the
+    /// fallbacks, comparisons); General < Vec4 < Subgroup < Tiled.
     fn cap_from_env() -> Option<Self> {
         match std::env::var("WGFORMER_MATMUL_VARIANT").ok()?.as_str() {
             "general" => Some(MatmulVariant::General),
             "vec4" => Some(MatmulVariant::Vec4),
             "subgroup" => Some(MatmulVariant::Subgroup),
+            "tiled" => Some(MatmulVariant::Tiled),
             _ => None,
         }
     }
+
+    /// The cap when none is asked for: workgroup memory is slow on CPU adapters (lavapipe), where
+    /// register tiles shared through subgroups win; GPUs want workgroup-memory tiles.
+    fn default_cap(gpu: &Gpu) -> Self {
+        Self::cap_from_env().unwrap_or(if gpu.is_cpu() { MatmulVariant::Subgroup } else { MatmulVariant::Tiled })
+    }
+}
+
+/// Rows and columns per invocation of `matmul_tiled` (each 4 or 8; a workgroup owns 16 times
+/// that). `WGFORMER_MATMUL_BLOCK=TM,TN` overrides the choice (tuning).
+fn tiled_block(tiles: MatmulTiles) -> (u32, u32) {
+    let from_env = std::env::var("WGFORMER_MATMUL_BLOCK").ok().and_then(|v| {
+        let (tm, tn) = v.split_once(',')?;
+        Some((tm.trim().parse().ok()?, tn.trim().parse().ok()?))
+    });
+    // The large tiles (16 or more rows per workgroup) take 128 x 64 blocks, the small 64 x 64.
+    // On an H200 at 4096^3: 8x4 29.9 TFLOP/s, 4x4 23.8, 8x8 2.3 (its 64 accumulators spill).
+    from_env.unwrap_or(if tiles.wg_m * tiles.tm >= 16 { (8, 4) } else { (4, 4) })
 }
 
 /// Pipelines per (trans_a, trans_b) for each variant the adapter supports, for one tile size.
@@ -173,7 +197,10 @@ struct MatmulSet {
     general: [wgpu::ComputePipeline; 4],
     vec4: [wgpu::ComputePipeline; 4],
     subgroup: Option<[wgpu::ComputePipeline; 4]>,
+    tiled: Option<[wgpu::ComputePipeline; 4]>,
     tiles: MatmulTiles,
+    /// (TM, TN) of the tiled pipelines.
+    block: (u32, u32),
     subgroup_size: u32,
     best: MatmulVariant,
 }
@@ -188,41 +215,79 @@ pub struct Matmul {
 
 /// Products with M or N at most this take the small tiles.
 const SMALL_PRODUCT: usize = 64;
+/// Tiled products whose large blocks would number fewer than this take the small blocks.
+const TILED_LARGE_MIN_BLOCKS: usize = 512;
 
 impl Matmul {
     /// Builds the pipelines with the adapter's preferred tiles, large and small.
     pub fn new(gpu: &Gpu) -> Result<Self> {
-        let cap = MatmulVariant::cap_from_env().unwrap_or(MatmulVariant::Subgroup);
+        let cap = MatmulVariant::default_cap(gpu);
         if let Some(t) = MatmulTiles::from_env() {
             return Self::build(gpu, t, cap);
         }
         let (large, small) = MatmulTiles::pair_for_adapter(gpu);
         let mut m = Self::build(gpu, large, cap)?;
-        m.small = Some(MatmulSet::build(gpu, small, cap)?);
+        m.small = Some(MatmulSet::build(gpu, small, cap, tiled_block(small))?);
         Ok(m)
     }
 
     /// Builds the pipelines with explicit tiles (benchmarks and tuning).
     pub fn with_tiles(gpu: &Gpu, tiles: MatmulTiles) -> Result<Self> {
-        Self::build(gpu, tiles, MatmulVariant::cap_from_env().unwrap_or(MatmulVariant::Subgroup))
+        Self::build(gpu, tiles, MatmulVariant::default_cap(gpu))
     }
 
-    /// Builds one set of pipelines, using no variant beyond `cap` (General < Vec4 < Subgroup).
+    /// Builds one set of pipelines, using no variant beyond `cap` (General < Vec4 < Subgroup <
+    /// Tiled).
     pub fn build(gpu: &Gpu, tiles: MatmulTiles, cap: MatmulVariant) -> Result<Self> {
-        Ok(Matmul { large: MatmulSet::build(gpu, tiles, cap)?, small: None, no_bias: gpu.zeros("matmul.no_bias", 1)? })
+        Ok(Matmul {
+            large: MatmulSet::build(gpu, tiles, cap, tiled_block(tiles))?,
+            small: None,
+            no_bias: gpu.zeros("matmul.no_bias", 1)?,
+        })
+    }
+
+    /// The tiled kernel alone with `block` = (TM, TN) rows and columns per invocation, each 4 or
+    /// 8 (tests and tuning).
+    pub fn tiled(gpu: &Gpu, block: (u32, u32)) -> Result<Self> {
+        let (tiles, _) = MatmulTiles::pair_for_adapter(gpu);
+        Ok(Matmul {
+            large: MatmulSet::build(gpu, tiles, MatmulVariant::Tiled, block)?,
+            small: None,
+            no_bias: gpu.zeros("matmul.no_bias", 1)?,
+        })
     }
 
     /// The pipelines `shape` runs with.
     fn set_for(&self, shape: &MatmulShape) -> &MatmulSet {
-        match &self.small {
-            Some(small) if shape.m.min(shape.n) <= SMALL_PRODUCT => small,
-            _ => &self.large,
+        let Some(small) = &self.small else { return &self.large };
+        if self.large.best == MatmulVariant::Tiled {
+            // A GPU needs many workgroups in flight: large blocks only where they make enough.
+            let (tm, tn) = self.large.block;
+            let blocks = shape.m.div_ceil(16 * tm as usize) * shape.n.div_ceil(16 * tn as usize) * shape.batch;
+            return if blocks >= TILED_LARGE_MIN_BLOCKS { &self.large } else { small };
+        }
+        if shape.m.min(shape.n) <= SMALL_PRODUCT {
+            small
+        } else {
+            &self.large
         }
     }
 
     /// The variant `shape` runs with.
     pub fn variant_for(&self, shape: &MatmulShape) -> MatmulVariant {
         self.set_for(shape).variant_for(shape)
+    }
+
+    /// The variant and tiles `shape` runs with, in words (benchmarks).
+    pub fn describe(&self, shape: &MatmulShape) -> String {
+        let set = self.set_for(shape);
+        match set.variant_for(shape) {
+            MatmulVariant::Tiled => format!("tiled, {}x{} per invocation", set.block.0, set.block.1),
+            v => {
+                let t = set.tiles;
+                format!("{v:?}, {}x{} invocations of {}x4", t.wg_n, t.wg_m, t.tm).to_lowercase()
+            }
+        }
     }
 
     /// The tiles `shape` runs with.
@@ -232,7 +297,7 @@ impl Matmul {
 }
 
 impl MatmulSet {
-    fn build(gpu: &Gpu, tiles: MatmulTiles, cap: MatmulVariant) -> Result<Self> {
+    fn build(gpu: &Gpu, tiles: MatmulTiles, cap: MatmulVariant, block: (u32, u32)) -> Result<Self> {
         if !(1..=16).contains(&tiles.tm) || tiles.wg_n == 0 || tiles.wg_m == 0 {
             return Err(Error::shape("matmul", format!("invalid tiles {tiles:?}: tm must be 1..=16")));
         }
@@ -268,7 +333,12 @@ impl MatmulSet {
             && lo % 4 == 0
             && tiles.wg_m == 1
             && tiles.wg_n.is_multiple_of(lo);
-        let best = if sg_ok {
+        if ![4, 8].contains(&block.0) || ![4, 8].contains(&block.1) {
+            return Err(Error::shape("matmul", format!("invalid tiled block {block:?}: TM and TN must be 4 or 8")));
+        }
+        let best = if cap == MatmulVariant::Tiled {
+            MatmulVariant::Tiled
+        } else if sg_ok {
             MatmulVariant::Subgroup
         } else if cap == MatmulVariant::General {
             MatmulVariant::General
@@ -284,14 +354,30 @@ impl MatmulSet {
             } else {
                 None
             },
+            tiled: if cap == MatmulVariant::Tiled {
+                let module = gpu.shader_unchecked("matmul_tiled.wgsl", crate::shaders::MATMUL_TILED)?;
+                let tiled = |ta: bool, tb: bool| {
+                    let c = [
+                        ("TRANS_A", ta as u32 as f64),
+                        ("TRANS_B", tb as u32 as f64),
+                        ("TM", block.0 as f64),
+                        ("TN", block.1 as f64),
+                    ];
+                    gpu.pipeline(&module, "matmul_tiled", &c)
+                };
+                Some([tiled(false, false)?, tiled(false, true)?, tiled(true, false)?, tiled(true, true)?])
+            } else {
+                None
+            },
             tiles,
+            block,
             subgroup_size: sg,
             best,
         })
     }
 
     fn variant_for(&self, shape: &MatmulShape) -> MatmulVariant {
-        if shape.vec4_aligned() {
+        if self.best == MatmulVariant::Tiled || shape.vec4_aligned() {
             self.best
         } else {
             MatmulVariant::General
@@ -334,6 +420,8 @@ impl Matmul {
                 let sg = set.subgroup_size as usize;
                 shape.k.div_ceil(sg) * (1 + sg / 4)
             }
+            // Measured on llvmpipe: 10 per strip of BK = 8 (it keeps the loop over the strip).
+            MatmulVariant::Tiled => shape.k.div_ceil(8) * 10 + 3,
             _ => shape.k.div_ceil(4) + 3,
         };
         let iterations = k_loop as u64 + 6 * t.tm as u64;
@@ -361,9 +449,13 @@ impl Matmul {
             _pad: 0,
         };
         // x: row blocks, y: column blocks (see the header of matmul.wgsl).
+        let (rows, cols) = match set.variant_for(shape) {
+            MatmulVariant::Tiled => (16 * set.block.0, 16 * set.block.1),
+            _ => (t.tm * t.wg_m, 4 * t.wg_n),
+        };
         let groups = [
-            u("groups", shape.m.div_ceil((t.tm * t.wg_m) as usize))?,
-            u("groups", shape.n.div_ceil(4 * t.wg_n as usize))?,
+            u("groups", shape.m.div_ceil(rows as usize))?,
+            u("groups", shape.n.div_ceil(cols as usize))?,
             shape.batch as u32,
         ];
         if groups[0] as usize > max_groups || groups[1] as usize > max_groups {
@@ -374,6 +466,10 @@ impl Matmul {
         }
         let which = (shape.trans_a as usize) << 1 | shape.trans_b as usize;
         let pipeline = match (set.variant_for(shape), &set.subgroup) {
+            (MatmulVariant::Tiled, _) => match &set.tiled {
+                Some(tiled) => &tiled[which],
+                None => &set.vec4[which],
+            },
             (MatmulVariant::Subgroup, Some(sg)) => &sg[which],
             (MatmulVariant::General, _) => &set.general[which],
             _ => &set.vec4[which],

@@ -120,6 +120,23 @@ impl TransformerConfig {
         }
     }
 
+    /// `tiny`, `small` or `base` for a vocabulary of `vocab_size`, or the config.json at that
+    /// path with its vocab_size replaced.
+    pub fn preset_or_file(name: &str, vocab_size: usize) -> Result<Self> {
+        Ok(match name {
+            "tiny" => Self::tiny(vocab_size),
+            "small" => Self::small(vocab_size),
+            "base" => Self::base(vocab_size),
+            path => {
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_string(), source })?;
+                let mut cfg = Self::from_json(&text)?;
+                cfg.vocab_size = vocab_size;
+                cfg
+            }
+        })
+    }
+
     /// Parses config.json text and checks it.
     pub fn from_json(text: &str) -> Result<Self> {
         let cfg: Self = serde_json::from_str(text).map_err(|e| Error::Config(format!("Transformer config: {e}")))?;

@@ -93,14 +93,22 @@ impl VitConfig {
         }
     }
 
-    /// The named presets: vit-tiny, vit-small, vit-base (ViT-B/16), all 224x224, patch 16; and
-    /// vit-fmnist, the Fashion-MNIST default.
+    /// The named presets: vit-tiny, vit-small, vit-base (ViT-B/16), all 224x224, patch 16;
+    /// vit-fmnist, the Fashion-MNIST default; vit-cifar, 32x32 RGB in patches of 4 (64 tokens),
+    /// width 192, 3 heads, depth 4, MLP 768, 10 classes (the step that issue 7 times Burn with).
     pub fn preset(name: &str) -> Option<Self> {
         match name {
             "vit-fmnist" => Some(Self::fashion_mnist()),
             "vit-tiny" => Some(Self::imagenet(192, 12, 3)),
             "vit-small" => Some(Self::imagenet(384, 12, 6)),
             "vit-base" => Some(Self::imagenet(768, 12, 12)),
+            "vit-cifar" => Some(VitConfig {
+                image_size: 32,
+                patch_size: 4,
+                num_hidden_layers: 4,
+                num_labels: Some(10),
+                ..Self::imagenet(192, 12, 3)
+            }),
             _ => None,
         }
     }

@@ -105,6 +105,31 @@ impl BleuStats {
     }
 }
 
+impl std::fmt::Display for BleuStats {
+    /// sacreBLEU's summary: `BLEU = 4.00 31.2/7.9/2.5/0.9 (BP = 0.951 ratio = 0.952 hyp_len = ...
+    /// ref_len = ...)`, so a low score shows whether precision or length is to blame.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let p: Vec<String> =
+            (0..4).map(|n| format!("{:.1}", 100.0 * self.matches[n] as f64 / self.totals[n].max(1) as f64)).collect();
+        let ratio = self.hyp_len as f64 / self.ref_len.max(1) as f64;
+        let bp = if ratio >= 1.0 {
+            1.0
+        } else if self.hyp_len == 0 {
+            0.0
+        } else {
+            (1.0 - 1.0 / ratio).exp()
+        };
+        write!(
+            f,
+            "BLEU = {:.2} {} (BP = {bp:.3} ratio = {ratio:.3} hyp_len = {} ref_len = {})",
+            self.score(),
+            p.join("/"),
+            self.hyp_len,
+            self.ref_len
+        )
+    }
+}
+
 fn ngrams(tokens: &[String], n: usize) -> HashMap<&[String], u64> {
     let mut m = HashMap::new();
     for g in tokens.windows(n) {
@@ -140,6 +165,19 @@ mod tests {
         let refs = ["The cat sat on the mat.", "A cat is on the mat.", "I am hungry.", "She went home quickly."];
         let s = corpus_bleu(hyp.into_iter().zip(refs));
         assert!((s - 24.947753110492112).abs() < 1e-9, "{s}");
+        // sacreBLEU's printed summary of the same corpus, and of a short hypothesis.
+        let mut stats = BleuStats::default();
+        hyp.into_iter().zip(refs).for_each(|(h, r)| stats.add(h, r));
+        assert_eq!(
+            stats.to_string(),
+            "BLEU = 24.95 70.8/35.0/18.8/8.3 (BP = 1.000 ratio = 1.043 hyp_len = 24 ref_len = 23)"
+        );
+        let mut short = BleuStats::default();
+        short.add("a b", "a b c d e f");
+        assert_eq!(
+            short.to_string(),
+            "BLEU = 0.00 100.0/100.0/0.0/0.0 (BP = 0.135 ratio = 0.333 hyp_len = 2 ref_len = 6)"
+        );
         // A zero 4-gram count: the "exp" smoothing.
         let s = corpus_bleu([("a b c d e", "a b c x y z w")]);
         assert!((s - 26.65429557589628).abs() < 1e-9, "{s}");

@@ -1,0 +1,147 @@
+// Batched matrix multiply for GPUs: the same product and params as matmul.wgsl, any shape.
+// Design rule (the opposite of matmul.wgsl's, which is for CPU adapters): a workgroup of 16 x 16
+// invocations owns a (16 TM) x (16 TN) block of C. For each step of BK along k it copies the
+// block's strip of A and of B into workgroup memory once, with loads that neighbouring lanes
+// make at neighbouring addresses, and then every invocation reads its TM values of A and TN of B
+// per k from there (broadcasts and conflict-free vec4 reads) and does TM x TN fused
+// multiply-adds in registers. The next strip is loaded into registers while this one is used.
+// An invocation owns rows g * 64 + ty * 4 + i (g < TM / 4, i < 4) and columns g * 64 + tx * 4 + j:
+// vec4 groups 64 apart, so that the 16 lanes along x read 16 consecutive vec4 of the B strip.
+
+struct MatmulParams {
+    m: u32, n: u32, k: u32, batch: u32,
+    lda: u32, ldb: u32, ldc: u32,
+    flags: u32,        // bit 0: add bias[n]; bit 1: accumulate into C
+    stride_a: u32, stride_b: u32, stride_c: u32, _pad: u32,
+}
+
+override TRANS_A: bool = false;
+override TRANS_B: bool = false;
+override TM: u32 = 8u;      // rows per invocation: 4 or 8 (block of 64 or 128 rows)
+override TN: u32 = 8u;      // columns per invocation: 4 or 8 (block of 64 or 128 columns)
+
+const BK: u32 = 8u;         // k per strip
+const WG: u32 = 16u;        // invocations per workgroup along x and along y
+const ROW4: u32 = 32u;      // vec4 per strip row: room for the largest block, 128
+const GROUP4: u32 = 16u;    // vec4 between an invocation's groups (64 rows or columns)
+
+@group(0) @binding(0) var<storage, read_write> c: array<f32>;     // (batch, M, N)
+@group(0) @binding(1) var<storage, read> a: array<f32>;           // (batch, M, K) or (batch, K, M)
+@group(0) @binding(2) var<storage, read> b: array<f32>;           // (batch, K, N) or (batch, N, K)
+@group(0) @binding(3) var<storage, read> bias: array<f32>;        // (N)
+@group(0) @binding(4) var<uniform> p: MatmulParams;
+
+// Strips of A (as [k][m]) and B (as [k][n]), 4 consecutive rows or columns per vec4.
+var<workgroup> a_strip: array<vec4<f32>, 256>;   // BK * ROW4
+var<workgroup> b_strip: array<vec4<f32>, 256>;
+
+// op(A)[m][k] of batch offset `ab`, 0 outside the matrix.
+fn load_a(ab: u32, m: u32, k: u32) -> f32 {
+    var v = 0.0;
+    if (m < p.m && k < p.k) {
+        v = a[ab + select(m * p.lda + k, k * p.lda + m, TRANS_A)];
+    }
+    return v;
+}
+
+// op(B)[k][n] of batch offset `bb`, 0 outside the matrix.
+fn load_b(bb: u32, k: u32, n: u32) -> f32 {
+    var v = 0.0;
+    if (k < p.k && n < p.n) {
+        v = b[bb + select(k * p.ldb + n, n * p.ldb + k, TRANS_B)];
+    }
+    return v;
+}
+
+@compute @workgroup_size(16, 16, 1)
+fn matmul_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+                @builtin(local_invocation_index) tid: u32) {
+    let bm = WG * TM;
+    let bn = WG * TN;
+    let m_base = wg.x * bm;
+    let n_base = wg.y * bn;
+    let ab = wg.z * p.stride_a;
+    let bb = wg.z * p.stride_b;
+    let cb = wg.z * p.stride_c;
+
+    // Which vec4 of each strip this invocation copies: (k, 4 rows) for A, (k, 4 columns) for B.
+    // Lanes next to each other take neighbouring addresses of the stored layout: along k when
+    // k is the contiguous index, along m (or n) otherwise.
+    let a_count = BK * bm / 4u;
+    let b_count = BK * bn / 4u;
+    let a_k = select(tid % BK, tid / (bm / 4u), TRANS_A);
+    let a_m4 = select(tid / BK, tid % (bm / 4u), TRANS_A);
+    let b_k = select(tid / (bn / 4u), tid % BK, TRANS_B);
+    let b_n4 = select(tid % (bn / 4u), tid / BK, TRANS_B);
+    let a_row = m_base + a_m4 * 4u;
+    let b_col = n_base + b_n4 * 4u;
+
+    var acc: array<vec4<f32>, 16>;     // [row (gm * 4 + i)][column group gn], TM x TN / 4 used
+    for (var r = 0u; r < 16u; r++) { acc[r] = vec4<f32>(0.0); }
+
+    var next_a = vec4<f32>(0.0);
+    var next_b = vec4<f32>(0.0);
+    if (tid < a_count) {
+        next_a = vec4<f32>(load_a(ab, a_row, a_k), load_a(ab, a_row + 1u, a_k),
+                           load_a(ab, a_row + 2u, a_k), load_a(ab, a_row + 3u, a_k));
+    }
+    if (tid < b_count) {
+        next_b = vec4<f32>(load_b(bb, b_k, b_col), load_b(bb, b_k, b_col + 1u),
+                           load_b(bb, b_k, b_col + 2u), load_b(bb, b_k, b_col + 3u));
+    }
+
+    for (var k0 = 0u; k0 < p.k; k0 += BK) {
+        if (tid < a_count) { a_strip[a_k * ROW4 + a_m4] = next_a; }
+        if (tid < b_count) { b_strip[b_k * ROW4 + b_n4] = next_b; }
+        workgroupBarrier();
+        // Start the next strip's loads; they complete while this strip is multiplied.
+        let k1 = k0 + BK;
+        if (k1 < p.k) {
+            if (tid < a_count) {
+                let k = k1 + a_k;
+                next_a = vec4<f32>(load_a(ab, a_row, k), load_a(ab, a_row + 1u, k),
+                                   load_a(ab, a_row + 2u, k), load_a(ab, a_row + 3u, k));
+            }
+            if (tid < b_count) {
+                let k = k1 + b_k;
+                next_b = vec4<f32>(load_b(bb, k, b_col), load_b(bb, k, b_col + 1u),
+                                   load_b(bb, k, b_col + 2u), load_b(bb, k, b_col + 3u));
+            }
+        }
+        for (var kk = 0u; kk < BK; kk++) {
+            let row = kk * ROW4;
+            let b0 = b_strip[row + lid.x];
+            let b1 = b_strip[row + GROUP4 + lid.x];
+            for (var gm = 0u; gm < TM / 4u; gm++) {
+                let av = a_strip[row + gm * GROUP4 + lid.y];
+                for (var i = 0u; i < 4u; i++) {
+                    let r = (gm * 4u + i) * 2u;
+                    acc[r] = fma(vec4<f32>(av[i]), b0, acc[r]);
+                    if (TN == 8u) { acc[r + 1u] = fma(vec4<f32>(av[i]), b1, acc[r + 1u]); }
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+
+    let use_bias = (p.flags & 1u) != 0u;
+    let accumulate = (p.flags & 2u) != 0u;
+    for (var gm = 0u; gm < TM / 4u; gm++) {
+        for (var i = 0u; i < 4u; i++) {
+            let m = m_base + gm * 64u + lid.y * 4u + i;
+            if (m >= p.m) { continue; }
+            for (var gn = 0u; gn < TN / 4u; gn++) {
+                let v4 = acc[(gm * 4u + i) * 2u + gn];
+                for (var j = 0u; j < 4u; j++) {
+                    let n = n_base + gn * 64u + lid.x * 4u + j;
+                    if (n >= p.n) { continue; }
+                    let idx = cb + m * p.ldc + n;
+                    var v = v4[j];
+                    if (use_bias) { v += bias[n]; }
+                    if (accumulate) { v += c[idx]; }
+                    c[idx] = v;
+                }
+            }
+        }
+    }
+}
