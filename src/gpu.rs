@@ -103,13 +103,25 @@ impl Gpu {
         Self::with_options(&GpuOptions::from_env()?)
     }
 
-    /// Opens the best adapter that matches `opts`.
+    /// Opens the best adapter that matches `opts` (blocking: native only; in a browser use
+    /// [`Gpu::with_options_async`]).
     pub fn with_options(opts: &GpuOptions) -> Result<Self> {
+        pollster::block_on(Self::with_options_async(opts))
+    }
+
+    /// Opens the best adapter that matches `opts`, without blocking (the only way in a browser,
+    /// where the page's event loop must run while the adapter and device are created).
+    pub async fn with_options_async(opts: &GpuOptions) -> Result<Self> {
         let backends = match opts.backend {
             Some(b) => wgpu::Backends::from(b),
             None => wgpu::Backends::all(),
         };
-        let adapters = pollster::block_on(instance().enumerate_adapters(backends));
+        let instance = instance();
+        let mut adapters = instance.enumerate_adapters(backends).await;
+        if adapters.is_empty() && opts.backend.is_none() {
+            // A browser may list nothing but still grant its one adapter when asked.
+            adapters.extend(instance.request_adapter(&Default::default()).await.ok());
+        }
         let wanted = opts.adapter.as_ref().map(|s| s.to_ascii_lowercase());
         let adapter = adapters
             .into_iter()
@@ -125,12 +137,17 @@ impl Gpu {
                 }
                 Error::NoAdapter(why)
             })?;
-        Self::from_adapter(&adapter)
+        Self::from_adapter_async(&adapter).await
     }
 
     /// Opens a device on `adapter`, with the optional features wgformer uses and the adapter's
     /// real limits (the WebGPU defaults cap storage bindings at 128 MiB and buffers at 256 MiB).
     pub fn from_adapter(adapter: &wgpu::Adapter) -> Result<Self> {
+        pollster::block_on(Self::from_adapter_async(adapter))
+    }
+
+    /// [`Gpu::from_adapter`] without blocking.
+    pub async fn from_adapter_async(adapter: &wgpu::Adapter) -> Result<Self> {
         let info = adapter.get_info();
         let have = adapter.features();
         let wanted = wgpu::Features::SHADER_F16
@@ -143,7 +160,9 @@ impl Gpu {
             required_limits: adapter.limits(),
             ..Default::default()
         };
-        let (device, queue) = pollster::block_on(adapter.request_device(&desc))
+        let (device, queue) = adapter
+            .request_device(&desc)
+            .await
             .map_err(|e| Error::RequestDevice(format!("{} ({:?}): {e}", info.name, info.backend)))?;
         Ok(Self::from_device(device, queue, info))
     }
@@ -287,9 +306,15 @@ impl Gpu {
         Ok(Tensor { buffer, len: data.len(), dtype: DType::F16 })
     }
 
-    /// Reads a tensor back as f32 (f16 tensors are widened, u32 ids converted).
+    /// Reads a tensor back as f32 (f16 tensors are widened, u32 ids converted). Blocking:
+    /// native only; in a browser use [`Gpu::read_async`].
     pub fn read(&self, t: &Tensor) -> Result<Vec<f32>> {
-        let bytes = self.read_bytes(&t.buffer, t.byte_len())?;
+        pollster::block_on(self.read_async(t))
+    }
+
+    /// [`Gpu::read`] without blocking.
+    pub async fn read_async(&self, t: &Tensor) -> Result<Vec<f32>> {
+        let bytes = self.read_bytes_async(&t.buffer, t.byte_len()).await?;
         Ok(match t.dtype {
             DType::F32 => bytemuck::pod_collect_to_vec::<u8, f32>(&bytes),
             DType::F16 => {
@@ -299,8 +324,14 @@ impl Gpu {
         })
     }
 
-    /// Copies the first `bytes` bytes of `buffer` to the host (blocking).
+    /// Copies the first `bytes` bytes of `buffer` to the host (blocking: native only).
     pub fn read_bytes(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+        pollster::block_on(self.read_bytes_async(buffer, bytes))
+    }
+
+    /// Copies the first `bytes` bytes of `buffer` to the host. Natively this polls the device
+    /// until the copy is done; in a browser it yields to the page until the mapping completes.
+    pub async fn read_bytes_async(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
         let size = bytes.next_multiple_of(4).max(4);
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
@@ -311,12 +342,11 @@ impl Gpu {
         let mut enc = self.device.create_command_encoder(&Default::default());
         enc.copy_buffer_to_buffer(buffer, 0, &staging, 0, size);
         self.submit(enc.finish());
-        let (tx, rx) = std::sync::mpsc::channel();
-        staging.map_async(wgpu::MapMode::Read, .., move |r| {
-            let _ = tx.send(r);
-        });
+        let (done, mapped) = crate::oneshot::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| done.send(r));
         self.wait()?;
-        rx.recv().map_err(|e| Error::Readback(e.to_string()))?.map_err(|e| Error::Readback(e.to_string()))?;
+        mapped.await.map_err(|e| Error::Readback(e.to_string()))?;
+        self.take_uncaptured()?;
         let view = staging.get_mapped_range(..).map_err(|e| Error::Readback(e.to_string()))?;
         let out = view[..bytes as usize].to_vec();
         drop(view);
@@ -338,8 +368,15 @@ impl Gpu {
 
     /// Blocks until all submitted work has finished; returns any GPU error that no error
     /// scope caught since the last call.
+    /// In a browser nothing blocks: the work is only known finished once a readback completes.
     pub fn wait(&self) -> Result<()> {
+        #[cfg(not(target_arch = "wasm32"))]
         self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::gpu("device poll", e))?;
+        self.take_uncaptured()
+    }
+
+    /// The GPU error no error scope caught since the last call, if any.
+    fn take_uncaptured(&self) -> Result<()> {
         match self.uncaptured.lock().ok().and_then(|mut slot| slot.take()) {
             Some(message) => Err(Error::gpu("GPU work", message)),
             None => Ok(()),
@@ -356,6 +393,15 @@ impl Gpu {
     }
 
     /// Runs `f` inside validation and out-of-memory error scopes; any error becomes `Err`.
+    /// In a browser the scopes cannot be awaited here; errors reach the uncaptured-error
+    /// handler instead and are reported by the next [`Gpu::wait`] or readback.
+    #[cfg(target_arch = "wasm32")]
+    pub fn scoped<T>(&self, _context: &str, f: impl FnOnce() -> T) -> Result<T> {
+        Ok(f())
+    }
+
+    /// Runs `f` inside validation and out-of-memory error scopes; any error becomes `Err`.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn scoped<T>(&self, context: &str, f: impl FnOnce() -> T) -> Result<T> {
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);

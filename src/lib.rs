@@ -18,6 +18,7 @@ pub mod info;
 pub mod io;
 pub mod kernels;
 pub mod models;
+mod oneshot;
 pub mod optim;
 pub mod plan;
 pub mod reference;

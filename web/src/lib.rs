@@ -1,0 +1,262 @@
+//! wgformer's kernels in a browser: each case runs a kernel on the page's WebGPU adapter and
+//! compares it with the CPU reference compiled into the same module. `run_cases` returns one
+//! JSON report; index.html shows it and web/run.mjs checks it in headless Chromium.
+
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+use wgformer::gpu::GpuOptions;
+use wgformer::kernels::attention::AttentionShape;
+use wgformer::kernels::matmul::{MatmulTiles, MatmulVariant};
+use wgformer::kernels::{self, Attention, Dispatch, Gelu, GeluKind, LayerNorm, Matmul, MatmulShape, Softmax};
+use wgformer::reference::softmax as sm_ref;
+use wgformer::reference::{attention as att_ref, gelu as gelu_ref, layernorm as ln_ref, matmul as mm_ref};
+use wgformer::rng::Rng;
+use wgformer::{Gpu, Result};
+
+#[derive(Serialize)]
+struct Case {
+    name: String,
+    ok: bool,
+    /// The largest |got - want| over the case's outputs, or why it could not run.
+    detail: String,
+    ms: f64,
+}
+
+#[derive(Serialize)]
+struct Report {
+    adapter: String,
+    subgroups: bool,
+    f16: bool,
+    passed: usize,
+    failed: usize,
+    cases: Vec<Case>,
+}
+
+/// An output to compare: (name, GPU tensor, reference values, atol, rtol).
+type Check<'a> = (&'a str, &'a wgformer::gpu::Tensor, &'a [f32], f64, f64);
+
+/// Runs `dispatches`, reads the outputs back without blocking, compares them with the references.
+async fn verify(gpu: &Gpu, dispatches: &[&Dispatch], checks: &[Check<'_>]) -> Result<(bool, String)> {
+    kernels::run(gpu, dispatches)?;
+    let mut ok = true;
+    let mut details = Vec::new();
+    for (name, tensor, want, atol, rtol) in checks {
+        let got = gpu.read_async(tensor).await?;
+        let mut worst = 0.0f64;
+        for (&g, &w) in got.iter().zip(want.iter()) {
+            let err = (g as f64 - w as f64).abs();
+            // NaN fails: the comparison below is false for it.
+            if !(err <= atol + rtol * (w as f64).abs()) {
+                ok = false;
+            }
+            worst = worst.max(if err.is_nan() { f64::INFINITY } else { err });
+        }
+        ok &= got.len() == want.len();
+        details.push(format!("{name} {worst:.1e}"));
+    }
+    Ok((ok, details.join(", ")))
+}
+
+fn up(gpu: &Gpu, v: &[f32]) -> Result<wgformer::gpu::Tensor> {
+    gpu.upload("input", v)
+}
+
+async fn matmul_case(gpu: &Gpu, mm: &Matmul, s: &MatmulShape, seed: u64) -> Result<(bool, String)> {
+    let (na, nb, nc) = s.extents();
+    let mut rng = Rng::new(seed);
+    let (a, b) = (vec_f32(&mut rng, na), vec_f32(&mut rng, nb));
+    let mut want = vec![0.0f32; nc];
+    mm_ref::matmul_forward(&mut want, &a, &b, None, s);
+    let (ga, gb, gc) = (up(gpu, &a)?, up(gpu, &b)?, gpu.zeros("c", nc)?);
+    let d = mm.fwd(gpu, &gc, &ga, &gb, None, s)?;
+    let tol = 2e-6 * (s.k as f64).sqrt();
+    verify(gpu, &[&d], &[("c", &gc, &want, tol, tol)]).await
+}
+
+async fn layernorm_case(gpu: &Gpu, rows: usize, cols: usize) -> Result<(bool, String)> {
+    let n = rows * cols;
+    let mut rng = Rng::new(10);
+    let x: Vec<f32> = vec_f32(&mut rng, n).iter().map(|v| 2.0 * v + 3.0).collect();
+    let (gamma, beta, dy) = (vec_f32(&mut rng, cols), vec_f32(&mut rng, cols), vec_f32(&mut rng, n));
+    let (mut y, mut mean, mut rstd) = (vec![0.0f32; n], vec![0.0f32; rows], vec![0.0f32; rows]);
+    ln_ref::layernorm_forward(&mut y, &mut mean, &mut rstd, &x, &gamma, &beta, rows, cols, 1e-5);
+    let (mut dx, mut dg, mut db) = (vec![0.0f32; n], vec![0.0f32; cols], vec![0.0f32; cols]);
+    ln_ref::layernorm_backward(&mut dx, &mut dg, &mut db, &x, &dy, &mean, &rstd, &gamma, rows, cols);
+    let ln = LayerNorm::new(gpu)?;
+    let (gx, gg, gb, gdy) = (up(gpu, &x)?, up(gpu, &gamma)?, up(gpu, &beta)?, up(gpu, &dy)?);
+    let z = |len| gpu.zeros("out", len);
+    let (gy, gm, gr, gdx, gdg, gdb) = (z(n)?, z(rows)?, z(rows)?, z(n)?, z(cols)?, z(cols)?);
+    let f = ln.fwd(gpu, &gy, &gm, &gr, &gx, &gg, &gb, rows, cols, 1e-5)?;
+    let [b1, b2] = ln.bwd(gpu, &gdx, &gdg, &gdb, &gx, &gdy, &gm, &gr, &gg, rows, cols)?;
+    let checks: [Check; 4] = [
+        ("y", &gy, &y, 1e-5, 1e-4),
+        ("dx", &gdx, &dx, 1e-5, 1e-4),
+        ("dgamma", &gdg, &dg, 1e-4, 1e-4),
+        ("dbeta", &gdb, &db, 1e-4, 1e-4),
+    ];
+    verify(gpu, &[&f, &b1, &b2], &checks).await
+}
+
+async fn gelu_case(gpu: &Gpu, kind: GeluKind) -> Result<(bool, String)> {
+    let n = 4099;
+    let mut rng = Rng::new(20);
+    let (x, dy): (Vec<f32>, Vec<f32>) = (vec_f32(&mut rng, n).iter().map(|v| 6.0 * v).collect(), vec_f32(&mut rng, n));
+    let (mut y, mut dx) = (vec![0.0f32; n], vec![0.0f32; n]);
+    gelu_ref::gelu_forward(&mut y, &x, kind);
+    gelu_ref::gelu_backward(&mut dx, &x, &dy, kind);
+    let g = Gelu::new(gpu)?;
+    let (gx, gdy, gy, gdx) = (up(gpu, &x)?, up(gpu, &dy)?, gpu.zeros("y", n)?, gpu.zeros("dx", n)?);
+    let f = g.fwd(gpu, &gy, &gx, n, kind)?;
+    let b = g.bwd(gpu, &gdx, &gx, &gdy, n, kind)?;
+    verify(gpu, &[&f, &b], &[("y", &gy, &y, 1e-5, 1e-4), ("dx", &gdx, &dx, 1e-5, 1e-4)]).await
+}
+
+async fn softmax_case(gpu: &Gpu, rows: usize, cols: usize) -> Result<(bool, String)> {
+    let n = rows * cols;
+    let mut rng = Rng::new(30);
+    let (x, dy): (Vec<f32>, Vec<f32>) = (vec_f32(&mut rng, n).iter().map(|v| 60.0 * v).collect(), vec_f32(&mut rng, n));
+    let (mut y, mut dx) = (vec![0.0f32; n], vec![0.0f32; n]);
+    sm_ref::softmax_forward(&mut y, &x, rows, cols);
+    sm_ref::softmax_backward(&mut dx, &y, &dy, rows, cols);
+    let sm = Softmax::new(gpu)?;
+    let (gx, gdy, gy, gdx) = (up(gpu, &x)?, up(gpu, &dy)?, gpu.zeros("y", n)?, gpu.zeros("dx", n)?);
+    let f = sm.fwd(gpu, &gy, &gx, rows, cols)?;
+    let b = sm.bwd(gpu, &gdx, &gy, &gdy, rows, cols)?;
+    verify(gpu, &[&f, &b], &[("y", &gy, &y, 1e-6, 1e-4), ("dx", &gdx, &dx, 1e-6, 1e-4)]).await
+}
+
+async fn attention_case(
+    gpu: &Gpu,
+    att: &Attention,
+    s: &AttentionShape,
+    lens: Option<&[u32]>,
+) -> Result<(bool, String)> {
+    let (nq, nk, rows) =
+        (s.batch * s.tq * s.heads * s.head_dim, s.batch * s.tk * s.heads * s.head_dim, s.batch * s.heads * s.tq);
+    let mut rng = Rng::new(40);
+    let (q, k, v, dout) = (vec_f32(&mut rng, nq), vec_f32(&mut rng, nk), vec_f32(&mut rng, nk), vec_f32(&mut rng, nq));
+    let (mut o, mut lse) = (vec![0.0f32; nq], vec![0.0f32; rows]);
+    att_ref::attention_forward(&mut o, &mut lse, &q, &k, &v, lens, s);
+    let (mut dq, mut dk, mut dv) = (vec![0.0f32; nq], vec![0.0f32; nk], vec![0.0f32; nk]);
+    att_ref::attention_backward(&mut dq, &mut dk, &mut dv, &q, &k, &v, &dout, lens, s);
+    let (gq, gk, gv, gdo) = (up(gpu, &q)?, up(gpu, &k)?, up(gpu, &v)?, up(gpu, &dout)?);
+    let z = |n| gpu.zeros("out", n);
+    let (go, glse, gdelta, gdq, gdk, gdv) = (z(nq)?, z(rows)?, z(rows)?, z(nq)?, z(nk)?, z(nk)?);
+    let glens = match lens {
+        Some(l) => Some(gpu.upload_u32("lens", l)?),
+        None => None,
+    };
+    let f = att.fwd(gpu, &go, &glse, &gq, &gk, &gv, glens.as_ref(), s)?;
+    let b = att.bwd(gpu, [&gdq, &gdk, &gdv], &gdelta, [&gq, &gk, &gv, &go, &gdo, &glse], glens.as_ref(), s)?;
+    let t = 2e-6 * (s.tk.max(s.tq) as f64).sqrt();
+    let checks: [Check; 4] =
+        [("o", &go, &o, t, 1e-4), ("dq", &gdq, &dq, t, 1e-3), ("dk", &gdk, &dk, t, 1e-3), ("dv", &gdv, &dv, t, 1e-3)];
+    verify(gpu, &[&f, &b[0], &b[1], &b[2]], &checks).await
+}
+
+fn vec_f32(rng: &mut Rng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| (rng.uniform() * 2.0 - 1.0) as f32).collect()
+}
+
+fn now_ms() -> f64 {
+    js_sys::Date::now()
+}
+
+/// Runs every case on the browser's WebGPU adapter; returns the JSON report.
+#[wasm_bindgen]
+pub async fn run_cases() -> String {
+    match run_all().await {
+        Ok(report) => serde_json::to_string(&report).unwrap_or_default(),
+        Err(e) => serde_json::json!({ "error": e.to_string() }).to_string(),
+    }
+}
+
+async fn run_all() -> Result<Report> {
+    let gpu = Gpu::with_options_async(&GpuOptions::default()).await?;
+    let mut cases = Vec::new();
+    let mut record = |name: String, start: f64, result: Result<(bool, String)>| {
+        let (ok, detail) = result.unwrap_or_else(|e| (false, format!("error: {e}")));
+        cases.push(Case { name, ok, detail, ms: now_ms() - start });
+    };
+
+    // Matmul: every variant the adapter has (those it lacks fall back), every transpose, edges
+    // that are not tile multiples, and an aligned shape for the vec4 paths.
+    let tiles = MatmulTiles::for_adapter(&gpu);
+    for (label, variant) in [
+        ("general", MatmulVariant::General),
+        ("vec4", MatmulVariant::Vec4),
+        ("subgroup", MatmulVariant::Subgroup),
+        ("tiled", MatmulVariant::Tiled),
+    ] {
+        let mm = match Matmul::build(&gpu, tiles, variant) {
+            Ok(mm) => mm,
+            Err(e) => {
+                record(format!("matmul {label}"), now_ms(), Err(e));
+                continue;
+            }
+        };
+        let mut shapes: Vec<MatmulShape> = [(false, false), (false, true), (true, false), (true, true)]
+            .iter()
+            .map(|&(ta, tb)| MatmulShape::packed(2, 37, 29, 23, ta, tb))
+            .collect();
+        shapes.push(MatmulShape::packed(1, 64, 96, 128, false, true));
+        for (i, s) in shapes.iter().enumerate() {
+            let start = now_ms();
+            let name = format!(
+                "matmul {label} ({:?}) {}x{}x{}x{} ta {} tb {}",
+                mm.variant_for(s),
+                s.batch,
+                s.m,
+                s.n,
+                s.k,
+                s.trans_a,
+                s.trans_b
+            );
+            record(name, start, matmul_case(&gpu, &mm, s, i as u64).await);
+        }
+    }
+    for (rows, cols) in [(7, 33), (5, 1000)] {
+        let start = now_ms();
+        record(format!("layernorm fwd+bwd {rows}x{cols}"), start, layernorm_case(&gpu, rows, cols).await);
+        let start = now_ms();
+        record(format!("softmax fwd+bwd {rows}x{cols}"), start, softmax_case(&gpu, rows, cols).await);
+    }
+    for kind in [GeluKind::Exact, GeluKind::Tanh] {
+        let start = now_ms();
+        record(format!("gelu {kind:?} fwd+bwd 4099"), start, gelu_case(&gpu, kind).await);
+    }
+    for subgroups in [false, true] {
+        let att = match Attention::with_subgroups(&gpu, subgroups) {
+            Ok(a) => a,
+            Err(e) => {
+                record(format!("attention subgroups {subgroups}"), now_ms(), Err(e));
+                continue;
+            }
+        };
+        if subgroups && !att.uses_subgroups() {
+            continue;
+        }
+        let variant = if att.uses_subgroups() { "subgroup" } else { "rows" };
+        let shape = |tq, tk, head_dim, causal| AttentionShape { batch: 2, heads: 2, tq, tk, head_dim, causal };
+        let lens_77: &[u32] = &[77, 30];
+        let lens_19: &[u32] = &[19, 5];
+        for (s, lens) in [
+            (shape(77, 77, 64, false), Some(lens_77)),
+            (shape(7, 19, 32, false), Some(lens_19)),
+            (shape(33, 33, 16, true), None),
+        ] {
+            let start = now_ms();
+            let name = format!("attention {variant} fwd+bwd T{}x{} D{} causal {}", s.tq, s.tk, s.head_dim, s.causal);
+            record(name, start, attention_case(&gpu, &att, &s, lens).await);
+        }
+    }
+    let passed = cases.iter().filter(|c| c.ok).count();
+    Ok(Report {
+        adapter: gpu.describe(),
+        subgroups: gpu.caps.subgroups,
+        f16: gpu.caps.f16,
+        passed,
+        failed: cases.len() - passed,
+        cases,
+    })
+}
