@@ -14,8 +14,17 @@ pub type StoredShape<'a> = &'a dyn Fn(&str, &[usize]) -> Vec<usize>;
 /// not use (a pooler, say) are ignored; a missing tensor or a shape that differs is an error
 /// naming it.
 pub fn load_params(path: &Path, g: &Graph, stored: StoredShape) -> Result<Vec<(TensorId, Vec<f32>)>> {
-    let mut file: HashMap<String, crate::io::NamedTensor> =
-        read_safetensors(path)?.into_iter().map(|t| (t.name.clone(), t)).collect();
+    params_from(read_safetensors(path)?, path, g, stored)
+}
+
+/// [`load_params`] from tensors already read (`path` names their origin in errors).
+pub fn params_from(
+    tensors: Vec<crate::io::NamedTensor>,
+    path: &Path,
+    g: &Graph,
+    stored: StoredShape,
+) -> Result<Vec<(TensorId, Vec<f32>)>> {
+    let mut file: HashMap<String, crate::io::NamedTensor> = tensors.into_iter().map(|t| (t.name.clone(), t)).collect();
     let bad = |msg: String| Err(Error::Format { path: path.display().to_string(), msg });
     let params = g.params();
     let missing: Vec<&str> =

@@ -246,7 +246,12 @@ impl Executor {
     /// only the loss, gradients, parameters, inputs and the outputs the executor was asked to
     /// keep hold their values: other buffers are shared.
     pub fn read(&self, gpu: &Gpu, t: TensorId) -> Result<Vec<f32>> {
-        let mut v = gpu.read(&self.tensors[t.0])?;
+        pollster::block_on(self.read_async(gpu, t))
+    }
+
+    /// [`Executor::read`] without blocking (browsers).
+    pub async fn read_async(&self, gpu: &Gpu, t: TensorId) -> Result<Vec<f32>> {
+        let mut v = gpu.read_async(&self.tensors[t.0]).await?;
         v.truncate(self.graph.desc(t).len());
         Ok(v)
     }
@@ -254,6 +259,12 @@ impl Executor {
     /// One step: uploads `inputs`, runs forward and backward, then Adam if `opts` asks, in one
     /// submit; returns the loss (NaN when the graph has none).
     pub fn step(&self, gpu: &Gpu, inputs: &[(TensorId, HostData)], opts: &StepOptions) -> Result<f32> {
+        pollster::block_on(self.step_async(gpu, inputs, opts))
+    }
+
+    /// [`Executor::step`] without blocking: in a browser the loss arrives once the page's
+    /// event loop has run the step.
+    pub async fn step_async(&self, gpu: &Gpu, inputs: &[(TensorId, HostData<'_>)], opts: &StepOptions) -> Result<f32> {
         for &(t, data) in inputs {
             self.set(gpu, t, data)?;
         }
@@ -294,12 +305,10 @@ impl Executor {
         let Some(_) = self.loss else {
             return gpu.wait().map(|_| f32::NAN);
         };
-        let (tx, rx) = std::sync::mpsc::channel();
-        self.loss_staging.map_async(wgpu::MapMode::Read, .., move |r| {
-            let _ = tx.send(r);
-        });
+        let (done, mapped) = crate::oneshot::channel();
+        self.loss_staging.map_async(wgpu::MapMode::Read, .., move |r| done.send(r));
         gpu.wait()?;
-        rx.recv().map_err(|e| Error::Readback(e.to_string()))?.map_err(|e| Error::Readback(e.to_string()))?;
+        mapped.await.map_err(|e| Error::Readback(e.to_string()))?;
         let loss = {
             let view = self.loss_staging.get_mapped_range(..).map_err(|e| Error::Readback(e.to_string()))?;
             bytemuck::pod_read_unaligned::<f32>(&view[..4])

@@ -50,7 +50,13 @@ fn io_error(path: &Path, source: std::io::Error) -> Error {
 /// Reads every tensor of a safetensors file (f32, f16, bf16 widened to f32; i64; u8).
 pub fn read_safetensors(path: &Path) -> Result<Vec<NamedTensor>> {
     let bytes = std::fs::read(path).map_err(|e| io_error(path, e))?;
-    let st = SafeTensors::deserialize(&bytes)
+    parse_safetensors(&bytes, path)
+}
+
+/// Every tensor of safetensors bytes (`origin` names them in errors): for data that does not
+/// come from a file, such as a browser's bundled weights.
+pub fn parse_safetensors(bytes: &[u8], path: &Path) -> Result<Vec<NamedTensor>> {
+    let st = SafeTensors::deserialize(bytes)
         .map_err(|e| format_error(path, format!("not a valid safetensors file: {e}")))?;
     let mut out = Vec::new();
     for (name, view) in st.tensors() {

@@ -83,6 +83,11 @@ impl Vit {
 
     /// Logits of up to `batch` normalised images (n, C, H, W), one row of classes per image.
     pub fn logits(&self, gpu: &Gpu, pixels: &[f32]) -> Result<Vec<Vec<f32>>> {
+        pollster::block_on(self.logits_async(gpu, pixels))
+    }
+
+    /// [`Vit::logits`] without blocking (browsers).
+    pub async fn logits_async(&self, gpu: &Gpu, pixels: &[f32]) -> Result<Vec<Vec<f32>>> {
         let per_image = self.config.num_channels * self.config.image_size * self.config.image_size;
         let n = pixels.len() / per_image;
         if n == 0 || n > self.batch || !pixels.len().is_multiple_of(per_image) {
@@ -95,8 +100,8 @@ impl Vit {
         padded.resize(self.batch * per_image, 0.0);
         let labels = vec![0u32; self.batch];
         let feed = [(self.pixel_values, HostData::F32(&padded)), (self.labels, HostData::U32(&labels))];
-        self.exec.step(gpu, &feed, &Default::default())?;
-        let logits = self.exec.read(gpu, self.logits)?;
+        self.exec.step_async(gpu, &feed, &Default::default()).await?;
+        let logits = self.exec.read_async(gpu, self.logits).await?;
         let classes = self.config.labels();
         Ok(logits.chunks(classes).take(n).map(|r| r.to_vec()).collect())
     }

@@ -8,10 +8,20 @@ use wgformer::gpu::GpuOptions;
 use wgformer::kernels::attention::AttentionShape;
 use wgformer::kernels::matmul::{MatmulTiles, MatmulVariant};
 use wgformer::kernels::{self, Attention, Dispatch, Gelu, GeluKind, LayerNorm, Matmul, MatmulShape, Softmax};
+use wgformer::models::vit::{self, Preprocess, VitConfig};
+use wgformer::models::Vit;
 use wgformer::reference::softmax as sm_ref;
 use wgformer::reference::{attention as att_ref, gelu as gelu_ref, layernorm as ln_ref, matmul as mm_ref};
 use wgformer::rng::Rng;
 use wgformer::{Gpu, Result};
+
+/// The ViT reference case (PyTorch / Hugging Face), bundled into the module: config, weights,
+/// its images and the logits PyTorch computed for them.
+const VIT_DIR: &str = "tests/golden/vit-tiny-s0";
+const VIT_CONFIG: &str = include_str!("../../tests/golden/vit-tiny-s0/config.json");
+const VIT_MODEL: &[u8] = include_bytes!("../../tests/golden/vit-tiny-s0/model.safetensors");
+const VIT_INPUTS: &[u8] = include_bytes!("../../tests/golden/vit-tiny-s0/inputs.safetensors");
+const VIT_EXPECTED: &[u8] = include_bytes!("../../tests/golden/vit-tiny-s0/expected.safetensors");
 
 #[derive(Serialize)]
 struct Case {
@@ -154,6 +164,40 @@ async fn attention_case(
     verify(gpu, &[&f, &b[0], &b[1], &b[2]], &checks).await
 }
 
+/// ViT inference on the reference case's images against PyTorch's logits (the case's
+/// tolerance: 1e-4 of the logits' scale).
+async fn vit_case(gpu: &Gpu) -> Result<(bool, String)> {
+    use std::path::Path;
+    let tensor = |bytes: &[u8], file: &str, name: &str| -> Result<Vec<f32>> {
+        let path = Path::new(VIT_DIR).join(file);
+        let all = wgformer::io::parse_safetensors(bytes, &path)?;
+        let t = all.iter().find(|t| t.name == name).ok_or_else(|| wgformer::Error::Format {
+            path: path.display().to_string(),
+            msg: format!("no tensor {name}"),
+        })?;
+        Ok(t.f32(&path)?.to_vec())
+    };
+    let cfg = VitConfig::from_json(VIT_CONFIG)?;
+    let pixels = tensor(VIT_INPUTS, "inputs.safetensors", "pixel_values")?;
+    let want = tensor(VIT_EXPECTED, "expected.safetensors", "logits")?;
+    let batch = pixels.len() / (cfg.num_channels * cfg.image_size * cfg.image_size);
+    let graph = vit::build(&cfg, batch, false)?.graph;
+    let model_path = Path::new(VIT_DIR).join("model.safetensors");
+    let params = wgformer::checkpoint::params_from(
+        wgformer::io::parse_safetensors(VIT_MODEL, &model_path)?,
+        &model_path,
+        &graph,
+        &vit::stored_shape(&cfg),
+    )?;
+    let channels = cfg.num_channels;
+    let model = Vit::with_params(gpu, cfg, Preprocess::default_for(channels), batch, &params)?;
+    let got: Vec<f32> = model.logits_async(gpu, &pixels).await?.concat();
+    let scale = want.iter().fold(1.0f32, |m, x| m.max(x.abs())) as f64;
+    let worst = got.iter().zip(&want).map(|(g, w)| (g - w).abs() as f64).fold(0.0, f64::max);
+    let ok = got.len() == want.len() && worst <= 1e-4 * scale;
+    Ok((ok, format!("logits of {batch} images vs PyTorch {worst:.1e} (limit {:.1e})", 1e-4 * scale)))
+}
+
 fn vec_f32(rng: &mut Rng, n: usize) -> Vec<f32> {
     (0..n).map(|_| (rng.uniform() * 2.0 - 1.0) as f32).collect()
 }
@@ -250,6 +294,8 @@ async fn run_all() -> Result<Report> {
             record(name, start, attention_case(&gpu, &att, &s, lens).await);
         }
     }
+    let start = now_ms();
+    record("vit-tiny inference (reference case)".into(), start, vit_case(&gpu).await);
     let passed = cases.iter().filter(|c| c.ok).count();
     Ok(Report {
         adapter: gpu.describe(),
