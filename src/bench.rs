@@ -400,19 +400,24 @@ pub fn run_step(
         case.f32_inputs.iter().map(|(t, v)| (*t, HostData::F32(v))).collect();
     feed.extend(case.u32_inputs.iter().map(|(t, v)| (*t, HostData::U32(v))));
     let adam = crate::optim::AdamConfig { weight_decay: 0.05, ..Default::default() };
-    let mut times = Vec::new();
+    let (mut times, mut host) = (Vec::new(), Vec::new());
     for step in 0..=runs.max(1) {
         let opts = StepOptions { adam: Some(adam.at(step as u32 + 1, 1e-4)), seed: step as u32, clip: Some(1.0) };
         let start = Instant::now();
         let loss = exec.step(gpu, &feed, &opts)?;
         let ms = start.elapsed().as_secs_f64() * 1e3;
-        progress(&format!("  step {step}: {ms:.1} ms, loss {loss:.4}{}", if step == 0 { " (warm-up)" } else { "" }));
+        let host_ms = exec.last_host_ms();
+        let warm = if step == 0 { " (warm-up)" } else { "" };
+        progress(&format!("  step {step}: {ms:.1} ms ({host_ms:.2} ms on the host), loss {loss:.4}{warm}"));
         if step > 0 {
             times.push(ms);
+            host.push(host_ms);
         }
     }
     times.sort_by(f64::total_cmp);
+    host.sort_by(f64::total_cmp);
     let median_ms = times[times.len() / 2];
+    let host_ms = host[host.len() / 2];
     let (count, unit) = case.items;
     progress(&format!("  {:.1} {unit}/s", count as f64 / (median_ms / 1e3)));
     if std::env::var("WGFORMER_PROFILE").is_ok_and(|v| v == "1") {
@@ -428,7 +433,10 @@ pub fn run_step(
         gflops: Some(flops / (median_ms / 1e3) / 1e9),
         gbps: None,
         memory_mib: None,
-        note: None,
+        note: Some(format!(
+            "host: upload + encode + submit {host_ms:.2} ms, {:.1}% of the step",
+            100.0 * host_ms / median_ms
+        )),
     })
 }
 

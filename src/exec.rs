@@ -47,6 +47,8 @@ pub struct Executor {
     optimizer: Option<Optimizer>,
     loss: Option<TensorId>,
     loss_staging: wgpu::Buffer,
+    /// Host time of the last step, from its start to the submit's return (ns; not in browsers).
+    host_ns: std::sync::atomic::AtomicU64,
     /// u32 inputs that index something: (tensor, exclusive bound, allowed exception), checked
     /// on upload (cross-entropy targets with their ignore index, embedding ids).
     id_checks: Vec<(TensorId, usize, Option<u32>)>,
@@ -162,6 +164,7 @@ impl Executor {
             optimizer,
             loss,
             loss_staging,
+            host_ns: Default::default(),
             id_checks,
             id_groups,
             step_params,
@@ -249,6 +252,12 @@ impl Executor {
         pollster::block_on(self.read_async(gpu, t))
     }
 
+    /// Milliseconds the last step spent on the host before its work was submitted: uploading
+    /// inputs, recording the pass and submitting (0 in browsers, which have no clock here).
+    pub fn last_host_ms(&self) -> f64 {
+        self.host_ns.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e6
+    }
+
     /// [`Executor::read`] without blocking (browsers).
     pub async fn read_async(&self, gpu: &Gpu, t: TensorId) -> Result<Vec<f32>> {
         let mut v = gpu.read_async(&self.tensors[t.0]).await?;
@@ -265,6 +274,8 @@ impl Executor {
     /// [`Executor::step`] without blocking: in a browser the loss arrives once the page's
     /// event loop has run the step.
     pub async fn step_async(&self, gpu: &Gpu, inputs: &[(TensorId, HostData<'_>)], opts: &StepOptions) -> Result<f32> {
+        #[cfg(not(target_arch = "wasm32"))]
+        let host_start = std::time::Instant::now();
         for &(t, data) in inputs {
             self.set(gpu, t, data)?;
         }
@@ -302,6 +313,8 @@ impl Executor {
             enc.copy_buffer_to_buffer(&self.tensors[loss.0].buffer, 0, &self.loss_staging, 0, 4);
         }
         gpu.scoped("training step", || gpu.submit(enc.finish()))?;
+        #[cfg(not(target_arch = "wasm32"))]
+        self.host_ns.store(host_start.elapsed().as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
         let Some(_) = self.loss else {
             return gpu.wait().map(|_| f32::NAN);
         };
