@@ -2,8 +2,8 @@
 //!
 //! The layers, bottom up: [`Gpu`] opens an adapter and holds tensors; [`kernels`] builds each
 //! WGSL kernel's pipelines once and prepares [`kernels::Dispatch`]es that only record into a
-//! pass; [`reference`] holds the plain-loop CPU versions every kernel is tested against;
-//! [`bench`] times kernels.
+//! pass; [`reference`](mod@reference) holds the plain-loop CPU versions every kernel is tested against;
+//! [`bench`](mod@bench) times kernels.
 
 pub mod autodiff;
 pub mod bench;

@@ -112,7 +112,7 @@ impl Graph {
         self.add_tensor(name.to_string(), shape.to_vec(), Dtype::F32, Role::Param)
     }
 
-    /// c = op(a) op(b) (+ bias[n]); see `Op::MatMul` for how shapes are read.
+    /// c = op(a) op(b) (+ `bias[n]`); see `Op::MatMul` for how shapes are read.
     pub fn matmul_full(
         &mut self,
         a: TensorId,
@@ -434,7 +434,7 @@ impl Graph {
     }
 
     /// Mean label-smoothed cross-entropy of `logits` (.., V) against u32 `targets` (..),
-    /// skipping targets equal to `ignore_index`. Returns the loss, shape [1].
+    /// skipping targets equal to `ignore_index`. Returns the loss, shape `[1]`.
     pub fn cross_entropy(
         &mut self,
         logits: TensorId,

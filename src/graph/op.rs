@@ -8,7 +8,7 @@ use crate::kernels::GeluKind;
 /// each variant documents.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
-    /// inputs [a, b, bias?] -> [c]. c = op(a) op(b) (+ bias). Unbatched: a and b are viewed as
+    /// inputs `[a, b, bias?]` -> `[c]`. c = op(a) op(b) (+ bias). Unbatched: a and b are viewed as
     /// matrices by folding all leading dimensions into rows. Batched: a and b are (.., r, c) with
     /// the same leading dimensions, which index independent products.
     MatMul { trans_a: bool, trans_b: bool, bias: bool, batched: bool },
@@ -19,28 +19,28 @@ pub enum Op {
     Mul,
     /// inputs [a, b, dout] -> [da, db].
     MulBwd,
-    /// inputs [a] -> [alpha * a].
+    /// inputs `[a]` -> `[alpha * a]`.
     Scale { alpha: f32 },
     /// inputs [x, gamma, beta] -> [y, mean, rstd], normalising the last dimension.
     LayerNorm { eps: f32 },
     /// inputs [x, dy, mean, rstd, gamma] -> [dx, dgamma, dbeta].
     LayerNormBwd,
-    /// inputs [x] -> [gelu(x)].
+    /// inputs `[x]` -> `[gelu(x)]`.
     Gelu { kind: GeluKind },
-    /// inputs [x, dy] -> [dx].
+    /// inputs `[x, dy]` -> `[dx]`.
     GeluBwd { kind: GeluKind },
-    /// inputs [x] -> [max(x, 0)].
+    /// inputs `[x]` -> `[max(x, 0)]`.
     Relu,
-    /// inputs [x, dy] -> [dx].
+    /// inputs `[x, dy]` -> `[dx]`.
     ReluBwd,
-    /// inputs [x] -> [softmax over the last dimension].
+    /// inputs `[x]` -> `[softmax over the last dimension]`.
     Softmax,
-    /// inputs [y, dy] -> [dx].
+    /// inputs `[y, dy]` -> `[dx]`.
     SoftmaxBwd,
-    /// inputs [x] -> [y]: x viewed as (rows, y.len()) summed over rows; y's shape is set by the
+    /// inputs `[x]` -> `[y]`: x viewed as (rows, y.len()) summed over rows; y's shape is set by the
     /// builder (the trailing dimensions of x, or those with leading 1s).
     SumRows,
-    /// inputs [dout] -> [dx]: the gradient of SumRows, dout repeated over the rows.
+    /// inputs `[dout]` -> `[dx]`: the gradient of SumRows, dout repeated over the rows.
     SumRowsBwd,
     /// inputs [x (B, T, H*D)] -> [(B, H, T, D)].
     SplitHeads { heads: usize },
@@ -53,9 +53,9 @@ pub enum Op {
     Slice { dim: usize, start: usize, len: usize },
     /// inputs [dy (B, len, C)] -> [dx (B, total, C)]: dy at tokens start.., zeros elsewhere.
     SliceBwd { dim: usize, start: usize, total: usize },
-    /// inputs [x] -> [y]: inverted dropout with drop probability p; `salt` tells nodes apart.
+    /// inputs `[x]` -> `[y]`: inverted dropout with drop probability p; `salt` tells nodes apart.
     Dropout { p: f32, salt: u32 },
-    /// inputs [dy] -> [dx]: the same mask (same step seed and salt) applied to dy.
+    /// inputs `[dy]` -> `[dx]`: the same mask (same step seed and salt) applied to dy.
     DropoutBwd { p: f32, salt: u32 },
     /// inputs [table (V, C), ids (..) u32 input] -> [(.., C)].
     Embedding,
@@ -63,7 +63,7 @@ pub enum Op {
     EmbeddingBwd,
     /// inputs [image (B, C, H, W)] -> [patches (B, N, C*P*P)], N = (H/P)(W/P), row-major patches.
     Patchify { patch: usize },
-    /// inputs [dpatches] -> [dimage (B, C, H, W)].
+    /// inputs `[dpatches]` -> `[dimage (B, C, H, W)]`.
     PatchifyBwd { patch: usize },
     /// inputs [q (B, Tq, C), k (B, Tk, C), v (B, Tk, C), key_lens (B) u32?] -> [o (B, Tq, C),
     /// lse (B, H, Tq)]: fused multi-head attention, heads taking C in slices of C / heads.
@@ -72,7 +72,7 @@ pub enum Op {
     AttentionBwd { heads: usize, causal: bool },
     /// inputs [scores (B, H, Tq, Tk), key_lens (B) u32?] -> [masked scores].
     Mask { causal: bool },
-    /// inputs [dy, key_lens?] -> [dx]: dy with masked entries zeroed.
+    /// inputs `[dy, key_lens?]` -> `[dx]`: dy with masked entries zeroed.
     MaskBwd { causal: bool },
     /// inputs [logits (.., V), targets (..) u32] -> [loss (1), dlogits (.., V)]: the mean
     /// label-smoothed cross-entropy over targets != ignore_index, and its gradient, fused.

@@ -51,7 +51,7 @@ impl Clip {
         dispatch(gpu, op, &self.sumsq, &[partial, grad], &params, grid(gpu, op, partials_for(n) as u64)?)
     }
 
-    /// out[0] = the clipping factor, out[1] = the global norm, from `partials` partial sums;
+    /// `out[0]` = the clipping factor, `out[1]` = the global norm, from `partials` partial sums;
     /// `params` holds a [`ClipParams`] the caller rewrites with each step's max norm.
     pub fn scale(
         &self,

@@ -97,7 +97,7 @@ impl Elementwise {
         self.prepare(gpu, "relu_bwd", &self.relu_bwd, &[dx, x, dy], n, 0.0)
     }
 
-    /// out[i] = a[i] + b[i % nb] over `n` elements: b (nb elements) repeated over a's rows.
+    /// `out[i]` = `a[i]` + `b[i % nb]` over `n` elements: b (nb elements) repeated over a's rows.
     pub fn add_bcast_fwd(
         &self,
         gpu: &Gpu,

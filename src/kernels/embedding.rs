@@ -55,7 +55,7 @@ impl Embedding {
         Ok(EmbeddingParams { tokens: u(tokens)?, vocab: u(vocab)?, channels: u(channels)?, _pad: 0 })
     }
 
-    /// out (tokens, channels) = table[ids].
+    /// out (tokens, channels) = `table[ids]`.
     pub fn fwd(
         &self,
         gpu: &Gpu,

@@ -42,7 +42,7 @@ pub struct MatmulShape {
     pub stride_a: usize,
     pub stride_b: usize,
     pub stride_c: usize,
-    /// Add bias[n] to every row.
+    /// Add `bias[n]` to every row.
     pub bias: bool,
     /// Add the product to what C holds (gradient accumulation).
     pub accumulate: bool,

@@ -47,7 +47,7 @@ impl Reduce {
         Ok(ReduceParams { rows: u32_of(op, "rows", rows)?, cols: u32_of(op, "cols", cols)?, _pad: [0; 2] })
     }
 
-    /// out[c] = sum over rows of inp[r, c].
+    /// `out[c]` = sum over rows of `inp[r, c]`.
     pub fn fwd(&self, gpu: &Gpu, out: &Tensor, inp: &Tensor, rows: usize, cols: usize) -> Result<Dispatch> {
         check_len("reduce_cols_fwd", "out", out, cols)?;
         check_len("reduce_cols_fwd", "inp", inp, rows * cols)?;
@@ -61,7 +61,7 @@ impl Reduce {
         dispatch(gpu, "reduce_cols_fwd", &self.fwd, &[out, inp], &Self::params("reduce_cols_fwd", rows, cols)?, groups)
     }
 
-    /// dinp[r, c] = dout[c].
+    /// `dinp[r, c]` = `dout[c]`.
     pub fn bwd(&self, gpu: &Gpu, dinp: &Tensor, dout: &Tensor, rows: usize, cols: usize) -> Result<Dispatch> {
         check_len("reduce_cols_bwd", "dinp", dinp, rows * cols)?;
         check_len("reduce_cols_bwd", "dout", dout, cols)?;

@@ -221,7 +221,7 @@ pub struct TransformerGraph {
     pub tgt_pe: TensorId,
     /// (B, T, vocab).
     pub logits: TensorId,
-    /// Mean smoothed cross-entropy over non-pad targets, [1].
+    /// Mean smoothed cross-entropy over non-pad targets, `[1]`.
     pub loss: TensorId,
 }
 

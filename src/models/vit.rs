@@ -213,7 +213,7 @@ pub struct VitGraph {
     pub labels: TensorId,
     /// (B, 1, classes).
     pub logits: TensorId,
-    /// Mean cross-entropy, [1].
+    /// Mean cross-entropy, `[1]`.
     pub loss: TensorId,
 }
 

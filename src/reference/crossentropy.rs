@@ -1,8 +1,8 @@
 //! Reference label-smoothed cross-entropy with an ignore index, fused with its gradient.
 //!
-//! For each row r with target y != ignore: p = softmax(logits[r]),
-//!   loss_r = -(1 - e) log p[y] - (e / V) sum_c log p[c]
-//!   dlogits[r, c] = (p[c] - (1 - e) [c == y] - e / V) / n
+//! For each row r with target y != ignore: p = softmax(`logits[r]`),
+//!   loss_r = -(1 - e) log `p[y]` - (e / V) sum_c log `p[c]`
+//!   `dlogits[r, c]` = (`p[c]` - (1 - e) `[c == y]` - e / V) / n
 //! where n is the number of rows not ignored; loss = sum_r loss_r / n. Ignored rows get zero
 //! gradient; with n = 0 the loss and every gradient are 0.
 

@@ -2,7 +2,7 @@
 
 use super::Real;
 
-/// out (N, C) = table[ids].
+/// out (N, C) = `table[ids]`.
 pub fn embedding_forward<T: Real>(out: &mut [T], table: &[T], ids: &[u32], channels: usize) {
     for (n, &id) in ids.iter().enumerate() {
         let row = id as usize * channels;
