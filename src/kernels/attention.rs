@@ -4,10 +4,11 @@
 //! Layout (B, T, H, D), the output of a Linear layer as it is.
 //! `WGFORMER_ATTENTION_VARIANT=rows` keeps the plain kernels (tests of the fallback).
 
-use super::{check_len, check_loop_budget, check_typed, dispatch, grid, u32_of, Dispatch};
+use super::{check_len, check_loop_budget, check_typed, dispatch, grid, lazy, u32_of, Dispatch};
 use crate::error::{Error, Result};
 use crate::gpu::{DType, Gpu, Tensor};
 pub use crate::reference::attention::AttentionShape;
+use std::sync::OnceLock;
 
 const WG: u32 = 64;
 /// The head dimensions with a pipeline (D is a pipeline constant so the driver unrolls it).
@@ -27,26 +28,38 @@ struct AttnParams {
     _pad: u32,
 }
 
-/// The four entry points for one head dimension.
-struct Pipelines {
-    fwd: wgpu::ComputePipeline,
-    delta: wgpu::ComputePipeline,
-    dq: wgpu::ComputePipeline,
-    dkv: wgpu::ComputePipeline,
+/// The entry points of attention.wgsl; attention_sg.wgsl has all but `Delta`.
+#[derive(Clone, Copy)]
+enum Entry {
+    Fwd = 0,
+    Delta = 1,
+    Dq = 2,
+    Dkv = 3,
 }
 
-/// The subgroup variants of the forward, dq and dkv kernels for one head dimension.
-struct SubgroupPipelines {
-    fwd: wgpu::ComputePipeline,
-    dq: wgpu::ComputePipeline,
-    dkv: wgpu::ComputePipeline,
+impl Entry {
+    fn name(self) -> &'static str {
+        ["attention_fwd", "attention_delta", "attention_dq", "attention_dkv"][self as usize]
+    }
+}
+
+/// Pipelines per (head dim, entry point), each compiled on first use: a model uses one head
+/// dim, and building all 28 up front cost 0.65 s on lavapipe at every start.
+type Lazy = [[OnceLock<wgpu::ComputePipeline>; 4]; HEAD_DIMS.len()];
+
+/// The subgroup variant: its subgroup size, module and pipelines.
+struct Subgroups {
+    size: usize,
+    module: wgpu::ShaderModule,
+    pipelines: Lazy,
 }
 
 /// The attention kernels, for head dims 16, 32, 64 and 128.
 pub struct Attention {
-    per_dim: Vec<(usize, Pipelines)>,
-    /// (subgroup size, pipelines per head dim) when the subgroup variant runs here.
-    subgroup: Option<(usize, Vec<(usize, SubgroupPipelines)>)>,
+    module: wgpu::ShaderModule,
+    pipelines: Lazy,
+    /// When the subgroup variant runs here.
+    subgroup: Option<Subgroups>,
     no_lens: Tensor,
 }
 
@@ -83,44 +96,21 @@ impl Attention {
     /// (tests run both on any adapter).
     pub fn with_subgroups(gpu: &Gpu, allow: bool) -> Result<Self> {
         let module = gpu.shader("attention.wgsl", crate::shaders::ATTENTION)?;
-        let per_dim = HEAD_DIMS
-            .iter()
-            .map(|&d| {
-                let c = [("WG", WG as f64), ("D", d as f64)];
-                Ok((
-                    d,
-                    Pipelines {
-                        fwd: gpu.pipeline(&module, "attention_fwd", &c)?,
-                        delta: gpu.pipeline(&module, "attention_delta", &c)?,
-                        dq: gpu.pipeline(&module, "attention_dq", &c)?,
-                        dkv: gpu.pipeline(&module, "attention_dkv", &c)?,
-                    },
-                ))
-            })
-            .collect::<Result<Vec<_>>>()?;
         let subgroup = match subgroup_size(gpu).filter(|_| allow) {
-            Some(sg) => {
+            Some(size) => Some(Subgroups {
+                size,
                 // Every index in attention_sg.wgsl is clamped, so it runs without bounds checks.
-                let module = gpu.shader_unchecked("attention_sg.wgsl", crate::shaders::ATTENTION_SG)?;
-                let pipes = HEAD_DIMS
-                    .iter()
-                    .map(|&d| {
-                        let c = [("WG", WG as f64), ("D", d as f64), ("SG", sg as f64)];
-                        Ok((
-                            d,
-                            SubgroupPipelines {
-                                fwd: gpu.pipeline(&module, "attention_fwd", &c)?,
-                                dq: gpu.pipeline(&module, "attention_dq", &c)?,
-                                dkv: gpu.pipeline(&module, "attention_dkv", &c)?,
-                            },
-                        ))
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                Some((sg, pipes))
-            }
+                module: gpu.shader_unchecked("attention_sg.wgsl", crate::shaders::ATTENTION_SG)?,
+                pipelines: Default::default(),
+            }),
             None => None,
         };
-        Ok(Attention { per_dim, subgroup, no_lens: gpu.zeros_u32("attention.no_lens", 1)? })
+        Ok(Attention {
+            module,
+            pipelines: Default::default(),
+            subgroup,
+            no_lens: gpu.zeros_u32("attention.no_lens", 1)?,
+        })
     }
 
     /// True when the subgroup kernels run on this adapter.
@@ -128,15 +118,27 @@ impl Attention {
         self.subgroup.is_some()
     }
 
-    /// The subgroup size and pipelines for head dim `d`, if that variant runs here.
-    fn subgroup_for(&self, d: usize) -> Option<(usize, &SubgroupPipelines)> {
-        let (sg, pipes) = self.subgroup.as_ref()?;
-        pipes.iter().find(|(dim, _)| *dim == d).map(|(_, p)| (*sg, p))
+    /// The pipeline of `entry` for head dim index `dim`: the subgroup variant where it runs
+    /// (`sg` true and not `Delta`), else the plain one; with the subgroup size it pads rows to.
+    fn pipeline(&self, gpu: &Gpu, dim: usize, entry: Entry, sg: bool) -> Result<(&wgpu::ComputePipeline, usize)> {
+        let d = HEAD_DIMS[dim] as f64;
+        match &self.subgroup {
+            Some(g) if sg && !matches!(entry, Entry::Delta) => {
+                let c = [("WG", WG as f64), ("D", d), ("SG", g.size as f64)];
+                let p = lazy(&g.pipelines[dim][entry as usize], || gpu.pipeline(&g.module, entry.name(), &c))?;
+                Ok((p, g.size))
+            }
+            _ => {
+                let c = [("WG", WG as f64), ("D", d)];
+                Ok((lazy(&self.pipelines[dim][entry as usize], || gpu.pipeline(&self.module, entry.name(), &c))?, 1))
+            }
+        }
     }
 
-    fn checked(&self, gpu: &Gpu, s: &AttentionShape, key_lens: Option<&Tensor>) -> Result<(&Pipelines, AttnParams)> {
+    /// Checks the shape; returns the head dim's index and the params.
+    fn checked(&self, gpu: &Gpu, s: &AttentionShape, key_lens: Option<&Tensor>) -> Result<(usize, AttnParams)> {
         let op = "attention";
-        let pipes = self.per_dim.iter().find(|(d, _)| *d == s.head_dim).map(|(_, p)| p).ok_or_else(|| {
+        let dim = HEAD_DIMS.iter().position(|&d| d == s.head_dim).ok_or_else(|| {
             Error::shape(op, format!("head dimension {} has no kernel (one of {HEAD_DIMS:?})", s.head_dim))
         })?;
         if s.batch == 0 || s.heads == 0 || s.tq == 0 || s.tk == 0 {
@@ -151,7 +153,7 @@ impl Attention {
         // Rows walk all keys (forward, dq) or all queries (dk, dv); the subgroup kernels also
         // count one iteration per block of rows.
         let longest = s.tq.max(s.tk) as u64;
-        let blocks = self.subgroup.as_ref().map_or(0, |(sg, _)| longest.div_ceil(*sg as u64));
+        let blocks = self.subgroup.as_ref().map_or(0, |g| longest.div_ceil(g.size as u64));
         check_loop_budget(gpu, op, longest + blocks + 8, &format!("sequences of {} and {}", s.tq, s.tk))?;
         let u = |v| u32_of(op, "size", v);
         let params = AttnParams {
@@ -164,7 +166,7 @@ impl Attention {
             scale: s.scale() as f32,
             _pad: 0,
         };
-        Ok((pipes, params))
+        Ok((dim, params))
     }
 
     fn rows(gpu: &Gpu, rows: usize) -> Result<[u32; 3]> {
@@ -184,7 +186,7 @@ impl Attention {
         key_lens: Option<&Tensor>,
         s: &AttentionShape,
     ) -> Result<Dispatch> {
-        let (pipes, params) = self.checked(gpu, s, key_lens)?;
+        let (dim, params) = self.checked(gpu, s, key_lens)?;
         let (nq, nk) = (s.batch * s.tq * s.heads * s.head_dim, s.batch * s.tk * s.heads * s.head_dim);
         for (name, t, n) in
             [("o", o, nq), ("q", q, nq), ("k", k, nk), ("v", v, nk), ("lse", lse, s.batch * s.heads * s.tq)]
@@ -192,10 +194,8 @@ impl Attention {
             check_len("attention_fwd", name, t, n)?;
         }
         let lens = key_lens.unwrap_or(&self.no_lens);
-        let (pipeline, rows) = match self.subgroup_for(s.head_dim) {
-            Some((sg, p)) => (&p.fwd, s.batch * s.heads * s.tq.next_multiple_of(sg)),
-            None => (&pipes.fwd, s.batch * s.heads * s.tq),
-        };
+        let (pipeline, pad) = self.pipeline(gpu, dim, Entry::Fwd, true)?;
+        let rows = s.batch * s.heads * s.tq.next_multiple_of(pad);
         dispatch(gpu, "attention_fwd", pipeline, &[o, lse, q, k, v, lens], &params, Self::rows(gpu, rows)?)
     }
 
@@ -210,7 +210,7 @@ impl Attention {
         key_lens: Option<&Tensor>,
         s: &AttentionShape,
     ) -> Result<[Dispatch; 3]> {
-        let (pipes, params) = self.checked(gpu, s, key_lens)?;
+        let (dim, params) = self.checked(gpu, s, key_lens)?;
         let (nq, nk, rows) =
             (s.batch * s.tq * s.heads * s.head_dim, s.batch * s.tk * s.heads * s.head_dim, s.batch * s.heads * s.tq);
         for (name, t, n) in [
@@ -228,12 +228,12 @@ impl Attention {
         check_len("attention_bwd", "lse", lse, rows)?;
         check_len("attention_bwd", "delta", delta, rows)?;
         let lens = key_lens.unwrap_or(&self.no_lens);
-        let d0 = dispatch(gpu, "attention_delta", &pipes.delta, &[delta, dout, o], &params, Self::rows(gpu, rows)?)?;
+        let (delta_pipe, _) = self.pipeline(gpu, dim, Entry::Delta, false)?;
+        let d0 = dispatch(gpu, "attention_delta", delta_pipe, &[delta, dout, o], &params, Self::rows(gpu, rows)?)?;
         let bh = s.batch * s.heads;
-        let (dq_pipe, dkv_pipe, q_rows, k_rows) = match self.subgroup_for(s.head_dim) {
-            Some((sg, p)) => (&p.dq, &p.dkv, bh * s.tq.next_multiple_of(sg), bh * s.tk.next_multiple_of(sg)),
-            None => (&pipes.dq, &pipes.dkv, bh * s.tq, bh * s.tk),
-        };
+        let (dq_pipe, pad) = self.pipeline(gpu, dim, Entry::Dq, true)?;
+        let (dkv_pipe, _) = self.pipeline(gpu, dim, Entry::Dkv, true)?;
+        let (q_rows, k_rows) = (bh * s.tq.next_multiple_of(pad), bh * s.tk.next_multiple_of(pad));
         let d1 = dispatch(
             gpu,
             "attention_dq",

@@ -194,10 +194,12 @@ fn tiled_block(tiles: MatmulTiles) -> (u32, u32) {
 
 /// Pipelines per (trans_a, trans_b) for each variant the adapter supports, for one tile size.
 struct MatmulSet {
-    general: [wgpu::ComputePipeline; 4],
-    vec4: [wgpu::ComputePipeline; 4],
-    subgroup: Option<[wgpu::ComputePipeline; 4]>,
-    tiled: Option<[wgpu::ComputePipeline; 4]>,
+    module: wgpu::ShaderModule,
+    /// matmul_sg.wgsl where the subgroup kernel runs, matmul_tiled.wgsl where the tiled one does.
+    subgroup: Option<wgpu::ShaderModule>,
+    tiled: Option<wgpu::ShaderModule>,
+    /// Pipelines per (variant, transposes), compiled on first use: a model needs a few of the 16.
+    pipelines: [[std::sync::OnceLock<wgpu::ComputePipeline>; 4]; 4],
     tiles: MatmulTiles,
     /// (TM, TN) of the tiled pipelines.
     block: (u32, u32),
@@ -303,26 +305,6 @@ impl MatmulSet {
         }
         let module = gpu.shader_unchecked("matmul.wgsl", crate::shaders::MATMUL)?;
         let sg = gpu.caps.subgroup_size.0;
-        let build = |module: &wgpu::ShaderModule, entry: &str, ta: bool, tb: bool| {
-            let constants = [
-                ("TRANS_A", ta as u32 as f64),
-                ("TRANS_B", tb as u32 as f64),
-                ("WG_N", tiles.wg_n as f64),
-                ("WG_M", tiles.wg_m as f64),
-                ("TM", tiles.tm as f64),
-                ("SG", sg as f64),
-            ];
-            let constants = if entry == "matmul_fwd_sg" { &constants[..] } else { &constants[..5] };
-            gpu.pipeline(module, entry, constants)
-        };
-        let all = |module: &wgpu::ShaderModule, entry| -> Result<[wgpu::ComputePipeline; 4]> {
-            Ok([
-                build(module, entry, false, false)?,
-                build(module, entry, false, true)?,
-                build(module, entry, true, false)?,
-                build(module, entry, true, true)?,
-            ])
-        };
         // The subgroup kernel shuffles within one subgroup of a known, fixed size, that must
         // cover whole quads of k and tile a workgroup row exactly.
         let (lo, hi) = gpu.caps.subgroup_size;
@@ -346,34 +328,47 @@ impl MatmulSet {
             MatmulVariant::Vec4
         };
         Ok(MatmulSet {
-            general: all(&module, "matmul_fwd")?,
-            vec4: all(&module, "matmul_fwd_vec4")?,
-            subgroup: if sg_ok {
-                let module_sg = gpu.shader_unchecked("matmul_sg.wgsl", crate::shaders::MATMUL_SG)?;
-                Some(all(&module_sg, "matmul_fwd_sg")?)
-            } else {
-                None
+            module,
+            subgroup: match sg_ok {
+                true => Some(gpu.shader_unchecked("matmul_sg.wgsl", crate::shaders::MATMUL_SG)?),
+                false => None,
             },
-            tiled: if cap == MatmulVariant::Tiled {
-                let module = gpu.shader_unchecked("matmul_tiled.wgsl", crate::shaders::MATMUL_TILED)?;
-                let tiled = |ta: bool, tb: bool| {
-                    let c = [
-                        ("TRANS_A", ta as u32 as f64),
-                        ("TRANS_B", tb as u32 as f64),
-                        ("TM", block.0 as f64),
-                        ("TN", block.1 as f64),
-                    ];
-                    gpu.pipeline(&module, "matmul_tiled", &c)
-                };
-                Some([tiled(false, false)?, tiled(false, true)?, tiled(true, false)?, tiled(true, true)?])
-            } else {
-                None
+            tiled: match cap == MatmulVariant::Tiled {
+                true => Some(gpu.shader_unchecked("matmul_tiled.wgsl", crate::shaders::MATMUL_TILED)?),
+                false => None,
             },
+            pipelines: Default::default(),
             tiles,
             block,
             subgroup_size: sg,
             best,
         })
+    }
+
+    /// The pipeline of `variant` (one this set has) for transposes `which` = trans_a << 1 | trans_b.
+    fn pipeline(&self, gpu: &Gpu, variant: MatmulVariant, which: usize) -> Result<&wgpu::ComputePipeline> {
+        let (ta, tb) = ((which >> 1) as f64, (which & 1) as f64);
+        let t = self.tiles;
+        let (module, entry, constants) = match (variant, &self.subgroup, &self.tiled) {
+            (MatmulVariant::Tiled, _, Some(m)) => {
+                (m, "matmul_tiled", vec![("TM", self.block.0 as f64), ("TN", self.block.1 as f64)])
+            }
+            (MatmulVariant::Subgroup, Some(m), _) => (m, "matmul_fwd_sg", vec![("SG", self.subgroup_size as f64)]),
+            (MatmulVariant::General, _, _) => (&self.module, "matmul_fwd", vec![]),
+            _ => (&self.module, "matmul_fwd_vec4", vec![]),
+        };
+        let mut c = vec![("TRANS_A", ta), ("TRANS_B", tb)];
+        if entry != "matmul_tiled" {
+            c.extend([("WG_N", t.wg_n as f64), ("WG_M", t.wg_m as f64), ("TM", t.tm as f64)]);
+        }
+        c.extend(constants);
+        let slot = match entry {
+            "matmul_fwd" => 0,
+            "matmul_fwd_vec4" => 1,
+            "matmul_fwd_sg" => 2,
+            _ => 3,
+        };
+        super::lazy(&self.pipelines[slot][which], || gpu.pipeline(module, entry, &c))
     }
 
     fn variant_for(&self, shape: &MatmulShape) -> MatmulVariant {
@@ -465,15 +460,7 @@ impl Matmul {
             ));
         }
         let which = (shape.trans_a as usize) << 1 | shape.trans_b as usize;
-        let pipeline = match (set.variant_for(shape), &set.subgroup) {
-            (MatmulVariant::Tiled, _) => match &set.tiled {
-                Some(tiled) => &tiled[which],
-                None => &set.vec4[which],
-            },
-            (MatmulVariant::Subgroup, Some(sg)) => &sg[which],
-            (MatmulVariant::General, _) => &set.general[which],
-            _ => &set.vec4[which],
-        };
+        let pipeline = set.pipeline(gpu, set.variant_for(shape), which)?;
         let bias = bias.unwrap_or(&self.no_bias);
         dispatch(gpu, "matmul_fwd", pipeline, &[c, a, b, bias], &params, groups)
     }

@@ -188,6 +188,15 @@ pub(crate) fn u32_of(op: &'static str, what: &str, v: usize) -> Result<u32> {
     u32::try_from(v).map_err(|_| Error::shape(op, format!("{what} = {v} does not fit in 32 bits")))
 }
 
+/// The value in `cell`, built by `build` on first use (pipelines compiled only when needed).
+pub(crate) fn lazy<T>(cell: &std::sync::OnceLock<T>, build: impl FnOnce() -> Result<T>) -> Result<&T> {
+    if let Some(v) = cell.get() {
+        return Ok(v);
+    }
+    let v = build()?;
+    Ok(cell.get_or_init(|| v))
+}
+
 /// Runs `dispatches` in one pass and one submit, and waits for them (tests, simple callers).
 pub fn run(gpu: &Gpu, dispatches: &[&Dispatch]) -> Result<()> {
     gpu.scoped("run", || {
