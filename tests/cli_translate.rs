@@ -77,5 +77,15 @@ fn train_resume_translate_eval() {
     std::fs::write(other.join("tokenizer.json"), json.to_string()).unwrap();
     let (ok, _, err) = wgformer(&["translate", "--checkpoint", other.to_str().unwrap(), "Hallo"], None);
     assert!(!ok && err.contains("tokenizer has") && err.contains("vocabulary"), "{err}");
+
+    // Bad training options are refused with a message, before any work.
+    for (flag, value, says) in [
+        ("--max-minutes", "0", "--max-minutes must be a positive"),
+        ("--dropout", "1.5", "dropout"),
+        ("--size", "no-such-config.json", "no-such-config.json"),
+    ] {
+        let (ok, _, err) = wgformer(&["train", "translate", "--out", other.to_str().unwrap(), flag, value], None);
+        assert!(!ok && err.contains(says), "{flag} {value}: {err}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -109,6 +109,11 @@ fn validation_loss(gpu: &Gpu, evals: &[(Executor, TransformerGraph)], batches: &
 }
 
 pub fn train(args: &TrainArgs) -> Result<()> {
+    if let Some(m) = args.max_minutes {
+        if !(m.is_finite() && m > 0.0) {
+            return Err(Error::Config(format!("--max-minutes must be a positive number of minutes, got {m}")));
+        }
+    }
     let gpu = Gpu::new()?;
     eprintln!("adapter: {}", gpu.describe());
     let mut train_pairs = corpus::read_tsv(&args.data.join("train.tsv"))?;
