@@ -55,8 +55,7 @@ async fn verify(gpu: &Gpu, dispatches: &[&Dispatch], checks: &[Check<'_>]) -> Re
         let mut worst = 0.0f64;
         for (&g, &w) in got.iter().zip(want.iter()) {
             let err = (g as f64 - w as f64).abs();
-            // NaN fails: the comparison below is false for it.
-            if !(err <= atol + rtol * (w as f64).abs()) {
+            if err.is_nan() || err > atol + rtol * (w as f64).abs() {
                 ok = false;
             }
             worst = worst.max(if err.is_nan() { f64::INFINITY } else { err });
