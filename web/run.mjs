@@ -23,7 +23,13 @@ const server = createServer(async (req, res) => {
 await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
 const url = `http://127.0.0.1:${server.address().port}/index.html`;
 
-const executablePath = process.env.CHROMIUM || execFileSync("sh", ["-c", "command -v chromium"]).toString().trim();
+let executablePath = process.env.CHROMIUM;
+try {
+  executablePath ||= execFileSync("sh", ["-c", "command -v chromium"]).toString().trim();
+} catch {
+  console.error("error: no Chromium found: install it (Debian: apt-get install chromium) or set CHROMIUM");
+  process.exit(1);
+}
 const started = Date.now();
 const browser = await chromium.launch({
   executablePath,

@@ -52,13 +52,15 @@ pub fn compare(
 ) -> Vec<BenchResult> {
     if std::env::var_os("MATMUL_NUM_THREADS").is_none() {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        // Read once by matrixmultiply when it starts its thread pool, before any other thread runs.
+        // matrixmultiply reads this once, when its first product starts its thread pool (it has
+        // no other way to ask for every core); nothing else in the process reads it.
         std::env::set_var("MATMUL_NUM_THREADS", cores.to_string());
     }
     let shapes = wgformer::bench::matmul_shapes(gpu);
     let mut out = Vec::new();
     for r in results {
-        let shape = shapes.iter().find(|(label, s)| r.kernel == "matmul" && *label == r.shape && s.batch == 1);
+        let shape =
+            shapes.iter().find(|(label, s)| r.kernel == "matmul" && *label == r.shape && s.batch == 1 && !s.trans_a);
         let gpu_rate = r.gflops;
         out.push(r.clone());
         let Some((label, shape)) = shape else { continue };

@@ -330,17 +330,24 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         test.truncate(args.test_pairs.unwrap_or(usize::MAX));
         let ck = ckpt::load(&args.out)?;
         for (name, search) in [("greedy", Search::GREEDY), ("beam 4", Search::PAPER)] {
-            let start = Instant::now();
-            let (stats, _) = bleu_of(&gpu, &ck.config, &ck.tokenizer, &ck.params, &test, search)?;
-            eprintln!(
-                "test BLEU ({name}): {:.2} ({} pairs, {:.0} s): {stats}",
-                stats.score(),
-                test.len(),
-                start.elapsed().as_secs_f64()
-            );
+            eprintln!("{}", test_bleu(&gpu, &ck, &test, name, search)?.0);
         }
     }
     Ok(())
+}
+
+/// The test-set BLEU line of a checkpoint with one search (timed), and the translations.
+fn test_bleu(
+    gpu: &Gpu,
+    ck: &ckpt::Checkpoint,
+    test: &[(String, String)],
+    name: &str,
+    search: Search,
+) -> Result<(String, Vec<String>)> {
+    let start = Instant::now();
+    let (stats, hyps) = bleu_of(gpu, &ck.config, &ck.tokenizer, &ck.params, test, search)?;
+    let secs = start.elapsed().as_secs_f64();
+    Ok((format!("test BLEU ({name}): {:.2} ({} pairs, {secs:.1} s): {stats}", stats.score(), test.len()), hyps))
 }
 
 /// Corpus BLEU statistics of translating the sources of `pairs`, and the translations.
@@ -429,14 +436,8 @@ pub fn eval(checkpoint: &Path, out: Option<&Path>, data: &Path) -> Result<()> {
     let ck = ckpt::load(checkpoint)?;
     let test = corpus::read_tsv(&data.join("test.tsv"))?;
     for (name, search) in [("beam 4, alpha 0.6", Search::PAPER), ("greedy", Search::GREEDY)] {
-        let start = Instant::now();
-        let (stats, hyps) = bleu_of(&gpu, &ck.config, &ck.tokenizer, &ck.params, &test, search)?;
-        println!(
-            "test BLEU ({name}): {:.2} ({} pairs, {:.1} s): {stats}",
-            stats.score(),
-            test.len(),
-            start.elapsed().as_secs_f64()
-        );
+        let (line, hyps) = test_bleu(&gpu, &ck, &test, name, search)?;
+        println!("{line}");
         if let (Some(out), Search::PAPER) = (out, search) {
             wgformer::io::write_atomic(out, (hyps.join("\n") + "\n").as_bytes())?;
             eprintln!("wrote {}", out.display());

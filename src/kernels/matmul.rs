@@ -347,28 +347,25 @@ impl MatmulSet {
 
     /// The pipeline of `variant` (one this set has) for transposes `which` = trans_a << 1 | trans_b.
     fn pipeline(&self, gpu: &Gpu, variant: MatmulVariant, which: usize) -> Result<&wgpu::ComputePipeline> {
-        let (ta, tb) = ((which >> 1) as f64, (which & 1) as f64);
-        let t = self.tiles;
-        let (module, entry, constants) = match (variant, &self.subgroup, &self.tiled) {
-            (MatmulVariant::Tiled, _, Some(m)) => {
-                (m, "matmul_tiled", vec![("TM", self.block.0 as f64), ("TN", self.block.1 as f64)])
+        let (slot, module, entry) = match (variant, &self.subgroup, &self.tiled) {
+            (MatmulVariant::Tiled, _, Some(m)) => (3, m, "matmul_tiled"),
+            (MatmulVariant::Subgroup, Some(m), _) => (2, m, "matmul_fwd_sg"),
+            (MatmulVariant::General, _, _) => (0, &self.module, "matmul_fwd"),
+            _ => (1, &self.module, "matmul_fwd_vec4"),
+        };
+        super::lazy(&self.pipelines[slot][which], || {
+            let (t, (tm, tn)) = (self.tiles, self.block);
+            let mut c = vec![("TRANS_A", (which >> 1) as f64), ("TRANS_B", (which & 1) as f64)];
+            if slot == 3 {
+                c.extend([("TM", tm as f64), ("TN", tn as f64)]);
+            } else {
+                c.extend([("WG_N", t.wg_n as f64), ("WG_M", t.wg_m as f64), ("TM", t.tm as f64)]);
+                if slot == 2 {
+                    c.push(("SG", self.subgroup_size as f64));
+                }
             }
-            (MatmulVariant::Subgroup, Some(m), _) => (m, "matmul_fwd_sg", vec![("SG", self.subgroup_size as f64)]),
-            (MatmulVariant::General, _, _) => (&self.module, "matmul_fwd", vec![]),
-            _ => (&self.module, "matmul_fwd_vec4", vec![]),
-        };
-        let mut c = vec![("TRANS_A", ta), ("TRANS_B", tb)];
-        if entry != "matmul_tiled" {
-            c.extend([("WG_N", t.wg_n as f64), ("WG_M", t.wg_m as f64), ("TM", t.tm as f64)]);
-        }
-        c.extend(constants);
-        let slot = match entry {
-            "matmul_fwd" => 0,
-            "matmul_fwd_vec4" => 1,
-            "matmul_fwd_sg" => 2,
-            _ => 3,
-        };
-        super::lazy(&self.pipelines[slot][which], || gpu.pipeline(module, entry, &c))
+            gpu.pipeline(module, entry, &c)
+        })
     }
 
     fn variant_for(&self, shape: &MatmulShape) -> MatmulVariant {
