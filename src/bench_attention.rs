@@ -12,7 +12,7 @@ use crate::exec::{Executor, HostData};
 use crate::gpu::Gpu;
 use crate::graph::{Dtype, Graph, TensorId};
 
-/// The shapes timed: (batch, heads, tokens, head dim).
+/// The shapes timed by default: (batch, heads, tokens, head dim).
 pub const SHAPES: [(usize, usize, usize, usize); 2] = [(8, 8, 256, 64), (8, 8, 1024, 64)];
 
 struct AttentionGraph {
@@ -75,11 +75,18 @@ fn time_attention(gpu: &Gpu, a: &AttentionGraph, backward: bool, runs: usize) ->
     Ok((times[times.len() / 2], memory))
 }
 
-/// Times the four cases at every shape, with and without the causal mask. A case whose
-/// tensors exceed the adapter's limits is reported with its memory and the reason, not timed.
-pub fn run(gpu: &Gpu, runs: usize, progress: &mut dyn FnMut(&str)) -> Result<Vec<BenchResult>> {
+/// Times the four cases at every shape, with and without the causal mask; `tokens` picks
+/// sequence lengths (B, H and D as in [`SHAPES`]; empty: every shape of [`SHAPES`]). A case
+/// whose tensors exceed the adapter's limits is reported with its memory and the reason, not timed.
+pub fn run(gpu: &Gpu, runs: usize, tokens: &[usize], progress: &mut dyn FnMut(&str)) -> Result<Vec<BenchResult>> {
+    let (b0, h0, _, d0) = SHAPES[0];
+    let shapes: Vec<(usize, usize, usize, usize)> =
+        if tokens.is_empty() { SHAPES.to_vec() } else { tokens.iter().map(|&t| (b0, h0, t, d0)).collect() };
+    if let Some(&t) = tokens.iter().find(|&&t| t == 0) {
+        return Err(Error::Config(format!("--tokens {t}: sequence lengths must be at least 1")));
+    }
     let mut results = Vec::new();
-    for (b, h, t, d) in SHAPES {
+    for (b, h, t, d) in shapes {
         for causal in [false, true] {
             let fwd_flops = 4.0 * (b * h * t * t * d) as f64 * if causal { 0.5 } else { 1.0 };
             for fused in [true, false] {

@@ -155,6 +155,9 @@ enum Command {
         /// Also time each matmul shape as a CPU sgemm on every core, and print the ratio.
         #[arg(long)]
         compare_blas: bool,
+        /// Sequence lengths `attention` times (comma-separated; default 256,1024).
+        #[arg(long, value_delimiter = ',')]
+        tokens: Vec<usize>,
     },
 }
 
@@ -162,8 +165,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info { json } => info(json),
-        Command::Bench { kernels, json, runs, model, batch, compare_blas } => {
-            bench(&kernels, json, runs, &model, batch, compare_blas)
+        Command::Bench { kernels, json, runs, model, batch, compare_blas, tokens } => {
+            bench(&kernels, json, runs, &model, batch, compare_blas, &tokens)
         }
         Command::Plan { model, config, batch, json } => plan(&model, config.as_deref(), batch, json),
         Command::Verify { case_dir, out } => verify(&case_dir, &out),
@@ -254,13 +257,21 @@ fn info(json: bool) -> Result<()> {
     Ok(())
 }
 
-fn bench(kernels: &[String], json: bool, runs: usize, model: &str, batch: usize, compare_blas: bool) -> Result<()> {
+fn bench(
+    kernels: &[String],
+    json: bool,
+    runs: usize,
+    model: &str,
+    batch: usize,
+    compare_blas: bool,
+    tokens: &[usize],
+) -> Result<()> {
     let gpu = Gpu::new()?;
     eprintln!("adapter: {}", gpu.describe());
     let (steps, kernels): (Vec<String>, Vec<String>) = kernels.iter().cloned().partition(|k| k == "step");
     let mut results = Vec::new();
     if !kernels.is_empty() || steps.is_empty() {
-        results = wgformer::bench::run_kernels(&gpu, &kernels, runs, &mut |line| eprintln!("{line}"))?;
+        results = wgformer::bench::run_kernels(&gpu, &kernels, runs, tokens, &mut |line| eprintln!("{line}"))?;
         if compare_blas {
             results = cli::blas::compare(&gpu, results, runs, &mut |line| eprintln!("{line}"));
         }
