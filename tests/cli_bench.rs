@@ -1,0 +1,37 @@
+//! `wgformer bench` through the binary: the JSON output parses and carries a rate for every
+//! case, and bad options are refused with a message instead of running.
+
+mod common;
+
+fn wgformer(args: &[&str]) -> (bool, String, String) {
+    common::cli::wgformer(args, None)
+}
+
+#[test]
+fn json_output_has_a_rate_for_every_case() {
+    let (ok, out, err) = wgformer(&["bench", "add", "dispatch", "--runs", "1", "--json"]);
+    assert!(ok, "bench failed: {err}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(out.trim()).expect("one JSON array on stdout");
+    let kernels: Vec<&str> = rows.iter().filter_map(|r| r["kernel"].as_str()).collect();
+    assert!(kernels.contains(&"add_fwd") && kernels.contains(&"dispatch_overhead"), "{kernels:?}");
+    for r in &rows {
+        let ms = r["median_ms"].as_f64().expect("median_ms");
+        assert!(ms > 0.0 && ms.is_finite(), "{r}");
+    }
+    let add = rows.iter().find(|r| r["kernel"] == "add_fwd").expect("add_fwd row");
+    assert!(add["gbps"].as_f64().is_some_and(|g| g > 0.0), "{add}");
+}
+
+#[test]
+fn bad_options_are_refused() {
+    for (args, says) in [
+        (&["bench", "attention", "--tokens", "0"][..], "--tokens 0"),
+        (&["bench", "nonsense"][..], "nonsense"),
+        (&["bench", "step", "--model", "nonsense"][..], "nonsense"),
+    ] {
+        let (ok, _, err) = wgformer(args);
+        assert!(!ok, "{args:?} succeeded");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
