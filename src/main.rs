@@ -101,7 +101,7 @@ enum Command {
         stop_after: Option<usize>,
     },
     /// Translate German to English with a `train translate` checkpoint: TEXT, or each line of
-    /// stdin to stdout (beam 4, length penalty 0.6).
+    /// stdin to stdout (beam search, 4 hypotheses, length penalty 0.6 unless told otherwise).
     Translate {
         #[arg(long)]
         checkpoint: std::path::PathBuf,
@@ -109,6 +109,12 @@ enum Command {
         /// Greedy decoding instead of beam search.
         #[arg(long)]
         greedy: bool,
+        /// Hypotheses kept per sentence in beam search.
+        #[arg(long, default_value_t = 4)]
+        beam: usize,
+        /// Length penalty exponent of beam search: scores divided by ((5 + length) / 6)^alpha.
+        #[arg(long, default_value_t = 0.6, allow_negative_numbers = true)]
+        alpha: f32,
     },
     /// ViT: the top-5 classes of image files (PNG, JPEG).
     Predict {
@@ -125,6 +131,9 @@ enum Command {
         out: Option<std::path::PathBuf>,
         #[arg(long)]
         data: Option<std::path::PathBuf>,
+        /// Transformer: the length penalty exponent of the beam search (default 0.6).
+        #[arg(long, default_value_t = 0.6, allow_negative_numbers = true)]
+        alpha: f32,
     },
     /// Forward and backward on a reference case (config.json, model.safetensors,
     /// inputs.safetensors); writes logits, loss and grad.* to FILE as safetensors.
@@ -223,16 +232,18 @@ fn main() -> ExitCode {
             }),
             other => Err(wgformer::Error::Config(format!("unknown model {other:?}: train vit, or train translate"))),
         },
-        Command::Translate { checkpoint, text, greedy } => {
-            cli::translate::translate(&checkpoint, text.as_deref(), greedy)
-        }
+        Command::Translate { checkpoint, text, greedy, beam, alpha } => cli::translate::search(greedy, beam, alpha)
+            .and_then(|search| cli::translate::translate(&checkpoint, text.as_deref(), search)),
         Command::Predict { checkpoint, images } => cli::vit::predict(&checkpoint, &images),
-        Command::Eval { checkpoint, out, data } => match cli::translate::model_type(&checkpoint).as_deref() {
-            Some("transformer") => cli::translate::eval(
-                &checkpoint,
-                out.as_deref(),
-                &data.unwrap_or_else(wgformer::text::corpus::default_dir),
-            ),
+        Command::Eval { checkpoint, out, data, alpha } => match cli::translate::model_type(&checkpoint).as_deref() {
+            Some("transformer") => cli::translate::search(false, 4, alpha).and_then(|search| {
+                cli::translate::eval(
+                    &checkpoint,
+                    out.as_deref(),
+                    &data.unwrap_or_else(wgformer::text::corpus::default_dir),
+                    search,
+                )
+            }),
             _ => cli::vit::eval(&checkpoint, out.as_deref(), &data.unwrap_or_else(wgformer::data::mnist::default_dir)),
         },
     };

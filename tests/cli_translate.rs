@@ -59,6 +59,16 @@ fn train_resume_translate_eval() {
     assert_eq!(lines[1], "", "an empty line stays empty");
     assert!(err.contains("unknown to the tokenizer"), "says that the emoji is unknown: {err}");
 
+    let (ok, stdout, err) =
+        wgformer(&["translate", "--checkpoint", out_s, "--beam", "2", "--alpha", "1.0", "Guten Morgen."], None);
+    assert!(ok && stdout.lines().count() == 1, "translate with --beam 2 --alpha 1.0: {err}");
+    for (flag, value, says) in
+        [("--beam", "0", "--beam 0"), ("--alpha", "-1", "--alpha -1"), ("--alpha", "NaN", "--alpha NaN")]
+    {
+        let (ok, _, err) = wgformer(&["translate", "--checkpoint", out_s, flag, value, "Hallo"], None);
+        assert!(!ok && err.contains(says) && !err.contains("panicked"), "{flag} {value}: {err}");
+    }
+
     let (ok, stdout, err) = wgformer(&["eval", "--checkpoint", out_s], None);
     assert!(ok, "eval failed: {err}");
     assert!(stdout.contains("test BLEU (beam 4, alpha 0.6)") && stdout.contains("test BLEU (greedy)"), "{stdout}");

@@ -409,8 +409,19 @@ fn translate_lines(
     Ok(out)
 }
 
+/// The search the `translate` and `eval` options ask for; bad values are errors.
+pub fn search(greedy: bool, beam: usize, alpha: f32) -> Result<Search> {
+    if beam == 0 || beam > DECODE_ROWS {
+        return Err(Error::Config(format!("--beam {beam}: keep between 1 and {DECODE_ROWS} hypotheses")));
+    }
+    if !(alpha.is_finite() && alpha >= 0.0) {
+        return Err(Error::Config(format!("--alpha {alpha}: the length penalty exponent must be at least 0")));
+    }
+    Ok(if greedy { Search::GREEDY } else { Search { beam, alpha } })
+}
+
 /// `translate`: TEXT, or every line of stdin, to stdout.
-pub fn translate(checkpoint: &Path, text: Option<&str>, greedy: bool) -> Result<()> {
+pub fn translate(checkpoint: &Path, text: Option<&str>, search: Search) -> Result<()> {
     let gpu = Gpu::new()?;
     let ck = ckpt::load(checkpoint)?;
     let lines: Vec<String> = match text {
@@ -422,23 +433,23 @@ pub fn translate(checkpoint: &Path, text: Option<&str>, greedy: bool) -> Result<
             .map_err(|source| Error::Io { path: "stdin".into(), source })?,
     };
     let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
-    let search = if greedy { Search::GREEDY } else { Search::PAPER };
     for out in translate_lines(&gpu, &ck.config, &ck.tokenizer, &ck.params, &refs, search)? {
         println!("{out}");
     }
     Ok(())
 }
 
-/// `eval` of a translation checkpoint: test-set BLEU (beam 4 and greedy); --out writes the
-/// beam translations, one per line.
-pub fn eval(checkpoint: &Path, out: Option<&Path>, data: &Path) -> Result<()> {
+/// `eval` of a translation checkpoint: test-set BLEU (beam search as `beam` says, and greedy);
+/// --out writes the beam translations, one per line.
+pub fn eval(checkpoint: &Path, out: Option<&Path>, data: &Path, beam: Search) -> Result<()> {
     let gpu = Gpu::new()?;
     let ck = ckpt::load(checkpoint)?;
     let test = corpus::read_tsv(&data.join("test.tsv"))?;
-    for (name, search) in [("beam 4, alpha 0.6", Search::PAPER), ("greedy", Search::GREEDY)] {
+    let name = format!("beam {}, alpha {}", beam.beam, beam.alpha);
+    for (name, search) in [(name.as_str(), beam), ("greedy", Search::GREEDY)] {
         let (line, hyps) = test_bleu(&gpu, &ck, &test, name, search)?;
         println!("{line}");
-        if let (Some(out), Search::PAPER) = (out, search) {
+        if let (Some(out), true) = (out, search == beam) {
             wgformer::io::write_atomic(out, (hyps.join("\n") + "\n").as_bytes())?;
             eprintln!("wrote {}", out.display());
         }

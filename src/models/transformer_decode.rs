@@ -300,7 +300,17 @@ impl Decoder {
                         break;
                     }
                 }
-                alive[i] = if finished[i].len() >= k || t + 1 >= limit[i] { Vec::new() } else { next };
+                // Keep the k best finished hypotheses by length-normalised score.
+                finished[i].sort_by(|x, y| self.normalised(y).total_cmp(&self.normalised(x)));
+                finished[i].truncate(k);
+                // Stop once no live hypothesis can overtake the worst kept one, even if it
+                // reached the length limit with no further loss (tensor2tensor's rule, which the
+                // paper's beam search used); stopping at the first k finished favours short ones.
+                let hopeless = match (finished[i].get(k - 1), next.first()) {
+                    (Some(worst), Some(best)) => self.normalised(worst) >= best.score / self.length_penalty(limit[i]),
+                    _ => false,
+                };
+                alive[i] = if hopeless || next.is_empty() || t + 1 >= limit[i] { Vec::new() } else { next };
             }
             if alive.iter().all(|a| a.is_empty()) {
                 break;
@@ -312,15 +322,27 @@ impl Decoder {
             }
             self.update_cache(gpu, t, &parents)?;
         }
-        let penalty = |h: &Hyp| h.score / ((5.0 + h.tokens.len() as f32 + 1.0) / 6.0).powf(self.search.alpha);
         Ok(finished
             .into_iter()
             .zip(alive)
             .map(|(f, a)| {
                 let pool = if f.is_empty() { a } else { f };
-                pool.into_iter().max_by(|x, y| penalty(x).total_cmp(&penalty(y))).map(|h| h.tokens).unwrap_or_default()
+                pool.into_iter()
+                    .max_by(|x, y| self.normalised(x).total_cmp(&self.normalised(y)))
+                    .map(|h| h.tokens)
+                    .unwrap_or_default()
             })
             .collect())
+    }
+
+    /// GNMT's length penalty ((5 + length) / 6)^alpha for `length` tokens, end of sentence included.
+    fn length_penalty(&self, length: usize) -> f32 {
+        ((5.0 + length as f32) / 6.0).powf(self.search.alpha)
+    }
+
+    /// A hypothesis' log-probability divided by its length penalty.
+    fn normalised(&self, h: &Hyp) -> f32 {
+        h.score / self.length_penalty(h.tokens.len() + 1)
     }
 
     /// Writes step `t`'s keys and values into the cache at position t, row r taking the
