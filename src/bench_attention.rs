@@ -79,12 +79,12 @@ fn time_attention(gpu: &Gpu, a: &AttentionGraph, backward: bool, runs: usize) ->
 /// sequence lengths (B, H and D as in [`SHAPES`]; empty: every shape of [`SHAPES`]). A case
 /// whose tensors exceed the adapter's limits is reported with its memory and the reason, not timed.
 pub fn run(gpu: &Gpu, runs: usize, tokens: &[usize], progress: &mut dyn FnMut(&str)) -> Result<Vec<BenchResult>> {
-    let (b0, h0, _, d0) = SHAPES[0];
-    let shapes: Vec<(usize, usize, usize, usize)> =
-        if tokens.is_empty() { SHAPES.to_vec() } else { tokens.iter().map(|&t| (b0, h0, t, d0)).collect() };
-    if let Some(&t) = tokens.iter().find(|&&t| t == 0) {
-        return Err(Error::Config(format!("--tokens {t}: sequence lengths must be at least 1")));
+    if tokens.contains(&0) {
+        return Err(Error::Config("--tokens 0: sequence lengths must be at least 1".into()));
     }
+    let (batch, heads, _, head_dim) = SHAPES[0];
+    let shapes: Vec<(usize, usize, usize, usize)> =
+        if tokens.is_empty() { SHAPES.to_vec() } else { tokens.iter().map(|&t| (batch, heads, t, head_dim)).collect() };
     let mut results = Vec::new();
     for (b, h, t, d) in shapes {
         for causal in [false, true] {

@@ -27,3 +27,37 @@ fn invalid_wgsl_is_an_error_naming_the_file() {
     let err = wgformer::shaders::validate("broken.wgsl", "fn f( {").unwrap_err();
     assert!(err.to_string().contains("broken.wgsl"), "{err}");
 }
+
+/// WGSL has no includes, so a uniform struct shared by several kernel families (matmul's
+/// params in matmul.wgsl, matmul_sg.wgsl and matmul_tiled.wgsl; attention's in both attention
+/// files) is declared in each file. The Rust side writes one layout, so every copy must match.
+#[test]
+fn structs_declared_in_several_files_are_identical() {
+    let mut seen: std::collections::HashMap<String, (&str, String)> = Default::default();
+    let mut shared = 0;
+    for (file, source) in wgformer::shaders::ALL {
+        let mut rest = *source;
+        while let Some(at) = rest.find("\nstruct ") {
+            let decl = &rest[at + 1..];
+            let end = decl.find('}').expect("struct closes") + 1;
+            let name = decl["struct ".len()..].split(|c: char| !c.is_alphanumeric() && c != '_').next().unwrap_or("");
+            // Compare without whitespace or comments.
+            let body: String = decl[..end]
+                .lines()
+                .map(|l| l.split("//").next().unwrap_or(""))
+                .flat_map(|l| l.split_whitespace())
+                .collect();
+            match seen.get(name) {
+                Some((first, want)) => {
+                    assert_eq!(&body, want, "struct {name} in {file} differs from {first}");
+                    shared += 1;
+                }
+                None => {
+                    seen.insert(name.to_string(), (file, body));
+                }
+            }
+            rest = &decl[end..];
+        }
+    }
+    assert!(shared >= 3, "expected the matmul and attention params to be shared, found {shared} copies");
+}

@@ -304,10 +304,13 @@ impl Decoder {
                 finished[i].sort_by(|x, y| self.normalised(y).total_cmp(&self.normalised(x)));
                 finished[i].truncate(k);
                 // Stop once no live hypothesis can overtake the worst kept one, even if it
-                // reached the length limit with no further loss (tensor2tensor's rule, which the
-                // paper's beam search used); stopping at the first k finished favours short ones.
+                // reached the longest length allowed (limit tokens and the end of sentence)
+                // with no further loss: tensor2tensor's rule, which the paper's beam search used;
+                // stopping at the first k finished favours short ones.
                 let hopeless = match (finished[i].get(k - 1), next.first()) {
-                    (Some(worst), Some(best)) => self.normalised(worst) >= best.score / self.length_penalty(limit[i]),
+                    (Some(worst), Some(best)) => {
+                        self.normalised(worst) >= best.score / self.length_penalty(limit[i] + 1)
+                    }
                     _ => false,
                 };
                 alive[i] = if hopeless || next.is_empty() || t + 1 >= limit[i] { Vec::new() } else { next };
