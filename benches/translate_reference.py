@@ -117,6 +117,18 @@ def greedy(pairs):
     model.train()
     return sacrebleu.corpus_bleu(hyps, [[t for _, t in pairs]]).score
 
+@torch.no_grad()
+def valid_loss():
+    model.eval(); vt = vn = 0
+    for b in batches(va, False):
+        src, tin, tout = tensors(va, b)
+        l = F.cross_entropy(model.decode(model.encode(src), src, tin).reshape(-1, VOCAB), tout.reshape(-1), ignore_index=0, label_smoothing=0.1)
+        k = (tout != 0).sum().item(); vt += l.item() * k; vn += k
+    model.train()
+    return vt / vn
+
+AVG = int(os.environ.get("AVG", "0"))  # also report the average of the last AVG epochs' weights
+snapshots = []
 start = time.time(); epoch = 0; last = 0
 while time.time() - start + last < SECONDS:
     t0 = time.time(); epoch += 1; tot = n = 0
@@ -127,13 +139,11 @@ while time.time() - start + last < SECONDS:
         opt.zero_grad(); loss.backward(); nn.utils.clip_grad_norm_(model.parameters(), 1.0); opt.step(); sched.step()
         k = (tout != 0).sum().item(); tot += loss.item() * k; n += k
     last = time.time() - t0
-    with torch.no_grad():
-        model.eval(); vt = vn = 0
-        for b in batches(va, False):
-            src, tin, tout = tensors(va, b)
-            l = F.cross_entropy(model.decode(model.encode(src), src, tin).reshape(-1, VOCAB), tout.reshape(-1), ignore_index=0, label_smoothing=0.1)
-            k = (tout != 0).sum().item(); vt += l.item() * k; vn += k
-        model.train()
+    if AVG: snapshots = (snapshots + [{k: v.detach().clone() for k, v in model.state_dict().items()}])[-AVG:]
     bleu = greedy(valid[:400]) if epoch % 3 == 0 or epoch <= 2 else float("nan")
-    print(f"{name} epoch {epoch}: train loss {tot / n:.3f}, valid loss {vt / vn:.3f}, valid BLEU {bleu:.2f}, {last:.1f} s", flush=True)
+    print(f"{name} epoch {epoch}: train loss {tot / n:.3f}, valid loss {valid_loss():.3f}, valid BLEU {bleu:.2f}, {last:.1f} s", flush=True)
 print(f"{name} test BLEU (greedy): {greedy(test):.2f} after {epoch} epochs", flush=True)
+if AVG:
+    model.load_state_dict({k: sum(s[k] for s in snapshots) / len(snapshots) for k in snapshots[0]})
+    print(f"{name} average of the last {len(snapshots)} epochs: valid loss {valid_loss():.3f}, "
+          f"valid BLEU {greedy(valid[:400]):.2f}, test BLEU (greedy) {greedy(test):.2f}", flush=True)

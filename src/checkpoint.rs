@@ -64,6 +64,32 @@ pub struct TrainingState<'a> {
     pub state_json: String,
     /// Extra files (a plot) as (name, bytes).
     pub extra: Vec<(&'a str, Vec<u8>)>,
+    /// Files of an earlier checkpoint carried over unchanged, as (source path, name).
+    pub keep: Vec<(std::path::PathBuf, String)>,
+}
+
+/// The element-wise mean of the parameters of `g` stored in several safetensors files
+/// (checkpoint averaging, as the paper averages its last checkpoints). Reads one file at a
+/// time, so memory holds two copies of the parameters, not one per file.
+pub fn average_params(
+    paths: &[std::path::PathBuf],
+    g: &Graph,
+    stored: StoredShape,
+) -> Result<Vec<(TensorId, Vec<f32>)>> {
+    let Some((first, rest)) = paths.split_first() else {
+        return Err(Error::Config("averaging needs at least one checkpoint".into()));
+    };
+    let mut sum = load_params(first, g, stored)?;
+    for path in rest {
+        for ((_, acc), (_, v)) in sum.iter_mut().zip(load_params(path, g, stored)?) {
+            acc.iter_mut().zip(v).for_each(|(a, b)| *a += b);
+        }
+    }
+    let n = paths.len() as f32;
+    for (_, acc) in &mut sum {
+        acc.iter_mut().for_each(|a| *a /= n);
+    }
+    Ok(sum)
 }
 
 /// optimizer.safetensors' bytes: `<name>.exp_avg` and `<name>.exp_avg_sq` per parameter.

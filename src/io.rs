@@ -108,6 +108,13 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
 /// Replaces the directory `dir` with one holding exactly `files` (name, bytes), atomically as
 /// far as the file system allows: everything is written to `dir.tmp` first, then renamed over.
 pub fn write_dir_atomic(dir: &Path, files: &[(&str, Vec<u8>)]) -> Result<()> {
+    write_dir_atomic_keeping(dir, files, &[])
+}
+
+/// [`write_dir_atomic`], with `keep` (source path, name): files of an earlier checkpoint
+/// carried into the new directory under `name` by a hard link (a copy where links fail), so
+/// large files that did not change are not written again.
+pub fn write_dir_atomic_keeping(dir: &Path, files: &[(&str, Vec<u8>)], keep: &[(PathBuf, String)]) -> Result<()> {
     let tmp = sibling(dir, ".tmp");
     let old = sibling(dir, ".old");
     if tmp.exists() {
@@ -117,6 +124,12 @@ pub fn write_dir_atomic(dir: &Path, files: &[(&str, Vec<u8>)]) -> Result<()> {
     for (name, bytes) in files {
         let p = tmp.join(name);
         std::fs::write(&p, bytes).map_err(|e| io_error(&p, e))?;
+    }
+    for (source, name) in keep {
+        let p = tmp.join(name);
+        if std::fs::hard_link(source, &p).is_err() {
+            std::fs::copy(source, &p).map_err(|e| io_error(source, e))?;
+        }
     }
     if old.exists() {
         std::fs::remove_dir_all(&old).map_err(|e| io_error(&old, e))?;
@@ -129,4 +142,29 @@ pub fn write_dir_atomic(dir: &Path, files: &[(&str, Vec<u8>)]) -> Result<()> {
         std::fs::remove_dir_all(&old).map_err(|e| io_error(&old, e))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replaced_directory_holds_the_new_files_and_the_kept_ones() {
+        let root = std::env::temp_dir().join(format!("wgformer-io-{}", std::process::id()));
+        let dir = root.join("ck");
+        write_dir_atomic(&dir, &[("a", b"1".to_vec()), ("b", b"2".to_vec())]).unwrap();
+        let keep = [(dir.join("b"), "c".to_string())];
+        write_dir_atomic_keeping(&dir, &[("a", b"3".to_vec())], &keep).unwrap();
+        let mut names: Vec<String> =
+            std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        names.sort();
+        assert_eq!(names, ["a", "c"]);
+        assert_eq!(std::fs::read(dir.join("a")).unwrap(), b"3");
+        assert_eq!(std::fs::read(dir.join("c")).unwrap(), b"2");
+        assert!(!sibling(&dir, ".tmp").exists() && !sibling(&dir, ".old").exists());
+        let missing = [(dir.join("nope"), "d".to_string())];
+        assert!(write_dir_atomic_keeping(&dir, &[], &missing).is_err(), "a missing kept file is an error");
+        assert_eq!(std::fs::read(dir.join("a")).unwrap(), b"3", "and leaves the old directory as it was");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }

@@ -96,6 +96,11 @@ enum Command {
         /// BLEU still runs; --resume continues the run).
         #[arg(long)]
         max_minutes: Option<f64>,
+        /// translate: at the end, average the weights of the last N epochs and keep the mean
+        /// when its validation loss is lower (the paper averages its last checkpoints; 1: off;
+        /// default 5).
+        #[arg(long)]
+        average: Option<usize>,
         /// Stop after this many epochs (with a checkpoint); --resume continues the run.
         #[arg(long)]
         stop_after: Option<usize>,
@@ -198,6 +203,7 @@ fn main() -> ExitCode {
             size,
             dropout,
             max_minutes,
+            average,
             stop_after,
         } => match model.as_str() {
             "vit" => cli::vit::train(&cli::vit::TrainArgs {
@@ -229,6 +235,7 @@ fn main() -> ExitCode {
                 model: size,
                 dropout,
                 max_minutes,
+                average,
             }),
             other => Err(wgformer::Error::Config(format!("unknown model {other:?}: train vit, or train translate"))),
         },

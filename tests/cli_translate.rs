@@ -47,6 +47,7 @@ fn train_resume_translate_eval() {
     let (ok, _, err) = wgformer(&args, None);
     assert!(ok, "resume failed: {err}");
     assert!(err.contains("resuming") && err.contains("epoch 2/2") && err.contains("test BLEU (beam 4)"), "{err}");
+    check_averaging(&out, &err);
 
     let (ok, stdout, err) = wgformer(&["translate", "--checkpoint", out_s, "Ich habe Hunger."], None);
     assert!(ok, "translate failed: {err}");
@@ -98,4 +99,28 @@ fn train_resume_translate_eval() {
         assert!(!ok && err.contains(says), "{flag} {value}: {err}");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The run's end averaged the two epochs' snapshots: model.safetensors holds their mean when the
+/// state says so, else the last epoch's weights.
+fn check_averaging(out: &std::path::Path, log: &str) {
+    assert!(log.contains("the mean of epochs 1-2: valid loss"), "{log}");
+    let read = |name: &str| wgformer::io::read_safetensors(&out.join(name)).expect(name);
+    let (e1, e2, model) = (read("epoch-001.safetensors"), read("epoch-002.safetensors"), read("model.safetensors"));
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("trainer_state.json")).unwrap()).unwrap();
+    let averaged = state["averaged"].as_array().expect("averaged in trainer_state.json").len() == 2;
+    assert_eq!(averaged, log.contains("the checkpoint keeps the mean"), "{log}");
+    let mut differ = false;
+    for ((a, b), m) in e1.iter().zip(&e2).zip(&model) {
+        assert!(a.name == b.name && b.name == m.name);
+        let f = |t: &wgformer::io::NamedTensor| t.f32(out).unwrap().to_vec();
+        let (a, b, m) = (f(a), f(b), f(m));
+        differ |= a != b;
+        for ((x, y), z) in a.iter().zip(&b).zip(&m) {
+            let want = if averaged { (x + y) / 2.0 } else { *y };
+            assert!((z - want).abs() <= 1e-6 * (1.0 + want.abs()), "{z} != {want}");
+        }
+    }
+    assert!(differ, "the two epochs' weights differ");
 }

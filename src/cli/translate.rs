@@ -54,6 +54,9 @@ pub struct TrainArgs {
     pub dropout: Option<f32>,
     /// Stop when the next epoch would end past this many minutes of training.
     pub max_minutes: Option<f64>,
+    /// Average the weights of the last N epochs at the end (1: keep the last epoch's); with
+    /// --resume, the saved run's choice unless given.
+    pub average: Option<usize>,
 }
 
 /// One epoch in trainer_state.json.
@@ -78,6 +81,19 @@ struct TrainerState {
     warmup: u32,
     seed: u64,
     history: Vec<EpochRecord>,
+    /// Epoch snapshots kept for averaging at the end (1: none).
+    #[serde(default = "default_average")]
+    average: usize,
+    /// The epochs whose mean model.safetensors holds; empty: the last epoch's weights.
+    #[serde(default)]
+    averaged: Vec<usize>,
+}
+
+/// Epochs averaged at the end of a run unless told otherwise.
+const DEFAULT_AVERAGE: usize = 5;
+
+fn default_average() -> usize {
+    DEFAULT_AVERAGE
 }
 
 fn feed<'a>(t: &TransformerGraph, b: &'a Batch) -> [(TensorId, HostData<'a>); 4] {
@@ -114,6 +130,9 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             return Err(Error::Config(format!("--max-minutes must be a positive number of minutes, got {m}")));
         }
     }
+    if args.average == Some(0) {
+        return Err(Error::Config("--average 0: average at least 1 epoch (1 keeps the last epoch's weights)".into()));
+    }
     let gpu = Gpu::new()?;
     eprintln!("adapter: {}", gpu.describe());
     let mut train_pairs = corpus::read_tsv(&args.data.join("train.tsv"))?;
@@ -130,6 +149,9 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             let mut s = super::read_trainer_state::<TrainerState>(dir)?;
             if let Some(e) = args.epochs {
                 s.epochs = e;
+            }
+            if let Some(n) = args.average {
+                s.average = n;
             }
             eprintln!("resuming {} after epoch {} of {} (step {})", dir.display(), s.epochs_done, s.epochs, s.step);
             let (cfg, bpe) = ckpt::load_config(dir)?;
@@ -154,6 +176,8 @@ pub fn train(args: &TrainArgs) -> Result<()> {
                 warmup: args.warmup,
                 seed: args.seed,
                 history: vec![],
+                average: args.average.unwrap_or(DEFAULT_AVERAGE),
+                averaged: vec![],
             };
             (cfg, bpe, s)
         }
@@ -203,14 +227,14 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     let first = &graphs[0].graph;
     let params = match &args.resume {
         Some(dir) => {
-            let ck = ckpt::load(dir)?;
             for (p, m, v) in wgformer::checkpoint::load_moments(dir, first)? {
                 trainer.exec.set_optimizer_state(&gpu, p, &m, &v)?;
             }
             trainer.step = state.step;
-            let by_name: Vec<(TensorId, Vec<f32>)> =
-                ck.params.into_iter().filter_map(|(n, v)| first.find(&n).map(|p| (p, v))).collect();
-            by_name
+            // model.safetensors may hold an average; training goes on from the last epoch.
+            let snapshot = dir.join(snapshot_name(state.epochs_done));
+            let path = if snapshot.is_file() { snapshot } else { dir.join("model.safetensors") };
+            wgformer::checkpoint::load_params(&path, first, &same_shape)?
         }
         None => transformer::init_params(first, state.seed),
     };
@@ -239,6 +263,8 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         None => state.epochs,
     };
     let budget = args.max_minutes.map(|m| m * 60.0);
+    // Where the kept epoch snapshots are: the resumed run's directory until the first save.
+    let mut snapshots_in = args.resume.clone().unwrap_or_else(|| args.out.clone());
     let mut out_of_time = false;
     for epoch in state.epochs_done..last_epoch {
         if let (Some(budget), Some(last)) = (budget, state.history.last()) {
@@ -303,16 +329,15 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         state.history.push(record);
         state.epochs_done = epoch + 1;
         state.step = trainer.step;
-        let losses: Vec<f32> = state.history.iter().map(|r| r.train_loss).collect();
-        let bleus: Vec<f32> = state.history.iter().map(|r| r.valid_bleu).collect();
-        let max_bleu = bleus.iter().copied().fold(10.0, f32::max);
-        let moments = trainer.exec.optimizer_state(&gpu)?;
-        let training = TrainingState {
-            moments: &moments,
-            state_json: serde_json::to_string_pretty(&state).unwrap_or_default(),
-            extra: vec![("training.png", training_png(&losses, &bleus, max_bleu))],
-        };
-        ckpt::save(&args.out, &cfg, &bpe, first, &params, Some(training))?;
+        state.averaged.clear();
+        let snapshot = (state.average > 1).then(|| snapshot_name(epoch + 1));
+        let mut extra = Vec::new();
+        if let Some(name) = &snapshot {
+            extra.push((name.as_str(), wgformer::checkpoint::params_bytes(first, &params, &same_shape)?));
+        }
+        let keep = kept_snapshots(&snapshots_in, epoch, state.average - 1);
+        save_run(&gpu, &args.out, &cfg, &bpe, first, &params, &trainer, &state, extra, keep)?;
+        snapshots_in = args.out.clone();
     }
     let total: f64 = state.history.iter().map(|r| r.seconds).sum();
     if let Some(last) = state.history.last() {
@@ -326,6 +351,30 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         );
     }
     if state.epochs_done == state.epochs || out_of_time {
+        let kept = kept_snapshots(&snapshots_in, state.epochs_done, state.average);
+        if kept.len() > 1 {
+            let paths: Vec<PathBuf> = kept.iter().map(|(p, _)| p.clone()).collect();
+            let mean = wgformer::checkpoint::average_params(&paths, first, &same_shape)?;
+            for (p, v) in &mean {
+                trainer.exec.set(&gpu, *p, HostData::F32(v))?;
+            }
+            let loss = validation_loss(&gpu, &evals, &valid_batches)?;
+            let last = state.history.last().map_or(f32::INFINITY, |r| r.valid_loss);
+            let (from, to) = (state.epochs_done + 1 - kept.len(), state.epochs_done);
+            let better = loss < last;
+            eprintln!(
+                "the mean of epochs {from}-{to}: valid loss {loss:.3} against {last:.3} for epoch {to} alone; {}",
+                if better {
+                    "the checkpoint keeps the mean".to_string()
+                } else {
+                    format!("keeping epoch {to}'s weights")
+                }
+            );
+            if better {
+                state.averaged = (from..=to).collect();
+                save_run(&gpu, &args.out, &cfg, &bpe, first, &mean, &trainer, &state, vec![], kept)?;
+            }
+        }
         let mut test = corpus::read_tsv(&args.data.join("test.tsv"))?;
         test.truncate(args.test_pairs.unwrap_or(usize::MAX));
         let ck = ckpt::load(&args.out)?;
@@ -334,6 +383,55 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The name of epoch `epoch`'s weights in a run's directory (kept for averaging).
+fn snapshot_name(epoch: usize) -> String {
+    format!("epoch-{epoch:03}.safetensors")
+}
+
+/// Parameters are stored with their graph shapes.
+fn same_shape(_: &str, shape: &[usize]) -> Vec<usize> {
+    shape.to_vec()
+}
+
+/// The snapshots of the last `n` epochs up to `last` that `dir` holds, as (path, name).
+fn kept_snapshots(dir: &Path, last: usize, n: usize) -> Vec<(PathBuf, String)> {
+    (last + 1 - n.min(last)..=last)
+        .filter(|&e| e > 0)
+        .map(snapshot_name)
+        .map(|name| (dir.join(&name), name))
+        .filter(|(path, _)| path.is_file())
+        .collect()
+}
+
+/// Writes the run's checkpoint: `params` as the model, the optimizer state, trainer_state.json,
+/// the plot, `extra` files and the `keep` files carried over.
+#[allow(clippy::too_many_arguments)]
+fn save_run(
+    gpu: &Gpu,
+    out: &Path,
+    cfg: &TransformerConfig,
+    bpe: &Bpe,
+    graph: &wgformer::graph::Graph,
+    params: &[(TensorId, Vec<f32>)],
+    trainer: &Trainer,
+    state: &TrainerState,
+    mut extra: Vec<(&str, Vec<u8>)>,
+    keep: Vec<(PathBuf, String)>,
+) -> Result<()> {
+    let losses: Vec<f32> = state.history.iter().map(|r| r.train_loss).collect();
+    let bleus: Vec<f32> = state.history.iter().map(|r| r.valid_bleu).collect();
+    let max_bleu = bleus.iter().copied().fold(10.0, f32::max);
+    extra.push(("training.png", training_png(&losses, &bleus, max_bleu)));
+    let moments = trainer.exec.optimizer_state(gpu)?;
+    let training = TrainingState {
+        moments: &moments,
+        state_json: serde_json::to_string_pretty(state).unwrap_or_default(),
+        extra,
+        keep,
+    };
+    ckpt::save(out, cfg, bpe, graph, params, Some(training))
 }
 
 /// The test-set BLEU line of a checkpoint with one search (timed), and the translations.

@@ -212,6 +212,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             moments: &moments,
             state_json: serde_json::to_string_pretty(&state).unwrap_or_default(),
             extra: vec![("training.png", training_png(&losses, &accs, 1.0))],
+            keep: vec![],
         };
         ckpt::save(&args.out, &cfg, &fashion_preprocess(), &v.graph, &params, Some(training))?;
     }

@@ -7,7 +7,7 @@ use super::transformer::TransformerConfig;
 use crate::checkpoint::TrainingState;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, TensorId};
-use crate::io::write_dir_atomic;
+use crate::io::write_dir_atomic_keeping;
 use crate::text::bpe::Bpe;
 use std::path::Path;
 
@@ -71,10 +71,12 @@ pub fn save(
         ("tokenizer.json", bpe.to_json().into_bytes()),
         ("model.safetensors", crate::checkpoint::params_bytes(g, params, &same_shape)?),
     ];
+    let mut keep = Vec::new();
     if let Some(t) = training {
+        keep = t.keep;
         files.push(("optimizer.safetensors", crate::checkpoint::moments_bytes(g, t.moments, &same_shape)?));
         files.push(("trainer_state.json", t.state_json.into_bytes()));
         files.extend(t.extra);
     }
-    write_dir_atomic(dir, &files)
+    write_dir_atomic_keeping(dir, &files, &keep)
 }

@@ -6,7 +6,7 @@ use super::vit::{stored_shape, Preprocess, VitConfig};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, TensorId};
 
-use crate::io::write_dir_atomic;
+use crate::io::write_dir_atomic_keeping;
 use std::path::Path;
 
 pub use crate::checkpoint::{load_moments, TrainingState};
@@ -54,10 +54,12 @@ pub fn save(
         ("preprocessor_config.json", pre.to_json(cfg.image_size).into_bytes()),
         ("model.safetensors", crate::checkpoint::params_bytes(g, params, &stored)?),
     ];
+    let mut keep = Vec::new();
     if let Some(t) = training {
+        keep = t.keep;
         files.push(("optimizer.safetensors", crate::checkpoint::moments_bytes(g, t.moments, &stored)?));
         files.push(("trainer_state.json", t.state_json.into_bytes()));
         files.extend(t.extra);
     }
-    write_dir_atomic(dir, &files)
+    write_dir_atomic_keeping(dir, &files, &keep)
 }
