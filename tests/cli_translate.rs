@@ -48,6 +48,16 @@ fn train_resume_translate_eval() {
     assert!(ok, "resume failed: {err}");
     assert!(err.contains("resuming") && err.contains("epoch 2/2") && err.contains("test BLEU (beam 4)"), "{err}");
     check_averaging(&out, &err);
+    // A third epoch goes on from epoch 2's own weights, not from their mean, and the mean at
+    // the end takes all three epochs (two carried over from the previous checkpoint).
+    let mut args = vec!["train", "translate", "--out", out_s, "--resume", out_s, "--epochs", "3"];
+    args.extend_from_slice(&quick);
+    let (ok, _, err) = wgformer(&args, None);
+    assert!(ok, "second resume failed: {err}");
+    assert!(err.contains("epoch-002.safetensors") && err.contains("the mean of epochs 1-3"), "{err}");
+    for e in 1..=3 {
+        assert!(out.join(format!("epoch-00{e}.safetensors")).is_file(), "epoch {e}'s snapshot is kept");
+    }
 
     let (ok, stdout, err) = wgformer(&["translate", "--checkpoint", out_s, "Ich habe Hunger."], None);
     assert!(ok, "translate failed: {err}");

@@ -234,6 +234,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             // model.safetensors may hold an average; training goes on from the last epoch.
             let snapshot = dir.join(snapshot_name(state.epochs_done));
             let path = if snapshot.is_file() { snapshot } else { dir.join("model.safetensors") };
+            eprintln!("continuing from {}", path.display());
             wgformer::checkpoint::load_params(&path, first, &same_shape)?
         }
         None => transformer::init_params(first, state.seed),
