@@ -12,6 +12,8 @@
 # With Xavier-uniform embeddings (EMB_INIT=xavier) it reached valid loss 4.49 after 13 epochs on an
 # H200 (wgformer: 4.36) and test BLEU 0.65 after 19; on 2 CPU cores (DEV=cpu, 420 s) valid loss
 # 4.644 after 8 epochs with Xavier, 4.657 after 5 and 4.528 after 6 with the normal start.
+# AVG=N also reports the mean of the last N epochs' weights: with AVG=5 on 2 CPU cores (840 s,
+# 17 epochs) valid loss 4.252 for the last epoch, 4.216 for the mean; test BLEU (greedy) 4.70, 4.72.
 import math, os, random, sys, time
 if len(sys.argv) != 12:
     sys.exit("usage: translate_reference.py NAME D_MODEL HEADS LAYERS FFN DROPOUT LR WARMUP TOKENS VOCAB SECONDS")
