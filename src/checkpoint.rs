@@ -104,7 +104,7 @@ pub fn moments_bytes(g: &Graph, moments: &[(TensorId, Vec<f32>, Vec<f32>)], stor
 }
 
 /// Reads optimizer.safetensors: (param, exp_avg, exp_avg_sq) for every parameter of `g`.
-pub fn load_moments(dir: &Path, g: &Graph) -> Result<Vec<(TensorId, Vec<f32>, Vec<f32>)>> {
+pub fn load_moments(dir: &Path, g: &Graph) -> Result<crate::optim::Moments> {
     let path = dir.join("optimizer.safetensors");
     let tensors = read_safetensors(&path)?;
     let get = |name: &str, len: usize| -> Result<Vec<f32>> {

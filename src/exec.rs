@@ -356,7 +356,7 @@ impl Executor {
     }
 
     /// Adam's moments (param, m, v) for every updated parameter (blocking; for checkpoints).
-    pub fn optimizer_state(&self, gpu: &Gpu) -> Result<Vec<(TensorId, Vec<f32>, Vec<f32>)>> {
+    pub fn optimizer_state(&self, gpu: &Gpu) -> Result<crate::optim::Moments> {
         let Some(opt) = &self.optimizer else { return Ok(Vec::new()) };
         opt.state.iter().map(|(p, m, v)| Ok((*p, gpu.read(m)?, gpu.read(v)?))).collect()
     }
@@ -411,6 +411,8 @@ impl Executor {
     }
 }
 
+// `!(err <= tol)` on purpose: a NaN error is a mismatch.
+#[allow(clippy::neg_cmp_op_on_partial_ord)]
 fn first_mismatch(got: &[f32], want: &[f32], atol: f64, rtol: f64) -> Option<String> {
     got.iter().zip(want).enumerate().find_map(|(i, (&g, &w))| {
         let err = (g as f64 - w as f64).abs();

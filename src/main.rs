@@ -14,6 +14,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process, so the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Adapters found, the one chosen, its backend, driver, features and compute limits.

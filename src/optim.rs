@@ -1,7 +1,11 @@
 //! Optimizer settings and learning-rate schedules. The update itself runs on the GPU
 //! (kernels/adam.rs), clipped by the global gradient norm computed there (kernels/clip.rs).
 
+use crate::graph::TensorId;
 use crate::reference::adam::AdamStep;
+
+/// Adam's moments per parameter, (param, exp_avg, exp_avg_sq), as checkpoints store them.
+pub type Moments = Vec<(TensorId, Vec<f32>, Vec<f32>)>;
 
 /// Adam / AdamW hyper-parameters (weight_decay > 0: AdamW's decoupled decay).
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -69,6 +69,7 @@ impl Elementwise {
     }
 
     /// da = dout * b, db = dout * a.
+    #[allow(clippy::too_many_arguments)]
     pub fn mul_bwd(
         &self,
         gpu: &Gpu,

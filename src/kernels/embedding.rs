@@ -56,6 +56,7 @@ impl Embedding {
     }
 
     /// out (tokens, channels) = `table[ids]`.
+    #[allow(clippy::too_many_arguments)]
     pub fn fwd(
         &self,
         gpu: &Gpu,

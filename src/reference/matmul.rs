@@ -43,6 +43,7 @@ pub fn matmul_forward<T: Real>(c: &mut [T], a: &[T], b: &[T], bias: Option<&[T]>
 
 /// Gradients of c = a * b + bias for packed, untransposed (batch, M, K) x (batch, K, N):
 /// da = dc * b^T, db = a^T * dc, dbias = sum over batch and rows of dc.
+#[allow(clippy::too_many_arguments)]
 pub fn matmul_backward<T: Real>(
     da: &mut [T],
     db: &mut [T],

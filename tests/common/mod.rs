@@ -89,6 +89,7 @@ impl Rng {
 
 /// Fails unless every |got - want| <= atol + rtol * |want|; the message names the first
 /// mismatch and the worst error.
+#[allow(clippy::neg_cmp_op_on_partial_ord)] // `!(err <= tol)`: NaN counts as bad
 pub fn assert_close(name: &str, got: &[f32], want: &[f32], atol: f64, rtol: f64) {
     assert_eq!(got.len(), want.len(), "{name}: length {} vs {}", got.len(), want.len());
     let mut first = None;
