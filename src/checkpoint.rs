@@ -64,8 +64,8 @@ pub struct TrainingState<'a> {
     pub state_json: String,
     /// Extra files (a plot) as (name, bytes).
     pub extra: Vec<(&'a str, Vec<u8>)>,
-    /// Files of an earlier checkpoint carried over unchanged, as (source path, name).
-    pub keep: Vec<(std::path::PathBuf, String)>,
+    /// Files linked in under a name, not written again: (source, name).
+    pub keep: Vec<(crate::io::LinkFrom, String)>,
 }
 
 /// The element-wise mean of the parameters of `g` stored in several safetensors files

@@ -111,10 +111,18 @@ pub fn write_dir_atomic(dir: &Path, files: &[(&str, Vec<u8>)]) -> Result<()> {
     write_dir_atomic_keeping(dir, files, &[])
 }
 
-/// [`write_dir_atomic`], with `keep` (source path, name): files of an earlier checkpoint
-/// carried into the new directory under `name` by a hard link (a copy where links fail), so
-/// large files that did not change are not written again.
-pub fn write_dir_atomic_keeping(dir: &Path, files: &[(&str, Vec<u8>)], keep: &[(PathBuf, String)]) -> Result<()> {
+/// Where a linked file of [`write_dir_atomic_keeping`] comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LinkFrom {
+    /// A file outside the new directory (one of an earlier checkpoint).
+    File(PathBuf),
+    /// One of the files written in the same call (a second name for it).
+    Written(String),
+}
+
+/// [`write_dir_atomic`], plus `keep` (source, name): files linked into the new directory under
+/// `name` by a hard link (a copy where links fail), so that large files are not written twice.
+pub fn write_dir_atomic_keeping(dir: &Path, files: &[(&str, Vec<u8>)], keep: &[(LinkFrom, String)]) -> Result<()> {
     let tmp = sibling(dir, ".tmp");
     let old = sibling(dir, ".old");
     if tmp.exists() {
@@ -127,8 +135,12 @@ pub fn write_dir_atomic_keeping(dir: &Path, files: &[(&str, Vec<u8>)], keep: &[(
     }
     for (source, name) in keep {
         let p = tmp.join(name);
-        if std::fs::hard_link(source, &p).is_err() {
-            std::fs::copy(source, &p).map_err(|e| io_error(source, e))?;
+        let source = match source {
+            LinkFrom::File(path) => path.clone(),
+            LinkFrom::Written(name) => tmp.join(name),
+        };
+        if std::fs::hard_link(&source, &p).is_err() {
+            std::fs::copy(&source, &p).map_err(|e| io_error(&source, e))?;
         }
     }
     if old.exists() {
@@ -153,16 +165,17 @@ mod tests {
         let root = std::env::temp_dir().join(format!("wgformer-io-{}", std::process::id()));
         let dir = root.join("ck");
         write_dir_atomic(&dir, &[("a", b"1".to_vec()), ("b", b"2".to_vec())]).unwrap();
-        let keep = [(dir.join("b"), "c".to_string())];
+        let keep = [(LinkFrom::File(dir.join("b")), "c".to_string()), (LinkFrom::Written("a".into()), "d".to_string())];
         write_dir_atomic_keeping(&dir, &[("a", b"3".to_vec())], &keep).unwrap();
         let mut names: Vec<String> =
             std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
         names.sort();
-        assert_eq!(names, ["a", "c"]);
+        assert_eq!(names, ["a", "c", "d"]);
         assert_eq!(std::fs::read(dir.join("a")).unwrap(), b"3");
         assert_eq!(std::fs::read(dir.join("c")).unwrap(), b"2");
+        assert_eq!(std::fs::read(dir.join("d")).unwrap(), b"3");
         assert!(!sibling(&dir, ".tmp").exists() && !sibling(&dir, ".old").exists());
-        let missing = [(dir.join("nope"), "d".to_string())];
+        let missing = [(LinkFrom::File(dir.join("nope")), "e".to_string())];
         assert!(write_dir_atomic_keeping(&dir, &[], &missing).is_err(), "a missing kept file is an error");
         assert_eq!(std::fs::read(dir.join("a")).unwrap(), b"3", "and leaves the old directory as it was");
         std::fs::remove_dir_all(&root).unwrap();

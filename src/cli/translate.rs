@@ -11,6 +11,7 @@ use wgformer::autodiff::backward;
 use wgformer::checkpoint::TrainingState;
 use wgformer::exec::{Executor, HostData, StepOptions};
 use wgformer::graph::TensorId;
+use wgformer::io::LinkFrom;
 use wgformer::models::transformer::{self, TransformerConfig, TransformerGraph};
 use wgformer::models::transformer_checkpoint as ckpt;
 use wgformer::models::transformer_decode::{Decoder, Search};
@@ -235,7 +236,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             let snapshot = dir.join(snapshot_name(state.epochs_done));
             let path = if snapshot.is_file() { snapshot } else { dir.join("model.safetensors") };
             eprintln!("continuing from {}", path.display());
-            wgformer::checkpoint::load_params(&path, first, &same_shape)?
+            wgformer::checkpoint::load_params(&path, first, &ckpt::same_shape)?
         }
         None => transformer::init_params(first, state.seed),
     };
@@ -331,13 +332,12 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         state.epochs_done = epoch + 1;
         state.step = trainer.step;
         state.averaged.clear();
-        let snapshot = (state.average > 1).then(|| snapshot_name(epoch + 1));
-        let mut extra = Vec::new();
-        if let Some(name) = &snapshot {
-            extra.push((name.as_str(), wgformer::checkpoint::params_bytes(first, &params, &same_shape)?));
+        let mut keep = linked(kept_snapshots(&snapshots_in, epoch, state.average - 1));
+        if state.average > 1 {
+            // This epoch's snapshot is a second name for the model file.
+            keep.push((LinkFrom::Written("model.safetensors".into()), snapshot_name(epoch + 1)));
         }
-        let keep = kept_snapshots(&snapshots_in, epoch, state.average - 1);
-        save_run(&gpu, &args.out, &cfg, &bpe, first, &params, &trainer, &state, extra, keep)?;
+        save_run(&gpu, &args.out, &cfg, &bpe, first, &params, &trainer, &state, keep)?;
         snapshots_in = args.out.clone();
     }
     let total: f64 = state.history.iter().map(|r| r.seconds).sum();
@@ -355,7 +355,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         let kept = kept_snapshots(&snapshots_in, state.epochs_done, state.average);
         if kept.len() > 1 {
             let paths: Vec<PathBuf> = kept.iter().map(|(p, _)| p.clone()).collect();
-            let mean = wgformer::checkpoint::average_params(&paths, first, &same_shape)?;
+            let mean = wgformer::checkpoint::average_params(&paths, first, &ckpt::same_shape)?;
             for (p, v) in &mean {
                 trainer.exec.set(&gpu, *p, HostData::F32(v))?;
             }
@@ -373,7 +373,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             );
             if better {
                 state.averaged = (from..=to).collect();
-                save_run(&gpu, &args.out, &cfg, &bpe, first, &mean, &trainer, &state, vec![], kept)?;
+                save_run(&gpu, &args.out, &cfg, &bpe, first, &mean, &trainer, &state, linked(kept))?;
             }
         }
         let mut test = corpus::read_tsv(&args.data.join("test.tsv"))?;
@@ -391,11 +391,6 @@ fn snapshot_name(epoch: usize) -> String {
     format!("epoch-{epoch:03}.safetensors")
 }
 
-/// Parameters are stored with their graph shapes.
-fn same_shape(_: &str, shape: &[usize]) -> Vec<usize> {
-    shape.to_vec()
-}
-
 /// The snapshots of the last `n` epochs up to `last` that `dir` holds, as (path, name).
 fn kept_snapshots(dir: &Path, last: usize, n: usize) -> Vec<(PathBuf, String)> {
     (last + 1 - n.min(last)..=last)
@@ -406,8 +401,13 @@ fn kept_snapshots(dir: &Path, last: usize, n: usize) -> Vec<(PathBuf, String)> {
         .collect()
 }
 
+/// Snapshots to link into the next checkpoint from where they are now.
+fn linked(snapshots: Vec<(PathBuf, String)>) -> Vec<(LinkFrom, String)> {
+    snapshots.into_iter().map(|(path, name)| (LinkFrom::File(path), name)).collect()
+}
+
 /// Writes the run's checkpoint: `params` as the model, the optimizer state, trainer_state.json,
-/// the plot, `extra` files and the `keep` files carried over.
+/// the plot, and the `keep` files linked in.
 #[allow(clippy::too_many_arguments)]
 fn save_run(
     gpu: &Gpu,
@@ -418,13 +418,12 @@ fn save_run(
     params: &[(TensorId, Vec<f32>)],
     trainer: &Trainer,
     state: &TrainerState,
-    mut extra: Vec<(&str, Vec<u8>)>,
-    keep: Vec<(PathBuf, String)>,
+    keep: Vec<(LinkFrom, String)>,
 ) -> Result<()> {
     let losses: Vec<f32> = state.history.iter().map(|r| r.train_loss).collect();
     let bleus: Vec<f32> = state.history.iter().map(|r| r.valid_bleu).collect();
     let max_bleu = bleus.iter().copied().fold(10.0, f32::max);
-    extra.push(("training.png", training_png(&losses, &bleus, max_bleu)));
+    let extra = vec![("training.png", training_png(&losses, &bleus, max_bleu))];
     let moments = trainer.exec.optimizer_state(gpu)?;
     let training = TrainingState {
         moments: &moments,

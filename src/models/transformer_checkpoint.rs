@@ -15,7 +15,8 @@ fn read_text(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.display().to_string(), source })
 }
 
-fn same_shape(_: &str, s: &[usize]) -> Vec<usize> {
+/// Transformer parameters are stored with their graph shapes.
+pub fn same_shape(_: &str, s: &[usize]) -> Vec<usize> {
     s.to_vec()
 }
 
