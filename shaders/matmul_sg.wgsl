@@ -7,6 +7,11 @@
 // compiler does not see that A addresses are uniform across a workgroup row, this doubled the
 // throughput of matmul_fwd_vec4. Needs subgroups of exactly SG lanes filling workgroup rows
 // (WG_M == 1, WG_N a multiple of SG). Workgroup x walks row blocks, y column blocks.
+// Rows per invocation: each lane's B vec4 (a per-lane load, which llvmpipe turns into a loop over
+// lanes) feeds TM FMAs, so more rows pay until the accumulators stop fitting. On lavapipe at
+// 2048^3 TM 8 / 16 / 32 ran at 16.5 / 22 / 26 GFLOP/s (27 / 33 for 16 / 32 at 1024^3); yet at
+// 1024^3 TM 24 ran at 12 with TM_MAX 32 (30 with TM_MAX 24) and TM 48 or 64 at 12, so measure
+// before changing TM or TM_MAX.
 
 struct MatmulParams {
     m: u32, n: u32, k: u32, batch: u32,
@@ -19,10 +24,10 @@ override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 override WG_N: u32 = 16;    // invocations per workgroup along N (each owns 4 columns)
 override WG_M: u32 = 1;     // must be 1
-override TM: u32 = 16;      // rows per invocation, at most TM_MAX
+override TM: u32 = 32;      // rows per invocation, at most TM_MAX
 override SG: u32 = 8;       // the subgroup size
 
-const TM_MAX: u32 = 16u;
+const TM_MAX: u32 = 32u;
 
 @group(0) @binding(0) var<storage, read_write> c4: array<vec4<f32>>;  // (batch, M, N / 4)
 @group(0) @binding(1) var<storage, read> a: array<f32>;               // (batch, M, K) or (batch, K, M)

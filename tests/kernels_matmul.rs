@@ -105,11 +105,17 @@ fn every_tile_config_is_correct() {
             MatmulTiles { wg_n: 16, wg_m: 4, tm: 4 },
             MatmulTiles { wg_n: 4, wg_m: 2, tm: 3 },
             MatmulTiles { wg_n: 8, wg_m: 1, tm: 16 },
+            MatmulTiles { wg_n: 16, wg_m: 1, tm: 32 },
+            MatmulTiles { wg_n: 8, wg_m: 1, tm: 24 },
         ] {
             let mm = Matmul::with_tiles(gpu, tiles).unwrap();
             for (ta, tb) in [(false, false), (true, true)] {
                 check(gpu, &mm, &MatmulShape::packed(2, 37, 29, 23, ta, tb), 9);
+                check(gpu, &mm, &MatmulShape::packed(1, 70, 36, 20, ta, tb), 10);
             }
+        }
+        for tm in [0, 33] {
+            assert!(Matmul::with_tiles(gpu, MatmulTiles { wg_n: 8, wg_m: 1, tm }).is_err());
         }
     });
 }

@@ -114,7 +114,7 @@ pub struct MatmulTiles {
     pub wg_n: u32,
     /// Invocations per workgroup along M (each owns `tm` rows).
     pub wg_m: u32,
-    /// Rows per invocation (1..=16).
+    /// Rows per invocation (1..=32; the general and vec4 kernels take at most 16 of them).
     pub tm: u32,
 }
 
@@ -128,9 +128,12 @@ impl MatmulTiles {
 
     /// (large, small) tiles. On lavapipe 16x16-row tiles ran ViT-B/16 layers at 27 GFLOP/s but
     /// batched 17x17x24 attention products at under 1; 8x8-row tiles ran those 2.4x faster.
+    /// 32 rows per invocation took the subgroup kernel from 27 to 33 GFLOP/s at 1024^3 and from
+    /// 22 to 26 at 2048^3 (each B load feeds twice the FMAs); the plain kernels, slower at 32
+    /// rows, run 16 of them (see `PLAIN_TM_MAX`).
     pub fn pair_for_adapter(gpu: &Gpu) -> (Self, Self) {
         if gpu.is_cpu() {
-            (MatmulTiles { wg_n: 16, wg_m: 1, tm: 16 }, MatmulTiles { wg_n: 8, wg_m: 1, tm: 8 })
+            (MatmulTiles { wg_n: 16, wg_m: 1, tm: 32 }, MatmulTiles { wg_n: 8, wg_m: 1, tm: 8 })
         } else {
             (MatmulTiles { wg_n: 16, wg_m: 4, tm: 4 }, MatmulTiles { wg_n: 8, wg_m: 4, tm: 2 })
         }
@@ -215,6 +218,12 @@ pub struct Matmul {
     no_bias: Tensor,
 }
 
+/// Rows per invocation at most: matmul_sg.wgsl's TM_MAX, and matmul.wgsl's, whose kernels run
+/// `min(tm, PLAIN_TM_MAX)` rows (on lavapipe at 1024^3: vec4 10.4 GFLOP/s at 16 rows against
+/// 7.1 at 32, general 9.3 against 7.4).
+const SG_TM_MAX: u32 = 32;
+const PLAIN_TM_MAX: u32 = 16;
+
 /// Products with M or N at most this take the small tiles.
 const SMALL_PRODUCT: usize = 64;
 /// Tiled products whose large blocks would number fewer than this take the small blocks.
@@ -286,7 +295,7 @@ impl Matmul {
         match set.variant_for(shape) {
             MatmulVariant::Tiled => format!("tiled, {}x{} per invocation", set.block.0, set.block.1),
             v => {
-                let t = set.tiles;
+                let t = set.tiles_of(v);
                 format!("{v:?}, {}x{} invocations of {}x4", t.wg_n, t.wg_m, t.tm).to_lowercase()
             }
         }
@@ -294,14 +303,15 @@ impl Matmul {
 
     /// The tiles `shape` runs with.
     pub fn tiles_for(&self, shape: &MatmulShape) -> MatmulTiles {
-        self.set_for(shape).tiles
+        let set = self.set_for(shape);
+        set.tiles_of(set.variant_for(shape))
     }
 }
 
 impl MatmulSet {
     fn build(gpu: &Gpu, tiles: MatmulTiles, cap: MatmulVariant, block: (u32, u32)) -> Result<Self> {
-        if !(1..=16).contains(&tiles.tm) || tiles.wg_n == 0 || tiles.wg_m == 0 {
-            return Err(Error::shape("matmul", format!("invalid tiles {tiles:?}: tm must be 1..=16")));
+        if !(1..=SG_TM_MAX).contains(&tiles.tm) || tiles.wg_n == 0 || tiles.wg_m == 0 {
+            return Err(Error::shape("matmul", format!("invalid tiles {tiles:?}: tm must be 1..={SG_TM_MAX}")));
         }
         let module = gpu.shader_unchecked("matmul.wgsl", crate::shaders::MATMUL)?;
         let sg = gpu.caps.subgroup_size.0;
@@ -354,7 +364,7 @@ impl MatmulSet {
             _ => (1, &self.module, "matmul_fwd_vec4"),
         };
         super::lazy(&self.pipelines[slot][which], || {
-            let (t, (tm, tn)) = (self.tiles, self.block);
+            let (t, (tm, tn)) = (self.tiles_of(variant), self.block);
             let mut c = vec![("TRANS_A", (which >> 1) as f64), ("TRANS_B", (which & 1) as f64)];
             if slot == 3 {
                 c.extend([("TM", tm as f64), ("TN", tn as f64)]);
@@ -366,6 +376,16 @@ impl MatmulSet {
             }
             gpu.pipeline(module, entry, &c)
         })
+    }
+
+    /// The register tiles `variant` runs with: the plain kernels take at most PLAIN_TM_MAX rows.
+    fn tiles_of(&self, variant: MatmulVariant) -> MatmulTiles {
+        match variant {
+            MatmulVariant::General | MatmulVariant::Vec4 => {
+                MatmulTiles { tm: self.tiles.tm.min(PLAIN_TM_MAX), ..self.tiles }
+            }
+            _ => self.tiles,
+        }
     }
 
     fn variant_for(&self, shape: &MatmulShape) -> MatmulVariant {
@@ -406,7 +426,7 @@ impl Matmul {
         // K/4 times (K/SG times in the subgroup kernel, each with SG/4 steps); the store walks
         // TM x 4. tests/kernels_matmul.rs runs each variant close to this bound.
         let set = self.set_for(shape);
-        let t = set.tiles;
+        let t = set.tiles_of(set.variant_for(shape));
         let k_loop = match set.variant_for(shape) {
             MatmulVariant::Subgroup => {
                 let sg = set.subgroup_size as usize;
