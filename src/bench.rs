@@ -272,13 +272,13 @@ pub fn cases(gpu: &Gpu, kernel: &str) -> Result<Vec<Case>> {
     })
 }
 
-/// Times every case of `kernels` (all when empty; `attention_tokens` picks the sequence lengths
-/// attention runs at, empty for its default shapes); `progress` gets one line per case.
+/// Times every case of `kernels` (all when empty; `attention` picks the shapes attention runs
+/// at); `progress` gets one line per case.
 pub fn run_kernels(
     gpu: &Gpu,
     kernels: &[String],
     runs: usize,
-    attention_tokens: &[usize],
+    attention: &crate::bench_attention::AttentionCases,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<BenchResult>> {
     let names: Vec<String> =
@@ -288,7 +288,7 @@ pub fn run_kernels(
     let mut results = Vec::new();
     for name in &names {
         if name == "attention" {
-            results.extend(crate::bench_attention::run(gpu, runs, attention_tokens, progress)?);
+            results.extend(crate::bench_attention::run(gpu, runs, attention, progress)?);
             continue;
         }
         for case in cases(gpu, name)? {

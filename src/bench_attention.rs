@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::exec::{Executor, HostData};
 use crate::gpu::Gpu;
 use crate::graph::{Dtype, Graph, TensorId};
+use crate::kernels::attention::HEAD_DIMS;
 
 /// The shapes timed by default: (batch, heads, tokens, head dim).
 pub const SHAPES: [(usize, usize, usize, usize); 2] = [(8, 8, 256, 64), (8, 8, 1024, 64)];
@@ -75,16 +76,37 @@ fn time_attention(gpu: &Gpu, a: &AttentionGraph, backward: bool, runs: usize) ->
     Ok((times[times.len() / 2], memory))
 }
 
-/// Times the four cases at every shape, with and without the causal mask; `tokens` picks
-/// sequence lengths (B, H and D as in [`SHAPES`]; empty: every shape of [`SHAPES`]). A case
+/// Which attention shapes to time: B and H as in [`SHAPES`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttentionCases {
+    /// Sequence lengths; empty: those of [`SHAPES`].
+    pub tokens: Vec<usize>,
+    /// The head dimension, one of [`HEAD_DIMS`].
+    pub head_dim: usize,
+}
+
+impl Default for AttentionCases {
+    fn default() -> Self {
+        AttentionCases { tokens: Vec::new(), head_dim: SHAPES[0].3 }
+    }
+}
+
+/// Times the four cases at every shape of `cases`, with and without the causal mask. A case
 /// whose tensors exceed the adapter's limits is reported with its memory and the reason, not timed.
-pub fn run(gpu: &Gpu, runs: usize, tokens: &[usize], progress: &mut dyn FnMut(&str)) -> Result<Vec<BenchResult>> {
-    if tokens.contains(&0) {
+pub fn run(gpu: &Gpu, runs: usize, cases: &AttentionCases, progress: &mut dyn FnMut(&str)) -> Result<Vec<BenchResult>> {
+    if cases.tokens.contains(&0) {
         return Err(Error::Config("--tokens 0: sequence lengths must be at least 1".into()));
     }
-    let (batch, heads, _, head_dim) = SHAPES[0];
-    let shapes: Vec<(usize, usize, usize, usize)> =
-        if tokens.is_empty() { SHAPES.to_vec() } else { tokens.iter().map(|&t| (batch, heads, t, head_dim)).collect() };
+    if !HEAD_DIMS.contains(&cases.head_dim) {
+        return Err(Error::Config(format!(
+            "--head-dim {}: the attention kernels take head dims {HEAD_DIMS:?}",
+            cases.head_dim
+        )));
+    }
+    let (batch, heads) = (SHAPES[0].0, SHAPES[0].1);
+    let tokens: Vec<usize> =
+        if cases.tokens.is_empty() { SHAPES.iter().map(|s| s.2).collect() } else { cases.tokens.clone() };
+    let shapes: Vec<(usize, usize, usize, usize)> = tokens.iter().map(|&t| (batch, heads, t, cases.head_dim)).collect();
     let mut results = Vec::new();
     for (b, h, t, d) in shapes {
         for causal in [false, true] {

@@ -174,6 +174,9 @@ enum Command {
         /// Sequence lengths `attention` times (comma-separated; default 256,1024).
         #[arg(long, value_delimiter = ',')]
         tokens: Vec<usize>,
+        /// The head dimension `attention` times (16, 32, 64 or 128).
+        #[arg(long, default_value_t = 64)]
+        head_dim: usize,
     },
 }
 
@@ -181,8 +184,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info { json } => info(json),
-        Command::Bench { kernels, json, runs, model, batch, compare_blas, tokens } => {
-            bench(&kernels, json, runs, &model, batch, compare_blas, &tokens)
+        Command::Bench { kernels, json, runs, model, batch, compare_blas, tokens, head_dim } => {
+            let attention = wgformer::bench_attention::AttentionCases { tokens, head_dim };
+            bench(&kernels, json, runs, &model, batch, compare_blas, &attention)
         }
         Command::Plan { model, config, batch, json } => plan(&model, config.as_deref(), batch, json),
         Command::Verify { case_dir, out } => verify(&case_dir, &out),
@@ -284,14 +288,14 @@ fn bench(
     model: &str,
     batch: usize,
     compare_blas: bool,
-    tokens: &[usize],
+    attention: &wgformer::bench_attention::AttentionCases,
 ) -> Result<()> {
     let gpu = Gpu::new()?;
     eprintln!("adapter: {}", gpu.describe());
     let (steps, kernels): (Vec<String>, Vec<String>) = kernels.iter().cloned().partition(|k| k == "step");
     let mut results = Vec::new();
     if !kernels.is_empty() || steps.is_empty() {
-        results = wgformer::bench::run_kernels(&gpu, &kernels, runs, tokens, &mut |line| eprintln!("{line}"))?;
+        results = wgformer::bench::run_kernels(&gpu, &kernels, runs, attention, &mut |line| eprintln!("{line}"))?;
         if compare_blas {
             results = cli::blas::compare(&gpu, results, runs, &mut |line| eprintln!("{line}"));
         }

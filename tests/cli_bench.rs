@@ -26,6 +26,7 @@ fn json_output_has_a_rate_for_every_case() {
 fn bad_options_are_refused() {
     for (args, says) in [
         (&["bench", "attention", "--tokens", "0"][..], "--tokens 0"),
+        (&["bench", "attention", "--head-dim", "48"][..], "--head-dim 48"),
         (&["bench", "nonsense"][..], "nonsense"),
         (&["bench", "step", "--model", "nonsense"][..], "nonsense"),
     ] {
