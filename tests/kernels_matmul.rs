@@ -164,7 +164,15 @@ fn vit_b16_mlp_shapes() {
     ];
     let cases: Vec<Case> = shapes.iter().enumerate().map(|(i, s)| Case::new(s, 100 + i as u64)).collect();
     for_each_gpu(|gpu| {
-        for mm in every_variant(gpu) {
+        // Every variant, and the adapter's own choice of tiles per shape (wide tiles where N
+        // allows on CPU adapters).
+        let default = Matmul::new(gpu).unwrap();
+        if let Some(wide) = MatmulTiles::wide_for_adapter(gpu) {
+            if default.variant_for(&shapes[0]) == MatmulVariant::Subgroup {
+                assert_eq!(default.tiles_for(&shapes[0]), wide);
+            }
+        }
+        for mm in every_variant(gpu).into_iter().chain([default]) {
             for case in &cases {
                 check_case(gpu, &mm, case);
             }
