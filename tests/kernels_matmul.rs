@@ -106,6 +106,7 @@ fn every_tile_config_is_correct() {
             MatmulTiles { wg_n: 4, wg_m: 2, tm: 3 },
             MatmulTiles { wg_n: 8, wg_m: 1, tm: 16 },
             MatmulTiles { wg_n: 16, wg_m: 1, tm: 32 },
+            MatmulTiles { wg_n: 32, wg_m: 1, tm: 32 },
             MatmulTiles { wg_n: 8, wg_m: 1, tm: 24 },
         ] {
             let mm = Matmul::with_tiles(gpu, tiles).unwrap();
@@ -164,12 +165,15 @@ fn vit_b16_mlp_shapes() {
     ];
     let cases: Vec<Case> = shapes.iter().enumerate().map(|(i, s)| Case::new(s, 100 + i as u64)).collect();
     for_each_gpu(|gpu| {
-        // Every variant, and the adapter's own choice of tiles per shape (wide tiles where N
-        // allows on CPU adapters).
+        // Every variant, and the adapter's own choice of tiles per shape (on CPU adapters wide
+        // tiles for products of 1024 or more rows and columns, which these shapes are not).
         let default = Matmul::new(gpu).unwrap();
         if let Some(wide) = MatmulTiles::wide_for_adapter(gpu) {
-            if default.variant_for(&shapes[0]) == MatmulVariant::Subgroup {
-                assert_eq!(default.tiles_for(&shapes[0]), wide);
+            let big = MatmulShape::packed(1, 1024, 1024, 8, false, false);
+            if default.variant_for(&big) == MatmulVariant::Subgroup {
+                assert_eq!(default.tiles_for(&big), wide);
+                assert_ne!(default.tiles_for(&shapes[0]), wide);
+                check(gpu, &default, &big, 7);
             }
         }
         for mm in every_variant(gpu).into_iter().chain([default]) {

@@ -236,6 +236,11 @@ const PLAIN_TM_MAX: u32 = 16;
 
 /// Products with M or N at most this take the small tiles.
 const SMALL_PRODUCT: usize = 64;
+/// Products with M and N at least this take the wide tiles where the adapter has them: the
+/// wide tiles were measured to help at 2048^3 only. On the translation model's products (N 128
+/// or 512, so 16 to 32 wide workgroups) interleaved runs on lavapipe were too noisy to tell the
+/// two apart (15-35 GFLOP/s for both), so those keep the large tiles.
+const WIDE_PRODUCT: usize = 1024;
 /// Tiled products whose large blocks would number fewer than this take the small blocks.
 const TILED_LARGE_MIN_BLOCKS: usize = 512;
 
@@ -296,9 +301,11 @@ impl Matmul {
             return small;
         }
         match &self.wide {
-            // Measured for the subgroup kernel only.
+            // Measured for the subgroup kernel, on large products only.
             Some(wide)
-                if wide.best == MatmulVariant::Subgroup && shape.n.is_multiple_of(4 * wide.tiles.wg_n as usize) =>
+                if wide.best == MatmulVariant::Subgroup
+                    && shape.m.min(shape.n) >= WIDE_PRODUCT
+                    && shape.n.is_multiple_of(4 * wide.tiles.wg_n as usize) =>
             {
                 wide
             }
