@@ -134,6 +134,31 @@ pub fn matmul_shapes(gpu: &Gpu) -> Vec<(String, MatmulShape)> {
     shapes
 }
 
+/// Plain products (no transposes, batch 1) of the given (M, N, K), labelled MxNxK.
+pub fn custom_matmul_shapes(dims: &[[usize; 3]]) -> Vec<(String, MatmulShape)> {
+    dims.iter().map(|&[m, n, k]| (format!("{m}x{n}x{k}"), MatmulShape::packed(1, m, n, k, false, false))).collect()
+}
+
+/// The matmul cases for `shapes`, with constant data.
+pub fn matmul_cases(gpu: &Gpu, shapes: &[(String, MatmulShape)]) -> Result<Vec<Case>> {
+    let fill = |name: &str, len: usize| gpu.upload(name, &vec![0.5f32; len]);
+    let mm = Matmul::new(gpu)?;
+    let mut out = Vec::new();
+    for (label, s) in shapes {
+        let (na, nb, nc) = s.extents();
+        let (a, b, c) = (fill("a", na)?, fill("b", nb)?, gpu.zeros("c", nc)?);
+        out.push(Case {
+            kernel: "matmul".into(),
+            shape: label.clone(),
+            dispatches: vec![mm.fwd(gpu, &c, &a, &b, None, s)?],
+            flops: Some(s.flops()),
+            bytes: None,
+            note: Some(mm.describe(s)),
+        });
+    }
+    Ok(out)
+}
+
 /// Builds the cases for `kernel` with random-free (constant) data: timing does not depend on values.
 pub fn cases(gpu: &Gpu, kernel: &str) -> Result<Vec<Case>> {
     let (rows, cols) = (8 * 197, 768);
@@ -142,23 +167,7 @@ pub fn cases(gpu: &Gpu, kernel: &str) -> Result<Vec<Case>> {
     let fill = |name: &str, len: usize| gpu.upload(name, &vec![0.5f32; len]);
     let f32b = 4.0;
     Ok(match kernel {
-        "matmul" => {
-            let mm = Matmul::new(gpu)?;
-            let mut out = Vec::new();
-            for (label, s) in matmul_shapes(gpu) {
-                let (na, nb, nc) = s.extents();
-                let (a, b, c) = (fill("a", na)?, fill("b", nb)?, gpu.zeros("c", nc)?);
-                out.push(Case {
-                    kernel: "matmul".into(),
-                    shape: label,
-                    dispatches: vec![mm.fwd(gpu, &c, &a, &b, None, &s)?],
-                    flops: Some(s.flops()),
-                    bytes: None,
-                    note: Some(mm.describe(&s)),
-                });
-            }
-            out
-        }
+        "matmul" => matmul_cases(gpu, &matmul_shapes(gpu))?,
         "layernorm" => {
             let ln = LayerNorm::new(gpu)?;
             let (x, dy, g, b) = (fill("x", n)?, fill("dy", n)?, fill("gamma", cols)?, fill("beta", cols)?);
@@ -272,12 +281,14 @@ pub fn cases(gpu: &Gpu, kernel: &str) -> Result<Vec<Case>> {
     })
 }
 
-/// Times every case of `kernels` (all when empty; `attention` picks the shapes attention runs
-/// at); `progress` gets one line per case.
+/// Times every case of `kernels` (all when empty; `matmul` picks the matmul shapes, the standard
+/// ones when empty, and `attention` the shapes attention runs at); `progress` gets one line per
+/// case.
 pub fn run_kernels(
     gpu: &Gpu,
     kernels: &[String],
     runs: usize,
+    matmul: &[(String, MatmulShape)],
     attention: &crate::bench_attention::AttentionCases,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<BenchResult>> {
@@ -291,7 +302,11 @@ pub fn run_kernels(
             results.extend(crate::bench_attention::run(gpu, runs, attention, progress)?);
             continue;
         }
-        for case in cases(gpu, name)? {
+        let cases = match name.as_str() {
+            "matmul" if !matmul.is_empty() => matmul_cases(gpu, matmul)?,
+            _ => cases(gpu, name)?,
+        };
+        for case in cases {
             let mut ms = timer.median_ms(gpu, &case.dispatches, runs)?;
             if case.kernel == "dispatch_overhead" {
                 ms /= case.dispatches.len() as f64;

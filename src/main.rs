@@ -174,6 +174,10 @@ enum Command {
         /// Sequence lengths `attention` times (comma-separated; default 256,1024).
         #[arg(long, value_delimiter = ',')]
         tokens: Vec<usize>,
+        /// Matmul shapes to time instead of the standard ones: MxNxK (plain products, no
+        /// transposes), comma-separated.
+        #[arg(long, value_delimiter = ',', value_parser = parse_mnk)]
+        shapes: Vec<[usize; 3]>,
         /// The head dimension `attention` times (16, 32, 64 or 128).
         #[arg(long, default_value_t = 64)]
         head_dim: usize,
@@ -184,9 +188,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info { json } => info(json),
-        Command::Bench { kernels, json, runs, model, batch, compare_blas, tokens, head_dim } => {
-            let attention = wgformer::bench_attention::AttentionCases { tokens, head_dim };
-            bench(&kernels, json, runs, &model, batch, compare_blas, &attention)
+        Command::Bench { kernels, json, runs, model, batch, compare_blas, tokens, shapes, head_dim } => {
+            let cases =
+                BenchCases { shapes, attention: wgformer::bench_attention::AttentionCases { tokens, head_dim } };
+            bench(&kernels, json, runs, &model, batch, compare_blas, &cases)
         }
         Command::Plan { model, config, batch, json } => plan(&model, config.as_deref(), batch, json),
         Command::Verify { case_dir, out } => verify(&case_dir, &out),
@@ -281,6 +286,22 @@ fn info(json: bool) -> Result<()> {
     Ok(())
 }
 
+/// The shapes `bench` times: matmul (`--shapes`; empty for the standard ones) and attention.
+struct BenchCases {
+    shapes: Vec<[usize; 3]>,
+    attention: wgformer::bench_attention::AttentionCases,
+}
+
+/// Parses MxNxK (each at least 1) for `bench --shapes`.
+fn parse_mnk(s: &str) -> std::result::Result<[usize; 3], String> {
+    let dims: Vec<usize> =
+        s.split('x').map(|d| d.trim().parse().ok().filter(|&d| d > 0)).collect::<Option<_>>().unwrap_or_default();
+    match dims[..] {
+        [m, n, k] => Ok([m, n, k]),
+        _ => Err(format!("{s}: expected MxNxK with each at least 1, e.g. 1024x128x512")),
+    }
+}
+
 fn bench(
     kernels: &[String],
     json: bool,
@@ -288,16 +309,22 @@ fn bench(
     model: &str,
     batch: usize,
     compare_blas: bool,
-    attention: &wgformer::bench_attention::AttentionCases,
+    cases: &BenchCases,
 ) -> Result<()> {
     let gpu = Gpu::new()?;
     eprintln!("adapter: {}", gpu.describe());
+    let matmul = match cases.shapes.is_empty() {
+        true => wgformer::bench::matmul_shapes(&gpu),
+        false => wgformer::bench::custom_matmul_shapes(&cases.shapes),
+    };
     let (steps, kernels): (Vec<String>, Vec<String>) = kernels.iter().cloned().partition(|k| k == "step");
     let mut results = Vec::new();
     if !kernels.is_empty() || steps.is_empty() {
-        results = wgformer::bench::run_kernels(&gpu, &kernels, runs, attention, &mut |line| eprintln!("{line}"))?;
+        results = wgformer::bench::run_kernels(&gpu, &kernels, runs, &matmul, &cases.attention, &mut |line| {
+            eprintln!("{line}")
+        })?;
         if compare_blas {
-            results = cli::blas::compare(&gpu, results, runs, &mut |line| eprintln!("{line}"));
+            results = cli::blas::compare(&matmul, results, runs, &mut |line| eprintln!("{line}"));
         }
     }
     if !steps.is_empty() {

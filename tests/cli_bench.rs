@@ -23,10 +23,24 @@ fn json_output_has_a_rate_for_every_case() {
 }
 
 #[test]
+fn matmul_at_the_shapes_asked_for() {
+    let (ok, out, err) = wgformer(&["bench", "matmul", "--shapes", "64x32x16,8x12x20", "--runs", "1", "--json"]);
+    assert!(ok, "bench failed: {err}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(out.trim()).expect("one JSON array on stdout");
+    let shapes: Vec<&str> = rows.iter().filter_map(|r| r["shape"].as_str()).collect();
+    assert_eq!(shapes, ["64x32x16", "8x12x20"]);
+    for r in &rows {
+        assert!(r["gflops"].as_f64().is_some_and(|g| g > 0.0), "{r}");
+    }
+}
+
+#[test]
 fn bad_options_are_refused() {
     for (args, says) in [
         (&["bench", "attention", "--tokens", "0"][..], "--tokens 0"),
         (&["bench", "attention", "--head-dim", "48"][..], "--head-dim 48"),
+        (&["bench", "matmul", "--shapes", "64x0x8"][..], "64x0x8"),
+        (&["bench", "matmul", "--shapes", "64x8"][..], "64x8"),
         (&["bench", "nonsense"][..], "nonsense"),
         (&["bench", "step", "--model", "nonsense"][..], "nonsense"),
     ] {

@@ -45,7 +45,7 @@ fn sgemm_ms(shape: &MatmulShape, runs: usize) -> f64 {
 
 /// A `cpu_sgemm` row after each matmul row, with the GPU kernel's rate as a multiple of it.
 pub fn compare(
-    gpu: &wgformer::Gpu,
+    shapes: &[(String, MatmulShape)],
     results: Vec<BenchResult>,
     runs: usize,
     progress: &mut dyn FnMut(&str),
@@ -56,7 +56,6 @@ pub fn compare(
         // no other way to ask for every core); nothing else in the process reads it.
         std::env::set_var("MATMUL_NUM_THREADS", cores.to_string());
     }
-    let shapes = wgformer::bench::matmul_shapes(gpu);
     let mut out = Vec::new();
     for r in results {
         let shape =
