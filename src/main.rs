@@ -297,7 +297,15 @@ fn parse_mnk(s: &str) -> std::result::Result<[usize; 3], String> {
     let dims: Vec<usize> =
         s.split('x').map(|d| d.trim().parse().ok().filter(|&d| d > 0)).collect::<Option<_>>().unwrap_or_default();
     match dims[..] {
-        [m, n, k] => Ok([m, n, k]),
+        // Each operand's element count must fit the kernels' 32-bit sizes.
+        [m, n, k]
+            if [(m, k), (k, n), (m, n)]
+                .iter()
+                .all(|&(a, b)| a.checked_mul(b).is_some_and(|e| e <= u32::MAX as usize)) =>
+        {
+            Ok([m, n, k])
+        }
+        [_, _, _] => Err(format!("{s}: an operand of over 2^32 elements")),
         _ => Err(format!("{s}: expected MxNxK with each at least 1, e.g. 1024x128x512")),
     }
 }

@@ -41,6 +41,9 @@ fn bad_options_are_refused() {
         (&["bench", "attention", "--head-dim", "48"][..], "--head-dim 48"),
         (&["bench", "matmul", "--shapes", "64x0x8"][..], "64x0x8"),
         (&["bench", "matmul", "--shapes", "64x8"][..], "64x8"),
+        (&["bench", "matmul", "--shapes", "100000x100000x100000"][..], "100000x100000x100000"),
+        (&["bench", "matmul", "--shapes", "60000x60000x8"][..], "needs 14400000000 bytes"),
+        (&["bench", "matmul", "--shapes", "99999999999x99999999999x2"][..], "over 2^32"),
         (&["bench", "nonsense"][..], "nonsense"),
         (&["bench", "step", "--model", "nonsense"][..], "nonsense"),
     ] {

@@ -139,7 +139,8 @@ impl MatmulTiles {
         }
     }
 
-    /// Large tiles twice as wide, for products whose N they divide, where they pay: on lavapipe
+    /// Large tiles twice as wide, for products of at least 1024 rows and columns whose N they
+    /// divide, on adapters where the subgroup kernel runs (where they were measured): on lavapipe
     /// at 2048^3, 32x1 invocations of 32x4 ran at 23.7-27.4 GFLOP/s (median 26.5) against
     /// 21.4-26.5 (24.8) for 16x1, four interleaved rounds (the four subgroups of a workgroup
     /// share its rows of A in cache); level on the ViT-B/16 layers.
@@ -223,7 +224,8 @@ struct MatmulSet {
 pub struct Matmul {
     large: MatmulSet,
     small: Option<MatmulSet>,
-    /// Where the adapter has them: large tiles twice as wide, for products whose N they divide.
+    /// Where the subgroup kernel runs on a CPU adapter: large tiles twice as wide, for large
+    /// products whose N they divide (see `WIDE_PRODUCT`).
     wide: Option<MatmulSet>,
     no_bias: Tensor,
 }
@@ -251,11 +253,14 @@ impl Matmul {
         if let Some(t) = MatmulTiles::from_env() {
             return Self::build(gpu, t, cap);
         }
+        let modules = MatmulModules::new(gpu, cap)?;
         let (large, small) = MatmulTiles::pair_for_adapter(gpu);
-        let mut m = Self::build(gpu, large, cap)?;
-        m.small = Some(MatmulSet::build(gpu, small, cap, tiled_block(small))?);
+        let mut m = Self::with_modules(gpu, &modules, large, tiled_block(large))?;
+        m.small = Some(MatmulSet::build(gpu, &modules, small, tiled_block(small))?);
         if let Some(wide) = MatmulTiles::wide_for_adapter(gpu) {
-            m.wide = Some(MatmulSet::build(gpu, wide, cap, tiled_block(wide))?);
+            // Measured for the subgroup kernel only: elsewhere the large tiles stay.
+            let set = MatmulSet::build(gpu, &modules, wide, tiled_block(wide))?;
+            m.wide = (set.best == MatmulVariant::Subgroup).then_some(set);
         }
         Ok(m)
     }
@@ -268,8 +273,13 @@ impl Matmul {
     /// Builds one set of pipelines, using no variant beyond `cap` (General < Vec4 < Subgroup <
     /// Tiled).
     pub fn build(gpu: &Gpu, tiles: MatmulTiles, cap: MatmulVariant) -> Result<Self> {
+        Self::with_modules(gpu, &MatmulModules::new(gpu, cap)?, tiles, tiled_block(tiles))
+    }
+
+    /// One set of pipelines (no small or wide tiles) from already compiled modules.
+    fn with_modules(gpu: &Gpu, modules: &MatmulModules, tiles: MatmulTiles, block: (u32, u32)) -> Result<Self> {
         Ok(Matmul {
-            large: MatmulSet::build(gpu, tiles, cap, tiled_block(tiles))?,
+            large: MatmulSet::build(gpu, modules, tiles, block)?,
             small: None,
             wide: None,
             no_bias: gpu.zeros("matmul.no_bias", 1)?,
@@ -280,12 +290,7 @@ impl Matmul {
     /// 8 (tests and tuning).
     pub fn tiled(gpu: &Gpu, block: (u32, u32)) -> Result<Self> {
         let (tiles, _) = MatmulTiles::pair_for_adapter(gpu);
-        Ok(Matmul {
-            large: MatmulSet::build(gpu, tiles, MatmulVariant::Tiled, block)?,
-            small: None,
-            wide: None,
-            no_bias: gpu.zeros("matmul.no_bias", 1)?,
-        })
+        Self::with_modules(gpu, &MatmulModules::new(gpu, MatmulVariant::Tiled)?, tiles, block)
     }
 
     /// The pipelines `shape` runs with.
@@ -301,11 +306,8 @@ impl Matmul {
             return small;
         }
         match &self.wide {
-            // Measured for the subgroup kernel, on large products only.
             Some(wide)
-                if wide.best == MatmulVariant::Subgroup
-                    && shape.m.min(shape.n) >= WIDE_PRODUCT
-                    && shape.n.is_multiple_of(4 * wide.tiles.wg_n as usize) =>
+                if shape.m.min(shape.n) >= WIDE_PRODUCT && shape.n.is_multiple_of(4 * wide.tiles.wg_n as usize) =>
             {
                 wide
             }
@@ -337,12 +339,39 @@ impl Matmul {
     }
 }
 
+/// The shader modules every tile set shares, compiled once per `Matmul`: matmul.wgsl always,
+/// matmul_sg.wgsl where the subgroup kernel may run, matmul_tiled.wgsl where the tiled one does.
+struct MatmulModules {
+    cap: MatmulVariant,
+    plain: wgpu::ShaderModule,
+    subgroup: Option<wgpu::ShaderModule>,
+    tiled: Option<wgpu::ShaderModule>,
+}
+
+impl MatmulModules {
+    fn new(gpu: &Gpu, cap: MatmulVariant) -> Result<Self> {
+        let subgroup = cap == MatmulVariant::Subgroup && gpu.caps.subgroups;
+        Ok(MatmulModules {
+            cap,
+            plain: gpu.shader_unchecked("matmul.wgsl", crate::shaders::MATMUL)?,
+            subgroup: match subgroup {
+                true => Some(gpu.shader_unchecked("matmul_sg.wgsl", crate::shaders::MATMUL_SG)?),
+                false => None,
+            },
+            tiled: match cap == MatmulVariant::Tiled {
+                true => Some(gpu.shader_unchecked("matmul_tiled.wgsl", crate::shaders::MATMUL_TILED)?),
+                false => None,
+            },
+        })
+    }
+}
+
 impl MatmulSet {
-    fn build(gpu: &Gpu, tiles: MatmulTiles, cap: MatmulVariant, block: (u32, u32)) -> Result<Self> {
+    fn build(gpu: &Gpu, modules: &MatmulModules, tiles: MatmulTiles, block: (u32, u32)) -> Result<Self> {
         if !(1..=SG_TM_MAX).contains(&tiles.tm) || tiles.wg_n == 0 || tiles.wg_m == 0 {
             return Err(Error::shape("matmul", format!("invalid tiles {tiles:?}: tm must be 1..={SG_TM_MAX}")));
         }
-        let module = gpu.shader_unchecked("matmul.wgsl", crate::shaders::MATMUL)?;
+        let cap = modules.cap;
         let sg = gpu.caps.subgroup_size.0;
         // The subgroup kernel shuffles within one subgroup of a known, fixed size, that must
         // cover whole quads of k and tile a workgroup row exactly.
@@ -367,15 +396,9 @@ impl MatmulSet {
             MatmulVariant::Vec4
         };
         Ok(MatmulSet {
-            module,
-            subgroup: match sg_ok {
-                true => Some(gpu.shader_unchecked("matmul_sg.wgsl", crate::shaders::MATMUL_SG)?),
-                false => None,
-            },
-            tiled: match cap == MatmulVariant::Tiled {
-                true => Some(gpu.shader_unchecked("matmul_tiled.wgsl", crate::shaders::MATMUL_TILED)?),
-                false => None,
-            },
+            module: modules.plain.clone(),
+            subgroup: if sg_ok { modules.subgroup.clone() } else { None },
+            tiled: modules.tiled.clone(),
             pipelines: Default::default(),
             tiles,
             block,
