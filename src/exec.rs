@@ -5,16 +5,17 @@
 
 use crate::autodiff::Gradients;
 use crate::error::{Error, Result};
-use crate::gpu::{DType, Gpu, Tensor};
+use crate::gpu::{DType, Gpu, Held, Tensor};
 use crate::graph::build::matmul_dims;
+use crate::graph::AdamStep;
 use crate::graph::{Dtype, Graph, Node, Op, TensorId};
+use crate::kernels::adam::AdamHyperParams;
 use crate::kernels::attention::AttentionShape;
 use crate::kernels::clip::{partials_for, ClipParams};
 use crate::kernels::dropout::StepParams;
 use crate::kernels::layout::TokenCopy;
-use crate::kernels::{self, Dispatch, KernelSet, MatmulShape};
+use crate::kernels::{self, Adam, Dispatch, KernelSet, MatmulShape};
 use crate::plan::{plan, training_pinned, Plan};
-use crate::reference::adam::AdamStep;
 use std::collections::HashMap;
 
 /// Values for one input or parameter.
@@ -27,9 +28,11 @@ pub enum HostData<'a> {
 /// Adam state: moments per parameter, the prepared updates, and the global-norm clipping
 /// that runs before them when a step asks for it.
 struct Optimizer {
+    /// This optimizer's step values (learning rate, bias corrections), read by every update.
+    hyper: AdamHyperParams,
     updates: Vec<Dispatch>,
     clip: Vec<Dispatch>,
-    clip_params: wgpu::Buffer,
+    clip_params: Held<wgpu::Buffer>,
     partials: usize,
     /// [factor, norm]: Adam multiplies every gradient by the factor.
     grad_scale: Tensor,
@@ -41,12 +44,11 @@ struct Optimizer {
 pub struct Executor {
     graph: Graph,
     plan: Plan,
-    kernels: KernelSet,
     tensors: Vec<Tensor>,
     node_dispatches: Vec<Vec<Dispatch>>,
     optimizer: Option<Optimizer>,
     loss: Option<TensorId>,
-    loss_staging: wgpu::Buffer,
+    loss_staging: Held<wgpu::Buffer>,
     /// Host time of the last step, from its start to the submit's return (ns; not in browsers).
     host_ns: std::sync::atomic::AtomicU64,
     /// u32 inputs that index something: (tensor, exclusive bound, allowed exception), checked
@@ -56,7 +58,7 @@ pub struct Executor {
     /// (ids, vocabulary, order, starts).
     id_groups: Vec<(TensorId, usize, Tensor, Tensor)>,
     /// The uniform with the step's seed, read by dropout.
-    step_params: wgpu::Buffer,
+    step_params: Held<wgpu::Buffer>,
 }
 
 /// What one training step does besides forward and backward.
@@ -111,13 +113,13 @@ impl Executor {
         outputs: &[TensorId],
         with: Option<&Executor>,
     ) -> Result<Self> {
-        let kernels = KernelSet::new(gpu)?;
+        let kernels = KernelSet::of(gpu)?;
         let mut pinned = training_pinned(loss, grads);
         pinned.extend_from_slice(outputs);
         let plan = plan(&graph, &pinned);
         let shared = with.map(|w| w.shared_params(&graph)).unwrap_or_default();
         let tensors = allocate(gpu, &graph, &plan, &shared)?;
-        let step_params = gpu.uniform("step params", &StepParams { seed: 0, step: 0, _pad: [0; 2] });
+        let step_params = gpu.hold(gpu.uniform("step params", &StepParams { seed: 0, step: 0, _pad: [0; 2] }));
         let mut id_groups = Vec::new();
         let mut node_dispatches = Vec::with_capacity(graph.nodes.len());
         for node in &graph.nodes {
@@ -138,12 +140,15 @@ impl Executor {
             Some(g) => Some(prepare_adam(gpu, &kernels, &graph, &tensors, g, &moments)?),
             None => None,
         };
-        let loss_staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("loss readback"),
-            size: 4,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let loss_staging = {
+            let _turn = gpu.turn();
+            gpu.hold(gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("loss readback"),
+                size: 4,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }))
+        };
         let id_checks = graph
             .nodes
             .iter()
@@ -158,7 +163,6 @@ impl Executor {
         Ok(Executor {
             graph,
             plan,
-            kernels,
             tensors,
             node_dispatches,
             optimizer,
@@ -281,17 +285,17 @@ impl Executor {
         }
         let adam = opts.adam.as_ref();
         if let (Some(s), Some(opt)) = (adam, &self.optimizer) {
-            self.kernels.adam.set_step(gpu, s);
+            Adam::set_step(gpu, &opt.hyper, s);
             match opts.clip {
                 Some(max_norm) => {
                     let params = ClipParams { partials: opt.partials as u32, max_norm, _pad: [0; 2] };
-                    gpu.queue.write_buffer(&opt.clip_params, 0, bytemuck::bytes_of(&params));
+                    gpu.write_buffer(&opt.clip_params, 0, bytemuck::bytes_of(&params));
                 }
                 None => gpu.write(&opt.grad_scale, &[1.0, f32::NAN])?,
             }
         }
         self.set_seed(gpu, opts.seed, adam.map_or(0, |a| a.step));
-        let mut enc = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") });
+        let mut enc = gpu.encoder("step");
         {
             let mut pass =
                 enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("step"), timestamp_writes: None });
@@ -318,22 +322,14 @@ impl Executor {
         let Some(_) = self.loss else {
             return gpu.wait().map(|_| f32::NAN);
         };
-        let (done, mapped) = crate::oneshot::channel();
-        self.loss_staging.map_async(wgpu::MapMode::Read, .., move |r| done.send(r));
-        gpu.wait()?;
-        mapped.await.map_err(|e| Error::Readback(e.to_string()))?;
-        let loss = {
-            let view = self.loss_staging.get_mapped_range(..).map_err(|e| Error::Readback(e.to_string()))?;
-            bytemuck::pod_read_unaligned::<f32>(&view[..4])
-        };
-        self.loss_staging.unmap();
-        Ok(loss)
+        let bytes = gpu.map_read(&self.loss_staging, 4).await?;
+        Ok(bytemuck::pod_read_unaligned::<f32>(&bytes[..4]))
     }
 
     /// Times every node on its own (one pass each, GPU timestamps where available) and returns
     /// the total milliseconds per op name, largest first. Inputs and parameters must be set.
     pub fn profile(&self, gpu: &Gpu) -> Result<Vec<(&'static str, f64, usize)>> {
-        let timer = crate::bench::Timer::new(gpu);
+        let timer = crate::kernels::Timer::new(gpu);
         let mut per_op: std::collections::BTreeMap<&'static str, (f64, usize)> = Default::default();
         for (node, dispatches) in self.graph.nodes.iter().zip(&self.node_dispatches) {
             let ms = timer.time_once(gpu, dispatches)?;
@@ -383,7 +379,7 @@ impl Executor {
     }
 
     fn set_seed(&self, gpu: &Gpu, seed: u32, step: u32) {
-        gpu.queue.write_buffer(&self.step_params, 0, bytemuck::bytes_of(&StepParams { seed, step, _pad: [0; 2] }));
+        gpu.write_buffer(&self.step_params, 0, bytemuck::bytes_of(&StepParams { seed, step, _pad: [0; 2] }));
     }
 
     /// Checked mode: runs the graph node by node (one submit each) and compares every output
@@ -618,7 +614,8 @@ fn prepare_adam(
     let partial = gpu.zeros("clip.partials", partials.max(1))?;
     let grad_scale = gpu.upload("adam.grad_scale", &[1.0, f32::NAN])?;
     let clip_params =
-        gpu.uniform("clip.params", &ClipParams { partials: partials as u32, max_norm: 1.0, _pad: [0; 2] });
+        gpu.hold(gpu.uniform("clip.params", &ClipParams { partials: partials as u32, max_norm: 1.0, _pad: [0; 2] }));
+    let hyper = k.adam.hyper_params(gpu);
     let (mut updates, mut clip, mut state) = (Vec::new(), Vec::new(), Vec::new());
     let mut offset = 0;
     for (p, grad) in with_grad {
@@ -628,11 +625,11 @@ fn prepare_adam(
             Some((m, v)) => (m.clone(), v.clone()),
             None => (gpu.zeros(&format!("{name}.adam_m"), n)?, gpu.zeros(&format!("{name}.adam_v"), n)?),
         };
-        updates.push(k.adam.update(gpu, &ts[p.0], &m, &v, &ts[grad.0], &grad_scale, n)?);
+        updates.push(k.adam.update(gpu, &hyper, &ts[p.0], &m, &v, &ts[grad.0], &grad_scale, n)?);
         clip.push(k.clip.sumsq(gpu, &partial, &ts[grad.0], n, offset)?);
         offset += partials_for(n);
         state.push((p, m, v));
     }
     clip.push(k.clip.scale(gpu, &grad_scale, &partial, partials, &clip_params)?);
-    Ok(Optimizer { updates, clip, clip_params, partials, grad_scale, state })
+    Ok(Optimizer { hyper, updates, clip, clip_params, partials, grad_scale, state })
 }

@@ -1,8 +1,8 @@
 //! Optimizer settings and learning-rate schedules. The update itself runs on the GPU
 //! (kernels/adam.rs), clipped by the global gradient norm computed there (kernels/clip.rs).
 
+use crate::graph::AdamStep;
 use crate::graph::TensorId;
-use crate::reference::adam::AdamStep;
 
 /// Adam's moments per parameter, (param, exp_avg, exp_avg_sq), as checkpoints store them.
 pub type Moments = Vec<(TensorId, Vec<f32>, Vec<f32>)>;

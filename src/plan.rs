@@ -143,8 +143,8 @@ pub fn report(g: &Graph, loss: TensorId, grads: &Gradients) -> PlanReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::graph::GeluKind;
     use crate::graph::{Dtype, Graph};
-    use crate::kernels::GeluKind;
 
     /// A chain x -> 5 x (linear, gelu) with a loss: forward activations die as they are consumed.
     fn chain() -> (Graph, TensorId) {

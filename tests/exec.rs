@@ -244,3 +244,32 @@ fn executors_sharing_parameters_train_them_as_one() {
         }
     });
 }
+
+#[test]
+fn executors_on_one_device_share_its_compiled_kernels() {
+    common::for_each_fresh_gpu(|gpu| {
+        let t = common::graphs::mlp();
+        let mut graph = t.graph;
+        let grads = backward(&mut graph, t.loss).unwrap();
+        let first = Executor::new(gpu, graph.clone(), Some(t.loss), Some(&grads)).unwrap();
+        let after_first = gpu.compile_counts();
+        assert!(after_first.0 > 0 && after_first.1 > 0, "{after_first:?}");
+        // A second executor of the same graph, and an inference one: nothing compiles again.
+        let second = Executor::new(gpu, graph.clone(), Some(t.loss), Some(&grads)).unwrap();
+        let third = Executor::new(gpu, graph.clone(), Some(t.loss), None).unwrap();
+        assert_eq!(gpu.compile_counts(), after_first, "executors compiled kernels again");
+        // Each keeps its own optimizer (moments and step values): different learning rates
+        // give different weights.
+        let values = random_values(&graph, 3);
+        for (exec, lr) in [(&first, 1e-2), (&second, 1e-1)] {
+            upload_all(gpu, exec, &values, &t.targets);
+            let adam = AdamStep { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, step: 1 };
+            exec.step(gpu, &[], &StepOptions { adam: Some(adam), seed: 0, clip: None }).unwrap();
+        }
+        let w = graph.find("fc1.weight").unwrap();
+        let (a, b) = (first.read(gpu, w).unwrap(), second.read(gpu, w).unwrap());
+        assert!(a.iter().zip(&b).any(|(x, y)| x != y), "the two optimizers' steps were not independent");
+        upload_all(gpu, &third, &values, &t.targets);
+        assert!(third.step(gpu, &[], &StepOptions::default()).unwrap().is_finite());
+    });
+}

@@ -75,13 +75,14 @@ fn adam_matches_reference_over_steps() {
         let (gp, gm, gv) = (gpu.upload("p", &p).unwrap(), gpu.zeros("m", n).unwrap(), gpu.zeros("v", n).unwrap());
         let ggrad = gpu.zeros("grad", n).unwrap();
         let one = gpu.upload("scale", &[1.0]).unwrap();
-        let d = adam.update(gpu, &gp, &gm, &gv, &ggrad, &one, n).unwrap();
+        let hyper = adam.hyper_params(gpu);
+        let d = adam.update(gpu, &hyper, &gp, &gm, &gv, &ggrad, &one, n).unwrap();
         for step in 1..=4 {
             let grad = rng.vec_f32(n, 1.0);
             let s = AdamStep { lr: 1e-2 / step as f32, beta1: 0.9, beta2: 0.98, eps: 1e-9, weight_decay: 0.01, step };
             adam_update(&mut p, &mut m, &mut v, &grad, &s);
             gpu.write(&ggrad, &grad).unwrap();
-            adam.set_step(gpu, &s);
+            Adam::set_step(gpu, &hyper, &s);
             kernels::run(gpu, &[&d]).unwrap();
         }
         assert_close("adam param", &gpu.read(&gp).unwrap(), &p, 1e-6, 1e-5);

@@ -247,7 +247,8 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     let train_tokens: usize = train.iter().map(|e| e.tgt.len() + 1).sum();
     eprintln!(
         "Transformer: d_model {}, {} heads, {}+{} layers, FFN {}, vocabulary {}, {n_params} parameters; \
-         {} training pairs ({train_tokens} target tokens), {} validation pairs; {} buckets prepared in {:.1} s",
+         {} training pairs ({train_tokens} target tokens), {} validation pairs; {} buckets prepared in {:.1} s \
+         ({} shader modules and {} pipelines compiled)",
         cfg.d_model,
         cfg.num_heads,
         cfg.encoder_layers,
@@ -257,7 +258,9 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         train.len(),
         valid.len(),
         buckets.lens.len(),
-        start.elapsed().as_secs_f64()
+        start.elapsed().as_secs_f64(),
+        gpu.compile_counts().0,
+        gpu.compile_counts().1
     );
     let valid_batches = buckets.epoch(&valid, &mut Rng::new(0));
     let last_epoch = match args.stop_after {

@@ -1,9 +1,9 @@
 //! Graph builder methods: each checks shapes and types and returns `Err` naming the op, the
 //! tensors and their shapes, so a bad model config fails at build time, not on the GPU.
 
+use super::params::GeluKind;
 use super::{Dtype, Graph, Op, Role, TensorId};
 use crate::error::{Error, Result};
-use crate::kernels::GeluKind;
 
 /// The product dimensions of a MatMul: (batch, M, N, K) and the output shape.
 pub(crate) struct MatmulDims {
@@ -298,7 +298,7 @@ impl Graph {
     /// Inverted dropout with drop probability `p` (no node when p is 0). Each call gets its own
     /// random stream.
     pub fn dropout(&mut self, x: TensorId, p: f32) -> Result<TensorId> {
-        crate::kernels::dropout::dropout_constants(p)?;
+        super::params::dropout_constants(p)?;
         if p == 0.0 {
             return Ok(x);
         }
@@ -371,7 +371,7 @@ impl Graph {
         dropout: f32,
     ) -> Result<TensorId> {
         let c = self.shape(q).last().copied().unwrap_or(0);
-        let fused_dim = heads > 0 && c % heads == 0 && crate::kernels::attention::HEAD_DIMS.contains(&(c / heads));
+        let fused_dim = heads > 0 && c % heads == 0 && super::params::ATTENTION_HEAD_DIMS.contains(&(c / heads));
         if fused_dim && dropout == 0.0 {
             return self.fused_attention(q, k, v, heads, key_lens, causal);
         }
@@ -416,7 +416,7 @@ impl Graph {
                 ),
             ));
         }
-        if !crate::kernels::attention::HEAD_DIMS.contains(&(c / heads)) || (causal && tq > tk) {
+        if !super::params::ATTENTION_HEAD_DIMS.contains(&(c / heads)) || (causal && tq > tk) {
             return Err(Error::shape(
                 "attention",
                 format!("head dim {} (Tq {tq}, Tk {tk}, causal {causal}) has no fused kernel", c / heads),

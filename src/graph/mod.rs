@@ -4,8 +4,10 @@
 
 pub(crate) mod build;
 pub mod op;
+pub mod params;
 
 pub use op::Op;
+pub use params::{AdamStep, AttentionShape, GeluKind, MatmulShape};
 
 /// Index of a tensor in its graph.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

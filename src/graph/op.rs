@@ -2,7 +2,7 @@
 //! position of each input and output. Shape rules live in `build.rs`, the only place that
 //! creates nodes.
 
-use crate::kernels::GeluKind;
+use super::params::GeluKind;
 
 /// One operation. Tensors are referenced by the node's `inputs` / `outputs`, in the order
 /// each variant documents.

@@ -2,8 +2,8 @@
 
 use super::{check_len, dispatch_with_uniforms, grid, u32_of, Dispatch};
 use crate::error::Result;
-use crate::gpu::{Gpu, Tensor};
-use crate::reference::adam::AdamStep;
+use crate::gpu::{Gpu, Held, Tensor};
+use crate::graph::AdamStep;
 
 const WG: u32 = 256;
 
@@ -29,17 +29,24 @@ struct AdamHyper {
     _pad: f32,
 }
 
-/// The Adam kernel and the uniform its dispatches share.
+/// The Adam kernel (shared by every optimizer on the device).
 pub struct Adam {
     pipeline: wgpu::ComputePipeline,
-    hyper: wgpu::Buffer,
 }
+
+/// The per-step values that every update of one optimizer reads: one uniform per optimizer,
+/// rewritten before each step by [`Adam::set_step`].
+pub struct AdamHyperParams(Held<wgpu::Buffer>);
 
 impl Adam {
     pub fn new(gpu: &Gpu) -> Result<Self> {
         let module = gpu.shader("adam.wgsl", crate::shaders::ADAM)?;
-        let hyper = gpu.uniform("adam.hyper", &AdamHyper::zeroed_default());
-        Ok(Adam { pipeline: gpu.pipeline(&module, "adam_update", &[("WG", WG as f64)])?, hyper })
+        Ok(Adam { pipeline: gpu.pipeline(&module, "adam_update", &[("WG", WG as f64)])? })
+    }
+
+    /// A new uniform for the hyper-parameters of one optimizer's steps.
+    pub fn hyper_params(&self, gpu: &Gpu) -> AdamHyperParams {
+        AdamHyperParams(gpu.hold(gpu.uniform("adam.hyper", &AdamHyper::zeroed_default())))
     }
 
     /// Prepares the update of one parameter tensor; `grad_scale` (1 element) multiplies the
@@ -48,6 +55,7 @@ impl Adam {
     pub fn update(
         &self,
         gpu: &Gpu,
+        hyper: &AdamHyperParams,
         param: &Tensor,
         m: &Tensor,
         v: &Tensor,
@@ -66,16 +74,16 @@ impl Adam {
             "adam_update",
             &self.pipeline,
             &[param, m, v, grad, grad_scale],
-            &[&size, &self.hyper],
+            &[&size, &hyper.0],
             groups,
         )
     }
 
-    /// Sets the step's hyper-parameters for every prepared update (a queue write: it takes
-    /// effect for the next submit, with no allocation).
-    pub fn set_step(&self, gpu: &Gpu, s: &AdamStep) {
+    /// Sets the step's hyper-parameters for every update prepared with `hyper` (a queue write:
+    /// it takes effect for the next submit, with no allocation).
+    pub fn set_step(gpu: &Gpu, hyper: &AdamHyperParams, s: &AdamStep) {
         let t = s.step.max(1) as i32;
-        let hyper = AdamHyper {
+        let values = AdamHyper {
             lr: s.lr,
             beta1: s.beta1,
             beta2: s.beta2,
@@ -85,7 +93,7 @@ impl Adam {
             bc2: (1.0 - (s.beta2 as f64).powi(t)) as f32,
             _pad: 0.0,
         };
-        gpu.queue.write_buffer(&self.hyper, 0, bytemuck::bytes_of(&hyper));
+        gpu.write_buffer(&hyper.0, 0, bytemuck::bytes_of(&values));
     }
 }
 

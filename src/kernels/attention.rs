@@ -7,12 +7,12 @@
 use super::{check_len, check_loop_budget, check_typed, dispatch, grid, lazy, u32_of, Dispatch};
 use crate::error::{Error, Result};
 use crate::gpu::{DType, Gpu, Tensor};
-pub use crate::reference::attention::AttentionShape;
+pub use crate::graph::AttentionShape;
 use std::sync::OnceLock;
 
 const WG: u32 = 64;
 /// The head dimensions with a pipeline (D is a pipeline constant so the driver unrolls it).
-pub const HEAD_DIMS: [usize; 4] = [16, 32, 64, 128];
+pub use crate::graph::params::ATTENTION_HEAD_DIMS as HEAD_DIMS;
 
 /// Mirrors `AttnParams` in attention.wgsl.
 #[repr(C)]

@@ -1,7 +1,7 @@
 //! Dropout from a counter-based hash, no stored mask: `shaders/dropout.wgsl`.
 
 use super::{check_len, dispatch_with_uniforms, grid, u32_of, Dispatch};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::gpu::{Gpu, Tensor};
 
 const WG: u32 = 256;
@@ -30,13 +30,7 @@ pub struct Dropout {
     bwd: wgpu::ComputePipeline,
 }
 
-/// (threshold, scale) for drop probability `p`: drop when hash < p * 2^32.
-pub fn dropout_constants(p: f32) -> Result<(u32, f32)> {
-    if !(0.0..1.0).contains(&p) {
-        return Err(Error::shape("dropout", format!("probability {p} must be in [0, 1)")));
-    }
-    Ok((((p as f64) * 4_294_967_296.0).min(u32::MAX as f64) as u32, 1.0 / (1.0 - p)))
-}
+pub use crate::graph::params::dropout_constants;
 
 impl Dropout {
     pub fn new(gpu: &Gpu) -> Result<Self> {

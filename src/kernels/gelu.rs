@@ -6,14 +6,7 @@ use crate::gpu::{Gpu, Tensor};
 
 const WG: u32 = 256;
 
-/// Which GELU formula.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GeluKind {
-    /// x/2 (1 + erf(x/sqrt 2)), as in BERT and ViT.
-    Exact,
-    /// x/2 (1 + tanh(sqrt(2/pi)(x + 0.044715 x^3))), as in GPT-2.
-    Tanh,
-}
+pub use crate::graph::params::GeluKind;
 
 /// Mirrors `GeluParams` in gelu.wgsl.
 #[repr(C)]

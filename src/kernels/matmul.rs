@@ -5,6 +5,7 @@
 use super::{check_len, check_loop_budget, dispatch, u32_of, Dispatch};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
+pub use crate::graph::params::MatmulShape;
 
 /// Mirrors `MatmulParams` in matmul.wgsl.
 #[repr(C)]
@@ -22,89 +23,6 @@ struct MatmulParams {
     stride_b: u32,
     stride_c: u32,
     _pad: u32,
-}
-
-/// Shape and layout of one (batched) product C = op(A) * op(B) (+ bias) (+ C).
-/// Strides and leading dimensions are in elements; a batch stride of 0 broadcasts an operand.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MatmulShape {
-    pub batch: usize,
-    pub m: usize,
-    pub n: usize,
-    pub k: usize,
-    /// A is stored as (K, M) instead of (M, K).
-    pub trans_a: bool,
-    /// B is stored as (N, K) instead of (K, N).
-    pub trans_b: bool,
-    pub lda: usize,
-    pub ldb: usize,
-    pub ldc: usize,
-    pub stride_a: usize,
-    pub stride_b: usize,
-    pub stride_c: usize,
-    /// Add `bias[n]` to every row.
-    pub bias: bool,
-    /// Add the product to what C holds (gradient accumulation).
-    pub accumulate: bool,
-}
-
-impl MatmulShape {
-    /// Densely packed operands: every batch entry follows the previous one.
-    pub fn packed(batch: usize, m: usize, n: usize, k: usize, trans_a: bool, trans_b: bool) -> Self {
-        MatmulShape {
-            batch,
-            m,
-            n,
-            k,
-            trans_a,
-            trans_b,
-            lda: if trans_a { m } else { k },
-            ldb: if trans_b { k } else { n },
-            ldc: n,
-            stride_a: m * k,
-            stride_b: k * n,
-            stride_c: m * n,
-            bias: false,
-            accumulate: false,
-        }
-    }
-
-    /// Floating-point operations of the product (2 per multiply-add).
-    pub fn flops(&self) -> f64 {
-        2.0 * self.batch as f64 * self.m as f64 * self.n as f64 * self.k as f64
-    }
-
-    /// Elements each buffer must hold: (A, B, C).
-    pub fn extents(&self) -> (usize, usize, usize) {
-        let last = self.batch.saturating_sub(1);
-        let (ar, ac) = if self.trans_a { (self.k, self.m) } else { (self.m, self.k) };
-        let (br, bc) = if self.trans_b { (self.n, self.k) } else { (self.k, self.n) };
-        let a = last * self.stride_a + (ar - 1) * self.lda + ac;
-        let b = last * self.stride_b + (br - 1) * self.ldb + bc;
-        let c = last * self.stride_c + (self.m - 1) * self.ldc + self.n;
-        (a, b, c)
-    }
-
-    /// True when B and C can be accessed as vec4: N, K, ldb, ldc and the B and C batch strides
-    /// are multiples of 4 (buffers always start at offset 0).
-    pub fn vec4_aligned(&self) -> bool {
-        [self.n, self.k, self.ldb, self.ldc, self.stride_b, self.stride_c].iter().all(|v| v % 4 == 0)
-    }
-
-    fn check(&self) -> Result<()> {
-        let bad = |msg: String| Err(Error::shape("matmul", msg));
-        if self.batch == 0 || self.m == 0 || self.n == 0 || self.k == 0 {
-            return bad(format!("empty product: batch {} M {} N {} K {}", self.batch, self.m, self.n, self.k));
-        }
-        let (a_cols, b_cols) = (if self.trans_a { self.m } else { self.k }, if self.trans_b { self.k } else { self.n });
-        if self.lda < a_cols || self.ldb < b_cols || self.ldc < self.n {
-            return bad(format!(
-                "leading dimensions lda {} ldb {} ldc {} below the rows' lengths {a_cols}, {b_cols}, {}",
-                self.lda, self.ldb, self.ldc, self.n
-            ));
-        }
-        Ok(())
-    }
 }
 
 /// Register-tile sizes, fixed per pipeline (WGSL override constants).

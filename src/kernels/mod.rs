@@ -17,6 +17,7 @@ pub mod mask;
 pub mod matmul;
 pub mod reduce;
 pub mod softmax;
+pub mod timer;
 
 pub use adam::Adam;
 pub use attention::Attention;
@@ -32,11 +33,13 @@ pub use mask::Mask;
 pub use matmul::{Matmul, MatmulShape};
 pub use reduce::Reduce;
 pub use softmax::{RowVariant, Softmax};
+pub use timer::Timer;
 
 use crate::error::{Error, Result};
-use crate::gpu::{DType, Gpu, Tensor};
+use crate::gpu::{DType, Gpu, Held, Tensor};
 
-/// Every kernel family, pipelines built once per device: what an executor dispatches from.
+/// Every kernel family: what an executor dispatches from. Holds no per-run state, so one set
+/// serves every executor on a device.
 pub struct KernelSet {
     pub matmul: Matmul,
     pub layernorm: LayerNorm,
@@ -55,6 +58,13 @@ pub struct KernelSet {
 }
 
 impl KernelSet {
+    /// The device's kernel set: built (shaders validated and compiled) by the first caller,
+    /// shared by every executor after it. Pipelines are compiled on first use and kept.
+    pub fn of(gpu: &Gpu) -> Result<std::sync::Arc<Self>> {
+        gpu.shared(Self::new)
+    }
+
+    /// A kernel set of its own (most callers want the device's shared one, [`KernelSet::of`]).
     pub fn new(gpu: &Gpu) -> Result<Self> {
         Ok(KernelSet {
             matmul: Matmul::new(gpu)?,
@@ -79,8 +89,9 @@ impl KernelSet {
 #[derive(Clone, Debug)]
 pub struct Dispatch {
     pub label: &'static str,
-    pipeline: wgpu::ComputePipeline,
-    bind_group: wgpu::BindGroup,
+    /// Dropped during the device's turn: the bind group may hold the last reference to a
+    /// uniform buffer.
+    resources: Held<(wgpu::ComputePipeline, wgpu::BindGroup)>,
     groups: [u32; 3],
 }
 
@@ -90,8 +101,9 @@ impl Dispatch {
         if self.groups.contains(&0) {
             return;
         }
-        pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, &self.bind_group, &[]);
+        let (pipeline, bind_group) = &*self.resources;
+        pass.set_pipeline(pipeline);
+        pass.set_bind_group(0, bind_group, &[]);
         pass.dispatch_workgroups(self.groups[0], self.groups[1], self.groups[2]);
     }
 
@@ -135,7 +147,7 @@ pub(crate) fn dispatch_with_uniforms(
             entries: &entries,
         })
     })?;
-    Ok(Dispatch { label, pipeline: pipeline.clone(), bind_group, groups })
+    Ok(Dispatch { label, resources: gpu.hold((pipeline.clone(), bind_group)), groups })
 }
 
 /// A grid covering `n` workgroups, folded into y when x would pass the 65535 limit.
@@ -200,7 +212,7 @@ pub(crate) fn lazy<T>(cell: &std::sync::OnceLock<T>, build: impl FnOnce() -> Res
 /// Runs `dispatches` in one pass and one submit, and waits for them (tests, simple callers).
 pub fn run(gpu: &Gpu, dispatches: &[&Dispatch]) -> Result<()> {
     gpu.scoped("run", || {
-        let mut enc = gpu.device.create_command_encoder(&Default::default());
+        let mut enc = gpu.encoder("run");
         {
             let mut pass = enc.begin_compute_pass(&Default::default());
             for d in dispatches {

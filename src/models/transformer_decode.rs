@@ -9,7 +9,7 @@
 use super::transformer::{positional_encoding, Layers, TransformerConfig};
 use crate::error::{Error, Result};
 use crate::exec::{Executor, HostData, StepOptions};
-use crate::gpu::Gpu;
+use crate::gpu::{Gpu, Tensor};
 use crate::graph::{Dtype, Graph, TensorId};
 use crate::text::bpe::{BOS, EOS, PAD};
 
@@ -60,7 +60,7 @@ pub struct Decoder {
     step: Executor,
     io: StepIo,
     /// Scratch for reordering cache rows.
-    scratch: wgpu::Buffer,
+    scratch: Tensor,
     pe: Vec<f32>,
 }
 
@@ -173,7 +173,7 @@ impl Decoder {
         set_params(gpu, &step, params)?;
         let c = config.d_model;
         encoder.set(gpu, enc.src_pe, HostData::F32(&positional_encoding(src_max, c)))?;
-        let scratch = gpu.zeros("decode.scratch", rows * tgt_max * c)?.buffer;
+        let scratch = gpu.zeros("decode.scratch", rows * tgt_max * c)?;
         Ok(Decoder {
             config: config.clone(),
             sentences,
@@ -236,7 +236,7 @@ impl Decoder {
             &[(self.enc.src, HostData::U32(&src)), (self.enc.src_lens, HostData::U32(&src_lens))],
             &opts,
         )?;
-        let mut enc = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("cross kv") });
+        let mut enc = gpu.encoder("cross kv");
         for (&(ek, ev), &(sk, sv)) in self.enc.cross.iter().zip(&self.io.cross) {
             let bytes = (rows * s_max * c * 4) as u64;
             enc.copy_buffer_to_buffer(self.encoder.buffer(ek), 0, self.step.buffer(sk), 0, bytes);
@@ -353,11 +353,11 @@ impl Decoder {
     fn update_cache(&self, gpu: &Gpu, t: usize, parents: &[usize]) -> Result<()> {
         let (c, tm) = (self.config.d_model as u64 * 4, self.tgt_max as u64);
         let reorder = parents.iter().enumerate().any(|(r, &p)| r != p);
-        let mut enc = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("kv cache") });
+        let mut enc = gpu.encoder("kv cache");
         for (&(ck, cv), &(nk, nv)) in self.io.cache.iter().zip(&self.io.new) {
             for (cache, new) in [(ck, nk), (cv, nv)] {
                 let (cache, new) = (self.step.buffer(cache), self.step.buffer(new));
-                let target = if reorder { &self.scratch } else { cache };
+                let target = if reorder { self.scratch.buffer() } else { cache };
                 for (r, &p) in parents.iter().enumerate() {
                     let (r, p) = (r as u64, p as u64);
                     if reorder && t > 0 {
@@ -367,7 +367,7 @@ impl Decoder {
                 }
                 if reorder {
                     let bytes = parents.len() as u64 * tm * c;
-                    enc.copy_buffer_to_buffer(&self.scratch, 0, cache, 0, bytes);
+                    enc.copy_buffer_to_buffer(self.scratch.buffer(), 0, cache, 0, bytes);
                 }
             }
         }

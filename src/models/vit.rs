@@ -4,8 +4,8 @@
 //! names (google/vit-base-patch16-224 layout).
 
 use crate::error::{Error, Result};
+use crate::graph::GeluKind;
 use crate::graph::{Dtype, Graph, TensorId};
-use crate::kernels::GeluKind;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

@@ -3,16 +3,7 @@
 //! m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
 //! p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps) + lr * wd * p
 
-/// Hyper-parameters of one Adam step. `step` counts from 1.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct AdamStep {
-    pub lr: f32,
-    pub beta1: f32,
-    pub beta2: f32,
-    pub eps: f32,
-    pub weight_decay: f32,
-    pub step: u32,
-}
+pub use crate::graph::params::AdamStep;
 
 pub fn adam_update(param: &mut [f32], m: &mut [f32], v: &mut [f32], grad: &[f32], s: &AdamStep) {
     let (b1, b2) = (s.beta1 as f64, s.beta2 as f64);

@@ -4,50 +4,21 @@
 
 use super::Real;
 
-/// Sizes of one attention call.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AttentionShape {
-    pub batch: usize,
-    pub heads: usize,
-    pub tq: usize,
-    pub tk: usize,
-    pub head_dim: usize,
-    pub causal: bool,
-}
+pub use crate::graph::params::AttentionShape;
 
-impl AttentionShape {
-    /// Keys visible to query i of batch entry b: 0..end.
-    pub fn key_end(&self, b: usize, i: usize, key_lens: Option<&[u32]>) -> usize {
-        let len = key_lens.map_or(self.tk, |l| (l[b] as usize).min(self.tk));
-        if self.causal {
-            len.min(i + (self.tk - self.tq) + 1)
-        } else {
-            len
-        }
-    }
-
-    fn at(&self, b: usize, t: usize, h: usize, tokens: usize) -> usize {
-        ((b * tokens + t) * self.heads + h) * self.head_dim
-    }
-
-    pub fn scale(&self) -> f64 {
-        1.0 / (self.head_dim as f64).sqrt()
-    }
-
-    /// Probabilities of query row (b, h, i) over its visible keys (f64).
-    fn probs<T: Real>(&self, q: &[T], k: &[T], b: usize, h: usize, i: usize, end: usize) -> Vec<f64> {
-        let qi = self.at(b, i, h, self.tq);
-        let scores: Vec<f64> = (0..end)
-            .map(|j| {
-                let kj = self.at(b, j, h, self.tk);
-                (0..self.head_dim).map(|d| q[qi + d].to_f64() * k[kj + d].to_f64()).sum::<f64>() * self.scale()
-            })
-            .collect();
-        let m = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let e: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
-        let sum: f64 = e.iter().sum();
-        e.iter().map(|x| x / sum).collect()
-    }
+/// Probabilities of query row (b, h, i) over its visible keys (f64).
+fn probs<T: Real>(s: &AttentionShape, q: &[T], k: &[T], b: usize, h: usize, i: usize, end: usize) -> Vec<f64> {
+    let qi = s.at(b, i, h, s.tq);
+    let scores: Vec<f64> = (0..end)
+        .map(|j| {
+            let kj = s.at(b, j, h, s.tk);
+            (0..s.head_dim).map(|d| q[qi + d].to_f64() * k[kj + d].to_f64()).sum::<f64>() * s.scale()
+        })
+        .collect();
+    let m = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let e: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
+    let sum: f64 = e.iter().sum();
+    e.iter().map(|x| x / sum).collect()
 }
 
 /// o (B, Tq, H, D) and the per-row log-sum-exp (B, H, Tq) (f64::MAX-like for rows with no key).
@@ -95,7 +66,7 @@ pub fn attention_row<T: Real>(
     i: usize,
 ) {
     let end = s.key_end(b, i, key_lens);
-    let p = s.probs(q, k, b, h, i, end);
+    let p = probs(s, q, k, b, h, i, end);
     let qi = s.at(b, i, h, s.tq);
     for d in 0..s.head_dim {
         let acc: f64 = (0..end).map(|j| p[j] * v[s.at(b, j, h, s.tk) + d].to_f64()).sum();
@@ -123,7 +94,7 @@ pub fn attention_backward<T: Real>(
         for h in 0..s.heads {
             for i in 0..s.tq {
                 let end = s.key_end(b, i, key_lens);
-                let p = s.probs(q, k, b, h, i, end);
+                let p = probs(s, q, k, b, h, i, end);
                 let qi = s.at(b, i, h, s.tq);
                 // dp_j = do_i . v_j; ds_j = p_j (dp_j - sum_l p_l dp_l)
                 let dp: Vec<f64> = (0..end)

@@ -1,7 +1,7 @@
 //! Reference GELU, exact (erf from libm) and tanh-approximated.
 
 use super::Real;
-use crate::kernels::GeluKind;
+use crate::graph::GeluKind;
 
 const TANH_COEF: f64 = 0.044715;
 

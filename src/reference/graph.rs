@@ -6,8 +6,8 @@ use super::{
     crossentropy, dropout, elementwise as ew, embedding, gelu, layernorm, layout, mask, matmul, reduce, softmax, Real,
 };
 use crate::graph::build::matmul_dims;
+use crate::graph::MatmulShape;
 use crate::graph::{Graph, Op};
-use crate::kernels::MatmulShape;
 
 /// Evaluates every node of `g` in order. `values[t]` must hold each input and parameter
 /// (u32 inputs as their integer values); every activation is (re)computed. Dropout uses seed 0.
@@ -173,7 +173,7 @@ pub fn run_node<T: Real>(g: &Graph, node: &crate::graph::Node, values: &[Vec<T>]
             vec![dx]
         }
         Op::Dropout { p, salt } | Op::DropoutBwd { p, salt } => {
-            let (threshold, scale) = crate::kernels::dropout::dropout_constants(p).expect("checked at build time");
+            let (threshold, scale) = crate::graph::params::dropout_constants(p).expect("checked at build time");
             let mut y = zeros(out_len(0));
             dropout::dropout_forward(&mut y, input(0), seed, salt, threshold, scale);
             vec![y]

@@ -1,7 +1,7 @@
 //! Reference batched matmul with transposes, bias and accumulation (f64 accumulators).
 
 use super::Real;
-use crate::kernels::MatmulShape;
+use crate::graph::MatmulShape;
 
 /// c = op(a) * op(b) (+ bias) (+ c if `shape.accumulate`), with `shape`'s strides.
 ///
@@ -56,7 +56,7 @@ pub fn matmul_backward<T: Real>(
     n: usize,
     k: usize,
 ) {
-    use crate::kernels::MatmulShape as S;
+    use crate::graph::MatmulShape as S;
     matmul_forward(da, dc, b, None, &S::packed(batch, m, k, n, false, true));
     matmul_forward(db, a, dc, None, &S::packed(batch, k, n, m, true, false));
     if let Some(dbias) = dbias {

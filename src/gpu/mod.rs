@@ -1,8 +1,18 @@
-//! `Gpu`: adapter choice, device features and limits, tensors on the GPU, readback and
-//! error scopes. Everything else talks to wgpu through this file or `kernels/`.
+//! `Gpu`: adapter choice, device features and limits, error scopes, submits and waits.
+//! Tensors live in `tensor.rs`, turn-taking on single-threaded contexts in `turns.rs`.
+//! Everything else talks to wgpu through this folder or `kernels/`.
+
+mod tensor;
+mod turns;
+
+pub use tensor::{DType, Tensor};
+pub use turns::{Held, Turn};
 
 use crate::error::{Error, Result};
+use std::any::{Any, TypeId};
 use std::borrow::Cow;
+use std::collections::HashMap;
+use turns::Turns;
 use wgpu::util::DeviceExt;
 
 /// Which adapter to use. `GpuOptions::from_env()` reads `WGFORMER_BACKEND` and
@@ -58,6 +68,9 @@ pub struct Caps {
 }
 
 /// An opened GPU: adapter info, device, queue, and what they support.
+///
+/// A `Gpu` may be shared by threads. On GL, whose context admits one thread at a time, every
+/// call of wgformer takes the device's turn first (see [`Gpu::turn`]).
 pub struct Gpu {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
@@ -68,7 +81,18 @@ pub struct Gpu {
     /// The first GPU error no error scope caught (wgpu's default would panic); reported by
     /// the next [`Gpu::wait`].
     uncaptured: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    turns: Turns,
+    /// Shader modules and pipelines compiled on this device (for tests and `info`).
+    compiled: [std::sync::atomic::AtomicU64; 2],
+    /// State built once per device and shared (the compiled kernels), by type.
+    shared: std::sync::Mutex<HashMap<TypeId, SharedValue>>,
 }
+
+/// An `Arc<T>` for one type `T` (boxed, so that it downcasts without `T: Send` in browsers).
+#[cfg(not(target_arch = "wasm32"))]
+type SharedValue = Box<dyn Any + Send + Sync>;
+#[cfg(target_arch = "wasm32")]
+type SharedValue = Box<dyn Any>;
 
 fn instance() -> wgpu::Instance {
     wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle())
@@ -186,7 +210,19 @@ impl Gpu {
                 slot.get_or_insert(e.to_string());
             }
         }));
-        Gpu { device, queue, info, limits, caps, submits: Default::default(), uncaptured }
+        let turns = Turns::for_backend(info.backend);
+        Gpu {
+            device,
+            queue,
+            info,
+            limits,
+            caps,
+            submits: Default::default(),
+            uncaptured,
+            turns,
+            compiled: Default::default(),
+            shared: Default::default(),
+        }
     }
 
     /// True for software adapters (lavapipe, llvmpipe, WARP, SwiftShader): they want
@@ -229,136 +265,66 @@ impl Gpu {
         Ok(())
     }
 
-    fn storage_buffer(&self, name: &str, bytes: u64) -> Result<wgpu::Buffer> {
-        self.check_size(name, bytes)?;
-        // wgpu rejects zero-sized bindings: keep one element so empty tensors still bind.
-        let size = bytes.max(4).next_multiple_of(4);
-        // In an error scope: running out of GPU memory becomes an Err naming the tensor.
-        self.scoped(name, || {
-            self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(name),
-                size,
-                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            })
-        })
-    }
-
-    /// A zero-filled f32 tensor of `len` elements.
-    pub fn zeros(&self, name: &str, len: usize) -> Result<Tensor> {
-        let buffer = self.storage_buffer(name, len as u64 * 4)?;
-        Ok(Tensor { buffer, len, dtype: DType::F32 })
-    }
-
-    /// An f32 tensor holding `data`.
-    pub fn upload(&self, name: &str, data: &[f32]) -> Result<Tensor> {
-        let t = self.zeros(name, data.len())?;
-        self.queue.write_buffer(&t.buffer, 0, bytemuck::cast_slice(data));
-        Ok(t)
-    }
-
-    /// A u32 tensor (class or token ids) holding `data`.
-    pub fn upload_u32(&self, name: &str, data: &[u32]) -> Result<Tensor> {
-        let buffer = self.storage_buffer(name, data.len() as u64 * 4)?;
-        self.queue.write_buffer(&buffer, 0, bytemuck::cast_slice(data));
-        Ok(Tensor { buffer, len: data.len(), dtype: DType::U32 })
-    }
-
-    /// A zero-filled u32 tensor.
-    pub fn zeros_u32(&self, name: &str, len: usize) -> Result<Tensor> {
-        Ok(Tensor { buffer: self.storage_buffer(name, len as u64 * 4)?, len, dtype: DType::U32 })
-    }
-
-    /// Overwrites a tensor with raw values of its type (same length): f32 or u32 data.
-    pub fn write_raw<T: bytemuck::Pod>(&self, t: &Tensor, data: &[T]) -> Result<()> {
-        if std::mem::size_of_val(data) as u64 != t.byte_len() {
-            return Err(Error::shape(
-                "write",
-                format!("{} bytes into a {:?} tensor of {}", std::mem::size_of_val(data), t.dtype, t.len),
-            ));
+    /// The device's one `T`, built by `build` on first use and shared by every later caller:
+    /// state that belongs to the device rather than to a run, such as the compiled kernels.
+    pub fn shared<T: Any + wgpu::WasmNotSendSync>(
+        &self,
+        build: impl FnOnce(&Gpu) -> Result<T>,
+    ) -> Result<std::sync::Arc<T>> {
+        // Held while building, so that two threads never build the same state twice.
+        let mut map = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(v) = map.get(&TypeId::of::<T>()).and_then(|b| b.downcast_ref::<std::sync::Arc<T>>()) {
+            return Ok(v.clone());
         }
-        self.queue.write_buffer(&t.buffer, 0, bytemuck::cast_slice(data));
-        Ok(())
+        let value = std::sync::Arc::new(build(self)?);
+        map.insert(TypeId::of::<T>(), Box::new(value.clone()));
+        Ok(value)
     }
 
-    /// Overwrites an f32 tensor with `data` (same length).
-    pub fn write(&self, t: &Tensor, data: &[f32]) -> Result<()> {
-        if t.dtype != DType::F32 || data.len() != t.len {
-            return Err(Error::shape(
-                "write",
-                format!("{} f32 values into a {:?} tensor of {}", data.len(), t.dtype, t.len),
-            ));
-        }
-        self.queue.write_buffer(&t.buffer, 0, bytemuck::cast_slice(data));
-        Ok(())
+    /// (shader modules, compute pipelines) compiled on this device so far.
+    pub fn compile_counts(&self) -> (u64, u64) {
+        let [s, p] = &self.compiled;
+        (s.load(std::sync::atomic::Ordering::Relaxed), p.load(std::sync::atomic::Ordering::Relaxed))
     }
 
-    /// An f16 tensor holding `data` rounded to half precision (needs SHADER_F16 to be used by kernels).
-    pub fn upload_f16(&self, name: &str, data: &[f32]) -> Result<Tensor> {
-        if !self.caps.f16 {
-            return Err(Error::Unsupported { what: "f16 storage (SHADER_F16)", adapter: self.describe() });
-        }
-        let halves: Vec<half::f16> = data.iter().map(|&x| half::f16::from_f32(x)).collect();
-        let mut bytes: Vec<u8> = bytemuck::cast_slice(&halves).to_vec();
-        bytes.resize(bytes.len().next_multiple_of(4), 0);
-        let buffer = self.storage_buffer(name, bytes.len() as u64)?;
-        self.queue.write_buffer(&buffer, 0, &bytes);
-        Ok(Tensor { buffer, len: data.len(), dtype: DType::F16 })
+    fn count_compile(&self, which: usize) {
+        self.compiled[which].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Reads a tensor back as f32 (f16 tensors are widened, u32 ids converted). Blocking:
-    /// native only; in a browser use [`Gpu::read_async`].
-    pub fn read(&self, t: &Tensor) -> Result<Vec<f32>> {
-        pollster::block_on(self.read_async(t))
+    /// Waits for this device's turn and holds it until the guard drops. wgformer takes it
+    /// itself around every use of the device; an application that shares this `Gpu` between
+    /// threads and calls `device` or `queue` directly should hold it across those calls too.
+    /// On GL a driver context serves one thread at a time and wgpu panics when a thread waits
+    /// for it too long; taking turns here makes threads wait without limit instead. On other
+    /// backends the turn costs nothing and excludes nobody.
+    pub fn turn(&self) -> Turn<'_> {
+        self.turns.take()
     }
 
-    /// [`Gpu::read`] without blocking.
-    pub async fn read_async(&self, t: &Tensor) -> Result<Vec<f32>> {
-        let bytes = self.read_bytes_async(&t.buffer, t.byte_len()).await?;
-        Ok(match t.dtype {
-            DType::F32 => bytemuck::pod_collect_to_vec::<u8, f32>(&bytes),
-            DType::F16 => {
-                bytemuck::pod_collect_to_vec::<u8, half::f16>(&bytes[..t.len * 2]).into_iter().map(f32::from).collect()
-            }
-            DType::U32 => bytemuck::pod_collect_to_vec::<u8, u32>(&bytes).into_iter().map(|v| v as f32).collect(),
-        })
-    }
-
-    /// Copies the first `bytes` bytes of `buffer` to the host (blocking: native only).
-    pub fn read_bytes(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
-        pollster::block_on(self.read_bytes_async(buffer, bytes))
-    }
-
-    /// Copies the first `bytes` bytes of `buffer` to the host. Natively this polls the device
-    /// until the copy is done; in a browser it yields to the page until the mapping completes.
-    pub async fn read_bytes_async(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
-        let size = bytes.next_multiple_of(4).max(4);
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("readback"),
-            size,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let mut enc = self.device.create_command_encoder(&Default::default());
-        enc.copy_buffer_to_buffer(buffer, 0, &staging, 0, size);
-        self.submit(enc.finish());
-        let (done, mapped) = crate::oneshot::channel();
-        staging.map_async(wgpu::MapMode::Read, .., move |r| done.send(r));
-        self.wait()?;
-        mapped.await.map_err(|e| Error::Readback(e.to_string()))?;
-        self.take_uncaptured()?;
-        let view = staging.get_mapped_range(..).map_err(|e| Error::Readback(e.to_string()))?;
-        let out = view[..bytes as usize].to_vec();
-        drop(view);
-        staging.unmap();
-        Ok(out)
+    /// Wraps a wgpu object so that its drop happens during this device's turn (dropping a
+    /// buffer or pipeline frees a driver object, which on GL needs the context).
+    pub fn hold<T>(&self, value: T) -> Held<T> {
+        Held::new(value, &self.turns)
     }
 
     /// Submits one command buffer. Every submit of wgformer goes through here, so that
     /// [`Gpu::submit_count`] can show that a training step is a single submit.
     pub fn submit(&self, commands: wgpu::CommandBuffer) -> wgpu::SubmissionIndex {
+        let _turn = self.turn();
         self.submits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.queue.submit([commands])
+    }
+
+    /// Writes `bytes` into `buffer` at `offset` (takes effect for the next submit).
+    pub fn write_buffer(&self, buffer: &wgpu::Buffer, offset: u64, bytes: &[u8]) {
+        let _turn = self.turn();
+        self.queue.write_buffer(buffer, offset, bytes);
+    }
+
+    /// A new command encoder.
+    pub fn encoder(&self, label: &str) -> wgpu::CommandEncoder {
+        let _turn = self.turn();
+        self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) })
     }
 
     /// How many submits went through [`Gpu::submit`] so far.
@@ -370,6 +336,7 @@ impl Gpu {
     /// scope caught since the last call.
     /// In a browser nothing blocks: the work is only known finished once a readback completes.
     pub fn wait(&self) -> Result<()> {
+        let _turn = self.turn();
         #[cfg(not(target_arch = "wasm32"))]
         self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::gpu("device poll", e))?;
         self.take_uncaptured()
@@ -385,6 +352,7 @@ impl Gpu {
 
     /// A uniform buffer holding one params struct.
     pub fn uniform<T: bytemuck::Pod>(&self, label: &str, value: &T) -> wgpu::Buffer {
+        let _turn = self.turn();
         self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(label),
             contents: bytemuck::bytes_of(value),
@@ -403,6 +371,7 @@ impl Gpu {
     /// Runs `f` inside validation and out-of-memory error scopes; any error becomes `Err`.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn scoped<T>(&self, context: &str, f: impl FnOnce() -> T) -> Result<T> {
+        let _turn = self.turn();
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let value = f();
@@ -417,6 +386,7 @@ impl Gpu {
     /// Compiles one WGSL source (validated by naga first, so errors name the file and line).
     pub fn shader(&self, file: &str, source: &str) -> Result<wgpu::ShaderModule> {
         crate::shaders::validate(file, source)?;
+        self.count_compile(0);
         self.scoped(file, || {
             self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(file),
@@ -434,6 +404,7 @@ impl Gpu {
             return self.shader(file, source);
         }
         crate::shaders::validate(file, source)?;
+        self.count_compile(0);
         self.scoped(file, || {
             let desc = wgpu::ShaderModuleDescriptor {
                 label: Some(file),
@@ -452,6 +423,7 @@ impl Gpu {
         entry: &str,
         constants: &[(&str, f64)],
     ) -> Result<wgpu::ComputePipeline> {
+        self.count_compile(1);
         self.scoped(entry, || {
             self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(entry),
@@ -462,33 +434,5 @@ impl Gpu {
                 cache: None,
             })
         })
-    }
-}
-
-/// Element type of a GPU tensor.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DType {
-    F32,
-    F16,
-    /// Class or token ids.
-    U32,
-}
-
-/// A flat GPU tensor: a storage buffer and its element count. Shapes live in the graph.
-#[derive(Clone, Debug)]
-pub struct Tensor {
-    pub buffer: wgpu::Buffer,
-    pub len: usize,
-    pub dtype: DType,
-}
-
-impl Tensor {
-    /// Bytes the elements occupy.
-    pub fn byte_len(&self) -> u64 {
-        self.len as u64
-            * match self.dtype {
-                DType::F32 | DType::U32 => 4,
-                DType::F16 => 2,
-            }
     }
 }

@@ -1,0 +1,152 @@
+//! The parameters that describe an op: shapes and settings shared by the graph, the CPU
+//! reference, the kernels and the executor. Every layer imports them from here, downward.
+
+use crate::error::{Error, Result};
+
+/// Head dims the fused attention op (and its kernels) support.
+pub const ATTENTION_HEAD_DIMS: [usize; 4] = [16, 32, 64, 128];
+
+/// Shape and layout of one (batched) product C = op(A) * op(B) (+ bias) (+ C).
+/// Strides and leading dimensions are in elements; a batch stride of 0 broadcasts an operand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatmulShape {
+    pub batch: usize,
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    /// A is stored as (K, M) instead of (M, K).
+    pub trans_a: bool,
+    /// B is stored as (N, K) instead of (K, N).
+    pub trans_b: bool,
+    pub lda: usize,
+    pub ldb: usize,
+    pub ldc: usize,
+    pub stride_a: usize,
+    pub stride_b: usize,
+    pub stride_c: usize,
+    /// Add `bias[n]` to every row.
+    pub bias: bool,
+    /// Add the product to what C holds (gradient accumulation).
+    pub accumulate: bool,
+}
+
+impl MatmulShape {
+    /// Densely packed operands: every batch entry follows the previous one.
+    pub fn packed(batch: usize, m: usize, n: usize, k: usize, trans_a: bool, trans_b: bool) -> Self {
+        MatmulShape {
+            batch,
+            m,
+            n,
+            k,
+            trans_a,
+            trans_b,
+            lda: if trans_a { m } else { k },
+            ldb: if trans_b { k } else { n },
+            ldc: n,
+            stride_a: m * k,
+            stride_b: k * n,
+            stride_c: m * n,
+            bias: false,
+            accumulate: false,
+        }
+    }
+
+    /// Floating-point operations of the product (2 per multiply-add).
+    pub fn flops(&self) -> f64 {
+        2.0 * self.batch as f64 * self.m as f64 * self.n as f64 * self.k as f64
+    }
+
+    /// Elements each buffer must hold: (A, B, C).
+    pub fn extents(&self) -> (usize, usize, usize) {
+        let last = self.batch.saturating_sub(1);
+        let (ar, ac) = if self.trans_a { (self.k, self.m) } else { (self.m, self.k) };
+        let (br, bc) = if self.trans_b { (self.n, self.k) } else { (self.k, self.n) };
+        let a = last * self.stride_a + (ar - 1) * self.lda + ac;
+        let b = last * self.stride_b + (br - 1) * self.ldb + bc;
+        let c = last * self.stride_c + (self.m - 1) * self.ldc + self.n;
+        (a, b, c)
+    }
+
+    /// True when B and C can be accessed as vec4: N, K, ldb, ldc and the B and C batch strides
+    /// are multiples of 4 (buffers always start at offset 0).
+    pub fn vec4_aligned(&self) -> bool {
+        [self.n, self.k, self.ldb, self.ldc, self.stride_b, self.stride_c].iter().all(|v| v % 4 == 0)
+    }
+
+    /// Refuses empty products and leading dimensions shorter than the rows they step over.
+    pub fn check(&self) -> Result<()> {
+        let bad = |msg: String| Err(Error::shape("matmul", msg));
+        if self.batch == 0 || self.m == 0 || self.n == 0 || self.k == 0 {
+            return bad(format!("empty product: batch {} M {} N {} K {}", self.batch, self.m, self.n, self.k));
+        }
+        let (a_cols, b_cols) = (if self.trans_a { self.m } else { self.k }, if self.trans_b { self.k } else { self.n });
+        if self.lda < a_cols || self.ldb < b_cols || self.ldc < self.n {
+            return bad(format!(
+                "leading dimensions lda {} ldb {} ldc {} below the rows' lengths {a_cols}, {b_cols}, {}",
+                self.lda, self.ldb, self.ldc, self.n
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Which GELU formula.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GeluKind {
+    /// x/2 (1 + erf(x/sqrt 2)), as in BERT and ViT.
+    Exact,
+    /// x/2 (1 + tanh(sqrt(2/pi)(x + 0.044715 x^3))), as in GPT-2.
+    Tanh,
+}
+
+/// Sizes of one attention call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttentionShape {
+    pub batch: usize,
+    pub heads: usize,
+    pub tq: usize,
+    pub tk: usize,
+    pub head_dim: usize,
+    pub causal: bool,
+}
+
+impl AttentionShape {
+    /// Keys visible to query i of batch entry b: 0..end.
+    pub fn key_end(&self, b: usize, i: usize, key_lens: Option<&[u32]>) -> usize {
+        let len = key_lens.map_or(self.tk, |l| (l[b] as usize).min(self.tk));
+        if self.causal {
+            len.min(i + (self.tk - self.tq) + 1)
+        } else {
+            len
+        }
+    }
+
+    /// Offset of (b, t, h) in a (B, tokens, H, D) tensor.
+    pub fn at(&self, b: usize, t: usize, h: usize, tokens: usize) -> usize {
+        ((b * tokens + t) * self.heads + h) * self.head_dim
+    }
+
+    /// The score scale 1/sqrt(D).
+    pub fn scale(&self) -> f64 {
+        1.0 / (self.head_dim as f64).sqrt()
+    }
+}
+
+/// Hyper-parameters of one Adam step. `step` counts from 1.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamStep {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub weight_decay: f32,
+    pub step: u32,
+}
+
+/// (threshold, scale) for drop probability `p`: drop when hash < p * 2^32.
+pub fn dropout_constants(p: f32) -> Result<(u32, f32)> {
+    if !(0.0..1.0).contains(&p) {
+        return Err(Error::shape("dropout", format!("probability {p} must be in [0, 1)")));
+    }
+    Ok((((p as f64) * 4_294_967_296.0).min(u32::MAX as f64) as u32, 1.0 / (1.0 - p)))
+}
