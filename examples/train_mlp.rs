@@ -2,13 +2,13 @@
 //! MLP learning which of two points is further from the origin.
 //! `cargo run --release --example train_mlp`
 
-use wgformer::autodiff::backward;
-use wgformer::exec::HostData;
+use wgformer::engine::autodiff::backward;
+use wgformer::engine::exec::HostData;
+use wgformer::engine::optim::{AdamConfig, Schedule};
+use wgformer::engine::trainer::{TrainConfig, Trainer};
 use wgformer::graph::{Dtype, Graph};
 use wgformer::kernels::GeluKind;
-use wgformer::optim::{AdamConfig, Schedule};
-use wgformer::rng::Rng;
-use wgformer::trainer::{TrainConfig, Trainer};
+use wgformer::util::rng::Rng;
 use wgformer::Gpu;
 
 fn main() -> wgformer::Result<()> {

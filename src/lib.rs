@@ -1,31 +1,27 @@
 //! wgformer: train and run Transformers on any GPU through hand-written WGSL compute shaders.
 //!
-//! The layers, bottom up: [`Gpu`] opens an adapter and holds tensors; [`kernels`] builds each
-//! WGSL kernel's pipelines once and prepares [`kernels::Dispatch`]es that only record into a
-//! pass; [`reference`](mod@reference) holds the plain-loop CPU versions every kernel is tested against;
-//! [`bench`](mod@bench) times kernels.
+//! The layers, bottom up (ARCHITECTURE.md in the repository tells the whole design): [`graph`]
+//! describes a model as ops on shaped tensors; [`reference`](mod@reference) runs every op on the CPU,
+//! the oracle of the tests; [`Gpu`] opens an adapter and holds tensors; [`kernels`] builds each
+//! WGSL kernel's pipelines once per device and prepares [`kernels::Dispatch`]es that only record
+//! into a pass; [`engine`] differentiates, plans and executes graphs and trains them;
+//! [`models`] builds the Transformer and the ViT; [`tools`] benchmarks; [`verify`] runs the
+//! reference cases.
 
-pub mod autodiff;
-pub mod bench;
-pub mod bench_attention;
-pub mod checkpoint;
+// The layers, bottom up; a module imports only from layers below its own (tests/layers.rs).
 pub mod data;
+pub mod engine;
 pub mod error;
-pub mod exec;
 pub mod gpu;
 pub mod graph;
-pub mod info;
-pub mod io;
 pub mod kernels;
 pub mod models;
-mod oneshot;
-pub mod optim;
-pub mod plan;
 pub mod reference;
-pub mod rng;
 pub mod shaders;
 pub mod text;
-pub mod trainer;
+pub mod tools;
+pub mod util;
+pub mod verify;
 
 pub use error::{Error, Result};
 pub use gpu::{list_adapters, Caps, DType, Gpu, GpuOptions, Tensor};

@@ -189,8 +189,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Info { json } => info(json),
         Command::Bench { kernels, json, runs, model, batch, compare_blas, tokens, shapes, head_dim } => {
-            let cases =
-                BenchCases { shapes, attention: wgformer::bench_attention::AttentionCases { tokens, head_dim } };
+            let cases = BenchCases {
+                shapes,
+                attention: wgformer::tools::bench::attention::AttentionCases { tokens, head_dim },
+            };
             bench(&kernels, json, runs, &model, batch, compare_blas, &cases)
         }
         Command::Plan { model, config, batch, json } => plan(&model, config.as_deref(), batch, json),
@@ -277,11 +279,11 @@ fn main() -> ExitCode {
 fn info(json: bool) -> Result<()> {
     let adapters = wgformer::list_adapters();
     let gpu = Gpu::new()?;
-    let report = wgformer::info::report(&adapters, &gpu);
+    let report = wgformer::tools::info::report(&adapters, &gpu);
     if json {
         println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
     } else {
-        print!("{}", wgformer::info::report_text(&report));
+        print!("{}", wgformer::tools::info::report_text(&report));
     }
     Ok(())
 }
@@ -289,7 +291,7 @@ fn info(json: bool) -> Result<()> {
 /// The shapes `bench` times: matmul (`--shapes`; empty for the standard ones) and attention.
 struct BenchCases {
     shapes: Vec<[usize; 3]>,
-    attention: wgformer::bench_attention::AttentionCases,
+    attention: wgformer::tools::bench::attention::AttentionCases,
 }
 
 /// Parses MxNxK (each at least 1) for `bench --shapes`.
@@ -322,13 +324,13 @@ fn bench(
     let gpu = Gpu::new()?;
     eprintln!("adapter: {}", gpu.describe());
     let matmul = match cases.shapes.is_empty() {
-        true => wgformer::bench::matmul_shapes(&gpu),
-        false => wgformer::bench::custom_matmul_shapes(&cases.shapes),
+        true => wgformer::tools::bench::matmul_shapes(&gpu),
+        false => wgformer::tools::bench::custom_matmul_shapes(&cases.shapes),
     };
     let (steps, kernels): (Vec<String>, Vec<String>) = kernels.iter().cloned().partition(|k| k == "step");
     let mut results = Vec::new();
     if !kernels.is_empty() || steps.is_empty() {
-        results = wgformer::bench::run_kernels(&gpu, &kernels, runs, &matmul, &cases.attention, &mut |line| {
+        results = wgformer::tools::bench::run_kernels(&gpu, &kernels, runs, &matmul, &cases.attention, &mut |line| {
             eprintln!("{line}")
         })?;
         if compare_blas {
@@ -336,12 +338,12 @@ fn bench(
         }
     }
     if !steps.is_empty() {
-        results.push(wgformer::bench::run_step(&gpu, model, batch, runs, &mut |line| eprintln!("{line}"))?);
+        results.push(wgformer::tools::bench::run_step(&gpu, model, batch, runs, &mut |line| eprintln!("{line}"))?);
     }
     if json {
         println!("{}", serde_json::to_string(&results).unwrap_or_default());
     } else {
-        print!("{}", wgformer::bench::table(&results));
+        print!("{}", wgformer::tools::bench::table(&results));
     }
     Ok(())
 }
@@ -381,8 +383,8 @@ fn plan(model: &str, config: Option<&str>, batch: usize, json: bool) -> Result<(
             return Err(wgformer::Error::Config(format!("unknown model {other:?}: plan vit, or plan transformer")))
         }
     };
-    let grads = wgformer::autodiff::backward(&mut graph, loss)?;
-    let r = wgformer::plan::report(&graph, loss, &grads);
+    let grads = wgformer::engine::autodiff::backward(&mut graph, loss)?;
+    let r = wgformer::engine::plan::report(&graph, loss, &grads);
     if json {
         println!("{}", serde_json::to_string(&r).unwrap_or_default());
         return Ok(());
@@ -401,10 +403,10 @@ fn plan(model: &str, config: Option<&str>, batch: usize, json: bool) -> Result<(
 
 fn verify(case_dir: &std::path::Path, out: &std::path::Path) -> Result<()> {
     let gpu = Gpu::new()?;
-    let tensors = wgformer::models::golden::verify(&gpu, case_dir)?;
+    let tensors = wgformer::verify::verify(&gpu, case_dir)?;
     let views: Vec<(String, Vec<usize>, &[f32])> =
         tensors.iter().map(|(n, s, v)| (n.clone(), s.clone(), &v[..])).collect();
-    wgformer::io::write_atomic(out, &wgformer::io::safetensors_bytes(&views)?)?;
+    wgformer::util::io::write_atomic(out, &wgformer::util::io::safetensors_bytes(&views)?)?;
     eprintln!("wrote {} tensors to {}", tensors.len(), out.display());
     Ok(())
 }

@@ -115,7 +115,7 @@ fn train_resume_translate_eval() {
 /// state says so, else the last epoch's weights.
 fn check_averaging(out: &std::path::Path, log: &str) {
     assert!(log.contains("the mean of epochs 1-2: valid loss"), "{log}");
-    let read = |name: &str| wgformer::io::read_safetensors(&out.join(name)).expect(name);
+    let read = |name: &str| wgformer::util::io::read_safetensors(&out.join(name)).expect(name);
     let (e1, e2, model) = (read("epoch-001.safetensors"), read("epoch-002.safetensors"), read("model.safetensors"));
     let state: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("trainer_state.json")).unwrap()).unwrap();
@@ -124,7 +124,7 @@ fn check_averaging(out: &std::path::Path, log: &str) {
     let mut differ = false;
     for ((a, b), m) in e1.iter().zip(&e2).zip(&model) {
         assert!(a.name == b.name && b.name == m.name);
-        let f = |t: &wgformer::io::NamedTensor| t.f32(out).unwrap().to_vec();
+        let f = |t: &wgformer::util::io::NamedTensor| t.f32(out).unwrap().to_vec();
         let (a, b, m) = (f(a), f(b), f(m));
         differ |= a != b;
         for ((x, y), z) in a.iter().zip(&b).zip(&m) {

@@ -4,8 +4,8 @@
 
 mod common;
 use common::{assert_close, for_each_gpu, Rng};
-use wgformer::autodiff::backward;
-use wgformer::exec::{Executor, HostData, StepOptions};
+use wgformer::engine::autodiff::backward;
+use wgformer::engine::exec::{Executor, HostData, StepOptions};
 use wgformer::graph::{Dtype, Graph, Role, TensorId};
 use wgformer::kernels::GeluKind;
 use wgformer::reference::adam::AdamStep;
@@ -170,7 +170,7 @@ fn adam_trains_a_small_mlp() {
 
 #[test]
 fn clipped_adam_step_matches_the_reference() {
-    use wgformer::optim::{clip_factor, global_norm, AdamConfig};
+    use wgformer::engine::optim::{clip_factor, global_norm, AdamConfig};
     use wgformer::reference::adam::adam_update;
     for_each_gpu(|gpu| {
         let mut t = common::graphs::mlp();
@@ -210,7 +210,7 @@ fn clipped_adam_step_matches_the_reference() {
 
 #[test]
 fn executors_sharing_parameters_train_them_as_one() {
-    use wgformer::optim::AdamConfig;
+    use wgformer::engine::optim::AdamConfig;
     for_each_gpu(|gpu| {
         let mut t = common::graphs::mlp();
         let grads = backward(&mut t.graph, t.loss).unwrap();

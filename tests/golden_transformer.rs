@@ -7,7 +7,7 @@ use std::path::Path;
 fn check_case(name: &str) {
     let case = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
     common::for_each_gpu(|gpu| {
-        let got = wgformer::models::golden::verify(gpu, &case).unwrap();
+        let got = wgformer::verify::verify(gpu, &case).unwrap();
         common::golden::check(&case, &got);
     });
 }

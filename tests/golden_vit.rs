@@ -8,7 +8,7 @@ use std::path::Path;
 fn vit_tiny_matches_pytorch() {
     let case = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/vit-tiny-s0");
     common::for_each_gpu(|gpu| {
-        let got = wgformer::models::vit::verify(gpu, &case).unwrap();
+        let got = wgformer::verify::vit::verify(gpu, &case).unwrap();
         common::golden::check(&case, &got);
     });
 }

@@ -4,10 +4,10 @@
 
 mod common;
 use common::{assert_close, for_each_gpu, Rng};
-use wgformer::autodiff::backward;
-use wgformer::exec::{Executor, HostData, StepOptions};
+use wgformer::engine::autodiff::backward;
+use wgformer::engine::exec::{Executor, HostData, StepOptions};
+use wgformer::engine::optim::AdamConfig;
 use wgformer::models::vit::{build, init_params, VitConfig};
-use wgformer::optim::AdamConfig;
 use wgformer::reference::graph::evaluate_seeded;
 
 fn small() -> VitConfig {
@@ -23,7 +23,7 @@ fn small_vit_matches_the_reference_and_the_plan() {
         let batch = 3;
         let mut v = build(&small(), batch, true).unwrap();
         let grads = backward(&mut v.graph, v.loss).unwrap();
-        let report = wgformer::plan::report(&v.graph, v.loss, &grads);
+        let report = wgformer::engine::plan::report(&v.graph, v.loss, &grads);
         let exec = Executor::new(gpu, v.graph.clone(), Some(v.loss), Some(&grads)).unwrap();
         assert_eq!(exec.dispatches_per_step(), report.dispatches_per_step, "plan and executor agree");
 

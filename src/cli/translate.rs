@@ -7,20 +7,20 @@ use serde::{Deserialize, Serialize};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use wgformer::autodiff::backward;
-use wgformer::checkpoint::TrainingState;
-use wgformer::exec::{Executor, HostData, StepOptions};
+use wgformer::engine::autodiff::backward;
+use wgformer::engine::checkpoint::TrainingState;
+use wgformer::engine::exec::{Executor, HostData, StepOptions};
+use wgformer::engine::optim::{AdamConfig, Schedule};
+use wgformer::engine::trainer::{TrainConfig, Trainer};
 use wgformer::graph::TensorId;
-use wgformer::io::LinkFrom;
 use wgformer::models::transformer::{self, TransformerConfig, TransformerGraph};
 use wgformer::models::transformer_checkpoint as ckpt;
 use wgformer::models::transformer_decode::{Decoder, Search};
-use wgformer::optim::{AdamConfig, Schedule};
-use wgformer::rng::Rng;
 use wgformer::text::bleu::BleuStats;
 use wgformer::text::bpe::{Bpe, UNK};
 use wgformer::text::corpus::{self, Batch, Buckets};
-use wgformer::trainer::{TrainConfig, Trainer};
+use wgformer::util::io::LinkFrom;
+use wgformer::util::rng::Rng;
 use wgformer::{Error, Gpu, Result};
 
 /// Padded lengths of the training batches (tokens, eos included).
@@ -202,7 +202,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
 
     // One training and one evaluation graph per padded length, all on the same parameters.
     let start = Instant::now();
-    let training_graph = |i: usize| -> Result<(TransformerGraph, wgformer::autodiff::Gradients)> {
+    let training_graph = |i: usize| -> Result<(TransformerGraph, wgformer::engine::autodiff::Gradients)> {
         let len = buckets.lens[i];
         let mut t = transformer::build(&cfg, buckets.rows(i), len, len, true)?;
         let grads = backward(&mut t.graph, t.loss)?;
@@ -228,7 +228,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     let first = &graphs[0].graph;
     let params = match &args.resume {
         Some(dir) => {
-            for (p, m, v) in wgformer::checkpoint::load_moments(dir, first)? {
+            for (p, m, v) in wgformer::engine::checkpoint::load_moments(dir, first)? {
                 trainer.exec.set_optimizer_state(&gpu, p, &m, &v)?;
             }
             trainer.step = state.step;
@@ -236,7 +236,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             let snapshot = dir.join(snapshot_name(state.epochs_done));
             let path = if snapshot.is_file() { snapshot } else { dir.join("model.safetensors") };
             eprintln!("continuing from {}", path.display());
-            wgformer::checkpoint::load_params(&path, first, &ckpt::same_shape)?
+            wgformer::engine::checkpoint::load_params(&path, first, &ckpt::same_shape)?
         }
         None => transformer::init_params(first, state.seed),
     };
@@ -358,7 +358,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         let kept = kept_snapshots(&snapshots_in, state.epochs_done, state.average);
         if kept.len() > 1 {
             let paths: Vec<PathBuf> = kept.iter().map(|(p, _)| p.clone()).collect();
-            let mean = wgformer::checkpoint::average_params(&paths, first, &ckpt::same_shape)?;
+            let mean = wgformer::engine::checkpoint::average_params(&paths, first, &ckpt::same_shape)?;
             for (p, v) in &mean {
                 trainer.exec.set(&gpu, *p, HostData::F32(v))?;
             }
@@ -551,7 +551,7 @@ pub fn eval(checkpoint: &Path, out: Option<&Path>, data: &Path, beam: Search) ->
         let (line, hyps) = test_bleu(&gpu, &ck, &test, name, search)?;
         println!("{line}");
         if let (Some(out), true) = (out, search == beam) {
-            wgformer::io::write_atomic(out, (hyps.join("\n") + "\n").as_bytes())?;
+            wgformer::util::io::write_atomic(out, (hyps.join("\n") + "\n").as_bytes())?;
             eprintln!("wrote {}", out.display());
         }
     }

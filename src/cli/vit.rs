@@ -5,14 +5,14 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use wgformer::autodiff::backward;
 use wgformer::data::mnist::{self, ImageSet, Split};
-use wgformer::exec::HostData;
+use wgformer::engine::autodiff::backward;
+use wgformer::engine::exec::HostData;
+use wgformer::engine::optim::{AdamConfig, Schedule};
+use wgformer::engine::trainer::{TrainConfig, Trainer};
 use wgformer::models::vit::{self, Preprocess, VitConfig};
 use wgformer::models::vit_checkpoint::{self as ckpt, TrainingState};
 use wgformer::models::Vit;
-use wgformer::optim::{AdamConfig, Schedule};
-use wgformer::trainer::{TrainConfig, Trainer};
 use wgformer::{Error, Gpu, Result};
 
 /// Options of `train vit`.
@@ -131,8 +131,11 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     let mut trainer = Trainer::new(&gpu, v.graph.clone(), v.loss, &grads, &[], config)?;
     let params = match &args.resume {
         Some(dir) => {
-            let params =
-                wgformer::checkpoint::load_params(&dir.join("model.safetensors"), &v.graph, &vit::stored_shape(&cfg))?;
+            let params = wgformer::engine::checkpoint::load_params(
+                &dir.join("model.safetensors"),
+                &v.graph,
+                &vit::stored_shape(&cfg),
+            )?;
             for (p, m, s) in ckpt::load_moments(dir, &v.graph)? {
                 trainer.exec.set_optimizer_state(&gpu, p, &m, &s)?;
             }
@@ -271,7 +274,7 @@ pub fn eval(checkpoint: &Path, out: Option<&Path>, data: &Path) -> Result<()> {
         for (i, (p, l)) in predicted.iter().zip(&test.labels).enumerate() {
             csv += &format!("{i},{p},{l}\n");
         }
-        wgformer::io::write_atomic(out, csv.as_bytes())?;
+        wgformer::util::io::write_atomic(out, csv.as_bytes())?;
         eprintln!("wrote {}", out.display());
     }
     Ok(())

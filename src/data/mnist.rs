@@ -119,7 +119,7 @@ impl ImageSet {
 
     /// The order of one epoch: a shuffle seeded by (seed, epoch), so a resumed run repeats it.
     pub fn epoch_order(&self, seed: u64, epoch: usize) -> Vec<usize> {
-        let mut rng = crate::rng::Rng::new(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng = crate::util::rng::Rng::new(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let mut order: Vec<usize> = (0..self.len()).collect();
         for i in (1..order.len()).rev() {
             order.swap(i, rng.below(i + 1));

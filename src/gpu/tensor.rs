@@ -127,7 +127,7 @@ impl Gpu {
     /// Maps `staging` (a MAP_READ buffer whose copies are submitted) once the GPU is done,
     /// returns its first `bytes` bytes and unmaps it.
     pub(crate) async fn map_read(&self, staging: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
-        let (done, mapped) = crate::oneshot::channel();
+        let (done, mapped) = crate::util::oneshot::channel();
         {
             let _turn = self.turn();
             staging.map_async(wgpu::MapMode::Read, .., move |r| done.send(r));

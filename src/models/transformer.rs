@@ -417,7 +417,7 @@ pub fn build(
 /// the positional encoding's scale; on the bundled pairs the normal start reached the same
 /// validation loss in about 60% of the epochs (PyTorch twin, benches/translate_reference.py).
 pub fn init_params(g: &Graph, seed: u64) -> Vec<(TensorId, Vec<f32>)> {
-    let mut rng = crate::rng::Rng::new(seed);
+    let mut rng = crate::util::rng::Rng::new(seed);
     g.params()
         .into_iter()
         .map(|p| {

@@ -7,8 +7,8 @@
 //! and beam search reorders the cache rows by buffer copies.
 
 use super::transformer::{positional_encoding, Layers, TransformerConfig};
+use crate::engine::exec::{Executor, HostData, StepOptions};
 use crate::error::{Error, Result};
-use crate::exec::{Executor, HostData, StepOptions};
 use crate::gpu::{Gpu, Tensor};
 use crate::graph::{Dtype, Graph, TensorId};
 use crate::text::bpe::{BOS, EOS, PAD};

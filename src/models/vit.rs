@@ -275,7 +275,7 @@ pub fn build(cfg: &VitConfig, batch: usize, train: bool) -> Result<VitGraph> {
 /// Initial parameter values as Hugging Face initialises ViT: weights and embeddings from a
 /// normal with standard deviation 0.02 truncated at 2 sigma, biases 0, LayerNorm weights 1.
 pub fn init_params(g: &Graph, seed: u64) -> Vec<(TensorId, Vec<f32>)> {
-    let mut rng = crate::rng::Rng::new(seed);
+    let mut rng = crate::util::rng::Rng::new(seed);
     g.params()
         .into_iter()
         .map(|p| {
@@ -302,38 +302,6 @@ pub fn stored_shape(cfg: &VitConfig) -> impl Fn(&str, &[usize]) -> Vec<usize> + 
             shape.to_vec()
         }
     }
-}
-
-/// Forward and backward of a reference case directory (../shared/golden format): config.json,
-/// model.safetensors, inputs.safetensors with `pixel_values` and `labels`. Returns `logits`
-/// (B, classes), `loss` (shape []), `grad.<parameter>` for every parameter (stored shapes) and
-/// `grad.pixel_values`.
-pub fn verify(gpu: &crate::gpu::Gpu, dir: &std::path::Path) -> Result<Vec<super::golden::Output>> {
-    use super::golden::{find, ids};
-    use crate::exec::HostData;
-    let cfg = VitConfig::from_json(&super::golden::read_config(dir)?)?;
-    let inputs_path = dir.join("inputs.safetensors");
-    let inputs = crate::io::read_safetensors(&inputs_path)?;
-    let pixels = find(&inputs, &inputs_path, "pixel_values")?;
-    let batch = pixels.shape.first().copied().unwrap_or(0);
-    let labels = ids(find(&inputs, &inputs_path, "labels")?, &inputs_path)?;
-    let v = build(&cfg, batch, false)?;
-    if pixels.shape != v.graph.shape(v.pixel_values) || labels.len() != batch {
-        return Err(Error::Format {
-            path: inputs_path.display().to_string(),
-            msg: format!("pixel_values {:?} and {} labels do not fit the config", pixels.shape, labels.len()),
-        });
-    }
-    let feed = [(v.pixel_values, HostData::F32(pixels.f32(&inputs_path)?)), (v.labels, HostData::U32(&labels))];
-    let case = super::golden::Case {
-        loss: v.loss,
-        logits: v.logits,
-        logits_shape: vec![batch, cfg.labels()],
-        wrt: vec![v.pixel_values],
-        feed: &feed,
-        stored: &stored_shape(&cfg),
-    };
-    super::golden::run(gpu, dir, v.graph, &case)
 }
 
 fn layernorm(g: &mut Graph, x: TensorId, name: &str, c: usize, eps: f32) -> Result<TensorId> {

@@ -2,8 +2,8 @@
 
 use super::vit::{build, stored_shape, Preprocess, VitConfig};
 use super::vit_checkpoint::{load_config, load_preprocess};
+use crate::engine::exec::{Executor, HostData};
 use crate::error::{Error, Result};
-use crate::exec::{Executor, HostData};
 use crate::gpu::Gpu;
 use crate::graph::TensorId;
 use std::path::Path;
@@ -29,7 +29,8 @@ impl Vit {
         let cfg = load_config(dir)?;
         let pre = load_preprocess(dir, &cfg)?;
         let v = build(&cfg, batch.max(1), false)?;
-        let params = crate::checkpoint::load_params(&dir.join("model.safetensors"), &v.graph, &stored_shape(&cfg))?;
+        let params =
+            crate::engine::checkpoint::load_params(&dir.join("model.safetensors"), &v.graph, &stored_shape(&cfg))?;
         let vit = Self::with_params(gpu, cfg, pre, batch, &[])?;
         for (p, values) in &params {
             vit.exec.set(gpu, *p, HostData::F32(values))?;

@@ -4,7 +4,7 @@
 
 use super::bpe::{Bpe, BOS, EOS, PAD};
 use crate::error::{Error, Result};
-use crate::rng::Rng;
+use crate::util::rng::Rng;
 use std::path::{Path, PathBuf};
 
 /// The bundled data directory (data/de-en), from the working directory or the crate's.

@@ -3,7 +3,7 @@
 //! max|want| among tensors of the same kind; <= 1e-4 for logits and loss, <= 1e-3 for gradients.
 
 use std::path::Path;
-use wgformer::io::read_safetensors;
+use wgformer::util::io::read_safetensors;
 
 pub fn check(case: &Path, got: &[(String, Vec<usize>, Vec<f32>)]) {
     let path = case.join("expected.safetensors");

@@ -72,11 +72,11 @@ pub fn for_each_fresh_gpu(mut f: impl FnMut(&Gpu)) {
 }
 
 /// Reproducible test data: the library's generator, with test helpers.
-pub struct Rng(wgformer::rng::Rng);
+pub struct Rng(wgformer::util::rng::Rng);
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
-        Rng(wgformer::rng::Rng::new(seed))
+        Rng(wgformer::util::rng::Rng::new(seed))
     }
     pub fn next_u64(&mut self) -> u64 {
         self.0.next_u64()

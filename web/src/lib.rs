@@ -12,7 +12,7 @@ use wgformer::models::vit::{self, Preprocess, VitConfig};
 use wgformer::models::Vit;
 use wgformer::reference::softmax as sm_ref;
 use wgformer::reference::{attention as att_ref, gelu as gelu_ref, layernorm as ln_ref, matmul as mm_ref};
-use wgformer::rng::Rng;
+use wgformer::util::rng::Rng;
 use wgformer::{Gpu, Result};
 
 /// The ViT reference case (PyTorch / Hugging Face), bundled into the module: config, weights,
@@ -169,7 +169,7 @@ async fn vit_case(gpu: &Gpu) -> Result<(bool, String)> {
     use std::path::Path;
     let tensor = |bytes: &[u8], file: &str, name: &str| -> Result<Vec<f32>> {
         let path = Path::new(VIT_DIR).join(file);
-        let all = wgformer::io::parse_safetensors(bytes, &path)?;
+        let all = wgformer::util::io::parse_safetensors(bytes, &path)?;
         let t = all.iter().find(|t| t.name == name).ok_or_else(|| wgformer::Error::Format {
             path: path.display().to_string(),
             msg: format!("no tensor {name}"),
@@ -182,8 +182,8 @@ async fn vit_case(gpu: &Gpu) -> Result<(bool, String)> {
     let batch = pixels.len() / (cfg.num_channels * cfg.image_size * cfg.image_size);
     let graph = vit::build(&cfg, batch, false)?.graph;
     let model_path = Path::new(VIT_DIR).join("model.safetensors");
-    let params = wgformer::checkpoint::params_from(
-        wgformer::io::parse_safetensors(VIT_MODEL, &model_path)?,
+    let params = wgformer::engine::checkpoint::params_from(
+        wgformer::util::io::parse_safetensors(VIT_MODEL, &model_path)?,
         &model_path,
         &graph,
         &vit::stored_shape(&cfg),

@@ -1,12 +1,12 @@
 //! A training loop an application drives step by step: an executor with Adam, a learning-rate
 //! schedule, gradient clipping and the step counter (which also seeds dropout).
 
-use crate::autodiff::Gradients;
+use crate::engine::autodiff::Gradients;
+use crate::engine::exec::{Executor, HostData, StepOptions};
+use crate::engine::optim::{AdamConfig, Schedule};
 use crate::error::Result;
-use crate::exec::{Executor, HostData, StepOptions};
 use crate::gpu::Gpu;
 use crate::graph::{Graph, TensorId};
-use crate::optim::{AdamConfig, Schedule};
 
 /// How to train.
 #[derive(Clone, Copy, Debug, PartialEq)]

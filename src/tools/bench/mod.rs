@@ -2,6 +2,8 @@
 //! a warm-up, timed with GPU timestamp queries where the adapter has them, else wall clock
 //! around a blocking submit.
 
+pub mod attention;
+
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 pub use crate::kernels::Timer;
@@ -215,7 +217,7 @@ pub fn run_kernels(
     kernels: &[String],
     runs: usize,
     matmul: &[(String, MatmulShape)],
-    attention: &crate::bench_attention::AttentionCases,
+    attention: &attention::AttentionCases,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<BenchResult>> {
     let names: Vec<String> =
@@ -225,7 +227,7 @@ pub fn run_kernels(
     let mut results = Vec::new();
     for name in &names {
         if name == "attention" {
-            results.extend(crate::bench_attention::run(gpu, runs, attention, progress)?);
+            results.extend(attention::run(gpu, runs, attention, progress)?);
             continue;
         }
         let cases = match name.as_str() {
@@ -271,7 +273,7 @@ fn vit_step(model: &str, batch: usize) -> Result<Option<StepCase>> {
     use crate::models::vit;
     let Some(cfg) = vit::VitConfig::preset(model) else { return Ok(None) };
     let v = vit::build(&cfg, batch, true)?;
-    let mut rng = crate::rng::Rng::new(1);
+    let mut rng = crate::util::rng::Rng::new(1);
     let pixels = (0..v.graph.desc(v.pixel_values).len()).map(|_| rng.uniform() as f32 * 2.0 - 1.0).collect();
     let labels = (0..batch).map(|_| rng.below(cfg.labels()) as u32).collect();
     let params = vit::init_params(&v.graph, 0);
@@ -298,7 +300,7 @@ fn transformer_step(model: &str, batch: usize) -> Result<Option<StepCase>> {
         _ => return Ok(None),
     };
     let t = build(&cfg, batch, STEP_TOKENS, STEP_TOKENS, true)?;
-    let mut rng = crate::rng::Rng::new(1);
+    let mut rng = crate::util::rng::Rng::new(1);
     let mut ids = |n: usize| (0..n).map(|_| 4 + rng.below(cfg.vocab_size - 4) as u32).collect::<Vec<u32>>();
     let n = batch * STEP_TOKENS;
     let u32_inputs =
@@ -319,7 +321,7 @@ pub fn run_step(
     runs: usize,
     progress: &mut dyn FnMut(&str),
 ) -> Result<BenchResult> {
-    use crate::exec::{Executor, HostData, StepOptions};
+    use crate::engine::exec::{Executor, HostData, StepOptions};
     if batch == 0 {
         return Err(Error::InvalidSetting { name: "--batch", value: "0".into(), expected: "at least 1" });
     }
@@ -332,7 +334,7 @@ pub fn run_step(
         })?,
     };
     let mut graph = case.graph;
-    let grads = crate::autodiff::backward(&mut graph, case.loss)?;
+    let grads = crate::engine::autodiff::backward(&mut graph, case.loss)?;
     let flops = matmul_flops(&graph);
     progress(&format!("{model} batch {batch}: {} nodes, building the executor", graph.nodes.len()));
     let exec = Executor::new(gpu, graph, Some(case.loss), Some(&grads))?;
@@ -342,7 +344,7 @@ pub fn run_step(
     let mut feed: Vec<(crate::graph::TensorId, HostData)> =
         case.f32_inputs.iter().map(|(t, v)| (*t, HostData::F32(v))).collect();
     feed.extend(case.u32_inputs.iter().map(|(t, v)| (*t, HostData::U32(v))));
-    let adam = crate::optim::AdamConfig { weight_decay: 0.05, ..Default::default() };
+    let adam = crate::engine::optim::AdamConfig { weight_decay: 0.05, ..Default::default() };
     let (mut times, mut host) = (Vec::new(), Vec::new());
     for step in 0..=runs.max(1) {
         let opts = StepOptions { adam: Some(adam.at(step as u32 + 1, 1e-4)), seed: step as u32, clip: Some(1.0) };

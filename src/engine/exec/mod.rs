@@ -1,21 +1,25 @@
 //! The executor: owns the buffers, bind groups and uniforms of one planned graph, all created
 //! once, and records a whole training step (forward, backward, optimizer) into one command
 //! encoder with one compute pass and ONE submit. Only the loss is read back. A checked mode
-//! runs node by node and compares each output with the CPU reference.
+//! runs node by node and compares each output with the CPU reference. The lowering of each
+//! op to dispatches is in `lower.rs`, Adam and clipping in `optimizer.rs`, checked mode in
+//! `checked.rs`, per-node timing in `profile.rs`.
 
-use crate::autodiff::Gradients;
+mod checked;
+mod lower;
+mod optimizer;
+mod profile;
+
+use crate::engine::autodiff::Gradients;
+use crate::engine::plan::{plan, training_pinned, Plan};
 use crate::error::{Error, Result};
 use crate::gpu::{DType, Gpu, Held, Tensor};
-use crate::graph::build::matmul_dims;
-use crate::graph::AdamStep;
-use crate::graph::{Dtype, Graph, Node, Op, TensorId};
-use crate::kernels::adam::AdamHyperParams;
-use crate::kernels::attention::AttentionShape;
-use crate::kernels::clip::{partials_for, ClipParams};
+use crate::graph::{AdamStep, Dtype, Graph, Op, TensorId};
+use crate::kernels::clip::ClipParams;
 use crate::kernels::dropout::StepParams;
-use crate::kernels::layout::TokenCopy;
-use crate::kernels::{self, Adam, Dispatch, KernelSet, MatmulShape};
-use crate::plan::{plan, training_pinned, Plan};
+use crate::kernels::{Adam, Dispatch, KernelSet};
+use lower::{encode_node, NodeContext};
+use optimizer::{prepare_adam, Optimizer};
 use std::collections::HashMap;
 
 /// Values for one input or parameter.
@@ -23,21 +27,6 @@ use std::collections::HashMap;
 pub enum HostData<'a> {
     F32(&'a [f32]),
     U32(&'a [u32]),
-}
-
-/// Adam state: moments per parameter, the prepared updates, and the global-norm clipping
-/// that runs before them when a step asks for it.
-struct Optimizer {
-    /// This optimizer's step values (learning rate, bias corrections), read by every update.
-    hyper: AdamHyperParams,
-    updates: Vec<Dispatch>,
-    clip: Vec<Dispatch>,
-    clip_params: Held<wgpu::Buffer>,
-    partials: usize,
-    /// [factor, norm]: Adam multiplies every gradient by the factor.
-    grad_scale: Tensor,
-    /// (param, m, v): bound by the updates, read and written for checkpoints.
-    state: Vec<(TensorId, Tensor, Tensor)>,
 }
 
 /// A graph ready to run on one GPU.
@@ -326,94 +315,9 @@ impl Executor {
         Ok(bytemuck::pod_read_unaligned::<f32>(&bytes[..4]))
     }
 
-    /// Times every node on its own (one pass each, GPU timestamps where available) and returns
-    /// the total milliseconds per op name, largest first. Inputs and parameters must be set.
-    pub fn profile(&self, gpu: &Gpu) -> Result<Vec<(&'static str, f64, usize)>> {
-        let timer = crate::kernels::Timer::new(gpu);
-        let mut per_op: std::collections::BTreeMap<&'static str, (f64, usize)> = Default::default();
-        for (node, dispatches) in self.graph.nodes.iter().zip(&self.node_dispatches) {
-            let ms = timer.time_once(gpu, dispatches)?;
-            let name = match node.op {
-                Op::MatMul { batched: true, .. } => "matmul (batched)",
-                _ => node.op.name(),
-            };
-            let e = per_op.entry(name).or_default();
-            e.0 += ms;
-            e.1 += 1;
-        }
-        if let Some(opt) = &self.optimizer {
-            let e = per_op.entry("adam").or_default();
-            e.0 += timer.time_once(gpu, &opt.updates)?;
-            e.1 += opt.updates.len();
-        }
-        let mut out: Vec<(&'static str, f64, usize)> = per_op.into_iter().map(|(k, (ms, n))| (k, ms, n)).collect();
-        out.sort_by(|a, b| b.1.total_cmp(&a.1));
-        Ok(out)
-    }
-
-    /// Adam's moments (param, m, v) for every updated parameter (blocking; for checkpoints).
-    pub fn optimizer_state(&self, gpu: &Gpu) -> Result<crate::optim::Moments> {
-        let Some(opt) = &self.optimizer else { return Ok(Vec::new()) };
-        opt.state.iter().map(|(p, m, v)| Ok((*p, gpu.read(m)?, gpu.read(v)?))).collect()
-    }
-
-    /// Restores Adam's moments of `param` (from a checkpoint).
-    pub fn set_optimizer_state(&self, gpu: &Gpu, param: TensorId, m: &[f32], v: &[f32]) -> Result<()> {
-        let state = self.optimizer.as_ref().and_then(|o| o.state.iter().find(|(p, _, _)| *p == param));
-        let Some((_, tm, tv)) = state else {
-            return Err(Error::Input {
-                name: self.graph.desc(param).name.clone(),
-                msg: "has no optimizer state".into(),
-            });
-        };
-        gpu.write(tm, m)?;
-        gpu.write(tv, v)
-    }
-
-    /// The global gradient norm of the last step that clipped (blocking read; for logs).
-    pub fn last_grad_norm(&self, gpu: &Gpu) -> Result<Option<f32>> {
-        match &self.optimizer {
-            Some(opt) => Ok(gpu.read(&opt.grad_scale)?.get(1).copied().filter(|v| v.is_finite())),
-            None => Ok(None),
-        }
-    }
-
     fn set_seed(&self, gpu: &Gpu, seed: u32, step: u32) {
         gpu.write_buffer(&self.step_params, 0, bytemuck::bytes_of(&StepParams { seed, step, _pad: [0; 2] }));
     }
-
-    /// Checked mode: runs the graph node by node (one submit each) and compares every output
-    /// with the CPU reference computed from the GPU's own inputs to that node. Returns the
-    /// first node that differs beyond `atol + rtol * |want|`. Inputs and parameters must be set.
-    /// Dropout draws from `seed`.
-    pub fn check_nodes(&self, gpu: &Gpu, seed: u32, atol: f64, rtol: f64) -> Result<()> {
-        self.set_seed(gpu, seed, 0);
-        let mut values: Vec<Vec<f32>> = vec![Vec::new(); self.graph.tensors.len()];
-        for (i, node) in self.graph.nodes.iter().enumerate() {
-            kernels::run(gpu, &self.node_dispatches[i].iter().collect::<Vec<_>>())?;
-            for t in &node.inputs {
-                values[t.0] = self.read(gpu, *t)?;
-            }
-            let want = crate::reference::graph::run_node(&self.graph, node, &values, seed);
-            for (t, w) in node.outputs.iter().zip(want) {
-                let got = self.read(gpu, *t)?;
-                if let Some(detail) = first_mismatch(&got, &w, atol, rtol) {
-                    let tensor = self.graph.desc(*t).name.clone();
-                    return Err(Error::Check { node: i, op: node.op.name(), tensor, detail });
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-// `!(err <= tol)` on purpose: a NaN error is a mismatch.
-#[allow(clippy::neg_cmp_op_on_partial_ord)]
-fn first_mismatch(got: &[f32], want: &[f32], atol: f64, rtol: f64) -> Option<String> {
-    got.iter().zip(want).enumerate().find_map(|(i, (&g, &w))| {
-        let err = (g as f64 - w as f64).abs();
-        (!(err <= atol + rtol * (w as f64).abs())).then(|| format!("element {i}: got {g}, want {w}"))
-    })
 }
 
 /// One buffer per plan slot; every tensor a view of its slot.
@@ -447,189 +351,4 @@ fn allocate(gpu: &Gpu, g: &Graph, plan: &Plan, shared: &HashMap<TensorId, Tensor
             Tensor { buffer, len: d.len(), dtype: if d.dtype == Dtype::U32 { DType::U32 } else { DType::F32 } }
         })
         .collect())
-}
-
-/// What some nodes need beyond their tensors.
-struct NodeContext<'a> {
-    step_params: &'a wgpu::Buffer,
-    /// (order, starts) of an embedding gradient.
-    id_groups: Option<(&'a Tensor, &'a Tensor)>,
-}
-
-/// The dispatches of one node.
-fn encode_node(
-    gpu: &Gpu,
-    k: &KernelSet,
-    g: &Graph,
-    ts: &[Tensor],
-    node: &Node,
-    ctx: &NodeContext,
-) -> Result<Vec<Dispatch>> {
-    let i = |n: usize| &ts[node.inputs[n].0];
-    let o = |n: usize| &ts[node.outputs[n].0];
-    let in_desc = |n: usize| g.desc(node.inputs[n]);
-    let (len, rows, cols) = (in_desc(0).len(), in_desc(0).rows(), in_desc(0).last_dim());
-    Ok(match node.op {
-        Op::MatMul { trans_a, trans_b, bias, batched } => {
-            let d = matmul_dims(&in_desc(0).shape, &in_desc(1).shape, trans_a, trans_b, batched)
-                .map_err(|m| Error::shape("matmul", m))?;
-            let shape = MatmulShape { bias, ..MatmulShape::packed(d.batch, d.m, d.n, d.k, trans_a, trans_b) };
-            vec![k.matmul.fwd(gpu, o(0), i(0), i(1), bias.then(|| i(2)), &shape)?]
-        }
-        Op::Add if in_desc(1).len() == len => vec![k.elementwise.add_fwd(gpu, o(0), i(0), i(1), len)?],
-        Op::Add => vec![k.elementwise.add_bcast_fwd(gpu, o(0), i(0), i(1), len, in_desc(1).len())?],
-        Op::Mul => vec![k.elementwise.mul_fwd(gpu, o(0), i(0), i(1), len)?],
-        Op::MulBwd => vec![k.elementwise.mul_bwd(gpu, o(0), o(1), i(2), i(0), i(1), len)?],
-        Op::Scale { alpha } => vec![k.elementwise.scale_fwd(gpu, o(0), i(0), alpha, len)?],
-        Op::LayerNorm { eps } => vec![k.layernorm.fwd(gpu, o(0), o(1), o(2), i(0), i(1), i(2), rows, cols, eps)?],
-        Op::LayerNormBwd => k.layernorm.bwd(gpu, o(0), o(1), o(2), i(0), i(1), i(2), i(3), i(4), rows, cols)?.to_vec(),
-        Op::Gelu { kind } => vec![k.gelu.fwd(gpu, o(0), i(0), len, kind)?],
-        Op::GeluBwd { kind } => vec![k.gelu.bwd(gpu, o(0), i(0), i(1), len, kind)?],
-        Op::Relu => vec![k.elementwise.relu_fwd(gpu, o(0), i(0), len)?],
-        Op::ReluBwd => vec![k.elementwise.relu_bwd(gpu, o(0), i(0), i(1), len)?],
-        Op::Softmax => vec![k.softmax.fwd(gpu, o(0), i(0), rows, cols)?],
-        Op::SoftmaxBwd => vec![k.softmax.bwd(gpu, o(0), i(0), i(1), rows, cols)?],
-        Op::SumRows => {
-            let cols = g.desc(node.outputs[0]).len();
-            vec![k.reduce.fwd(gpu, o(0), i(0), len / cols, cols)?]
-        }
-        Op::SumRowsBwd => vec![k.reduce.bwd(gpu, o(0), i(0), g.desc(node.outputs[0]).len() / len, len)?],
-        Op::SplitHeads { heads } => {
-            let [b, t, c] = in_desc(0).shape[..] else {
-                return Err(Error::shape("split_heads", "input is not (B, T, C)"));
-            };
-            vec![k.layout.swap12(gpu, o(0), i(0), [b, t, heads, c / heads])?]
-        }
-        Op::MergeHeads => {
-            let dims = in_desc(0).shape[..].try_into().map_err(|_| Error::shape("merge_heads", "input is not 4D"))?;
-            vec![k.layout.swap12(gpu, o(0), i(0), dims)?]
-        }
-        Op::Concat => {
-            let (a, b) = (tokens3(in_desc(0))?, tokens3(in_desc(1))?);
-            let total = a[1] + b[1];
-            let copy = |src: [usize; 3], dst_off| TokenCopy {
-                batch: b[0],
-                channels: b[2],
-                src_tokens: src[1],
-                dst_tokens: total,
-                src_off: 0,
-                dst_off,
-                len: src[1],
-                src_broadcast: src[0] == 1 && b[0] > 1,
-            };
-            vec![
-                k.layout.copy_tokens(gpu, o(0), i(0), &copy(a, 0))?,
-                k.layout.copy_tokens(gpu, o(0), i(1), &copy(b, a[1]))?,
-            ]
-        }
-        Op::Slice { dim, start, len } => {
-            let [b, t, c] = crate::graph::around(&in_desc(0).shape, dim);
-            let copy = TokenCopy {
-                batch: b,
-                channels: c,
-                src_tokens: t,
-                dst_tokens: len,
-                src_off: start,
-                dst_off: 0,
-                len,
-                src_broadcast: false,
-            };
-            vec![k.layout.copy_tokens(gpu, o(0), i(0), &copy)?]
-        }
-        Op::SliceBwd { dim, start, total } => {
-            let [b, l, c] = crate::graph::around(&in_desc(0).shape, dim);
-            let copy = TokenCopy {
-                batch: b,
-                channels: c,
-                src_tokens: l,
-                dst_tokens: total,
-                src_off: 0,
-                dst_off: start,
-                len: l,
-                src_broadcast: false,
-            };
-            vec![k.layout.fill(gpu, o(0), 0.0, b * total * c)?, k.layout.copy_tokens(gpu, o(0), i(0), &copy)?]
-        }
-        Op::Dropout { p, salt } => vec![k.dropout.prepare(gpu, o(0), i(0), len, p, salt, ctx.step_params, false)?],
-        Op::DropoutBwd { p, salt } => vec![k.dropout.prepare(gpu, o(0), i(0), len, p, salt, ctx.step_params, true)?],
-        Op::Embedding => {
-            let (vocab, c) = (in_desc(0).shape[0], cols);
-            vec![k.embedding.fwd(gpu, o(0), i(0), i(1), in_desc(1).len(), vocab, c)?]
-        }
-        Op::EmbeddingBwd => {
-            let (order, starts) = ctx.id_groups.ok_or_else(|| Error::shape("embedding_bwd", "no id groups"))?;
-            let d = g.desc(node.outputs[0]);
-            vec![k.embedding.bwd(gpu, o(0), i(1), order, starts, in_desc(0).len(), d.shape[0], d.last_dim())?]
-        }
-        Op::Attention { heads, causal } | Op::AttentionBwd { heads, causal } => {
-            let ([b, tq, c], [_, tk, _]) = (tokens3(in_desc(0))?, tokens3(in_desc(1))?);
-            let s = AttentionShape { batch: b, heads, tq, tk, head_dim: c / heads, causal };
-            if let Op::Attention { .. } = node.op {
-                let lens = (node.inputs.len() > 3).then(|| i(3));
-                vec![k.attention.fwd(gpu, o(0), o(1), i(0), i(1), i(2), lens, &s)?]
-            } else {
-                let lens = (node.inputs.len() > 6).then(|| i(6));
-                k.attention.bwd(gpu, [o(0), o(1), o(2)], o(3), [i(0), i(1), i(2), i(3), i(4), i(5)], lens, &s)?.to_vec()
-            }
-        }
-        Op::Patchify { patch } => {
-            let dims = in_desc(0).shape[..].try_into().map_err(|_| Error::shape("patchify", "image is not 4D"))?;
-            vec![k.layout.patchify(gpu, o(0), i(0), dims, patch, false)?]
-        }
-        Op::PatchifyBwd { patch } => {
-            let dims = g.desc(node.outputs[0]).shape[..]
-                .try_into()
-                .map_err(|_| Error::shape("patchify", "image is not 4D"))?;
-            vec![k.layout.patchify(gpu, o(0), i(0), dims, patch, true)?]
-        }
-        Op::Mask { causal } | Op::MaskBwd { causal } => {
-            let dims = in_desc(0).shape[..].try_into().map_err(|_| Error::shape("mask", "scores are not 4D"))?;
-            let lens = (node.inputs.len() > 1).then(|| i(1));
-            vec![k.mask.prepare(gpu, o(0), i(0), lens, dims, causal, matches!(node.op, Op::MaskBwd { .. }))?]
-        }
-        Op::CrossEntropy { smoothing, ignore_index } => {
-            k.cross_entropy.fwd(gpu, o(0), o(1), i(0), i(1), rows, cols, smoothing, ignore_index)?.to_vec()
-        }
-    })
-}
-
-/// (B, T, C) of a token tensor.
-fn tokens3(d: &crate::graph::TensorDesc) -> Result<[usize; 3]> {
-    d.shape[..].try_into().map_err(|_| Error::shape("tokens", format!("{} {:?} is not (B, T, C)", d.name, d.shape)))
-}
-
-/// Moments and one Adam dispatch per parameter with a gradient, in parameter order, and the
-/// clipping dispatches (sums of squares of every gradient, then the factor).
-fn prepare_adam(
-    gpu: &Gpu,
-    k: &KernelSet,
-    g: &Graph,
-    ts: &[Tensor],
-    grads: &Gradients,
-    shared: &HashMap<TensorId, (Tensor, Tensor)>,
-) -> Result<Optimizer> {
-    let with_grad: Vec<(TensorId, TensorId)> =
-        g.params().into_iter().filter_map(|p| grads.get(p).map(|d| (p, d))).collect();
-    let partials: usize = with_grad.iter().map(|(p, _)| partials_for(g.desc(*p).len())).sum();
-    let partial = gpu.zeros("clip.partials", partials.max(1))?;
-    let grad_scale = gpu.upload("adam.grad_scale", &[1.0, f32::NAN])?;
-    let clip_params =
-        gpu.hold(gpu.uniform("clip.params", &ClipParams { partials: partials as u32, max_norm: 1.0, _pad: [0; 2] }));
-    let hyper = k.adam.hyper_params(gpu);
-    let (mut updates, mut clip, mut state) = (Vec::new(), Vec::new(), Vec::new());
-    let mut offset = 0;
-    for (p, grad) in with_grad {
-        let n = g.desc(p).len();
-        let name = &g.desc(p).name;
-        let (m, v) = match shared.get(&p) {
-            Some((m, v)) => (m.clone(), v.clone()),
-            None => (gpu.zeros(&format!("{name}.adam_m"), n)?, gpu.zeros(&format!("{name}.adam_v"), n)?),
-        };
-        updates.push(k.adam.update(gpu, &hyper, &ts[p.0], &m, &v, &ts[grad.0], &grad_scale, n)?);
-        clip.push(k.clip.sumsq(gpu, &partial, &ts[grad.0], n, offset)?);
-        offset += partials_for(n);
-        state.push((p, m, v));
-    }
-    clip.push(k.clip.scale(gpu, &grad_scale, &partial, partials, &clip_params)?);
-    Ok(Optimizer { hyper, updates, clip, clip_params, partials, grad_scale, state })
 }

@@ -2,12 +2,15 @@
 //! config.json, model.safetensors, inputs.safetensors) and names what it produced the way
 //! expected.safetensors does: `logits`, `loss` and `grad.<name>`.
 
-use crate::checkpoint::StoredShape;
+pub mod transformer;
+pub mod vit;
+
+use crate::engine::checkpoint::StoredShape;
+use crate::engine::exec::{Executor, HostData, StepOptions};
 use crate::error::{Error, Result};
-use crate::exec::{Executor, HostData, StepOptions};
 use crate::gpu::Gpu;
 use crate::graph::{Graph, TensorId};
-use crate::io::NamedTensor;
+use crate::util::io::NamedTensor;
 use std::path::Path;
 
 /// A named output: name, shape, values.
@@ -35,10 +38,10 @@ pub(crate) fn read_config(dir: &Path) -> Result<String> {
 pub fn verify(gpu: &Gpu, dir: &Path) -> Result<Vec<Output>> {
     let config_path = dir.join("config.json");
     let text = read_config(dir)?;
-    let model_type = super::model_type(&text).unwrap_or_default();
+    let model_type = crate::models::model_type(&text).unwrap_or_default();
     match model_type.as_str() {
-        "vit" => super::vit::verify(gpu, dir),
-        "transformer" => super::transformer_verify::verify(gpu, dir),
+        "vit" => vit::verify(gpu, dir),
+        "transformer" => transformer::verify(gpu, dir),
         other => Err(Error::Config(format!(
             "{}: model_type {other:?} is not supported (vit, transformer)",
             config_path.display()
@@ -49,8 +52,8 @@ pub fn verify(gpu: &Gpu, dir: &Path) -> Result<Vec<Output>> {
 /// Loads model.safetensors from `dir` into `graph`, runs it on the case's inputs and returns
 /// the logits, the loss and every gradient, sorted by name after the first two.
 pub(crate) fn run(gpu: &Gpu, dir: &Path, mut graph: Graph, case: &Case) -> Result<Vec<Output>> {
-    let grads = crate::autodiff::backward_wrt(&mut graph, case.loss, &case.wrt)?;
-    let params = crate::checkpoint::load_params(&dir.join("model.safetensors"), &graph, case.stored)?;
+    let grads = crate::engine::autodiff::backward_wrt(&mut graph, case.loss, &case.wrt)?;
+    let params = crate::engine::checkpoint::load_params(&dir.join("model.safetensors"), &graph, case.stored)?;
     let exec = Executor::keeping(gpu, graph, Some(case.loss), Some(&grads), &[case.logits])?;
     for (p, values) in &params {
         exec.set(gpu, *p, HostData::F32(values))?;
@@ -82,11 +85,11 @@ pub(crate) fn find<'a>(inputs: &'a [NamedTensor], path: &Path, name: &str) -> Re
 pub(crate) fn ids(t: &NamedTensor, path: &Path) -> Result<Vec<u32>> {
     let bad = |msg: String| Error::Format { path: path.display().to_string(), msg };
     match &t.data {
-        crate::io::TensorData::I64(v) => v
+        crate::util::io::TensorData::I64(v) => v
             .iter()
             .map(|&x| u32::try_from(x).map_err(|_| bad(format!("{} holds {x}, not a u32 id", t.name))))
             .collect(),
-        crate::io::TensorData::U8(v) => Ok(v.iter().map(|&x| x as u32).collect()),
+        crate::util::io::TensorData::U8(v) => Ok(v.iter().map(|&x| x as u32).collect()),
         _ => Err(bad(format!("{} must be integers", t.name))),
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::graph::{Graph, TensorId};
-use crate::io::{read_safetensors, safetensors_bytes};
+use crate::util::io::{read_safetensors, safetensors_bytes};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -19,12 +19,13 @@ pub fn load_params(path: &Path, g: &Graph, stored: StoredShape) -> Result<Vec<(T
 
 /// [`load_params`] from tensors already read (`path` names their origin in errors).
 pub fn params_from(
-    tensors: Vec<crate::io::NamedTensor>,
+    tensors: Vec<crate::util::io::NamedTensor>,
     path: &Path,
     g: &Graph,
     stored: StoredShape,
 ) -> Result<Vec<(TensorId, Vec<f32>)>> {
-    let mut file: HashMap<String, crate::io::NamedTensor> = tensors.into_iter().map(|t| (t.name.clone(), t)).collect();
+    let mut file: HashMap<String, crate::util::io::NamedTensor> =
+        tensors.into_iter().map(|t| (t.name.clone(), t)).collect();
     let bad = |msg: String| Err(Error::Format { path: path.display().to_string(), msg });
     let params = g.params();
     let missing: Vec<&str> =
@@ -65,7 +66,7 @@ pub struct TrainingState<'a> {
     /// Extra files (a plot) as (name, bytes).
     pub extra: Vec<(&'a str, Vec<u8>)>,
     /// Files linked in under a name, not written again: (source, name).
-    pub keep: Vec<(crate::io::LinkFrom, String)>,
+    pub keep: Vec<(crate::util::io::LinkFrom, String)>,
 }
 
 /// The element-wise mean of the parameters of `g` stored in several safetensors files
@@ -104,7 +105,7 @@ pub fn moments_bytes(g: &Graph, moments: &[(TensorId, Vec<f32>, Vec<f32>)], stor
 }
 
 /// Reads optimizer.safetensors: (param, exp_avg, exp_avg_sq) for every parameter of `g`.
-pub fn load_moments(dir: &Path, g: &Graph) -> Result<crate::optim::Moments> {
+pub fn load_moments(dir: &Path, g: &Graph) -> Result<crate::engine::optim::Moments> {
     let path = dir.join("optimizer.safetensors");
     let tensors = read_safetensors(&path)?;
     let get = |name: &str, len: usize| -> Result<Vec<f32>> {

@@ -197,7 +197,37 @@ pub fn backward_wrt(g: &mut Graph, loss: TensorId, inputs: &[TensorId]) -> Resul
             Op::CrossEntropy { .. } => {
                 return Err(Error::shape("backward", "a cross_entropy loss may only be the final loss"));
             }
-            _ => {}
+            // The rules above that only act when their input needs a gradient.
+            Op::Scale { .. }
+            | Op::Gelu { .. }
+            | Op::Relu
+            | Op::Softmax
+            | Op::SumRows
+            | Op::SplitHeads { .. }
+            | Op::MergeHeads
+            | Op::Slice { .. }
+            | Op::Dropout { .. }
+            | Op::Embedding
+            | Op::Patchify { .. }
+            | Op::Mask { .. } => {}
+            // Listed one by one, so that a new op cannot reach training without a rule.
+            Op::MulBwd
+            | Op::LayerNormBwd
+            | Op::GeluBwd { .. }
+            | Op::ReluBwd
+            | Op::SoftmaxBwd
+            | Op::SumRowsBwd
+            | Op::SliceBwd { .. }
+            | Op::DropoutBwd { .. }
+            | Op::EmbeddingBwd
+            | Op::AttentionBwd { .. }
+            | Op::PatchifyBwd { .. }
+            | Op::MaskBwd { .. } => {
+                return Err(Error::shape(
+                    "backward",
+                    format!("{} has no gradient rule (second-order gradients are not supported)", node.op.name()),
+                ));
+            }
         }
     }
     let of = grads.into_iter().filter(|(t, _)| g.desc(*t).role == Role::Param || inputs.contains(t)).collect();

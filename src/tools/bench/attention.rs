@@ -6,9 +6,9 @@
 //! FLOPs follow the FlashAttention papers: forward 4 B H T^2 D (halved when causal), backward
 //! 2.5 times the forward. Memory is the executor's planned activation memory, inputs included.
 
-use crate::bench::BenchResult;
+use super::BenchResult;
+use crate::engine::exec::{Executor, HostData};
 use crate::error::{Error, Result};
-use crate::exec::{Executor, HostData};
 use crate::gpu::Gpu;
 use crate::graph::{Dtype, Graph, TensorId};
 use crate::kernels::attention::HEAD_DIMS;
@@ -52,9 +52,10 @@ fn attention_graph(b: usize, h: usize, t: usize, d: usize, causal: bool, fused: 
 /// Milliseconds of the attention nodes of one step (all nodes but the loss and its gradient).
 fn time_attention(gpu: &Gpu, a: &AttentionGraph, backward: bool, runs: usize) -> Result<(f64, u64)> {
     let mut graph = a.graph.clone();
-    let grads = if backward { Some(crate::autodiff::backward_wrt(&mut graph, a.loss, &a.inputs)?) } else { None };
+    let grads =
+        if backward { Some(crate::engine::autodiff::backward_wrt(&mut graph, a.loss, &a.inputs)?) } else { None };
     let exec = Executor::new(gpu, graph, Some(a.loss), grads.as_ref())?;
-    let mut rng = crate::rng::Rng::new(7);
+    let mut rng = crate::util::rng::Rng::new(7);
     for &x in &a.inputs {
         let values: Vec<f32> = (0..exec.graph().desc(x).len()).map(|_| rng.uniform() as f32 - 0.5).collect();
         exec.set(gpu, x, HostData::F32(&values))?;
@@ -141,15 +142,15 @@ pub fn run(gpu: &Gpu, runs: usize, cases: &AttentionCases, progress: &mut dyn Fn
                         Err(e @ (Error::TooLarge { .. } | Error::Gpu { .. })) => {
                             let mut g = graph.graph.clone();
                             if backward {
-                                crate::autodiff::backward_wrt(&mut g, graph.loss, &graph.inputs)?;
+                                crate::engine::autodiff::backward_wrt(&mut g, graph.loss, &graph.inputs)?;
                             }
-                            let plan = crate::plan::plan(&g, &[graph.loss]);
+                            let plan = crate::engine::plan::plan(&g, &[graph.loss]);
                             r.memory_mib = Some(plan.peak_activation_bytes as f64 / (1 << 20) as f64);
                             r.note = Some(format!("not run: {e}"));
                         }
                         Err(e) => return Err(e),
                     }
-                    progress(&crate::bench::row(&r));
+                    progress(&super::row(&r));
                     results.push(r);
                 }
             }

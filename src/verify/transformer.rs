@@ -2,18 +2,18 @@
 //! inputs.safetensors through the model of config.json, with the masks checked against the
 //! lengths (this model masks by length: trailing padding only).
 
-use super::golden::{find, ids, Case, Output};
-use super::transformer::{build, TransformerConfig};
+use super::{find, ids, Case, Output};
+use crate::engine::exec::HostData;
 use crate::error::{Error, Result};
-use crate::exec::HostData;
 use crate::gpu::Gpu;
+use crate::models::transformer::{build, TransformerConfig};
 use std::path::Path;
 
 /// Forward and backward of the case in `dir`: logits (B, T, V), loss and every gradient.
 pub fn verify(gpu: &Gpu, dir: &Path) -> Result<Vec<Output>> {
-    let cfg = TransformerConfig::from_json(&super::golden::read_config(dir)?)?;
+    let cfg = TransformerConfig::from_json(&super::read_config(dir)?)?;
     let path = dir.join("inputs.safetensors");
-    let inputs = crate::io::read_safetensors(&path)?;
+    let inputs = crate::util::io::read_safetensors(&path)?;
     let bad = |msg: String| Error::Format { path: path.display().to_string(), msg };
     let tensor = |name: &str| find(&inputs, &path, name);
     let src = tensor("src")?;
@@ -52,5 +52,5 @@ pub fn verify(gpu: &Gpu, dir: &Path) -> Result<Vec<Output>> {
         feed: &feed,
         stored: &|_: &str, s: &[usize]| s.to_vec(),
     };
-    super::golden::run(gpu, dir, t.graph, &case)
+    super::run(gpu, dir, t.graph, &case)
 }

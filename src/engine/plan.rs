@@ -5,7 +5,7 @@
 //! so a node never reads and writes the same slot. Pinned tensors (parameters, inputs,
 //! gradients the optimizer reads, outputs read back) get slots of their own.
 
-use crate::autodiff::Gradients;
+use crate::engine::autodiff::Gradients;
 use crate::graph::{Dtype, Graph, Role, TensorId};
 use serde::Serialize;
 
@@ -163,7 +163,7 @@ mod tests {
     #[test]
     fn no_two_live_tensors_share_a_slot() {
         let (mut g, loss) = chain();
-        let grads = crate::autodiff::backward(&mut g, loss).unwrap();
+        let grads = crate::engine::autodiff::backward(&mut g, loss).unwrap();
         let pinned: Vec<TensorId> = grads.of.values().copied().chain([loss]).collect();
         let p = plan(&g, &pinned);
         let life = lifetimes(&g);
@@ -191,7 +191,7 @@ mod tests {
     #[test]
     fn reuse_lowers_the_peak() {
         let (mut g, loss) = chain();
-        crate::autodiff::backward(&mut g, loss).unwrap();
+        crate::engine::autodiff::backward(&mut g, loss).unwrap();
         let p = plan(&g, &[loss]);
         assert!(
             p.peak_activation_bytes < p.naive_activation_bytes / 2,
@@ -205,7 +205,7 @@ mod tests {
     #[test]
     fn a_node_never_reads_the_slot_it_writes() {
         let (mut g, loss) = chain();
-        crate::autodiff::backward(&mut g, loss).unwrap();
+        crate::engine::autodiff::backward(&mut g, loss).unwrap();
         let p = plan(&g, &[loss]);
         for node in &g.nodes {
             for o in &node.outputs {

@@ -1,0 +1,158 @@
+//! Lowering: the kernel dispatches of each op, prepared once when the executor is built.
+
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, Tensor};
+use crate::graph::build::matmul_dims;
+use crate::graph::{Graph, Node, Op};
+use crate::kernels::attention::AttentionShape;
+use crate::kernels::layout::TokenCopy;
+use crate::kernels::{Dispatch, KernelSet, MatmulShape};
+
+/// What some nodes need beyond their tensors.
+pub(super) struct NodeContext<'a> {
+    pub step_params: &'a wgpu::Buffer,
+    /// (order, starts) of an embedding gradient.
+    pub id_groups: Option<(&'a Tensor, &'a Tensor)>,
+}
+
+/// The dispatches of one node.
+pub(super) fn encode_node(
+    gpu: &Gpu,
+    k: &KernelSet,
+    g: &Graph,
+    ts: &[Tensor],
+    node: &Node,
+    ctx: &NodeContext,
+) -> Result<Vec<Dispatch>> {
+    let i = |n: usize| &ts[node.inputs[n].0];
+    let o = |n: usize| &ts[node.outputs[n].0];
+    let in_desc = |n: usize| g.desc(node.inputs[n]);
+    let (len, rows, cols) = (in_desc(0).len(), in_desc(0).rows(), in_desc(0).last_dim());
+    Ok(match node.op {
+        Op::MatMul { trans_a, trans_b, bias, batched } => {
+            let d = matmul_dims(&in_desc(0).shape, &in_desc(1).shape, trans_a, trans_b, batched)
+                .map_err(|m| Error::shape("matmul", m))?;
+            let shape = MatmulShape { bias, ..MatmulShape::packed(d.batch, d.m, d.n, d.k, trans_a, trans_b) };
+            vec![k.matmul.fwd(gpu, o(0), i(0), i(1), bias.then(|| i(2)), &shape)?]
+        }
+        Op::Add if in_desc(1).len() == len => vec![k.elementwise.add_fwd(gpu, o(0), i(0), i(1), len)?],
+        Op::Add => vec![k.elementwise.add_bcast_fwd(gpu, o(0), i(0), i(1), len, in_desc(1).len())?],
+        Op::Mul => vec![k.elementwise.mul_fwd(gpu, o(0), i(0), i(1), len)?],
+        Op::MulBwd => vec![k.elementwise.mul_bwd(gpu, o(0), o(1), i(2), i(0), i(1), len)?],
+        Op::Scale { alpha } => vec![k.elementwise.scale_fwd(gpu, o(0), i(0), alpha, len)?],
+        Op::LayerNorm { eps } => vec![k.layernorm.fwd(gpu, o(0), o(1), o(2), i(0), i(1), i(2), rows, cols, eps)?],
+        Op::LayerNormBwd => k.layernorm.bwd(gpu, o(0), o(1), o(2), i(0), i(1), i(2), i(3), i(4), rows, cols)?.to_vec(),
+        Op::Gelu { kind } => vec![k.gelu.fwd(gpu, o(0), i(0), len, kind)?],
+        Op::GeluBwd { kind } => vec![k.gelu.bwd(gpu, o(0), i(0), i(1), len, kind)?],
+        Op::Relu => vec![k.elementwise.relu_fwd(gpu, o(0), i(0), len)?],
+        Op::ReluBwd => vec![k.elementwise.relu_bwd(gpu, o(0), i(0), i(1), len)?],
+        Op::Softmax => vec![k.softmax.fwd(gpu, o(0), i(0), rows, cols)?],
+        Op::SoftmaxBwd => vec![k.softmax.bwd(gpu, o(0), i(0), i(1), rows, cols)?],
+        Op::SumRows => {
+            let cols = g.desc(node.outputs[0]).len();
+            vec![k.reduce.fwd(gpu, o(0), i(0), len / cols, cols)?]
+        }
+        Op::SumRowsBwd => vec![k.reduce.bwd(gpu, o(0), i(0), g.desc(node.outputs[0]).len() / len, len)?],
+        Op::SplitHeads { heads } => {
+            let [b, t, c] = in_desc(0).shape[..] else {
+                return Err(Error::shape("split_heads", "input is not (B, T, C)"));
+            };
+            vec![k.layout.swap12(gpu, o(0), i(0), [b, t, heads, c / heads])?]
+        }
+        Op::MergeHeads => {
+            let dims = in_desc(0).shape[..].try_into().map_err(|_| Error::shape("merge_heads", "input is not 4D"))?;
+            vec![k.layout.swap12(gpu, o(0), i(0), dims)?]
+        }
+        Op::Concat => {
+            let (a, b) = (tokens3(in_desc(0))?, tokens3(in_desc(1))?);
+            let total = a[1] + b[1];
+            let copy = |src: [usize; 3], dst_off| TokenCopy {
+                batch: b[0],
+                channels: b[2],
+                src_tokens: src[1],
+                dst_tokens: total,
+                src_off: 0,
+                dst_off,
+                len: src[1],
+                src_broadcast: src[0] == 1 && b[0] > 1,
+            };
+            vec![
+                k.layout.copy_tokens(gpu, o(0), i(0), &copy(a, 0))?,
+                k.layout.copy_tokens(gpu, o(0), i(1), &copy(b, a[1]))?,
+            ]
+        }
+        Op::Slice { dim, start, len } => {
+            let [b, t, c] = crate::graph::around(&in_desc(0).shape, dim);
+            let copy = TokenCopy {
+                batch: b,
+                channels: c,
+                src_tokens: t,
+                dst_tokens: len,
+                src_off: start,
+                dst_off: 0,
+                len,
+                src_broadcast: false,
+            };
+            vec![k.layout.copy_tokens(gpu, o(0), i(0), &copy)?]
+        }
+        Op::SliceBwd { dim, start, total } => {
+            let [b, l, c] = crate::graph::around(&in_desc(0).shape, dim);
+            let copy = TokenCopy {
+                batch: b,
+                channels: c,
+                src_tokens: l,
+                dst_tokens: total,
+                src_off: 0,
+                dst_off: start,
+                len: l,
+                src_broadcast: false,
+            };
+            vec![k.layout.fill(gpu, o(0), 0.0, b * total * c)?, k.layout.copy_tokens(gpu, o(0), i(0), &copy)?]
+        }
+        Op::Dropout { p, salt } => vec![k.dropout.prepare(gpu, o(0), i(0), len, p, salt, ctx.step_params, false)?],
+        Op::DropoutBwd { p, salt } => vec![k.dropout.prepare(gpu, o(0), i(0), len, p, salt, ctx.step_params, true)?],
+        Op::Embedding => {
+            let (vocab, c) = (in_desc(0).shape[0], cols);
+            vec![k.embedding.fwd(gpu, o(0), i(0), i(1), in_desc(1).len(), vocab, c)?]
+        }
+        Op::EmbeddingBwd => {
+            let (order, starts) = ctx.id_groups.ok_or_else(|| Error::shape("embedding_bwd", "no id groups"))?;
+            let d = g.desc(node.outputs[0]);
+            vec![k.embedding.bwd(gpu, o(0), i(1), order, starts, in_desc(0).len(), d.shape[0], d.last_dim())?]
+        }
+        Op::Attention { heads, causal } | Op::AttentionBwd { heads, causal } => {
+            let ([b, tq, c], [_, tk, _]) = (tokens3(in_desc(0))?, tokens3(in_desc(1))?);
+            let s = AttentionShape { batch: b, heads, tq, tk, head_dim: c / heads, causal };
+            if let Op::Attention { .. } = node.op {
+                let lens = (node.inputs.len() > 3).then(|| i(3));
+                vec![k.attention.fwd(gpu, o(0), o(1), i(0), i(1), i(2), lens, &s)?]
+            } else {
+                let lens = (node.inputs.len() > 6).then(|| i(6));
+                k.attention.bwd(gpu, [o(0), o(1), o(2)], o(3), [i(0), i(1), i(2), i(3), i(4), i(5)], lens, &s)?.to_vec()
+            }
+        }
+        Op::Patchify { patch } => {
+            let dims = in_desc(0).shape[..].try_into().map_err(|_| Error::shape("patchify", "image is not 4D"))?;
+            vec![k.layout.patchify(gpu, o(0), i(0), dims, patch, false)?]
+        }
+        Op::PatchifyBwd { patch } => {
+            let dims = g.desc(node.outputs[0]).shape[..]
+                .try_into()
+                .map_err(|_| Error::shape("patchify", "image is not 4D"))?;
+            vec![k.layout.patchify(gpu, o(0), i(0), dims, patch, true)?]
+        }
+        Op::Mask { causal } | Op::MaskBwd { causal } => {
+            let dims = in_desc(0).shape[..].try_into().map_err(|_| Error::shape("mask", "scores are not 4D"))?;
+            let lens = (node.inputs.len() > 1).then(|| i(1));
+            vec![k.mask.prepare(gpu, o(0), i(0), lens, dims, causal, matches!(node.op, Op::MaskBwd { .. }))?]
+        }
+        Op::CrossEntropy { smoothing, ignore_index } => {
+            k.cross_entropy.fwd(gpu, o(0), o(1), i(0), i(1), rows, cols, smoothing, ignore_index)?.to_vec()
+        }
+    })
+}
+
+/// (B, T, C) of a token tensor.
+fn tokens3(d: &crate::graph::TensorDesc) -> Result<[usize; 3]> {
+    d.shape[..].try_into().map_err(|_| Error::shape("tokens", format!("{} {:?} is not (B, T, C)", d.name, d.shape)))
+}

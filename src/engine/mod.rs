@@ -1,0 +1,11 @@
+//! The training pipeline, in the order a step is made: a graph is differentiated
+//! ([`autodiff`]), its tensors are given buffers ([`plan`]), the executor lowers every node to
+//! kernel dispatches and runs a whole step in one submit ([`exec`]), with Adam and its
+//! schedules ([`optim`]); [`trainer`] drives steps, [`checkpoint`] saves and restores them.
+
+pub mod autodiff;
+pub mod checkpoint;
+pub mod exec;
+pub mod optim;
+pub mod plan;
+pub mod trainer;
