@@ -252,12 +252,12 @@ fn main() -> ExitCode {
             }),
             other => Err(wgformer::Error::Config(format!("unknown model {other:?}: train vit, or train translate"))),
         },
-        Command::Translate { checkpoint, text, greedy, beam, alpha } => cli::translate::search(greedy, beam, alpha)
-            .and_then(|search| cli::translate::translate(&checkpoint, text.as_deref(), search)),
+        Command::Translate { checkpoint, text, greedy, beam, alpha } => cli::translation::search(greedy, beam, alpha)
+            .and_then(|search| cli::translation::translate(&checkpoint, text.as_deref(), search)),
         Command::Predict { checkpoint, images } => cli::vit::predict(&checkpoint, &images),
-        Command::Eval { checkpoint, out, data, alpha } => match cli::translate::model_type(&checkpoint).as_deref() {
-            Some("transformer") => cli::translate::search(false, 4, alpha).and_then(|search| {
-                cli::translate::eval(
+        Command::Eval { checkpoint, out, data, alpha } => match cli::translation::model_type(&checkpoint).as_deref() {
+            Some("transformer") => cli::translation::search(false, 4, alpha).and_then(|search| {
+                cli::translation::eval(
                     &checkpoint,
                     out.as_deref(),
                     &data.unwrap_or_else(wgformer::text::corpus::default_dir),

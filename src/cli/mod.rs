@@ -3,6 +3,7 @@
 pub mod blas;
 pub mod plot;
 pub mod translate;
+pub mod translation;
 pub mod vit;
 
 /// Reads a checkpoint's trainer_state.json.

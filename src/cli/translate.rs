@@ -2,9 +2,9 @@
 //! pairs.
 
 use super::plot::training_png;
+use super::translation::{bleu_of, test_bleu};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use wgformer::engine::autodiff::backward;
@@ -15,18 +15,15 @@ use wgformer::engine::trainer::{TrainConfig, Trainer};
 use wgformer::graph::TensorId;
 use wgformer::models::transformer::{self, TransformerConfig, TransformerGraph};
 use wgformer::models::transformer_checkpoint as ckpt;
-use wgformer::models::transformer_decode::{Decoder, Search};
-use wgformer::text::bleu::BleuStats;
-use wgformer::text::bpe::{Bpe, UNK};
+use wgformer::models::transformer_decode::Search;
+use wgformer::text::bpe::Bpe;
 use wgformer::text::corpus::{self, Batch, Buckets};
 use wgformer::util::io::LinkFrom;
 use wgformer::util::rng::Rng;
 use wgformer::{Error, Gpu, Result};
 
 /// Padded lengths of the training batches (tokens, eos included).
-const BUCKETS: [usize; 7] = [10, 14, 18, 24, 32, 48, 64];
-/// Sentences per decoding batch (greedy; beam search takes a quarter).
-const DECODE_ROWS: usize = 128;
+pub(super) const BUCKETS: [usize; 7] = [10, 14, 18, 24, 32, 48, 64];
 
 /// Options of `train translate`.
 pub struct TrainArgs {
@@ -435,130 +432,4 @@ fn save_run(
         keep,
     };
     ckpt::save(out, cfg, bpe, graph, params, Some(training))
-}
-
-/// The test-set BLEU line of a checkpoint with one search (timed), and the translations.
-fn test_bleu(
-    gpu: &Gpu,
-    ck: &ckpt::Checkpoint,
-    test: &[(String, String)],
-    name: &str,
-    search: Search,
-) -> Result<(String, Vec<String>)> {
-    let start = Instant::now();
-    let (stats, hyps) = bleu_of(gpu, &ck.config, &ck.tokenizer, &ck.params, test, search)?;
-    let secs = start.elapsed().as_secs_f64();
-    Ok((format!("test BLEU ({name}): {:.2} ({} pairs, {secs:.1} s): {stats}", stats.score(), test.len()), hyps))
-}
-
-/// Corpus BLEU statistics of translating the sources of `pairs`, and the translations.
-fn bleu_of(
-    gpu: &Gpu,
-    cfg: &TransformerConfig,
-    bpe: &Bpe,
-    params: &[(String, Vec<f32>)],
-    pairs: &[(String, String)],
-    search: Search,
-) -> Result<(BleuStats, Vec<String>)> {
-    let sources: Vec<&str> = pairs.iter().map(|(s, _)| s.as_str()).collect();
-    let hyps = translate_lines(gpu, cfg, bpe, params, &sources, search)?;
-    let mut stats = BleuStats::default();
-    for (h, (_, r)) in hyps.iter().zip(pairs) {
-        stats.add(h, r);
-    }
-    Ok((stats, hyps))
-}
-
-/// Translates lines (empty lines give empty translations). Sources longer than the model's
-/// maximum length are truncated, with a warning naming them.
-fn translate_lines(
-    gpu: &Gpu,
-    cfg: &TransformerConfig,
-    bpe: &Bpe,
-    params: &[(String, Vec<f32>)],
-    lines: &[&str],
-    search: Search,
-) -> Result<Vec<String>> {
-    let max_len = BUCKETS[BUCKETS.len() - 1];
-    let sentences = (DECODE_ROWS / search.beam).clamp(1, lines.len().max(1));
-    let decoder = Decoder::new(gpu, cfg, params, sentences, search, max_len, max_len)?;
-    let mut unknown = 0;
-    let sources: Vec<Vec<u32>> = lines
-        .iter()
-        .enumerate()
-        .map(|(i, line)| {
-            let mut ids = bpe.encode(line);
-            unknown += ids.iter().filter(|&&t| t == UNK).count();
-            if ids.len() > max_len - 1 {
-                eprintln!("warning: line {} has {} tokens; translating its first {}", i + 1, ids.len(), max_len - 1);
-                ids.truncate(max_len - 1);
-            }
-            ids
-        })
-        .collect();
-    if unknown > 0 {
-        eprintln!("note: {unknown} characters unknown to the tokenizer were read as <unk>");
-    }
-    let mut out = vec![String::new(); lines.len()];
-    let todo: Vec<usize> = (0..lines.len()).filter(|&i| !sources[i].is_empty()).collect();
-    for chunk in todo.chunks(decoder.sentences()) {
-        let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| sources[i].clone()).collect();
-        for (&i, ids) in chunk.iter().zip(decoder.decode(gpu, &batch)?) {
-            out[i] = bpe.decode(&ids);
-        }
-    }
-    Ok(out)
-}
-
-/// The search the `translate` and `eval` options ask for; bad values are errors.
-pub fn search(greedy: bool, beam: usize, alpha: f32) -> Result<Search> {
-    if beam == 0 || beam > DECODE_ROWS {
-        return Err(Error::Config(format!("--beam {beam}: keep between 1 and {DECODE_ROWS} hypotheses")));
-    }
-    if !(alpha.is_finite() && alpha >= 0.0) {
-        return Err(Error::Config(format!("--alpha {alpha}: the length penalty exponent must be at least 0")));
-    }
-    Ok(if greedy { Search::GREEDY } else { Search { beam, alpha } })
-}
-
-/// `translate`: TEXT, or every line of stdin, to stdout.
-pub fn translate(checkpoint: &Path, text: Option<&str>, search: Search) -> Result<()> {
-    let gpu = Gpu::new()?;
-    let ck = ckpt::load(checkpoint)?;
-    let lines: Vec<String> = match text {
-        Some(t) => vec![t.to_string()],
-        None => std::io::stdin()
-            .lock()
-            .lines()
-            .collect::<std::io::Result<_>>()
-            .map_err(|source| Error::Io { path: "stdin".into(), source })?,
-    };
-    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
-    for out in translate_lines(&gpu, &ck.config, &ck.tokenizer, &ck.params, &refs, search)? {
-        println!("{out}");
-    }
-    Ok(())
-}
-
-/// `eval` of a translation checkpoint: test-set BLEU (beam search as `beam` says, and greedy);
-/// --out writes the beam translations, one per line.
-pub fn eval(checkpoint: &Path, out: Option<&Path>, data: &Path, beam: Search) -> Result<()> {
-    let gpu = Gpu::new()?;
-    let ck = ckpt::load(checkpoint)?;
-    let test = corpus::read_tsv(&data.join("test.tsv"))?;
-    let name = format!("beam {}, alpha {}", beam.beam, beam.alpha);
-    for (name, search) in [(name.as_str(), beam), ("greedy", Search::GREEDY)] {
-        let (line, hyps) = test_bleu(&gpu, &ck, &test, name, search)?;
-        println!("{line}");
-        if let (Some(out), true) = (out, search == beam) {
-            wgformer::util::io::write_atomic(out, (hyps.join("\n") + "\n").as_bytes())?;
-            eprintln!("wrote {}", out.display());
-        }
-    }
-    Ok(())
-}
-
-/// The model type a checkpoint directory holds ("vit" or "transformer").
-pub fn model_type(dir: &Path) -> Option<String> {
-    wgformer::models::model_type(&std::fs::read_to_string(dir.join("config.json")).ok()?)
 }
