@@ -3,7 +3,7 @@
 //! and a small MLP whose loss Adam drives down.
 
 mod common;
-use common::{assert_close, for_each_gpu, Rng};
+use common::{assert_close, for_each_gpu, random_values, Rng};
 use wgformer::engine::autodiff::backward;
 use wgformer::engine::exec::{Executor, HostData, StepOptions};
 use wgformer::graph::{Dtype, Graph, Role, TensorId};
@@ -11,21 +11,6 @@ use wgformer::kernels::GeluKind;
 use wgformer::reference::adam::AdamStep;
 use wgformer::reference::graph::evaluate;
 use wgformer::Gpu;
-
-/// Random values for every f32 input and parameter of `g`.
-fn random_values(g: &Graph, seed: u64) -> Vec<Vec<f32>> {
-    let mut rng = Rng::new(seed);
-    g.tensors
-        .iter()
-        .map(|t| {
-            if t.role != Role::Activation && t.dtype == Dtype::F32 {
-                rng.vec_f32(t.len(), 1.0)
-            } else {
-                vec![0.0; t.len()]
-            }
-        })
-        .collect()
-}
 
 fn upload_all(gpu: &Gpu, exec: &Executor, values: &[Vec<f32>], targets: &[(TensorId, Vec<u32>)]) {
     for (i, t) in exec.graph().tensors.iter().enumerate() {

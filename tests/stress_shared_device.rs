@@ -81,18 +81,7 @@ fn executor_job(gpu: &Gpu, seed: u64) {
     let t = common::graphs::vit_like();
     let mut graph = t.graph;
     let grads = backward(&mut graph, t.loss).unwrap();
-    let mut rng = Rng::new(seed);
-    let mut values: Vec<Vec<f32>> = graph
-        .tensors
-        .iter()
-        .map(|d| {
-            if d.role != Role::Activation && d.dtype == Dtype::F32 {
-                rng.vec_f32(d.len(), 1.0)
-            } else {
-                vec![0.0; d.len()]
-            }
-        })
-        .collect();
+    let mut values = common::random_values(&graph, seed);
     let exec = Executor::new(gpu, graph.clone(), Some(t.loss), Some(&grads)).unwrap();
     let mut inputs: Vec<(TensorId, HostData)> = Vec::new();
     for (i, d) in graph.tensors.iter().enumerate() {

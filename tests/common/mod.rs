@@ -152,3 +152,19 @@ pub fn assert_grad(name: &str, analytic: &[f64], numeric: &[f64]) {
 pub fn dot(out: &[f64], w: &[f64]) -> f64 {
     out.iter().zip(w).map(|(a, b)| a * b).sum()
 }
+
+/// Random values in [-1, 1) for every f32 input and parameter of `g`; zeros elsewhere.
+pub fn random_values(g: &wgformer::graph::Graph, seed: u64) -> Vec<Vec<f32>> {
+    use wgformer::graph::{Dtype, Role};
+    let mut rng = Rng::new(seed);
+    g.tensors
+        .iter()
+        .map(|t| {
+            if t.role != Role::Activation && t.dtype == Dtype::F32 {
+                rng.vec_f32(t.len(), 1.0)
+            } else {
+                vec![0.0; t.len()]
+            }
+        })
+        .collect()
+}
