@@ -279,7 +279,7 @@ fn main() -> ExitCode {
 fn info(json: bool) -> Result<()> {
     let adapters = wgformer::list_adapters();
     let gpu = Gpu::new()?;
-    let report = wgformer::tools::info::report(&adapters, &gpu);
+    let report = wgformer::tools::info::report(&adapters, &gpu)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
     } else {

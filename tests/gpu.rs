@@ -53,9 +53,11 @@ fn upload_and_read_back_f32_f16_and_empty() {
 #[test]
 fn info_report_names_the_chosen_adapter_and_limits() {
     for_each_gpu(|gpu| {
-        let report = wgformer::tools::info::report(&wgformer::list_adapters(), gpu);
+        let report = wgformer::tools::info::report(&wgformer::list_adapters(), gpu).unwrap();
         assert_eq!(report.chosen.name, gpu.info.name);
         let text = wgformer::tools::info::report_text(&report);
         assert!(text.contains("max_storage_buffer_binding_size"), "{text}");
+        let attention = if gpu.is_cpu() { "attention: fused" } else { "attention: composed" };
+        assert!(text.contains(attention), "{text}");
     });
 }

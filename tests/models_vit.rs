@@ -86,3 +86,42 @@ fn small_vit_learns_a_fixed_batch() {
         assert!(last < 0.5 * first, "loss {first} -> {last}");
     });
 }
+
+#[test]
+fn both_attention_policies_give_the_same_loss_and_gradients() {
+    use wgformer::graph::{AttentionPolicy, Op};
+    let mut cfg = small();
+    (cfg.hidden_dropout_prob, cfg.attention_probs_dropout_prob) = (0.0, 0.0);
+    // Head dim 8 has no fused kernel; 16 has.
+    (cfg.hidden_size, cfg.num_attention_heads) = (32, 2);
+    for_each_gpu(|gpu| {
+        let batch = 2;
+        let mut rng = Rng::new(5);
+        let pixels = rng.vec_f32(batch * 3 * 8 * 8, 1.0);
+        let labels = [1u32, 2];
+        let mut results = Vec::new();
+        for policy in [AttentionPolicy::Fused, AttentionPolicy::Composed { max_score_bytes: 1 << 30 }] {
+            let mut v = wgformer::models::vit::build_with(&cfg, batch, true, policy).unwrap();
+            let fused = v.graph.nodes.iter().any(|n| matches!(n.op, Op::Attention { .. }));
+            assert_eq!(fused, policy == AttentionPolicy::Fused, "{policy:?}");
+            let grads = backward(&mut v.graph, v.loss).unwrap();
+            let exec = Executor::new(gpu, v.graph.clone(), Some(v.loss), Some(&grads)).unwrap();
+            for (p, init) in init_params(&v.graph, 3) {
+                exec.set(gpu, p, HostData::F32(&init.iter().map(|x| x * 20.0).collect::<Vec<_>>())).unwrap();
+            }
+            exec.set(gpu, v.pixel_values, HostData::F32(&pixels)).unwrap();
+            exec.set(gpu, v.labels, HostData::U32(&labels)).unwrap();
+            let loss = exec.step(gpu, &[], &StepOptions { adam: None, seed: 1, clip: None }).unwrap();
+            let mut g: Vec<(String, Vec<f32>)> =
+                grads.of.iter().map(|(p, g)| (v.graph.desc(*p).name.clone(), exec.read(gpu, *g).unwrap())).collect();
+            g.sort_by(|a, b| a.0.cmp(&b.0));
+            results.push((loss, g));
+        }
+        let ((fused_loss, fused), (composed_loss, composed)) = (&results[0], &results[1]);
+        assert_close("loss", &[*composed_loss], &[*fused_loss], 1e-5, 1e-4);
+        assert_eq!(fused.len(), composed.len());
+        for ((name, a), (_, b)) in fused.iter().zip(composed) {
+            assert_close(&format!("grad {name}"), b, a, 1e-5, 1e-3);
+        }
+    });
+}

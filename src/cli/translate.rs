@@ -199,9 +199,10 @@ pub fn train(args: &TrainArgs) -> Result<()> {
 
     // One training and one evaluation graph per padded length, all on the same parameters.
     let start = Instant::now();
+    let attention = wgformer::kernels::attention::policy(&gpu)?;
     let training_graph = |i: usize| -> Result<(TransformerGraph, wgformer::engine::autodiff::Gradients)> {
         let len = buckets.lens[i];
-        let mut t = transformer::build(&cfg, buckets.rows(i), len, len, true)?;
+        let mut t = transformer::build_with(&cfg, buckets.rows(i), len, len, true, attention)?;
         let grads = backward(&mut t.graph, t.loss)?;
         Ok((t, grads))
     };
@@ -217,7 +218,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     }
     let mut evals = Vec::new();
     for (i, &len) in buckets.lens.iter().enumerate() {
-        let t = transformer::build(&cfg, buckets.rows(i), len, len, false)?;
+        let t = transformer::build_with(&cfg, buckets.rows(i), len, len, false, attention)?;
         let exec = Executor::sharing(&gpu, t.graph.clone(), Some(t.loss), None, &[], &trainer.exec)?;
         set_constants(&gpu, &exec, &t)?;
         evals.push((exec, t));

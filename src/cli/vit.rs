@@ -126,7 +126,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         clip: Some(1.0),
         seed: state.seed as u32,
     };
-    let mut v = vit::build(&cfg, state.batch, true)?;
+    let mut v = vit::build_with(&cfg, state.batch, true, wgformer::kernels::attention::policy(&gpu)?)?;
     let grads = backward(&mut v.graph, v.loss)?;
     let mut trainer = Trainer::new(&gpu, v.graph.clone(), v.loss, &grads, &[], config)?;
     let params = match &args.resume {

@@ -356,9 +356,10 @@ impl Graph {
         Ok(self.push(Op::Mask { causal }, inputs, vec![(shape, Dtype::F32)])[0])
     }
 
-    /// Multi-head scaled dot-product attention, composed from the ops above: q (B, Tq, C),
-    /// k and v (B, Tk, C) already projected; returns (B, Tq, C) before the output projection.
-    /// `dropout` applies to the attention probabilities.
+    /// Multi-head scaled dot-product attention: q (B, Tq, C), k and v (B, Tk, C) already
+    /// projected; returns (B, Tq, C) before the output projection. The fused op or the ops
+    /// above, as the graph's [`AttentionPolicy`](super::AttentionPolicy) says; `dropout`
+    /// (on the attention probabilities) always takes the composed path.
     #[allow(clippy::too_many_arguments)]
     pub fn attention(
         &mut self,
@@ -371,8 +372,15 @@ impl Graph {
         dropout: f32,
     ) -> Result<TensorId> {
         let c = self.shape(q).last().copied().unwrap_or(0);
-        let fused_dim = heads > 0 && c % heads == 0 && super::params::ATTENTION_HEAD_DIMS.contains(&(c / heads));
-        if fused_dim && dropout == 0.0 {
+        let (b, tq, tk) = match (self.shape(q), self.shape(k)) {
+            (&[b, tq, _], &[_, tk, _]) => (b, tq, tk),
+            _ => (0, 0, 0),
+        };
+        let fused = heads > 0
+            && c % heads == 0
+            && !(causal && tq > tk)
+            && self.attention_policy.fused(b, heads, tq, tk, c / heads);
+        if fused && dropout == 0.0 {
             return self.fused_attention(q, k, v, heads, key_lens, causal);
         }
         let (qh, kh, vh) = (self.split_heads(q, heads)?, self.split_heads(k, heads)?, self.split_heads(v, heads)?);

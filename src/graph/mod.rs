@@ -7,7 +7,7 @@ pub mod op;
 pub mod params;
 
 pub use op::Op;
-pub use params::{AdamStep, AttentionShape, GeluKind, MatmulShape};
+pub use params::{AdamStep, AttentionPolicy, AttentionShape, GeluKind, MatmulShape};
 
 /// Index of a tensor in its graph.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -84,11 +84,18 @@ pub struct Node {
 pub struct Graph {
     pub tensors: Vec<TensorDesc>,
     pub nodes: Vec<Node>,
+    /// How [`Graph::attention`] builds attention (default: the fused op).
+    pub attention_policy: params::AttentionPolicy,
 }
 
 impl Graph {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty graph whose [`Graph::attention`] follows `policy`.
+    pub fn with_attention(policy: params::AttentionPolicy) -> Self {
+        Graph { attention_policy: policy, ..Self::default() }
     }
 
     /// The description of `t`.

@@ -6,6 +6,37 @@ use crate::error::{Error, Result};
 /// Head dims the fused attention op (and its kernels) support.
 pub const ATTENTION_HEAD_DIMS: [usize; 4] = [16, 32, 64, 128];
 
+/// How [`Graph::attention`](crate::graph::Graph::attention) builds attention without dropout:
+/// the fused op (no (Tq x Tk) tensor, kernels/attention.rs), or the composed path (matmul,
+/// scale, mask, softmax, matmul), which is faster on GPUs while its scores fit one binding.
+/// `kernels::attention::policy` picks one per adapter; dropout always takes the composed path.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AttentionPolicy {
+    /// The fused op wherever its head dim has a kernel.
+    #[default]
+    Fused,
+    /// The composed path where the scores (B, H, Tq, Tk) take at most `max_score_bytes`, the
+    /// fused op elsewhere.
+    Composed { max_score_bytes: u64 },
+}
+
+impl AttentionPolicy {
+    /// Whether attention of `heads` heads of dim `head_dim` over (batch, tq, tk) takes the
+    /// fused op.
+    pub fn fused(&self, batch: usize, heads: usize, tq: usize, tk: usize, head_dim: usize) -> bool {
+        if !ATTENTION_HEAD_DIMS.contains(&head_dim) {
+            return false;
+        }
+        match *self {
+            AttentionPolicy::Fused => true,
+            AttentionPolicy::Composed { max_score_bytes } => {
+                let scores = (batch as u64).saturating_mul((heads * tq) as u64).saturating_mul(tk as u64);
+                scores.saturating_mul(4) > max_score_bytes
+            }
+        }
+    }
+}
+
 /// Shape and layout of one (batched) product C = op(A) * op(B) (+ bias) (+ C).
 /// Strides and leading dimensions are in elements; a batch stride of 0 broadcasts an operand.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -7,7 +7,7 @@
 use super::{check_len, check_loop_budget, check_typed, dispatch, grid, lazy, u32_of, Dispatch};
 use crate::error::{Error, Result};
 use crate::gpu::{DType, Gpu, Tensor};
-pub use crate::graph::AttentionShape;
+pub use crate::graph::{AttentionPolicy, AttentionShape};
 use std::sync::OnceLock;
 
 const WG: u32 = 64;
@@ -68,19 +68,57 @@ pub struct Attention {
     no_lens: Tensor,
 }
 
+/// `WGFORMER_ATTENTION_VARIANT`: the attention implementation asked for, if any.
+fn variant_from_env() -> Result<Option<&'static str>> {
+    match std::env::var("WGFORMER_ATTENTION_VARIANT").as_deref() {
+        Err(_) | Ok("") => Ok(None),
+        Ok("composed") => Ok(Some("composed")),
+        Ok("rows") => Ok(Some("rows")),
+        Ok("subgroup") => Ok(Some("subgroup")),
+        Ok(other) => Err(Error::InvalidSetting {
+            name: "WGFORMER_ATTENTION_VARIANT",
+            value: other.to_string(),
+            expected: "composed, rows or subgroup",
+        }),
+    }
+}
+
 /// Whether the subgroup kernels are wanted: on CPU adapters (on lavapipe they ran at 4-6x the
 /// plain kernels' rate, on an H200 at 0.5-0.9x); `WGFORMER_ATTENTION_VARIANT=rows|subgroup`
 /// overrides the choice.
 fn prefer_subgroups(gpu: &Gpu) -> Result<bool> {
-    match std::env::var("WGFORMER_ATTENTION_VARIANT").as_deref() {
-        Ok("rows") => Ok(false),
-        Ok("subgroup") => Ok(true),
-        Err(_) => Ok(gpu.is_cpu()),
-        Ok(other) => Err(Error::InvalidSetting {
-            name: "WGFORMER_ATTENTION_VARIANT",
-            value: other.to_string(),
-            expected: "rows or subgroup",
-        }),
+    Ok(match variant_from_env()? {
+        Some("rows") => false,
+        Some("subgroup") => true,
+        _ => gpu.is_cpu(),
+    })
+}
+
+/// How models built for `gpu` should build attention. On GPUs the composed path (tiled matmuls
+/// and a row softmax) wherever its scores fit one storage binding: on an H200 the fused row
+/// kernels ran 5-15x slower than it. On CPU adapters the fused op (no (Tq x Tk) tensor, and on
+/// lavapipe faster). `WGFORMER_ATTENTION_VARIANT=composed` asks for the composed path anywhere,
+/// `rows` or `subgroup` for the fused op anywhere.
+pub fn policy(gpu: &Gpu) -> Result<AttentionPolicy> {
+    let composed = AttentionPolicy::Composed { max_score_bytes: gpu.limits.max_storage_buffer_binding_size };
+    Ok(match variant_from_env()? {
+        Some("composed") => composed,
+        Some(_) => AttentionPolicy::Fused,
+        None if gpu.is_cpu() => AttentionPolicy::Fused,
+        None => composed,
+    })
+}
+
+/// One line saying what [`policy`] chose, for `wgformer info` and progress lines.
+pub fn describe_policy(policy: &AttentionPolicy) -> String {
+    match policy {
+        AttentionPolicy::Fused => "fused kernels".into(),
+        AttentionPolicy::Composed { max_score_bytes } => {
+            format!(
+                "composed (matmul, softmax, matmul) where the scores fit {} MiB, fused elsewhere",
+                max_score_bytes >> 20
+            )
+        }
     }
 }
 

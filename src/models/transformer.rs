@@ -6,7 +6,7 @@
 //! `torch.nn.Transformer` wrapped with `src_embed`, `tgt_embed` and `generator`.
 
 use crate::error::{Error, Result};
-use crate::graph::{Dtype, Graph, TensorId};
+use crate::graph::{AttentionPolicy, Dtype, Graph, TensorId};
 use serde::{Deserialize, Serialize};
 
 /// The model's configuration (config.json of a reference case or a checkpoint).
@@ -387,13 +387,26 @@ pub fn build(
     tgt_len: usize,
     train: bool,
 ) -> Result<TransformerGraph> {
+    build_with(cfg, batch, src_len, tgt_len, train, AttentionPolicy::Fused)
+}
+
+/// [`build`], with attention built as `attention` says (`kernels::attention::policy(gpu)` for
+/// the adapter that will run it).
+pub fn build_with(
+    cfg: &TransformerConfig,
+    batch: usize,
+    src_len: usize,
+    tgt_len: usize,
+    train: bool,
+    attention: AttentionPolicy,
+) -> Result<TransformerGraph> {
     cfg.validate()?;
     if batch == 0 || src_len == 0 || tgt_len == 0 {
         return Err(Error::Config(format!("batch {batch}, source {src_len} and target {tgt_len} must be positive")));
     }
     let layers = Layers { cfg, drop: if train { cfg.dropout } else { 0.0 } };
     let c = cfg.d_model;
-    let mut g = Graph::new();
+    let mut g = Graph::with_attention(attention);
     let src = g.input("src", &[batch, src_len], Dtype::U32);
     let src_lens = g.input("src_lens", &[batch], Dtype::U32);
     let tgt_in = g.input("tgt_in", &[batch, tgt_len], Dtype::U32);

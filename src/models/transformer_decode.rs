@@ -10,7 +10,7 @@ use super::transformer::{positional_encoding, Layers, TransformerConfig};
 use crate::engine::exec::{Executor, HostData, StepOptions};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
-use crate::graph::{Dtype, Graph, TensorId};
+use crate::graph::{AttentionPolicy, Dtype, Graph, TensorId};
 use crate::text::bpe::{BOS, EOS, PAD};
 
 /// How to search.
@@ -64,9 +64,14 @@ pub struct Decoder {
     pe: Vec<f32>,
 }
 
-fn encoder_graph(cfg: &TransformerConfig, rows: usize, src_max: usize) -> Result<(Graph, EncoderIo)> {
+fn encoder_graph(
+    cfg: &TransformerConfig,
+    rows: usize,
+    src_max: usize,
+    attention: AttentionPolicy,
+) -> Result<(Graph, EncoderIo)> {
     let layers = Layers { cfg, drop: 0.0 };
-    let mut g = Graph::new();
+    let mut g = Graph::with_attention(attention);
     let src = g.input("src", &[rows, src_max], Dtype::U32);
     let src_lens = g.input("src_lens", &[rows], Dtype::U32);
     let src_pe = g.input("src_pe", &[src_max, cfg.d_model], Dtype::F32);
@@ -81,10 +86,16 @@ fn encoder_graph(cfg: &TransformerConfig, rows: usize, src_max: usize) -> Result
     Ok((g, EncoderIo { src, src_lens, src_pe, cross }))
 }
 
-fn step_graph(cfg: &TransformerConfig, rows: usize, src_max: usize, tgt_max: usize) -> Result<(Graph, StepIo)> {
+fn step_graph(
+    cfg: &TransformerConfig,
+    rows: usize,
+    src_max: usize,
+    tgt_max: usize,
+    attention: AttentionPolicy,
+) -> Result<(Graph, StepIo)> {
     let layers = Layers { cfg, drop: 0.0 };
     let c = cfg.d_model;
-    let mut g = Graph::new();
+    let mut g = Graph::with_attention(attention);
     let tok = g.input("tok", &[rows, 1], Dtype::U32);
     let pe = g.input("pe", &[1, c], Dtype::F32);
     let self_lens = g.input("self_lens", &[rows], Dtype::U32);
@@ -162,10 +173,11 @@ impl Decoder {
             return Err(Error::Config("sentences, beam and the maximum lengths must be positive".into()));
         }
         let rows = sentences * search.beam;
-        let (eg, enc) = encoder_graph(config, rows, src_max)?;
+        let attention = crate::kernels::attention::policy(gpu)?;
+        let (eg, enc) = encoder_graph(config, rows, src_max, attention)?;
         let keep: Vec<TensorId> = enc.cross.iter().flat_map(|&(k, v)| [k, v]).collect();
         let encoder = Executor::keeping(gpu, eg, None, None, &keep)?;
-        let (sg, io) = step_graph(config, rows, src_max, tgt_max)?;
+        let (sg, io) = step_graph(config, rows, src_max, tgt_max, attention)?;
         let mut keep: Vec<TensorId> = io.new.iter().flat_map(|&(k, v)| [k, v]).collect();
         keep.push(io.logits);
         let step = Executor::keeping(gpu, sg, None, None, &keep)?;

@@ -5,7 +5,7 @@
 
 use crate::error::{Error, Result};
 use crate::graph::GeluKind;
-use crate::graph::{Dtype, Graph, TensorId};
+use crate::graph::{AttentionPolicy, Dtype, Graph, TensorId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -218,12 +218,19 @@ pub struct VitGraph {
 }
 
 /// Builds the forward graph and loss for `batch` images; `train` enables the config's dropout.
+/// Attention takes the fused op; [`build_with`] for another policy.
 pub fn build(cfg: &VitConfig, batch: usize, train: bool) -> Result<VitGraph> {
+    build_with(cfg, batch, train, AttentionPolicy::Fused)
+}
+
+/// [`build`], with attention built as `attention` says (`kernels::attention::policy(gpu)` for
+/// the adapter that will run it).
+pub fn build_with(cfg: &VitConfig, batch: usize, train: bool, attention: AttentionPolicy) -> Result<VitGraph> {
     cfg.validate()?;
     let (c, p, n) = (cfg.hidden_size, cfg.patch_size, cfg.patches());
     let eps = cfg.layer_norm_eps as f32;
     let drop = |prob: f32| if train { prob } else { 0.0 };
-    let mut g = Graph::new();
+    let mut g = Graph::with_attention(attention);
     let pixel_values = g.input("pixel_values", &[batch, cfg.num_channels, cfg.image_size, cfg.image_size], Dtype::F32);
     let labels = g.input("labels", &[batch], Dtype::U32);
 

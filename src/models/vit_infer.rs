@@ -47,7 +47,7 @@ impl Vit {
         params: &[(TensorId, Vec<f32>)],
     ) -> Result<Self> {
         let batch = batch.max(1);
-        let v = build(&cfg, batch, false)?;
+        let v = super::vit::build_with(&cfg, batch, false, crate::kernels::attention::policy(gpu)?)?;
         let exec = Executor::keeping(gpu, v.graph, None, None, &[v.logits])?;
         for (p, values) in params {
             exec.set(gpu, *p, HostData::F32(values))?;

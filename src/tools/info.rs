@@ -22,6 +22,8 @@ pub struct InfoReport {
     pub subgroups: bool,
     pub subgroup_size: [u32; 2],
     pub timestamps: bool,
+    /// How models built here compute attention (`kernels::attention::policy`).
+    pub attention: String,
     pub limits: Vec<(String, u64)>,
 }
 
@@ -36,7 +38,7 @@ fn summary(info: &wgpu::AdapterInfo) -> AdapterSummary {
 }
 
 /// Builds the report for `gpu` among `adapters`.
-pub fn report(adapters: &[wgpu::AdapterInfo], gpu: &Gpu) -> InfoReport {
+pub fn report(adapters: &[wgpu::AdapterInfo], gpu: &Gpu) -> crate::error::Result<InfoReport> {
     let l = &gpu.limits;
     let limits = [
         ("max_storage_buffer_binding_size", l.max_storage_buffer_binding_size),
@@ -49,15 +51,17 @@ pub fn report(adapters: &[wgpu::AdapterInfo], gpu: &Gpu) -> InfoReport {
         ("max_compute_workgroups_per_dimension", l.max_compute_workgroups_per_dimension as u64),
         ("min_storage_buffer_offset_alignment", l.min_storage_buffer_offset_alignment as u64),
     ];
-    InfoReport {
+    let attention = crate::kernels::attention::describe_policy(&crate::kernels::attention::policy(gpu)?);
+    Ok(InfoReport {
         adapters: adapters.iter().map(summary).collect(),
         chosen: summary(&gpu.info),
         f16: gpu.caps.f16,
         subgroups: gpu.caps.subgroups,
         subgroup_size: [gpu.caps.subgroup_size.0, gpu.caps.subgroup_size.1],
         timestamps: gpu.caps.timestamps,
+        attention,
         limits: limits.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
-    }
+    })
 }
 
 /// The report as aligned text.
@@ -73,6 +77,7 @@ pub fn report_text(r: &InfoReport) -> String {
         "  f16: {}  subgroups: {} (size {}..{})  timestamps: {}\n",
         r.f16, r.subgroups, r.subgroup_size[0], r.subgroup_size[1], r.timestamps
     );
+    s += &format!("  attention: {}\n", r.attention);
     s += "limits:\n";
     for (k, v) in &r.limits {
         s += &format!("  {k:<40} {v}\n");

@@ -6,6 +6,7 @@ pub mod attention;
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
+use crate::graph::AttentionPolicy;
 pub use crate::kernels::Timer;
 use crate::kernels::{Dispatch, Elementwise, Gelu, GeluKind, LayerNorm, Matmul, MatmulShape, Softmax};
 use serde::Serialize;
@@ -269,10 +270,10 @@ struct StepCase {
 }
 
 /// A ViT preset's step on random images.
-fn vit_step(model: &str, batch: usize) -> Result<Option<StepCase>> {
+fn vit_step(model: &str, batch: usize, attention: AttentionPolicy) -> Result<Option<StepCase>> {
     use crate::models::vit;
     let Some(cfg) = vit::VitConfig::preset(model) else { return Ok(None) };
-    let v = vit::build(&cfg, batch, true)?;
+    let v = vit::build_with(&cfg, batch, true, attention)?;
     let mut rng = crate::util::rng::Rng::new(1);
     let pixels = (0..v.graph.desc(v.pixel_values).len()).map(|_| rng.uniform() as f32 * 2.0 - 1.0).collect();
     let labels = (0..batch).map(|_| rng.below(cfg.labels()) as u32).collect();
@@ -292,14 +293,14 @@ const STEP_TOKENS: usize = 32;
 
 /// A Transformer preset's step (transformer-small, transformer-base) on `batch` random pairs
 /// of 32 tokens, with a vocabulary of 8000 (small) or 37000 (base, as in the paper).
-fn transformer_step(model: &str, batch: usize) -> Result<Option<StepCase>> {
-    use crate::models::transformer::{build, init_params, TransformerConfig};
+fn transformer_step(model: &str, batch: usize, attention: AttentionPolicy) -> Result<Option<StepCase>> {
+    use crate::models::transformer::{build_with, init_params, TransformerConfig};
     let cfg = match model {
         "transformer-small" => TransformerConfig::small(8000),
         "transformer-base" => TransformerConfig::base(37000),
         _ => return Ok(None),
     };
-    let t = build(&cfg, batch, STEP_TOKENS, STEP_TOKENS, true)?;
+    let t = build_with(&cfg, batch, STEP_TOKENS, STEP_TOKENS, true, attention)?;
     let mut rng = crate::util::rng::Rng::new(1);
     let mut ids = |n: usize| (0..n).map(|_| 4 + rng.below(cfg.vocab_size - 4) as u32).collect::<Vec<u32>>();
     let n = batch * STEP_TOKENS;
@@ -325,9 +326,11 @@ pub fn run_step(
     if batch == 0 {
         return Err(Error::InvalidSetting { name: "--batch", value: "0".into(), expected: "at least 1" });
     }
-    let case = match vit_step(model, batch)? {
+    let attention = crate::kernels::attention::policy(gpu)?;
+    progress(&format!("attention: {}", crate::kernels::attention::describe_policy(&attention)));
+    let case = match vit_step(model, batch, attention)? {
         Some(c) => c,
-        None => transformer_step(model, batch)?.ok_or_else(|| Error::InvalidSetting {
+        None => transformer_step(model, batch, attention)?.ok_or_else(|| Error::InvalidSetting {
             name: "--model",
             value: model.to_string(),
             expected: "vit-tiny, vit-small, vit-base, vit-cifar, transformer-small or transformer-base",
@@ -379,7 +382,11 @@ pub fn run_step(
         gbps: None,
         memory_mib: None,
         note: Some(format!(
-            "host: upload + encode + submit {host_ms:.2} ms, {:.1}% of the step",
+            "attention {}; host: upload + encode + submit {host_ms:.2} ms, {:.1}% of the step",
+            match attention {
+                AttentionPolicy::Fused => "fused",
+                AttentionPolicy::Composed { .. } => "composed",
+            },
             100.0 * host_ms / median_ms
         )),
     })

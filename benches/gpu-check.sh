@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# One-call GPU check: on any machine with a GPU (or on lavapipe, slowly), runs the GPU test
+# suites, `wgformer info`, the matmul and attention benches and whole training steps of four
+# model presets (with the adapter's attention choice and with the fused kernels, for the
+# before/after), PyTorch's steps where PyTorch and CUDA are installed, then prints one table.
+# Results: OUT/*.json (one file per bench), OUT/tests.tsv, OUT/summary.json, OUT/*.log.
+#
+#   benches/gpu-check.sh [OUT]                 builds with cargo, then checks (OUT: gpu-check-out)
+#   WGFORMER_PREBUILT=DIR benches/gpu-check.sh  uses DIR/wgformer and DIR/<suite> test binaries
+#                                               built elsewhere (benches/gpu-check-pack.sh)
+# Settings: GPU_CHECK_SUITE_TIMEOUT (s per test suite, default 240), GPU_CHECK_GL=0 (skip the GL
+# suites; they run last since a GL hang once lost an H200's device), GPU_CHECK_JOBS (suites at once),
+# GPU_CHECK_STEPS ("MODEL:BATCH ..." for the step benches).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=$(realpath -m "${1:-gpu-check-out}")
+mkdir -p "$out"
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
+suite_timeout=${GPU_CHECK_SUITE_TIMEOUT:-240}
+jobs=${GPU_CHECK_JOBS:-$(( $(nproc) / 2 > 0 ? $(nproc) / 2 : 1 ))}
+started=$(date +%s)
+log() { echo "[gpu-check $(( $(date +%s) - started ))s] $*" >&2; }
+
+# The binaries: the CLI and one test binary per tests/*.rs.
+bins="$out/bin"
+mkdir -p "$bins"
+if [ -n "${WGFORMER_PREBUILT:-}" ]; then
+    cp "$WGFORMER_PREBUILT"/* "$bins"/
+    # The CLI tests start the binary at the path cargo compiled into them.
+    want=$(grep -aom1 '/[^[:space:]"]*/target/release/wgformer' "$bins/cli_vit" 2>/dev/null || true)
+    if [ -n "$want" ] && [ ! -x "$want" ]; then
+        mkdir -p "$(dirname "$want")" && cp "$bins/wgformer" "$want"
+    fi
+    # Tests find their data under the repo path compiled into them.
+    root=$(grep -aom1 '/[^[:space:]"]*/tests/golden' "$bins/golden_vit" 2>/dev/null | sed 's#/tests/golden$##' || true)
+    if [ -n "$root" ] && [ ! -e "$root" ]; then
+        mkdir -p "$(dirname "$root")" && ln -s "$PWD" "$root"
+    fi
+else
+    log "building (release)"
+    benches/gpu-check-pack.sh --copy "$bins" || exit 1
+fi
+cli="$bins/wgformer"
+suites=$(cd "$bins" && ls | grep -v '^wgformer$' | sort)
+
+# One test suite under a time limit: a line of tests.tsv (backend, suite, result, seconds, summary).
+run_suite() { # BACKEND TIMEOUT SUITE
+    local backend=$1 limit=$2 suite=$3 log="$out/test-$1-$3.log" start result
+    start=$(date +%s%N)
+    WGFORMER_TEST_BACKENDS=$backend timeout -k 5 "$limit" "$bins/$suite" >"$log" 2>&1
+    case $? in 0) result=pass ;; 124 | 137) result=timeout ;; *) result=fail ;; esac
+    printf '%s\t%s\t%s\t%d\t%s\n' "$backend" "$suite" "$result" $(( ($(date +%s%N) - start) / 1000000000 )) \
+        "$(grep -a '^test result' "$log" | tail -1)"
+}
+export -f run_suite
+export out bins
+run_suites() { # BACKEND TIMEOUT: every suite, $jobs at once
+    printf '%s\n' $suites | xargs -P "$jobs" -I{} bash -c 'run_suite "$@"' _ "$1" "$2" {} >>"$out/tests.tsv"
+}
+: >"$out/tests.tsv"
+log "test suites on Vulkan ($jobs at once, ${suite_timeout}s each)"
+run_suites vulkan "$suite_timeout"
+
+bench() { # NAME ENV... -- ARGS...
+    local name=$1; shift
+    local env=()
+    while [ "$1" != "--" ]; do env+=("$1"); shift; done; shift
+    log "bench $name"
+    env "${env[@]}" WGFORMER_BACKEND=vulkan "$cli" bench "$@" --json >"$out/$name.json" 2>"$out/$name.log" ||
+        { log "bench $name failed: $(tail -1 "$out/$name.log")"; echo '[]' >"$out/$name.json"; }
+}
+WGFORMER_BACKEND=vulkan "$cli" info --json >"$out/info.json" 2>"$out/info.log"
+WGFORMER_BACKEND=vulkan "$cli" info 2>&1 | tee "$out/info.txt" >&2
+cpu=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["chosen"]["device_type"] == "Cpu")' "$out/info.json" 2>/dev/null)
+runs=5; [ "$cpu" = True ] && runs=2
+bench matmul -- matmul --compare-blas --runs "$runs"
+for d in 64 32; do
+    bench "attention-d$d" -- attention --tokens 256,1024 --head-dim "$d" --runs "$runs"
+done
+for case in ${GPU_CHECK_STEPS:-vit-cifar:16 vit-base:8 transformer-small:32 transformer-base:128}; do
+    model=${case%:*} batch=${case#*:}
+    bench "step-$model" -- step --model "$model" --batch "$batch" --runs "$runs"
+    bench "step-$model-fused" WGFORMER_ATTENTION_VARIANT=rows -- step --model "$model" --batch "$batch" --runs "$runs"
+done
+
+if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+    log "PyTorch steps"
+    python3 benches/torch_steps.py 10 >"$out/torch.jsonl" 2>"$out/torch.log" || log "PyTorch failed: $(tail -1 "$out/torch.log")"
+else
+    log "no PyTorch with CUDA here: no side-by-side figures"
+fi
+
+if [ "${GPU_CHECK_GL:-1}" != 0 ]; then
+    log "test suites on GL"
+    run_suites gl "$suite_timeout"
+fi
+
+python3 benches/gpu_check_report.py "$out" || cat "$out"/tests.tsv
+log "done in $(( $(date +%s) - started )) s; results in $out"

@@ -1,0 +1,87 @@
+# The table of benches/gpu-check.sh: reads its results folder, prints one table (adapter, test
+# suites, matmul, attention, training steps side by side with PyTorch) and writes summary.json.
+#   python3 benches/gpu_check_report.py OUT
+import json, os, sys
+
+out = sys.argv[1]
+
+
+def load(name, default):
+    try:
+        with open(os.path.join(out, name)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return default
+
+
+summary = {"info": load("info.json", {}), "tests": [], "benches": {}, "torch": []}
+lines = []
+chosen = summary["info"].get("chosen", {})
+lines.append(f"adapter: {chosen.get('name', '?')} ({chosen.get('backend', '?')}, {chosen.get('device_type', '?')}), "
+             f"driver {chosen.get('driver', '?')} {chosen.get('driver_info', '')}")
+lines.append(f"attention: {summary['info'].get('attention', '?')}")
+
+lines.append("\ntest suites")
+try:
+    rows = [l.rstrip("\n").split("\t") for l in open(os.path.join(out, "tests.tsv")) if l.strip()]
+except OSError:
+    rows = []
+for backend in sorted({r[0] for r in rows}):
+    mine = sorted((r for r in rows if r[0] == backend), key=lambda r: r[1])
+    passed = sum(r[2] == "pass" for r in mine)
+    lines.append(f"  {backend}: {passed} of {len(mine)} suites passed")
+    for r in mine:
+        summary["tests"].append({"backend": r[0], "suite": r[1], "result": r[2], "seconds": int(r[3]),
+                                 "summary": r[4] if len(r) > 4 else ""})
+        if r[2] != "pass":
+            lines.append(f"    {r[1]}: {r[2]} after {r[3]} s  {r[4] if len(r) > 4 else ''}")
+
+names = sorted(f[:-5] for f in os.listdir(out) if f.endswith(".json") and f not in ("info.json", "summary.json"))
+for name in names:
+    summary["benches"][name] = load(name + ".json", [])
+
+
+def rate(r):
+    if r.get("gflops") is not None:
+        return f"{r['gflops'] / 1e3:8.2f} TFLOP/s" if r["gflops"] >= 1e3 else f"{r['gflops']:8.1f} GFLOP/s"
+    if r.get("gbps") is not None:
+        return f"{r['gbps']:8.1f} GB/s"
+    return ""
+
+
+lines.append("\nkernels")
+for name in [n for n in names if not n.startswith("step-")]:
+    for r in summary["benches"][name]:
+        note = f"  ({r['note']})" if r.get("note") else ""
+        ms = f"{r['median_ms']:10.3f} ms" if r.get("median_ms") is not None else f"{'-':>13}"
+        lines.append(f"  {r['kernel']:<28} {r['shape']:<26} {ms} {rate(r)}{note}")
+
+try:
+    summary["torch"] = [json.loads(l) for l in open(os.path.join(out, "torch.jsonl")) if l.strip()]
+except (OSError, ValueError):
+    pass
+torch_ms = {(t["model"], t["batch"], t["precision"]): t["median_ms"] for t in summary["torch"]}
+
+lines.append("\ntraining steps (median ms; fused: WGFORMER_ATTENTION_VARIANT=rows)")
+lines.append(f"  {'model':<26} {'default':>10} {'fused':>10} {'GFLOP/s':>8} {'torch fp32':>11} {'torch bf16':>11}")
+for name in [n for n in names if n.startswith("step-") and not n.endswith("-fused")]:
+    mine, fused = summary["benches"][name], summary["benches"].get(name + "-fused", [])
+    if not mine:
+        lines.append(f"  {name[5:]:<26} failed (see {name}.log)")
+        continue
+    r = mine[0]
+    if r.get("median_ms") is None:
+        lines.append(f"  {r['shape']:<26} did not run: {r.get('note', '')}")
+        continue
+    model, batch = r["shape"].split(" batch ")
+    f = f"{fused[0]['median_ms']:10.1f}" if fused and fused[0].get("median_ms") is not None else f"{'-':>10}"
+    t32, t16 = torch_ms.get((model, int(batch), "fp32")), torch_ms.get((model, int(batch), "bf16"))
+    fmt = lambda v: f"{v:11.1f}" if v is not None else f"{'-':>11}"
+    lines.append(f"  {r['shape']:<26} {r['median_ms']:10.1f} {f} {r['gflops']:8.0f} {fmt(t32)} {fmt(t16)}")
+
+text = "\n".join(lines)
+print(text)
+with open(os.path.join(out, "summary.json"), "w") as f:
+    json.dump(summary, f, indent=1)
+with open(os.path.join(out, "summary.txt"), "w") as f:
+    f.write(text + "\n")
