@@ -1,6 +1,7 @@
 // Adam / AdamW update of one parameter tensor, in place (decoupled weight decay, as
 // torch.optim.AdamW; weight_decay = 0 gives Adam):
-//   g = grad * grad_scale[0]          (1, or the global-norm clipping factor)
+//   g = grad * grad_scale[0]          (1, or the global-norm clipping factor; below 0 the
+//                                      gradients were not finite and the step is skipped)
 //   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
 //   p -= lr * ((m / bc1) / (sqrt(v / bc2) + eps) + weight_decay * p),  bc_i = 1 - b_i^step
 // The per-step values (lr, bias corrections) live in one uniform shared by every parameter's
@@ -22,8 +23,9 @@ override WG: u32 = 256;
 @compute @workgroup_size(WG)
 fn adam_update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * WG;
-    if (i >= size.n) { return; }
-    let g = grad[i] * grad_scale[0];
+    let scale = grad_scale[0];
+    if (i >= size.n || scale < 0.0) { return; }
+    let g = grad[i] * scale;
     let mi = h.beta1 * m[i] + (1.0 - h.beta1) * g;
     let vi = h.beta2 * v[i] + (1.0 - h.beta2) * g * g;
     m[i] = mi;

@@ -7,6 +7,7 @@
 //   attention_delta: delta_i = sum_d do_i[d] o_i[d]
 //   attention_dq:    per query row: dq = scale sum_j p_ij (do_i.v_j - delta_i) k_j, p_ij = exp(scale q_i.k_j - lse_i)
 //   attention_dkv:   per key row:   dv = sum_i p_ij do_i,  dk = scale sum_i p_ij (do_i.v_j - delta_i) q_i
+// Without lengths, the lengths binding holds one zero: it is read at index 0 only.
 // Design rule: one invocation per row, the row's D values in registers (D a pipeline constant,
 // so the driver unrolls the D loops); no workgroup memory, deterministic. Loops run over keys
 // (forward, dq) or queries (dkv) only, which keeps llvmpipe's per-invocation loop budget for
@@ -79,7 +80,7 @@ fn attention_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     let i = row % p.tq;
     let h = (row / p.tq) % p.heads;
     let b = row / (p.tq * p.heads);
-    let len = select(p.tk, min(key_lens[b], p.tk), p.has_lens != 0u);
+    let len = select(p.tk, min(key_lens[select(0u, b, p.has_lens != 0u)], p.tk), p.has_lens != 0u);
     let end = key_end(i, len, p);
     var qr: array<vec4<f32>, D4MAX>;
     var acc: array<vec4<f32>, D4MAX>;
@@ -124,7 +125,7 @@ fn attention_dq(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     let i = row % bp.tq;
     let h = (row / bp.tq) % bp.heads;
     let b = row / (bp.tq * bp.heads);
-    let len = select(bp.tk, min(blens[b], bp.tk), bp.has_lens != 0u);
+    let len = select(bp.tk, min(blens[select(0u, b, bp.has_lens != 0u)], bp.tk), bp.has_lens != 0u);
     let end = key_end(i, len, bp);
     var qr: array<vec4<f32>, D4MAX>;
     var dor: array<vec4<f32>, D4MAX>;
@@ -152,7 +153,7 @@ fn attention_dkv(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     let j = row % cp.tk;
     let h = (row / cp.tk) % cp.heads;
     let b = row / (cp.tk * cp.heads);
-    let len = select(cp.tk, min(clens[b], cp.tk), cp.has_lens != 0u);
+    let len = select(cp.tk, min(clens[select(0u, b, cp.has_lens != 0u)], cp.tk), cp.has_lens != 0u);
     var kr: array<vec4<f32>, D4MAX>;
     var vr: array<vec4<f32>, D4MAX>;
     var dk: array<vec4<f32>, D4MAX>;

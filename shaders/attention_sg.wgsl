@@ -96,7 +96,7 @@ fn attention_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
                  @builtin(subgroup_invocation_id) lane: u32) {
     let s = slots_of(gid, nwg, lane, p.tq, p);
     if (!s.ok) { return; }   // uniform per subgroup: the grid holds whole blocks
-    let len = key_len(s.b, p, key_lens[min(s.b, p.batch - 1u)]);
+    let len = key_len(s.b, p, key_lens[select(0u, s.b, p.has_lens != 0u)]);
     let end = key_ends(s, p, len);
     let end_max = subgroup_end(end);
     var qr: array<array<vec4<f32>, D4MAX>, R>;
@@ -147,7 +147,7 @@ fn attention_dq(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
                 @builtin(subgroup_invocation_id) lane: u32) {
     let s = slots_of(gid, nwg, lane, bp.tq, bp);
     if (!s.ok) { return; }
-    let len = key_len(s.b, bp, blens[min(s.b, bp.batch - 1u)]);
+    let len = key_len(s.b, bp, blens[select(0u, s.b, bp.has_lens != 0u)]);
     let end = key_ends(s, bp, len);
     let end_max = subgroup_end(end);
     var qr: array<array<vec4<f32>, D4MAX>, R>;
@@ -199,7 +199,7 @@ fn attention_dkv(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
                  @builtin(subgroup_invocation_id) lane: u32) {
     let s = slots_of(gid, nwg, lane, cp.tk, cp);
     if (!s.ok) { return; }
-    let len = key_len(s.b, cp, clens[min(s.b, cp.batch - 1u)]);
+    let len = key_len(s.b, cp, clens[select(0u, s.b, cp.has_lens != 0u)]);
     // Queries that see key j: [start, Tq); none for a padding key or a padding row.
     var start: array<u32, R>;
     var start_any = cp.tq;

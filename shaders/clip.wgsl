@@ -3,7 +3,8 @@
 //                  (chunk = WG * ITEMS consecutive elements per workgroup)
 //   clip_scale:    one workgroup: norm = sqrt(sum of all partials);
 //                  out[0] = min(1, max_norm / (norm + 1e-6)) (the factor Adam multiplies
-//                  gradients by), out[1] = norm
+//                  gradients by), out[1] = norm; out[0] = -1 when the norm is not finite
+//                  (a NaN or inf gradient): Adam then skips the step
 // Design rule: fixed chunks and a fixed tree: the norm is deterministic.
 
 struct SumsqParams { n: u32, offset: u32, _pad0: u32, _pad1: u32, }
@@ -54,7 +55,9 @@ fn clip_scale(@builtin(local_invocation_index) lid: u32) {
     for (var i = lid; i < cp.partials; i += WG) { s += cs_partial[i]; }
     let norm = sqrt(reduce_sum(s, lid));
     if (lid == 0u) {
-        cs_out[0] = min(1.0, cp.max_norm / (norm + 1e-6));
+        // By its bits: WGSL lets compilers assume floats are never NaN or inf.
+        let finite = (bitcast<u32>(norm) & 0x7f800000u) != 0x7f800000u;
+        cs_out[0] = select(-1.0, min(1.0, cp.max_norm / (norm + 1e-6)), finite);
         cs_out[1] = norm;
     }
 }

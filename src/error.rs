@@ -29,6 +29,14 @@ pub enum Error {
     /// A WGSL shader failed to parse or validate.
     #[error("shader {file}: {message}")]
     Shader { file: String, message: String },
+    /// The driver lost the device (a reset, a hang, a removed GPU, or `destroy`): everything on
+    /// it is gone, and only a new [`Gpu`](crate::Gpu) can go on.
+    #[error("the GPU device was lost ({0}); its tensors are gone: open the device again (a training run continues from its last checkpoint with --resume)")]
+    DeviceLost(String),
+    /// Training produced a NaN or inf loss or gradient norm (a too high learning rate, or bad
+    /// data); with clipping on, that step's update was skipped.
+    #[error("the {what} is {value} at step {step}: training stopped (the last checkpoint is intact); lower the learning rate (--lr) or check the data")]
+    NonFinite { step: u32, what: &'static str, value: f32 },
     /// Reading results back from the GPU failed.
     #[error("GPU readback failed: {0}")]
     Readback(String),
@@ -56,6 +64,11 @@ impl Error {
     /// Wraps any displayable GPU-side failure with where it happened.
     pub(crate) fn gpu(context: impl Into<String>, message: impl fmt::Display) -> Self {
         Error::Gpu { context: context.into(), message: message.to_string() }
+    }
+
+    /// Whether this is the loss of the GPU device (its memory and objects are gone).
+    pub fn is_device_lost(&self) -> bool {
+        matches!(self, Error::DeviceLost(_))
     }
 
     /// A shape error for `op`.

@@ -117,3 +117,15 @@ fn train_resume_predict_eval() {
     assert!(!ok && err.contains("shape"), "a config that does not match the weights: {err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn an_absurd_learning_rate_stops_training_naming_the_step() {
+    let dir = scratch("vit-absurd-lr");
+    let out = dir.join("run");
+    let args = ["train", "vit", "--out", out.to_str().unwrap(), "--epochs", "1", "--batch", "32"];
+    let (ok, _, err) =
+        wgformer(&[&args[..], &["--train-images", "128", "--test-images", "100", "--lr", "1e30"]].concat());
+    assert!(!ok, "training on with NaN: {err}");
+    assert!(err.contains("at step") && err.contains("training stopped"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}

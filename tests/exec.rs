@@ -258,3 +258,35 @@ fn executors_on_one_device_share_its_compiled_kernels() {
         assert!(third.step(gpu, &[], &StepOptions::default()).unwrap().is_finite());
     });
 }
+
+#[test]
+fn a_non_finite_step_is_skipped_and_stops_the_trainer_naming_the_step() {
+    use wgformer::engine::optim::{AdamConfig, Schedule};
+    use wgformer::engine::trainer::{TrainConfig, Trainer};
+    for_each_gpu(|gpu| {
+        let mut t = common::graphs::mlp();
+        let grads = backward(&mut t.graph, t.loss).unwrap();
+        let config =
+            TrainConfig { adam: AdamConfig::default(), schedule: Schedule::Constant(1e-3), clip: Some(1.0), seed: 0 };
+        let mut trainer = Trainer::new(gpu, t.graph.clone(), t.loss, &grads, &[], config).unwrap();
+        let values = random_values(&t.graph, 3);
+        upload_all(gpu, &trainer.exec, &values, &t.targets);
+        let x = t.graph.find("x").unwrap();
+        trainer.step(gpu, &[]).unwrap();
+        let before = trainer.params(gpu).unwrap();
+
+        // One infinite input: the loss and every gradient are NaN or inf.
+        let mut bad = values[x.0].clone();
+        bad[3] = f32::INFINITY;
+        let err = trainer.step(gpu, &[(x, HostData::F32(&bad))]).unwrap_err();
+        assert!(matches!(err, wgformer::Error::NonFinite { step: 2, .. }), "{err}");
+        assert!(err.to_string().contains("at step 2"), "{err}");
+        assert_eq!(trainer.step, 1, "the failed step is not counted");
+        assert!(trainer.exec.last_step_norm().is_some_and(|n| !n.is_finite()));
+        // The GPU skipped the update: parameters (and so the moments' effect) are unchanged.
+        assert_eq!(trainer.params(gpu).unwrap(), before);
+        // Good data trains on.
+        trainer.step(gpu, &[(x, HostData::F32(&values[x.0]))]).unwrap();
+        assert_ne!(trainer.params(gpu).unwrap(), before);
+    });
+}

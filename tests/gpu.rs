@@ -61,3 +61,37 @@ fn info_report_names_the_chosen_adapter_and_limits() {
         assert!(text.contains(attention), "{text}");
     });
 }
+
+#[test]
+fn a_lost_device_is_an_error_not_a_panic() {
+    use wgformer::engine::exec::{Executor, HostData, StepOptions};
+    for_each_gpu(|shared| {
+        // A device of its own: the other tests keep theirs.
+        let opts = wgformer::GpuOptions { backend: Some(shared.info.backend), adapter: Some(shared.info.name.clone()) };
+        let gpu = wgformer::Gpu::with_options(&opts).unwrap();
+        let mut g = wgformer::graph::Graph::new();
+        let x = g.input("x", &[2, 3], wgformer::graph::Dtype::F32);
+        let y = g.gelu(x, wgformer::graph::GeluKind::Tanh).unwrap();
+        let exec = Executor::keeping(&gpu, g, None, None, &[y]).unwrap();
+        let t = gpu.upload("t", &[1.0, 2.0]).unwrap();
+        exec.set(&gpu, x, HostData::F32(&[0.5; 6])).unwrap();
+        exec.step(&gpu, &[], &StepOptions::default()).unwrap();
+
+        gpu.device.destroy();
+        let lost = |what: &str, r: wgformer::Result<()>| {
+            let err = r.expect_err(what);
+            assert!(err.is_device_lost(), "{what}: {err}");
+            assert!(err.to_string().contains("--resume"), "{err}");
+        };
+        lost("wait", gpu.wait());
+        lost("read", gpu.read(&t).map(drop));
+        lost("upload", gpu.upload("after", &[1.0]).map(drop));
+        lost("step", exec.step(&gpu, &[], &StepOptions::default()).map(drop));
+        lost("new executor", {
+            let mut g = wgformer::graph::Graph::new();
+            let x = g.input("x", &[4], wgformer::graph::Dtype::F32);
+            let y = g.gelu(x, wgformer::graph::GeluKind::Tanh).unwrap();
+            Executor::keeping(&gpu, g, None, None, &[y]).map(drop)
+        });
+    });
+}

@@ -46,6 +46,8 @@ fn check(gpu: &wgformer::Gpu, att: &Attention, s: &AttentionShape, lens: Option<
     let (mut dq, mut dk, mut dv) = (vec![0.0f32; nq], vec![0.0f32; nk], vec![0.0f32; nk]);
     attention_backward(&mut dq, &mut dk, &mut dv, &q, &k, &v, &dout, lens, s);
 
+    // Shown when the test fails: the case a device loss or panic happened in.
+    println!("case {s:?} lens {lens:?} subgroups {}", att.uses_subgroups());
     let up = |name, x: &[f32]| gpu.upload(name, x).unwrap();
     let (gq, gk, gv, gdo) = (up("q", &q), up("k", &k), up("v", &v), up("do", &dout));
     let z = |name, n| gpu.zeros(name, n).unwrap();

@@ -90,3 +90,29 @@ fn adam_matches_reference_over_steps() {
         assert_close("adam v", &gpu.read(&gv).unwrap(), &v, 1e-7, 1e-5);
     });
 }
+
+#[test]
+fn adam_skips_the_step_when_clipping_found_non_finite_gradients() {
+    use wgformer::engine::optim::clip_factor;
+    assert_eq!(clip_factor(f64::NAN, 1.0), -1.0);
+    assert_eq!(clip_factor(f64::INFINITY, 1.0), -1.0);
+    for_each_gpu(|gpu| {
+        let adam = Adam::new(gpu).unwrap();
+        let n = 1000;
+        let mut rng = Rng::new(8);
+        let (p, m, v) = (rng.vec_f32(n, 1.0), rng.vec_f32(n, 1.0), rng.vec_f32(n, 1.0));
+        let (gp, gm, gv) = (gpu.upload("p", &p).unwrap(), gpu.upload("m", &m).unwrap(), gpu.upload("v", &v).unwrap());
+        let mut grad = rng.vec_f32(n, 1.0);
+        grad[7] = f32::NAN;
+        let ggrad = gpu.upload("grad", &grad).unwrap();
+        let skip = gpu.upload("scale", &[clip_factor(f64::NAN, 1.0) as f32]).unwrap();
+        let hyper = adam.hyper_params(gpu);
+        let s = AdamStep { lr: 1e-2, beta1: 0.9, beta2: 0.98, eps: 1e-9, weight_decay: 0.01, step: 3 };
+        Adam::set_step(gpu, &hyper, &s);
+        let d = adam.update(gpu, &hyper, &gp, &gm, &gv, &ggrad, &skip, n).unwrap();
+        kernels::run(gpu, &[&d]).unwrap();
+        assert_eq!(gpu.read(&gp).unwrap(), p);
+        assert_eq!(gpu.read(&gm).unwrap(), m);
+        assert_eq!(gpu.read(&gv).unwrap(), v);
+    });
+}

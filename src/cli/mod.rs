@@ -8,6 +8,8 @@ pub mod vit;
 
 /// Reads a checkpoint's trainer_state.json.
 pub fn read_trainer_state<T: serde::de::DeserializeOwned>(dir: &std::path::Path) -> wgformer::Result<T> {
+    // A run killed while it replaced the checkpoint left the previous one as DIR.old.
+    wgformer::util::io::recover_dir(dir)?;
     let path = dir.join("trainer_state.json");
     let format = |msg: String| wgformer::Error::Format { path: path.display().to_string(), msg };
     let text = std::fs::read_to_string(&path)

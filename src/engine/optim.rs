@@ -76,8 +76,12 @@ pub fn global_norm(grads: &[&[f32]]) -> f64 {
     grads.iter().flat_map(|g| g.iter()).map(|&x| (x as f64) * (x as f64)).sum::<f64>().sqrt()
 }
 
-/// The factor clipping multiplies gradients by: min(1, max_norm / (norm + 1e-6)).
+/// The factor clipping multiplies gradients by: min(1, max_norm / (norm + 1e-6)); -1 when
+/// the norm is NaN or inf, which makes Adam skip the step (parameters and moments unchanged).
 pub fn clip_factor(norm: f64, max_norm: f32) -> f64 {
+    if !norm.is_finite() {
+        return -1.0;
+    }
     (max_norm as f64 / (norm + 1e-6)).min(1.0)
 }
 

@@ -54,7 +54,9 @@ impl Trainer {
         self.config.schedule.lr(self.step + 1)
     }
 
-    /// One step on `inputs`: forward, backward, clipping, Adam; returns the loss.
+    /// One step on `inputs`: forward, backward, clipping, Adam; returns the loss. A NaN or inf
+    /// loss or gradient norm is [`Error::NonFinite`](crate::Error::NonFinite) naming the step
+    /// (with clipping on, that step's update was skipped on the GPU).
     pub fn step(&mut self, gpu: &Gpu, inputs: &[(TensorId, HostData)]) -> Result<f32> {
         self.step_shape(gpu, 0, inputs)
     }
@@ -87,6 +89,13 @@ impl Trainer {
             crate::error::Error::Config(format!("no batch shape {i} (have {})", self.shapes.len() + 1))
         })?;
         let loss = exec.step(gpu, inputs, &opts)?;
+        // Stop instead of training on NaN: with clipping, the GPU already skipped this update.
+        if !loss.is_finite() {
+            return Err(crate::error::Error::NonFinite { step, what: "loss", value: loss });
+        }
+        if let Some(norm) = exec.last_step_norm().filter(|n| !n.is_finite()) {
+            return Err(crate::error::Error::NonFinite { step, what: "gradient norm", value: norm });
+        }
         self.step = step;
         Ok(loss)
     }

@@ -13,7 +13,6 @@ use std::any::{Any, TypeId};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use turns::Turns;
-use wgpu::util::DeviceExt;
 
 /// Which adapter to use. `GpuOptions::from_env()` reads `WGFORMER_BACKEND` and
 /// `WGFORMER_ADAPTER`; the defaults take the highest-performance adapter on any backend.
@@ -81,6 +80,9 @@ pub struct Gpu {
     /// The first GPU error no error scope caught (wgpu's default would panic); reported by
     /// the next [`Gpu::wait`].
     uncaptured: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    /// Why the driver lost the device, once it has; every later wait, error scope and
+    /// readback returns [`Error::DeviceLost`].
+    lost: std::sync::Arc<std::sync::Mutex<Option<String>>>,
     turns: Turns,
     /// Shader modules and pipelines compiled on this device (for tests and `info`).
     compiled: [std::sync::atomic::AtomicU64; 2],
@@ -210,6 +212,16 @@ impl Gpu {
                 slot.get_or_insert(e.to_string());
             }
         }));
+        let lost: std::sync::Arc<std::sync::Mutex<Option<String>>> = Default::default();
+        let sink = lost.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            if let Ok(mut slot) = sink.lock() {
+                slot.get_or_insert(match reason {
+                    wgpu::DeviceLostReason::Destroyed => format!("destroyed: {message}"),
+                    _ => message,
+                });
+            }
+        });
         let turns = Turns::for_backend(info.backend);
         Gpu {
             device,
@@ -219,6 +231,7 @@ impl Gpu {
             caps,
             submits: Default::default(),
             uncaptured,
+            lost,
             turns,
             compiled: Default::default(),
             shared: Default::default(),
@@ -338,26 +351,45 @@ impl Gpu {
     pub fn wait(&self) -> Result<()> {
         let _turn = self.turn();
         #[cfg(not(target_arch = "wasm32"))]
-        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::gpu("device poll", e))?;
+        let polled = self.device.poll(wgpu::PollType::wait_indefinitely());
+        self.check_alive()?;
+        #[cfg(not(target_arch = "wasm32"))]
+        polled.map_err(|e| Error::gpu("device poll", e))?;
         self.take_uncaptured()
     }
 
-    /// The GPU error no error scope caught since the last call, if any.
+    /// [`Error::DeviceLost`] once the driver has lost the device.
+    pub fn check_alive(&self) -> Result<()> {
+        match self.lost.lock().ok().and_then(|slot| slot.clone()) {
+            Some(why) => Err(Error::DeviceLost(why)),
+            None => Ok(()),
+        }
+    }
+
+    /// The GPU error no error scope caught since the last call, if any (a lost device first:
+    /// every error after it follows from it).
     fn take_uncaptured(&self) -> Result<()> {
+        self.check_alive()?;
         match self.uncaptured.lock().ok().and_then(|mut slot| slot.take()) {
             Some(message) => Err(Error::gpu("GPU work", message)),
             None => Ok(()),
         }
     }
 
-    /// A uniform buffer holding one params struct.
+    /// A uniform buffer holding one params struct. Written through the queue rather than
+    /// mapped at creation: on a lost device mapping panics inside wgpu, while a write is only
+    /// dropped (and the next wait reports the loss).
     pub fn uniform<T: bytemuck::Pod>(&self, label: &str, value: &T) -> wgpu::Buffer {
         let _turn = self.turn();
-        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        let bytes = bytemuck::bytes_of(value);
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
-            contents: bytemuck::bytes_of(value),
+            size: (bytes.len() as u64).next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT),
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-        })
+            mapped_at_creation: false,
+        });
+        self.queue.write_buffer(&buffer, 0, bytes);
+        buffer
     }
 
     /// Runs `f` inside validation and out-of-memory error scopes; any error becomes `Err`.
@@ -377,6 +409,7 @@ impl Gpu {
         let value = f();
         let v = pollster::block_on(validation.pop());
         let o = pollster::block_on(oom.pop());
+        self.check_alive()?;
         match v.or(o) {
             Some(e) => Err(Error::gpu(context, e)),
             None => Ok(value),

@@ -165,8 +165,12 @@ impl Attention {
     /// (`sg` true and not `Delta`), else the plain one; with how it maps rows to invocations.
     fn pipeline(&self, gpu: &Gpu, dim: usize, entry: Entry, sg: bool) -> Result<(&wgpu::ComputePipeline, RowLayout)> {
         let d = HEAD_DIMS[dim] as f64;
+        // Head dim 128 keeps R rows of 128 floats per lane in several arrays (about 6 KiB of
+        // private memory per invocation): on an H200 (Vulkan, driver 580) its first dispatch
+        // lost the device, so GPUs take the plain kernels there.
+        let fits = gpu.is_cpu() || HEAD_DIMS[dim] <= 64;
         match &self.subgroup {
-            Some(g) if sg && !matches!(entry, Entry::Delta) => {
+            Some(g) if sg && fits && !matches!(entry, Entry::Delta) => {
                 let c = [("WG", WG as f64), ("D", d), ("SG", g.size as f64)];
                 let p = lazy(&g.pipelines[dim][entry as usize], || gpu.pipeline(&g.module, entry.name(), &c))?;
                 Ok((p, RowLayout { block: g.size * SG_ROWS_PER_LANE, per_invocation: SG_ROWS_PER_LANE }))

@@ -111,6 +111,17 @@ pub fn write_dir_atomic(dir: &Path, files: &[(&str, Vec<u8>)]) -> Result<()> {
     write_dir_atomic_keeping(dir, files, &[])
 }
 
+/// Puts back the directory a [`write_dir_atomic`] killed between its two renames left as
+/// `dir.old` only (the previous complete version; `dir.tmp` may be incomplete). Does nothing
+/// when `dir` exists or there is nothing to recover. Call it before reading `dir`.
+pub fn recover_dir(dir: &Path) -> Result<()> {
+    let old = sibling(dir, ".old");
+    if !dir.exists() && old.is_dir() {
+        std::fs::rename(&old, dir).map_err(|e| io_error(dir, e))?;
+    }
+    Ok(())
+}
+
 /// Where a linked file of [`write_dir_atomic_keeping`] comes from.
 #[derive(Clone, Debug, PartialEq)]
 pub enum LinkFrom {
@@ -123,6 +134,7 @@ pub enum LinkFrom {
 /// [`write_dir_atomic`], plus `keep` (source, name): files linked into the new directory under
 /// `name` by a hard link (a copy where links fail), so that large files are not written twice.
 pub fn write_dir_atomic_keeping(dir: &Path, files: &[(&str, Vec<u8>)], keep: &[(LinkFrom, String)]) -> Result<()> {
+    recover_dir(dir)?;
     let tmp = sibling(dir, ".tmp");
     let old = sibling(dir, ".old");
     if tmp.exists() {

@@ -9,6 +9,7 @@ mod checked;
 mod lower;
 mod optimizer;
 mod profile;
+pub use profile::MatmulProfile;
 
 use crate::engine::autodiff::Gradients;
 use crate::engine::plan::{plan, training_pinned, Plan};
@@ -37,7 +38,10 @@ pub struct Executor {
     node_dispatches: Vec<Vec<Dispatch>>,
     optimizer: Option<Optimizer>,
     loss: Option<TensorId>,
+    /// The loss and the global gradient norm of the last step, read back together.
     loss_staging: Held<wgpu::Buffer>,
+    /// The last step's gradient norm, when it clipped.
+    last_norm: std::sync::Mutex<Option<f32>>,
     /// Host time of the last step, from its start to the submit's return (ns; not in browsers).
     host_ns: std::sync::atomic::AtomicU64,
     /// u32 inputs that index something: (tensor, exclusive bound, allowed exception), checked
@@ -133,7 +137,7 @@ impl Executor {
             let _turn = gpu.turn();
             gpu.hold(gpu.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("loss readback"),
-                size: 4,
+                size: 8,
                 usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             }))
@@ -157,6 +161,7 @@ impl Executor {
             optimizer,
             loss,
             loss_staging,
+            last_norm: Default::default(),
             host_ns: Default::default(),
             id_checks,
             id_groups,
@@ -302,8 +307,15 @@ impl Executor {
                 }
             }
         }
+        let clipped = match (adam, &self.optimizer, opts.clip) {
+            (Some(_), Some(opt), Some(_)) => Some(opt),
+            _ => None,
+        };
         if let Some(loss) = self.loss {
             enc.copy_buffer_to_buffer(&self.tensors[loss.0].buffer, 0, &self.loss_staging, 0, 4);
+            if let Some(opt) = clipped {
+                enc.copy_buffer_to_buffer(&opt.grad_scale.buffer, 4, &self.loss_staging, 4, 4);
+            }
         }
         gpu.scoped("training step", || gpu.submit(enc.finish()))?;
         #[cfg(not(target_arch = "wasm32"))]
@@ -311,8 +323,19 @@ impl Executor {
         let Some(_) = self.loss else {
             return gpu.wait().map(|_| f32::NAN);
         };
-        let bytes = gpu.map_read(&self.loss_staging, 4).await?;
+        let bytes = gpu.map_read(&self.loss_staging, 8).await?;
+        let norm = clipped.map(|_| bytemuck::pod_read_unaligned::<f32>(&bytes[4..8]));
+        if let Ok(mut slot) = self.last_norm.lock() {
+            *slot = norm;
+        }
         Ok(bytemuck::pod_read_unaligned::<f32>(&bytes[..4]))
+    }
+
+    /// The global gradient norm of the last step (read back with its loss), `None` when that
+    /// step did not clip or the graph has no loss. A NaN or inf norm means Adam skipped the
+    /// step.
+    pub fn last_step_norm(&self) -> Option<f32> {
+        self.last_norm.lock().ok().and_then(|slot| *slot)
     }
 
     fn set_seed(&self, gpu: &Gpu, seed: u32, step: u32) {

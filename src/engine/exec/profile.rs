@@ -30,4 +30,44 @@ impl Executor {
         out.sort_by(|a, b| b.1.total_cmp(&a.1));
         Ok(out)
     }
+
+    /// Times every matmul node on its own and groups them by shape: one row per
+    /// (batch, M, N, K, transposes) with the total milliseconds, the node count and the
+    /// floating-point operations, slowest first. For tuning tiles on a GPU.
+    pub fn profile_matmuls(&self, gpu: &Gpu) -> Result<Vec<MatmulProfile>> {
+        let timer = crate::kernels::Timer::new(gpu);
+        let mut rows: std::collections::BTreeMap<String, MatmulProfile> = Default::default();
+        for (node, dispatches) in self.graph.nodes.iter().zip(&self.node_dispatches) {
+            let Op::MatMul { trans_a, trans_b, batched, .. } = node.op else { continue };
+            let g = &self.graph;
+            let d = crate::graph::build::matmul_dims(
+                g.shape(node.inputs[0]),
+                g.shape(node.inputs[1]),
+                trans_a,
+                trans_b,
+                batched,
+            )
+            .map_err(|msg| crate::error::Error::shape("matmul", msg))?;
+            let t = |x: bool| if x { 'T' } else { 'N' };
+            let shape = format!("{}x{}x{}x{} {}{}", d.batch, d.m, d.n, d.k, t(trans_a), t(trans_b));
+            let ms = timer.time_once(gpu, dispatches)?;
+            let row = rows.entry(shape.clone()).or_insert(MatmulProfile { shape, ms: 0.0, nodes: 0, flops: 0.0 });
+            row.ms += ms;
+            row.nodes += 1;
+            row.flops += 2.0 * (d.batch * d.m * d.n * d.k) as f64;
+        }
+        let mut out: Vec<MatmulProfile> = rows.into_values().collect();
+        out.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+        Ok(out)
+    }
+}
+
+/// Matmul nodes of one shape in a profile: `shape` is "BxMxNxK" and the transposes of A and
+/// B (N or T each).
+#[derive(Clone, Debug)]
+pub struct MatmulProfile {
+    pub shape: String,
+    pub ms: f64,
+    pub nodes: usize,
+    pub flops: f64,
 }

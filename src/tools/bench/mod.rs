@@ -372,6 +372,11 @@ pub fn run_step(
         for (op, ms, n) in exec.profile(gpu)? {
             progress(&format!("  {op:<16} {ms:9.2} ms in {n} nodes"));
         }
+        progress("  matmuls by shape (batch x M x N x K, transposes of A and B):");
+        for m in exec.profile_matmuls(gpu)? {
+            let gflops = m.flops / (m.ms / 1e3) / 1e9;
+            progress(&format!("    {:<24} {:8.2} ms in {:3} nodes {gflops:10.1} GFLOP/s", m.shape, m.ms, m.nodes));
+        }
     }
     Ok(BenchResult {
         kernel: "step".into(),
