@@ -6,6 +6,7 @@
 pub mod autodiff;
 pub mod checkpoint;
 pub mod exec;
+pub mod fault;
 pub mod optim;
 pub mod plan;
 pub mod trainer;

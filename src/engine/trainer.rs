@@ -88,6 +88,7 @@ impl Trainer {
         let exec = self.executor(i).ok_or_else(|| {
             crate::error::Error::Config(format!("no batch shape {i} (have {})", self.shapes.len() + 1))
         })?;
+        crate::engine::fault::inject(gpu, step)?;
         let loss = exec.step(gpu, inputs, &opts)?;
         // Stop instead of training on NaN: with clipping, the GPU already skipped this update.
         if !loss.is_finite() {

@@ -216,10 +216,11 @@ impl Gpu {
         let sink = lost.clone();
         device.set_device_lost_callback(move |reason, message| {
             if let Ok(mut slot) = sink.lock() {
-                slot.get_or_insert(match reason {
-                    wgpu::DeviceLostReason::Destroyed => format!("destroyed: {message}"),
-                    _ => message,
-                });
+                let why = match reason {
+                    wgpu::DeviceLostReason::Destroyed => "destroyed",
+                    _ => "driver",
+                };
+                slot.get_or_insert(if message.is_empty() { why.to_string() } else { format!("{why}: {message}") });
             }
         });
         let turns = Turns::for_backend(info.backend);

@@ -173,6 +173,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_directory_killed_between_its_renames_is_recovered_from_old() {
+        let root = std::env::temp_dir().join(format!("wgformer-io-recover-{}", std::process::id()));
+        let dir = root.join("ck");
+        write_dir_atomic(&dir, &[("a", b"1".to_vec())]).unwrap();
+        // The state a kill between the two renames leaves: DIR.old complete, DIR.tmp new, no DIR.
+        std::fs::rename(&dir, sibling(&dir, ".old")).unwrap();
+        std::fs::create_dir_all(sibling(&dir, ".tmp")).unwrap();
+        recover_dir(&dir).unwrap();
+        assert_eq!(std::fs::read(dir.join("a")).unwrap(), b"1");
+        write_dir_atomic(&dir, &[("a", b"2".to_vec())]).unwrap();
+        assert_eq!(std::fs::read(dir.join("a")).unwrap(), b"2");
+        assert!(!sibling(&dir, ".old").exists() && !sibling(&dir, ".tmp").exists());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
     fn a_replaced_directory_holds_the_new_files_and_the_kept_ones() {
         let root = std::env::temp_dir().join(format!("wgformer-io-{}", std::process::id()));
         let dir = root.join("ck");
