@@ -1,7 +1,7 @@
 //! `wgformer translate` and `eval` on a translation checkpoint, and the test BLEU that
 //! `train translate` reports at its end.
 
-use std::io::BufRead;
+use std::io::Read;
 use std::path::Path;
 use std::time::Instant;
 use wgformer::models::transformer::TransformerConfig;
@@ -103,14 +103,25 @@ pub fn search(greedy: bool, beam: usize, alpha: f32) -> Result<Search> {
 pub fn translate(checkpoint: &Path, text: Option<&str>, search: Search) -> Result<()> {
     let gpu = Gpu::new()?;
     let ck = ckpt::load(checkpoint)?;
-    let lines: Vec<String> = match text {
-        Some(t) => vec![t.to_string()],
-        None => std::io::stdin()
-            .lock()
-            .lines()
-            .collect::<std::io::Result<_>>()
-            .map_err(|source| Error::Io { path: "stdin".into(), source })?,
+    let input = match text {
+        Some(t) => wgformer::text::input::lines(t.as_bytes()),
+        None => {
+            let mut bytes = Vec::new();
+            std::io::stdin()
+                .lock()
+                .read_to_end(&mut bytes)
+                .map_err(|source| Error::Io { path: "stdin".into(), source })?;
+            wgformer::text::input::lines(&bytes)
+        }
     };
+    if input.invalid_utf8 > 0 {
+        eprintln!("note: {} lines held bytes that are not UTF-8, read as U+FFFD", input.invalid_utf8);
+    }
+    if input.cut > 0 {
+        let max = wgformer::text::input::MAX_LINE_CHARS;
+        eprintln!("warning: {} lines were over {max} characters; their first {max} were read", input.cut);
+    }
+    let lines = input.lines;
     let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
     for out in translate_lines(&gpu, &ck.config, &ck.tokenizer, &ck.params, &refs, search)? {
         println!("{out}");

@@ -237,10 +237,8 @@ pub fn predict(checkpoint: &Path, images: &[PathBuf]) -> Result<()> {
     let gpu = Gpu::new()?;
     let vit = Vit::load(&gpu, checkpoint, 1)?;
     for path in images {
-        let img = image::open(path).map_err(|e| Error::Format {
-            path: path.display().to_string(),
-            msg: format!("not a readable image: {e}"),
-        })?;
+        let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+        let img = wgformer::models::vit_infer::decode_image(&bytes, path)?;
         let probs = vit.classify(&gpu, &img)?;
         let mut order: Vec<usize> = (0..probs.len()).collect();
         order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));

@@ -34,12 +34,25 @@ fn bad(path: &Path, msg: impl Into<String>) -> Error {
     Error::Format { path: path.display().to_string(), msg: msg.into() }
 }
 
+/// The most bytes a gzip'd IDX file may expand to (Fashion-MNIST's largest: 47 MB): a small
+/// file that claims more is refused instead of filling memory.
+pub const MAX_IDX_BYTES: u64 = 1 << 30;
+
 fn read_gz(path: &Path) -> Result<Vec<u8>> {
-    let file = std::fs::File::open(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+    gunzip(&bytes, path)
+}
+
+/// Expands gzip'd bytes (from `path`, for errors), at most [`MAX_IDX_BYTES`].
+pub fn gunzip(bytes: &[u8], path: &Path) -> Result<Vec<u8>> {
     let mut out = Vec::new();
-    flate2::read::GzDecoder::new(file)
+    flate2::read::GzDecoder::new(bytes)
+        .take(MAX_IDX_BYTES + 1)
         .read_to_end(&mut out)
         .map_err(|e| bad(path, format!("not a gzip'd IDX file: {e}")))?;
+    if out.len() as u64 > MAX_IDX_BYTES {
+        return Err(bad(path, format!("expands to over {MAX_IDX_BYTES} bytes")));
+    }
     Ok(out)
 }
 
@@ -47,14 +60,19 @@ fn be_u32(bytes: &[u8], at: usize) -> usize {
     u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]) as usize
 }
 
-/// Parses IDX bytes with magic 0x0000080N and N dimensions; returns (dims, data).
-fn parse_idx(path: &Path, bytes: &[u8], dims: usize) -> Result<(Vec<usize>, Vec<u8>)> {
+/// Parses IDX bytes with magic 0x0000080N and N dimensions; returns (dims, data). `path`
+/// names the file in errors.
+pub fn parse_idx(path: &Path, bytes: &[u8], dims: usize) -> Result<(Vec<usize>, Vec<u8>)> {
     let header = 4 + 4 * dims;
     if bytes.len() < header || bytes[..3] != [0, 0, 8] || bytes[3] as usize != dims {
         return Err(bad(path, format!("not an IDX file of {dims}-dimensional u8 data")));
     }
     let shape: Vec<usize> = (0..dims).map(|i| be_u32(bytes, 4 + 4 * i)).collect();
-    let len: usize = shape.iter().product();
+    // Checked: a header's dimensions can multiply past usize.
+    let len = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+    let Some(len) = len.filter(|&n| n <= bytes.len() - header) else {
+        return Err(bad(path, format!("header says {shape:?}, more than the file's {} bytes", bytes.len() - header)));
+    };
     if bytes.len() != header + len {
         return Err(bad(path, format!("header says {shape:?} ({len} bytes), file holds {}", bytes.len() - header)));
     }

@@ -156,6 +156,15 @@ impl TransformerConfig {
     /// Checks that the sizes fit together and the options are ones this model implements.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(m));
+        use super::{check_sizes, MAX_FFN, MAX_LAYERS, MAX_VOCAB, MAX_WIDTH};
+        check_sizes(&[
+            ("encoder_layers", self.encoder_layers, MAX_LAYERS),
+            ("decoder_layers", self.decoder_layers, MAX_LAYERS),
+            ("d_model", self.d_model, MAX_WIDTH),
+            ("num_heads", self.num_heads, MAX_WIDTH),
+            ("d_ff", self.d_ff, MAX_FFN),
+            ("vocab_size", self.vocab_size, MAX_VOCAB),
+        ])?;
         if self.num_heads == 0 || !self.d_model.is_multiple_of(self.num_heads) {
             return bad(format!("d_model {} is not divisible by {} heads", self.d_model, self.num_heads));
         }

@@ -162,6 +162,16 @@ impl VitConfig {
 
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(m));
+        use super::{check_sizes, MAX_FFN, MAX_IMAGE_SIDE, MAX_LAYERS, MAX_VOCAB, MAX_WIDTH};
+        check_sizes(&[
+            ("num_hidden_layers", self.num_hidden_layers, MAX_LAYERS),
+            ("hidden_size", self.hidden_size, MAX_WIDTH),
+            ("num_attention_heads", self.num_attention_heads, MAX_WIDTH),
+            ("intermediate_size", self.intermediate_size, MAX_FFN),
+            ("image_size", self.image_size, MAX_IMAGE_SIDE),
+            ("num_channels", self.num_channels, 4),
+            ("labels", self.labels(), MAX_VOCAB),
+        ])?;
         if self.patch_size == 0 || !self.image_size.is_multiple_of(self.patch_size) {
             return bad(format!("image_size {} is not a multiple of patch_size {}", self.image_size, self.patch_size));
         }

@@ -110,27 +110,7 @@ impl Vit {
     /// Normalised pixels (C, H, W) of an image: converted to the model's channels (grey or RGB)
     /// and resized to its input size.
     pub fn pixels(&self, image: &image::DynamicImage) -> Result<Vec<f32>> {
-        let size = self.config.image_size as u32;
-        let resized = image.resize_exact(size, size, image::imageops::FilterType::Triangle);
-        let (mean, std) = (&self.preprocess.image_mean, &self.preprocess.image_std);
-        let plane = (size * size) as usize;
-        let mut out = vec![0.0f32; self.config.num_channels * plane];
-        match self.config.num_channels {
-            1 => {
-                for (i, p) in resized.to_luma8().pixels().enumerate() {
-                    out[i] = (p.0[0] as f32 / 255.0 - mean[0]) / std[0];
-                }
-            }
-            3 => {
-                for (i, p) in resized.to_rgb8().pixels().enumerate() {
-                    for c in 0..3 {
-                        out[c * plane + i] = (p.0[c] as f32 / 255.0 - mean[c]) / std[c];
-                    }
-                }
-            }
-            c => return Err(Error::Config(format!("images with {c} channels are not supported (1 or 3)"))),
-        }
-        Ok(out)
+        image_pixels(image, &self.config, &self.preprocess)
     }
 
     /// Class probabilities of one image.
@@ -146,4 +126,51 @@ pub fn softmax(logits: &[f32]) -> Vec<f32> {
     let e: Vec<f32> = logits.iter().map(|&x| (x - m).exp()).collect();
     let s: f32 = e.iter().sum();
     e.iter().map(|x| x / s).collect()
+}
+
+/// The largest image side `predict` decodes, and the most memory a decode may take: a small
+/// file that claims a huge image is refused instead of filling memory.
+pub const MAX_IMAGE_SIDE: u32 = 16_384;
+pub const MAX_IMAGE_BYTES: u64 = 512 << 20;
+
+/// Decodes a PNG or JPEG read from `path` (named in errors), within [`MAX_IMAGE_SIDE`] and
+/// [`MAX_IMAGE_BYTES`].
+pub fn decode_image(bytes: &[u8], path: &Path) -> Result<image::DynamicImage> {
+    let bad = |e: &dyn std::fmt::Display| Error::Format {
+        path: path.display().to_string(),
+        msg: format!("not a readable image: {e}"),
+    };
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| bad(&e))?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_IMAGE_BYTES);
+    reader.limits(limits);
+    reader.decode().map_err(|e| bad(&e))
+}
+
+/// Normalised pixels (C, H, W) of an image for a ViT of `cfg`: converted to its channels (grey
+/// or RGB) and resized to its input size.
+pub fn image_pixels(image: &image::DynamicImage, cfg: &VitConfig, pre: &Preprocess) -> Result<Vec<f32>> {
+    let size = cfg.image_size as u32;
+    let resized = image.resize_exact(size, size, image::imageops::FilterType::Triangle);
+    let (mean, std) = (&pre.image_mean, &pre.image_std);
+    let plane = (size * size) as usize;
+    let mut out = vec![0.0f32; cfg.num_channels * plane];
+    match cfg.num_channels {
+        1 => {
+            for (i, p) in resized.to_luma8().pixels().enumerate() {
+                out[i] = (p.0[0] as f32 / 255.0 - mean[0]) / std[0];
+            }
+        }
+        3 => {
+            for (i, p) in resized.to_rgb8().pixels().enumerate() {
+                for c in 0..3 {
+                    out[c * plane + i] = (p.0[c] as f32 / 255.0 - mean[c]) / std[c];
+                }
+            }
+        }
+        c => return Err(Error::Config(format!("images with {c} channels are not supported (1 or 3)"))),
+    }
+    Ok(out)
 }

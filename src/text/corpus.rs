@@ -20,8 +20,17 @@ pub fn default_dir() -> PathBuf {
 /// Reads `source<TAB>target` lines; blank lines are skipped, any other line without exactly
 /// one tab is an error naming it.
 pub fn read_tsv(path: &Path) -> Result<Vec<(String, String)>> {
-    let text =
-        std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+    parse_tsv(&bytes, path)
+}
+
+/// [`read_tsv`] of bytes already read from `path` (named in errors); text that is not UTF-8 is
+/// an error naming the line.
+pub fn parse_tsv(bytes: &[u8], path: &Path) -> Result<Vec<(String, String)>> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let line = bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
+        Error::Format { path: path.display().to_string(), msg: format!("line {line} is not UTF-8 text") }
+    })?;
     let mut pairs = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
