@@ -2,6 +2,7 @@
 
 pub mod transformer;
 pub mod transformer_checkpoint;
+pub mod transformer_config;
 pub mod transformer_decode;
 pub mod vit;
 pub mod vit_checkpoint;
