@@ -69,6 +69,22 @@ fn train_resume_translate_eval() {
     assert_eq!(lines.len(), 3, "one line per input line: {stdout:?}");
     assert_eq!(lines[1], "", "an empty line stays empty");
     assert!(err.contains("unknown to the tokenizer"), "says that the emoji is unknown: {err}");
+    // The library's translator gives the CLI's lines, batched or one at a time.
+    {
+        use wgformer::models::transformer_decode::Search;
+        use wgformer::models::translator::Translator;
+        let gpu = wgformer::Gpu::new().unwrap();
+        let translator = Translator::load(&out).unwrap();
+        let sources = ["Guten Morgen.", "", "Das ist ein Haus. 😀"];
+        let batched = translator.translate(&gpu, &sources, Search::GREEDY).unwrap();
+        assert_eq!(batched.lines, lines, "the library and the CLI agree");
+        assert!(batched.unknown_chars > 0 && batched.truncated.is_empty());
+        for (i, s) in sources.iter().enumerate() {
+            assert_eq!(translator.translate(&gpu, &[s], Search::GREEDY).unwrap().lines, [lines[i]]);
+        }
+        let bad = Search { beam: 0, alpha: 0.6 };
+        assert!(translator.translate(&gpu, &sources, bad).is_err());
+    }
 
     let (ok, stdout, err) =
         wgformer(&["translate", "--checkpoint", out_s, "--beam", "2", "--alpha", "1.0", "Guten Morgen."], None);

@@ -6,14 +6,12 @@ use std::path::Path;
 use std::time::Instant;
 use wgformer::models::transformer::TransformerConfig;
 use wgformer::models::transformer_checkpoint as ckpt;
-use wgformer::models::transformer_decode::{Decoder, Search};
+use wgformer::models::transformer_decode::Search;
+use wgformer::models::translator::{Translations, Translator, MAX_ROWS, MAX_TOKENS};
 use wgformer::text::bleu::BleuStats;
-use wgformer::text::bpe::{Bpe, UNK};
+use wgformer::text::bpe::Bpe;
 use wgformer::text::corpus;
 use wgformer::{Error, Gpu, Result};
-
-/// Sentences per decoding batch (greedy; beam search takes a quarter).
-const DECODE_ROWS: usize = 128;
 
 /// The test-set BLEU line of a checkpoint with one search (timed), and the translations.
 pub(super) fn test_bleu(
@@ -38,8 +36,9 @@ pub(super) fn bleu_of(
     pairs: &[(String, String)],
     search: Search,
 ) -> Result<(BleuStats, Vec<String>)> {
+    let translator = Translator::new(cfg.clone(), bpe.clone(), params.to_vec());
     let sources: Vec<&str> = pairs.iter().map(|(s, _)| s.as_str()).collect();
-    let hyps = translate_lines(gpu, cfg, bpe, params, &sources, search)?;
+    let hyps = report(translator.translate(gpu, &sources, search)?);
     let mut stats = BleuStats::default();
     for (h, (_, r)) in hyps.iter().zip(pairs) {
         stats.add(h, r);
@@ -47,62 +46,33 @@ pub(super) fn bleu_of(
     Ok((stats, hyps))
 }
 
-/// Translates lines (empty lines give empty translations). Sources longer than the model's
-/// maximum length are truncated, with a warning naming them.
-fn translate_lines(
-    gpu: &Gpu,
-    cfg: &TransformerConfig,
-    bpe: &Bpe,
-    params: &[(String, Vec<f32>)],
-    lines: &[&str],
-    search: Search,
-) -> Result<Vec<String>> {
-    let max_len = super::translate::BUCKETS[super::translate::BUCKETS.len() - 1];
-    let sentences = (DECODE_ROWS / search.beam).clamp(1, lines.len().max(1));
-    let decoder = Decoder::new(gpu, cfg, params, sentences, search, max_len, max_len)?;
-    let mut unknown = 0;
-    let sources: Vec<Vec<u32>> = lines
-        .iter()
-        .enumerate()
-        .map(|(i, line)| {
-            let mut ids = bpe.encode(line);
-            unknown += ids.iter().filter(|&&t| t == UNK).count();
-            if ids.len() > max_len - 1 {
-                eprintln!("warning: line {} has {} tokens; translating its first {}", i + 1, ids.len(), max_len - 1);
-                ids.truncate(max_len - 1);
-            }
-            ids
-        })
-        .collect();
-    if unknown > 0 {
-        eprintln!("note: {unknown} characters unknown to the tokenizer were read as <unk>");
+/// The translations, after warnings about what was adjusted on the way.
+fn report(t: Translations) -> Vec<String> {
+    for &i in &t.truncated {
+        let max = MAX_TOKENS - 1;
+        eprintln!("warning: line {} has over {max} tokens; translating its first {max}", i + 1);
     }
-    let mut out = vec![String::new(); lines.len()];
-    let todo: Vec<usize> = (0..lines.len()).filter(|&i| !sources[i].is_empty()).collect();
-    for chunk in todo.chunks(decoder.sentences()) {
-        let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| sources[i].clone()).collect();
-        for (&i, ids) in chunk.iter().zip(decoder.decode(gpu, &batch)?) {
-            out[i] = bpe.decode(&ids);
-        }
+    if t.unknown_chars > 0 {
+        eprintln!("note: {} characters unknown to the tokenizer were read as <unk>", t.unknown_chars);
     }
-    Ok(out)
+    t.lines
 }
 
 /// The search the `translate` and `eval` options ask for; bad values are errors.
 pub fn search(greedy: bool, beam: usize, alpha: f32) -> Result<Search> {
-    if beam == 0 || beam > DECODE_ROWS {
-        return Err(Error::Config(format!("--beam {beam}: keep between 1 and {DECODE_ROWS} hypotheses")));
-    }
-    if !(alpha.is_finite() && alpha >= 0.0) {
-        return Err(Error::Config(format!("--alpha {alpha}: the length penalty exponent must be at least 0")));
-    }
-    Ok(if greedy { Search::GREEDY } else { Search { beam, alpha } })
+    let search = if greedy { Search::GREEDY } else { Search { beam, alpha } };
+    Translator::check_search(&Search { beam, alpha }).map_err(|_| {
+        Error::Config(format!(
+            "--beam {beam} --alpha {alpha}: keep between 1 and {MAX_ROWS} hypotheses, and a length penalty of at least 0"
+        ))
+    })?;
+    Ok(search)
 }
 
 /// `translate`: TEXT, or every line of stdin, to stdout.
 pub fn translate(checkpoint: &Path, text: Option<&str>, search: Search) -> Result<()> {
     let gpu = Gpu::new()?;
-    let ck = ckpt::load(checkpoint)?;
+    let translator = Translator::load(checkpoint)?;
     let input = match text {
         Some(t) => wgformer::text::input::lines(t.as_bytes()),
         None => {
@@ -123,7 +93,7 @@ pub fn translate(checkpoint: &Path, text: Option<&str>, search: Search) -> Resul
     }
     let lines = input.lines;
     let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
-    for out in translate_lines(&gpu, &ck.config, &ck.tokenizer, &ck.params, &refs, search)? {
+    for out in report(translator.translate(&gpu, &refs, search)?) {
         println!("{out}");
     }
     Ok(())

@@ -4,6 +4,7 @@ pub mod transformer;
 pub mod transformer_checkpoint;
 pub mod transformer_config;
 pub mod transformer_decode;
+pub mod translator;
 pub mod vit;
 pub mod vit_checkpoint;
 pub mod vit_infer;
