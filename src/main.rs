@@ -62,7 +62,8 @@ enum Command {
         lr: Option<f32>,
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// The data directory (default: the bundled copy).
+        /// The data: a directory, or for translate a bundled set, `ding` (dictionary example
+        /// sentences, the default) or `docs` (documentation and game text, 78.6k pairs).
         #[arg(long)]
         data: Option<std::path::PathBuf>,
         /// vit: train on the first N training images only (a quick run).
@@ -239,7 +240,7 @@ fn main() -> ExitCode {
                 lr: lr.unwrap_or(2e-3),
                 warmup,
                 seed,
-                data: data.unwrap_or_else(wgformer::text::corpus::default_dir),
+                data: translation_data(data),
                 vocab,
                 train_pairs,
                 valid_pairs,
@@ -257,12 +258,7 @@ fn main() -> ExitCode {
         Command::Predict { checkpoint, images } => cli::vit::predict(&checkpoint, &images),
         Command::Eval { checkpoint, out, data, alpha } => match cli::translation::model_type(&checkpoint).as_deref() {
             Some("transformer") => cli::translation::search(false, 4, alpha).and_then(|search| {
-                cli::translation::eval(
-                    &checkpoint,
-                    out.as_deref(),
-                    &data.unwrap_or_else(wgformer::text::corpus::default_dir),
-                    search,
-                )
+                cli::translation::eval(&checkpoint, out.as_deref(), &translation_data(data), search)
             }),
             _ => cli::vit::eval(&checkpoint, out.as_deref(), &data.unwrap_or_else(wgformer::data::mnist::default_dir)),
         },
@@ -346,6 +342,14 @@ fn bench(
         print!("{}", wgformer::tools::bench::table(&results));
     }
     Ok(())
+}
+
+/// The translation data directory `--data` names (`ding`, `docs` or a path; default `ding`).
+fn translation_data(data: Option<std::path::PathBuf>) -> std::path::PathBuf {
+    match data {
+        Some(d) => wgformer::text::corpus::data_dir(&d.to_string_lossy()),
+        None => wgformer::text::corpus::default_dir(),
+    }
 }
 
 /// A ViT config from a preset name or a config.json path.

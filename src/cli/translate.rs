@@ -133,11 +133,11 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     }
     let gpu = Gpu::new()?;
     eprintln!("adapter: {}", gpu.describe());
-    let mut train_pairs = corpus::read_tsv(&args.data.join("train.tsv"))?;
+    let mut train_pairs = corpus::read_split(&args.data, "train")?;
     if let Some(n) = args.train_pairs {
         train_pairs.truncate(n);
     }
-    let valid_pairs = corpus::read_tsv(&args.data.join("valid.tsv"))?;
+    let valid_pairs = corpus::read_split(&args.data, "valid")?;
     let bleu_pairs = &valid_pairs[..args.valid_pairs.min(valid_pairs.len())];
     if train_pairs.is_empty() || valid_pairs.is_empty() {
         return Err(Error::Config("the training and validation sets must not be empty".into()));
@@ -374,7 +374,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
                 save_run(&gpu, &args.out, &cfg, &bpe, first, &mean, &trainer, &state, linked(kept))?;
             }
         }
-        let mut test = corpus::read_tsv(&args.data.join("test.tsv"))?;
+        let mut test = corpus::read_split(&args.data, "test")?;
         test.truncate(args.test_pairs.unwrap_or(usize::MAX));
         let ck = ckpt::load(&args.out)?;
         for (name, search) in [("greedy", Search::GREEDY), ("beam 4", Search::PAPER)] {

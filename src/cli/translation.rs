@@ -104,7 +104,7 @@ pub fn translate(checkpoint: &Path, text: Option<&str>, search: Search) -> Resul
 pub fn eval(checkpoint: &Path, out: Option<&Path>, data: &Path, beam: Search) -> Result<()> {
     let gpu = Gpu::new()?;
     let ck = ckpt::load(checkpoint)?;
-    let test = corpus::read_tsv(&data.join("test.tsv"))?;
+    let test = corpus::read_split(data, "test")?;
     let name = format!("beam {}, alpha {}", beam.beam, beam.alpha);
     for (name, search) in [(name.as_str(), beam), ("greedy", Search::GREEDY)] {
         let (line, hyps) = test_bleu(&gpu, &ck, &test, name, search)?;

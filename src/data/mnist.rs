@@ -2,7 +2,6 @@
 //! normalised pixels.
 
 use crate::error::{Error, Result};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// The ten Fashion-MNIST classes, by label.
@@ -45,15 +44,7 @@ fn read_gz(path: &Path) -> Result<Vec<u8>> {
 
 /// Expands gzip'd bytes (from `path`, for errors), at most [`MAX_IDX_BYTES`].
 pub fn gunzip(bytes: &[u8], path: &Path) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    flate2::read::GzDecoder::new(bytes)
-        .take(MAX_IDX_BYTES + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| bad(path, format!("not a gzip'd IDX file: {e}")))?;
-    if out.len() as u64 > MAX_IDX_BYTES {
-        return Err(bad(path, format!("expands to over {MAX_IDX_BYTES} bytes")));
-    }
-    Ok(out)
+    crate::util::io::gunzip(bytes, path, MAX_IDX_BYTES)
 }
 
 fn be_u32(bytes: &[u8], at: usize) -> usize {

@@ -9,12 +9,41 @@ use std::path::{Path, PathBuf};
 
 /// The bundled data directory (data/de-en), from the working directory or the crate's.
 pub fn default_dir() -> PathBuf {
-    let local = PathBuf::from("data/de-en");
+    bundled("de-en")
+}
+
+/// `data/NAME` under the working directory, else the crate's.
+fn bundled(name: &str) -> PathBuf {
+    let local = Path::new("data").join(name);
     if local.exists() {
         local
     } else {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("data/de-en")
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("data").join(name)
     }
+}
+
+/// A data set by name: `ding` (data/de-en, dictionary example sentences), `docs`
+/// (data/de-en-docs, documentation and game text), or a directory path.
+pub fn data_dir(spec: &str) -> PathBuf {
+    match spec {
+        "ding" => bundled("de-en"),
+        "docs" => bundled("de-en-docs"),
+        path => PathBuf::from(path),
+    }
+}
+
+/// The most bytes a gzip'd split may expand to.
+pub const MAX_SPLIT_BYTES: u64 = 1 << 30;
+
+/// The pairs of split `name` (train, valid, test) in `dir`: `NAME.tsv`, or `NAME.tsv.gz`.
+pub fn read_split(dir: &Path, name: &str) -> Result<Vec<(String, String)>> {
+    let plain = dir.join(format!("{name}.tsv"));
+    let gz = dir.join(format!("{name}.tsv.gz"));
+    if !plain.exists() && gz.exists() {
+        let bytes = std::fs::read(&gz).map_err(|source| Error::Io { path: gz.display().to_string(), source })?;
+        return parse_tsv(&crate::util::io::gunzip(&bytes, &gz, MAX_SPLIT_BYTES)?, &gz);
+    }
+    read_tsv(&plain)
 }
 
 /// Reads `source<TAB>target` lines; blank lines are skipped, any other line without exactly
@@ -179,6 +208,19 @@ pub fn shuffle<T>(v: &mut [T], rng: &mut Rng) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn both_bundled_sets_read_whole_plain_or_gzip_d() {
+        for (set, counts) in [("ding", [14_801, 822, 819]), ("docs", [78_559, 1_628, 1_700])] {
+            for (split, want) in ["train", "valid", "test"].into_iter().zip(counts) {
+                let pairs = read_split(&data_dir(set), split).unwrap();
+                assert_eq!(pairs.len(), want, "{set} {split}");
+                assert!(pairs.iter().all(|(s, t)| !s.is_empty() && !t.is_empty()), "{set} {split}");
+            }
+        }
+        let err = read_split(&data_dir("no/such/dir"), "train").unwrap_err();
+        assert!(err.to_string().contains("no/such/dir/train.tsv"), "{err}");
+    }
 
     #[test]
     fn batches_pad_and_mark_lengths() {

@@ -92,6 +92,22 @@ pub fn safetensors_bytes(tensors: &[(String, Vec<usize>, &[f32])]) -> Result<Vec
     safetensors::serialize(views, None).map_err(|e| Error::shape("safetensors", e.to_string()))
 }
 
+/// Expands gzip'd bytes read from `path` (named in errors), refusing more than `max` bytes:
+/// a small file that claims gigabytes is an error, not a full memory.
+pub fn gunzip(bytes: &[u8], path: &Path, max: u64) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let bad = |msg: String| Error::Format { path: path.display().to_string(), msg };
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .take(max + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| bad(format!("not gzip data: {e}")))?;
+    if out.len() as u64 > max {
+        return Err(bad(format!("expands to over {max} bytes")));
+    }
+    Ok(out)
+}
+
 /// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = sibling(path, ".tmp");
