@@ -14,6 +14,15 @@ pub(crate) struct MatmulDims {
     pub out: Vec<usize>,
 }
 
+impl Graph {
+    /// (batch, M, N, K) of a MatMul node (`None` for other ops).
+    pub fn matmul_product(&self, node: &super::Node) -> Option<[usize; 4]> {
+        let super::Op::MatMul { trans_a, trans_b, batched, .. } = node.op else { return None };
+        let d = matmul_dims(self.shape(node.inputs[0]), self.shape(node.inputs[1]), trans_a, trans_b, batched).ok()?;
+        Some([d.batch, d.m, d.n, d.k])
+    }
+}
+
 /// (leading dimensions, rows, cols) of a batched operand of rank 3 or more.
 fn split_batch(s: &[usize]) -> Option<(&[usize], usize, usize)> {
     (s.len() >= 3).then(|| (&s[..s.len() - 2], s[s.len() - 2], s[s.len() - 1]))

@@ -38,23 +38,15 @@ impl Executor {
         let timer = crate::kernels::Timer::new(gpu);
         let mut rows: std::collections::BTreeMap<String, MatmulProfile> = Default::default();
         for (node, dispatches) in self.graph.nodes.iter().zip(&self.node_dispatches) {
-            let Op::MatMul { trans_a, trans_b, batched, .. } = node.op else { continue };
-            let g = &self.graph;
-            let d = crate::graph::build::matmul_dims(
-                g.shape(node.inputs[0]),
-                g.shape(node.inputs[1]),
-                trans_a,
-                trans_b,
-                batched,
-            )
-            .map_err(|msg| crate::error::Error::shape("matmul", msg))?;
+            let Op::MatMul { trans_a, trans_b, .. } = node.op else { continue };
+            let Some([batch, m, n, k]) = self.graph.matmul_product(node) else { continue };
             let t = |x: bool| if x { 'T' } else { 'N' };
-            let shape = format!("{}x{}x{}x{} {}{}", d.batch, d.m, d.n, d.k, t(trans_a), t(trans_b));
+            let shape = format!("{batch}x{m}x{n}x{k} {}{}", t(trans_a), t(trans_b));
             let ms = timer.time_once(gpu, dispatches)?;
             let row = rows.entry(shape.clone()).or_insert(MatmulProfile { shape, ms: 0.0, nodes: 0, flops: 0.0 });
             row.ms += ms;
             row.nodes += 1;
-            row.flops += 2.0 * (d.batch * d.m * d.n * d.k) as f64;
+            row.flops += 2.0 * (batch * m * n * k) as f64;
         }
         let mut out: Vec<MatmulProfile> = rows.into_values().collect();
         out.sort_by(|a, b| b.ms.total_cmp(&a.ms));

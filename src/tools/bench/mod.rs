@@ -399,23 +399,7 @@ pub fn run_step(
 
 /// Floating-point operations of every matmul node in `g`.
 pub fn matmul_flops(g: &crate::graph::Graph) -> f64 {
-    g.nodes
-        .iter()
-        .filter_map(|n| match n.op {
-            crate::graph::Op::MatMul { trans_a, trans_b, batched, .. } => {
-                let d = crate::graph::build::matmul_dims(
-                    g.shape(n.inputs[0]),
-                    g.shape(n.inputs[1]),
-                    trans_a,
-                    trans_b,
-                    batched,
-                )
-                .ok()?;
-                Some(2.0 * (d.batch * d.m * d.n * d.k) as f64)
-            }
-            _ => None,
-        })
-        .sum()
+    g.nodes.iter().filter_map(|n| g.matmul_product(n)).map(|[b, m, n, k]| 2.0 * (b * m * n * k) as f64).sum()
 }
 
 /// One line of the table.
