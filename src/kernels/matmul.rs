@@ -2,6 +2,8 @@
 //! `shaders/matmul_sg.wgsl` (register tiles, for CPU adapters), `shaders/matmul_tiled.wgsl`
 //! (workgroup-memory tiles, for GPUs).
 
+mod tune;
+
 use super::{check_len, check_loop_budget, dispatch, u32_of, Dispatch};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
@@ -146,6 +148,8 @@ pub struct Matmul {
     /// products whose N they divide (see `WIDE_PRODUCT`).
     wide: Option<MatmulSet>,
     no_bias: Tensor,
+    /// The tiled block measured fastest per product shape (true: large), see `tune.rs`.
+    tuned: std::sync::Mutex<std::collections::HashMap<tune::TuneKey, bool>>,
 }
 
 /// Rows per invocation at most: matmul_sg.wgsl's TM_MAX, and matmul.wgsl's, whose kernels run
@@ -201,6 +205,7 @@ impl Matmul {
             small: None,
             wide: None,
             no_bias: gpu.zeros("matmul.no_bias", 1)?,
+            tuned: Default::default(),
         })
     }
 
@@ -235,12 +240,12 @@ impl Matmul {
 
     /// The variant `shape` runs with.
     pub fn variant_for(&self, shape: &MatmulShape) -> MatmulVariant {
-        self.set_for(shape).variant_for(shape)
+        self.chosen(shape).variant_for(shape)
     }
 
     /// The variant and tiles `shape` runs with, in words (benchmarks).
     pub fn describe(&self, shape: &MatmulShape) -> String {
-        let set = self.set_for(shape);
+        let set = self.chosen(shape);
         match set.variant_for(shape) {
             MatmulVariant::Tiled => format!("tiled, {}x{} per invocation", set.block.0, set.block.1),
             v => {
@@ -391,11 +396,27 @@ impl Matmul {
         if let Some(bias) = bias {
             check_len("matmul", "bias", bias, shape.n)?;
         }
+        let set = self.choose(gpu, shape)?;
+        self.fwd_with(gpu, set, c, a, b, bias, shape)
+    }
+
+    /// [`Matmul::fwd`] with the pipelines of `set`, on checked operands.
+    #[allow(clippy::too_many_arguments)]
+    fn fwd_with(
+        &self,
+        gpu: &Gpu,
+        set: &MatmulSet,
+        c: &Tensor,
+        a: &Tensor,
+        b: &Tensor,
+        bias: Option<&Tensor>,
+        shape: &MatmulShape,
+    ) -> Result<Dispatch> {
+        let with_bias = bias.is_some();
         // Loop iterations per invocation, as llvmpipe counts them (measured on Mesa 22.3: it
         // unrolls the TM-row loops, whose trip count is a pipeline constant). The K loop runs
         // K/4 times (K/SG times in the subgroup kernel, each with SG/4 steps); the store walks
         // TM x 4. tests/kernels_matmul.rs runs each variant close to this bound.
-        let set = self.set_for(shape);
         let t = set.tiles_of(set.variant_for(shape));
         let k_loop = match set.variant_for(shape) {
             MatmulVariant::Subgroup => {
