@@ -1,6 +1,7 @@
 //! The measured block choice of the tiled matmul (kernels/matmul/tune.rs), forced on here with
 //! the tiled kernel on every adapter: each shape's product matches the reference whichever
-//! block won, and the choice is made once per shape. Its own test binary, since it sets
+//! block won, the choice is made once per shape, kept in the cache file and read back, and a
+//! corrupt cache is ignored and rewritten. Its own test binary, since it sets
 //! environment variables the other matmul tests must not see.
 
 mod common;
@@ -13,6 +14,9 @@ fn tuned_blocks_give_the_reference_product_and_are_chosen_once() {
     // Set before any thread reads them; this binary holds this one test.
     std::env::set_var("WGFORMER_TUNE", "1");
     std::env::set_var("WGFORMER_MATMUL_VARIANT", "tiled");
+    let dir = common::cli::scratch("tune-cache");
+    let cache = dir.join("blocks.json");
+    std::env::set_var("WGFORMER_TUNE_CACHE", &cache);
     for_each_gpu(|gpu| {
         let mm = Matmul::new(gpu).unwrap();
         let shapes = [
@@ -40,5 +44,18 @@ fn tuned_blocks_give_the_reference_product_and_are_chosen_once() {
             assert_eq!(mm.describe(shape), chosen);
             assert_eq!(mm.tuned_shapes(), i + 1, "each shape measured once");
         }
+        // A new kernel set reads the choices back at its first product instead of measuring.
+        let again = Matmul::new(gpu).unwrap();
+        let (gc, ga, gb) =
+            (gpu.zeros("c", 70 * 33).unwrap(), gpu.zeros("a", 70 * 19).unwrap(), gpu.zeros("b", 19 * 33).unwrap());
+        again.fwd(gpu, &gc, &ga, &gb, None, &shapes[0]).unwrap();
+        assert_eq!(again.tuned_shapes(), shapes.len(), "{} holds every shape", cache.display());
+        // A corrupt cache is ignored, and rewritten by the next measurement.
+        std::fs::write(&cache, b"{ not json").unwrap();
+        let fresh = Matmul::new(gpu).unwrap();
+        fresh.fwd(gpu, &gc, &ga, &gb, None, &shapes[0]).unwrap();
+        assert_eq!(fresh.tuned_shapes(), 1);
+        let text = std::fs::read_to_string(&cache).unwrap();
+        assert!(serde_json::from_str::<serde_json::Value>(&text).is_ok(), "rewritten: {text}");
     });
 }

@@ -150,6 +150,8 @@ pub struct Matmul {
     no_bias: Tensor,
     /// The tiled block measured fastest per product shape (true: large), see `tune.rs`.
     tuned: std::sync::Mutex<std::collections::HashMap<tune::TuneKey, bool>>,
+    /// Set once the cache file's choices for this adapter were read.
+    tune_cache_loaded: std::sync::OnceLock<()>,
 }
 
 /// Rows per invocation at most: matmul_sg.wgsl's TM_MAX, and matmul.wgsl's, whose kernels run
@@ -206,6 +208,7 @@ impl Matmul {
             wide: None,
             no_bias: gpu.zeros("matmul.no_bias", 1)?,
             tuned: Default::default(),
+            tune_cache_loaded: Default::default(),
         })
     }
 

@@ -3,8 +3,10 @@
 //! workgroups) picked 4x4 for 4096x512x512 and 768x768x1576, where 8x4 ran 17-21% faster, and
 //! was right for 512x512x4096 (8x4 25% slower): the number of blocks alone does not decide.
 //! Each new shape is timed once (both blocks, median of 3 after a warm-up, on zero operands of
-//! its size); the choice lasts as long as the kernels (one per device). `WGFORMER_TUNE=0` keeps
-//! the rule, `WGFORMER_TUNE=1` measures on CPU adapters too.
+//! its size) and kept for the device's kernels and, between runs, in a cache file per adapter
+//! and driver (`WGFORMER_TUNE_CACHE=PATH|off`; default the platform's cache folder; a corrupt
+//! file is ignored and rewritten). `WGFORMER_TUNE=0` keeps the rule, `WGFORMER_TUNE=1`
+//! measures on CPU adapters too.
 
 use super::{Matmul, MatmulSet, MatmulShape, MatmulVariant};
 use crate::error::Result;
@@ -39,6 +41,7 @@ impl Matmul {
     /// The pipelines `shape` runs with: measured on first use where tuning is on, else the rule.
     pub(super) fn choose(&self, gpu: &Gpu, shape: &MatmulShape) -> Result<&MatmulSet> {
         let Some((large, small)) = self.tiled_pair().filter(|_| enabled(gpu)) else { return Ok(self.set_for(shape)) };
+        self.tune_cache_loaded.get_or_init(|| self.load_cache(gpu));
         if let Some(set) = self.tuned_set(shape) {
             return Ok(set);
         }
@@ -52,6 +55,7 @@ impl Matmul {
         if let Ok(mut tuned) = self.tuned.lock() {
             tuned.insert(key(shape), use_large);
         }
+        self.save_cache(gpu);
         Ok(if use_large { large } else { small })
     }
 
@@ -84,5 +88,81 @@ impl Matmul {
             ms[i] = timer.median_ms(gpu, &[d], 3)?;
         }
         Ok(ms[0] <= ms[1])
+    }
+}
+
+/// The cache file: `WGFORMER_TUNE_CACHE` (a path, or `off`), else the platform's cache folder.
+fn cache_path() -> Option<std::path::PathBuf> {
+    use std::path::PathBuf;
+    match std::env::var("WGFORMER_TUNE_CACHE").as_deref() {
+        Ok("off") => return None,
+        Ok(path) if !path.is_empty() => return Some(PathBuf::from(path)),
+        _ => {}
+    }
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let dir = if cfg!(windows) {
+        var("LOCALAPPDATA")
+    } else if cfg!(target_os = "macos") {
+        var("HOME").map(|h| h.join("Library/Caches"))
+    } else {
+        var("XDG_CACHE_HOME").or_else(|| var("HOME").map(|h| h.join(".cache")))
+    }?;
+    Some(dir.join("wgformer").join("matmul-blocks.json"))
+}
+
+/// Whose measurements an entry of the cache holds: the adapter, its driver and this version.
+fn adapter_key(gpu: &Gpu) -> String {
+    let i = &gpu.info;
+    format!("{} | {:?} | {} {} | wgformer {}", i.name, i.backend, i.driver, i.driver_info, env!("CARGO_PKG_VERSION"))
+}
+
+fn shape_key(k: &TuneKey) -> String {
+    format!("{},{},{},{},{},{},{},{}", k.0, k.1, k.2, k.3, k.4 as u8, k.5 as u8, k.6 as u8, k.7 as u8)
+}
+
+fn parse_shape_key(s: &str) -> Option<TuneKey> {
+    let v: Vec<usize> = s.split(',').map(|x| x.parse().ok()).collect::<Option<_>>()?;
+    let &[b, m, n, k, ta, tb, bias, acc] = &v[..] else { return None };
+    Some((b, m, n, k, ta == 1, tb == 1, bias == 1, acc == 1))
+}
+
+/// The cache file's contents (an empty object when missing or unreadable).
+fn read_cache(path: &std::path::Path) -> serde_json::Map<String, serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    match serde_json::from_str(&text) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => Default::default(),
+    }
+}
+
+impl Matmul {
+    /// Adds this adapter's cached choices to the measured ones.
+    fn load_cache(&self, gpu: &Gpu) {
+        let Some(path) = cache_path() else { return };
+        let cache = read_cache(&path);
+        let Some(serde_json::Value::Object(entries)) = cache.get(&adapter_key(gpu)) else { return };
+        if let Ok(mut tuned) = self.tuned.lock() {
+            for (shape, large) in entries {
+                if let (Some(k), Some(large)) = (parse_shape_key(shape), large.as_bool()) {
+                    tuned.entry(k).or_insert(large);
+                }
+            }
+        }
+    }
+
+    /// Writes this adapter's choices into the cache (atomically; other adapters' entries kept).
+    /// A cache that cannot be written only costs the next run its measurements.
+    fn save_cache(&self, gpu: &Gpu) {
+        let Some(path) = cache_path() else { return };
+        let mut cache = read_cache(&path);
+        let Ok(tuned) = self.tuned.lock() else { return };
+        let entries = tuned.iter().map(|(k, &large)| (shape_key(k), serde_json::Value::Bool(large))).collect();
+        cache.insert(adapter_key(gpu), serde_json::Value::Object(entries));
+        drop(tuned);
+        let text = serde_json::to_string_pretty(&cache).unwrap_or_default();
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let _ = crate::util::io::write_atomic(&path, text.as_bytes());
     }
 }
