@@ -3,6 +3,7 @@
 //! (workgroup-memory tiles, for GPUs).
 
 mod tune;
+pub use tune::tuning_summary;
 
 use super::{check_len, check_loop_budget, dispatch, u32_of, Dispatch};
 use crate::error::{Error, Result};

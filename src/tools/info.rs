@@ -24,6 +24,8 @@ pub struct InfoReport {
     pub timestamps: bool,
     /// How models built here compute attention (`kernels::attention::policy`).
     pub attention: String,
+    /// How the tiled matmul's block is chosen (`kernels::matmul::tuning_summary`).
+    pub matmul_blocks: String,
     pub limits: Vec<(String, u64)>,
 }
 
@@ -60,6 +62,7 @@ pub fn report(adapters: &[wgpu::AdapterInfo], gpu: &Gpu) -> crate::error::Result
         subgroup_size: [gpu.caps.subgroup_size.0, gpu.caps.subgroup_size.1],
         timestamps: gpu.caps.timestamps,
         attention,
+        matmul_blocks: crate::kernels::matmul::tuning_summary(gpu),
         limits: limits.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
     })
 }
@@ -78,6 +81,7 @@ pub fn report_text(r: &InfoReport) -> String {
         r.f16, r.subgroups, r.subgroup_size[0], r.subgroup_size[1], r.timestamps
     );
     s += &format!("  attention: {}\n", r.attention);
+    s += &format!("  matmul blocks: {}\n", r.matmul_blocks);
     s += "limits:\n";
     for (k, v) in &r.limits {
         s += &format!("  {k:<40} {v}\n");

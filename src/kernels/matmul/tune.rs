@@ -166,3 +166,21 @@ impl Matmul {
         let _ = crate::util::io::write_atomic(&path, text.as_bytes());
     }
 }
+
+/// How the tiled matmul's block is chosen on `gpu`, in words (`wgformer info`): measured or
+/// the rule, and what the cache file holds for this adapter.
+pub fn tuning_summary(gpu: &Gpu) -> String {
+    if !enabled(gpu) {
+        return "fixed rule (WGFORMER_TUNE=0, or a CPU adapter)".into();
+    }
+    match cache_path() {
+        None => "measured per product shape at first use (where the tiled kernel runs); no cache file".into(),
+        Some(path) => {
+            let cached = match read_cache(&path).get(&adapter_key(gpu)) {
+                Some(serde_json::Value::Object(entries)) => entries.len(),
+                _ => 0,
+            };
+            format!("measured per product shape at first use (where the tiled kernel runs); {} holds {cached} for this adapter", path.display())
+        }
+    }
+}
