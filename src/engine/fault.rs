@@ -12,22 +12,33 @@ pub enum Fault {
     OutOfMemory,
 }
 
-/// The fault `WGFORMER_INJECT_FAULT` asks for at `step`, if any.
+/// The fault `WGFORMER_INJECT_FAULT` asks for at `step`, if any. The variable is read once
+/// per process: this runs before every training step.
 pub fn planned(step: u32) -> Result<Option<Fault>> {
-    let Ok(spec) = std::env::var("WGFORMER_INJECT_FAULT") else { return Ok(None) };
-    let bad = || Error::InvalidSetting {
-        name: "WGFORMER_INJECT_FAULT",
-        value: spec.clone(),
-        expected: "device-lost:STEP or oom:STEP (tests only)",
-    };
-    let (kind, at) = spec.split_once(':').ok_or_else(bad)?;
-    let at: u32 = at.trim().parse().map_err(|_| bad())?;
+    static PLAN: std::sync::OnceLock<std::result::Result<Option<(Fault, u32)>, String>> = std::sync::OnceLock::new();
+    let plan = PLAN.get_or_init(|| match std::env::var("WGFORMER_INJECT_FAULT") {
+        Ok(spec) => parse(&spec).map(Some).ok_or(spec),
+        Err(_) => Ok(None),
+    });
+    match plan {
+        Ok(plan) => Ok(plan.filter(|&(_, at)| at == step).map(|(fault, _)| fault)),
+        Err(spec) => Err(Error::InvalidSetting {
+            name: "WGFORMER_INJECT_FAULT",
+            value: spec.clone(),
+            expected: "device-lost:STEP or oom:STEP (tests only)",
+        }),
+    }
+}
+
+/// `device-lost:STEP` or `oom:STEP`.
+fn parse(spec: &str) -> Option<(Fault, u32)> {
+    let (kind, at) = spec.split_once(':')?;
     let fault = match kind.trim() {
         "device-lost" => Fault::DeviceLost,
         "oom" => Fault::OutOfMemory,
-        _ => return Err(bad()),
+        _ => return None,
     };
-    Ok((at == step).then_some(fault))
+    Some((fault, at.trim().parse().ok()?))
 }
 
 /// Injects the fault planned for `step`: the device is destroyed (the step then fails as a lost
