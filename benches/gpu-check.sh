@@ -74,13 +74,17 @@ WGFORMER_BACKEND=vulkan "$cli" info 2>&1 | tee "$out/info.txt" >&2
 cpu=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["chosen"]["device_type"] == "Cpu")' "$out/info.json" 2>/dev/null)
 runs=5; [ "$cpu" = True ] && runs=2
 bench matmul -- matmul --compare-blas --runs "$runs"
+# The adapter's fused variant (rows on GPUs) and the tiled one, against the composed path, at
+# the head dims the models use (64: vit-base, transformer-base; 32: transformer-small).
 for d in 64 32; do
     bench "attention-d$d" -- attention --tokens 256,1024 --head-dim "$d" --runs "$runs"
+    bench "attention-d$d-tiled" WGFORMER_ATTENTION_VARIANT=tiled -- attention --tokens 256,1024 --head-dim "$d" --runs "$runs"
 done
 for case in ${GPU_CHECK_STEPS:-vit-cifar:16 vit-base:8 transformer-small:32 transformer-base:128}; do
     model=${case%:*} batch=${case#*:}
     bench "step-$model" -- step --model "$model" --batch "$batch" --runs "$runs"
     bench "step-$model-fused" WGFORMER_ATTENTION_VARIANT=rows -- step --model "$model" --batch "$batch" --runs "$runs"
+    bench "step-$model-tiled" WGFORMER_ATTENTION_VARIANT=tiled -- step --model "$model" --batch "$batch" --runs "$runs"
 done
 
 if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then

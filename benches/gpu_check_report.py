@@ -62,10 +62,13 @@ except (OSError, ValueError):
     pass
 torch_ms = {(t["model"], t["batch"], t["precision"]): t["median_ms"] for t in summary["torch"]}
 
-lines.append("\ntraining steps (median ms; fused: WGFORMER_ATTENTION_VARIANT=rows)")
-lines.append(f"  {'model':<26} {'default':>10} {'fused':>10} {'GFLOP/s':>8} {'torch fp32':>11} {'torch bf16':>11}")
-for name in [n for n in names if n.startswith("step-") and not n.endswith("-fused")]:
-    mine, fused = summary["benches"][name], summary["benches"].get(name + "-fused", [])
+lines.append("\ntraining steps (median ms; fused / tiled: WGFORMER_ATTENTION_VARIANT=rows / tiled)")
+lines.append(
+    f"  {'model':<26} {'default':>10} {'fused':>10} {'tiled':>10} {'GFLOP/s':>8} {'torch fp32':>11} {'torch bf16':>11}"
+)
+variants = ("-fused", "-tiled")
+for name in [n for n in names if n.startswith("step-") and not n.endswith(variants)]:
+    mine = summary["benches"][name]
     if not mine:
         lines.append(f"  {name[5:]:<26} failed (see {name}.log)")
         continue
@@ -74,7 +77,11 @@ for name in [n for n in names if n.startswith("step-") and not n.endswith("-fuse
         lines.append(f"  {r['shape']:<26} did not run: {r.get('note', '')}")
         continue
     model, batch = r["shape"].split(" batch ")
-    f = f"{fused[0]['median_ms']:10.1f}" if fused and fused[0].get("median_ms") is not None else f"{'-':>10}"
+    def ms_of(suffix):
+        r = summary["benches"].get(name + suffix, [])
+        return f"{r[0]['median_ms']:10.1f}" if r and r[0].get("median_ms") is not None else f"{'-':>10}"
+
+    f = ms_of("-fused") + " " + ms_of("-tiled")
     t32, t16 = torch_ms.get((model, int(batch), "fp32")), torch_ms.get((model, int(batch), "bf16"))
     fmt = lambda v: f"{v:11.1f}" if v is not None else f"{'-':>11}"
     lines.append(f"  {r['shape']:<26} {r['median_ms']:10.1f} {f} {r['gflops']:8.0f} {fmt(t32)} {fmt(t16)}")

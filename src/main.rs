@@ -51,7 +51,8 @@ enum Command {
         /// Continue the run saved in this checkpoint directory.
         #[arg(long)]
         resume: Option<std::path::PathBuf>,
-        /// Epochs (default: vit 10, translate 12; with --resume, translate runs until this many).
+        /// Epochs (vit: 10; translate: passes over the data, default as many as --max-minutes
+        /// allow, up to 20; with --resume, translate runs until this many).
         #[arg(long)]
         epochs: Option<usize>,
         /// vit: images per step (128). translate: padded tokens per step (1024).
@@ -63,7 +64,7 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// The data: a directory, or for translate a bundled set, `ding` (dictionary example
-        /// sentences, the default) or `docs` (documentation and game text, 78.6k pairs).
+        /// sentences) or `docs` (documentation and game text, 78.6k pairs; the default).
         #[arg(long)]
         data: Option<std::path::PathBuf>,
         /// vit: train on the first N training images only (a quick run).
@@ -77,7 +78,7 @@ enum Command {
         train_pairs: Option<usize>,
         /// translate: the validation BLEU after each epoch uses the first N pairs (the
         /// validation loss uses all).
-        #[arg(long, default_value_t = 200)]
+        #[arg(long, default_value_t = 100)]
         valid_pairs: usize,
         /// translate: the test BLEU at the end translates the first N test pairs (default all).
         #[arg(long)]
@@ -95,10 +96,14 @@ enum Command {
         /// translate: dropout probability (default: the size's, 0.1).
         #[arg(long)]
         dropout: Option<f32>,
-        /// Stop when the next epoch would end past this many minutes of training (the test
-        /// BLEU still runs; --resume continues the run).
+        /// translate: minutes of training at most; plans the steps that fit from the measured rate (default 50 when
+        /// --epochs is not given), stops when they are spent, then averages and tests.
         #[arg(long)]
         max_minutes: Option<f64>,
+        /// translate: the learning-rate schedule, `cosine` (warmup, then down to zero at the
+        /// planned end) or `noam` (the paper's inverse square root).
+        #[arg(long, default_value = "cosine")]
+        schedule: String,
         /// translate: at the end, average the weights of the last N epochs and keep the mean
         /// when its validation loss is lower (the paper averages its last checkpoints; 1: off;
         /// default 5).
@@ -217,6 +222,7 @@ fn main() -> ExitCode {
             size,
             dropout,
             max_minutes,
+            schedule,
             average,
             stop_after,
         } => match model.as_str() {
@@ -249,6 +255,7 @@ fn main() -> ExitCode {
                 model: size,
                 dropout,
                 max_minutes,
+                schedule,
                 average,
             }),
             other => Err(wgformer::Error::Config(format!("unknown model {other:?}: train vit, or train translate"))),
@@ -344,7 +351,7 @@ fn bench(
     Ok(())
 }
 
-/// The translation data directory `--data` names (`ding`, `docs` or a path; default `ding`).
+/// The translation data directory `--data` names (`docs`, `ding` or a path; default `docs`).
 fn translation_data(data: Option<std::path::PathBuf>) -> std::path::PathBuf {
     match data {
         Some(d) => wgformer::text::corpus::data_dir(&d.to_string_lossy()),

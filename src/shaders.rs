@@ -23,6 +23,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("clip.wgsl", CLIP),
     ("attention.wgsl", ATTENTION),
     ("attention_sg.wgsl", ATTENTION_SG),
+    ("attention_tiled.wgsl", ATTENTION_TILED),
 ];
 
 pub const MATMUL: &str = include_str!("../shaders/matmul.wgsl");
@@ -42,6 +43,7 @@ pub const MASK: &str = include_str!("../shaders/mask.wgsl");
 pub const CLIP: &str = include_str!("../shaders/clip.wgsl");
 pub const ATTENTION: &str = include_str!("../shaders/attention.wgsl");
 pub const ATTENTION_SG: &str = include_str!("../shaders/attention_sg.wgsl");
+pub const ATTENTION_TILED: &str = include_str!("../shaders/attention_tiled.wgsl");
 
 /// Parses and validates `source` with naga; errors carry the file name and naga's report.
 pub fn validate(file: &str, source: &str) -> Result<()> {

@@ -6,29 +6,31 @@
 mod common;
 use common::cli::{scratch, wgformer};
 
+/// A run small enough for 2 CPU cores: the tiny model on 300 pairs.
+const QUICK: [&str; 14] = [
+    "--size",
+    "tiny",
+    "--vocab",
+    "300",
+    "--train-pairs",
+    "300",
+    "--valid-pairs",
+    "8",
+    "--test-pairs",
+    "8",
+    "--batch",
+    "512",
+    "--warmup",
+    "10",
+];
+
 #[test]
 fn train_resume_translate_eval() {
     let dir = scratch("translate");
     let out = dir.join("run");
     let out_s = out.to_str().expect("utf-8 path");
-    let quick = [
-        "--size",
-        "tiny",
-        "--vocab",
-        "300",
-        "--train-pairs",
-        "300",
-        "--valid-pairs",
-        "8",
-        "--test-pairs",
-        "8",
-        "--batch",
-        "512",
-        "--warmup",
-        "10",
-    ];
     let mut args = vec!["train", "translate", "--out", out_s, "--epochs", "2", "--stop-after", "1"];
-    args.extend_from_slice(&quick);
+    args.extend_from_slice(&QUICK);
     let (ok, _, err) = wgformer(&args, None);
     assert!(ok, "training failed: {err}");
     assert!(err.contains("valid BLEU"), "reports BLEU per epoch: {err}");
@@ -43,7 +45,7 @@ fn train_resume_translate_eval() {
         assert!(out.join(f).is_file(), "checkpoint lacks {f}");
     }
     let mut args = vec!["train", "translate", "--out", out_s, "--resume", out_s];
-    args.extend_from_slice(&quick);
+    args.extend_from_slice(&QUICK);
     let (ok, _, err) = wgformer(&args, None);
     assert!(ok, "resume failed: {err}");
     assert!(err.contains("resuming") && err.contains("epoch 2/2") && err.contains("test BLEU (beam 4)"), "{err}");
@@ -51,7 +53,7 @@ fn train_resume_translate_eval() {
     // A third epoch goes on from epoch 2's own weights, not from their mean, and the mean at
     // the end takes all three epochs (two carried over from the previous checkpoint).
     let mut args = vec!["train", "translate", "--out", out_s, "--resume", out_s, "--epochs", "3"];
-    args.extend_from_slice(&quick);
+    args.extend_from_slice(&QUICK);
     let (ok, _, err) = wgformer(&args, None);
     assert!(ok, "second resume failed: {err}");
     assert!(err.contains("epoch-002.safetensors") && err.contains("the mean of epochs 1-3"), "{err}");
@@ -124,6 +126,32 @@ fn train_resume_translate_eval() {
         let (ok, _, err) = wgformer(&["train", "translate", "--out", other.to_str().unwrap(), flag, value], None);
         assert!(!ok && err.contains(says), "{flag} {value}: {err}");
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A run given a time budget and no --epochs measures its first round, plans the steps that fit
+/// (rounds of validation and checkpoint included), stays within the budget and ends with the
+/// test BLEU; its plan is in trainer_state.json, so --resume goes on with it.
+#[test]
+fn a_time_budget_plans_and_bounds_the_run() {
+    let dir = scratch("translate-budget");
+    let out = dir.join("run");
+    let out_s = out.to_str().expect("utf-8 path");
+    let mut args = vec!["train", "translate", "--out", out_s, "--max-minutes", "0.4"];
+    args.extend_from_slice(&QUICK);
+    let (ok, _, err) = wgformer(&args, None);
+    assert!(ok, "budgeted training failed: {err}");
+    assert!(err.contains("time budget: 0.4 minutes") && err.contains("planned "), "{err}");
+    assert!(err.contains("test BLEU (beam 4)"), "{err}");
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("trainer_state.json")).unwrap()).unwrap();
+    let seconds: f64 = state["history"].as_array().unwrap().iter().map(|r| r["seconds"].as_f64().unwrap()).sum();
+    // The budget (less a validation's time) is checked before every step; the last validation
+    // may take a little longer than the one before.
+    assert!(seconds <= 0.4 * 60.0 * 1.25, "{seconds} s of training and validation for a 24 s budget");
+    let (steps, total) = (state["step"].as_u64().unwrap(), state["total_steps"].as_u64().unwrap());
+    assert!(state["planned"].as_bool().unwrap() && state["probe_steps"].as_u64().unwrap() >= 12, "{state}");
+    assert!(steps <= total && steps >= 12, "{steps} of {total} steps");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -4,7 +4,7 @@
 
 mod common;
 use common::{assert_close, assert_grad, dot, for_each_gpu, numeric_grad, Rng};
-use wgformer::kernels::attention::{Attention, AttentionShape};
+use wgformer::kernels::attention::{Attention, AttentionShape, Variant};
 use wgformer::kernels::{self};
 use wgformer::reference::attention::{attention_backward, attention_forward, attention_row};
 
@@ -47,7 +47,7 @@ fn check(gpu: &wgformer::Gpu, att: &Attention, s: &AttentionShape, lens: Option<
     attention_backward(&mut dq, &mut dk, &mut dv, &q, &k, &v, &dout, lens, s);
 
     // Shown when the test fails: the case a device loss or panic happened in.
-    println!("case {s:?} lens {lens:?} subgroups {}", att.uses_subgroups());
+    println!("case {s:?} lens {lens:?} variant {}", att.variant().name());
     let up = |name, x: &[f32]| gpu.upload(name, x).unwrap();
     let (gq, gk, gv, gdo) = (up("q", &q), up("k", &k), up("v", &v), up("do", &dout));
     let z = |name, n| gpu.zeros(name, n).unwrap();
@@ -67,7 +67,7 @@ fn check(gpu: &wgformer::Gpu, att: &Attention, s: &AttentionShape, lens: Option<
     assert_close(&format!("dv {tag}"), &gpu.read(&gdv).unwrap(), &dv, t, 1e-3);
 }
 
-/// Both variants where the adapter can run the subgroup one (GL has no subgroups: plain only).
+/// Every variant the adapter runs (GL has no subgroups: rows and tiled).
 fn every_variant(gpu: &wgformer::Gpu) -> Vec<Attention> {
     let (lo, hi) = gpu.caps.subgroup_size;
     let fixed = gpu.caps.subgroups && lo == hi;
@@ -81,6 +81,9 @@ fn every_variant(gpu: &wgformer::Gpu) -> Vec<Attention> {
     if sg.uses_subgroups() {
         all.push(sg);
     }
+    let tiled = Attention::with_variant(gpu, Variant::Tiled).unwrap();
+    assert_eq!(tiled.variant(), Variant::Tiled);
+    all.push(tiled);
     all
 }
 
@@ -138,7 +141,7 @@ fn long_sequence_without_a_score_matrix() {
             let got = gpu.read(&go).unwrap();
             for i in (0..8192).step_by(257) {
                 let r = i * 64..(i + 1) * 64;
-                let tag = format!("row {i} (subgroups: {})", att.uses_subgroups());
+                let tag = format!("row {i} ({})", att.variant().name());
                 assert_close(&tag, &got[r.clone()], &want[r], 1e-5, 1e-3);
             }
         }

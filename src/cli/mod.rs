@@ -3,6 +3,8 @@
 pub mod blas;
 pub mod plot;
 pub mod translate;
+pub mod translate_plan;
+pub mod translate_state;
 pub mod translation;
 pub mod vit;
 

@@ -1,16 +1,17 @@
 //! `train translate`, `translate` and `eval` for the Transformer on the bundled German-English
 //! pairs.
 
-use super::plot::training_png;
+use super::translate_plan as plan;
+use super::translate_state::{
+    kept_snapshots, linked, save_run, snapshot_name, EpochRecord, TrainerState, DEFAULT_AVERAGE,
+};
 use super::translation::{bleu_of, test_bleu};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use wgformer::engine::autodiff::backward;
-use wgformer::engine::checkpoint::TrainingState;
 use wgformer::engine::exec::{Executor, HostData, StepOptions};
-use wgformer::engine::optim::{AdamConfig, Schedule};
+use wgformer::engine::optim::AdamConfig;
 use wgformer::engine::trainer::{TrainConfig, Trainer};
 use wgformer::graph::TensorId;
 use wgformer::models::transformer::{self, TransformerConfig, TransformerGraph};
@@ -23,7 +24,7 @@ use wgformer::util::rng::Rng;
 use wgformer::{Error, Gpu, Result};
 
 /// Padded lengths of the training batches (tokens, eos included).
-pub(super) const BUCKETS: [usize; 7] = [10, 14, 18, 24, 32, 48, 64];
+pub(super) const BUCKETS: [usize; 9] = [10, 14, 18, 24, 32, 48, 64, 96, 128];
 
 /// Options of `train translate`.
 pub struct TrainArgs {
@@ -52,46 +53,11 @@ pub struct TrainArgs {
     pub dropout: Option<f32>,
     /// Stop when the next epoch would end past this many minutes of training.
     pub max_minutes: Option<f64>,
+    /// The learning-rate schedule: `cosine` (to zero at the planned end) or `noam`.
+    pub schedule: String,
     /// Average the weights of the last N epochs at the end (1: keep the last epoch's); with
     /// --resume, the saved run's choice unless given.
     pub average: Option<usize>,
-}
-
-/// One epoch in trainer_state.json.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct EpochRecord {
-    epoch: usize,
-    train_loss: f32,
-    valid_loss: f32,
-    valid_bleu: f32,
-    seconds: f64,
-    tokens_per_second: f64,
-}
-
-/// trainer_state.json.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct TrainerState {
-    epochs_done: usize,
-    epochs: usize,
-    step: u32,
-    tokens: usize,
-    lr: f32,
-    warmup: u32,
-    seed: u64,
-    history: Vec<EpochRecord>,
-    /// Epoch snapshots kept for averaging at the end (1: none).
-    #[serde(default = "default_average")]
-    average: usize,
-    /// The epochs whose mean model.safetensors holds; empty: the last epoch's weights.
-    #[serde(default)]
-    averaged: Vec<usize>,
-}
-
-/// Epochs averaged at the end of a run unless told otherwise.
-const DEFAULT_AVERAGE: usize = 5;
-
-fn default_average() -> usize {
-    DEFAULT_AVERAGE
 }
 
 fn feed<'a>(t: &TransformerGraph, b: &'a Batch) -> [(TensorId, HostData<'a>); 4] {
@@ -131,6 +97,9 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     if args.average == Some(0) {
         return Err(Error::Config("--average 0: average at least 1 epoch (1 keeps the last epoch's weights)".into()));
     }
+    if !matches!(args.schedule.as_str(), "cosine" | "noam") {
+        return Err(Error::Config(format!("--schedule {:?}: cosine or noam", args.schedule)));
+    }
     let gpu = Gpu::new()?;
     eprintln!("adapter: {}", gpu.describe());
     let mut train_pairs = corpus::read_split(&args.data, "train")?;
@@ -145,13 +114,13 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     let (cfg, bpe, mut state) = match &args.resume {
         Some(dir) => {
             let mut s = super::read_trainer_state::<TrainerState>(dir)?;
-            if let Some(e) = args.epochs {
-                s.epochs = e;
-            }
             if let Some(n) = args.average {
                 s.average = n;
             }
-            eprintln!("resuming {} after epoch {} of {} (step {})", dir.display(), s.epochs_done, s.epochs, s.step);
+            if let Some(m) = args.max_minutes {
+                s.budget_minutes = Some(m);
+            }
+            eprintln!("resuming {} after round {} of {} (step {})", dir.display(), s.epochs_done, s.epochs, s.step);
             let (cfg, bpe) = ckpt::load_config(dir)?;
             (cfg, bpe, s)
         }
@@ -165,9 +134,11 @@ pub fn train(args: &TrainArgs) -> Result<()> {
                 cfg.dropout = p;
             }
             cfg.validate()?;
+            // A run given no length trains for a time budget; --epochs alone trains that many passes.
+            let budget = args.max_minutes.or(args.epochs.is_none().then_some(plan::DEFAULT_MINUTES));
             let s = TrainerState {
                 epochs_done: 0,
-                epochs: args.epochs.unwrap_or(12),
+                epochs: args.epochs.unwrap_or(plan::DEFAULT_PASSES),
                 step: 0,
                 tokens: args.tokens,
                 lr: args.lr,
@@ -176,23 +147,46 @@ pub fn train(args: &TrainArgs) -> Result<()> {
                 history: vec![],
                 average: args.average.unwrap_or(DEFAULT_AVERAGE),
                 averaged: vec![],
+                round_steps: 0,
+                total_steps: 0,
+                schedule: args.schedule.clone(),
+                budget_minutes: budget,
+                planned: budget.is_none(),
+                probe_steps: 0,
             };
             (cfg, bpe, s)
         }
     };
     let max_len = BUCKETS[BUCKETS.len() - 1];
     let (train, dropped) = corpus::encode(&bpe, &train_pairs, max_len);
-    let (valid, _) = corpus::encode(&bpe, &valid_pairs, max_len);
-    if dropped > 0 {
-        eprintln!("{dropped} training pairs are longer than {max_len} tokens and are left out");
+    let (valid, valid_dropped) = corpus::encode(&bpe, &valid_pairs, max_len);
+    if dropped + valid_dropped > 0 {
+        eprintln!(
+            "left out as longer than {max_len} tokens: {dropped} of {} training pairs, {valid_dropped} of {} validation pairs",
+            train_pairs.len(),
+            valid_pairs.len()
+        );
     }
     let buckets = Buckets { lens: BUCKETS.to_vec(), tokens: state.tokens.max(max_len) };
-    // The paper's schedule, scaled so that it peaks at `lr` after `warmup` steps.
-    let warmup = state.warmup.max(1);
-    let scale = state.lr * (cfg.d_model as f32).sqrt() * (warmup as f32).sqrt();
+    let mut stream = plan::Stream::new(&buckets, &train, state.seed);
+    let per_pass = stream.per_pass() as u32;
+    if state.round_steps == 0 {
+        // A new run, or one written before budgets: rounds are passes over the data.
+        state.round_steps = per_pass;
+        state.total_steps = state.epochs as u32 * per_pass;
+        if args.resume.is_none() {
+            state.warmup = plan::warmup_for(state.warmup, state.total_steps);
+        }
+    }
+    if let (Some(_), Some(e)) = (&args.resume, args.epochs) {
+        // --epochs on a resumed run: that many passes over the data in all.
+        state.total_steps = (e as u32 * per_pass).max(state.step);
+        state.epochs = plan::rounds(state.probe_steps, state.round_steps, state.total_steps);
+        state.planned = true;
+    }
     let config = TrainConfig {
         adam: AdamConfig { beta1: 0.9, beta2: 0.98, eps: 1e-9, weight_decay: 0.0 },
-        schedule: Schedule::Noam { d_model: cfg.d_model, warmup, scale },
+        schedule: plan::schedule(&state.schedule, state.lr, state.warmup, state.total_steps, cfg.d_model),
         clip: Some(1.0),
         seed: state.seed as u32,
     };
@@ -230,7 +224,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
                 trainer.exec.set_optimizer_state(&gpu, p, &m, &v)?;
             }
             trainer.step = state.step;
-            // model.safetensors may hold an average; training goes on from the last epoch.
+            // model.safetensors may hold an average; training goes on from the last round.
             let snapshot = dir.join(snapshot_name(state.epochs_done));
             let path = if snapshot.is_file() { snapshot } else { dir.join("model.safetensors") };
             eprintln!("continuing from {}", path.display());
@@ -245,8 +239,8 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     let train_tokens: usize = train.iter().map(|e| e.tgt.len() + 1).sum();
     eprintln!(
         "Transformer: d_model {}, {} heads, {}+{} layers, FFN {}, vocabulary {}, {n_params} parameters; \
-         {} training pairs ({train_tokens} target tokens), {} validation pairs; {} buckets prepared in {:.1} s \
-         ({} shader modules and {} pipelines compiled)",
+         {} training pairs ({train_tokens} target tokens, {per_pass} batches a pass), {} validation pairs; \
+         {} buckets prepared in {:.1} s ({} shader modules and {} pipelines compiled)",
         cfg.d_model,
         cfg.num_heads,
         cfg.encoder_layers,
@@ -260,174 +254,222 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         gpu.compile_counts().0,
         gpu.compile_counts().1
     );
+    if let (false, Some(m)) = (state.planned, state.budget_minutes) {
+        eprintln!(
+            "time budget: {m} minutes of training and validation (--max-minutes); at most {} passes ({} steps); \
+             the steps that fit are planned after measuring the first {PROBE:.0} s",
+            state.epochs,
+            state.total_steps,
+            PROBE = plan::PROBE_SECONDS.min(m * 3.0)
+        );
+    }
     let valid_batches = buckets.epoch(&valid, &mut Rng::new(0));
-    let last_epoch = match args.stop_after {
-        Some(n) => (state.epochs_done + n).min(state.epochs),
-        None => state.epochs,
-    };
-    let budget = args.max_minutes.map(|m| m * 60.0);
-    // Where the kept epoch snapshots are: the resumed run's directory until the first save.
+    let budget = state.budget_minutes.map(|m| m * 60.0);
+    // Rounds' seconds include their validation: the budget bounds the whole training phase.
+    let spent_before: f64 = state.history.iter().map(|r| r.seconds).sum();
+    let process_start = Instant::now();
+    let spent = || spent_before + process_start.elapsed().as_secs_f64();
+    let stop_round = args.stop_after.map(|n| state.epochs_done + n);
+    // Where the kept round snapshots are: the resumed run's directory until the first save.
     let mut snapshots_in = args.resume.clone().unwrap_or_else(|| args.out.clone());
     let mut out_of_time = false;
-    for epoch in state.epochs_done..last_epoch {
-        if let (Some(budget), Some(last)) = (budget, state.history.last()) {
-            let spent: f64 = state.history.iter().map(|r| r.seconds).sum();
-            if spent + last.seconds > budget {
-                eprintln!("stopping: another epoch would pass --max-minutes ({spent:.0} s of training so far)");
+    // The last validation's seconds: a round stops early when the next would pass the budget.
+    let mut eval_s = 0.0;
+    while state.epochs_done < state.epochs && trainer.step < state.total_steps {
+        if stop_round.is_some_and(|r| state.epochs_done >= r) {
+            break;
+        }
+        let round = state.epochs_done;
+        let probing = !state.planned;
+        let end = if probing {
+            state.total_steps
+        } else {
+            plan::round_end(round, state.probe_steps, state.round_steps, state.total_steps)
+        };
+        let bar = ProgressBar::new(u64::from(end - trainer.step));
+        bar.set_style(
+            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        let unit = state.unit(per_pass);
+        bar.set_prefix(if probing {
+            format!("{unit} 1 (measuring)")
+        } else {
+            format!("{unit} {}/{}", round + 1, state.epochs)
+        });
+        let start = Instant::now();
+        let first_step = trainer.step;
+        let (mut loss_sum, mut tokens, mut smooth) = (0.0f64, 0usize, None::<f32>);
+        while trainer.step < end {
+            if budget.is_some_and(|b| spent() + eval_s >= b) {
                 out_of_time = true;
                 break;
             }
-        }
-        let batches = buckets.epoch(&train, &mut Rng::new(state.seed.wrapping_mul(1000) + epoch as u64));
-        let bar = ProgressBar::new(batches.len() as u64);
-        bar.set_style(
-            ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        bar.set_prefix(format!("{}/{}", epoch + 1, state.epochs));
-        let start = Instant::now();
-        let (mut loss_sum, mut tokens, mut smooth) = (0.0f64, 0usize, None::<f32>);
-        for (i, b) in &batches {
-            let loss = trainer.step_shape(&gpu, *i, &feed(&graphs[*i], b))?;
+            let measured = start.elapsed().as_secs_f64();
+            if probing && plan::probed(trainer.step - first_step, measured, budget.unwrap_or(f64::INFINITY)) {
+                break;
+            }
+            let (i, b) = stream.at(trainer.step);
+            let i = *i;
+            let loss = trainer.step_shape(&gpu, i, &feed(&graphs[i], b))?;
             loss_sum += loss as f64 * b.tokens as f64;
             tokens += b.tokens;
             let s = smooth.map_or(loss, |s| 0.98 * s + 0.02 * loss);
             smooth = Some(s);
             let tps = tokens as f64 / start.elapsed().as_secs_f64();
-            bar.set_message(format!("loss {s:.3} lr {:.2e} {tps:.0} tok/s", trainer.lr()));
+            let left = budget.map_or(String::new(), |b| format!(", budget {:.0} min left", (b - spent()) / 60.0));
+            bar.set_message(format!("loss {s:.3} lr {:.2e} {tps:.0} tok/s{left}", trainer.lr()));
             bar.inc(1);
         }
-        let seconds = start.elapsed().as_secs_f64();
+        let train_seconds = start.elapsed().as_secs_f64();
         bar.finish_and_clear();
+        if trainer.step == first_step {
+            break;
+        }
+        let eval_start = Instant::now();
         let valid_loss = validation_loss(&gpu, &evals, &valid_batches)?;
         let params = trainer.params(&gpu)?;
         let named: Vec<(String, Vec<f32>)> =
             params.iter().map(|(p, v)| (first.desc(*p).name.clone(), v.clone())).collect();
-        let eval_start = Instant::now();
         let (valid_stats, _) = bleu_of(&gpu, &cfg, &bpe, &named, bleu_pairs, Search::GREEDY)?;
         let valid_bleu = valid_stats.score();
+        let eval_seconds = eval_start.elapsed().as_secs_f64();
+        eval_s = eval_seconds;
+        if probing {
+            // The first round measured both rates: plan the steps that fit in what is left.
+            let steps = trainer.step - first_step;
+            let probe = plan::Probe {
+                steps: trainer.step,
+                per_step: train_seconds / steps as f64,
+                eval_s: eval_seconds,
+                left_s: budget.map_or(f64::INFINITY, |b| b - spent()),
+            };
+            let fit = plan::fit(probe, state.total_steps, per_pass);
+            state.total_steps = fit.total_steps;
+            state.round_steps = fit.round_steps;
+            state.probe_steps = trainer.step;
+            state.epochs = plan::rounds(state.probe_steps, fit.round_steps, fit.total_steps);
+            state.warmup = plan::warmup_for(args.warmup, fit.total_steps);
+            state.planned = true;
+            trainer.config.schedule =
+                plan::schedule(&state.schedule, state.lr, state.warmup, state.total_steps, cfg.d_model);
+            eprintln!(
+                "planned {} steps ({:.2} passes over the data) in {} rounds: {:.2} s a step, {:.0} s a validation; warmup {}",
+                fit.total_steps,
+                fit.total_steps as f64 / per_pass as f64,
+                state.epochs,
+                probe.per_step,
+                eval_seconds,
+                state.warmup
+            );
+        }
         let record = EpochRecord {
-            epoch: epoch + 1,
+            epoch: round + 1,
             train_loss: (loss_sum / tokens.max(1) as f64) as f32,
             valid_loss,
             valid_bleu: valid_bleu as f32,
-            seconds,
-            tokens_per_second: tokens as f64 / seconds,
+            seconds: train_seconds + eval_seconds,
+            tokens_per_second: tokens as f64 / train_seconds,
+            step: trainer.step,
         };
+        let unit = state.unit(per_pass);
         eprintln!(
-            "epoch {}/{}: train loss {:.3}, valid loss {:.3}, valid BLEU {:.2} (greedy, {} pairs, {:.0} s), {:.0} s, {:.0} target tokens/s",
+            "{unit} {}/{}: step {}, train loss {:.3}, valid loss {:.3}, valid BLEU {:.2} (greedy, {} pairs), \
+             {:.0} s + {:.0} s validating, {:.0} target tokens/s{}",
             record.epoch,
             state.epochs,
+            trainer.step,
             record.train_loss,
             valid_loss,
             valid_bleu,
             bleu_pairs.len(),
-            eval_start.elapsed().as_secs_f64(),
-            seconds,
-            record.tokens_per_second
+            train_seconds,
+            eval_seconds,
+            record.tokens_per_second,
+            budget.map_or(String::new(), |b| format!(", {:.1} of {:.0} min spent", spent() / 60.0, b / 60.0))
         );
         state.history.push(record);
-        state.epochs_done = epoch + 1;
+        state.epochs_done = round + 1;
         state.step = trainer.step;
         state.averaged.clear();
-        let mut keep = linked(kept_snapshots(&snapshots_in, epoch, state.average - 1));
+        if out_of_time {
+            // The plan missed: this round is the last.
+            state.epochs = state.epochs_done;
+            state.total_steps = trainer.step;
+        }
+        let mut keep = linked(kept_snapshots(&snapshots_in, round, state.average - 1));
         if state.average > 1 {
-            // This epoch's snapshot is a second name for the model file.
-            keep.push((LinkFrom::Written("model.safetensors".into()), snapshot_name(epoch + 1)));
+            // This round's snapshot is a second name for the model file.
+            keep.push((LinkFrom::Written("model.safetensors".into()), snapshot_name(round + 1)));
         }
         save_run(&gpu, &args.out, &cfg, &bpe, first, &params, &trainer, &state, keep)?;
         snapshots_in = args.out.clone();
+        if out_of_time {
+            eprintln!("stopping: the time budget of {:.0} minutes is spent", state.budget_minutes.unwrap_or(0.0));
+            break;
+        }
     }
     let total: f64 = state.history.iter().map(|r| r.seconds).sum();
     if let Some(last) = state.history.last() {
         eprintln!(
-            "done: {} epochs, {:.0} s of training, {:.0} target tokens/s; valid BLEU {:.2}; checkpoint in {}",
+            "done: {} rounds, {} steps ({:.2} passes), {:.0} s of training, {:.0} target tokens/s; valid BLEU {:.2}; checkpoint in {}",
             state.epochs_done,
+            state.step,
+            state.step as f64 / per_pass as f64,
             total,
             last.tokens_per_second,
             last.valid_bleu,
             args.out.display()
         );
     }
-    if state.epochs_done == state.epochs || out_of_time {
-        let kept = kept_snapshots(&snapshots_in, state.epochs_done, state.average);
-        if kept.len() > 1 {
-            let paths: Vec<PathBuf> = kept.iter().map(|(p, _)| p.clone()).collect();
-            let mean = wgformer::engine::checkpoint::average_params(&paths, first, &ckpt::same_shape)?;
-            for (p, v) in &mean {
-                trainer.exec.set(&gpu, *p, HostData::F32(v))?;
-            }
-            let loss = validation_loss(&gpu, &evals, &valid_batches)?;
-            let last = state.history.last().map_or(f32::INFINITY, |r| r.valid_loss);
-            let (from, to) = (state.epochs_done + 1 - kept.len(), state.epochs_done);
-            let better = loss < last;
-            eprintln!(
-                "the mean of epochs {from}-{to}: valid loss {loss:.3} against {last:.3} for epoch {to} alone; {}",
-                if better {
-                    "the checkpoint keeps the mean".to_string()
-                } else {
-                    format!("keeping epoch {to}'s weights")
-                }
-            );
-            if better {
-                state.averaged = (from..=to).collect();
-                save_run(&gpu, &args.out, &cfg, &bpe, first, &mean, &trainer, &state, linked(kept))?;
-            }
-        }
-        let mut test = corpus::read_split(&args.data, "test")?;
-        test.truncate(args.test_pairs.unwrap_or(usize::MAX));
-        let ck = ckpt::load(&args.out)?;
-        for (name, search) in [("greedy", Search::GREEDY), ("beam 4", Search::PAPER)] {
-            eprintln!("{}", test_bleu(&gpu, &ck, &test, name, search)?.0);
-        }
+    if state.epochs_done == state.epochs || trainer.step >= state.total_steps {
+        let unit = state.unit(per_pass);
+        finish(&gpu, args, &cfg, &bpe, first, &mut trainer, &mut state, &evals, &valid_batches, &snapshots_in, unit)?;
     }
     Ok(())
 }
 
-/// The name of epoch `epoch`'s weights in a run's directory (kept for averaging).
-fn snapshot_name(epoch: usize) -> String {
-    format!("epoch-{epoch:03}.safetensors")
-}
-
-/// The snapshots of the last `n` epochs up to `last` that `dir` holds, as (path, name).
-fn kept_snapshots(dir: &Path, last: usize, n: usize) -> Vec<(PathBuf, String)> {
-    (last + 1 - n.min(last)..=last)
-        .filter(|&e| e > 0)
-        .map(snapshot_name)
-        .map(|name| (dir.join(&name), name))
-        .filter(|(path, _)| path.is_file())
-        .collect()
-}
-
-/// Snapshots to link into the next checkpoint from where they are now.
-fn linked(snapshots: Vec<(PathBuf, String)>) -> Vec<(LinkFrom, String)> {
-    snapshots.into_iter().map(|(path, name)| (LinkFrom::File(path), name)).collect()
-}
-
-/// Writes the run's checkpoint: `params` as the model, the optimizer state, trainer_state.json,
-/// the plot, and the `keep` files linked in.
+/// The end of a run: the mean of the last rounds' weights when it validates better, then the
+/// test BLEU, greedy and beam.
 #[allow(clippy::too_many_arguments)]
-fn save_run(
+fn finish(
     gpu: &Gpu,
-    out: &Path,
+    args: &TrainArgs,
     cfg: &TransformerConfig,
     bpe: &Bpe,
-    graph: &wgformer::graph::Graph,
-    params: &[(TensorId, Vec<f32>)],
-    trainer: &Trainer,
-    state: &TrainerState,
-    keep: Vec<(LinkFrom, String)>,
+    first: &wgformer::graph::Graph,
+    trainer: &mut Trainer,
+    state: &mut TrainerState,
+    evals: &[(Executor, TransformerGraph)],
+    valid_batches: &[(usize, Batch)],
+    snapshots_in: &Path,
+    unit: &str,
 ) -> Result<()> {
-    let losses: Vec<f32> = state.history.iter().map(|r| r.train_loss).collect();
-    let bleus: Vec<f32> = state.history.iter().map(|r| r.valid_bleu).collect();
-    let max_bleu = bleus.iter().copied().fold(10.0, f32::max);
-    let extra = vec![("training.png", training_png(&losses, &bleus, max_bleu))];
-    let moments = trainer.exec.optimizer_state(gpu)?;
-    let training = TrainingState {
-        moments: &moments,
-        state_json: serde_json::to_string_pretty(state).unwrap_or_default(),
-        extra,
-        keep,
-    };
-    ckpt::save(out, cfg, bpe, graph, params, Some(training))
+    let kept = kept_snapshots(snapshots_in, state.epochs_done, state.average);
+    if kept.len() > 1 {
+        let paths: Vec<PathBuf> = kept.iter().map(|(p, _)| p.clone()).collect();
+        let mean = wgformer::engine::checkpoint::average_params(&paths, first, &ckpt::same_shape)?;
+        for (p, v) in &mean {
+            trainer.exec.set(gpu, *p, HostData::F32(v))?;
+        }
+        let loss = validation_loss(gpu, evals, valid_batches)?;
+        let last = state.history.last().map_or(f32::INFINITY, |r| r.valid_loss);
+        let (from, to) = (state.epochs_done + 1 - kept.len(), state.epochs_done);
+        let better = loss < last;
+        eprintln!(
+            "the mean of {unit}s {from}-{to}: valid loss {loss:.3} against {last:.3} for {unit} {to} alone; {}",
+            if better { "the checkpoint keeps the mean".to_string() } else { format!("keeping {unit} {to}'s weights") }
+        );
+        if better {
+            state.averaged = (from..=to).collect();
+            save_run(gpu, &args.out, cfg, bpe, first, &mean, trainer, state, linked(kept))?;
+        }
+    }
+    let mut test = corpus::read_split(&args.data, "test")?;
+    test.truncate(args.test_pairs.unwrap_or(usize::MAX));
+    let ck = ckpt::load(&args.out)?;
+    for (name, search) in [("greedy", Search::GREEDY), ("beam 4", Search::PAPER)] {
+        eprintln!("{}", test_bleu(gpu, &ck, &test, name, search)?.0);
+    }
+    Ok(())
 }

@@ -1,8 +1,10 @@
-//! Fused attention, forward and backward, without the (Tq x Tk) score matrix:
-//! `shaders/attention.wgsl`, and `shaders/attention_sg.wgsl` where the adapter has subgroups of
-//! one fixed size (rows of a block share the other side's rows through subgroup shuffles).
-//! Layout (B, T, H, D), the output of a Linear layer as it is.
-//! `WGFORMER_ATTENTION_VARIANT=rows` keeps the plain kernels (tests of the fallback).
+//! Fused attention, forward and backward, without the (Tq x Tk) score matrix, in three
+//! variants ([`Variant`]): `shaders/attention.wgsl` (one row per invocation, the fallback that
+//! runs everywhere), `shaders/attention_sg.wgsl` where the adapter has subgroups of one fixed
+//! size (rows of a block share the other side's rows through subgroup shuffles; the fastest on
+//! lavapipe), and `shaders/attention_tiled.wgsl`, blocked for GPUs (the other side's rows staged
+//! in workgroup memory a tile at a time). Layout (B, T, H, D), the output of a Linear layer as
+//! it is. `WGFORMER_ATTENTION_VARIANT=rows|subgroup|tiled` picks one.
 
 use super::{check_len, check_loop_budget, check_typed, dispatch, grid, lazy, u32_of, Dispatch};
 use crate::error::{Error, Result};
@@ -47,6 +49,42 @@ impl Entry {
 /// dim, and building all 28 up front cost 0.65 s on lavapipe at every start.
 type Lazy = [[OnceLock<wgpu::ComputePipeline>; 4]; HEAD_DIMS.len()];
 
+/// The fused kernels' variants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    /// attention.wgsl: one row per invocation, no workgroup memory; runs everywhere.
+    Rows,
+    /// attention_sg.wgsl: blocks of rows sharing the other side through subgroup shuffles;
+    /// needs subgroups of one fixed size (falls back to `Rows` without them).
+    Subgroup,
+    /// attention_tiled.wgsl: the other side staged in workgroup memory, tile by tile.
+    Tiled,
+}
+
+impl Variant {
+    /// The name `WGFORMER_ATTENTION_VARIANT` and reports use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Rows => "rows",
+            Variant::Subgroup => "subgroup",
+            Variant::Tiled => "tiled",
+        }
+    }
+}
+
+/// vec4s of one staged tile in attention_tiled.wgsl (its TILE4).
+const TILE4: usize = 480;
+
+/// Rows per staged tile of attention_tiled.wgsl for head dim `d`: the largest power of two up
+/// to 64 whose tile fits TILE4 vec4s.
+fn tile_rows(d: usize) -> usize {
+    let mut bk = 64;
+    while bk * d / 4 > TILE4 {
+        bk /= 2;
+    }
+    bk
+}
+
 /// Rows each invocation of attention_sg.wgsl owns (its constant R): on lavapipe, B8 H8 T256
 /// D64, 1 / 2 / 4 rows ran the forward at 21.5 / 31.6 / 37-38.5 GFLOP/s and forward + backward
 /// at 22.7-23.4 / - / 32.5-32.9 (every K and V row a lane loads now serves 4 queries).
@@ -59,12 +97,20 @@ struct Subgroups {
     pipelines: Lazy,
 }
 
+/// The tiled variant's module and pipelines.
+struct Tiled {
+    module: wgpu::ShaderModule,
+    pipelines: Lazy,
+}
+
 /// The attention kernels, for head dims 16, 32, 64 and 128.
 pub struct Attention {
     module: wgpu::ShaderModule,
     pipelines: Lazy,
     /// When the subgroup variant runs here.
     subgroup: Option<Subgroups>,
+    /// When the tiled variant runs here.
+    tiled: Option<Tiled>,
     no_lens: Tensor,
 }
 
@@ -75,22 +121,25 @@ fn variant_from_env() -> Result<Option<&'static str>> {
         Ok("composed") => Ok(Some("composed")),
         Ok("rows") => Ok(Some("rows")),
         Ok("subgroup") => Ok(Some("subgroup")),
+        Ok("tiled") => Ok(Some("tiled")),
         Ok(other) => Err(Error::InvalidSetting {
             name: "WGFORMER_ATTENTION_VARIANT",
             value: other.to_string(),
-            expected: "composed, rows or subgroup",
+            expected: "composed, rows, subgroup or tiled",
         }),
     }
 }
 
-/// Whether the subgroup kernels are wanted: on CPU adapters (on lavapipe they ran at 4-6x the
-/// plain kernels' rate, on an H200 at 0.5-0.9x); `WGFORMER_ATTENTION_VARIANT=rows|subgroup`
-/// overrides the choice.
-fn prefer_subgroups(gpu: &Gpu) -> Result<bool> {
+/// The variant wanted: subgroups on CPU adapters (on lavapipe they ran at 4-6x the plain
+/// kernels' rate, on an H200 at 0.5-0.9x), rows elsewhere until the tiled kernels are measured
+/// on a GPU; `WGFORMER_ATTENTION_VARIANT=rows|subgroup|tiled` overrides the choice.
+fn wanted_variant(gpu: &Gpu) -> Result<Variant> {
     Ok(match variant_from_env()? {
-        Some("rows") => false,
-        Some("subgroup") => true,
-        _ => gpu.is_cpu(),
+        Some("rows") => Variant::Rows,
+        Some("subgroup") => Variant::Subgroup,
+        Some("tiled") => Variant::Tiled,
+        _ if gpu.is_cpu() => Variant::Subgroup,
+        _ => Variant::Rows,
     })
 }
 
@@ -130,16 +179,28 @@ fn subgroup_size(gpu: &Gpu) -> Option<usize> {
 }
 
 impl Attention {
-    /// The kernels, with the subgroup variant where it is wanted and runs (see the module docs).
+    /// The kernels of the variant wanted here (see [`Variant`] and the module docs).
     pub fn new(gpu: &Gpu) -> Result<Self> {
-        Self::with_subgroups(gpu, prefer_subgroups(gpu)?)
+        Self::with_variant(gpu, wanted_variant(gpu)?)
     }
 
-    /// `allow` true: the subgroup variant wherever it can run; false: only the plain kernels
-    /// (tests run both on any adapter).
+    /// `allow` true: the subgroup variant wherever it can run; false: only the plain kernels.
     pub fn with_subgroups(gpu: &Gpu, allow: bool) -> Result<Self> {
+        Self::with_variant(gpu, if allow { Variant::Subgroup } else { Variant::Rows })
+    }
+
+    /// The kernels of `variant` (the subgroup one falls back to rows where it cannot run);
+    /// tests run every variant on any adapter.
+    pub fn with_variant(gpu: &Gpu, variant: Variant) -> Result<Self> {
         let module = gpu.shader("attention.wgsl", crate::shaders::ATTENTION)?;
-        let subgroup = match subgroup_size(gpu).filter(|_| allow) {
+        let tiled = match variant {
+            Variant::Tiled => Some(Tiled {
+                module: gpu.shader("attention_tiled.wgsl", crate::shaders::ATTENTION_TILED)?,
+                pipelines: Default::default(),
+            }),
+            _ => None,
+        };
+        let subgroup = match subgroup_size(gpu).filter(|_| variant == Variant::Subgroup) {
             Some(size) => Some(Subgroups {
                 size,
                 // Every index in attention_sg.wgsl is clamped, so it runs without bounds checks.
@@ -152,6 +213,7 @@ impl Attention {
             module,
             pipelines: Default::default(),
             subgroup,
+            tiled,
             no_lens: gpu.zeros_u32("attention.no_lens", 1)?,
         })
     }
@@ -159,6 +221,15 @@ impl Attention {
     /// True when the subgroup kernels run on this adapter.
     pub fn uses_subgroups(&self) -> bool {
         self.subgroup.is_some()
+    }
+
+    /// The variant that runs.
+    pub fn variant(&self) -> Variant {
+        match (&self.subgroup, &self.tiled) {
+            (Some(_), _) => Variant::Subgroup,
+            (None, Some(_)) => Variant::Tiled,
+            _ => Variant::Rows,
+        }
     }
 
     /// The pipeline of `entry` for head dim index `dim`: the subgroup variant where it runs
@@ -169,6 +240,12 @@ impl Attention {
         // private memory per invocation): on an H200 (Vulkan, driver 580) its first dispatch
         // lost the device, so GPUs take the plain kernels there.
         let fits = gpu.is_cpu() || HEAD_DIMS[dim] <= 64;
+        if let (Some(t), true, false) = (&self.tiled, sg, matches!(entry, Entry::Delta)) {
+            let c = [("WG", WG as f64), ("D", d), ("BK", tile_rows(HEAD_DIMS[dim]) as f64)];
+            let p = lazy(&t.pipelines[dim][entry as usize], || gpu.pipeline(&t.module, entry.name(), &c))?;
+            // One workgroup per WG rows of a (batch, head): rows padded to WG.
+            return Ok((p, RowLayout { block: WG as usize, per_invocation: 1 }));
+        }
         match &self.subgroup {
             Some(g) if sg && fits && !matches!(entry, Entry::Delta) => {
                 let c = [("WG", WG as f64), ("D", d), ("SG", g.size as f64)];

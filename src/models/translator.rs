@@ -24,8 +24,12 @@ use crate::text::bpe::{Bpe, UNK};
 use std::path::Path;
 
 /// Tokens a source or translation may have, end of sentence included: the longest training
-/// length (`train translate` pads to at most 64).
-pub const MAX_TOKENS: usize = 64;
+/// length (`train translate` pads to at most 128).
+pub const MAX_TOKENS: usize = 128;
+
+/// The decoder's source lengths: the shortest that holds a call's longest source is used, so
+/// short sentences do not pay for the longest possible one.
+const SOURCE_LENGTHS: [usize; 3] = [32, 64, MAX_TOKENS];
 
 /// Sentences decoded at once with greedy search; beam search decodes `MAX_ROWS / beam`.
 pub const MAX_ROWS: usize = 128;
@@ -92,12 +96,18 @@ impl Translator {
                 ids
             })
             .collect();
-        let todo: Vec<usize> = (0..sources.len()).filter(|&i| !ids[i].is_empty()).collect();
+        let mut todo: Vec<usize> = (0..sources.len()).filter(|&i| !ids[i].is_empty()).collect();
+        // Sentences of similar length share a batch: a batch decodes until its longest is done.
+        todo.sort_by_key(|&i| ids[i].len());
         if todo.is_empty() {
             return Ok(out);
         }
         let rows = (MAX_ROWS / search.beam).clamp(1, todo.len());
-        let decoder = Decoder::new(gpu, &self.config, &self.params, rows, search, MAX_TOKENS, MAX_TOKENS)?;
+        let longest = todo.iter().map(|&i| ids[i].len() + 1).max().unwrap_or(1);
+        let src_max = SOURCE_LENGTHS.into_iter().find(|&l| l >= longest).unwrap_or(MAX_TOKENS);
+        // A translation may run to twice its source's length, within the model's limit.
+        let tgt_max = (2 * src_max).min(MAX_TOKENS);
+        let decoder = Decoder::new(gpu, &self.config, &self.params, rows, search, src_max, tgt_max)?;
         for chunk in todo.chunks(decoder.sentences()) {
             let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| ids[i].clone()).collect();
             for (&i, translated) in chunk.iter().zip(decoder.decode(gpu, &batch)?) {

@@ -7,9 +7,9 @@ use crate::error::{Error, Result};
 use crate::util::rng::Rng;
 use std::path::{Path, PathBuf};
 
-/// The bundled data directory (data/de-en), from the working directory or the crate's.
+/// The default data set (data/de-en-docs), from the working directory or the crate's.
 pub fn default_dir() -> PathBuf {
-    bundled("de-en")
+    bundled("de-en-docs")
 }
 
 /// `data/NAME` under the working directory, else the crate's.

@@ -1,7 +1,7 @@
 //! Text from outside (`translate`'s stdin): lines from arbitrary bytes, cut to a length the
 //! tokenizer handles quickly (BPE merging is quadratic in a word's length).
 
-/// Characters of a line that are tokenized: far more than the 63 tokens a source keeps.
+/// Characters of a line that are tokenized: far more than the 127 tokens a source keeps.
 pub const MAX_LINE_CHARS: usize = 2048;
 
 /// Lines read from bytes, and what was repaired on the way.

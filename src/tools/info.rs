@@ -53,7 +53,9 @@ pub fn report(adapters: &[wgpu::AdapterInfo], gpu: &Gpu) -> crate::error::Result
         ("max_compute_workgroups_per_dimension", l.max_compute_workgroups_per_dimension as u64),
         ("min_storage_buffer_offset_alignment", l.min_storage_buffer_offset_alignment as u64),
     ];
-    let attention = crate::kernels::attention::describe_policy(&crate::kernels::attention::policy(gpu)?);
+    let fused = crate::kernels::attention::Attention::new(gpu)?.variant().name();
+    let policy = crate::kernels::attention::describe_policy(&crate::kernels::attention::policy(gpu)?);
+    let attention = format!("{policy}; fused variant: {fused}");
     Ok(InfoReport {
         adapters: adapters.iter().map(summary).collect(),
         chosen: summary(&gpu.info),

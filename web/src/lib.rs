@@ -5,7 +5,7 @@
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wgformer::gpu::GpuOptions;
-use wgformer::kernels::attention::AttentionShape;
+use wgformer::kernels::attention::{AttentionShape, Variant};
 use wgformer::kernels::matmul::{MatmulTiles, MatmulVariant};
 use wgformer::kernels::{self, Attention, Dispatch, Gelu, GeluKind, LayerNorm, Matmul, MatmulShape, Softmax};
 use wgformer::models::vit::{self, Preprocess, VitConfig};
@@ -268,18 +268,19 @@ async fn run_all() -> Result<Report> {
         let start = now_ms();
         record(format!("gelu {kind:?} fwd+bwd 4099"), start, gelu_case(&gpu, kind).await);
     }
-    for subgroups in [false, true] {
-        let att = match Attention::with_subgroups(&gpu, subgroups) {
+    for wanted in [Variant::Rows, Variant::Subgroup, Variant::Tiled] {
+        let att = match Attention::with_variant(&gpu, wanted) {
             Ok(a) => a,
             Err(e) => {
-                record(format!("attention subgroups {subgroups}"), now_ms(), Err(e));
+                record(format!("attention {}", wanted.name()), now_ms(), Err(e));
                 continue;
             }
         };
-        if subgroups && !att.uses_subgroups() {
+        // Without fixed-size subgroups the subgroup variant is the rows one, run already.
+        if att.variant() != wanted {
             continue;
         }
-        let variant = if att.uses_subgroups() { "subgroup" } else { "rows" };
+        let variant = wanted.name();
         let shape = |tq, tk, head_dim, causal| AttentionShape { batch: 2, heads: 2, tq, tk, head_dim, causal };
         let lens_77: &[u32] = &[77, 30];
         let lens_19: &[u32] = &[19, 5];

@@ -108,23 +108,21 @@ pub fn run(gpu: &Gpu, runs: usize, cases: &AttentionCases, progress: &mut dyn Fn
     let tokens: Vec<usize> =
         if cases.tokens.is_empty() { SHAPES.iter().map(|s| s.2).collect() } else { cases.tokens.clone() };
     let shapes: Vec<(usize, usize, usize, usize)> = tokens.iter().map(|&t| (batch, heads, t, cases.head_dim)).collect();
+    let fused_variant = crate::kernels::KernelSet::of(gpu)?.attention.variant().name();
     let mut results = Vec::new();
     for (b, h, t, d) in shapes {
         for causal in [false, true] {
             let fwd_flops = 4.0 * (b * h * t * t * d) as f64 * if causal { 0.5 } else { 1.0 };
             for fused in [true, false] {
                 for backward in [false, true] {
-                    let kernel = match (fused, backward) {
-                        (true, false) => "attention_fwd",
-                        (true, true) => "attention_fwd_bwd",
-                        (false, false) => "attention_composed_fwd",
-                        (false, true) => "attention_composed_fwd_bwd",
-                    };
+                    // The fused op runs the variant the device's kernels were built with.
+                    let variant = if fused { fused_variant } else { "composed" };
+                    let kernel = format!("attention_{variant}_{}", if backward { "fwd_bwd" } else { "fwd" });
                     let shape = format!("B{b} H{h} T{t} D{d}{}", if causal { " causal" } else { "" });
                     let flops = fwd_flops * if backward { 3.5 } else { 1.0 };
                     let graph = attention_graph(b, h, t, d, causal, fused)?;
                     let mut r = BenchResult {
-                        kernel: kernel.into(),
+                        kernel,
                         shape,
                         dtype: "f32".into(),
                         median_ms: f64::NAN,
