@@ -87,6 +87,18 @@ for case in ${GPU_CHECK_STEPS:-vit-cifar:16 vit-base:8 transformer-small:32 tran
     bench "step-$model-tiled" WGFORMER_ATTENTION_VARIANT=tiled -- step --model "$model" --batch "$batch" --runs "$runs"
 done
 
+# The main job on the GPU, time-bounded: `train translate` on de-en-docs for
+# GPU_CHECK_TRANSLATE_MINUTES (default 3; 0 skips; CPU adapters skip it) of training and
+# validation, then its test BLEU, greedy and beam (sacreBLEU-exact, printed by the run).
+translate_minutes=${GPU_CHECK_TRANSLATE_MINUTES:-3}
+if [ "$cpu" != True ] && [ "$translate_minutes" != 0 ]; then
+    log "train translate, $translate_minutes minutes"
+    WGFORMER_BACKEND=vulkan "$cli" train translate --out "$out/translate-run" --max-minutes "$translate_minutes" \
+        >"$out/translate.log" 2>&1 || log "train translate failed: $(tail -1 "$out/translate.log")"
+    grep -a "planned\|^round\|^epoch\|test BLEU" "$out/translate.log" | tr '\r' '\n' | grep -v '\[' >&2 || true
+    rm -rf "$out/translate-run"
+fi
+
 if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
     log "PyTorch steps"
     python3 benches/torch_steps.py 10 >"$out/torch.jsonl" 2>"$out/torch.log" || log "PyTorch failed: $(tail -1 "$out/torch.log")"

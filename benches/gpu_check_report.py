@@ -86,6 +86,16 @@ for name in [n for n in names if n.startswith("step-") and not n.endswith(varian
     fmt = lambda v: f"{v:11.1f}" if v is not None else f"{'-':>11}"
     lines.append(f"  {r['shape']:<26} {r['median_ms']:10.1f} {f} {r['gflops']:8.0f} {fmt(t32)} {fmt(t16)}")
 
+try:
+    log = open(os.path.join(out, "translate.log"), errors="replace").read().replace("\r", "\n").split("\n")
+    keep = [l for l in log if l.startswith(("planned", "done:", "test BLEU", "the mean"))]
+    rounds = [l for l in log if l.startswith(("round ", "epoch ")) and "[" not in l]
+    lines.append("\ntrain translate (de-en-docs, time-bounded)")
+    lines += ["  " + l for l in keep[:1] + rounds[-1:] + keep[1:]]
+    summary["translate"] = keep + rounds
+except OSError:
+    pass
+
 text = "\n".join(lines)
 print(text)
 with open(os.path.join(out, "summary.json"), "w") as f:

@@ -232,9 +232,19 @@ impl Attention {
         }
     }
 
-    /// The pipeline of `entry` for head dim index `dim`: the subgroup variant where it runs
-    /// (`sg` true and not `Delta`), else the plain one; with how it maps rows to invocations.
-    fn pipeline(&self, gpu: &Gpu, dim: usize, entry: Entry, sg: bool) -> Result<(&wgpu::ComputePipeline, RowLayout)> {
+    /// The pipeline of `entry` for head dim index `dim` over `rows` rows per (batch, head): the
+    /// variant's where it runs (`sg` true and not `Delta`), else the plain one; with how it maps
+    /// rows to invocations. The subgroup kernels pad rows to blocks of 32, so fewer rows (one
+    /// query per step in decoding) take the plain kernels: padding made decoding's attention
+    /// several times slower on lavapipe.
+    fn pipeline(
+        &self,
+        gpu: &Gpu,
+        dim: usize,
+        entry: Entry,
+        sg: bool,
+        rows: usize,
+    ) -> Result<(&wgpu::ComputePipeline, RowLayout)> {
         let d = HEAD_DIMS[dim] as f64;
         // Head dim 128 keeps R rows of 128 floats per lane in several arrays (about 6 KiB of
         // private memory per invocation): on an H200 (Vulkan, driver 580) its first dispatch
@@ -247,7 +257,7 @@ impl Attention {
             return Ok((p, RowLayout { block: WG as usize, per_invocation: 1 }));
         }
         match &self.subgroup {
-            Some(g) if sg && fits && !matches!(entry, Entry::Delta) => {
+            Some(g) if sg && fits && !matches!(entry, Entry::Delta) && rows >= g.size * SG_ROWS_PER_LANE => {
                 let c = [("WG", WG as f64), ("D", d), ("SG", g.size as f64)];
                 let p = lazy(&g.pipelines[dim][entry as usize], || gpu.pipeline(&g.module, entry.name(), &c))?;
                 Ok((p, RowLayout { block: g.size * SG_ROWS_PER_LANE, per_invocation: SG_ROWS_PER_LANE }))
@@ -319,7 +329,7 @@ impl Attention {
             check_len("attention_fwd", name, t, n)?;
         }
         let lens = key_lens.unwrap_or(&self.no_lens);
-        let (pipeline, layout) = self.pipeline(gpu, dim, Entry::Fwd, true)?;
+        let (pipeline, layout) = self.pipeline(gpu, dim, Entry::Fwd, true, s.tq)?;
         let invocations = layout.invocations(s.batch * s.heads, s.tq);
         dispatch(gpu, "attention_fwd", pipeline, &[o, lse, q, k, v, lens], &params, Self::groups(gpu, invocations)?)
     }
@@ -353,12 +363,12 @@ impl Attention {
         check_len("attention_bwd", "lse", lse, rows)?;
         check_len("attention_bwd", "delta", delta, rows)?;
         let lens = key_lens.unwrap_or(&self.no_lens);
-        let (delta_pipe, _) = self.pipeline(gpu, dim, Entry::Delta, false)?;
+        let (delta_pipe, _) = self.pipeline(gpu, dim, Entry::Delta, false, s.tq)?;
         let d0 = dispatch(gpu, "attention_delta", delta_pipe, &[delta, dout, o], &params, Self::groups(gpu, rows)?)?;
         let bh = s.batch * s.heads;
-        let (dq_pipe, layout) = self.pipeline(gpu, dim, Entry::Dq, true)?;
-        let (dkv_pipe, _) = self.pipeline(gpu, dim, Entry::Dkv, true)?;
-        let (q_rows, k_rows) = (layout.invocations(bh, s.tq), layout.invocations(bh, s.tk));
+        let (dq_pipe, q_layout) = self.pipeline(gpu, dim, Entry::Dq, true, s.tq)?;
+        let (dkv_pipe, k_layout) = self.pipeline(gpu, dim, Entry::Dkv, true, s.tk)?;
+        let (q_rows, k_rows) = (q_layout.invocations(bh, s.tq), k_layout.invocations(bh, s.tk));
         let d1 = dispatch(
             gpu,
             "attention_dq",

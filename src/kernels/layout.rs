@@ -67,6 +67,7 @@ pub struct TokenCopy {
 pub struct Layout {
     swap12: wgpu::ComputePipeline,
     tokens: wgpu::ComputePipeline,
+    tokens4: wgpu::ComputePipeline,
     fill: wgpu::ComputePipeline,
     patchify: wgpu::ComputePipeline,
     unpatchify: wgpu::ComputePipeline,
@@ -79,6 +80,7 @@ impl Layout {
         Ok(Layout {
             swap12: gpu.pipeline(&module, "swap12_fwd", &wg)?,
             tokens: gpu.pipeline(&module, "tokens_copy_fwd", &wg)?,
+            tokens4: gpu.pipeline(&module, "tokens_copy4_fwd", &wg)?,
             fill: gpu.pipeline(&module, "fill_fwd", &wg)?,
             patchify: gpu.pipeline(&module, "patchify_fwd", &wg)?,
             unpatchify: gpu.pipeline(&module, "patchify_bwd", &wg)?,
@@ -121,6 +123,11 @@ impl Layout {
             len: u(c.len)?,
             src_broadcast: c.src_broadcast as u32,
         };
+        if c.channels.is_multiple_of(4) {
+            let n = (c.batch * c.len * c.channels / 4) as u64;
+            let groups = grid(gpu, op, n.div_ceil(WG as u64))?;
+            return dispatch(gpu, "tokens_copy4_fwd", &self.tokens4, &[dst, src], &params, groups);
+        }
         let n = (c.batch * c.len * c.channels) as u64;
         dispatch(gpu, "tokens_copy_fwd", &self.tokens, &[dst, src], &params, grid(gpu, op, n.div_ceil(WG as u64))?)
     }

@@ -211,6 +211,11 @@ impl Decoder {
         self.src_max
     }
 
+    /// The most target tokens a translation may have (the caches' length).
+    pub fn tgt_max(&self) -> usize {
+        self.tgt_max
+    }
+
     /// Translates up to [`Decoder::sentences`] token sequences (without eos; each at most
     /// `src_max - 1` long); returns the target tokens of each, without bos/eos.
     pub fn decode(&self, gpu: &Gpu, sources: &[Vec<u32>]) -> Result<Vec<Vec<u32>>> {

@@ -29,14 +29,16 @@ pub const MAX_TOKENS: usize = 128;
 
 /// The decoder's source lengths: the shortest that holds a call's longest source is used, so
 /// short sentences do not pay for the longest possible one.
-const SOURCE_LENGTHS: [usize; 3] = [32, 64, MAX_TOKENS];
+const SOURCE_LENGTHS: [usize; 4] = [16, 32, 64, MAX_TOKENS];
 
 /// Sentences decoded at once with greedy search; beam search decodes `MAX_ROWS / beam`.
 pub const MAX_ROWS: usize = 128;
 
 /// A Transformer ready to translate.
 pub struct Translator {
+    /// The model's sizes (config.json).
     pub config: TransformerConfig,
+    /// The shared German-English BPE vocabulary the model was trained with (tokenizer.json).
     pub tokenizer: Bpe,
     params: Vec<(String, Vec<f32>)>,
 }
@@ -103,12 +105,19 @@ impl Translator {
             return Ok(out);
         }
         let rows = (MAX_ROWS / search.beam).clamp(1, todo.len());
-        let longest = todo.iter().map(|&i| ids[i].len() + 1).max().unwrap_or(1);
-        let src_max = SOURCE_LENGTHS.into_iter().find(|&l| l >= longest).unwrap_or(MAX_TOKENS);
-        // A translation may run to twice its source's length, within the model's limit.
-        let tgt_max = (2 * src_max).min(MAX_TOKENS);
-        let decoder = Decoder::new(gpu, &self.config, &self.params, rows, search, src_max, tgt_max)?;
-        for chunk in todo.chunks(decoder.sentences()) {
+        // Each batch gets a decoder sized to its longest source: the key/value caches, and so
+        // every decoding step's cost, grow with the lengths a decoder is built for.
+        let mut decoder: Option<Decoder> = None;
+        for chunk in todo.chunks(rows) {
+            let longest = chunk.iter().map(|&i| ids[i].len() + 1).max().unwrap_or(1);
+            let src_max = SOURCE_LENGTHS.into_iter().find(|&l| l >= longest).unwrap_or(MAX_TOKENS);
+            // A translation may run to twice its source's length (and 10 tokens), within the
+            // model's limit.
+            let tgt_max = (2 * longest + 10).next_multiple_of(16).min(MAX_TOKENS);
+            if decoder.as_ref().is_none_or(|d| d.src_max() != src_max || d.tgt_max() != tgt_max) {
+                decoder = Some(Decoder::new(gpu, &self.config, &self.params, rows, search, src_max, tgt_max)?);
+            }
+            let Some(decoder) = decoder.as_ref() else { continue };
             let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| ids[i].clone()).collect();
             for (&i, translated) in chunk.iter().zip(decoder.decode(gpu, &batch)?) {
                 out.lines[i] = self.tokenizer.decode(&translated);
