@@ -362,6 +362,18 @@ pub fn train(args: &TrainArgs) -> Result<()> {
                 eval_seconds,
                 state.warmup
             );
+        } else if let Some(b) = budget {
+            // A slower pace than planned (a busy machine, longer batches): fewer steps, so that
+            // the schedule still ends where the run does.
+            let rounds_left = state.epochs.saturating_sub(round + 1) as u32;
+            let per_step = train_seconds / (trainer.step - first_step) as f64;
+            let left = b - spent();
+            if let Some(total) = plan::shrink(trainer.step, state.total_steps, per_step, eval_s, rounds_left, left) {
+                state.total_steps = total;
+                state.epochs = plan::rounds(state.probe_steps, state.round_steps, total).max(round + 1);
+                trainer.config.schedule = plan::schedule(&state.schedule, state.lr, state.warmup, total, cfg.d_model);
+                eprintln!("replanned: {total} steps in {} rounds at {per_step:.2} s a step", state.epochs);
+            }
         }
         let record = EpochRecord {
             epoch: round + 1,

@@ -117,6 +117,15 @@ pub fn fit(p: Probe, max_steps: u32, per_pass: u32) -> Fit {
     Fit { total_steps: p.steps + more, round_steps: more.div_ceil(rounds).max(1) }
 }
 
+/// After a round, at the pace it measured (`per_step` seconds a step, `eval_s` a validation),
+/// the steps left of a run at `step` of `total` with `rounds_left` validations to go: a smaller
+/// total when they no longer fit in the `left_s` seconds of the budget (never a larger one).
+pub fn shrink(step: u32, total: u32, per_step: f64, eval_s: f64, rounds_left: u32, left_s: f64) -> Option<u32> {
+    let usable = left_s * PLAN_MARGIN - rounds_left as f64 * eval_s;
+    let fit = (usable / per_step.max(1e-9)).max(0.0).floor();
+    (fit < total.saturating_sub(step) as f64).then(|| step + fit as u32)
+}
+
 /// The last step (exclusive) of round `round` (from 0): after a probe of `probe_steps`, rounds
 /// of `round_steps` follow it; without one (runs of given passes) round r ends at (r + 1) passes.
 pub fn round_end(round: usize, probe_steps: u32, round_steps: u32, total: u32) -> u32 {
@@ -164,6 +173,15 @@ mod tests {
         // A budget already spent ends with the probe.
         let late = Probe { steps: 30, per_step: 1.0, eval_s: 20.0, left_s: 10.0 };
         assert_eq!(fit(late, 1000, 100).total_steps, 30);
+    }
+
+    #[test]
+    fn a_slower_pace_shrinks_the_plan_and_a_faster_one_keeps_it() {
+        // 500 steps left at 1.5 s and 5 validations of 30 s need 900 s; 600 s are left.
+        let t = shrink(1000, 1500, 1.5, 30.0, 5, 600.0).expect("shrinks");
+        assert_eq!(t, 1000 + ((600.0 * PLAN_MARGIN - 150.0) / 1.5) as u32);
+        assert_eq!(shrink(1000, 1500, 0.5, 30.0, 5, 600.0), None);
+        assert_eq!(shrink(1000, 1500, 1.5, 30.0, 5, 10.0), Some(1000));
     }
 
     #[test]
