@@ -434,7 +434,10 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             args.out.display()
         );
     }
-    if state.epochs_done == state.epochs || trainer.step >= state.total_steps {
+    // A budget spent before a round could take a step still ends the run with its test BLEU,
+    // when this run's directory holds its checkpoint.
+    let spent_out = out_of_time && snapshots_in == args.out;
+    if state.epochs_done == state.epochs || trainer.step >= state.total_steps || spent_out {
         let unit = state.unit(per_pass);
         finish(&gpu, args, &cfg, &bpe, first, &mut trainer, &mut state, &evals, &valid_batches, &snapshots_in, unit)?;
     }
