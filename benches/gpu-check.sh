@@ -61,6 +61,9 @@ run_suites() { # BACKEND TIMEOUT: every suite, $jobs at once
 log "test suites on Vulkan ($jobs at once, ${suite_timeout}s each)"
 run_suites vulkan "$suite_timeout"
 
+# The benches measure kernel choices afresh and keep them with the results (the report counts them).
+export WGFORMER_TUNE_CACHE="$out/tuning.json"
+rm -f "$WGFORMER_TUNE_CACHE"
 bench() { # NAME ENV... -- ARGS...
     local name=$1; shift
     local env=()

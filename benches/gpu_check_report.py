@@ -20,6 +20,17 @@ chosen = summary["info"].get("chosen", {})
 lines.append(f"adapter: {chosen.get('name', '?')} ({chosen.get('backend', '?')}, {chosen.get('device_type', '?')}), "
              f"driver {chosen.get('driver', '?')} {chosen.get('driver_info', '')}")
 lines.append(f"attention: {summary['info'].get('attention', '?')}")
+lines.append(f"kernel choices: {summary['info'].get('tuning', '?')}")
+# What the measured choices picked in this check (gpu-check.sh keeps them in OUT/tuning.json).
+picks = {}
+for entries in load("tuning.json", {}).values():
+    for key, pick in entries.items():
+        family = key.split(" ", 1)[0]
+        picks.setdefault(family, {}).setdefault(pick, 0)
+        picks[family][pick] += 1
+summary["tuning"] = picks
+for family, counts in sorted(picks.items()):
+    lines.append(f"  {family}: " + ", ".join(f"{n} classes {pick}" for pick, n in sorted(counts.items())))
 
 lines.append("\ntest suites")
 try:
@@ -36,7 +47,7 @@ for backend in sorted({r[0] for r in rows}):
         if r[2] != "pass":
             lines.append(f"    {r[1]}: {r[2]} after {r[3]} s  {r[4] if len(r) > 4 else ''}")
 
-names = sorted(f[:-5] for f in os.listdir(out) if f.endswith(".json") and f not in ("info.json", "summary.json"))
+names = sorted(f[:-5] for f in os.listdir(out) if f.endswith(".json") and f not in ("info.json", "summary.json", "tuning.json"))
 for name in names:
     summary["benches"][name] = load(name + ".json", [])
 

@@ -59,7 +59,7 @@ fn info_report_names_the_chosen_adapter_and_limits() {
         assert!(text.contains("max_storage_buffer_binding_size"), "{text}");
         let attention = if gpu.is_cpu() { "attention: fused" } else { "attention: composed" };
         assert!(text.contains(attention), "{text}");
-        assert!(text.contains("matmul blocks: "), "{text}");
+        assert!(text.contains("kernel choices: "), "{text}");
     });
 }
 

@@ -3,14 +3,11 @@
 //! score matrix (256 MiB) would not fit a 128 MiB storage binding.
 
 mod common;
+use common::attention::{check, sizes};
 use common::{assert_close, assert_grad, dot, for_each_gpu, numeric_grad, Rng};
 use wgformer::kernels::attention::{Attention, AttentionShape, Variant};
 use wgformer::kernels::{self};
 use wgformer::reference::attention::{attention_backward, attention_forward, attention_row};
-
-fn sizes(s: &AttentionShape) -> (usize, usize, usize) {
-    (s.batch * s.tq * s.heads * s.head_dim, s.batch * s.tk * s.heads * s.head_dim, s.batch * s.heads * s.tq)
-}
 
 #[test]
 fn reference_backward_matches_finite_differences() {
@@ -35,36 +32,6 @@ fn reference_backward_matches_finite_differences() {
         assert_grad(&format!("dk {s:?}"), &dk, &numeric_grad(&k, 1e-5, |x| loss(&q, x, &v)));
         assert_grad(&format!("dv {s:?}"), &dv, &numeric_grad(&v, 1e-5, |x| loss(&q, &k, x)));
     }
-}
-
-fn check(gpu: &wgformer::Gpu, att: &Attention, s: &AttentionShape, lens: Option<&[u32]>, seed: u64) {
-    let (nq, nk, rows) = sizes(s);
-    let mut rng = Rng::new(seed);
-    let (q, k, v, dout) = (rng.vec_f32(nq, 1.0), rng.vec_f32(nk, 1.0), rng.vec_f32(nk, 1.0), rng.vec_f32(nq, 1.0));
-    let (mut o, mut lse) = (vec![0.0f32; nq], vec![0.0f32; rows]);
-    attention_forward(&mut o, &mut lse, &q, &k, &v, lens, s);
-    let (mut dq, mut dk, mut dv) = (vec![0.0f32; nq], vec![0.0f32; nk], vec![0.0f32; nk]);
-    attention_backward(&mut dq, &mut dk, &mut dv, &q, &k, &v, &dout, lens, s);
-
-    // Shown when the test fails: the case a device loss or panic happened in.
-    println!("case {s:?} lens {lens:?} variant {}", att.variant().name());
-    let up = |name, x: &[f32]| gpu.upload(name, x).unwrap();
-    let (gq, gk, gv, gdo) = (up("q", &q), up("k", &k), up("v", &v), up("do", &dout));
-    let z = |name, n| gpu.zeros(name, n).unwrap();
-    let (go, glse, gdelta, gdq, gdk, gdv) =
-        (z("o", nq), z("lse", rows), z("delta", rows), z("dq", nq), z("dk", nk), z("dv", nk));
-    let glens = lens.map(|l| gpu.upload_u32("lens", l).unwrap());
-    let f = att.fwd(gpu, &go, &glse, &gq, &gk, &gv, glens.as_ref(), s).unwrap();
-    let b = att.bwd(gpu, [&gdq, &gdk, &gdv], &gdelta, [&gq, &gk, &gv, &go, &gdo, &glse], glens.as_ref(), s).unwrap();
-    kernels::run(gpu, &[&f, &b[0], &b[1], &b[2]]).unwrap();
-    let tag = format!("{s:?} lens {lens:?}");
-    // Sums over up to Tk terms of size ~1.
-    let t = 2e-6 * (s.tk.max(s.tq) as f64).sqrt().max(1.0);
-    assert_close(&format!("o {tag}"), &gpu.read(&go).unwrap(), &o, t, 1e-4);
-    assert_close(&format!("lse {tag}"), &gpu.read(&glse).unwrap(), &lse, t, 1e-4);
-    assert_close(&format!("dq {tag}"), &gpu.read(&gdq).unwrap(), &dq, t, 1e-3);
-    assert_close(&format!("dk {tag}"), &gpu.read(&gdk).unwrap(), &dk, t, 1e-3);
-    assert_close(&format!("dv {tag}"), &gpu.read(&gdv).unwrap(), &dv, t, 1e-3);
 }
 
 /// Every variant the adapter runs (GL has no subgroups: rows and tiled).

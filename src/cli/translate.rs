@@ -193,10 +193,16 @@ pub fn train(args: &TrainArgs) -> Result<()> {
 
     // One training and one evaluation graph per padded length, all on the same parameters.
     let start = Instant::now();
-    let attention = wgformer::kernels::attention::policy(&gpu)?;
+    // Attention's path is measured per shape class on the graphs about to be built.
+    let attention = wgformer::engine::attention_choice::policy(&gpu, |p| {
+        for (i, &len) in buckets.lens.iter().enumerate() {
+            transformer::build_with(&cfg, buckets.rows(i), len, len, true, p.clone())?;
+        }
+        Ok(())
+    })?;
     let training_graph = |i: usize| -> Result<(TransformerGraph, wgformer::engine::autodiff::Gradients)> {
         let len = buckets.lens[i];
-        let mut t = transformer::build_with(&cfg, buckets.rows(i), len, len, true, attention)?;
+        let mut t = transformer::build_with(&cfg, buckets.rows(i), len, len, true, attention.clone())?;
         let grads = backward(&mut t.graph, t.loss)?;
         Ok((t, grads))
     };
@@ -212,7 +218,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     }
     let mut evals = Vec::new();
     for (i, &len) in buckets.lens.iter().enumerate() {
-        let t = transformer::build_with(&cfg, buckets.rows(i), len, len, false, attention)?;
+        let t = transformer::build_with(&cfg, buckets.rows(i), len, len, false, attention.clone())?;
         let exec = Executor::sharing(&gpu, t.graph.clone(), Some(t.loss), None, &[], &trainer.exec)?;
         set_constants(&gpu, &exec, &t)?;
         evals.push((exec, t));
@@ -240,7 +246,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     eprintln!(
         "Transformer: d_model {}, {} heads, {}+{} layers, FFN {}, vocabulary {}, {n_params} parameters; \
          {} training pairs ({train_tokens} target tokens, {per_pass} batches a pass), {} validation pairs; \
-         {} buckets prepared in {:.1} s ({} shader modules and {} pipelines compiled)",
+         {} buckets prepared in {:.1} s ({} shader modules and {} pipelines compiled, {:.0} ms measuring kernel choices)",
         cfg.d_model,
         cfg.num_heads,
         cfg.encoder_layers,
@@ -252,7 +258,8 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         buckets.lens.len(),
         start.elapsed().as_secs_f64(),
         gpu.compile_counts().0,
-        gpu.compile_counts().1
+        gpu.compile_counts().1,
+        wgformer::kernels::tuning::spent_ms()
     );
     if let (false, Some(m)) = (state.planned, state.budget_minutes) {
         eprintln!(

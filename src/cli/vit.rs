@@ -126,7 +126,9 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         clip: Some(1.0),
         seed: state.seed as u32,
     };
-    let mut v = vit::build_with(&cfg, state.batch, true, wgformer::kernels::attention::policy(&gpu)?)?;
+    let attention =
+        wgformer::engine::attention_choice::policy(&gpu, |p| vit::build_with(&cfg, state.batch, true, p).map(drop))?;
+    let mut v = vit::build_with(&cfg, state.batch, true, attention)?;
     let grads = backward(&mut v.graph, v.loss)?;
     let mut trainer = Trainer::new(&gpu, v.graph.clone(), v.loss, &grads, &[], config)?;
     let params = match &args.resume {

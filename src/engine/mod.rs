@@ -3,6 +3,7 @@
 //! kernel dispatches and runs a whole step in one submit ([`exec`]), with Adam and its
 //! schedules ([`optim`]); [`trainer`] drives steps, [`checkpoint`] saves and restores them.
 
+pub mod attention_choice;
 pub mod autodiff;
 pub mod checkpoint;
 pub mod exec;

@@ -385,10 +385,10 @@ impl Graph {
             (&[b, tq, _], &[_, tk, _]) => (b, tq, tk),
             _ => (0, 0, 0),
         };
-        let fused = heads > 0
-            && c % heads == 0
-            && !(causal && tq > tk)
-            && self.attention_policy.fused(b, heads, tq, tk, c / heads);
+        let fused = heads > 0 && c % heads == 0 && !(causal && tq > tk) && {
+            let s = super::AttentionShape { batch: b, heads, tq, tk, head_dim: c / heads, causal };
+            self.attention_policy.fused(&s, key_lens.is_some())
+        };
         if fused && dropout == 0.0 {
             return self.fused_attention(q, k, v, heads, key_lens, causal);
         }

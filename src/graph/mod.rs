@@ -7,7 +7,7 @@ pub mod op;
 pub mod params;
 
 pub use op::Op;
-pub use params::{AdamStep, AttentionPolicy, AttentionShape, GeluKind, MatmulShape};
+pub use params::{AdamStep, AttentionChooser, AttentionPolicy, AttentionShape, GeluKind, MatmulShape};
 
 /// Index of a tensor in its graph.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -8,9 +8,10 @@ pub const ATTENTION_HEAD_DIMS: [usize; 4] = [16, 32, 64, 128];
 
 /// How [`Graph::attention`](crate::graph::Graph::attention) builds attention without dropout:
 /// the fused op (no (Tq x Tk) tensor, kernels/attention.rs), or the composed path (matmul,
-/// scale, mask, softmax, matmul), which is faster on GPUs while its scores fit one binding.
-/// `kernels::attention::policy` picks one per adapter; dropout always takes the composed path.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// scale, mask, softmax, matmul), which can be faster on GPUs while its scores fit one
+/// binding. `engine::attention_choice::policy` picks one per adapter; dropout always takes the
+/// composed path.
+#[derive(Clone, Debug, Default)]
 pub enum AttentionPolicy {
     /// The fused op wherever its head dim has a kernel.
     #[default]
@@ -18,21 +19,37 @@ pub enum AttentionPolicy {
     /// The composed path where the scores (B, H, Tq, Tk) take at most `max_score_bytes`, the
     /// fused op elsewhere.
     Composed { max_score_bytes: u64 },
+    /// Per call, as the chooser says (measured per shape class on the adapter).
+    Chosen(std::sync::Arc<dyn AttentionChooser>),
+}
+
+/// Decides per attention call between the fused op and the composed path
+/// (`engine::attention_choice` has the measured one). Only asked where the fused op has a
+/// kernel for the call.
+pub trait AttentionChooser: Send + Sync + std::fmt::Debug {
+    /// Whether the call of shape `s` (`masked`: with key lengths) takes the fused op.
+    fn fused(&self, s: &AttentionShape, masked: bool) -> bool;
 }
 
 impl AttentionPolicy {
-    /// Whether attention of `heads` heads of dim `head_dim` over (batch, tq, tk) takes the
-    /// fused op.
-    pub fn fused(&self, batch: usize, heads: usize, tq: usize, tk: usize, head_dim: usize) -> bool {
-        if !ATTENTION_HEAD_DIMS.contains(&head_dim) {
+    /// Whether the attention call of shape `s` (`masked`: with key lengths) takes the fused op.
+    pub fn fused(&self, s: &AttentionShape, masked: bool) -> bool {
+        if !ATTENTION_HEAD_DIMS.contains(&s.head_dim) {
             return false;
         }
-        match *self {
+        match self {
             AttentionPolicy::Fused => true,
-            AttentionPolicy::Composed { max_score_bytes } => {
-                let scores = (batch as u64).saturating_mul((heads * tq) as u64).saturating_mul(tk as u64);
-                scores.saturating_mul(4) > max_score_bytes
-            }
+            AttentionPolicy::Composed { max_score_bytes } => s.score_bytes() > *max_score_bytes,
+            AttentionPolicy::Chosen(chooser) => chooser.fused(s, masked),
+        }
+    }
+
+    /// The policy's kind in one word: "fused", "composed" or "chosen".
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AttentionPolicy::Fused => "fused",
+            AttentionPolicy::Composed { .. } => "composed",
+            AttentionPolicy::Chosen(_) => "chosen",
         }
     }
 }
@@ -160,6 +177,14 @@ impl AttentionShape {
     /// The score scale 1/sqrt(D).
     pub fn scale(&self) -> f64 {
         1.0 / (self.head_dim as f64).sqrt()
+    }
+
+    /// Bytes of the (B, H, Tq, Tk) f32 scores the composed path materialises.
+    pub fn score_bytes(&self) -> u64 {
+        (self.batch as u64)
+            .saturating_mul((self.heads * self.tq) as u64)
+            .saturating_mul(self.tk as u64)
+            .saturating_mul(4)
     }
 }
 

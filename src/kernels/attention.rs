@@ -9,8 +9,10 @@
 use super::{check_len, check_loop_budget, check_typed, dispatch, grid, lazy, u32_of, Dispatch};
 use crate::error::{Error, Result};
 use crate::gpu::{DType, Gpu, Tensor};
-pub use crate::graph::{AttentionPolicy, AttentionShape};
+pub use crate::graph::AttentionShape;
 use std::sync::OnceLock;
+
+mod tune;
 
 const WG: u32 = 64;
 /// The head dimensions with a pipeline (D is a pipeline constant so the driver unrolls it).
@@ -111,11 +113,17 @@ pub struct Attention {
     subgroup: Option<Subgroups>,
     /// When the tiled variant runs here.
     tiled: Option<Tiled>,
+    /// The variant the rule picks (asked for, or the adapter's default).
+    rule: Variant,
+    /// True when a variant was asked for: nothing is measured.
+    fixed: bool,
+    /// The variant measured fastest per class of shapes, see `attention/tune.rs`.
+    tuned: super::tuning::Choices,
     no_lens: Tensor,
 }
 
 /// `WGFORMER_ATTENTION_VARIANT`: the attention implementation asked for, if any.
-fn variant_from_env() -> Result<Option<&'static str>> {
+pub(crate) fn variant_from_env() -> Result<Option<&'static str>> {
     match std::env::var("WGFORMER_ATTENTION_VARIANT").as_deref() {
         Err(_) | Ok("") => Ok(None),
         Ok("composed") => Ok(Some("composed")),
@@ -133,42 +141,14 @@ fn variant_from_env() -> Result<Option<&'static str>> {
 /// The variant wanted: subgroups on CPU adapters (on lavapipe they ran at 4-6x the plain
 /// kernels' rate, on an H200 at 0.5-0.9x), rows elsewhere until the tiled kernels are measured
 /// on a GPU; `WGFORMER_ATTENTION_VARIANT=rows|subgroup|tiled` overrides the choice.
-fn wanted_variant(gpu: &Gpu) -> Result<Variant> {
+fn wanted_variant(gpu: &Gpu) -> Result<(Variant, bool)> {
     Ok(match variant_from_env()? {
-        Some("rows") => Variant::Rows,
-        Some("subgroup") => Variant::Subgroup,
-        Some("tiled") => Variant::Tiled,
-        _ if gpu.is_cpu() => Variant::Subgroup,
-        _ => Variant::Rows,
+        Some("rows") => (Variant::Rows, true),
+        Some("subgroup") => (Variant::Subgroup, true),
+        Some("tiled") => (Variant::Tiled, true),
+        _ if gpu.is_cpu() => (Variant::Subgroup, false),
+        _ => (Variant::Rows, false),
     })
-}
-
-/// How models built for `gpu` should build attention. On GPUs the composed path (tiled matmuls
-/// and a row softmax) wherever its scores fit one storage binding: on an H200 the fused row
-/// kernels ran 5-15x slower than it. On CPU adapters the fused op (no (Tq x Tk) tensor, and on
-/// lavapipe faster). `WGFORMER_ATTENTION_VARIANT=composed` asks for the composed path anywhere,
-/// `rows` or `subgroup` for the fused op anywhere.
-pub fn policy(gpu: &Gpu) -> Result<AttentionPolicy> {
-    let composed = AttentionPolicy::Composed { max_score_bytes: gpu.limits.max_storage_buffer_binding_size };
-    Ok(match variant_from_env()? {
-        Some("composed") => composed,
-        Some(_) => AttentionPolicy::Fused,
-        None if gpu.is_cpu() => AttentionPolicy::Fused,
-        None => composed,
-    })
-}
-
-/// One line saying what [`policy`] chose, for `wgformer info` and progress lines.
-pub fn describe_policy(policy: &AttentionPolicy) -> String {
-    match policy {
-        AttentionPolicy::Fused => "fused kernels".into(),
-        AttentionPolicy::Composed { max_score_bytes } => {
-            format!(
-                "composed (matmul, softmax, matmul) where the scores fit {} MiB, fused elsewhere",
-                max_score_bytes >> 20
-            )
-        }
-    }
 }
 
 /// The subgroup size when the subgroup kernels can run: one known size dividing the workgroup.
@@ -179,9 +159,18 @@ fn subgroup_size(gpu: &Gpu) -> Option<usize> {
 }
 
 impl Attention {
-    /// The kernels of the variant wanted here (see [`Variant`] and the module docs).
+    /// The kernels of the variant wanted here (see [`Variant`] and the module docs); where
+    /// attention is tuned (`kernels::tuning`) every variant that runs here, the fastest
+    /// measured per class of shapes.
     pub fn new(gpu: &Gpu) -> Result<Self> {
-        Self::with_variant(gpu, wanted_variant(gpu)?)
+        let (rule, asked) = wanted_variant(gpu)?;
+        if asked || !super::tuning::enabled(gpu, super::tuning::Family::Attention) {
+            return Self::with_variant(gpu, rule);
+        }
+        let mut all = Self::build(gpu, true, true)?;
+        all.rule = rule;
+        all.fixed = false;
+        Ok(all)
     }
 
     /// `allow` true: the subgroup variant wherever it can run; false: only the plain kernels.
@@ -192,15 +181,23 @@ impl Attention {
     /// The kernels of `variant` (the subgroup one falls back to rows where it cannot run);
     /// tests run every variant on any adapter.
     pub fn with_variant(gpu: &Gpu, variant: Variant) -> Result<Self> {
+        let mut one = Self::build(gpu, variant == Variant::Subgroup, variant == Variant::Tiled)?;
+        one.rule = one.variant_built();
+        Ok(one)
+    }
+
+    /// The plain kernels, plus the subgroup and the tiled ones where asked for (and, for
+    /// subgroups, where they run).
+    fn build(gpu: &Gpu, subgroups: bool, tiled: bool) -> Result<Self> {
         let module = gpu.shader("attention.wgsl", crate::shaders::ATTENTION)?;
-        let tiled = match variant {
-            Variant::Tiled => Some(Tiled {
+        let tiled = match tiled {
+            true => Some(Tiled {
                 module: gpu.shader("attention_tiled.wgsl", crate::shaders::ATTENTION_TILED)?,
                 pipelines: Default::default(),
             }),
-            _ => None,
+            false => None,
         };
-        let subgroup = match subgroup_size(gpu).filter(|_| variant == Variant::Subgroup) {
+        let subgroup = match subgroup_size(gpu).filter(|_| subgroups) {
             Some(size) => Some(Subgroups {
                 size,
                 // Every index in attention_sg.wgsl is clamped, so it runs without bounds checks.
@@ -214,6 +211,9 @@ impl Attention {
             pipelines: Default::default(),
             subgroup,
             tiled,
+            rule: Variant::Rows,
+            fixed: true,
+            tuned: super::tuning::Choices::new(super::tuning::Family::Attention),
             no_lens: gpu.zeros_u32("attention.no_lens", 1)?,
         })
     }
@@ -223,8 +223,14 @@ impl Attention {
         self.subgroup.is_some()
     }
 
-    /// The variant that runs.
+    /// The variant that runs where nothing was measured: the one asked for, or the adapter's
+    /// default ([`Attention::variant_for`] gives the one a shape runs).
     pub fn variant(&self) -> Variant {
+        self.rule
+    }
+
+    /// The most capable variant built.
+    fn variant_built(&self) -> Variant {
         match (&self.subgroup, &self.tiled) {
             (Some(_), _) => Variant::Subgroup,
             (None, Some(_)) => Variant::Tiled,
@@ -240,9 +246,9 @@ impl Attention {
     fn pipeline(
         &self,
         gpu: &Gpu,
+        variant: Variant,
         dim: usize,
         entry: Entry,
-        sg: bool,
         rows: usize,
     ) -> Result<(&wgpu::ComputePipeline, RowLayout)> {
         let d = HEAD_DIMS[dim] as f64;
@@ -250,14 +256,15 @@ impl Attention {
         // private memory per invocation): on an H200 (Vulkan, driver 580) its first dispatch
         // lost the device, so GPUs take the plain kernels there.
         let fits = gpu.is_cpu() || HEAD_DIMS[dim] <= 64;
-        if let (Some(t), true, false) = (&self.tiled, sg, matches!(entry, Entry::Delta)) {
+        let delta = matches!(entry, Entry::Delta);
+        if let (Some(t), Variant::Tiled, false) = (&self.tiled, variant, delta) {
             let c = [("WG", WG as f64), ("D", d), ("BK", tile_rows(HEAD_DIMS[dim]) as f64)];
             let p = lazy(&t.pipelines[dim][entry as usize], || gpu.pipeline(&t.module, entry.name(), &c))?;
             // One workgroup per WG rows of a (batch, head): rows padded to WG.
             return Ok((p, RowLayout { block: WG as usize, per_invocation: 1 }));
         }
         match &self.subgroup {
-            Some(g) if sg && fits && !matches!(entry, Entry::Delta) && rows >= g.size * SG_ROWS_PER_LANE => {
+            Some(g) if variant == Variant::Subgroup && fits && !delta && rows >= g.size * SG_ROWS_PER_LANE => {
                 let c = [("WG", WG as f64), ("D", d), ("SG", g.size as f64)];
                 let p = lazy(&g.pipelines[dim][entry as usize], || gpu.pipeline(&g.module, entry.name(), &c))?;
                 Ok((p, RowLayout { block: g.size * SG_ROWS_PER_LANE, per_invocation: SG_ROWS_PER_LANE }))
@@ -321,6 +328,19 @@ impl Attention {
         key_lens: Option<&Tensor>,
         s: &AttentionShape,
     ) -> Result<Dispatch> {
+        let variant = self.choose(gpu, s, key_lens.is_some())?;
+        self.fwd_as(gpu, variant, [o, lse, q, k, v], key_lens, s)
+    }
+
+    /// [`Attention::fwd`] with the kernels of `variant`.
+    fn fwd_as(
+        &self,
+        gpu: &Gpu,
+        variant: Variant,
+        [o, lse, q, k, v]: [&Tensor; 5],
+        key_lens: Option<&Tensor>,
+        s: &AttentionShape,
+    ) -> Result<Dispatch> {
         let (dim, params) = self.checked(gpu, s, key_lens)?;
         let (nq, nk) = (s.batch * s.tq * s.heads * s.head_dim, s.batch * s.tk * s.heads * s.head_dim);
         for (name, t, n) in
@@ -329,7 +349,7 @@ impl Attention {
             check_len("attention_fwd", name, t, n)?;
         }
         let lens = key_lens.unwrap_or(&self.no_lens);
-        let (pipeline, layout) = self.pipeline(gpu, dim, Entry::Fwd, true, s.tq)?;
+        let (pipeline, layout) = self.pipeline(gpu, variant, dim, Entry::Fwd, s.tq)?;
         let invocations = layout.invocations(s.batch * s.heads, s.tq);
         dispatch(gpu, "attention_fwd", pipeline, &[o, lse, q, k, v, lens], &params, Self::groups(gpu, invocations)?)
     }
@@ -339,6 +359,22 @@ impl Attention {
     pub fn bwd(
         &self,
         gpu: &Gpu,
+        [dq, dk, dv]: [&Tensor; 3],
+        delta: &Tensor,
+        [q, k, v, o, dout, lse]: [&Tensor; 6],
+        key_lens: Option<&Tensor>,
+        s: &AttentionShape,
+    ) -> Result<[Dispatch; 3]> {
+        let variant = self.choose(gpu, s, key_lens.is_some())?;
+        self.bwd_as(gpu, variant, [dq, dk, dv], delta, [q, k, v, o, dout, lse], key_lens, s)
+    }
+
+    /// [`Attention::bwd`] with the kernels of `variant`.
+    #[allow(clippy::too_many_arguments)]
+    fn bwd_as(
+        &self,
+        gpu: &Gpu,
+        variant: Variant,
         [dq, dk, dv]: [&Tensor; 3],
         delta: &Tensor,
         [q, k, v, o, dout, lse]: [&Tensor; 6],
@@ -363,11 +399,11 @@ impl Attention {
         check_len("attention_bwd", "lse", lse, rows)?;
         check_len("attention_bwd", "delta", delta, rows)?;
         let lens = key_lens.unwrap_or(&self.no_lens);
-        let (delta_pipe, _) = self.pipeline(gpu, dim, Entry::Delta, false, s.tq)?;
+        let (delta_pipe, _) = self.pipeline(gpu, variant, dim, Entry::Delta, s.tq)?;
         let d0 = dispatch(gpu, "attention_delta", delta_pipe, &[delta, dout, o], &params, Self::groups(gpu, rows)?)?;
         let bh = s.batch * s.heads;
-        let (dq_pipe, q_layout) = self.pipeline(gpu, dim, Entry::Dq, true, s.tq)?;
-        let (dkv_pipe, k_layout) = self.pipeline(gpu, dim, Entry::Dkv, true, s.tk)?;
+        let (dq_pipe, q_layout) = self.pipeline(gpu, variant, dim, Entry::Dq, s.tq)?;
+        let (dkv_pipe, k_layout) = self.pipeline(gpu, variant, dim, Entry::Dkv, s.tk)?;
         let (q_rows, k_rows) = (q_layout.invocations(bh, s.tq), k_layout.invocations(bh, s.tk));
         let d1 = dispatch(
             gpu,

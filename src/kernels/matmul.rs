@@ -3,7 +3,6 @@
 //! (workgroup-memory tiles, for GPUs).
 
 mod tune;
-pub use tune::tuning_summary;
 
 use super::{check_len, check_loop_budget, dispatch, u32_of, Dispatch};
 use crate::error::{Error, Result};
@@ -149,10 +148,8 @@ pub struct Matmul {
     /// products whose N they divide (see `WIDE_PRODUCT`).
     wide: Option<MatmulSet>,
     no_bias: Tensor,
-    /// The tiled block measured fastest per product shape (true: large), see `tune.rs`.
-    tuned: std::sync::Mutex<std::collections::HashMap<tune::TuneKey, bool>>,
-    /// Set once the cache file's choices for this adapter were read.
-    tune_cache_loaded: std::sync::OnceLock<()>,
+    /// The tile set measured fastest per class of product shapes, see `tune.rs`.
+    tuned: crate::kernels::tuning::Choices,
 }
 
 /// Rows per invocation at most: matmul_sg.wgsl's TM_MAX, and matmul.wgsl's, whose kernels run
@@ -208,8 +205,7 @@ impl Matmul {
             small: None,
             wide: None,
             no_bias: gpu.zeros("matmul.no_bias", 1)?,
-            tuned: Default::default(),
-            tune_cache_loaded: Default::default(),
+            tuned: crate::kernels::tuning::Choices::new(crate::kernels::tuning::Family::Matmul),
         })
     }
 
@@ -261,7 +257,7 @@ impl Matmul {
 
     /// The tiles `shape` runs with.
     pub fn tiles_for(&self, shape: &MatmulShape) -> MatmulTiles {
-        let set = self.set_for(shape);
+        let set = self.chosen(shape);
         set.tiles_of(set.variant_for(shape))
     }
 }

@@ -18,6 +18,7 @@ pub mod matmul;
 pub mod reduce;
 pub mod softmax;
 pub mod timer;
+pub mod tuning;
 
 pub use adam::Adam;
 pub use attention::Attention;

@@ -173,8 +173,11 @@ impl Decoder {
             return Err(Error::Config("sentences, beam and the maximum lengths must be positive".into()));
         }
         let rows = sentences * search.beam;
-        let attention = crate::kernels::attention::policy(gpu)?;
-        let (eg, enc) = encoder_graph(config, rows, src_max, attention)?;
+        let attention = crate::engine::attention_choice::policy(gpu, |p| {
+            encoder_graph(config, rows, src_max, p.clone())?;
+            step_graph(config, rows, src_max, tgt_max, p).map(drop)
+        })?;
+        let (eg, enc) = encoder_graph(config, rows, src_max, attention.clone())?;
         let keep: Vec<TensorId> = enc.cross.iter().flat_map(|&(k, v)| [k, v]).collect();
         let encoder = Executor::keeping(gpu, eg, None, None, &keep)?;
         let (sg, io) = step_graph(config, rows, src_max, tgt_max, attention)?;

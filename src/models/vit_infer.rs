@@ -47,7 +47,9 @@ impl Vit {
         params: &[(TensorId, Vec<f32>)],
     ) -> Result<Self> {
         let batch = batch.max(1);
-        let v = super::vit::build_with(&cfg, batch, false, crate::kernels::attention::policy(gpu)?)?;
+        let attention =
+            crate::engine::attention_choice::policy(gpu, |p| super::vit::build_with(&cfg, batch, false, p).map(drop))?;
+        let v = super::vit::build_with(&cfg, batch, false, attention)?;
         let exec = Executor::keeping(gpu, v.graph, None, None, &[v.logits])?;
         for (p, values) in params {
             exec.set(gpu, *p, HostData::F32(values))?;

@@ -24,8 +24,8 @@ pub struct InfoReport {
     pub timestamps: bool,
     /// How models built here compute attention (`kernels::attention::policy`).
     pub attention: String,
-    /// How the tiled matmul's block is chosen (`kernels::matmul::tuning_summary`).
-    pub matmul_blocks: String,
+    /// How kernel choices are made: measured or by rule, and the cache (`kernels::tuning::summary`).
+    pub tuning: String,
     pub limits: Vec<(String, u64)>,
 }
 
@@ -53,8 +53,8 @@ pub fn report(adapters: &[wgpu::AdapterInfo], gpu: &Gpu) -> crate::error::Result
         ("max_compute_workgroups_per_dimension", l.max_compute_workgroups_per_dimension as u64),
         ("min_storage_buffer_offset_alignment", l.min_storage_buffer_offset_alignment as u64),
     ];
-    let fused = crate::kernels::attention::Attention::new(gpu)?.variant().name();
-    let policy = crate::kernels::attention::describe_policy(&crate::kernels::attention::policy(gpu)?);
+    let fused = crate::kernels::attention::Attention::new(gpu)?.describe_choice();
+    let policy = crate::engine::attention_choice::describe(gpu)?;
     let attention = format!("{policy}; fused variant: {fused}");
     Ok(InfoReport {
         adapters: adapters.iter().map(summary).collect(),
@@ -64,7 +64,7 @@ pub fn report(adapters: &[wgpu::AdapterInfo], gpu: &Gpu) -> crate::error::Result
         subgroup_size: [gpu.caps.subgroup_size.0, gpu.caps.subgroup_size.1],
         timestamps: gpu.caps.timestamps,
         attention,
-        matmul_blocks: crate::kernels::matmul::tuning_summary(gpu),
+        tuning: crate::kernels::tuning::summary(gpu),
         limits: limits.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
     })
 }
@@ -83,7 +83,7 @@ pub fn report_text(r: &InfoReport) -> String {
         r.f16, r.subgroups, r.subgroup_size[0], r.subgroup_size[1], r.timestamps
     );
     s += &format!("  attention: {}\n", r.attention);
-    s += &format!("  matmul blocks: {}\n", r.matmul_blocks);
+    s += &format!("  kernel choices: {}\n", r.tuning);
     s += "limits:\n";
     for (k, v) in &r.limits {
         s += &format!("  {k:<40} {v}\n");

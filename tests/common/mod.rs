@@ -1,6 +1,7 @@
 //! Shared test helpers: the GPUs to test on, random data, and `assert_close`.
 #![allow(dead_code)]
 
+pub mod attention;
 pub mod cli;
 pub mod golden;
 pub mod graphs;

@@ -31,6 +31,20 @@ impl Executor {
         Ok(out)
     }
 
+    /// Milliseconds of one run of the nodes `keep` selects, recorded into one pass as a step
+    /// records them (no warm-up: the caller runs it more than once).
+    pub fn time_nodes(&self, gpu: &Gpu, keep: impl Fn(&Op) -> bool) -> Result<f64> {
+        let dispatches: Vec<_> = self
+            .graph
+            .nodes
+            .iter()
+            .zip(&self.node_dispatches)
+            .filter(|(node, _)| keep(&node.op))
+            .flat_map(|(_, d)| d.iter().cloned())
+            .collect();
+        crate::kernels::Timer::new(gpu).time_once(gpu, &dispatches)
+    }
+
     /// Times every matmul node on its own and groups them by shape: one row per
     /// (batch, M, N, K, transposes) with the total milliseconds, the node count and the
     /// floating-point operations, slowest first. For tuning tiles on a GPU.

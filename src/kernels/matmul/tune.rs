@@ -1,186 +1,123 @@
-//! A measured choice between the tiled kernel's large (8x4) and small (4x4) blocks, per product
-//! shape, at first use on GPUs. On an H200 the fixed rule (large blocks only where they make 512
-//! workgroups) picked 4x4 for 4096x512x512 and 768x768x1576, where 8x4 ran 17-21% faster, and
-//! was right for 512x512x4096 (8x4 25% slower): the number of blocks alone does not decide.
-//! Each new shape is timed once (both blocks, median of 3 after a warm-up, on zero operands of
-//! its size) and kept for the device's kernels and, between runs, in a cache file per adapter
-//! and driver (`WGFORMER_TUNE_CACHE=PATH|off`; default the platform's cache folder; a corrupt
-//! file is ignored and rewritten). `WGFORMER_TUNE=0` keeps the rule, `WGFORMER_TUNE=1`
-//! measures on CPU adapters too.
+//! A measured choice among the matmul's tile sets, per class of product shapes, at first use
+//! (`kernels/tuning.rs` keeps the picks, the cache file and the budget). On GPUs the candidates
+//! are the tiled kernel's large (8x4) and small (4x4) blocks: on an H200 the fixed rule (large
+//! blocks only where they make 512 workgroups) picked 4x4 for 4096x512x512 and 768x768x1576,
+//! where 8x4 ran 17-21% faster, and was right for 512x512x4096 (8x4 25% slower). On CPU
+//! adapters they are the register tiles: large (16x1 invocations of 32 rows), small (8x1 of 8)
+//! and, where N allows, wide (32x1 of 32). Every candidate sums each output in the same order,
+//! so the choice changes speed, never a product's bits.
 
-use super::{Matmul, MatmulSet, MatmulShape, MatmulVariant};
+use super::{Matmul, MatmulSet, MatmulShape};
 use crate::error::Result;
 use crate::gpu::Gpu;
+use crate::kernels::tuning::{self, class_size, Family};
 
-/// A product as tuned: batch, M, N, K, transposes, bias, accumulation.
-pub(super) type TuneKey = (usize, usize, usize, usize, bool, bool, bool, bool);
+/// Products are measured at most this many FLOPs on CPU adapters (about a millisecond on
+/// lavapipe on the Xeon it was tuned on): larger ones are measured with fewer batch entries,
+/// then rows (down to 64), then columns (down to 256, in steps that keep N's multiples of 128).
+const CPU_MEASURE_FLOPS: f64 = (1u64 << 24) as f64;
 
-fn key(s: &MatmulShape) -> TuneKey {
-    (s.batch, s.m, s.n, s.k, s.trans_a, s.trans_b, s.bias, s.accumulate)
+/// The class a product is tuned for: transposes, vec4 alignment, and the power of two at or
+/// above each of batch, M, N and K.
+fn class_of(s: &MatmulShape) -> String {
+    let t = |x: bool| if x { 'T' } else { 'N' };
+    format!(
+        "{}{} {} b{} m{} n{} k{}",
+        t(s.trans_a),
+        t(s.trans_b),
+        if s.vec4_aligned() { "v4" } else { "s" },
+        class_size(s.batch),
+        class_size(s.m),
+        class_size(s.n),
+        class_size(s.k)
+    )
 }
 
-/// Whether block choices are measured here (default: on GPUs, not CPU adapters).
-fn enabled(gpu: &Gpu) -> bool {
-    match std::env::var("WGFORMER_TUNE").as_deref() {
-        Ok("0") => false,
-        Ok("1") => true,
-        _ => !gpu.is_cpu(),
+/// The packed product measured for `s`: its sizes, cut to `max_flops`.
+fn measured_shape(s: &MatmulShape, max_flops: f64) -> MatmulShape {
+    let (mut batch, mut m, mut n) = (s.batch, s.m, s.n);
+    let flops = |batch: usize, m: usize, n: usize| 2.0 * (batch * m) as f64 * (n * s.k) as f64;
+    while batch > 1 && flops(batch, m, n) > max_flops {
+        batch = batch.div_ceil(2);
     }
+    while m > 64 && flops(batch, m, n) > max_flops {
+        m = m.div_ceil(2);
+    }
+    // Halving keeps N a multiple of 128 (the wide tiles' columns) while it stays over 256.
+    while n > 256 && n.is_multiple_of(256) && flops(batch, m, n) > max_flops {
+        n /= 2;
+    }
+    let packed = MatmulShape::packed(batch, m, n, s.k, s.trans_a, s.trans_b);
+    MatmulShape { bias: s.bias, accumulate: s.accumulate, ..packed }
 }
 
 impl Matmul {
-    /// Both tiled sets, where the adapter runs the tiled kernel with two blocks.
-    fn tiled_pair(&self) -> Option<(&MatmulSet, &MatmulSet)> {
-        let small = self.small.as_ref()?;
-        (self.large.best == MatmulVariant::Tiled
-            && small.best == MatmulVariant::Tiled
-            && self.large.block != small.block)
-            .then_some((&self.large, small))
+    /// The tile sets `shape` may run with, by name (one: nothing to choose).
+    fn candidates(&self, shape: &MatmulShape) -> Vec<(&'static str, &MatmulSet)> {
+        let mut sets = vec![("large", &self.large)];
+        if let Some(small) = &self.small {
+            sets.push(("small", small));
+        }
+        if let Some(wide) = self.wide.as_ref().filter(|w| shape.n.is_multiple_of(4 * w.tiles.wg_n as usize)) {
+            sets.push(("wide", wide));
+        }
+        sets
     }
 
-    /// The pipelines `shape` runs with: measured on first use where tuning is on, else the rule.
+    /// The set of `shape` named `pick`, if it is a candidate.
+    fn candidate(&self, shape: &MatmulShape, pick: &str) -> Option<&MatmulSet> {
+        self.candidates(shape).into_iter().find(|(name, _)| *name == pick).map(|(_, set)| set)
+    }
+
+    /// The pipelines `shape` runs with: measured for its class on first use where tuning is on
+    /// and budget is left, else the rule.
     pub(super) fn choose(&self, gpu: &Gpu, shape: &MatmulShape) -> Result<&MatmulSet> {
-        let Some((large, small)) = self.tiled_pair().filter(|_| enabled(gpu)) else { return Ok(self.set_for(shape)) };
-        self.tune_cache_loaded.get_or_init(|| self.load_cache(gpu));
-        if let Some(set) = self.tuned_set(shape) {
+        let candidates = self.candidates(shape);
+        if candidates.len() < 2 || !tuning::enabled(gpu, Family::Matmul) {
+            return Ok(self.set_for(shape));
+        }
+        let class = class_of(shape);
+        if let Some(set) = self.tuned.get(gpu, &class).and_then(|pick| self.candidate(shape, &pick)) {
             return Ok(set);
         }
-        let use_large = match self.measure(gpu, shape, large, small) {
-            Ok(faster) => faster,
-            // A lost device stays an error; anything else (operands over the adapter's limits,
-            // say) keeps the rule.
-            Err(e) if e.is_device_lost() => return Err(e),
-            Err(_) => std::ptr::eq(self.set_for(shape), large),
-        };
-        if let Ok(mut tuned) = self.tuned.lock() {
-            tuned.insert(key(shape), use_large);
+        if !tuning::budget_left() {
+            return Ok(self.set_for(shape));
         }
-        self.save_cache(gpu);
-        Ok(if use_large { large } else { small })
+        let max_flops = if gpu.is_cpu() { CPU_MEASURE_FLOPS } else { f64::INFINITY };
+        match self.measure(gpu, &measured_shape(shape, max_flops), &candidates) {
+            Ok(i) => {
+                self.tuned.insert(gpu, class, candidates[i].0);
+                Ok(candidates[i].1)
+            }
+            // A lost device stays an error; anything else (operands over the adapter's limits,
+            // a loop budget) keeps the rule.
+            Err(e) if e.is_device_lost() => Err(e),
+            Err(_) => Ok(self.set_for(shape)),
+        }
     }
 
-    /// How many product shapes had their block measured (for tests and reports).
+    /// How many product classes have a measured choice (for tests and reports).
     pub fn tuned_shapes(&self) -> usize {
-        self.tuned.lock().map_or(0, |t| t.len())
-    }
-
-    /// The set measured for `shape`, if it was.
-    fn tuned_set(&self, shape: &MatmulShape) -> Option<&MatmulSet> {
-        let (large, small) = self.tiled_pair()?;
-        let use_large = self.tuned.lock().ok()?.get(&key(shape)).copied()?;
-        Some(if use_large { large } else { small })
+        self.tuned.len()
     }
 
     /// The set `shape` runs with so far: measured, or the rule's (no measuring).
     pub(super) fn chosen(&self, shape: &MatmulShape) -> &MatmulSet {
-        self.tuned_set(shape).unwrap_or_else(|| self.set_for(shape))
+        let pick = self.tuned.peek(&class_of(shape));
+        pick.and_then(|p| self.candidate(shape, &p)).unwrap_or_else(|| self.set_for(shape))
     }
 
-    /// Whether the large blocks ran `shape` at least as fast as the small ones.
-    fn measure(&self, gpu: &Gpu, shape: &MatmulShape, large: &MatmulSet, small: &MatmulSet) -> Result<bool> {
+    /// The index of the fastest of `candidates` on zero operands of `shape`.
+    fn measure(&self, gpu: &Gpu, shape: &MatmulShape, candidates: &[(&str, &MatmulSet)]) -> Result<usize> {
         let (na, nb, nc) = shape.extents();
         let (a, b, c) = (gpu.zeros("tune.a", na)?, gpu.zeros("tune.b", nb)?, gpu.zeros("tune.c", nc)?);
         let bias = if shape.bias { Some(gpu.zeros("tune.bias", shape.n)?) } else { None };
-        let timer = crate::kernels::Timer::new(gpu);
-        let mut ms = [0.0; 2];
-        for (i, set) in [large, small].into_iter().enumerate() {
-            let d = self.fwd_with(gpu, set, &c, &a, &b, bias.as_ref(), shape)?;
-            ms[i] = timer.median_ms(gpu, &[d], 3)?;
-        }
-        Ok(ms[0] <= ms[1])
-    }
-}
-
-/// The cache file: `WGFORMER_TUNE_CACHE` (a path, or `off`), else the platform's cache folder.
-fn cache_path() -> Option<std::path::PathBuf> {
-    use std::path::PathBuf;
-    match std::env::var("WGFORMER_TUNE_CACHE").as_deref() {
-        Ok("off") => return None,
-        Ok(path) if !path.is_empty() => return Some(PathBuf::from(path)),
-        _ => {}
-    }
-    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
-    let dir = if cfg!(windows) {
-        var("LOCALAPPDATA")
-    } else if cfg!(target_os = "macos") {
-        var("HOME").map(|h| h.join("Library/Caches"))
-    } else {
-        var("XDG_CACHE_HOME").or_else(|| var("HOME").map(|h| h.join(".cache")))
-    }?;
-    Some(dir.join("wgformer").join("matmul-blocks.json"))
-}
-
-/// Whose measurements an entry of the cache holds: the adapter, its driver and this version.
-fn adapter_key(gpu: &Gpu) -> String {
-    let i = &gpu.info;
-    format!("{} | {:?} | {} {} | wgformer {}", i.name, i.backend, i.driver, i.driver_info, env!("CARGO_PKG_VERSION"))
-}
-
-fn shape_key(k: &TuneKey) -> String {
-    format!("{},{},{},{},{},{},{},{}", k.0, k.1, k.2, k.3, k.4 as u8, k.5 as u8, k.6 as u8, k.7 as u8)
-}
-
-fn parse_shape_key(s: &str) -> Option<TuneKey> {
-    let v: Vec<usize> = s.split(',').map(|x| x.parse().ok()).collect::<Option<_>>()?;
-    let &[b, m, n, k, ta, tb, bias, acc] = &v[..] else { return None };
-    Some((b, m, n, k, ta == 1, tb == 1, bias == 1, acc == 1))
-}
-
-/// The cache file's contents (an empty object when missing or unreadable).
-fn read_cache(path: &std::path::Path) -> serde_json::Map<String, serde_json::Value> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    match serde_json::from_str(&text) {
-        Ok(serde_json::Value::Object(map)) => map,
-        _ => Default::default(),
-    }
-}
-
-impl Matmul {
-    /// Adds this adapter's cached choices to the measured ones.
-    fn load_cache(&self, gpu: &Gpu) {
-        let Some(path) = cache_path() else { return };
-        let cache = read_cache(&path);
-        let Some(serde_json::Value::Object(entries)) = cache.get(&adapter_key(gpu)) else { return };
-        if let Ok(mut tuned) = self.tuned.lock() {
-            for (shape, large) in entries {
-                if let (Some(k), Some(large)) = (parse_shape_key(shape), large.as_bool()) {
-                    tuned.entry(k).or_insert(large);
-                }
-            }
-        }
-    }
-
-    /// Writes this adapter's choices into the cache (atomically; other adapters' entries kept).
-    /// A cache that cannot be written only costs the next run its measurements.
-    fn save_cache(&self, gpu: &Gpu) {
-        let Some(path) = cache_path() else { return };
-        let mut cache = read_cache(&path);
-        let Ok(tuned) = self.tuned.lock() else { return };
-        let entries = tuned.iter().map(|(k, &large)| (shape_key(k), serde_json::Value::Bool(large))).collect();
-        cache.insert(adapter_key(gpu), serde_json::Value::Object(entries));
-        drop(tuned);
-        let text = serde_json::to_string_pretty(&cache).unwrap_or_default();
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        let _ = crate::util::io::write_atomic(&path, text.as_bytes());
-    }
-}
-
-/// How the tiled matmul's block is chosen on `gpu`, in words (`wgformer info`): measured or
-/// the rule, and what the cache file holds for this adapter.
-pub fn tuning_summary(gpu: &Gpu) -> String {
-    if !enabled(gpu) {
-        return "fixed rule (WGFORMER_TUNE=0, or a CPU adapter)".into();
-    }
-    match cache_path() {
-        None => "measured per product shape at first use (where the tiled kernel runs); no cache file".into(),
-        Some(path) => {
-            let cached = match read_cache(&path).get(&adapter_key(gpu)) {
-                Some(serde_json::Value::Object(entries)) => entries.len(),
-                _ => 0,
-            };
-            format!("measured per product shape at first use (where the tiled kernel runs); {} holds {cached} for this adapter", path.display())
-        }
+        let runs = candidates
+            .iter()
+            .map(|(_, set)| Ok(vec![self.fwd_with(gpu, set, &c, &a, &b, bias.as_ref(), shape)?]))
+            .collect::<Result<Vec<_>>>()?;
+        let rule = self.set_for(shape);
+        let rule = candidates.iter().position(|(_, set)| std::ptr::eq(*set, rule)).unwrap_or(0);
+        tuning::fastest(gpu, &runs, rule)
     }
 }

@@ -294,12 +294,8 @@ const STEP_TOKENS: usize = 32;
 /// A Transformer preset's step (transformer-small, transformer-base) on `batch` random pairs
 /// of 32 tokens, with a vocabulary of 8000 (small) or 37000 (base, as in the paper).
 fn transformer_step(model: &str, batch: usize, attention: AttentionPolicy) -> Result<Option<StepCase>> {
-    use crate::models::transformer::{build_with, init_params, TransformerConfig};
-    let cfg = match model {
-        "transformer-small" => TransformerConfig::small(8000),
-        "transformer-base" => TransformerConfig::base(37000),
-        _ => return Ok(None),
-    };
+    use crate::models::transformer::{build_with, init_params};
+    let Some(cfg) = transformer_preset(model) else { return Ok(None) };
     let t = build_with(&cfg, batch, STEP_TOKENS, STEP_TOKENS, true, attention)?;
     let mut rng = crate::util::rng::Rng::new(1);
     let mut ids = |n: usize| (0..n).map(|_| 4 + rng.below(cfg.vocab_size - 4) as u32).collect::<Vec<u32>>();
@@ -309,6 +305,26 @@ fn transformer_step(model: &str, batch: usize, attention: AttentionPolicy) -> Re
     let f32_inputs = t.constants();
     let params = init_params(&t.graph, 0);
     Ok(Some(StepCase { graph: t.graph, loss: t.loss, f32_inputs, u32_inputs, params, items: (n, "target tokens") }))
+}
+
+/// The Transformer presets of `bench step`.
+fn transformer_preset(model: &str) -> Option<crate::models::transformer::TransformerConfig> {
+    use crate::models::transformer::TransformerConfig;
+    match model {
+        "transformer-small" => Some(TransformerConfig::small(8000)),
+        "transformer-base" => Some(TransformerConfig::base(37000)),
+        _ => None,
+    }
+}
+
+/// Builds the graph of a preset's step alone (the attention policy's probe).
+fn step_graph(model: &str, batch: usize, attention: AttentionPolicy) -> Result<()> {
+    if let Some(cfg) = crate::models::vit::VitConfig::preset(model) {
+        crate::models::vit::build_with(&cfg, batch, true, attention)?;
+    } else if let Some(cfg) = transformer_preset(model) {
+        crate::models::transformer::build_with(&cfg, batch, STEP_TOKENS, STEP_TOKENS, true, attention)?;
+    }
+    Ok(())
 }
 
 /// Times whole training steps of a model preset (vit-tiny, vit-small, vit-base, vit-cifar,
@@ -326,21 +342,26 @@ pub fn run_step(
     if batch == 0 {
         return Err(Error::InvalidSetting { name: "--batch", value: "0".into(), expected: "at least 1" });
     }
-    let attention = crate::kernels::attention::policy(gpu)?;
-    progress(&format!("attention: {}", crate::kernels::attention::describe_policy(&attention)));
-    let case = match vit_step(model, batch, attention)? {
+    let attention = crate::engine::attention_choice::policy(gpu, |p| step_graph(model, batch, p))?;
+    progress(&format!("attention: {}", crate::engine::attention_choice::describe_policy(&attention)));
+    let case = match vit_step(model, batch, attention.clone())? {
         Some(c) => c,
-        None => transformer_step(model, batch, attention)?.ok_or_else(|| Error::InvalidSetting {
+        None => transformer_step(model, batch, attention.clone())?.ok_or_else(|| Error::InvalidSetting {
             name: "--model",
             value: model.to_string(),
             expected: "vit-tiny, vit-small, vit-base, vit-cifar, transformer-small or transformer-base",
         })?,
     };
     let mut graph = case.graph;
+    // Forward attention calls by path: the fused op, or a softmax (only composed attention has one).
+    let count = |want: fn(&crate::graph::Op) -> bool| graph.nodes.iter().filter(|n| want(&n.op)).count();
+    let fused_calls = count(|op| matches!(op, crate::graph::Op::Attention { .. }));
+    let composed_calls = count(|op| matches!(op, crate::graph::Op::Softmax));
     let grads = crate::engine::autodiff::backward(&mut graph, case.loss)?;
     let flops = matmul_flops(&graph);
     progress(&format!("{model} batch {batch}: {} nodes, building the executor", graph.nodes.len()));
     let exec = Executor::new(gpu, graph, Some(case.loss), Some(&grads))?;
+    progress(&format!("  {:.0} ms measuring kernel choices", crate::kernels::tuning::spent_ms()));
     for (p, values) in &case.params {
         exec.set(gpu, *p, HostData::F32(values))?;
     }
@@ -387,11 +408,8 @@ pub fn run_step(
         gbps: None,
         memory_mib: None,
         note: Some(format!(
-            "attention {}; host: upload + encode + submit {host_ms:.2} ms, {:.1}% of the step",
-            match attention {
-                AttentionPolicy::Fused => "fused",
-                AttentionPolicy::Composed { .. } => "composed",
-            },
+            "attention {} ({fused_calls} fused, {composed_calls} composed calls); host: upload + encode + submit {host_ms:.2} ms, {:.1}% of the step",
+            attention.kind(),
             100.0 * host_ms / median_ms
         )),
     })

@@ -1,0 +1,136 @@
+//! Measured kernel choices (kernels/tuning.rs), forced on here on every adapter: the tiled
+//! matmul's blocks and the fused attention's variants. Whichever candidate wins, results match
+//! the reference; a choice is made once per shape class, kept in the cache file and read back;
+//! a corrupt cache is ignored and rewritten. Its own test binary, since it sets environment
+//! variables the other kernel tests must not see, and one test, since both families share the
+//! cache file.
+
+mod common;
+use common::{assert_close, for_each_gpu, Rng};
+use wgformer::kernels::attention::{Attention, AttentionShape};
+use wgformer::kernels::{self, Matmul, MatmulShape};
+use wgformer::reference::matmul::matmul_forward;
+
+#[test]
+fn measured_choices_give_the_reference_results_and_are_made_once() {
+    // Set before any thread reads them; this binary holds this one test.
+    std::env::set_var("WGFORMER_TUNE", "1");
+    std::env::set_var("WGFORMER_TUNE_BUDGET_MS", "600000");
+    std::env::set_var("WGFORMER_MATMUL_VARIANT", "tiled");
+    let dir = common::cli::scratch("tune-cache");
+    let cache = dir.join("tuning.json");
+    std::env::set_var("WGFORMER_TUNE_CACHE", &cache);
+    matmul_blocks(&cache);
+    attention_variants(&cache);
+    attention_paths(&cache);
+}
+
+fn matmul_blocks(cache: &std::path::Path) {
+    for_each_gpu(|gpu| {
+        let mm = Matmul::new(gpu).unwrap();
+        let shapes = [
+            MatmulShape::packed(1, 70, 33, 19, false, false),
+            MatmulShape::packed(1, 130, 70, 40, true, false),
+            MatmulShape::packed(2, 65, 129, 17, false, true),
+            MatmulShape { bias: true, ..MatmulShape::packed(1, 200, 96, 24, true, true) },
+        ];
+        for (i, shape) in shapes.iter().enumerate() {
+            let mut rng = Rng::new(i as u64);
+            let (na, nb, nc) = shape.extents();
+            let (a, b, bias) = (rng.vec_f32(na, 1.0), rng.vec_f32(nb, 1.0), rng.vec_f32(shape.n, 1.0));
+            let mut want = vec![0.0f32; nc];
+            matmul_forward(&mut want, &a, &b, shape.bias.then_some(&bias[..]), shape);
+            let (ga, gb, gbias) =
+                (gpu.upload("a", &a).unwrap(), gpu.upload("b", &b).unwrap(), gpu.upload("bias", &bias).unwrap());
+            let gc = gpu.zeros("c", nc).unwrap();
+            let d = mm.fwd(gpu, &gc, &ga, &gb, shape.bias.then_some(&gbias), shape).unwrap();
+            let chosen = mm.describe(shape);
+            assert!(chosen == "tiled, 8x4 per invocation" || chosen == "tiled, 4x4 per invocation", "{chosen}");
+            kernels::run(gpu, &[&d]).unwrap();
+            assert_close(&format!("{shape:?} ({chosen})"), &gpu.read(&gc).unwrap(), &want, 2e-5, 1e-4);
+            // The second use finds the choice made.
+            mm.fwd(gpu, &gc, &ga, &gb, shape.bias.then_some(&gbias), shape).unwrap();
+            assert_eq!(mm.describe(shape), chosen);
+            assert_eq!(mm.tuned_shapes(), i + 1, "each shape class measured once");
+        }
+        // A new kernel set reads the choices back at its first product instead of measuring.
+        let again = Matmul::new(gpu).unwrap();
+        let (gc, ga, gb) =
+            (gpu.zeros("c", 70 * 33).unwrap(), gpu.zeros("a", 70 * 19).unwrap(), gpu.zeros("b", 19 * 33).unwrap());
+        again.fwd(gpu, &gc, &ga, &gb, None, &shapes[0]).unwrap();
+        assert_eq!(again.tuned_shapes(), shapes.len(), "{} holds every shape", cache.display());
+        // A corrupt cache is ignored, and rewritten by the next measurement.
+        std::fs::write(cache, b"{ not json").unwrap();
+        let fresh = Matmul::new(gpu).unwrap();
+        fresh.fwd(gpu, &gc, &ga, &gb, None, &shapes[0]).unwrap();
+        assert_eq!(fresh.tuned_shapes(), 1);
+        let text = std::fs::read_to_string(cache).unwrap();
+        assert!(serde_json::from_str::<serde_json::Value>(&text).is_ok(), "rewritten: {text}");
+    });
+}
+
+fn attention_variants(cache: &std::path::Path) {
+    for_each_gpu(|gpu| {
+        let att = Attention::new(gpu).unwrap();
+        let how = att.describe_choice();
+        assert!(how.starts_with("measured per shape class among rows"), "{how}");
+        let shape = |batch, tq, tk, head_dim, causal| AttentionShape { batch, heads: 2, tq, tk, head_dim, causal };
+        let cases = [
+            (shape(2, 40, 40, 32, false), None),
+            (shape(2, 9, 70, 16, true), None),
+            (shape(3, 33, 33, 64, false), Some(vec![33u32, 5, 20])),
+        ];
+        for (i, (s, lens)) in cases.iter().enumerate() {
+            common::attention::check(gpu, &att, s, lens.as_deref(), i as u64);
+            let v = att.variant_for(s, lens.is_some());
+            assert!(how.contains(v.name()), "{} chosen for {s:?}, not among {how}", v.name());
+        }
+        // The choices are in the cache: a new kernel set makes the same ones without measuring.
+        let again = Attention::new(gpu).unwrap();
+        for (i, (s, lens)) in cases.iter().enumerate() {
+            common::attention::check(gpu, &again, s, lens.as_deref(), 10 + i as u64);
+            assert_eq!(again.variant_for(s, lens.is_some()), att.variant_for(s, lens.is_some()), "{s:?}");
+        }
+        let text = std::fs::read_to_string(cache).unwrap();
+        assert!(text.matches("\"attention d").count() >= cases.len(), "every case measured: {text}");
+    });
+}
+
+/// The path (fused op or composed ops) measured per shape class: the policy answers for the
+/// calls its probe made, the graphs it builds take the measured path, and both paths give the
+/// same attention.
+fn attention_paths(cache: &std::path::Path) {
+    use wgformer::engine::attention_choice::{attention_executor, attention_graph, policy};
+    use wgformer::graph::Op;
+    for_each_gpu(|gpu| {
+        let shapes = [
+            AttentionShape { batch: 2, heads: 2, tq: 24, tk: 24, head_dim: 16, causal: true },
+            AttentionShape { batch: 3, heads: 4, tq: 7, tk: 40, head_dim: 32, causal: false },
+        ];
+        let mut probed = 0;
+        let chosen = policy(gpu, |p| {
+            for s in &shapes {
+                probed += 1;
+                assert!(p.fused(s, true), "the recording policy answers fused");
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!((probed, chosen.kind()), (2, "chosen"));
+        let text = std::fs::read_to_string(cache).unwrap();
+        assert!(text.matches("\"attention-path d").count() >= shapes.len(), "every call measured: {text}");
+        for s in &shapes {
+            let fused = chosen.fused(s, true);
+            // The graph of the path chosen, and of the other one: the same output and loss.
+            let mut losses = Vec::new();
+            for path in [fused, !fused] {
+                let a = attention_graph(s, true, path).unwrap();
+                assert_eq!(a.graph.nodes.iter().any(|n| matches!(n.op, Op::Attention { .. })), path);
+                let (exec, _) = attention_executor(gpu, &a, true).unwrap();
+                let opts = wgformer::engine::exec::StepOptions { adam: None, seed: 1, clip: None };
+                losses.push(exec.step(gpu, &[], &opts).unwrap());
+            }
+            assert_close(&format!("loss {s:?}"), &losses[1..], &losses[..1], 1e-5, 1e-4);
+        }
+    });
+}
