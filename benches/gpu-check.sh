@@ -10,7 +10,8 @@
 #                                               built elsewhere (benches/gpu-check-pack.sh)
 # Settings: GPU_CHECK_SUITE_TIMEOUT (s per test suite, default 240), GPU_CHECK_GL=0 (skip the GL
 # suites; they run last since a GL hang once lost an H200's device), GPU_CHECK_JOBS (suites at once),
-# GPU_CHECK_STEPS ("MODEL:BATCH ..." for the step benches).
+# GPU_CHECK_STEPS ("MODEL:BATCH ..." for the step benches), GPU_CHECK_REQUIRE_COOP=0 (on a GPU, let
+# the cooperative-matrix tests skip instead of failing when the adapter offers no matrix units).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=$(realpath -m "${1:-gpu-check-out}")
@@ -57,6 +58,10 @@ export out bins
 run_suites() { # BACKEND TIMEOUT: every suite, $jobs at once
     printf '%s\n' $suites | xargs -P "$jobs" -I{} bash -c 'run_suite "$@"' _ "$1" "$2" {} >>"$out/tests.tsv"
 }
+WGFORMER_BACKEND=vulkan "$cli" info --json >"$out/info.json" 2>"$out/info.log"
+cpu=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["chosen"]["device_type"] == "Cpu")' "$out/info.json" 2>/dev/null)
+# On a GPU the cooperative-matrix tests must run, not skip (GPU_CHECK_REQUIRE_COOP=0 lets them).
+if [ "$cpu" != True ]; then export WGFORMER_REQUIRE_COOP=${GPU_CHECK_REQUIRE_COOP:-1}; fi
 : >"$out/tests.tsv"
 log "test suites on Vulkan ($jobs at once, ${suite_timeout}s each)"
 run_suites vulkan "$suite_timeout"
@@ -72,11 +77,14 @@ bench() { # NAME ENV... -- ARGS...
     env "${env[@]}" WGFORMER_BACKEND=vulkan "$cli" bench "$@" --json >"$out/$name.json" 2>"$out/$name.log" ||
         { log "bench $name failed: $(tail -1 "$out/$name.log")"; echo '[]' >"$out/$name.json"; }
 }
-WGFORMER_BACKEND=vulkan "$cli" info --json >"$out/info.json" 2>"$out/info.log"
 WGFORMER_BACKEND=vulkan "$cli" info 2>&1 | tee "$out/info.txt" >&2
-cpu=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["chosen"]["device_type"] == "Cpu")' "$out/info.json" 2>/dev/null)
 runs=5; [ "$cpu" = True ] && runs=2
 bench matmul -- matmul --compare-blas --runs "$runs"
+# f16 operands: on matrix units (cooperative matrices) where the adapter has them, and the
+# tiled f16 kernel for comparison. CPU adapters time one small shape (it is slow there).
+f16_shapes=(); [ "$cpu" = True ] && f16_shapes=(--shapes 256x256x256)
+bench matmul-f16 -- matmul_f16 "${f16_shapes[@]}" --runs "$runs"
+bench matmul-f16-tiled WGFORMER_MATMUL_F16=tiled -- matmul_f16 "${f16_shapes[@]}" --runs "$runs"
 # The adapter's fused variant (rows on GPUs) and the tiled one, against the composed path, at
 # the head dims the models use (64: vit-base, transformer-base; 32: transformer-small).
 for d in 64 32; do

@@ -158,8 +158,8 @@ enum Command {
     /// Kernel timings: median ms and GFLOP/s or GB/s.
     Bench {
         /// Kernels to run (matmul, layernorm, gelu, softmax, add, dispatch; attention, which
-        /// takes minutes, only when named), or `step` for whole training steps; all but
-        /// attention when empty.
+        /// takes minutes, and matmul_f16, f16 operands on matrix units where there are some,
+        /// only when named), or `step` for whole training steps; all but those two when empty.
         kernels: Vec<String>,
         /// The model `step` trains: vit-tiny, vit-small, vit-base, vit-cifar, transformer-small or
         /// transformer-base (pairs of 32 tokens).

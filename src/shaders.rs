@@ -9,6 +9,8 @@ pub const ALL: &[(&str, &str)] = &[
     ("matmul.wgsl", MATMUL),
     ("matmul_sg.wgsl", MATMUL_SG),
     ("matmul_tiled.wgsl", MATMUL_TILED),
+    ("matmul_f16.wgsl", MATMUL_F16),
+    ("matmul_coop.wgsl", MATMUL_COOP),
     ("layernorm.wgsl", LAYERNORM),
     ("gelu.wgsl", GELU),
     ("softmax.wgsl", SOFTMAX),
@@ -29,6 +31,8 @@ pub const ALL: &[(&str, &str)] = &[
 pub const MATMUL: &str = include_str!("../shaders/matmul.wgsl");
 pub const MATMUL_SG: &str = include_str!("../shaders/matmul_sg.wgsl");
 pub const MATMUL_TILED: &str = include_str!("../shaders/matmul_tiled.wgsl");
+pub const MATMUL_F16: &str = include_str!("../shaders/matmul_f16.wgsl");
+pub const MATMUL_COOP: &str = include_str!("../shaders/matmul_coop.wgsl");
 pub const LAYERNORM: &str = include_str!("../shaders/layernorm.wgsl");
 pub const GELU: &str = include_str!("../shaders/gelu.wgsl");
 pub const SOFTMAX: &str = include_str!("../shaders/softmax.wgsl");

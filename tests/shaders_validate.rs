@@ -61,3 +61,42 @@ fn structs_declared_in_several_files_are_identical() {
     }
     assert!(shared >= 3, "expected the matmul and attention params to be shared, found {shared} copies");
 }
+
+/// The f16 and cooperative-matrix matmuls compile to SPIR-V (Vulkan's input) with their
+/// pipeline constants set, for every transpose: lavapipe has no matrix units, so on the
+/// machines the tests run on this is the furthest matmul_coop.wgsl gets before a GPU runs it.
+#[test]
+fn f16_and_cooperative_matrix_shaders_compile_to_spirv() {
+    for (file, source, entry) in [
+        ("matmul_f16.wgsl", wgformer::shaders::MATMUL_F16, "matmul_f16"),
+        ("matmul_coop.wgsl", wgformer::shaders::MATMUL_COOP, "matmul_coop"),
+    ] {
+        let module = naga::front::wgsl::parse_str(source).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let mut validator =
+            naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all());
+        let info = validator.validate(&module).unwrap_or_else(|e| panic!("{file}: {e:?}"));
+        for trans in 0..4 {
+            let mut constants = naga::back::PipelineConstants::default();
+            constants.insert("TRANS_A".into(), (trans >> 1) as f64);
+            constants.insert("TRANS_B".into(), (trans & 1) as f64);
+            if entry == "matmul_coop" {
+                constants.insert("SG".into(), 32.0);
+            }
+            let (module, info) = naga::back::pipeline_constants::process_overrides(
+                &module,
+                &info,
+                Some((naga::ShaderStage::Compute, entry)),
+                &constants,
+            )
+            .unwrap_or_else(|e| panic!("{file}: {e:?}"));
+            let options = naga::back::spv::Options { lang_version: (1, 3), ..Default::default() };
+            let pipeline = naga::back::spv::PipelineOptions {
+                shader_stage: naga::ShaderStage::Compute,
+                entry_point: entry.into(),
+            };
+            let words = naga::back::spv::write_vec(&module, &info, &options, Some(&pipeline))
+                .unwrap_or_else(|e| panic!("{file} (transposes {trans}): {e:?}"));
+            assert!(words.len() > 100, "{file}: {} words of SPIR-V", words.len());
+        }
+    }
+}

@@ -64,6 +64,27 @@ pub struct Caps {
     pub timestamps_inside_passes: bool,
     /// Smallest and largest subgroup size the adapter reports.
     pub subgroup_size: (u32, u32),
+    /// The cooperative-matrix configurations (matrix units: tensor cores, simdgroup matrices,
+    /// WMMA) the device was opened with; empty where it has none or they were not asked for.
+    pub coop_matrix: Vec<wgpu::CooperativeMatrixProperties>,
+}
+
+impl Caps {
+    /// True when 16x16x16 products of f16 matrices accumulating in f32 run on matrix units
+    /// (what `shaders/matmul_coop.wgsl` uses).
+    pub fn coop_f16_16(&self) -> bool {
+        self.coop_matrix.iter().any(|p| {
+            (p.m_size, p.n_size, p.k_size) == (16, 16, 16)
+                && p.ab_type == wgpu::CooperativeScalarType::F16
+                && p.cr_type == wgpu::CooperativeScalarType::F32
+        })
+    }
+}
+
+/// Whether to open devices with cooperative matrices where the adapter lists some: wgpu marks
+/// them experimental, so `WGFORMER_COOP=0` opens devices without them.
+fn coop_wanted() -> bool {
+    std::env::var("WGFORMER_COOP").map_or(true, |v| v.trim() != "0")
 }
 
 /// An opened GPU: adapter info, device, queue, and what they support.
@@ -176,21 +197,35 @@ impl Gpu {
     pub async fn from_adapter_async(adapter: &wgpu::Adapter) -> Result<Self> {
         let info = adapter.get_info();
         let have = adapter.features();
-        let wanted = wgpu::Features::SHADER_F16
+        let mut wanted = wgpu::Features::SHADER_F16
             | wgpu::Features::SUBGROUP
             | wgpu::Features::TIMESTAMP_QUERY
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
-        let desc = wgpu::DeviceDescriptor {
+        let coop = have.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) && coop_wanted();
+        let mut desc = wgpu::DeviceDescriptor {
             label: Some("wgformer"),
             required_features: have & wanted,
             required_limits: adapter.limits(),
             ..Default::default()
         };
+        if coop {
+            wanted |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
+            desc.required_features = have & wanted;
+            // SAFETY: wgpu asks callers of experimental features to accept that their
+            // implementation may still have bugs. wgformer only uses cooperative matrices in
+            // `matmul_coop.wgsl`, only with a configuration the adapter lists, and its tests
+            // compare every product with the CPU reference; WGFORMER_COOP=0 turns them off.
+            desc.experimental_features = unsafe { wgpu::ExperimentalFeatures::enabled() };
+        }
         let (device, queue) = adapter
             .request_device(&desc)
             .await
             .map_err(|e| Error::RequestDevice(format!("{} ({:?}): {e}", info.name, info.backend)))?;
-        Ok(Self::from_device(device, queue, info))
+        let mut gpu = Self::from_device(device, queue, info);
+        if coop {
+            gpu.caps.coop_matrix = adapter.cooperative_matrix_properties();
+        }
+        Ok(gpu)
     }
 
     /// Wraps a device an application already has. wgformer uses whichever of SHADER_F16,
@@ -203,6 +238,8 @@ impl Gpu {
             timestamps: f.contains(wgpu::Features::TIMESTAMP_QUERY),
             timestamps_inside_passes: f.contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES),
             subgroup_size: (info.subgroup_min_size, info.subgroup_max_size),
+            // An application's device: its adapter is not at hand to list configurations.
+            coop_matrix: Vec::new(),
         };
         let limits = device.limits();
         let uncaptured: std::sync::Arc<std::sync::Mutex<Option<String>>> = Default::default();

@@ -9,10 +9,10 @@ use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
 pub use crate::graph::params::MatmulShape;
 
-/// Mirrors `MatmulParams` in matmul.wgsl.
+/// Mirrors `MatmulParams` in matmul.wgsl (and every matmul shader: see tests/shaders_validate.rs).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-struct MatmulParams {
+pub(crate) struct MatmulParams {
     m: u32,
     n: u32,
     k: u32,
@@ -25,6 +25,27 @@ struct MatmulParams {
     stride_b: u32,
     stride_c: u32,
     _pad: u32,
+}
+
+impl MatmulParams {
+    /// The params of `shape` (`bias`: add the bias row); sizes over u32 are an error of `op`.
+    pub(crate) fn of(op: &'static str, shape: &MatmulShape, bias: bool) -> Result<Self> {
+        let u = |what, v| u32_of(op, what, v);
+        Ok(MatmulParams {
+            m: u("M", shape.m)?,
+            n: u("N", shape.n)?,
+            k: u("K", shape.k)?,
+            batch: u("batch", shape.batch)?,
+            lda: u("lda", shape.lda)?,
+            ldb: u("ldb", shape.ldb)?,
+            ldc: u("ldc", shape.ldc)?,
+            flags: bias as u32 | (shape.accumulate as u32) << 1,
+            stride_a: u("stride_a", shape.stride_a)?,
+            stride_b: u("stride_b", shape.stride_b)?,
+            stride_c: u("stride_c", shape.stride_c)?,
+            _pad: 0,
+        })
+    }
 }
 
 /// Register-tile sizes, fixed per pipeline (WGSL override constants).
@@ -437,20 +458,7 @@ impl Matmul {
             ));
         }
         let u = |what, v| u32_of("matmul", what, v);
-        let params = MatmulParams {
-            m: u("M", shape.m)?,
-            n: u("N", shape.n)?,
-            k: u("K", shape.k)?,
-            batch: u("batch", shape.batch)?,
-            lda: u("lda", shape.lda)?,
-            ldb: u("ldb", shape.ldb)?,
-            ldc: u("ldc", shape.ldc)?,
-            flags: with_bias as u32 | (shape.accumulate as u32) << 1,
-            stride_a: u("stride_a", shape.stride_a)?,
-            stride_b: u("stride_b", shape.stride_b)?,
-            stride_c: u("stride_c", shape.stride_c)?,
-            _pad: 0,
-        };
+        let params = MatmulParams::of("matmul", shape, with_bias)?;
         // x: row blocks, y: column blocks (see the header of matmul.wgsl).
         let (rows, cols) = match set.variant_for(shape) {
             MatmulVariant::Tiled => (16 * set.block.0, 16 * set.block.1),

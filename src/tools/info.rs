@@ -22,6 +22,10 @@ pub struct InfoReport {
     pub subgroups: bool,
     pub subgroup_size: [u32; 2],
     pub timestamps: bool,
+    /// Cooperative-matrix configurations (M x N x K, input -> accumulator types), and which f16
+    /// matmul runs.
+    pub coop_matrix: Vec<String>,
+    pub matmul_f16: String,
     /// How models built here compute attention (`kernels::attention::policy`).
     pub attention: String,
     /// How kernel choices are made: measured or by rule, and the cache (`kernels::tuning::summary`).
@@ -63,6 +67,18 @@ pub fn report(adapters: &[wgpu::AdapterInfo], gpu: &Gpu) -> crate::error::Result
         subgroups: gpu.caps.subgroups,
         subgroup_size: [gpu.caps.subgroup_size.0, gpu.caps.subgroup_size.1],
         timestamps: gpu.caps.timestamps,
+        coop_matrix: gpu
+            .caps
+            .coop_matrix
+            .iter()
+            .map(|p| {
+                format!("{}x{}x{} {:?} -> {:?}", p.m_size, p.n_size, p.k_size, p.ab_type, p.cr_type).to_lowercase()
+            })
+            .collect(),
+        matmul_f16: match crate::kernels::MatmulF16::new(gpu) {
+            Ok(mm) => format!("{} kernel", mm.variant().name()),
+            Err(e) => format!("none ({e})"),
+        },
         attention,
         tuning: crate::kernels::tuning::summary(gpu),
         limits: limits.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
@@ -82,6 +98,8 @@ pub fn report_text(r: &InfoReport) -> String {
         "  f16: {}  subgroups: {} (size {}..{})  timestamps: {}\n",
         r.f16, r.subgroups, r.subgroup_size[0], r.subgroup_size[1], r.timestamps
     );
+    let coop = if r.coop_matrix.is_empty() { "none".to_string() } else { r.coop_matrix.join(", ") };
+    s += &format!("  cooperative matrices: {coop}; f16 matmul: {}\n", r.matmul_f16);
     s += &format!("  attention: {}\n", r.attention);
     s += &format!("  kernel choices: {}\n", r.tuning);
     s += "limits:\n";

@@ -32,7 +32,7 @@ pub struct BenchResult {
 /// The kernel families `run_kernels` knows.
 pub const KERNELS: &[&str] = &["matmul", "layernorm", "gelu", "softmax", "add", "dispatch"];
 /// Families run only when named (they take minutes on a software adapter).
-pub const SLOW_KERNELS: &[&str] = &["attention"];
+pub const SLOW_KERNELS: &[&str] = &["attention", "matmul_f16"];
 
 /// Dispatches in the `dispatch` case: its median_ms is per dispatch.
 const OVERHEAD_DISPATCHES: usize = 1000;
@@ -88,6 +88,32 @@ pub fn matmul_cases(gpu: &Gpu, shapes: &[(String, MatmulShape)]) -> Result<Vec<C
     Ok(out)
 }
 
+/// The f16 matmul cases (f16 operands, f32 output; `kernels::MatmulF16`, matrix units where
+/// the device has them) for `shapes`, with zero operands. No cases where the adapter has no
+/// f16 shaders.
+pub fn matmul_f16_cases(gpu: &Gpu, shapes: &[(String, MatmulShape)]) -> Result<Vec<Case>> {
+    if !gpu.caps.f16 {
+        return Ok(Vec::new());
+    }
+    let mm = crate::kernels::MatmulF16::new(gpu)?;
+    let mut out = Vec::new();
+    for (label, s) in shapes {
+        let (na, nb, nc) = s.extents();
+        let zeros = vec![0.0; na.max(nb)];
+        let (a, b) = (gpu.upload_f16("a", &zeros[..na])?, gpu.upload_f16("b", &zeros[..nb])?);
+        let c = gpu.zeros("c", nc)?;
+        out.push(Case {
+            kernel: "matmul_f16".into(),
+            shape: label.clone(),
+            dispatches: vec![mm.fwd(gpu, &c, &a, &b, None, s)?],
+            flops: Some(s.flops()),
+            bytes: None,
+            note: Some(format!("{} kernel, f16 operands, f32 accumulation", mm.variant().name())),
+        });
+    }
+    Ok(out)
+}
+
 /// Builds the cases for `kernel` with random-free (constant) data: timing does not depend on values.
 pub fn cases(gpu: &Gpu, kernel: &str) -> Result<Vec<Case>> {
     let (rows, cols) = (8 * 197, 768);
@@ -97,6 +123,7 @@ pub fn cases(gpu: &Gpu, kernel: &str) -> Result<Vec<Case>> {
     let f32b = 4.0;
     Ok(match kernel {
         "matmul" => matmul_cases(gpu, &matmul_shapes(gpu))?,
+        "matmul_f16" => matmul_f16_cases(gpu, &matmul_shapes(gpu))?,
         "layernorm" => {
             let ln = LayerNorm::new(gpu)?;
             let (x, dy, g, b) = (fill("x", n)?, fill("dy", n)?, fill("gamma", cols)?, fill("beta", cols)?);
@@ -204,7 +231,7 @@ pub fn cases(gpu: &Gpu, kernel: &str) -> Result<Vec<Case>> {
             return Err(Error::InvalidSetting {
                 name: "bench kernel",
                 value: other.to_string(),
-                expected: "one of matmul, layernorm, gelu, softmax, add, dispatch, attention, step",
+                expected: "one of matmul, matmul_f16, layernorm, gelu, softmax, add, dispatch, attention, step",
             })
         }
     })
@@ -233,6 +260,11 @@ pub fn run_kernels(
         }
         let cases = match name.as_str() {
             "matmul" if !matmul.is_empty() => matmul_cases(gpu, matmul)?,
+            "matmul_f16" if !gpu.caps.f16 => {
+                progress(&format!("matmul_f16: not run, {} has no f16 shaders", gpu.describe()));
+                Vec::new()
+            }
+            "matmul_f16" if !matmul.is_empty() => matmul_f16_cases(gpu, matmul)?,
             _ => cases(gpu, name)?,
         };
         for case in cases {
@@ -241,10 +273,12 @@ pub fn run_kernels(
                 ms /= case.dispatches.len() as f64;
             }
             let secs = ms / 1e3;
+            let dtype = if case.kernel == "matmul_f16" { "f16" } else { "f32" };
             let r = BenchResult {
                 kernel: case.kernel,
                 shape: case.shape,
-                dtype: "f32".into(),
+                // The operands' type: f16 for the f16 matmul.
+                dtype: dtype.into(),
                 median_ms: ms,
                 gflops: case.flops.map(|f| f / secs / 1e9),
                 gbps: case.bytes.map(|b| b / secs / 1e9),

@@ -1,0 +1,157 @@
+//! Products of f16 operands accumulated and written in f32, the matmul of mixed-precision
+//! training: `shaders/matmul_coop.wgsl` on matrix units (tensor cores and their kin, through
+//! wgpu's cooperative matrices) where the device has a 16x16x16 f16 -> f32 configuration and
+//! a fixed subgroup size, else `shaders/matmul_f16.wgsl` (workgroup-memory tiles, f32
+//! arithmetic). Both need SHADER_F16. `WGFORMER_MATMUL_F16=tiled|coop` asks for one.
+
+use super::matmul::MatmulParams;
+use super::{check_len, check_loop_budget, check_typed, dispatch, lazy, Dispatch};
+use crate::error::{Error, Result};
+use crate::gpu::{DType, Gpu, Tensor};
+use crate::graph::MatmulShape;
+use std::sync::OnceLock;
+
+/// The f16 matmul's kernels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum F16Variant {
+    /// matmul_f16.wgsl: 64 x 64 blocks staged in workgroup memory, f32 arithmetic; runs
+    /// wherever SHADER_F16 does.
+    Tiled,
+    /// matmul_coop.wgsl: 32 x 32 blocks of 16 x 16 cooperative-matrix tiles on matrix units.
+    Coop,
+}
+
+impl F16Variant {
+    /// The name `WGFORMER_MATMUL_F16` and reports use.
+    pub fn name(self) -> &'static str {
+        match self {
+            F16Variant::Tiled => "tiled",
+            F16Variant::Coop => "coop",
+        }
+    }
+}
+
+/// Rows and columns of C per workgroup: (tiled, coop).
+const BLOCK: [usize; 2] = [64, 32];
+
+/// The f16 matmul on one device.
+pub struct MatmulF16 {
+    module: wgpu::ShaderModule,
+    variant: F16Variant,
+    /// The coop kernel's subgroup size (its workgroup size).
+    subgroup: u32,
+    /// Pipelines per transposes (trans_a << 1 | trans_b), compiled on first use.
+    pipelines: [OnceLock<wgpu::ComputePipeline>; 4],
+    no_bias: Tensor,
+}
+
+/// The subgroup size the coop kernel runs with, where it can run on `gpu`: a 16x16x16 f16 ->
+/// f32 configuration and one fixed subgroup size (the kernel's workgroup is one subgroup).
+pub fn coop_subgroup(gpu: &Gpu) -> Option<u32> {
+    let (lo, hi) = gpu.caps.subgroup_size;
+    let fits = gpu.caps.f16 && gpu.caps.coop_f16_16() && lo == hi && lo >= 1;
+    (fits && lo <= gpu.limits.max_compute_invocations_per_workgroup).then_some(lo)
+}
+
+impl MatmulF16 {
+    /// The kernels asked for (`WGFORMER_MATMUL_F16`), else matrix units where the device has
+    /// them, else the tiled kernel. An error where the adapter has no f16 shaders.
+    pub fn new(gpu: &Gpu) -> Result<Self> {
+        let asked = match std::env::var("WGFORMER_MATMUL_F16").as_deref() {
+            Err(_) | Ok("") => None,
+            Ok("tiled") => Some(F16Variant::Tiled),
+            Ok("coop") => Some(F16Variant::Coop),
+            Ok(other) => {
+                return Err(Error::InvalidSetting {
+                    name: "WGFORMER_MATMUL_F16",
+                    value: other.to_string(),
+                    expected: "tiled or coop",
+                })
+            }
+        };
+        let best = if coop_subgroup(gpu).is_some() { F16Variant::Coop } else { F16Variant::Tiled };
+        Self::with_variant(gpu, asked.unwrap_or(best))
+    }
+
+    /// The kernels of `variant`; an error where they cannot run here.
+    pub fn with_variant(gpu: &Gpu, variant: F16Variant) -> Result<Self> {
+        if !gpu.caps.f16 {
+            return Err(Error::Unsupported { what: "f16 shaders (SHADER_F16)", adapter: gpu.describe() });
+        }
+        let (module, subgroup) = match variant {
+            F16Variant::Tiled => (gpu.shader("matmul_f16.wgsl", crate::shaders::MATMUL_F16)?, 0),
+            F16Variant::Coop => {
+                let sg = coop_subgroup(gpu).ok_or_else(|| Error::Unsupported {
+                    what: "cooperative matrices of 16x16x16 f16 -> f32 with a fixed subgroup size",
+                    adapter: gpu.describe(),
+                })?;
+                (gpu.shader("matmul_coop.wgsl", crate::shaders::MATMUL_COOP)?, sg)
+            }
+        };
+        Ok(MatmulF16 {
+            module,
+            variant,
+            subgroup,
+            pipelines: Default::default(),
+            no_bias: gpu.zeros("matmul_f16.no_bias", 1)?,
+        })
+    }
+
+    /// The kernels that run.
+    pub fn variant(&self) -> F16Variant {
+        self.variant
+    }
+
+    /// Prepares `c = op(a) * op(b) (+ bias) (+ c)` for `shape`: `a` and `b` f16, `c` and
+    /// `bias` f32.
+    pub fn fwd(
+        &self,
+        gpu: &Gpu,
+        c: &Tensor,
+        a: &Tensor,
+        b: &Tensor,
+        bias: Option<&Tensor>,
+        shape: &MatmulShape,
+    ) -> Result<Dispatch> {
+        const OP: &str = "matmul_f16";
+        shape.check()?;
+        let (na, nb, nc) = shape.extents();
+        check_typed(OP, "A", a, na, DType::F16)?;
+        check_typed(OP, "B", b, nb, DType::F16)?;
+        check_typed(OP, "C", c, nc, DType::F32)?;
+        if shape.bias != bias.is_some() {
+            return Err(Error::shape(OP, "shape.bias and the bias tensor disagree"));
+        }
+        if let Some(bias) = bias {
+            check_len(OP, "bias", bias, shape.n)?;
+        }
+        // Per invocation and strip of 16 along k: the staging loop, then 16 steps of 4 + 4
+        // loads and 16 FMAs (the tiled kernel; the coop kernel's lanes do less).
+        let iterations = shape.k.div_ceil(16) as u64 * 420 + 40;
+        check_loop_budget(gpu, OP, iterations, &format!("K = {}", shape.k))?;
+        let params = MatmulParams::of(OP, shape, shape.bias)?;
+        let block = BLOCK[self.variant as usize];
+        let max_groups = gpu.limits.max_compute_workgroups_per_dimension as usize;
+        let groups = [shape.m.div_ceil(block), shape.n.div_ceil(block), shape.batch];
+        if groups.iter().any(|&g| g > max_groups) {
+            return Err(Error::shape(
+                OP,
+                format!("{groups:?} workgroups exceed the adapter's {max_groups} per dimension"),
+            ));
+        }
+        let which = (shape.trans_a as usize) << 1 | shape.trans_b as usize;
+        let pipeline = lazy(&self.pipelines[which], || {
+            let mut constants = vec![("TRANS_A", (which >> 1) as f64), ("TRANS_B", (which & 1) as f64)];
+            let entry = match self.variant {
+                F16Variant::Tiled => "matmul_f16",
+                F16Variant::Coop => {
+                    constants.push(("SG", self.subgroup as f64));
+                    "matmul_coop"
+                }
+            };
+            gpu.pipeline(&self.module, entry, &constants)
+        })?;
+        let groups = [groups[0] as u32, groups[1] as u32, groups[2] as u32];
+        dispatch(gpu, OP, pipeline, &[c, a, b, bias.unwrap_or(&self.no_bias)], &params, groups)
+    }
+}
