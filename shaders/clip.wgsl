@@ -8,7 +8,7 @@
 // Design rule: fixed chunks and a fixed tree: the norm is deterministic.
 
 struct SumsqParams { n: u32, offset: u32, _pad0: u32, _pad1: u32, }
-struct ClipParams { partials: u32, max_norm: f32, _pad0: u32, _pad1: u32, }
+struct ClipParams { partials: u32, max_norm: f32, inv_loss_scale: f32, _pad1: u32, }
 
 override WG: u32 = 256;
 override ITEMS: u32 = 64;
@@ -57,7 +57,10 @@ fn clip_scale(@builtin(local_invocation_index) lid: u32) {
     if (lid == 0u) {
         // By its bits: WGSL lets compilers assume floats are never NaN or inf.
         let finite = (bitcast<u32>(norm) & 0x7f800000u) != 0x7f800000u;
-        cs_out[0] = select(-1.0, min(1.0, cp.max_norm / (norm + 1e-6)), finite);
-        cs_out[1] = norm;
+        // Gradients of a scaled loss (mixed precision) are unscaled here: the norm reported and
+        // clipped is the true one, and Adam's factor includes 1 / loss scale.
+        let true_norm = norm * cp.inv_loss_scale;
+        cs_out[0] = select(-1.0, min(1.0, cp.max_norm / (true_norm + 1e-6)) * cp.inv_loss_scale, finite);
+        cs_out[1] = true_norm;
     }
 }

@@ -3,8 +3,9 @@
 //   crossentropy_fwd:    per row r with target y != ignore (one workgroup per row):
 //                        lse = log sum_c exp(x_c),  loss_r = -(1-e)(x_y - lse) - e (mean_c x_c - lse)
 //                        dlogits[r, c] = exp(x_c - lse) - (1-e)[c == y] - e/V; ignored rows: 0, loss_r = 0
-//   crossentropy_reduce: one workgroup: n = rows not ignored, loss = sum_r loss_r / n, scale = 1/n
-//                        (0 when n = 0)
+//   crossentropy_reduce: one workgroup: n = rows not ignored, loss = sum_r loss_r / n,
+//                        scale = grad_mul / n (0 when n = 0; grad_mul is the loss scale of
+//                        mixed-precision training, 1 otherwise)
 //   crossentropy_scale:  dlogits *= scale, so the gradient is that of the mean loss.
 // Design rule: the row kernel follows softmax.wgsl (WG lanes stride a row, workgroup-memory tree).
 
@@ -22,7 +23,8 @@ override WG: u32 = 64;
 @group(0) @binding(1) var<storage, read_write> rd_scale: array<f32>;  // (1)
 @group(0) @binding(2) var<storage, read> rd_row_loss: array<f32>;     // (R)
 @group(0) @binding(3) var<storage, read> rd_targets: array<u32>;      // (R)
-@group(0) @binding(4) var<uniform> rd_p: CeParams;
+@group(0) @binding(4) var<storage, read> rd_grad_mul: array<f32>;     // (1)
+@group(0) @binding(5) var<uniform> rd_p: CeParams;
 
 @group(0) @binding(0) var<storage, read_write> sc_dlogits: array<f32>; // (R, V)
 @group(0) @binding(1) var<storage, read> sc_scale: array<f32>;         // (1)
@@ -108,7 +110,7 @@ fn crossentropy_reduce(@builtin(local_invocation_index) lid: u32) {
     if (lid == 0u) {
         let scale = select(1.0 / count, 0.0, count == 0.0);
         rd_loss[0] = total * scale;
-        rd_scale[0] = scale;
+        rd_scale[0] = scale * rd_grad_mul[0];
     }
 }
 

@@ -112,6 +112,11 @@ enum Command {
         /// Stop after this many epochs (with a checkpoint); --resume continues the run.
         #[arg(long)]
         stop_after: Option<usize>,
+        /// f32, or f16: mixed precision (products of f16 operands accumulated in f32, on matrix
+        /// units where the GPU has them; parameters, Adam and every other op in f32; a dynamic
+        /// loss scale). Needs an adapter with f16 shaders.
+        #[arg(long, default_value = "f32")]
+        precision: String,
     },
     /// Translate German to English with a `train translate` checkpoint: TEXT, or each line of
     /// stdin to stdout (beam search, 4 hypotheses, length penalty 0.6 unless told otherwise).
@@ -187,6 +192,10 @@ enum Command {
         /// The head dimension `attention` times (16, 32, 64 or 128).
         #[arg(long, default_value_t = 64)]
         head_dim: usize,
+        /// The precision `step` runs its products in: f32, or f16 (mixed precision: f16
+        /// operands, f32 accumulation, a loss scale of 1024).
+        #[arg(long, default_value = "f32")]
+        precision: String,
     },
 }
 
@@ -194,8 +203,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info { json } => info(json),
-        Command::Bench { kernels, json, runs, model, batch, compare_blas, tokens, shapes, head_dim } => {
+        Command::Bench { kernels, json, runs, model, batch, compare_blas, tokens, shapes, head_dim, precision } => {
             let cases = BenchCases {
+                precision,
                 shapes,
                 attention: wgformer::tools::bench::attention::AttentionCases { tokens, head_dim },
             };
@@ -225,8 +235,10 @@ fn main() -> ExitCode {
             schedule,
             average,
             stop_after,
-        } => match model.as_str() {
-            "vit" => cli::vit::train(&cli::vit::TrainArgs {
+            precision,
+        } => match (model.as_str(), wgformer::graph::Precision::parse(&precision)) {
+            (_, Err(e)) => Err(e),
+            ("vit", Ok(precision)) => cli::vit::train(&cli::vit::TrainArgs {
                 out: out.unwrap_or_else(|| "runs/vit".into()),
                 resume,
                 epochs: epochs.unwrap_or(10),
@@ -237,8 +249,9 @@ fn main() -> ExitCode {
                 train_images,
                 test_images,
                 stop_after,
+                precision,
             }),
-            "translate" => cli::translate::train(&cli::translate::TrainArgs {
+            ("translate", Ok(precision)) => cli::translate::train(&cli::translate::TrainArgs {
                 out: out.unwrap_or_else(|| "runs/translate".into()),
                 resume,
                 epochs,
@@ -257,8 +270,11 @@ fn main() -> ExitCode {
                 max_minutes,
                 schedule,
                 average,
+                precision,
             }),
-            other => Err(wgformer::Error::Config(format!("unknown model {other:?}: train vit, or train translate"))),
+            (other, _) => {
+                Err(wgformer::Error::Config(format!("unknown model {other:?}: train vit, or train translate")))
+            }
         },
         Command::Translate { checkpoint, text, greedy, beam, alpha } => cli::translation::search(greedy, beam, alpha)
             .and_then(|search| cli::translation::translate(&checkpoint, text.as_deref(), search)),
@@ -293,6 +309,8 @@ fn info(json: bool) -> Result<()> {
 
 /// The shapes `bench` times: matmul (`--shapes`; empty for the standard ones) and attention.
 struct BenchCases {
+    /// `--precision` of the step benches.
+    precision: String,
     shapes: Vec<[usize; 3]>,
     attention: wgformer::tools::bench::attention::AttentionCases,
 }
@@ -341,7 +359,10 @@ fn bench(
         }
     }
     if !steps.is_empty() {
-        results.push(wgformer::tools::bench::run_step(&gpu, model, batch, runs, &mut |line| eprintln!("{line}"))?);
+        let precision = wgformer::graph::Precision::parse(&cases.precision)?;
+        let step =
+            wgformer::tools::bench::run_step(&gpu, model, batch, runs, precision, &mut |line| eprintln!("{line}"));
+        results.push(step?);
     }
     if json {
         println!("{}", serde_json::to_string(&results).unwrap_or_default());

@@ -23,6 +23,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("embedding.wgsl", EMBEDDING),
     ("mask.wgsl", MASK),
     ("clip.wgsl", CLIP),
+    ("cast.wgsl", CAST),
     ("attention.wgsl", ATTENTION),
     ("attention_sg.wgsl", ATTENTION_SG),
     ("attention_tiled.wgsl", ATTENTION_TILED),
@@ -45,6 +46,7 @@ pub const DROPOUT: &str = include_str!("../shaders/dropout.wgsl");
 pub const EMBEDDING: &str = include_str!("../shaders/embedding.wgsl");
 pub const MASK: &str = include_str!("../shaders/mask.wgsl");
 pub const CLIP: &str = include_str!("../shaders/clip.wgsl");
+pub const CAST: &str = include_str!("../shaders/cast.wgsl");
 pub const ATTENTION: &str = include_str!("../shaders/attention.wgsl");
 pub const ATTENTION_SG: &str = include_str!("../shaders/attention_sg.wgsl");
 pub const ATTENTION_TILED: &str = include_str!("../shaders/attention_tiled.wgsl");

@@ -18,3 +18,8 @@ pub fn read_trainer_state<T: serde::de::DeserializeOwned>(dir: &std::path::Path)
         .map_err(|source| wgformer::Error::Io { path: path.display().to_string(), source })?;
     serde_json::from_str(&text).map_err(|e| format(e.to_string()))
 }
+
+/// ", loss scale S, N skipped" for the progress line of a mixed-precision run; empty in f32.
+pub fn scale_note(trainer: &wgformer::engine::trainer::Trainer) -> String {
+    trainer.scaler.map_or(String::new(), |s| format!(", loss scale {}, {} skipped", s.scale, s.skipped))
+}

@@ -58,6 +58,8 @@ pub struct TrainArgs {
     /// Average the weights of the last N epochs at the end (1: keep the last epoch's); with
     /// --resume, the saved run's choice unless given.
     pub average: Option<usize>,
+    /// The products' precision in training (f16: mixed precision with a loss scale).
+    pub precision: wgformer::graph::Precision,
 }
 
 fn feed<'a>(t: &TransformerGraph, b: &'a Batch) -> [(TensorId, HostData<'a>); 4] {
@@ -203,6 +205,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     let training_graph = |i: usize| -> Result<(TransformerGraph, wgformer::engine::autodiff::Gradients)> {
         let len = buckets.lens[i];
         let mut t = transformer::build_with(&cfg, buckets.rows(i), len, len, true, attention.clone())?;
+        t.graph.precision = args.precision;
         let grads = backward(&mut t.graph, t.loss)?;
         Ok((t, grads))
     };
@@ -319,13 +322,18 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             let (i, b) = stream.at(trainer.step);
             let i = *i;
             let loss = trainer.step_shape(&gpu, i, &feed(&graphs[i], b))?;
+            // A step skipped for an overflowing loss scale (f16) is retried at the lower scale.
+            if !loss.is_finite() {
+                continue;
+            }
             loss_sum += loss as f64 * b.tokens as f64;
             tokens += b.tokens;
             let s = smooth.map_or(loss, |s| 0.98 * s + 0.02 * loss);
             smooth = Some(s);
             let tps = tokens as f64 / start.elapsed().as_secs_f64();
             let left = budget.map_or(String::new(), |b| format!(", budget {:.0} min left", (b - spent()) / 60.0));
-            bar.set_message(format!("loss {s:.3} lr {:.2e} {tps:.0} tok/s{left}", trainer.lr()));
+            let scale = super::scale_note(&trainer);
+            bar.set_message(format!("loss {s:.3} lr {:.2e} {tps:.0} tok/s{scale}{left}", trainer.lr()));
             bar.inc(1);
         }
         let train_seconds = start.elapsed().as_secs_f64();

@@ -30,6 +30,8 @@ pub struct TrainArgs {
     pub test_images: Option<usize>,
     /// Stop (with a checkpoint) after this many epochs in this invocation; --resume continues.
     pub stop_after: Option<usize>,
+    /// The products' precision (f16: mixed precision with a loss scale).
+    pub precision: wgformer::graph::Precision,
 }
 
 /// One epoch in trainer_state.json.
@@ -129,6 +131,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     let attention =
         wgformer::engine::attention_choice::policy(&gpu, |p| vit::build_with(&cfg, state.batch, true, p).map(drop))?;
     let mut v = vit::build_with(&cfg, state.batch, true, attention)?;
+    v.graph.precision = args.precision;
     let grads = backward(&mut v.graph, v.loss)?;
     let mut trainer = Trainer::new(&gpu, v.graph.clone(), v.loss, &grads, &[], config)?;
     let params = match &args.resume {
@@ -174,11 +177,18 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             train_set.batch(&order[b * state.batch..(b + 1) * state.batch], &mut pixels, &mut labels);
             let loss =
                 trainer.step(&gpu, &[(v.pixel_values, HostData::F32(&pixels)), (v.labels, HostData::U32(&labels))])?;
-            loss_sum += loss as f64;
-            let s = smooth.map_or(loss, |s| 0.95 * s + 0.05 * loss);
-            smooth = Some(s);
+            // A step skipped for an overflowing loss scale (f16) reports no usable loss.
+            if loss.is_finite() {
+                loss_sum += loss as f64;
+                smooth = Some(smooth.map_or(loss, |s| 0.95 * s + 0.05 * loss));
+            }
+            let s = smooth.unwrap_or(f32::NAN);
             let ips = ((b + 1) * state.batch) as f64 / start.elapsed().as_secs_f64();
-            bar.set_message(format!("loss {s:.4} lr {:.2e} {ips:.0} img/s", trainer.lr()));
+            bar.set_message(format!(
+                "loss {s:.4} lr {:.2e} {ips:.0} img/s{}",
+                trainer.lr(),
+                super::scale_note(&trainer)
+            ));
             bar.inc(1);
         }
         let seconds = start.elapsed().as_secs_f64();

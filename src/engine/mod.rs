@@ -8,6 +8,7 @@ pub mod autodiff;
 pub mod checkpoint;
 pub mod exec;
 pub mod fault;
+pub mod loss_scale;
 pub mod optim;
 pub mod plan;
 pub mod trainer;

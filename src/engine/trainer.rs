@@ -3,10 +3,11 @@
 
 use crate::engine::autodiff::Gradients;
 use crate::engine::exec::{Executor, HostData, StepOptions};
+use crate::engine::loss_scale::LossScaler;
 use crate::engine::optim::{AdamConfig, Schedule};
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::graph::{Graph, TensorId};
+use crate::graph::{Graph, Precision, TensorId};
 
 /// How to train.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -28,6 +29,8 @@ pub struct Trainer {
     /// Executors for other batch shapes of the same model, sharing `exec`'s parameters and
     /// Adam moments (see [`Trainer::add_shape`]).
     pub shapes: Vec<Executor>,
+    /// The loss scale, where the graph's products run in f16 (mixed precision).
+    pub scaler: Option<LossScaler>,
 }
 
 impl Trainer {
@@ -41,11 +44,13 @@ impl Trainer {
         keep: &[TensorId],
         config: TrainConfig,
     ) -> Result<Self> {
+        let scaler = (graph.precision == Precision::F16).then(LossScaler::default);
         Ok(Trainer {
             exec: Executor::keeping(gpu, graph, Some(loss), Some(grads), keep)?,
             config,
             step: 0,
             shapes: vec![],
+            scaler,
         })
     }
 
@@ -56,7 +61,9 @@ impl Trainer {
 
     /// One step on `inputs`: forward, backward, clipping, Adam; returns the loss. A NaN or inf
     /// loss or gradient norm is [`Error::NonFinite`](crate::Error::NonFinite) naming the step
-    /// (with clipping on, that step's update was skipped on the GPU).
+    /// (with clipping on, that step's update was skipped on the GPU). In mixed precision an
+    /// overflow skips the step instead (the step counter stays, the loss scale halves and
+    /// [`LossScaler::skipped`] counts it), and its loss, possibly not finite, is returned.
     pub fn step(&mut self, gpu: &Gpu, inputs: &[(TensorId, HostData)]) -> Result<f32> {
         self.step_shape(gpu, 0, inputs)
     }
@@ -84,17 +91,26 @@ impl Trainer {
             adam: Some(self.config.adam.at(step, self.config.schedule.lr(step))),
             seed: self.config.seed.wrapping_mul(0x9E37_79B9) ^ step,
             clip: self.config.clip,
+            loss_scale: self.scaler.map(|s| s.scale),
         };
         let exec = self.executor(i).ok_or_else(|| {
             crate::error::Error::Config(format!("no batch shape {i} (have {})", self.shapes.len() + 1))
         })?;
         crate::engine::fault::inject(gpu, step)?;
         let loss = exec.step(gpu, inputs, &opts)?;
+        let norm = exec.last_step_norm();
+        if let Some(scaler) = &mut self.scaler {
+            let norm = norm.unwrap_or(f32::NAN);
+            if scaler.update(step, norm.is_finite() && loss.is_finite(), norm)? {
+                self.step = step;
+            }
+            return Ok(loss);
+        }
         // Stop instead of training on NaN: with clipping, the GPU already skipped this update.
         if !loss.is_finite() {
             return Err(crate::error::Error::NonFinite { step, what: "loss", value: loss });
         }
-        if let Some(norm) = exec.last_step_norm().filter(|n| !n.is_finite()) {
+        if let Some(norm) = norm.filter(|n| !n.is_finite()) {
             return Err(crate::error::Error::NonFinite { step, what: "gradient norm", value: norm });
         }
         self.step = step;

@@ -81,6 +81,14 @@ impl Gpu {
         Ok(Tensor { buffer, len: data.len(), dtype: DType::F16 })
     }
 
+    /// A zero-filled f16 tensor of `len` elements (needs SHADER_F16 to be used by kernels).
+    pub fn zeros_f16(&self, name: &str, len: usize) -> Result<Tensor> {
+        if !self.caps.f16 {
+            return Err(Error::Unsupported { what: "f16 storage (SHADER_F16)", adapter: self.describe() });
+        }
+        Ok(Tensor { buffer: self.storage_buffer(name, len as u64 * 2)?, len, dtype: DType::F16 })
+    }
+
     /// Reads a tensor back as f32 (f16 tensors are widened, u32 ids converted). Blocking:
     /// native only; in a browser use [`Gpu::read_async`].
     pub fn read(&self, t: &Tensor) -> Result<Vec<f32>> {

@@ -7,7 +7,7 @@ pub mod op;
 pub mod params;
 
 pub use op::Op;
-pub use params::{AdamStep, AttentionChooser, AttentionPolicy, AttentionShape, GeluKind, MatmulShape};
+pub use params::{AdamStep, AttentionChooser, AttentionPolicy, AttentionShape, GeluKind, MatmulShape, Precision};
 
 /// Index of a tensor in its graph.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -86,6 +86,8 @@ pub struct Graph {
     pub nodes: Vec<Node>,
     /// How [`Graph::attention`] builds attention (default: the fused op).
     pub attention_policy: params::AttentionPolicy,
+    /// The precision the executor runs this graph's products in (default f32).
+    pub precision: params::Precision,
 }
 
 impl Graph {

@@ -54,6 +54,39 @@ impl AttentionPolicy {
     }
 }
 
+/// The precision a graph's products run in. `F16` is mixed precision as PyTorch's autocast
+/// does it for matmuls: each product's operands are rounded to f16 copies and multiplied with
+/// f32 accumulation (on matrix units where the adapter has them); every tensor of the graph,
+/// the parameters and Adam's moments stay f32. Training in f16 scales the loss (see
+/// `engine::loss_scale`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Precision {
+    #[default]
+    F32,
+    F16,
+}
+
+impl Precision {
+    /// "f32" or "f16" (`--precision`).
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "f32" => Ok(Precision::F32),
+            "f16" => Ok(Precision::F16),
+            other => {
+                Err(Error::InvalidSetting { name: "--precision", value: other.to_string(), expected: "f32 or f16" })
+            }
+        }
+    }
+
+    /// The name [`Precision::parse`] reads.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+        }
+    }
+}
+
 /// Shape and layout of one (batched) product C = op(A) * op(B) (+ bias) (+ C).
 /// Strides and leading dimensions are in elements; a batch stride of 0 broadcasts an operand.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

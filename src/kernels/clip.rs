@@ -21,7 +21,10 @@ struct SumsqParams {
 pub struct ClipParams {
     pub partials: u32,
     pub max_norm: f32,
-    pub _pad: [u32; 2],
+    /// 1 / the loss scale of mixed-precision training (1 otherwise): gradients are unscaled
+    /// with the clipping factor.
+    pub inv_loss_scale: f32,
+    pub _pad: u32,
 }
 
 /// The clipping kernels.

@@ -25,6 +25,8 @@ pub struct CrossEntropy {
     fwd: wgpu::ComputePipeline,
     reduce: wgpu::ComputePipeline,
     scale: wgpu::ComputePipeline,
+    /// The gradient multiplier when none is given: 1.
+    one: Tensor,
 }
 
 impl CrossEntropy {
@@ -35,6 +37,7 @@ impl CrossEntropy {
             fwd: gpu.pipeline(&module, "crossentropy_fwd", &wg)?,
             reduce: gpu.pipeline(&module, "crossentropy_reduce", &wg)?,
             scale: gpu.pipeline(&module, "crossentropy_scale", &[("WG", SCALE_WG as f64)])?,
+            one: gpu.upload("cross_entropy.one", &[1.0])?,
         })
     }
 
@@ -54,7 +57,25 @@ impl CrossEntropy {
         smoothing: f32,
         ignore_index: Option<u32>,
     ) -> Result<[Dispatch; 3]> {
+        self.fwd_scaled(gpu, [loss, dlogits], [logits, targets], rows, vocab, smoothing, ignore_index, &self.one)
+    }
+
+    /// [`CrossEntropy::fwd`] with `dlogits` multiplied by `grad_mul[0]` (the loss scale of
+    /// mixed-precision training, read when the step runs); the loss is not.
+    #[allow(clippy::too_many_arguments)]
+    pub fn fwd_scaled(
+        &self,
+        gpu: &Gpu,
+        [loss, dlogits]: [&Tensor; 2],
+        [logits, targets]: [&Tensor; 2],
+        rows: usize,
+        vocab: usize,
+        smoothing: f32,
+        ignore_index: Option<u32>,
+        grad_mul: &Tensor,
+    ) -> Result<[Dispatch; 3]> {
         let op = "cross_entropy";
+        check_len(op, "grad_mul", grad_mul, 1)?;
         let ([r, v], row_groups) = row_params(gpu, op, &[("logits", logits), ("dlogits", dlogits)], rows, vocab)?;
         check_typed(op, "targets", targets, rows, DType::U32)?;
         check_len(op, "loss", loss, 1)?;
@@ -77,7 +98,7 @@ impl CrossEntropy {
             gpu,
             "crossentropy_reduce",
             &self.reduce,
-            &[loss, &scale, &row_loss, targets],
+            &[loss, &scale, &row_loss, targets, grad_mul],
             &params,
             [1, 1, 1],
         )?;

@@ -61,11 +61,13 @@ impl MatmulF16 {
             Err(_) | Ok("") => None,
             Ok("tiled") => Some(F16Variant::Tiled),
             Ok("coop") => Some(F16Variant::Coop),
+            // Mixed precision's rounded operands (kernels::F16Set); this kernel's default here.
+            Ok("rounded") => None,
             Ok(other) => {
                 return Err(Error::InvalidSetting {
                     name: "WGFORMER_MATMUL_F16",
                     value: other.to_string(),
-                    expected: "tiled or coop",
+                    expected: "tiled, coop or rounded",
                 })
             }
         };

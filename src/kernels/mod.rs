@@ -5,6 +5,7 @@
 
 pub mod adam;
 pub mod attention;
+pub mod cast;
 pub mod clip;
 pub mod crossentropy;
 pub mod dropout;
@@ -58,6 +59,45 @@ pub struct KernelSet {
     pub mask: Mask,
     pub clip: Clip,
     pub attention: Attention,
+}
+
+/// The kernels of mixed-precision products: the casts and the f16 matmul. Built on first use
+/// (only where the adapter has f16 shaders), shared per device.
+pub struct F16Set {
+    pub cast: cast::Cast,
+    /// The f16-operand matmul; `None` where products take rounded f32 operands instead.
+    pub matmul: Option<MatmulF16>,
+}
+
+impl F16Set {
+    /// The device's set; an error naming the adapter where it has no f16 shaders. CPU adapters
+    /// without matrix units round the operands to f16 values kept in f32 and run the f32
+    /// register-tile matmul: the same numbers as f16 operands with f32 accumulation (a product
+    /// of two f16 values is exact in f32) at f32's speed, where lavapipe ran the tiled f16
+    /// kernel at a tenth of it (a vit-tiny step: 30 s against 3.2-4.2). Elsewhere, and with
+    /// `WGFORMER_MATMUL_F16=tiled|coop`, f16 operands; `WGFORMER_MATMUL_F16=rounded` asks
+    /// for the rounded ones anywhere.
+    pub fn of(gpu: &Gpu) -> Result<std::sync::Arc<Self>> {
+        gpu.shared(|gpu| {
+            let cast = cast::Cast::new(gpu)?;
+            let asked = std::env::var("WGFORMER_MATMUL_F16").ok().filter(|v| !v.is_empty());
+            let rounded = match asked.as_deref() {
+                Some("rounded") => true,
+                Some(_) => false,
+                None => gpu.is_cpu() && matmul_f16::coop_subgroup(gpu).is_none(),
+            };
+            let matmul = if rounded { None } else { Some(MatmulF16::new(gpu)?) };
+            Ok(F16Set { cast, matmul })
+        })
+    }
+
+    /// How products run in mixed precision here, in words.
+    pub fn describe(&self) -> String {
+        match &self.matmul {
+            Some(mm) => format!("f16 operands, {} kernel", mm.variant().name()),
+            None => "operands rounded to f16 values, f32 register-tile kernel".into(),
+        }
+    }
 }
 
 impl KernelSet {

@@ -22,8 +22,8 @@ pub struct InfoReport {
     pub subgroups: bool,
     pub subgroup_size: [u32; 2],
     pub timestamps: bool,
-    /// Cooperative-matrix configurations (M x N x K, input -> accumulator types), and which f16
-    /// matmul runs.
+    /// Cooperative-matrix configurations (M x N x K, input -> accumulator types), and how
+    /// products run in mixed precision (`--precision f16`).
     pub coop_matrix: Vec<String>,
     pub matmul_f16: String,
     /// How models built here compute attention (`kernels::attention::policy`).
@@ -75,8 +75,8 @@ pub fn report(adapters: &[wgpu::AdapterInfo], gpu: &Gpu) -> crate::error::Result
                 format!("{}x{}x{} {:?} -> {:?}", p.m_size, p.n_size, p.k_size, p.ab_type, p.cr_type).to_lowercase()
             })
             .collect(),
-        matmul_f16: match crate::kernels::MatmulF16::new(gpu) {
-            Ok(mm) => format!("{} kernel", mm.variant().name()),
+        matmul_f16: match crate::kernels::F16Set::of(gpu) {
+            Ok(set) => set.describe(),
             Err(e) => format!("none ({e})"),
         },
         attention,
@@ -99,7 +99,7 @@ pub fn report_text(r: &InfoReport) -> String {
         r.f16, r.subgroups, r.subgroup_size[0], r.subgroup_size[1], r.timestamps
     );
     let coop = if r.coop_matrix.is_empty() { "none".to_string() } else { r.coop_matrix.join(", ") };
-    s += &format!("  cooperative matrices: {coop}; f16 matmul: {}\n", r.matmul_f16);
+    s += &format!("  cooperative matrices: {coop}; mixed-precision products: {}\n", r.matmul_f16);
     s += &format!("  attention: {}\n", r.attention);
     s += &format!("  kernel choices: {}\n", r.tuning);
     s += "limits:\n";

@@ -5,6 +5,7 @@ pub mod attention;
 pub mod cli;
 pub mod golden;
 pub mod graphs;
+pub mod mixed;
 
 use std::sync::OnceLock;
 use wgformer::{Gpu, GpuOptions};

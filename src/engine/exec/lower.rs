@@ -13,6 +13,45 @@ pub(super) struct NodeContext<'a> {
     pub step_params: &'a wgpu::Buffer,
     /// (order, starts) of an embedding gradient.
     pub id_groups: Option<(&'a Tensor, &'a Tensor)>,
+    /// What the cross-entropy's gradient is multiplied by (the loss scale).
+    pub loss_scale: &'a Tensor,
+    /// Where products run in mixed precision.
+    pub f16: Option<&'a F16Products>,
+}
+
+/// Mixed-precision products: the f16 kernels and the f16 copies of the operands (f32 copies
+/// of rounded values where the set has no f16 matmul), sized for the graph's largest product.
+pub(super) struct F16Products {
+    kernels: std::sync::Arc<crate::kernels::F16Set>,
+    pub a: Tensor,
+    pub b: Tensor,
+}
+
+impl F16Products {
+    /// An error naming the adapter where it has no f16 shaders.
+    pub fn new(gpu: &Gpu, g: &Graph) -> Result<Self> {
+        let kernels = crate::kernels::F16Set::of(gpu)?;
+        let (mut na, mut nb) = (1, 1);
+        for node in &g.nodes {
+            if let Some(shape) = product_shape(g, node)? {
+                let (a, b, _) = shape.extents();
+                (na, nb) = (na.max(a), nb.max(b));
+            }
+        }
+        let (a, b) = match kernels.matmul {
+            Some(_) => (gpu.zeros_f16("matmul.a16", na)?, gpu.zeros_f16("matmul.b16", nb)?),
+            None => (gpu.zeros("matmul.a16", na)?, gpu.zeros("matmul.b16", nb)?),
+        };
+        Ok(F16Products { kernels, a, b })
+    }
+}
+
+/// The product a MatMul node computes.
+fn product_shape(g: &Graph, node: &Node) -> Result<Option<MatmulShape>> {
+    let Op::MatMul { trans_a, trans_b, bias, batched } = node.op else { return Ok(None) };
+    let (a, b) = (&g.desc(node.inputs[0]).shape, &g.desc(node.inputs[1]).shape);
+    let d = matmul_dims(a, b, trans_a, trans_b, batched).map_err(|m| Error::shape("matmul", m))?;
+    Ok(Some(MatmulShape { bias, ..MatmulShape::packed(d.batch, d.m, d.n, d.k, trans_a, trans_b) }))
 }
 
 /// The dispatches of one node.
@@ -29,11 +68,28 @@ pub(super) fn encode_node(
     let in_desc = |n: usize| g.desc(node.inputs[n]);
     let (len, rows, cols) = (in_desc(0).len(), in_desc(0).rows(), in_desc(0).last_dim());
     Ok(match node.op {
-        Op::MatMul { trans_a, trans_b, bias, batched } => {
-            let d = matmul_dims(&in_desc(0).shape, &in_desc(1).shape, trans_a, trans_b, batched)
-                .map_err(|m| Error::shape("matmul", m))?;
-            let shape = MatmulShape { bias, ..MatmulShape::packed(d.batch, d.m, d.n, d.k, trans_a, trans_b) };
-            vec![k.matmul.fwd(gpu, o(0), i(0), i(1), bias.then(|| i(2)), &shape)?]
+        Op::MatMul { bias, .. } => {
+            let shape = product_shape(g, node)?.ok_or_else(|| Error::shape("matmul", "not a product"))?;
+            match ctx.f16 {
+                None => vec![k.matmul.fwd(gpu, o(0), i(0), i(1), bias.then(|| i(2)), &shape)?],
+                // Mixed precision: the operands rounded to f16 copies, multiplied in f32.
+                Some(h) => {
+                    let (na, nb, _) = shape.extents();
+                    let cast = &h.kernels.cast;
+                    match &h.kernels.matmul {
+                        Some(mm) => vec![
+                            cast.to_f16(gpu, &h.a, i(0), na)?,
+                            cast.to_f16(gpu, &h.b, i(1), nb)?,
+                            mm.fwd(gpu, o(0), &h.a, &h.b, bias.then(|| i(2)), &shape)?,
+                        ],
+                        None => vec![
+                            cast.round_f16(gpu, &h.a, i(0), na)?,
+                            cast.round_f16(gpu, &h.b, i(1), nb)?,
+                            k.matmul.fwd(gpu, o(0), &h.a, &h.b, bias.then(|| i(2)), &shape)?,
+                        ],
+                    }
+                }
+            }
         }
         Op::Add if in_desc(1).len() == len => vec![k.elementwise.add_fwd(gpu, o(0), i(0), i(1), len)?],
         Op::Add => vec![k.elementwise.add_bcast_fwd(gpu, o(0), i(0), i(1), len, in_desc(1).len())?],
@@ -147,7 +203,9 @@ pub(super) fn encode_node(
             vec![k.mask.prepare(gpu, o(0), i(0), lens, dims, causal, matches!(node.op, Op::MaskBwd { .. }))?]
         }
         Op::CrossEntropy { smoothing, ignore_index } => {
-            k.cross_entropy.fwd(gpu, o(0), o(1), i(0), i(1), rows, cols, smoothing, ignore_index)?.to_vec()
+            let ce = &k.cross_entropy;
+            ce.fwd_scaled(gpu, [o(0), o(1)], [i(0), i(1)], rows, cols, smoothing, ignore_index, ctx.loss_scale)?
+                .to_vec()
         }
     })
 }

@@ -52,6 +52,13 @@ pub struct Executor {
     id_groups: Vec<(TensorId, usize, Tensor, Tensor)>,
     /// The uniform with the step's seed, read by dropout.
     step_params: Held<wgpu::Buffer>,
+    /// The loss scale (1 element) the cross-entropy's gradient is multiplied by, written by
+    /// every step (1 unless [`StepOptions::loss_scale`] says otherwise).
+    loss_scale: Tensor,
+    /// f16 copies of the products' operands in mixed precision (A, B), shared by every
+    /// product: the pass runs one product after another.
+    #[allow(dead_code)]
+    f16_operands: Option<(Tensor, Tensor)>,
 }
 
 /// What one training step does besides forward and backward.
@@ -63,6 +70,11 @@ pub struct StepOptions {
     pub seed: u32,
     /// Scale gradients down so that their global norm is at most this.
     pub clip: Option<f32>,
+    /// Multiply the loss's gradient by this (mixed precision: small f16 gradients stay above
+    /// f16's underflow). Gradients are unscaled with the clipping factor before Adam, and a
+    /// step whose scaled gradients overflowed is skipped on the GPU; its norm
+    /// ([`Executor::last_step_norm`]) reads inf or NaN.
+    pub loss_scale: Option<f32>,
 }
 
 impl Executor {
@@ -113,6 +125,11 @@ impl Executor {
         let shared = with.map(|w| w.shared_params(&graph)).unwrap_or_default();
         let tensors = allocate(gpu, &graph, &plan, &shared)?;
         let step_params = gpu.hold(gpu.uniform("step params", &StepParams { seed: 0, step: 0, _pad: [0; 2] }));
+        let loss_scale = gpu.upload("loss scale", &[1.0])?;
+        let f16 = match graph.precision {
+            crate::graph::Precision::F32 => None,
+            crate::graph::Precision::F16 => Some(lower::F16Products::new(gpu, &graph)?),
+        };
         let mut id_groups = Vec::new();
         let mut node_dispatches = Vec::with_capacity(graph.nodes.len());
         for node in &graph.nodes {
@@ -125,7 +142,12 @@ impl Executor {
             } else {
                 None
             };
-            let ctx = NodeContext { step_params: &step_params, id_groups: groups };
+            let ctx = NodeContext {
+                step_params: &step_params,
+                id_groups: groups,
+                loss_scale: &loss_scale,
+                f16: f16.as_ref(),
+            };
             node_dispatches.push(encode_node(gpu, &kernels, &graph, &tensors, node, &ctx)?);
         }
         let moments = with.map(|w| w.shared_moments(&graph)).unwrap_or_default();
@@ -166,6 +188,8 @@ impl Executor {
             id_checks,
             id_groups,
             step_params,
+            loss_scale,
+            f16_operands: f16.map(|f| (f.a, f.b)),
         })
     }
 
@@ -278,15 +302,22 @@ impl Executor {
             self.set(gpu, t, data)?;
         }
         let adam = opts.adam.as_ref();
+        // A scaled loss takes the clipping path without a limit: it unscales the gradients and
+        // finds the steps whose gradients overflowed.
+        let clip = opts.clip.or(opts.loss_scale.map(|_| f32::MAX));
         if let (Some(s), Some(opt)) = (adam, &self.optimizer) {
             Adam::set_step(gpu, &opt.hyper, s);
-            match opts.clip {
+            match clip {
                 Some(max_norm) => {
-                    let params = ClipParams { partials: opt.partials as u32, max_norm, _pad: [0; 2] };
+                    let inv_loss_scale = 1.0 / opts.loss_scale.unwrap_or(1.0);
+                    let params = ClipParams { partials: opt.partials as u32, max_norm, inv_loss_scale, _pad: 0 };
                     gpu.write_buffer(&opt.clip_params, 0, bytemuck::bytes_of(&params));
                 }
                 None => gpu.write(&opt.grad_scale, &[1.0, f32::NAN])?,
             }
+        }
+        if self.loss.is_some() {
+            gpu.write(&self.loss_scale, &[opts.loss_scale.unwrap_or(1.0)])?;
         }
         self.set_seed(gpu, opts.seed, adam.map_or(0, |a| a.step));
         let mut enc = gpu.encoder("step");
@@ -297,7 +328,7 @@ impl Executor {
                 d.record(&mut pass);
             }
             if let (Some(_), Some(opt)) = (adam, &self.optimizer) {
-                if opts.clip.is_some() {
+                if clip.is_some() {
                     for d in &opt.clip {
                         d.record(&mut pass);
                     }
@@ -307,7 +338,7 @@ impl Executor {
                 }
             }
         }
-        let clipped = match (adam, &self.optimizer, opts.clip) {
+        let clipped = match (adam, &self.optimizer, clip) {
             (Some(_), Some(opt), Some(_)) => Some(opt),
             _ => None,
         };

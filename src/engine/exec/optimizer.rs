@@ -70,8 +70,10 @@ pub(super) fn prepare_adam(
     let partials: usize = with_grad.iter().map(|(p, _)| partials_for(g.desc(*p).len())).sum();
     let partial = gpu.zeros("clip.partials", partials.max(1))?;
     let grad_scale = gpu.upload("adam.grad_scale", &[1.0, f32::NAN])?;
-    let clip_params =
-        gpu.hold(gpu.uniform("clip.params", &ClipParams { partials: partials as u32, max_norm: 1.0, _pad: [0; 2] }));
+    let clip_params = gpu.hold(gpu.uniform(
+        "clip.params",
+        &ClipParams { partials: partials as u32, max_norm: 1.0, inv_loss_scale: 1.0, _pad: 0 },
+    ));
     let hyper = k.adam.hyper_params(gpu);
     let (mut updates, mut clip, mut state) = (Vec::new(), Vec::new(), Vec::new());
     let mut offset = 0;

@@ -370,6 +370,7 @@ pub fn run_step(
     model: &str,
     batch: usize,
     runs: usize,
+    precision: crate::graph::Precision,
     progress: &mut dyn FnMut(&str),
 ) -> Result<BenchResult> {
     use crate::engine::exec::{Executor, HostData, StepOptions};
@@ -387,6 +388,8 @@ pub fn run_step(
         })?,
     };
     let mut graph = case.graph;
+    graph.precision = precision;
+    let graph_precision = precision;
     // Forward attention calls by path: the fused op, or a softmax (only composed attention has one).
     let count = |want: fn(&crate::graph::Op) -> bool| graph.nodes.iter().filter(|n| want(&n.op)).count();
     let fused_calls = count(|op| matches!(op, crate::graph::Op::Attention { .. }));
@@ -405,7 +408,12 @@ pub fn run_step(
     let adam = crate::engine::optim::AdamConfig { weight_decay: 0.05, ..Default::default() };
     let (mut times, mut host) = (Vec::new(), Vec::new());
     for step in 0..=runs.max(1) {
-        let opts = StepOptions { adam: Some(adam.at(step as u32 + 1, 1e-4)), seed: step as u32, clip: Some(1.0) };
+        let opts = StepOptions {
+            adam: Some(adam.at(step as u32 + 1, 1e-4)),
+            seed: step as u32,
+            clip: Some(1.0),
+            loss_scale: (graph_precision == crate::graph::Precision::F16).then_some(1024.0),
+        };
         let start = Instant::now();
         let loss = exec.step(gpu, &feed, &opts)?;
         let ms = start.elapsed().as_secs_f64() * 1e3;
@@ -436,7 +444,7 @@ pub fn run_step(
     Ok(BenchResult {
         kernel: "step".into(),
         shape: format!("{model} batch {batch}"),
-        dtype: "f32".into(),
+        dtype: precision.name().into(),
         median_ms,
         gflops: Some(flops / (median_ms / 1e3) / 1e9),
         gbps: None,
