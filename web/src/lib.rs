@@ -82,6 +82,26 @@ async fn matmul_case(gpu: &Gpu, mm: &Matmul, s: &MatmulShape, seed: u64) -> Resu
     verify(gpu, &[&d], &[("c", &gc, &want, tol, tol)]).await
 }
 
+/// The f16 matmul's tiled kernel (f16 operands from the cast kernel, f32 accumulation)
+/// against the reference on the same f16-rounded operands.
+async fn matmul_f16_case(gpu: &Gpu, s: &MatmulShape, seed: u64) -> Result<(bool, String)> {
+    let (na, nb, nc) = s.extents();
+    let mut rng = Rng::new(seed);
+    let (a, b) = (vec_f32(&mut rng, na), vec_f32(&mut rng, nb));
+    let round = |v: &[f32]| -> Vec<f32> { v.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect() };
+    let mut want = vec![0.0f32; nc];
+    mm_ref::matmul_forward(&mut want, &round(&a), &round(&b), None, s);
+    let cast = kernels::cast::Cast::new(gpu)?;
+    let mm = kernels::matmul_f16::MatmulF16::with_variant(gpu, kernels::matmul_f16::F16Variant::Tiled)?;
+    let (ga, gb) = (up(gpu, &a)?, up(gpu, &b)?);
+    let (a16, b16, gc) = (gpu.zeros_f16("a16", na)?, gpu.zeros_f16("b16", nb)?, gpu.zeros("c", nc)?);
+    let ca = cast.to_f16(gpu, &a16, &ga, na)?;
+    let cb = cast.to_f16(gpu, &b16, &gb, nb)?;
+    let d = mm.fwd(gpu, &gc, &a16, &b16, None, s)?;
+    let tol = 1e-5 * (s.k as f64).sqrt();
+    verify(gpu, &[&ca, &cb, &d], &[("c", &gc, &want, tol, 1e-4)]).await
+}
+
 async fn layernorm_case(gpu: &Gpu, rows: usize, cols: usize) -> Result<(bool, String)> {
     let n = rows * cols;
     let mut rng = Rng::new(10);
@@ -256,6 +276,15 @@ async fn run_all() -> Result<Report> {
                 s.trans_b
             );
             record(name, start, matmul_case(&gpu, &mm, s, i as u64).await);
+        }
+    }
+    // f16 operands (mixed precision), where the browser's adapter has shader-f16.
+    if gpu.caps.f16 {
+        for (i, &(ta, tb)) in [(false, false), (true, true)].iter().enumerate() {
+            let s = MatmulShape::packed(2, 37, 29, 23, ta, tb);
+            let start = now_ms();
+            let name = format!("matmul f16 operands (tiled) 2x37x29x23 ta {ta} tb {tb}");
+            record(name, start, matmul_f16_case(&gpu, &s, 40 + i as u64).await);
         }
     }
     for (rows, cols) in [(7, 33), (5, 1000)] {
