@@ -4,7 +4,9 @@
 //! size (rows of a block share the other side's rows through subgroup shuffles; the fastest on
 //! lavapipe), and `shaders/attention_tiled.wgsl`, blocked for GPUs (the other side's rows staged
 //! in workgroup memory a tile at a time). Layout (B, T, H, D), the output of a Linear layer as
-//! it is. `WGFORMER_ATTENTION_VARIANT=rows|subgroup|tiled` picks one.
+//! it is. Where attention is tuned (GPUs; `kernels::tuning`) every variant is built and each
+//! class of shapes runs the one measured fastest (`attention/tune.rs`); elsewhere the rule's.
+//! `WGFORMER_ATTENTION_VARIANT=rows|subgroup|tiled` picks one.
 
 use super::{check_len, check_loop_budget, check_typed, dispatch, grid, lazy, u32_of, Dispatch};
 use crate::error::{Error, Result};
