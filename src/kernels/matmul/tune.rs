@@ -121,3 +121,27 @@ impl Matmul {
         tuning::fastest(gpu, &runs, rule)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn measured_products_are_cut_to_the_flop_limit_keeping_their_class_traits() {
+        let big = MatmulShape { bias: true, ..MatmulShape::packed(8, 1024, 8192, 128, false, true) };
+        let cut = measured_shape(&big, CPU_MEASURE_FLOPS);
+        assert_eq!((cut.batch, cut.m, cut.k, cut.trans_a, cut.trans_b, cut.bias), (1, 64, 128, false, true, true));
+        // Columns halve while N stays a multiple of 256 and above 256.
+        assert_eq!(cut.n, 1024);
+        assert!(cut.flops() <= CPU_MEASURE_FLOPS, "{} FLOPs", cut.flops());
+        // Small products are measured whole, and no limit keeps every size.
+        let small = MatmulShape::packed(2, 70, 33, 19, true, false);
+        assert_eq!(measured_shape(&small, CPU_MEASURE_FLOPS), small);
+        assert_eq!(measured_shape(&big, f64::INFINITY).m, 1024);
+        // Sizes in one power of two share a class; transposes and alignment do not.
+        let c = |m, n, ta| class_of(&MatmulShape::packed(1, m, n, 128, ta, false));
+        assert_eq!(c(1000, 512, false), c(1024, 512, false));
+        assert_ne!(c(1024, 512, false), c(1024, 512, true));
+        assert_ne!(c(1024, 512, false), c(1024, 513, false));
+    }
+}
