@@ -8,6 +8,7 @@ mod common;
 use common::{assert_close, for_each_gpu, Rng};
 use wgformer::kernels::matmul_f16::{coop_subgroup, F16Variant, MatmulF16};
 use wgformer::kernels::{self, MatmulShape};
+use wgformer::reference::cast::round_f16;
 use wgformer::reference::matmul::matmul_forward;
 
 fn shapes() -> Vec<MatmulShape> {
@@ -22,15 +23,11 @@ fn shapes() -> Vec<MatmulShape> {
     all
 }
 
-fn f16_round(x: &[f32]) -> Vec<f32> {
-    x.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect()
-}
-
 fn check(gpu: &wgformer::Gpu, mm: &MatmulF16) {
     for (i, shape) in shapes().iter().enumerate() {
         let mut rng = Rng::new(i as u64);
         let (na, nb, nc) = shape.extents();
-        let (a, b) = (f16_round(&rng.vec_f32(na, 1.0)), f16_round(&rng.vec_f32(nb, 1.0)));
+        let (a, b) = (round_f16(&rng.vec_f32(na, 1.0)), round_f16(&rng.vec_f32(nb, 1.0)));
         let (bias, c0) = (rng.vec_f32(shape.n, 1.0), rng.vec_f32(nc, 1.0));
         let mut want = if shape.accumulate { c0.clone() } else { vec![0.0; nc] };
         matmul_forward(&mut want, &a, &b, shape.bias.then_some(&bias[..]), shape);

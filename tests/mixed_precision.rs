@@ -33,7 +33,7 @@ fn casts_round_to_nearest_f16() {
         let (src, dst) = (gpu.upload("x", &x).unwrap(), gpu.zeros_f16("x16", n).unwrap());
         let d = wgformer::kernels::F16Set::of(gpu).unwrap().cast.to_f16(gpu, &dst, &src, n).unwrap();
         wgformer::kernels::run(gpu, &[&d]).unwrap();
-        let want: Vec<f32> = x.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect();
+        let want = wgformer::reference::cast::round_f16(&x);
         // The same rounding kept in f32 (mixed precision on CPU adapters).
         let rounded = gpu.zeros("x rounded", n).unwrap();
         let r = wgformer::kernels::F16Set::of(gpu).unwrap().cast.round_f16(gpu, &rounded, &src, n).unwrap();

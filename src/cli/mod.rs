@@ -3,6 +3,7 @@
 pub mod blas;
 pub mod plot;
 pub mod translate;
+mod translate_exec;
 pub mod translate_plan;
 pub mod translate_state;
 pub mod translation;

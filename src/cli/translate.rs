@@ -1,6 +1,7 @@
 //! `train translate`, `translate` and `eval` for the Transformer on the bundled German-English
 //! pairs.
 
+use super::translate_exec::{feed, set_constants, validation_loss};
 use super::translate_plan as plan;
 use super::translate_state::{
     kept_snapshots, linked, save_run, snapshot_name, EpochRecord, TrainerState, DEFAULT_AVERAGE,
@@ -10,10 +11,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use wgformer::engine::autodiff::backward;
-use wgformer::engine::exec::{Executor, HostData, StepOptions};
+use wgformer::engine::exec::{Executor, HostData};
 use wgformer::engine::optim::AdamConfig;
 use wgformer::engine::trainer::{TrainConfig, Trainer};
-use wgformer::graph::TensorId;
 use wgformer::models::transformer::{self, TransformerConfig, TransformerGraph};
 use wgformer::models::transformer_checkpoint as ckpt;
 use wgformer::models::transformer_decode::Search;
@@ -60,34 +60,6 @@ pub struct TrainArgs {
     pub average: Option<usize>,
     /// The products' precision in training (f16: mixed precision with a loss scale).
     pub precision: wgformer::graph::Precision,
-}
-
-fn feed<'a>(t: &TransformerGraph, b: &'a Batch) -> [(TensorId, HostData<'a>); 4] {
-    [
-        (t.src, HostData::U32(&b.src)),
-        (t.src_lens, HostData::U32(&b.src_lens)),
-        (t.tgt_in, HostData::U32(&b.tgt_in)),
-        (t.tgt_out, HostData::U32(&b.tgt_out)),
-    ]
-}
-
-fn set_constants(gpu: &Gpu, exec: &Executor, t: &TransformerGraph) -> Result<()> {
-    for (id, values) in t.constants() {
-        exec.set(gpu, id, HostData::F32(&values))?;
-    }
-    Ok(())
-}
-
-/// Mean loss per target token over `batches`, with the evaluation executors.
-fn validation_loss(gpu: &Gpu, evals: &[(Executor, TransformerGraph)], batches: &[(usize, Batch)]) -> Result<f32> {
-    let (mut sum, mut tokens) = (0.0f64, 0usize);
-    for (i, b) in batches {
-        let (exec, t) = &evals[*i];
-        let loss = exec.step(gpu, &feed(t, b), &StepOptions::default())?;
-        sum += loss as f64 * b.tokens as f64;
-        tokens += b.tokens;
-    }
-    Ok((sum / tokens.max(1) as f64) as f32)
 }
 
 pub fn train(args: &TrainArgs) -> Result<()> {

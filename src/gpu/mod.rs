@@ -2,6 +2,9 @@
 //! Tensors live in `tensor.rs`, turn-taking on single-threaded contexts in `turns.rs`.
 //! Everything else talks to wgpu through this folder or `kernels/`.
 
+mod caps;
+use caps::coop_wanted;
+pub use caps::Caps;
 mod tensor;
 mod turns;
 
@@ -49,42 +52,6 @@ pub fn parse_backend(name: &str) -> Result<wgpu::Backend> {
             expected: "one of vulkan, metal, dx12, gl",
         }),
     }
-}
-
-/// What the opened device can do, as far as wgformer's kernels care.
-#[derive(Clone, Debug)]
-pub struct Caps {
-    /// `f16` storage and arithmetic in shaders.
-    pub f16: bool,
-    /// Subgroup operations (and the adapter's subgroup size range).
-    pub subgroups: bool,
-    /// GPU timestamp queries (used by `bench`).
-    pub timestamps: bool,
-    /// Timestamp writes inside passes are allowed.
-    pub timestamps_inside_passes: bool,
-    /// Smallest and largest subgroup size the adapter reports.
-    pub subgroup_size: (u32, u32),
-    /// The cooperative-matrix configurations (matrix units: tensor cores, simdgroup matrices,
-    /// WMMA) the device was opened with; empty where it has none or they were not asked for.
-    pub coop_matrix: Vec<wgpu::CooperativeMatrixProperties>,
-}
-
-impl Caps {
-    /// True when 16x16x16 products of f16 matrices accumulating in f32 run on matrix units
-    /// (what `shaders/matmul_coop.wgsl` uses).
-    pub fn coop_f16_16(&self) -> bool {
-        self.coop_matrix.iter().any(|p| {
-            (p.m_size, p.n_size, p.k_size) == (16, 16, 16)
-                && p.ab_type == wgpu::CooperativeScalarType::F16
-                && p.cr_type == wgpu::CooperativeScalarType::F32
-        })
-    }
-}
-
-/// Whether to open devices with cooperative matrices where the adapter lists some: wgpu marks
-/// them experimental, so `WGFORMER_COOP=0` opens devices without them.
-fn coop_wanted() -> bool {
-    std::env::var("WGFORMER_COOP").map_or(true, |v| v.trim() != "0")
 }
 
 /// An opened GPU: adapter info, device, queue, and what they support.

@@ -4,6 +4,7 @@
 
 pub mod adam;
 pub mod attention;
+pub mod cast;
 pub mod crossentropy;
 pub mod dropout;
 pub mod elementwise;

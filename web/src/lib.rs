@@ -10,6 +10,7 @@ use wgformer::kernels::matmul::{MatmulTiles, MatmulVariant};
 use wgformer::kernels::{self, Attention, Dispatch, Gelu, GeluKind, LayerNorm, Matmul, MatmulShape, Softmax};
 use wgformer::models::vit::{self, Preprocess, VitConfig};
 use wgformer::models::Vit;
+use wgformer::reference::cast as cast_ref;
 use wgformer::reference::softmax as sm_ref;
 use wgformer::reference::{attention as att_ref, gelu as gelu_ref, layernorm as ln_ref, matmul as mm_ref};
 use wgformer::util::rng::Rng;
@@ -88,9 +89,8 @@ async fn matmul_f16_case(gpu: &Gpu, s: &MatmulShape, seed: u64) -> Result<(bool,
     let (na, nb, nc) = s.extents();
     let mut rng = Rng::new(seed);
     let (a, b) = (vec_f32(&mut rng, na), vec_f32(&mut rng, nb));
-    let round = |v: &[f32]| -> Vec<f32> { v.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect() };
     let mut want = vec![0.0f32; nc];
-    mm_ref::matmul_forward(&mut want, &round(&a), &round(&b), None, s);
+    mm_ref::matmul_forward(&mut want, &cast_ref::round_f16(&a), &cast_ref::round_f16(&b), None, s);
     let cast = kernels::cast::Cast::new(gpu)?;
     let mm = kernels::matmul_f16::MatmulF16::with_variant(gpu, kernels::matmul_f16::F16Variant::Tiled)?;
     let (ga, gb) = (up(gpu, &a)?, up(gpu, &b)?);

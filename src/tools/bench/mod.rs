@@ -32,7 +32,7 @@ pub struct BenchResult {
 /// The kernel families `run_kernels` knows.
 pub const KERNELS: &[&str] = &["matmul", "layernorm", "gelu", "softmax", "add", "dispatch"];
 /// Families run only when named (they take minutes on a software adapter).
-pub const SLOW_KERNELS: &[&str] = &["attention", "matmul_f16"];
+pub const SLOW_KERNELS: &[&str] = &["attention", "matmul_f16", "cast_f16"];
 
 /// Dispatches in the `dispatch` case: its median_ms is per dispatch.
 const OVERHEAD_DISPATCHES: usize = 1000;
@@ -124,6 +124,20 @@ pub fn cases(gpu: &Gpu, kernel: &str) -> Result<Vec<Case>> {
     Ok(match kernel {
         "matmul" => matmul_cases(gpu, &matmul_shapes(gpu))?,
         "matmul_f16" => matmul_f16_cases(gpu, &matmul_shapes(gpu))?,
+        // f32 -> f16 of an activation (mixed precision casts every product's operands).
+        "cast_f16" if gpu.caps.f16 => {
+            let cast = crate::kernels::cast::Cast::new(gpu)?;
+            let (x, y) = (fill("x", n)?, gpu.zeros_f16("y", n)?);
+            vec![Case {
+                kernel: "cast_f16".into(),
+                shape: act_shape.clone(),
+                dispatches: vec![cast.to_f16(gpu, &y, &x, n)?],
+                flops: None,
+                bytes: Some(n as f64 * (f32b + 2.0)),
+                note: None,
+            }]
+        }
+        "cast_f16" => Vec::new(),
         "layernorm" => {
             let ln = LayerNorm::new(gpu)?;
             let (x, dy, g, b) = (fill("x", n)?, fill("dy", n)?, fill("gamma", cols)?, fill("beta", cols)?);
@@ -231,7 +245,8 @@ pub fn cases(gpu: &Gpu, kernel: &str) -> Result<Vec<Case>> {
             return Err(Error::InvalidSetting {
                 name: "bench kernel",
                 value: other.to_string(),
-                expected: "one of matmul, matmul_f16, layernorm, gelu, softmax, add, dispatch, attention, step",
+                expected:
+                    "one of matmul, matmul_f16, cast_f16, layernorm, gelu, softmax, add, dispatch, attention, step",
             })
         }
     })
@@ -273,11 +288,11 @@ pub fn run_kernels(
                 ms /= case.dispatches.len() as f64;
             }
             let secs = ms / 1e3;
-            let dtype = if case.kernel == "matmul_f16" { "f16" } else { "f32" };
+            let dtype = if case.kernel.ends_with("_f16") { "f16" } else { "f32" };
             let r = BenchResult {
                 kernel: case.kernel,
                 shape: case.shape,
-                // The operands' type: f16 for the f16 matmul.
+                // The operands' or outputs' type: f16 for the f16 matmul and the cast.
                 dtype: dtype.into(),
                 median_ms: ms,
                 gflops: case.flops.map(|f| f / secs / 1e9),

@@ -1,0 +1,42 @@
+//! Running the Transformer's graphs on batches for `train translate`: a batch's inputs, the
+//! constant inputs, and the validation loss.
+
+use wgformer::engine::exec::{Executor, HostData, StepOptions};
+use wgformer::graph::TensorId;
+use wgformer::models::transformer::TransformerGraph;
+use wgformer::text::corpus::Batch;
+use wgformer::{Gpu, Result};
+
+/// A batch as a training or evaluation step takes it.
+pub(super) fn feed<'a>(t: &TransformerGraph, b: &'a Batch) -> [(TensorId, HostData<'a>); 4] {
+    [
+        (t.src, HostData::U32(&b.src)),
+        (t.src_lens, HostData::U32(&b.src_lens)),
+        (t.tgt_in, HostData::U32(&b.tgt_in)),
+        (t.tgt_out, HostData::U32(&b.tgt_out)),
+    ]
+}
+
+/// Sets the inputs of `t` that never change (the positional encodings).
+pub(super) fn set_constants(gpu: &Gpu, exec: &Executor, t: &TransformerGraph) -> Result<()> {
+    for (id, values) in t.constants() {
+        exec.set(gpu, id, HostData::F32(&values))?;
+    }
+    Ok(())
+}
+
+/// Mean loss per target token over `batches`, with the evaluation executors.
+pub(super) fn validation_loss(
+    gpu: &Gpu,
+    evals: &[(Executor, TransformerGraph)],
+    batches: &[(usize, Batch)],
+) -> Result<f32> {
+    let (mut sum, mut tokens) = (0.0f64, 0usize);
+    for (i, b) in batches {
+        let (exec, t) = &evals[*i];
+        let loss = exec.step(gpu, &feed(t, b), &StepOptions::default())?;
+        sum += loss as f64 * b.tokens as f64;
+        tokens += b.tokens;
+    }
+    Ok((sum / tokens.max(1) as f64) as f32)
+}
