@@ -52,6 +52,10 @@ pub enum Error {
     /// A file whose contents are not what they should be.
     #[error("{path}: {msg}")]
     Format { path: String, msg: String },
+    /// Data-parallel training across processes failed: a rank disagrees with the others, or
+    /// the communication library reported an error.
+    #[error("data-parallel training: {0}")]
+    Distributed(String),
     /// File system errors, with the path involved.
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },

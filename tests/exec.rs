@@ -75,7 +75,7 @@ fn a_training_step_is_one_submit() {
         exec.step(
             gpu,
             &[(x, HostData::F32(&values[x.0]))],
-            &StepOptions { adam: Some(step), seed: 1, clip: Some(1.0), loss_scale: None },
+            &StepOptions { adam: Some(step), seed: 1, clip: Some(1.0), loss_scale: None, loss_weight: None },
         )
         .unwrap();
         assert_eq!(gpu.submit_count() - before, 1, "forward, backward, Adam and the loss readback in one submit");
@@ -143,7 +143,7 @@ fn adam_trains_a_small_mlp() {
         for step in 1..=150 {
             let (xb, yb) = synthetic_batch(&mut rng, &dirs, batch);
             let s = AdamStep { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, step };
-            let opts = StepOptions { adam: Some(s), seed: step, clip: None, loss_scale: None };
+            let opts = StepOptions { adam: Some(s), seed: step, clip: None, loss_scale: None, loss_weight: None };
             losses.push(exec.step(gpu, &[(x, HostData::F32(&xb)), (y, HostData::U32(&yb))], &opts).unwrap());
         }
         let first: f32 = losses[..10].iter().sum::<f32>() / 10.0;
@@ -167,7 +167,12 @@ fn clipped_adam_step_matches_the_reference() {
         let exec = Executor::new(gpu, t.graph.clone(), Some(t.loss), Some(&grads)).unwrap();
         upload_all(gpu, &exec, &values, &t.targets);
         let adam = AdamConfig { weight_decay: 0.01, ..AdamConfig::default() }.at(1, 0.05);
-        exec.step(gpu, &[], &StepOptions { adam: Some(adam), seed: 0, clip: Some(0.1), loss_scale: None }).unwrap();
+        exec.step(
+            gpu,
+            &[],
+            &StepOptions { adam: Some(adam), seed: 0, clip: Some(0.1), loss_scale: None, loss_weight: None },
+        )
+        .unwrap();
 
         evaluate(&t.graph, &mut values);
         let params = t.graph.params();
@@ -207,7 +212,8 @@ fn executors_sharing_parameters_train_them_as_one() {
         let single = Executor::new(gpu, t.graph.clone(), Some(t.loss), Some(&grads)).unwrap();
         upload_all(gpu, &single, &values, &t.targets);
         for (i, input) in inputs.iter().enumerate() {
-            let opts = StepOptions { adam: adam(i as u32 + 1), seed: 0, clip: None, loss_scale: None };
+            let opts =
+                StepOptions { adam: adam(i as u32 + 1), seed: 0, clip: None, loss_scale: None, loss_weight: None };
             single.step(gpu, &[(x, HostData::F32(&input[x.0]))], &opts).unwrap();
         }
         // ...and two sharing their parameters and moments, one step each.
@@ -218,7 +224,8 @@ fn executors_sharing_parameters_train_them_as_one() {
             b.set(gpu, *id, HostData::U32(v)).unwrap();
         }
         for (i, (exec, input)) in [&a, &b].into_iter().zip(&inputs).enumerate() {
-            let opts = StepOptions { adam: adam(i as u32 + 1), seed: 0, clip: None, loss_scale: None };
+            let opts =
+                StepOptions { adam: adam(i as u32 + 1), seed: 0, clip: None, loss_scale: None, loss_weight: None };
             exec.step(gpu, &[(x, HostData::F32(&input[x.0]))], &opts).unwrap();
         }
         for p in t.graph.params() {
@@ -249,7 +256,12 @@ fn executors_on_one_device_share_its_compiled_kernels() {
         for (exec, lr) in [(&first, 1e-2), (&second, 1e-1)] {
             upload_all(gpu, exec, &values, &t.targets);
             let adam = AdamStep { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, step: 1 };
-            exec.step(gpu, &[], &StepOptions { adam: Some(adam), seed: 0, clip: None, loss_scale: None }).unwrap();
+            exec.step(
+                gpu,
+                &[],
+                &StepOptions { adam: Some(adam), seed: 0, clip: None, loss_scale: None, loss_weight: None },
+            )
+            .unwrap();
         }
         let w = graph.find("fc1.weight").unwrap();
         let (a, b) = (first.read(gpu, w).unwrap(), second.read(gpu, w).unwrap());

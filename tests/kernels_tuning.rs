@@ -127,7 +127,13 @@ fn attention_paths(cache: &std::path::Path) {
                 let a = attention_graph(s, true, path).unwrap();
                 assert_eq!(a.graph.nodes.iter().any(|n| matches!(n.op, Op::Attention { .. })), path);
                 let (exec, _) = attention_executor(gpu, &a, true).unwrap();
-                let opts = wgformer::engine::exec::StepOptions { adam: None, seed: 1, clip: None, loss_scale: None };
+                let opts = wgformer::engine::exec::StepOptions {
+                    adam: None,
+                    seed: 1,
+                    clip: None,
+                    loss_scale: None,
+                    loss_weight: None,
+                };
                 losses.push(exec.step(gpu, &[], &opts).unwrap());
             }
             assert_close(&format!("loss {s:?}"), &losses[1..], &losses[..1], 1e-5, 1e-4);

@@ -42,7 +42,9 @@ fn small_vit_matches_the_reference_and_the_plan() {
 
         let seed = 9;
         exec.check_nodes(gpu, seed, 1e-5, 1e-3).unwrap();
-        let loss = exec.step(gpu, &[], &StepOptions { adam: None, seed, clip: None, loss_scale: None }).unwrap();
+        let loss = exec
+            .step(gpu, &[], &StepOptions { adam: None, seed, clip: None, loss_scale: None, loss_weight: None })
+            .unwrap();
         evaluate_seeded(&v.graph, &mut values, seed);
         assert_close("vit loss", &[loss], &values[v.loss.0], 1e-5, 1e-4);
         for (p, g) in &grads.of {
@@ -81,7 +83,13 @@ fn small_vit_learns_a_fixed_batch() {
                 exec.step(
                     gpu,
                     &inputs,
-                    &StepOptions { adam: Some(adam.at(step, 3e-3)), seed: step, clip: Some(1.0), loss_scale: None },
+                    &StepOptions {
+                        adam: Some(adam.at(step, 3e-3)),
+                        seed: step,
+                        clip: Some(1.0),
+                        loss_scale: None,
+                        loss_weight: None,
+                    },
                 )
                 .unwrap()
             })
@@ -115,7 +123,9 @@ fn both_attention_policies_give_the_same_loss_and_gradients() {
             }
             exec.set(gpu, v.pixel_values, HostData::F32(&pixels)).unwrap();
             exec.set(gpu, v.labels, HostData::U32(&labels)).unwrap();
-            let loss = exec.step(gpu, &[], &StepOptions { adam: None, seed: 1, clip: None, loss_scale: None }).unwrap();
+            let loss = exec
+                .step(gpu, &[], &StepOptions { adam: None, seed: 1, clip: None, loss_scale: None, loss_weight: None })
+                .unwrap();
             let mut g: Vec<(String, Vec<f32>)> =
                 grads.of.iter().map(|(p, g)| (v.graph.desc(*p).name.clone(), exec.read(gpu, *g).unwrap())).collect();
             g.sort_by(|a, b| a.0.cmp(&b.0));

@@ -31,6 +31,9 @@ pub struct Trainer {
     pub shapes: Vec<Executor>,
     /// The loss scale, where the graph's products run in f16 (mixed precision).
     pub scaler: Option<LossScaler>,
+    /// The ranks training together (data parallel), when there are several.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub group: Option<std::sync::Arc<dyn crate::engine::collective::Collective>>,
 }
 
 impl Trainer {
@@ -51,6 +54,8 @@ impl Trainer {
             step: 0,
             shapes: vec![],
             scaler,
+            #[cfg(not(target_arch = "wasm32"))]
+            group: None,
         })
     }
 
@@ -84,19 +89,45 @@ impl Trainer {
         }
     }
 
-    /// [`Trainer::step`] on the executor of shape `i`.
+    /// [`Trainer::step`] on the executor of shape `i`. In a data-parallel group every rank's
+    /// share of the global batch is taken to be the same (1 / ranks); see
+    /// [`Trainer::step_share`].
     pub fn step_shape(&mut self, gpu: &Gpu, i: usize, inputs: &[(TensorId, HostData)]) -> Result<f32> {
+        self.step_share(gpu, i, inputs, 1.0 / self.ranks() as f32)
+    }
+
+    /// Ranks training together (1 without a group).
+    pub fn ranks(&self) -> usize {
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(g) = &self.group {
+            return g.size();
+        }
+        1
+    }
+
+    /// [`Trainer::step_shape`] where this rank's inputs are `share` of the global batch's
+    /// loss (its target tokens over the global batch's, for a loss that is a mean over
+    /// tokens); the gradients are summed over the group and the global loss is returned.
+    /// Without a group `share` must be 1.
+    pub fn step_share(&mut self, gpu: &Gpu, i: usize, inputs: &[(TensorId, HostData)], share: f32) -> Result<f32> {
         let step = self.step + 1;
         let opts = StepOptions {
             adam: Some(self.config.adam.at(step, self.config.schedule.lr(step))),
             seed: self.config.seed.wrapping_mul(0x9E37_79B9) ^ step,
             clip: self.config.clip,
             loss_scale: self.scaler.map(|s| s.scale),
+            loss_weight: (share != 1.0).then_some(share),
         };
         let exec = self.executor(i).ok_or_else(|| {
             crate::error::Error::Config(format!("no batch shape {i} (have {})", self.shapes.len() + 1))
         })?;
         crate::engine::fault::inject(gpu, step)?;
+        #[cfg(not(target_arch = "wasm32"))]
+        let loss = match &self.group {
+            Some(group) => exec.step_data_parallel(gpu, inputs, &opts, group.as_ref())?,
+            None => exec.step(gpu, inputs, &opts)?,
+        };
+        #[cfg(target_arch = "wasm32")]
         let loss = exec.step(gpu, inputs, &opts)?;
         let norm = exec.last_step_norm();
         if let Some(scaler) = &mut self.scaler {

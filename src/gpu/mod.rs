@@ -363,6 +363,19 @@ impl Gpu {
         self.take_uncaptured()
     }
 
+    /// Blocks until submission `index` (and those before it) has finished.
+    pub fn wait_for(&self, index: wgpu::SubmissionIndex) -> Result<()> {
+        let _turn = self.turn();
+        #[cfg(not(target_arch = "wasm32"))]
+        let polled = self.device.poll(wgpu::PollType::Wait { submission_index: Some(index), timeout: None });
+        #[cfg(target_arch = "wasm32")]
+        drop(index);
+        self.check_alive()?;
+        #[cfg(not(target_arch = "wasm32"))]
+        polled.map_err(|e| Error::gpu("device poll", e))?;
+        self.take_uncaptured()
+    }
+
     /// [`Error::DeviceLost`] once the driver has lost the device.
     pub fn check_alive(&self) -> Result<()> {
         match self.lost.lock().ok().and_then(|slot| slot.clone()) {

@@ -135,12 +135,26 @@ impl Gpu {
     /// Maps `staging` (a MAP_READ buffer whose copies are submitted) once the GPU is done,
     /// returns its first `bytes` bytes and unmaps it.
     pub(crate) async fn map_read(&self, staging: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+        self.map_read_after(staging, bytes, None).await
+    }
+
+    /// [`Gpu::map_read`] waiting only for submission `after` (and those before it), not for
+    /// work submitted later (data-parallel steps read buckets while the GPU goes on).
+    pub(crate) async fn map_read_after(
+        &self,
+        staging: &wgpu::Buffer,
+        bytes: u64,
+        after: Option<wgpu::SubmissionIndex>,
+    ) -> Result<Vec<u8>> {
         let (done, mapped) = crate::util::oneshot::channel();
         {
             let _turn = self.turn();
             staging.map_async(wgpu::MapMode::Read, .., move |r| done.send(r));
         }
-        self.wait()?;
+        match after {
+            Some(index) => self.wait_for(index)?,
+            None => self.wait()?,
+        }
         mapped.await.map_err(|e| Error::Readback(e.to_string()))?;
         self.take_uncaptured()?;
         let _turn = self.turn();

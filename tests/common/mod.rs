@@ -3,6 +3,7 @@
 
 pub mod attention;
 pub mod cli;
+pub mod data_parallel;
 pub mod golden;
 pub mod graphs;
 pub mod mixed;

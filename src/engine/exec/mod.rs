@@ -6,9 +6,13 @@
 //! `checked.rs`, per-node timing in `profile.rs`.
 
 mod checked;
+#[cfg(not(target_arch = "wasm32"))]
+mod data_parallel;
 mod lower;
 mod optimizer;
 mod profile;
+#[cfg(not(target_arch = "wasm32"))]
+pub use data_parallel::CommStats;
 pub use profile::MatmulProfile;
 
 use crate::engine::autodiff::Gradients;
@@ -59,6 +63,12 @@ pub struct Executor {
     /// product: the pass runs one product after another.
     #[allow(dead_code)]
     f16_operands: Option<(Tensor, Tensor)>,
+    /// Data-parallel steps: gradient buckets (made on the first such step) and the last
+    /// step's communication.
+    #[cfg(not(target_arch = "wasm32"))]
+    buckets: std::sync::OnceLock<Vec<data_parallel::Bucket>>,
+    #[cfg(not(target_arch = "wasm32"))]
+    comm: std::sync::Mutex<CommStats>,
 }
 
 /// What one training step does besides forward and backward.
@@ -75,6 +85,9 @@ pub struct StepOptions {
     /// step whose scaled gradients overflowed is skipped on the GPU; its norm
     /// ([`Executor::last_step_norm`]) reads inf or NaN.
     pub loss_scale: Option<f32>,
+    /// Multiply the loss's gradient by this as well, without unscaling it: a data-parallel
+    /// rank's share of the global loss (its examples or tokens over the global batch's).
+    pub loss_weight: Option<f32>,
 }
 
 impl Executor {
@@ -190,6 +203,10 @@ impl Executor {
             step_params,
             loss_scale,
             f16_operands: f16.map(|f| (f.a, f.b)),
+            #[cfg(not(target_arch = "wasm32"))]
+            buckets: Default::default(),
+            #[cfg(not(target_arch = "wasm32"))]
+            comm: Default::default(),
         })
     }
 
@@ -298,6 +315,40 @@ impl Executor {
     pub async fn step_async(&self, gpu: &Gpu, inputs: &[(TensorId, HostData<'_>)], opts: &StepOptions) -> Result<f32> {
         #[cfg(not(target_arch = "wasm32"))]
         let host_start = std::time::Instant::now();
+        let clip = self.prepare_step(gpu, inputs, opts)?;
+        let mut enc = gpu.encoder("step");
+        {
+            let mut pass =
+                enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("step"), timestamp_writes: None });
+            for d in self.node_dispatches.iter().flatten() {
+                d.record(&mut pass);
+            }
+            self.record_optimizer(&mut pass, opts, clip);
+        }
+        let clipped = self.clipping(opts, clip);
+        if let Some(loss) = self.loss {
+            enc.copy_buffer_to_buffer(&self.tensors[loss.0].buffer, 0, &self.loss_staging, 0, 4);
+            if let Some(opt) = clipped {
+                enc.copy_buffer_to_buffer(&opt.grad_scale.buffer, 4, &self.loss_staging, 4, 4);
+            }
+        }
+        gpu.scoped("training step", || gpu.submit(enc.finish()))?;
+        #[cfg(not(target_arch = "wasm32"))]
+        self.host_ns.store(host_start.elapsed().as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
+        let Some(_) = self.loss else {
+            return gpu.wait().map(|_| f32::NAN);
+        };
+        let bytes = gpu.map_read(&self.loss_staging, 8).await?;
+        let norm = clipped.map(|_| bytemuck::pod_read_unaligned::<f32>(&bytes[4..8]));
+        if let Ok(mut slot) = self.last_norm.lock() {
+            *slot = norm;
+        }
+        Ok(bytemuck::pod_read_unaligned::<f32>(&bytes[..4]))
+    }
+
+    /// Uploads `inputs` and writes the step's uniforms (Adam's values, clipping, loss scale,
+    /// dropout seed); returns the clipping limit the step runs with.
+    fn prepare_step(&self, gpu: &Gpu, inputs: &[(TensorId, HostData<'_>)], opts: &StepOptions) -> Result<Option<f32>> {
         for &(t, data) in inputs {
             self.set(gpu, t, data)?;
         }
@@ -317,49 +368,33 @@ impl Executor {
             }
         }
         if self.loss.is_some() {
-            gpu.write(&self.loss_scale, &[opts.loss_scale.unwrap_or(1.0)])?;
+            let multiplier = opts.loss_scale.unwrap_or(1.0) * opts.loss_weight.unwrap_or(1.0);
+            gpu.write(&self.loss_scale, &[multiplier])?;
         }
         self.set_seed(gpu, opts.seed, adam.map_or(0, |a| a.step));
-        let mut enc = gpu.encoder("step");
-        {
-            let mut pass =
-                enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("step"), timestamp_writes: None });
-            for d in self.node_dispatches.iter().flatten() {
-                d.record(&mut pass);
+        Ok(clip)
+    }
+
+    /// Records clipping (when `clip` is set) and Adam, when the step asks for Adam.
+    fn record_optimizer(&self, pass: &mut wgpu::ComputePass<'_>, opts: &StepOptions, clip: Option<f32>) {
+        if let (Some(_), Some(opt)) = (opts.adam, &self.optimizer) {
+            if clip.is_some() {
+                for d in &opt.clip {
+                    d.record(pass);
+                }
             }
-            if let (Some(_), Some(opt)) = (adam, &self.optimizer) {
-                if clip.is_some() {
-                    for d in &opt.clip {
-                        d.record(&mut pass);
-                    }
-                }
-                for d in &opt.updates {
-                    d.record(&mut pass);
-                }
+            for d in &opt.updates {
+                d.record(pass);
             }
         }
-        let clipped = match (adam, &self.optimizer, clip) {
+    }
+
+    /// The optimizer, when this step clips with it (its norm is then read back).
+    fn clipping(&self, opts: &StepOptions, clip: Option<f32>) -> Option<&Optimizer> {
+        match (opts.adam, &self.optimizer, clip) {
             (Some(_), Some(opt), Some(_)) => Some(opt),
             _ => None,
-        };
-        if let Some(loss) = self.loss {
-            enc.copy_buffer_to_buffer(&self.tensors[loss.0].buffer, 0, &self.loss_staging, 0, 4);
-            if let Some(opt) = clipped {
-                enc.copy_buffer_to_buffer(&opt.grad_scale.buffer, 4, &self.loss_staging, 4, 4);
-            }
         }
-        gpu.scoped("training step", || gpu.submit(enc.finish()))?;
-        #[cfg(not(target_arch = "wasm32"))]
-        self.host_ns.store(host_start.elapsed().as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
-        let Some(_) = self.loss else {
-            return gpu.wait().map(|_| f32::NAN);
-        };
-        let bytes = gpu.map_read(&self.loss_staging, 8).await?;
-        let norm = clipped.map(|_| bytemuck::pod_read_unaligned::<f32>(&bytes[4..8]));
-        if let Ok(mut slot) = self.last_norm.lock() {
-            *slot = norm;
-        }
-        Ok(bytemuck::pod_read_unaligned::<f32>(&bytes[..4]))
     }
 
     /// The global gradient norm of the last step (read back with its loss), `None` when that

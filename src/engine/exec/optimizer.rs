@@ -24,6 +24,8 @@ pub(super) struct Optimizer {
     pub(super) grad_scale: Tensor,
     /// (param, m, v): bound by the updates, read and written for checkpoints.
     pub(super) state: Vec<(TensorId, Tensor, Tensor)>,
+    /// The gradient each update reads, in the order of `state`.
+    pub(super) grads: Vec<TensorId>,
 }
 
 impl Executor {
@@ -75,7 +77,7 @@ pub(super) fn prepare_adam(
         &ClipParams { partials: partials as u32, max_norm: 1.0, inv_loss_scale: 1.0, _pad: 0 },
     ));
     let hyper = k.adam.hyper_params(gpu);
-    let (mut updates, mut clip, mut state) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut updates, mut clip, mut state, mut grad_ids) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut offset = 0;
     for (p, grad) in with_grad {
         let n = g.desc(p).len();
@@ -88,7 +90,8 @@ pub(super) fn prepare_adam(
         clip.push(k.clip.sumsq(gpu, &partial, &ts[grad.0], n, offset)?);
         offset += partials_for(n);
         state.push((p, m, v));
+        grad_ids.push(grad);
     }
     clip.push(k.clip.scale(gpu, &grad_scale, &partial, partials, &clip_params)?);
-    Ok(Optimizer { hyper, updates, clip, clip_params, partials, grad_scale, state })
+    Ok(Optimizer { hyper, updates, clip, clip_params, partials, grad_scale, state, grads: grad_ids })
 }

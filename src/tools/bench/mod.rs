@@ -428,6 +428,7 @@ pub fn run_step(
             seed: step as u32,
             clip: Some(1.0),
             loss_scale: (graph_precision == crate::graph::Precision::F16).then_some(1024.0),
+            loss_weight: None,
         };
         let start = Instant::now();
         let loss = exec.step(gpu, &feed, &opts)?;
