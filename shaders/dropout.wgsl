@@ -1,6 +1,7 @@
 // Dropout with a counter-based random number generator: no mask is stored. Element i of the
 // node with salt s in the step with seed k is kept when hash(k, s, i) / 2^32 >= p; kept values
-// are scaled by 1 / (1 - p). The backward recomputes the same decision from (k, s, i), so it
+// are scaled by 1 / (1 - p). On data-parallel rank r, i counts from r * n (the element's
+// index in the whole batch, for batch-major tensors), so N ranks draw one process's masks. The backward recomputes the same decision from (k, s, i), so it
 // must run in the same step (same seed).
 //   dropout_fwd: y = keep ? x / (1 - p) : 0
 //   dropout_bwd: dx = keep ? dy / (1 - p) : 0
@@ -8,7 +9,7 @@
 // for dropout; reproducible on every backend since it is u32 arithmetic only).
 
 struct DropoutParams { n: u32, threshold: u32, scale: f32, salt: u32, }
-struct StepParams { seed: u32, step: u32, _pad0: u32, _pad1: u32, }
+struct StepParams { seed: u32, step: u32, shard: u32, _pad0: u32, }
 
 override WG: u32 = 256;
 
@@ -25,7 +26,8 @@ fn pcg(v: u32) -> u32 {
 
 fn keep(i: u32) -> bool {
     // threshold = p * 2^32 (saturated), so P(hash < threshold) = p.
-    return pcg(pcg(pcg(st.seed) ^ p.salt) ^ i) >= p.threshold;
+    // A data-parallel rank keys its elements by their index in the whole batch (shard 0: i).
+    return pcg(pcg(pcg(st.seed) ^ p.salt) ^ (i + st.shard * p.n)) >= p.threshold;
 }
 
 @compute @workgroup_size(WG)

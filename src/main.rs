@@ -201,6 +201,11 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Under mpirun, `train` joins the job's ranks; dropping `dist` at the end finalizes MPI.
+    let dist = match &cli.command {
+        Command::Train { .. } => cli::dist::init(),
+        _ => Ok(cli::dist::Dist::default()),
+    };
     let result = match cli.command {
         Command::Info { json } => info(json),
         Command::Bench { kernels, json, runs, model, batch, compare_blas, tokens, shapes, head_dim, precision } => {
@@ -236,9 +241,9 @@ fn main() -> ExitCode {
             average,
             stop_after,
             precision,
-        } => match (model.as_str(), wgformer::graph::Precision::parse(&precision)) {
-            (_, Err(e)) => Err(e),
-            ("vit", Ok(precision)) => cli::vit::train(&cli::vit::TrainArgs {
+        } => match (model.as_str(), wgformer::graph::Precision::parse(&precision), shared(&dist)) {
+            (_, Err(e), _) | (_, _, Err(e)) => Err(e),
+            ("vit", Ok(precision), Ok(dist)) => cli::vit::train(&cli::vit::TrainArgs {
                 out: out.unwrap_or_else(|| "runs/vit".into()),
                 resume,
                 epochs: epochs.unwrap_or(10),
@@ -250,8 +255,9 @@ fn main() -> ExitCode {
                 test_images,
                 stop_after,
                 precision,
+                dist,
             }),
-            ("translate", Ok(precision)) => cli::translate::train(&cli::translate::TrainArgs {
+            ("translate", Ok(precision), Ok(dist)) => cli::translate::train(&cli::translate::TrainArgs {
                 out: out.unwrap_or_else(|| "runs/translate".into()),
                 resume,
                 epochs,
@@ -271,8 +277,9 @@ fn main() -> ExitCode {
                 schedule,
                 average,
                 precision,
+                dist,
             }),
-            (other, _) => {
+            (other, _, _) => {
                 Err(wgformer::Error::Config(format!("unknown model {other:?}: train vit, or train translate")))
             }
         },
@@ -289,10 +296,19 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // On a rank of a data-parallel job: print with the rank and end every rank.
+            if let Ok(d) = &dist {
+                d.abort_on_error(&e);
+            }
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// A clone of the job's `Dist` for one command (the error, when joining the job failed).
+fn shared(dist: &Result<cli::dist::Dist>) -> Result<cli::dist::Dist> {
+    dist.as_ref().map(Clone::clone).map_err(|e| wgformer::Error::Distributed(e.to_string()))
 }
 
 fn info(json: bool) -> Result<()> {

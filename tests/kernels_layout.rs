@@ -104,7 +104,7 @@ fn dropout_matches_reference_and_drops_p() {
         for (n, p) in [(1, 0.5f32), (7, 0.1), (1_000_003, 0.1), (1_000_003, 0.5)] {
             let x = Rng::new(n as u64).vec_f32(n, 1.0);
             let (seed, salt) = (12345, 77);
-            let step = gpu.uniform("step", &StepParams { seed, step: 1, _pad: [0; 2] });
+            let step = gpu.uniform("step", &StepParams { seed, step: 1, shard: 0, _pad: 0 });
             let (threshold, scale) = dropout_constants(p).unwrap();
             let mut want = vec![0.0f32; n];
             dropout_ref::dropout_forward(&mut want, &x, seed, salt, threshold, scale);

@@ -1,6 +1,7 @@
 //! The command line's own modules (not part of the library).
 
 pub mod blas;
+pub mod dist;
 pub mod plot;
 pub mod translate;
 mod translate_exec;
@@ -23,4 +24,14 @@ pub fn read_trainer_state<T: serde::de::DeserializeOwned>(dir: &std::path::Path)
 /// ", loss scale S, N skipped" for the progress line of a mixed-precision run; empty in f32.
 pub fn scale_note(trainer: &wgformer::engine::trainer::Trainer) -> String {
     trainer.scaler.map_or(String::new(), |s| format!(", loss scale {}, {} skipped", s.scale, s.skipped))
+}
+
+/// ", comm X ms, Y% hidden" for the progress line of a data-parallel run (the last step's
+/// gradient sums and the share of them hidden behind the backward); empty otherwise.
+pub fn comm_note(trainer: &wgformer::engine::trainer::Trainer) -> String {
+    if trainer.ranks() < 2 {
+        return String::new();
+    }
+    let c = trainer.exec.last_comm();
+    format!(", comm {:.0} ms, {:.0}% hidden", c.comm_seconds * 1e3, 100.0 * c.hidden_share())
 }

@@ -60,9 +60,18 @@ pub struct TrainArgs {
     pub average: Option<usize>,
     /// The products' precision in training (f16: mixed precision with a loss scale).
     pub precision: wgformer::graph::Precision,
+    /// The data-parallel job this process is a rank of (a job of one without MPI).
+    pub dist: super::dist::Dist,
 }
 
 pub fn train(args: &TrainArgs) -> Result<()> {
+    if args.dist.size() > 1 {
+        // Its time budget and probing decide on each rank's clock: they need rank 0 to decide
+        // for all before this can run on several ranks.
+        return Err(Error::Config(
+            "train translate does not run data-parallel yet (train vit does); start it without mpirun".into(),
+        ));
+    }
     if let Some(m) = args.max_minutes {
         if !(m.is_finite() && m > 0.0) {
             return Err(Error::Config(format!("--max-minutes must be a positive number of minutes, got {m}")));

@@ -32,6 +32,8 @@ pub struct TrainArgs {
     pub stop_after: Option<usize>,
     /// The products' precision (f16: mixed precision with a loss scale).
     pub precision: wgformer::graph::Precision,
+    /// The data-parallel job this process is a rank of (a job of one without MPI).
+    pub dist: super::dist::Dist,
 }
 
 /// One epoch in trainer_state.json.
@@ -78,8 +80,8 @@ fn evaluate(gpu: &Gpu, vit: &Vit, set: &ImageSet) -> Result<(f32, Vec<usize>)> {
 }
 
 pub fn train(args: &TrainArgs) -> Result<()> {
-    let gpu = Gpu::new()?;
-    eprintln!("adapter: {}", gpu.describe());
+    let dist = &args.dist;
+    let gpu = dist.gpu()?;
     let mut train_set = mnist::load(&args.data, Split::Train)?;
     if let Some(n) = args.train_images {
         train_set.truncate(n);
@@ -115,6 +117,24 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             "the checkpoint's config does not fit 28x28 grey Fashion-MNIST with 10 classes".into(),
         ));
     }
+    // `state.batch` is the global batch; each rank trains its share of it.
+    let shard = dist.shard(state.batch)?;
+    let local_batch = shard.len();
+    dist.check_same(
+        "configuration",
+        &format!(
+            "{cfg:?} {} {} {} {} {} {} {:?} {} {}",
+            state.batch,
+            state.lr,
+            state.seed,
+            state.epochs,
+            state.epochs_done,
+            state.step,
+            args.precision,
+            train_set.len(),
+            wgformer::engine::collective::fingerprint(&train_set.labels)
+        ),
+    )?;
     let steps_per_epoch = train_set.len() / state.batch;
     let total = (state.epochs * steps_per_epoch) as u32;
     let config = TrainConfig {
@@ -129,12 +149,13 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         seed: state.seed as u32,
     };
     let attention =
-        wgformer::engine::attention_choice::policy(&gpu, |p| vit::build_with(&cfg, state.batch, true, p).map(drop))?;
-    let mut v = vit::build_with(&cfg, state.batch, true, attention)?;
+        wgformer::engine::attention_choice::policy(&gpu, |p| vit::build_with(&cfg, local_batch, true, p).map(drop))?;
+    let mut v = vit::build_with(&cfg, local_batch, true, attention)?;
     v.graph.precision = args.precision;
     let grads = backward(&mut v.graph, v.loss)?;
     let mut trainer = Trainer::new(&gpu, v.graph.clone(), v.loss, &grads, &[], config)?;
-    let params = match &args.resume {
+    trainer.group = dist.group.clone();
+    let mut params = match &args.resume {
         Some(dir) => {
             let params = wgformer::engine::checkpoint::load_params(
                 &dir.join("model.safetensors"),
@@ -149,15 +170,41 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         }
         None => vit::init_params(&v.graph, state.seed),
     };
+    if dist.group.is_some() {
+        // Every rank starts from rank 0's parameters and moments.
+        let mut values: Vec<Vec<f32>> = params.iter().map(|(_, v)| v.clone()).collect();
+        let mut moments: Vec<Vec<f32>> =
+            trainer.exec.optimizer_state(&gpu)?.into_iter().flat_map(|(_, m, s)| [m, s]).collect();
+        dist.broadcast(&mut values)?;
+        dist.broadcast(&mut moments)?;
+        for ((_, p), v) in params.iter_mut().zip(values) {
+            *p = v;
+        }
+        let ids: Vec<_> = trainer.exec.optimizer_state(&gpu)?.into_iter().map(|(p, _, _)| p).collect();
+        for (p, ms) in ids.iter().zip(moments.chunks(2)) {
+            trainer.exec.set_optimizer_state(&gpu, *p, &ms[0], &ms[1])?;
+        }
+    }
     for (p, values) in &params {
         trainer.exec.set(&gpu, *p, HostData::F32(values))?;
     }
-    let eval_vit = Vit::with_params(&gpu, cfg.clone(), fashion_preprocess(), EVAL_BATCH, &[])?;
+    // Only rank 0 evaluates, prints and writes checkpoints.
+    let eval_vit = match dist.is_main() {
+        true => Some(Vit::with_params(&gpu, cfg.clone(), fashion_preprocess(), EVAL_BATCH, &[])?),
+        false => None,
+    };
     let n_params: usize = params.iter().map(|(_, v)| v.len()).sum();
-    eprintln!(
-        "ViT on Fashion-MNIST: {} layers, width {}, patch {}, {n_params} parameters; {} epochs of {steps_per_epoch} steps of {}",
-        cfg.num_hidden_layers, cfg.hidden_size, cfg.patch_size, state.epochs, state.batch
-    );
+    if dist.is_main() {
+        eprintln!(
+            "ViT on Fashion-MNIST: {} layers, width {}, patch {}, {n_params} parameters; {} epochs of {steps_per_epoch} steps of {}{}",
+            cfg.num_hidden_layers,
+            cfg.hidden_size,
+            cfg.patch_size,
+            state.epochs,
+            state.batch,
+            ranks_note(dist, state.batch)
+        );
+    }
     let (mut pixels, mut labels) = (Vec::new(), Vec::new());
     let last_epoch = match args.stop_after {
         Some(n) => (state.epochs_done + n).min(state.epochs),
@@ -165,7 +212,10 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     };
     for epoch in state.epochs_done..last_epoch {
         let order = train_set.epoch_order(state.seed, epoch);
-        let bar = ProgressBar::new(steps_per_epoch as u64);
+        let bar = match dist.is_main() {
+            true => ProgressBar::new(steps_per_epoch as u64),
+            false => ProgressBar::hidden(),
+        };
         bar.set_style(
             ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -174,7 +224,8 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         let start = Instant::now();
         let (mut loss_sum, mut smooth) = (0.0f64, None::<f32>);
         for b in 0..steps_per_epoch {
-            train_set.batch(&order[b * state.batch..(b + 1) * state.batch], &mut pixels, &mut labels);
+            let first = b * state.batch;
+            train_set.batch(&order[first + shard.start..first + shard.end], &mut pixels, &mut labels);
             let loss =
                 trainer.step(&gpu, &[(v.pixel_values, HostData::F32(&pixels)), (v.labels, HostData::U32(&labels))])?;
             // A step skipped for an overflowing loss scale (f16) reports no usable loss.
@@ -185,14 +236,18 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             let s = smooth.unwrap_or(f32::NAN);
             let ips = ((b + 1) * state.batch) as f64 / start.elapsed().as_secs_f64();
             bar.set_message(format!(
-                "loss {s:.4} lr {:.2e} {ips:.0} img/s{}",
+                "loss {s:.4} lr {:.2e} {ips:.0} img/s{}{}",
                 trainer.lr(),
-                super::scale_note(&trainer)
+                super::scale_note(&trainer),
+                super::comm_note(&trainer)
             ));
             bar.inc(1);
         }
         let seconds = start.elapsed().as_secs_f64();
         bar.finish_and_clear();
+        state.epochs_done = epoch + 1;
+        state.step = trainer.step;
+        let Some(eval_vit) = &eval_vit else { continue };
         let params = trainer.params(&gpu)?;
         let named: Vec<(String, Vec<f32>)> =
             params.iter().map(|(p, values)| (v.graph.desc(*p).name.clone(), values.clone())).collect();
@@ -215,8 +270,6 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             record.images_per_second
         );
         state.history.push(record);
-        state.epochs_done = epoch + 1;
-        state.step = trainer.step;
         let losses: Vec<f32> = state.history.iter().map(|r| r.train_loss).collect();
         let accs: Vec<f32> = state.history.iter().map(|r| r.test_accuracy).collect();
         let moments = trainer.exec.optimizer_state(&gpu)?;
@@ -228,7 +281,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         };
         ckpt::save(&args.out, &cfg, &fashion_preprocess(), &v.graph, &params, Some(training))?;
     }
-    if let Some(last) = state.history.last() {
+    if let Some(last) = state.history.last().filter(|_| dist.is_main()) {
         let total: f64 = state.history.iter().map(|r| r.seconds).sum();
         eprintln!(
             "done: test accuracy {:.2}% after {} epochs, {:.0} s of training; checkpoint in {}",
@@ -239,6 +292,14 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// " on N ranks of B/N images" in the run's first line when data parallel.
+fn ranks_note(dist: &super::dist::Dist, batch: usize) -> String {
+    match dist.size() {
+        1 => String::new(),
+        n => format!(" on {n} ranks of {} images", batch / n),
+    }
 }
 
 /// Top-5 classes of each image file.

@@ -12,6 +12,8 @@ pub mod collective;
 pub mod exec;
 pub mod fault;
 pub mod loss_scale;
+#[cfg(all(feature = "mpi", not(target_arch = "wasm32")))]
+pub mod mpi;
 pub mod optim;
 pub mod plan;
 pub mod trainer;

@@ -121,7 +121,11 @@ impl Trainer {
         let exec = self.executor(i).ok_or_else(|| {
             crate::error::Error::Config(format!("no batch shape {i} (have {})", self.shapes.len() + 1))
         })?;
-        crate::engine::fault::inject(gpu, step)?;
+        #[cfg(not(target_arch = "wasm32"))]
+        let rank = self.group.as_ref().map_or(0, |g| g.rank());
+        #[cfg(target_arch = "wasm32")]
+        let rank = 0;
+        crate::engine::fault::inject(gpu, step, rank)?;
         #[cfg(not(target_arch = "wasm32"))]
         let loss = match &self.group {
             Some(group) => exec.step_data_parallel(gpu, inputs, &opts, group.as_ref())?,

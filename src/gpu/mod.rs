@@ -25,6 +25,9 @@ pub struct GpuOptions {
     pub backend: Option<wgpu::Backend>,
     /// Take the first adapter whose name contains this text (case-insensitive).
     pub adapter: Option<String>,
+    /// Among the adapters of the best kind (device type and backend), take this one (modulo
+    /// their count, in the order the system lists them): one GPU per rank of a machine.
+    pub ordinal: Option<usize>,
 }
 
 impl GpuOptions {
@@ -35,7 +38,7 @@ impl GpuOptions {
             _ => None,
         };
         let adapter = std::env::var("WGFORMER_ADAPTER").ok().filter(|s| !s.trim().is_empty());
-        Ok(GpuOptions { backend, adapter })
+        Ok(GpuOptions { backend, adapter, ordinal: None })
     }
 }
 
@@ -137,20 +140,26 @@ impl Gpu {
             adapters.extend(instance.request_adapter(&Default::default()).await.ok());
         }
         let wanted = opts.adapter.as_ref().map(|s| s.to_ascii_lowercase());
-        let adapter = adapters
-            .into_iter()
-            .filter(|a| wanted.as_ref().is_none_or(|w| a.get_info().name.to_ascii_lowercase().contains(w)))
-            .max_by_key(|a| preference(&a.get_info()))
-            .ok_or_else(|| {
-                let mut why = String::new();
-                if let Some(b) = opts.backend {
-                    why += &format!(" for backend {b:?}");
-                }
-                if let Some(w) = &opts.adapter {
-                    why += &format!(" with a name containing {w:?}");
-                }
-                Error::NoAdapter(why)
-            })?;
+        adapters.retain(|a| wanted.as_ref().is_none_or(|w| a.get_info().name.to_ascii_lowercase().contains(w)));
+        let best = adapters.iter().map(|a| (preference(&a.get_info()), a.get_info().backend)).max_by_key(|k| k.0);
+        let adapter = match (opts.ordinal, best) {
+            (Some(i), Some(best)) => {
+                adapters.retain(|a| (preference(&a.get_info()), a.get_info().backend) == best);
+                let n = adapters.len();
+                Some(adapters.swap_remove(i % n))
+            }
+            _ => adapters.into_iter().max_by_key(|a| preference(&a.get_info())),
+        };
+        let adapter = adapter.ok_or_else(|| {
+            let mut why = String::new();
+            if let Some(b) = opts.backend {
+                why += &format!(" for backend {b:?}");
+            }
+            if let Some(w) = &opts.adapter {
+                why += &format!(" with a name containing {w:?}");
+            }
+            Error::NoAdapter(why)
+        })?;
         Self::from_adapter_async(&adapter).await
     }
 

@@ -21,7 +21,10 @@ struct DropoutParams {
 pub struct StepParams {
     pub seed: u32,
     pub step: u32,
-    pub _pad: [u32; 2],
+    /// A data-parallel rank's place in the global batch: dropout keys element i of a node on
+    /// shard s as element i + s * n, its index in the whole batch (0 in one process).
+    pub shard: u32,
+    pub _pad: u32,
 }
 
 /// The dropout kernels.

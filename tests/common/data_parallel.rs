@@ -1,6 +1,7 @@
 //! Data-parallel cases shared by tests/data_parallel.rs (ranks as threads) and
 //! tests/mpi_data_parallel.rs (ranks as MPI processes): a small ViT and a small Transformer,
-//! each as one global batch and as its shards, trained side by side.
+//! each as one global batch and as its shards, trained side by side. Dropout is on: a rank
+//! draws the masks of its share of the whole batch.
 
 use super::mixed::Case;
 use super::Rng;
@@ -25,8 +26,8 @@ pub struct Sharded {
 }
 
 const VIT_JSON: &str = r#"{"image_size": 8, "patch_size": 4, "num_channels": 3, "hidden_size": 32, "num_hidden_layers": 2,
-    "num_attention_heads": 2, "intermediate_size": 64, "hidden_dropout_prob": 0.0,
-    "attention_probs_dropout_prob": 0.0, "layer_norm_eps": 1e-6, "num_labels": 3}"#;
+    "num_attention_heads": 2, "intermediate_size": 64, "hidden_dropout_prob": 0.1,
+    "attention_probs_dropout_prob": 0.1, "layer_norm_eps": 1e-6, "num_labels": 3}"#;
 
 /// A ViT batch of 4 per rank; every shard has the same share.
 pub fn vit(ranks: usize) -> Sharded {
@@ -58,7 +59,7 @@ pub fn vit(ranks: usize) -> Sharded {
 /// lengths, so that each shard's share is its count of target tokens over the batch's.
 pub fn transformer(ranks: usize) -> Sharded {
     use wgformer::models::transformer::{build, init_params, TransformerConfig};
-    let cfg = TransformerConfig { dropout: 0.0, ..TransformerConfig::tiny(40) };
+    let cfg = TransformerConfig { dropout: 0.1, ..TransformerConfig::tiny(40) };
     let (per, len) = (2, 6);
     let rows = ranks * per;
     let mut rng = Rng::new(8);

@@ -33,7 +33,11 @@ fn open_all() -> Vec<(String, Option<Gpu>)> {
     test_backends()
         .into_iter()
         .map(|name| {
-            let opts = wgformer::gpu::parse_backend(&name).map(|b| GpuOptions { backend: Some(b), adapter: None });
+            let opts = wgformer::gpu::parse_backend(&name).map(|b| GpuOptions {
+                backend: Some(b),
+                adapter: None,
+                ordinal: None,
+            });
             let gpu = opts.and_then(|o| Gpu::with_options(&o));
             match gpu {
                 Ok(g) => (name, Some(g)),

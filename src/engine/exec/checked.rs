@@ -11,7 +11,7 @@ impl Executor {
     /// first node that differs beyond `atol + rtol * |want|`. Inputs and parameters must be set.
     /// Dropout draws from `seed`.
     pub fn check_nodes(&self, gpu: &Gpu, seed: u32, atol: f64, rtol: f64) -> Result<()> {
-        self.set_seed(gpu, seed, 0);
+        self.set_seed(gpu, seed, 0, 0);
         let mut values: Vec<Vec<f32>> = vec![Vec::new(); self.graph.tensors.len()];
         for (i, node) in self.graph.nodes.iter().enumerate() {
             kernels::run(gpu, &self.node_dispatches[i].iter().collect::<Vec<_>>())?;

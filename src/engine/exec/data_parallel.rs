@@ -120,7 +120,7 @@ impl Executor {
             return Err(Error::Config("a data-parallel step needs a loss and gradients".into()));
         };
         let buckets = self.buckets(gpu)?;
-        let clip = self.prepare_step(gpu, inputs, opts)?;
+        let clip = self.prepare_step(gpu, inputs, opts, group.rank() as u32)?;
         let mut submitted = Vec::with_capacity(buckets.len());
         for (k, b) in buckets.iter().enumerate() {
             let mut enc = gpu.encoder("data-parallel bucket");

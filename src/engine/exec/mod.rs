@@ -137,7 +137,7 @@ impl Executor {
         let plan = plan(&graph, &pinned);
         let shared = with.map(|w| w.shared_params(&graph)).unwrap_or_default();
         let tensors = allocate(gpu, &graph, &plan, &shared)?;
-        let step_params = gpu.hold(gpu.uniform("step params", &StepParams { seed: 0, step: 0, _pad: [0; 2] }));
+        let step_params = gpu.hold(gpu.uniform("step params", &StepParams { seed: 0, step: 0, shard: 0, _pad: 0 }));
         let loss_scale = gpu.upload("loss scale", &[1.0])?;
         let f16 = match graph.precision {
             crate::graph::Precision::F32 => None,
@@ -315,7 +315,7 @@ impl Executor {
     pub async fn step_async(&self, gpu: &Gpu, inputs: &[(TensorId, HostData<'_>)], opts: &StepOptions) -> Result<f32> {
         #[cfg(not(target_arch = "wasm32"))]
         let host_start = std::time::Instant::now();
-        let clip = self.prepare_step(gpu, inputs, opts)?;
+        let clip = self.prepare_step(gpu, inputs, opts, 0)?;
         let mut enc = gpu.encoder("step");
         {
             let mut pass =
@@ -348,7 +348,15 @@ impl Executor {
 
     /// Uploads `inputs` and writes the step's uniforms (Adam's values, clipping, loss scale,
     /// dropout seed); returns the clipping limit the step runs with.
-    fn prepare_step(&self, gpu: &Gpu, inputs: &[(TensorId, HostData<'_>)], opts: &StepOptions) -> Result<Option<f32>> {
+    /// `shard` is the data-parallel rank, whose dropout masks are those of its share of the
+    /// global batch (0 in one process).
+    fn prepare_step(
+        &self,
+        gpu: &Gpu,
+        inputs: &[(TensorId, HostData<'_>)],
+        opts: &StepOptions,
+        shard: u32,
+    ) -> Result<Option<f32>> {
         for &(t, data) in inputs {
             self.set(gpu, t, data)?;
         }
@@ -371,7 +379,7 @@ impl Executor {
             let multiplier = opts.loss_scale.unwrap_or(1.0) * opts.loss_weight.unwrap_or(1.0);
             gpu.write(&self.loss_scale, &[multiplier])?;
         }
-        self.set_seed(gpu, opts.seed, adam.map_or(0, |a| a.step));
+        self.set_seed(gpu, opts.seed, adam.map_or(0, |a| a.step), shard);
         Ok(clip)
     }
 
@@ -404,8 +412,8 @@ impl Executor {
         self.last_norm.lock().ok().and_then(|slot| *slot)
     }
 
-    fn set_seed(&self, gpu: &Gpu, seed: u32, step: u32) {
-        gpu.write_buffer(&self.step_params, 0, bytemuck::bytes_of(&StepParams { seed, step, _pad: [0; 2] }));
+    fn set_seed(&self, gpu: &Gpu, seed: u32, step: u32, shard: u32) {
+        gpu.write_buffer(&self.step_params, 0, bytemuck::bytes_of(&StepParams { seed, step, shard, _pad: 0 }));
     }
 }
 

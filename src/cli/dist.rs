@@ -1,0 +1,129 @@
+//! Running under `mpirun`: the process's rank in the job, the adapter it takes, and what a
+//! failing rank does (print its message, then end every rank through MPI_Abort).
+
+use std::sync::{Arc, OnceLock, Weak};
+use wgformer::engine::collective::Collective;
+use wgformer::{Error, Gpu, GpuOptions, Result};
+
+/// This process's place in a data-parallel job (a job of one without MPI).
+#[derive(Clone, Default)]
+pub struct Dist {
+    /// The job's ranks, when there are several.
+    pub group: Option<Arc<dyn Collective>>,
+    /// This rank among the ranks of its machine.
+    pub local_rank: usize,
+}
+
+/// The group a panicking rank aborts (set once, by [`init`]; weak, so that dropping the
+/// last `Dist` still finalizes MPI).
+static ABORT_GROUP: OnceLock<Weak<dyn Collective>> = OnceLock::new();
+
+/// The job this process belongs to: MPI's ranks when started by an MPI launcher with more than
+/// one rank (and built with feature `mpi`), otherwise a job of one.
+pub fn init() -> Result<Dist> {
+    #[cfg(feature = "mpi")]
+    if wgformer::engine::mpi::launched() {
+        let group = wgformer::engine::mpi::MpiGroup::init()?;
+        let local_rank = group.local_rank();
+        if group.size() < 2 {
+            return Ok(Dist { group: None, local_rank });
+        }
+        let group: Arc<dyn Collective> = Arc::new(group);
+        let _ = ABORT_GROUP.set(Arc::downgrade(&group));
+        // A panicking rank would leave the others waiting in a collective: end the job.
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            previous(info);
+            if let Some(g) = ABORT_GROUP.get().and_then(Weak::upgrade) {
+                g.abort(101);
+            }
+        }));
+        return Ok(Dist { group: Some(group), local_rank });
+    }
+    #[cfg(not(feature = "mpi"))]
+    if let Some(n) = launcher_size().filter(|&n| n > 1) {
+        return Err(Error::Config(format!(
+            "started by an MPI launcher with {n} ranks, but this wgformer was built without MPI: \
+             build it with `cargo build --release --features mpi`"
+        )));
+    }
+    Ok(Dist::default())
+}
+
+/// The job's size as the launcher's environment gives it.
+#[cfg(not(feature = "mpi"))]
+fn launcher_size() -> Option<usize> {
+    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"].iter().find_map(|v| std::env::var(v).ok()?.parse().ok())
+}
+
+impl Dist {
+    pub fn rank(&self) -> usize {
+        self.group.as_ref().map_or(0, |g| g.rank())
+    }
+
+    pub fn size(&self) -> usize {
+        self.group.as_ref().map_or(1, |g| g.size())
+    }
+
+    /// Rank 0 prints progress, evaluates and writes checkpoints; the others only train.
+    pub fn is_main(&self) -> bool {
+        self.rank() == 0
+    }
+
+    /// The GPU of this rank: `WGFORMER_ADAPTER` / `WGFORMER_BACKEND` when set, otherwise the
+    /// machine's adapters of the best kind in turn by local rank.
+    pub fn gpu(&self) -> Result<Gpu> {
+        let mut opts = GpuOptions::from_env()?;
+        if self.group.is_some() && opts.adapter.is_none() {
+            opts.ordinal = Some(self.local_rank);
+        }
+        let gpu = Gpu::with_options(&opts)?;
+        match &self.group {
+            Some(g) => eprintln!("rank {}/{}: adapter {}", g.rank(), g.size(), gpu.describe()),
+            None => eprintln!("adapter: {}", gpu.describe()),
+        }
+        Ok(gpu)
+    }
+
+    /// Fails on every rank unless every rank has the same `what` (`Ok` without a group).
+    pub fn check_same(&self, what: &str, description: &str) -> Result<()> {
+        match &self.group {
+            Some(g) => wgformer::engine::collective::check_same(
+                g.as_ref(),
+                what,
+                wgformer::engine::collective::fingerprint(description.as_bytes()),
+            ),
+            None => Ok(()),
+        }
+    }
+
+    /// Rank 0's values on every rank (unchanged without a group).
+    pub fn broadcast(&self, values: &mut [Vec<f32>]) -> Result<()> {
+        match &self.group {
+            Some(g) => wgformer::engine::collective::broadcast_f32(g.as_ref(), values),
+            None => Ok(()),
+        }
+    }
+
+    /// The global batch split in equal shares: this rank's range of `batch` examples.
+    pub fn shard(&self, batch: usize) -> Result<std::ops::Range<usize>> {
+        let n = self.size();
+        if batch % n != 0 {
+            return Err(Error::Config(format!("--batch {batch} must be a multiple of the {n} ranks")));
+        }
+        let per = batch / n;
+        Ok(self.rank() * per..(self.rank() + 1) * per)
+    }
+}
+
+impl Dist {
+    /// Ends the job after this rank failed: prints the error with the rank, then MPI_Abort
+    /// ends every rank (the others may be waiting for this one in a collective). Returns
+    /// without a group.
+    pub fn abort_on_error(&self, e: &Error) {
+        if let Some(g) = &self.group {
+            eprintln!("error on rank {} of {}: {e}", g.rank(), g.size());
+            g.abort(1);
+        }
+    }
+}
