@@ -1,7 +1,9 @@
 //! Running under `mpirun`: the process's rank in the job, the adapter it takes, and what a
 //! failing rank does (print its message, then end every rank through MPI_Abort).
 
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::Arc;
+#[cfg(feature = "mpi")]
+use std::sync::{OnceLock, Weak};
 use wgformer::engine::collective::Collective;
 use wgformer::{Error, Gpu, GpuOptions, Result};
 
@@ -16,6 +18,7 @@ pub struct Dist {
 
 /// The group a panicking rank aborts (set once, by [`init`]; weak, so that dropping the
 /// last `Dist` still finalizes MPI).
+#[cfg(feature = "mpi")]
 static ABORT_GROUP: OnceLock<Weak<dyn Collective>> = OnceLock::new();
 
 /// The job this process belongs to: MPI's ranks when started by an MPI launcher with more than
@@ -108,7 +111,7 @@ impl Dist {
     /// The global batch split in equal shares: this rank's range of `batch` examples.
     pub fn shard(&self, batch: usize) -> Result<std::ops::Range<usize>> {
         let n = self.size();
-        if batch % n != 0 {
+        if !batch.is_multiple_of(n) {
             return Err(Error::Config(format!("--batch {batch} must be a multiple of the {n} ranks")));
         }
         let per = batch / n;

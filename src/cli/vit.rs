@@ -252,7 +252,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         let named: Vec<(String, Vec<f32>)> =
             params.iter().map(|(p, values)| (v.graph.desc(*p).name.clone(), values.clone())).collect();
         eval_vit.set_named_params(&gpu, &named)?;
-        let (accuracy, _) = evaluate(&gpu, &eval_vit, &test_set)?;
+        let (accuracy, _) = evaluate(&gpu, eval_vit, &test_set)?;
         let record = EpochRecord {
             epoch: epoch + 1,
             train_loss: (loss_sum / steps_per_epoch as f64) as f32,
