@@ -308,7 +308,10 @@ fn main() -> ExitCode {
 
 /// A clone of the job's `Dist` for one command (the error, when joining the job failed).
 fn shared(dist: &Result<cli::dist::Dist>) -> Result<cli::dist::Dist> {
-    dist.as_ref().map(Clone::clone).map_err(|e| wgformer::Error::Distributed(e.to_string()))
+    match dist {
+        Ok(d) => Ok(d.clone()),
+        Err(e) => Err(wgformer::Error::Distributed(e.to_string())),
+    }
 }
 
 fn info(json: bool) -> Result<()> {
