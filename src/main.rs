@@ -165,6 +165,8 @@ enum Command {
         /// Kernels to run (matmul, layernorm, gelu, softmax, add, dispatch; attention, which
         /// takes minutes, and matmul_f16, f16 operands on matrix units where there are some,
         /// only when named), or `step` for whole training steps; all but those two when empty.
+        /// Under mpirun (feature mpi): `step` steps data-parallel on every rank (--batch is the
+        /// global batch) and reports the communication; `allreduce` times the gradient sums.
         kernels: Vec<String>,
         /// The model `step` trains: vit-tiny, vit-small, vit-base, vit-cifar, transformer-small or
         /// transformer-base (pairs of 32 tokens).
@@ -361,32 +363,76 @@ fn bench(
     compare_blas: bool,
     cases: &BenchCases,
 ) -> Result<()> {
-    let gpu = Gpu::new()?;
-    eprintln!("adapter: {}", gpu.describe());
+    // Under mpirun the step and allreduce benches run on every rank; only rank 0 reports.
+    let dist = match kernels.iter().any(|k| k == "step" || k == "allreduce") {
+        true => cli::dist::init()?,
+        false => cli::dist::Dist::default(),
+    };
+    let result = bench_ranks(kernels, json, runs, model, batch, compare_blas, cases, &dist);
+    if let Err(e) = &result {
+        dist.abort_on_error(e);
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+fn bench_ranks(
+    kernels: &[String],
+    json: bool,
+    runs: usize,
+    model: &str,
+    batch: usize,
+    compare_blas: bool,
+    cases: &BenchCases,
+    dist: &cli::dist::Dist,
+) -> Result<()> {
+    let (allreduce, kernels): (Vec<String>, Vec<String>) = kernels.iter().cloned().partition(|k| k == "allreduce");
+    let group = dist.group.as_deref();
+    let mut say = |line: &str| {
+        if dist.is_main() {
+            eprintln!("{line}")
+        }
+    };
+    let mut results = Vec::new();
+    if !allreduce.is_empty() {
+        let Some(g) = group else {
+            return Err(wgformer::Error::Config(
+                "bench allreduce times sums between ranks: run it under mpirun with a build of feature mpi".into(),
+            ));
+        };
+        results = wgformer::tools::bench::allreduce::run_allreduce(g, runs, &mut say)?;
+        if kernels.is_empty() {
+            return report(&results, json, dist);
+        }
+    }
+    let gpu = dist.gpu()?;
     let matmul = match cases.shapes.is_empty() {
         true => wgformer::tools::bench::matmul_shapes(&gpu),
         false => wgformer::tools::bench::custom_matmul_shapes(&cases.shapes),
     };
     let (steps, kernels): (Vec<String>, Vec<String>) = kernels.iter().cloned().partition(|k| k == "step");
-    let mut results = Vec::new();
     if !kernels.is_empty() || steps.is_empty() {
-        results = wgformer::tools::bench::run_kernels(&gpu, &kernels, runs, &matmul, &cases.attention, &mut |line| {
-            eprintln!("{line}")
-        })?;
+        results.extend(wgformer::tools::bench::run_kernels(&gpu, &kernels, runs, &matmul, &cases.attention, &mut say)?);
         if compare_blas {
             results = cli::blas::compare(&matmul, results, runs, &mut |line| eprintln!("{line}"));
         }
     }
     if !steps.is_empty() {
         let precision = wgformer::graph::Precision::parse(&cases.precision)?;
-        let step =
-            wgformer::tools::bench::run_step(&gpu, model, batch, runs, precision, &mut |line| eprintln!("{line}"));
-        results.push(step?);
+        results.push(wgformer::tools::bench::run_step(&gpu, model, batch, runs, precision, group, &mut say)?);
+    }
+    report(&results, json, dist)
+}
+
+/// The results on stdout (from rank 0 only under mpirun).
+fn report(results: &[wgformer::tools::bench::BenchResult], json: bool, dist: &cli::dist::Dist) -> Result<()> {
+    if !dist.is_main() {
+        return Ok(());
     }
     if json {
-        println!("{}", serde_json::to_string(&results).unwrap_or_default());
+        println!("{}", serde_json::to_string(results).unwrap_or_default());
     } else {
-        print!("{}", wgformer::tools::bench::table(&results));
+        print!("{}", wgformer::tools::bench::table(results));
     }
     Ok(())
 }

@@ -18,16 +18,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wgformer::engine::collective::{check_same, fingerprint, Collective};
 
+/// A named check run from the launcher.
+type Case = (&'static str, fn(&Path));
+
 fn main() {
     if wgformer::engine::mpi::launched() {
         let mode = std::env::args().nth(1).unwrap_or_default();
-        rank_main(&mode);
+        let dir = PathBuf::from(std::env::args().nth(2).unwrap_or_else(|| ".".into()));
+        rank_main(&mode, &dir);
         return;
     }
     let tmp = std::env::temp_dir().join(format!("wgformer-mpi-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).expect("temporary directory");
-    let cases: [(&str, fn(&Path)); 5] = [
+    let cases: [Case; 5] = [
         ("library ranks match one process", library_equality),
         ("a mismatched configuration is refused", mismatch),
         ("train vit under mpirun matches one process, and resumes in one", cli_equality_and_resume),
@@ -94,21 +98,27 @@ fn this_program() -> PathBuf {
     std::env::current_exe().expect("the test's own path")
 }
 
-fn library_equality(_: &Path) {
-    let (o, _) = mpirun(&this_program(), &["equality"], &[], Duration::from_secs(300));
+/// What rank `r` wrote to its report file (the ranks' merged stderr can interleave lines).
+fn report(dir: &Path, mode: &str, r: usize) -> String {
+    std::fs::read_to_string(dir.join(format!("{mode}-rank-{r}.txt"))).unwrap_or_default()
+}
+
+fn library_equality(tmp: &Path) {
+    let (o, _) = mpirun(&this_program(), &["equality", tmp.to_str().unwrap()], &[], Duration::from_secs(300));
     let t = text(&o);
     assert!(o.status.success(), "the ranks failed:\n{t}");
     for r in 0..2 {
-        assert!(t.contains(&format!("rank {r}: equality ok")), "rank {r} did not finish:\n{t}");
+        assert_eq!(report(tmp, "equality", r), "equality ok", "rank {r} did not finish:\n{t}");
     }
 }
 
-fn mismatch(_: &Path) {
-    let (o, _) = mpirun(&this_program(), &["mismatch"], &[], Duration::from_secs(60));
+fn mismatch(tmp: &Path) {
+    let (o, _) = mpirun(&this_program(), &["mismatch", tmp.to_str().unwrap()], &[], Duration::from_secs(60));
     let t = text(&o);
     assert!(o.status.success(), "{t}");
     for r in 0..2 {
-        assert!(t.contains(&format!("rank {r}: refused: data-parallel training: rank 1 has a different")), "{t}");
+        let got = report(tmp, "mismatch", r);
+        assert!(got.starts_with("refused: data-parallel training: rank 1 has a different"), "rank {r}: {got:?}\n{t}");
     }
 }
 
@@ -182,7 +192,7 @@ fn fault(tmp: &Path, spec: &str, message: &str) {
 }
 
 /// One rank of the library-level cases.
-fn rank_main(mode: &str) {
+fn rank_main(mode: &str, dir: &Path) {
     let group: Arc<dyn Collective> = Arc::new(wgformer::engine::mpi::MpiGroup::init().expect("MPI"));
     let rank = group.rank();
     match mode {
@@ -202,11 +212,11 @@ fn rank_main(mode: &str) {
                 check_same(group.as_ref(), "parameters after training", fingerprint(&bits)).expect("same bits");
                 eprintln!("rank {rank}: {}: {:?}", s.name, run.comm);
             }
-            eprintln!("rank {rank}: equality ok");
+            std::fs::write(dir.join(format!("equality-rank-{rank}.txt")), "equality ok").expect("report");
         }
         "mismatch" => {
             let e = check_same(group.as_ref(), "configuration", rank as u64).expect_err("refused");
-            eprintln!("rank {rank}: refused: {e}");
+            std::fs::write(dir.join(format!("mismatch-rank-{rank}.txt")), format!("refused: {e}")).expect("report");
         }
         other => panic!("unknown mode {other:?}"),
     }

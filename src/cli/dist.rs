@@ -82,7 +82,10 @@ impl Dist {
         }
         let gpu = Gpu::with_options(&opts)?;
         match &self.group {
-            Some(g) => eprintln!("rank {}/{}: adapter {}", g.rank(), g.size(), gpu.describe()),
+            Some(g) => {
+                let line = format!("rank {}/{}: adapter {}\n", g.rank(), g.size(), gpu.describe());
+                let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+            }
             None => eprintln!("adapter: {}", gpu.describe()),
         }
         Ok(gpu)
@@ -125,7 +128,11 @@ impl Dist {
     /// without a group.
     pub fn abort_on_error(&self, e: &Error) {
         if let Some(g) = &self.group {
-            eprintln!("error on rank {} of {}: {e}", g.rank(), g.size());
+            // One write, so that the line is not interleaved with other ranks' output.
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                format!("error on rank {} of {}: {e}\n", g.rank(), g.size()).as_bytes(),
+            );
             g.abort(1);
         }
     }

@@ -65,7 +65,10 @@ pub fn inject(gpu: &Gpu, step: u32, rank: usize) -> Result<()> {
             format!("Out of Memory (injected by WGFORMER_INJECT_FAULT at step {step})"),
         )),
         Some(Fault::Crash) => {
-            eprintln!("WGFORMER_INJECT_FAULT: rank {rank} crashes before step {step}");
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                format!("WGFORMER_INJECT_FAULT: rank {rank} crashes before step {step}\n").as_bytes(),
+            );
             std::process::abort()
         }
         None => Ok(()),

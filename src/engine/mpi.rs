@@ -41,6 +41,13 @@ pub fn launched() -> bool {
 impl MpiGroup {
     /// Initializes MPI on a thread of its own. Call once per process, before any other MPI use.
     pub fn init() -> Result<Self> {
+        // Open MPI spins while a rank waits in a collective; here that wait runs beside the
+        // driver's own threads (a software rasterizer's, or the GPU driver's submit threads),
+        // so let it yield (measured on 2 cores: steps 25-60% slower without). An explicit
+        // setting wins.
+        if std::env::var_os("OMPI_MCA_mpi_yield_when_idle").is_none() {
+            std::env::set_var("OMPI_MCA_mpi_yield_when_idle", "1");
+        }
         let (ready_tx, ready_rx) = mpsc::channel();
         let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
         let worker = std::thread::Builder::new()

@@ -135,28 +135,39 @@ impl Gpu {
     /// Maps `staging` (a MAP_READ buffer whose copies are submitted) once the GPU is done,
     /// returns its first `bytes` bytes and unmaps it.
     pub(crate) async fn map_read(&self, staging: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
-        self.map_read_after(staging, bytes, None).await
-    }
-
-    /// [`Gpu::map_read`] waiting only for submission `after` (and those before it), not for
-    /// work submitted later (data-parallel steps read buckets while the GPU goes on).
-    pub(crate) async fn map_read_after(
-        &self,
-        staging: &wgpu::Buffer,
-        bytes: u64,
-        after: Option<wgpu::SubmissionIndex>,
-    ) -> Result<Vec<u8>> {
         let (done, mapped) = crate::util::oneshot::channel();
         {
             let _turn = self.turn();
             staging.map_async(wgpu::MapMode::Read, .., move |r| done.send(r));
         }
-        match after {
-            Some(index) => self.wait_for(index)?,
-            None => self.wait()?,
-        }
+        self.wait()?;
         mapped.await.map_err(|e| Error::Readback(e.to_string()))?;
         self.take_uncaptured()?;
+        self.take_mapped(staging, bytes)
+    }
+
+    /// Asks for `staging` to be mapped once the work that writes it is done, without waiting:
+    /// the receiver gets the outcome after a later [`Gpu::poll_now`] or wait.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) fn request_map(&self, staging: &wgpu::Buffer) -> std::sync::mpsc::Receiver<Result<()>> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let _turn = self.turn();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r.map_err(|e| Error::Readback(e.to_string())));
+        });
+        rx
+    }
+
+    /// Runs the callbacks of finished work without blocking.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) fn poll_now(&self) -> Result<()> {
+        let _turn = self.turn();
+        self.device.poll(wgpu::PollType::Poll).map_err(|e| Error::gpu("device poll", e))?;
+        self.check_alive()
+    }
+
+    /// The first `bytes` of a mapped `staging` buffer, which is then unmapped.
+    pub(crate) fn take_mapped(&self, staging: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
         let _turn = self.turn();
         let view = staging.get_mapped_range(..).map_err(|e| Error::Readback(e.to_string()))?;
         let out = view[..bytes as usize].to_vec();

@@ -121,7 +121,19 @@ impl Executor {
         };
         let buckets = self.buckets(gpu)?;
         let clip = self.prepare_step(gpu, inputs, opts, group.rank() as u32)?;
-        let mut submitted = Vec::with_capacity(buckets.len());
+        let weight = opts.loss_weight.unwrap_or(1.0);
+        let last = buckets.len() - 1;
+        // A bucket's values, read back: the last also carries this rank's share of the loss.
+        let values_of = |k: usize, bytes: Vec<u8>| {
+            let mut values = bytemuck::pod_collect_to_vec::<u8, f32>(&bytes);
+            match k == last {
+                true => values[buckets[k].floats] *= weight,
+                false => values.truncate(buckets[k].floats),
+            }
+            values
+        };
+        let (mut submitted, mut maps) = (Vec::with_capacity(buckets.len()), Vec::with_capacity(buckets.len()));
+        let mut pending: Vec<Pending> = Vec::with_capacity(buckets.len());
         for (k, b) in buckets.iter().enumerate() {
             let mut enc = gpu.encoder("data-parallel bucket");
             {
@@ -134,23 +146,33 @@ impl Executor {
             for &(g, at, n) in &b.grads {
                 enc.copy_buffer_to_buffer(&self.tensors[g.0].buffer, 0, &b.staging, at as u64 * 4, n as u64 * 4);
             }
-            if k + 1 == buckets.len() {
+            if k == last {
                 enc.copy_buffer_to_buffer(&self.tensors[loss.0].buffer, 0, &b.staging, b.floats as u64 * 4, 4);
             }
             submitted.push(gpu.scoped("data-parallel step", || gpu.submit(enc.finish()))?);
-        }
-        let weight = opts.loss_weight.unwrap_or(1.0);
-        let mut pending: Vec<Pending> = Vec::with_capacity(buckets.len());
-        for (k, (b, index)) in buckets.iter().zip(submitted).enumerate() {
-            let bytes = pollster::block_on(gpu.map_read_after(&b.staging, (b.floats as u64 + 1) * 4, Some(index)))?;
-            let mut values = bytemuck::pod_collect_to_vec::<u8, f32>(&bytes);
-            if k + 1 == buckets.len() {
-                // This rank's share of the global loss, summed with the gradients.
-                values[b.floats] *= weight;
-            } else {
-                values.truncate(b.floats);
+            maps.push(gpu.request_map(&b.staging));
+            // Where a submit returns only once the GPU is free (lavapipe), earlier buckets are
+            // done by now: start their sums while this one computes.
+            gpu.poll_now()?;
+            while pending.len() < k {
+                let j = pending.len();
+                match maps[j].try_recv() {
+                    Ok(mapped) => {
+                        mapped?;
+                        let bytes = gpu.take_mapped(&buckets[j].staging, (buckets[j].floats as u64 + 1) * 4)?;
+                        pending.push(group.start_sum(values_of(j, bytes)));
+                    }
+                    Err(_) => break,
+                }
             }
-            pending.push(group.start_sum(values));
+        }
+        self.host_ns.store(started.elapsed().as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
+        // The rest, in order, as the GPU finishes them.
+        for j in pending.len()..buckets.len() {
+            gpu.wait_for(submitted[j].clone())?;
+            maps[j].recv().map_err(|_| Error::Readback("a bucket's mapping was dropped".into()))??;
+            let bytes = gpu.take_mapped(&buckets[j].staging, (buckets[j].floats as u64 + 1) * 4)?;
+            pending.push(group.start_sum(values_of(j, bytes)));
         }
         let backward_done = Instant::now();
         let (mut comm_seconds, mut global_loss) = (0.0, f32::NAN);

@@ -24,7 +24,8 @@ pub(super) struct Optimizer {
     pub(super) grad_scale: Tensor,
     /// (param, m, v): bound by the updates, read and written for checkpoints.
     pub(super) state: Vec<(TensorId, Tensor, Tensor)>,
-    /// The gradient each update reads, in the order of `state`.
+    /// The gradient each update reads, in the order of `state` (data-parallel buckets).
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     pub(super) grads: Vec<TensorId>,
 }
 
