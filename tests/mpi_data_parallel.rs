@@ -31,10 +31,11 @@ fn main() {
     let tmp = std::env::temp_dir().join(format!("wgformer-mpi-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).expect("temporary directory");
-    let cases: [Case; 5] = [
+    let cases: [Case; 6] = [
         ("library ranks match one process", library_equality),
         ("a mismatched configuration is refused", mismatch),
         ("train vit under mpirun matches one process, and resumes in one", cli_equality_and_resume),
+        ("train translate under mpirun matches one process", cli_translate),
         ("a crashed rank ends the job", |d| fault(d, "crash:6@1", "rank 1 crashes")),
         ("a failing rank ends the job", |d| fault(d, "oom:6@1", "error on rank 1 of 2")),
     ];
@@ -45,7 +46,7 @@ fn main() {
         eprintln!("test {name} ... ok ({:.1} s)", start.elapsed().as_secs_f64());
     }
     let _ = std::fs::remove_dir_all(&tmp);
-    eprintln!("mpi_data_parallel: 5 passed");
+    eprintln!("mpi_data_parallel: {} passed", cases.len());
 }
 
 /// `mpirun -np 2 program args..` (root and 2 ranks on fewer cores allowed), killed after
@@ -171,6 +172,33 @@ fn cli_equality_and_resume(tmp: &Path) {
     assert_eq!(c.len(), 2);
     for (x, y) in a.iter().zip(&c) {
         assert!((x - y).abs() <= 1e-4 * x.abs().max(1.0), "one process {a:?}, resumed {c:?}");
+    }
+}
+
+/// A small translation run (2 passes over 400 dictionary pairs) on 2 ranks trains as one
+/// process does: each rank takes its share of every batch's rows, weighted by its target
+/// tokens, and rank 0 validates and plans for both.
+fn cli_translate(tmp: &Path) {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_wgformer"));
+    let args = |out: &Path| -> Vec<String> {
+        let mut a = vec!["train", "translate", "--data", "ding", "--train-pairs", "400", "--epochs", "2"];
+        a.extend(["--size", "tiny", "--vocab", "300", "--valid-pairs", "5", "--test-pairs", "5", "--batch", "512"]);
+        a.extend(["--out", out.to_str().unwrap()]);
+        a.into_iter().map(String::from).collect()
+    };
+    let (one, two) = (tmp.join("translate-one"), tmp.join("translate-two"));
+    let mut cmd = Command::new(&bin);
+    cmd.args(args(&one));
+    let (o, _) = run(cmd, &[], Duration::from_secs(300));
+    assert!(o.status.success(), "{}", text(&o));
+    let a2 = args(&two);
+    let (o, _) = mpirun(&bin, &a2.iter().map(String::as_str).collect::<Vec<_>>(), &[], Duration::from_secs(300));
+    assert!(o.status.success(), "{}", text(&o));
+    let (a, b) = (epoch_losses(&one), epoch_losses(&two));
+    eprintln!("translate train losses: one process {a:?}, 2 ranks {b:?}");
+    assert_eq!((a.len(), b.len()), (2, 2));
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x - y).abs() <= 1e-4 * x.abs().max(1.0), "one process {a:?}, 2 ranks {b:?}");
     }
 }
 

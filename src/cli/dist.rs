@@ -111,6 +111,52 @@ impl Dist {
         }
     }
 
+    /// Rank 0's `value` on every rank: decisions that rank 0 makes on its clock (a time
+    /// budget) and every rank must follow.
+    pub fn decide(&self, value: u8) -> Result<u8> {
+        match &self.group {
+            Some(g) => Ok(g.broadcast(0, vec![value])?.first().copied().unwrap_or(value)),
+            None => Ok(value),
+        }
+    }
+
+    /// Replaces `value` with rank 0's, sent as JSON (the run's state after rank 0 validated
+    /// and planned).
+    pub fn adopt<T: serde::Serialize + serde::de::DeserializeOwned>(&self, value: &mut T) -> Result<()> {
+        let Some(g) = &self.group else { return Ok(()) };
+        let bytes = g.broadcast(0, serde_json::to_vec(value).unwrap_or_default())?;
+        if g.rank() != 0 {
+            *value = serde_json::from_slice(&bytes)
+                .map_err(|e| Error::Distributed(format!("rank 0 sent a state this rank cannot read: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Rank 0's parameters and Adam moments on every rank, so that all start from the same
+    /// bits: the moments are set in `trainer`, the parameters returned for the caller to set.
+    pub fn from_rank_zero(
+        &self,
+        gpu: &Gpu,
+        trainer: &wgformer::engine::trainer::Trainer,
+        mut params: Vec<(wgformer::graph::TensorId, Vec<f32>)>,
+    ) -> Result<Vec<(wgformer::graph::TensorId, Vec<f32>)>> {
+        if self.group.is_none() {
+            return Ok(params);
+        }
+        let mut values: Vec<Vec<f32>> = params.iter().map(|(_, v)| v.clone()).collect();
+        let state = trainer.exec.optimizer_state(gpu)?;
+        let mut moments: Vec<Vec<f32>> = state.iter().flat_map(|(_, m, v)| [m.clone(), v.clone()]).collect();
+        self.broadcast(&mut values)?;
+        self.broadcast(&mut moments)?;
+        for ((_, p), v) in params.iter_mut().zip(values) {
+            *p = v;
+        }
+        for ((p, _, _), mv) in state.iter().zip(moments.chunks(2)) {
+            trainer.exec.set_optimizer_state(gpu, *p, &mv[0], &mv[1])?;
+        }
+        Ok(params)
+    }
+
     /// The global batch split in equal shares: this rank's range of `batch` examples.
     pub fn shard(&self, batch: usize) -> Result<std::ops::Range<usize>> {
         let n = self.size();

@@ -5,6 +5,7 @@ pub mod dist;
 pub mod plot;
 pub mod translate;
 mod translate_exec;
+mod translate_finish;
 pub mod translate_plan;
 pub mod translate_state;
 pub mod translation;

@@ -6,9 +6,9 @@ use super::translate_plan as plan;
 use super::translate_state::{
     kept_snapshots, linked, save_run, snapshot_name, EpochRecord, TrainerState, DEFAULT_AVERAGE,
 };
-use super::translation::{bleu_of, test_bleu};
+use super::translation::bleu_of;
 use indicatif::{ProgressBar, ProgressStyle};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 use wgformer::engine::autodiff::backward;
 use wgformer::engine::exec::{Executor, HostData};
@@ -18,10 +18,10 @@ use wgformer::models::transformer::{self, TransformerConfig, TransformerGraph};
 use wgformer::models::transformer_checkpoint as ckpt;
 use wgformer::models::transformer_decode::Search;
 use wgformer::text::bpe::Bpe;
-use wgformer::text::corpus::{self, Batch, Buckets};
+use wgformer::text::corpus::{self, Buckets};
 use wgformer::util::io::LinkFrom;
 use wgformer::util::rng::Rng;
-use wgformer::{Error, Gpu, Result};
+use wgformer::{Error, Result};
 
 /// Padded lengths of the training batches (tokens, eos included).
 pub(super) const BUCKETS: [usize; 9] = [10, 14, 18, 24, 32, 48, 64, 96, 128];
@@ -65,13 +65,10 @@ pub struct TrainArgs {
 }
 
 pub fn train(args: &TrainArgs) -> Result<()> {
-    if args.dist.size() > 1 {
-        // Its time budget and probing decide on each rank's clock: they need rank 0 to decide
-        // for all before this can run on several ranks.
-        return Err(Error::Config(
-            "train translate does not run data-parallel yet (train vit does); start it without mpirun".into(),
-        ));
-    }
+    // Under mpirun every rank trains its share of each batch; rank 0 decides when to stop,
+    // validates, plans, prints and writes checkpoints, and the others adopt its state.
+    let dist = &args.dist;
+    let (main, ranks) = (dist.is_main(), dist.size());
     if let Some(m) = args.max_minutes {
         if !(m.is_finite() && m > 0.0) {
             return Err(Error::Config(format!("--max-minutes must be a positive number of minutes, got {m}")));
@@ -83,8 +80,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     if !matches!(args.schedule.as_str(), "cosine" | "noam") {
         return Err(Error::Config(format!("--schedule {:?}: cosine or noam", args.schedule)));
     }
-    let gpu = Gpu::new()?;
-    eprintln!("adapter: {}", gpu.describe());
+    let gpu = dist.gpu()?;
     let mut train_pairs = corpus::read_split(&args.data, "train")?;
     if let Some(n) = args.train_pairs {
         train_pairs.truncate(n);
@@ -103,7 +99,9 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             if let Some(m) = args.max_minutes {
                 s.budget_minutes = Some(m);
             }
-            eprintln!("resuming {} after round {} of {} (step {})", dir.display(), s.epochs_done, s.epochs, s.step);
+            if main {
+                eprintln!("resuming {} after round {} of {} (step {})", dir.display(), s.epochs_done, s.epochs, s.step);
+            }
             let (cfg, bpe) = ckpt::load_config(dir)?;
             (cfg, bpe, s)
         }
@@ -111,7 +109,9 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             let start = Instant::now();
             let texts = train_pairs.iter().flat_map(|(s, t)| [s.as_str(), t.as_str()]);
             let bpe = Bpe::learn(texts, args.vocab, 2)?;
-            eprintln!("learned a shared BPE vocabulary of {} in {:.1} s", bpe.len(), start.elapsed().as_secs_f64());
+            if main {
+                eprintln!("learned a shared BPE vocabulary of {} in {:.1} s", bpe.len(), start.elapsed().as_secs_f64());
+            }
             let mut cfg = TransformerConfig::preset_or_file(&args.model, bpe.len())?;
             if let Some(p) = args.dropout {
                 cfg.dropout = p;
@@ -143,7 +143,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     let max_len = BUCKETS[BUCKETS.len() - 1];
     let (train, dropped) = corpus::encode(&bpe, &train_pairs, max_len);
     let (valid, valid_dropped) = corpus::encode(&bpe, &valid_pairs, max_len);
-    if dropped + valid_dropped > 0 {
+    if dropped + valid_dropped > 0 && main {
         eprintln!(
             "left out as longer than {max_len} tokens: {dropped} of {} training pairs, {valid_dropped} of {} validation pairs",
             train_pairs.len(),
@@ -151,6 +151,19 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         );
     }
     let buckets = Buckets { lens: BUCKETS.to_vec(), tokens: state.tokens.max(max_len) };
+    dist.check_same(
+        "configuration",
+        &format!(
+            "{cfg:?} {} {} {:?} {} {}",
+            serde_json::to_string(&state).unwrap_or_default(),
+            bpe.to_json(),
+            args.precision,
+            train.len(),
+            valid.len()
+        ),
+    )?;
+    // A rank's graphs hold its share of each bucket's rows (Batch::shard).
+    let rows = |i: usize| buckets.rows(i).div_ceil(ranks);
     let mut stream = plan::Stream::new(&buckets, &train, state.seed);
     let per_pass = stream.per_pass() as u32;
     if state.round_steps == 0 {
@@ -179,19 +192,20 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     // Attention's path is measured per shape class on the graphs about to be built.
     let attention = wgformer::engine::attention_choice::policy(&gpu, |p| {
         for (i, &len) in buckets.lens.iter().enumerate() {
-            transformer::build_with(&cfg, buckets.rows(i), len, len, true, p.clone())?;
+            transformer::build_with(&cfg, rows(i), len, len, true, p.clone())?;
         }
         Ok(())
     })?;
     let training_graph = |i: usize| -> Result<(TransformerGraph, wgformer::engine::autodiff::Gradients)> {
         let len = buckets.lens[i];
-        let mut t = transformer::build_with(&cfg, buckets.rows(i), len, len, true, attention.clone())?;
+        let mut t = transformer::build_with(&cfg, rows(i), len, len, true, attention.clone())?;
         t.graph.precision = args.precision;
         let grads = backward(&mut t.graph, t.loss)?;
         Ok((t, grads))
     };
     let (t0, grads0) = training_graph(0)?;
     let mut trainer = Trainer::new(&gpu, t0.graph.clone(), t0.loss, &grads0, &[], config)?;
+    trainer.group = dist.group.clone();
     set_constants(&gpu, &trainer.exec, &t0)?;
     let mut graphs = vec![t0];
     for i in 1..buckets.lens.len() {
@@ -201,7 +215,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         graphs.push(t);
     }
     let mut evals = Vec::new();
-    for (i, &len) in buckets.lens.iter().enumerate() {
+    for (i, &len) in buckets.lens.iter().enumerate().filter(|_| main) {
         let t = transformer::build_with(&cfg, buckets.rows(i), len, len, false, attention.clone())?;
         let exec = Executor::sharing(&gpu, t.graph.clone(), Some(t.loss), None, &[], &trainer.exec)?;
         set_constants(&gpu, &exec, &t)?;
@@ -222,15 +236,25 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         }
         None => transformer::init_params(first, state.seed),
     };
+    let params = dist.from_rank_zero(&gpu, &trainer, params)?;
     for (p, values) in &params {
         trainer.exec.set(&gpu, *p, HostData::F32(values))?;
     }
     let n_params: usize = params.iter().map(|(_, v)| v.len()).sum();
     let train_tokens: usize = train.iter().map(|e| e.tgt.len() + 1).sum();
-    eprintln!(
+    let on_ranks = match ranks {
+        1 => String::new(),
+        n => format!("; {n} ranks, each with its share of every batch"),
+    };
+    let say = |line: String| {
+        if main {
+            eprintln!("{line}")
+        }
+    };
+    say(format!(
         "Transformer: d_model {}, {} heads, {}+{} layers, FFN {}, vocabulary {}, {n_params} parameters; \
          {} training pairs ({train_tokens} target tokens, {per_pass} batches a pass), {} validation pairs; \
-         {} buckets prepared in {:.1} s ({} shader modules and {} pipelines compiled, {:.0} ms measuring kernel choices)",
+         {} buckets prepared in {:.1} s ({} shader modules and {} pipelines compiled, {:.0} ms measuring kernel choices){on_ranks}",
         cfg.d_model,
         cfg.num_heads,
         cfg.encoder_layers,
@@ -244,15 +268,15 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         gpu.compile_counts().0,
         gpu.compile_counts().1,
         wgformer::kernels::tuning::spent_ms()
-    );
+    ));
     if let (false, Some(m)) = (state.planned, state.budget_minutes) {
-        eprintln!(
+        say(format!(
             "time budget: {m} minutes of training and validation (--max-minutes); at most {} passes ({} steps); \
              the steps that fit are planned after measuring the first {PROBE:.0} s",
             state.epochs,
             state.total_steps,
             PROBE = plan::PROBE_SECONDS.min(m * 3.0)
-        );
+        ));
     }
     let valid_batches = buckets.epoch(&valid, &mut Rng::new(0));
     let budget = state.budget_minutes.map(|m| m * 60.0);
@@ -277,7 +301,10 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         } else {
             plan::round_end(round, state.probe_steps, state.round_steps, state.total_steps)
         };
-        let bar = ProgressBar::new(u64::from(end - trainer.step));
+        let bar = match main {
+            true => ProgressBar::new(u64::from(end - trainer.step)),
+            false => ProgressBar::hidden(),
+        };
         bar.set_style(
             ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -292,17 +319,31 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         let first_step = trainer.step;
         let (mut loss_sum, mut tokens, mut smooth) = (0.0f64, 0usize, None::<f32>);
         while trainer.step < end {
-            if budget.is_some_and(|b| spent() + eval_s >= b) {
-                out_of_time = true;
-                break;
-            }
+            // Rank 0's clock decides for every rank: 1 out of time, 2 measured enough.
             let measured = start.elapsed().as_secs_f64();
-            if probing && plan::probed(trainer.step - first_step, measured, budget.unwrap_or(f64::INFINITY)) {
-                break;
+            let stop = match () {
+                _ if budget.is_some_and(|b| spent() + eval_s >= b) => 1,
+                _ if probing && plan::probed(trainer.step - first_step, measured, budget.unwrap_or(f64::INFINITY)) => 2,
+                _ => 0,
+            };
+            match dist.decide(stop)? {
+                1 => {
+                    out_of_time = true;
+                    break;
+                }
+                2 => break,
+                _ => {}
             }
             let (i, b) = stream.at(trainer.step);
             let i = *i;
-            let loss = trainer.step_shape(&gpu, i, &feed(&graphs[i], b))?;
+            let loss = match ranks {
+                1 => trainer.step_shape(&gpu, i, &feed(&graphs[i], b))?,
+                _ => {
+                    let mine = b.shard(dist.rank(), ranks);
+                    let share = mine.tokens as f32 / b.tokens.max(1) as f32;
+                    trainer.step_share(&gpu, i, &feed(&graphs[i], &mine), share)?
+                }
+            };
             // A step skipped for an overflowing loss scale (f16) is retried at the lower scale.
             if !loss.is_finite() {
                 continue;
@@ -313,7 +354,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             smooth = Some(s);
             let tps = tokens as f64 / start.elapsed().as_secs_f64();
             let left = budget.map_or(String::new(), |b| format!(", budget {:.0} min left", (b - spent()) / 60.0));
-            let scale = super::scale_note(&trainer);
+            let scale = super::scale_note(&trainer) + &super::comm_note(&trainer);
             bar.set_message(format!("loss {s:.3} lr {:.2e} {tps:.0} tok/s{scale}{left}", trainer.lr()));
             bar.inc(1);
         }
@@ -321,6 +362,16 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         bar.finish_and_clear();
         if trainer.step == first_step {
             break;
+        }
+        if !main {
+            // Rank 0 validates, plans and saves; the others adopt the state it ends with.
+            dist.adopt(&mut state)?;
+            trainer.config.schedule =
+                plan::schedule(&state.schedule, state.lr, state.warmup, state.total_steps, cfg.d_model);
+            if out_of_time {
+                break;
+            }
+            continue;
         }
         let eval_start = Instant::now();
         let valid_loss = validation_loss(&gpu, &evals, &valid_batches)?;
@@ -412,10 +463,14 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         }
         save_run(&gpu, &args.out, &cfg, &bpe, first, &params, &trainer, &state, keep)?;
         snapshots_in = args.out.clone();
+        dist.adopt(&mut state)?;
         if out_of_time {
             eprintln!("stopping: the time budget of {:.0} minutes is spent", state.budget_minutes.unwrap_or(0.0));
             break;
         }
+    }
+    if !main {
+        return Ok(());
     }
     let total: f64 = state.history.iter().map(|r| r.seconds).sum();
     if let Some(last) = state.history.last() {
@@ -435,52 +490,19 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     let spent_out = out_of_time && snapshots_in == args.out;
     if state.epochs_done == state.epochs || trainer.step >= state.total_steps || spent_out {
         let unit = state.unit(per_pass);
-        finish(&gpu, args, &cfg, &bpe, first, &mut trainer, &mut state, &evals, &valid_batches, &snapshots_in, unit)?;
-    }
-    Ok(())
-}
-
-/// The end of a run: the mean of the last rounds' weights when it validates better, then the
-/// test BLEU, greedy and beam.
-#[allow(clippy::too_many_arguments)]
-fn finish(
-    gpu: &Gpu,
-    args: &TrainArgs,
-    cfg: &TransformerConfig,
-    bpe: &Bpe,
-    first: &wgformer::graph::Graph,
-    trainer: &mut Trainer,
-    state: &mut TrainerState,
-    evals: &[(Executor, TransformerGraph)],
-    valid_batches: &[(usize, Batch)],
-    snapshots_in: &Path,
-    unit: &str,
-) -> Result<()> {
-    let kept = kept_snapshots(snapshots_in, state.epochs_done, state.average);
-    if kept.len() > 1 {
-        let paths: Vec<PathBuf> = kept.iter().map(|(p, _)| p.clone()).collect();
-        let mean = wgformer::engine::checkpoint::average_params(&paths, first, &ckpt::same_shape)?;
-        for (p, v) in &mean {
-            trainer.exec.set(gpu, *p, HostData::F32(v))?;
-        }
-        let loss = validation_loss(gpu, evals, valid_batches)?;
-        let last = state.history.last().map_or(f32::INFINITY, |r| r.valid_loss);
-        let (from, to) = (state.epochs_done + 1 - kept.len(), state.epochs_done);
-        let better = loss < last;
-        eprintln!(
-            "the mean of {unit}s {from}-{to}: valid loss {loss:.3} against {last:.3} for {unit} {to} alone; {}",
-            if better { "the checkpoint keeps the mean".to_string() } else { format!("keeping {unit} {to}'s weights") }
-        );
-        if better {
-            state.averaged = (from..=to).collect();
-            save_run(gpu, &args.out, cfg, bpe, first, &mean, trainer, state, linked(kept))?;
-        }
-    }
-    let mut test = corpus::read_split(&args.data, "test")?;
-    test.truncate(args.test_pairs.unwrap_or(usize::MAX));
-    let ck = ckpt::load(&args.out)?;
-    for (name, search) in [("greedy", Search::GREEDY), ("beam 4", Search::PAPER)] {
-        eprintln!("{}", test_bleu(gpu, &ck, &test, name, search)?.0);
+        super::translate_finish::finish(
+            &gpu,
+            args,
+            &cfg,
+            &bpe,
+            first,
+            &mut trainer,
+            &mut state,
+            &evals,
+            &valid_batches,
+            &snapshots_in,
+            unit,
+        )?;
     }
     Ok(())
 }

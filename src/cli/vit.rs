@@ -155,7 +155,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     let grads = backward(&mut v.graph, v.loss)?;
     let mut trainer = Trainer::new(&gpu, v.graph.clone(), v.loss, &grads, &[], config)?;
     trainer.group = dist.group.clone();
-    let mut params = match &args.resume {
+    let params = match &args.resume {
         Some(dir) => {
             let params = wgformer::engine::checkpoint::load_params(
                 &dir.join("model.safetensors"),
@@ -170,21 +170,8 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         }
         None => vit::init_params(&v.graph, state.seed),
     };
-    if dist.group.is_some() {
-        // Every rank starts from rank 0's parameters and moments.
-        let mut values: Vec<Vec<f32>> = params.iter().map(|(_, v)| v.clone()).collect();
-        let mut moments: Vec<Vec<f32>> =
-            trainer.exec.optimizer_state(&gpu)?.into_iter().flat_map(|(_, m, s)| [m, s]).collect();
-        dist.broadcast(&mut values)?;
-        dist.broadcast(&mut moments)?;
-        for ((_, p), v) in params.iter_mut().zip(values) {
-            *p = v;
-        }
-        let ids: Vec<_> = trainer.exec.optimizer_state(&gpu)?.into_iter().map(|(p, _, _)| p).collect();
-        for (p, ms) in ids.iter().zip(moments.chunks(2)) {
-            trainer.exec.set_optimizer_state(&gpu, *p, &ms[0], &ms[1])?;
-        }
-    }
+    // Every rank starts from rank 0's parameters and moments.
+    let params = dist.from_rank_zero(&gpu, &trainer, params)?;
     for (p, values) in &params {
         trainer.exec.set(&gpu, *p, HostData::F32(values))?;
     }

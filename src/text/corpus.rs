@@ -154,6 +154,39 @@ impl Batch {
     }
 }
 
+impl Batch {
+    /// Rank `rank`'s share of this batch among `ranks` (data-parallel training): rows
+    /// `rank * per..` of `per = ceil(rows / ranks)`, padded with empty pairs to `per` rows,
+    /// with its own count of target tokens (possibly 0).
+    pub fn shard(&self, rank: usize, ranks: usize) -> Batch {
+        let per = self.rows.div_ceil(ranks.max(1));
+        let len = self.len;
+        let mut b = Batch {
+            len,
+            rows: per,
+            src: vec![PAD; per * len],
+            src_lens: vec![1; per],
+            tgt_in: vec![PAD; per * len],
+            tgt_out: vec![PAD; per * len],
+            tokens: 0,
+        };
+        for r in 0..per {
+            let (from, to) = ((rank * per + r) * len, r * len);
+            if rank * per + r >= self.rows {
+                b.src[to] = EOS;
+                b.tgt_in[to] = BOS;
+                continue;
+            }
+            b.src[to..to + len].copy_from_slice(&self.src[from..from + len]);
+            b.tgt_in[to..to + len].copy_from_slice(&self.tgt_in[from..from + len]);
+            b.tgt_out[to..to + len].copy_from_slice(&self.tgt_out[from..from + len]);
+            b.src_lens[r] = self.src_lens[rank * per + r];
+        }
+        b.tokens = b.tgt_out.iter().filter(|&&t| t != PAD).count();
+        b
+    }
+}
+
 /// The padded lengths batches use, and the rows a batch of each holds for `tokens` tokens.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Buckets {
@@ -231,6 +264,20 @@ mod tests {
         assert_eq!(b.tgt_in, [BOS, 9, PAD, PAD, BOS, PAD, PAD, PAD]);
         assert_eq!(b.tgt_out, [9, EOS, PAD, PAD, PAD, PAD, PAD, PAD]);
         assert_eq!(b.tokens, 2);
+    }
+
+    #[test]
+    fn shards_split_rows_and_tokens_and_pad_the_last() {
+        let ex: Vec<Example> = (1..=3).map(|i| Example { src: vec![7; i], tgt: vec![9; i] }).collect();
+        let b = Batch::new(&ex.iter().collect::<Vec<_>>(), 3, 5);
+        let shards: Vec<Batch> = (0..2).map(|r| b.shard(r, 2)).collect();
+        assert_eq!(shards.iter().map(|s| s.tokens).sum::<usize>(), b.tokens);
+        assert_eq!((shards[0].rows, shards[0].tokens, shards[1].tokens), (2, 2 + 3, 4));
+        assert_eq!(shards[0].src[..10], b.src[..10]);
+        assert_eq!(shards[1].src[..5], b.src[10..]);
+        assert_eq!(shards[1].src_lens, [4, 1]);
+        assert_eq!(shards[1].tgt_out[5..], [PAD; 5]);
+        assert_eq!(shards[1].tgt_in[5], BOS);
     }
 
     #[test]

@@ -1,0 +1,61 @@
+//! The end of `train translate`: the mean of the last rounds' weights where it validates
+//! better, then the test BLEU, greedy and beam.
+
+use super::translate::TrainArgs;
+use super::translate_exec::validation_loss;
+use super::translate_state::{kept_snapshots, linked, save_run, TrainerState};
+use super::translation::test_bleu;
+use std::path::{Path, PathBuf};
+use wgformer::engine::exec::{Executor, HostData};
+use wgformer::engine::trainer::Trainer;
+use wgformer::models::transformer::{TransformerConfig, TransformerGraph};
+use wgformer::models::transformer_checkpoint as ckpt;
+use wgformer::models::transformer_decode::Search;
+use wgformer::text::bpe::Bpe;
+use wgformer::text::corpus::{self, Batch};
+use wgformer::{Gpu, Result};
+
+/// The end of a run: the mean of the last rounds' weights when it validates better, then the
+/// test BLEU, greedy and beam.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn finish(
+    gpu: &Gpu,
+    args: &TrainArgs,
+    cfg: &TransformerConfig,
+    bpe: &Bpe,
+    first: &wgformer::graph::Graph,
+    trainer: &mut Trainer,
+    state: &mut TrainerState,
+    evals: &[(Executor, TransformerGraph)],
+    valid_batches: &[(usize, Batch)],
+    snapshots_in: &Path,
+    unit: &str,
+) -> Result<()> {
+    let kept = kept_snapshots(snapshots_in, state.epochs_done, state.average);
+    if kept.len() > 1 {
+        let paths: Vec<PathBuf> = kept.iter().map(|(p, _)| p.clone()).collect();
+        let mean = wgformer::engine::checkpoint::average_params(&paths, first, &ckpt::same_shape)?;
+        for (p, v) in &mean {
+            trainer.exec.set(gpu, *p, HostData::F32(v))?;
+        }
+        let loss = validation_loss(gpu, evals, valid_batches)?;
+        let last = state.history.last().map_or(f32::INFINITY, |r| r.valid_loss);
+        let (from, to) = (state.epochs_done + 1 - kept.len(), state.epochs_done);
+        let better = loss < last;
+        eprintln!(
+            "the mean of {unit}s {from}-{to}: valid loss {loss:.3} against {last:.3} for {unit} {to} alone; {}",
+            if better { "the checkpoint keeps the mean".to_string() } else { format!("keeping {unit} {to}'s weights") }
+        );
+        if better {
+            state.averaged = (from..=to).collect();
+            save_run(gpu, &args.out, cfg, bpe, first, &mean, trainer, state, linked(kept))?;
+        }
+    }
+    let mut test = corpus::read_split(&args.data, "test")?;
+    test.truncate(args.test_pairs.unwrap_or(usize::MAX));
+    let ck = ckpt::load(&args.out)?;
+    for (name, search) in [("greedy", Search::GREEDY), ("beam 4", Search::PAPER)] {
+        eprintln!("{}", test_bleu(gpu, &ck, &test, name, search)?.0);
+    }
+    Ok(())
+}
