@@ -134,7 +134,7 @@ impl Dist {
 
     /// Rank 0's parameters and Adam moments on every rank, so that all start from the same
     /// bits: the moments are set in `trainer`, the parameters returned for the caller to set.
-    pub fn from_rank_zero(
+    pub fn start_from_rank_zero(
         &self,
         gpu: &Gpu,
         trainer: &wgformer::engine::trainer::Trainer,

@@ -1,7 +1,7 @@
 //! `train translate`, `translate` and `eval` for the Transformer on the bundled German-English
 //! pairs.
 
-use super::translate_exec::{feed, set_constants, validation_loss};
+use super::translate_exec::{set_constants, train_step, validation_loss};
 use super::translate_plan as plan;
 use super::translate_state::{
     kept_snapshots, linked, save_run, snapshot_name, EpochRecord, TrainerState, DEFAULT_AVERAGE,
@@ -151,17 +151,9 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         );
     }
     let buckets = Buckets { lens: BUCKETS.to_vec(), tokens: state.tokens.max(max_len) };
-    dist.check_same(
-        "configuration",
-        &format!(
-            "{cfg:?} {} {} {:?} {} {}",
-            serde_json::to_string(&state).unwrap_or_default(),
-            bpe.to_json(),
-            args.precision,
-            train.len(),
-            valid.len()
-        ),
-    )?;
+    let run = serde_json::to_string(&state).unwrap_or_default();
+    let what = format!("{cfg:?} {run} {} {:?} {} {}", bpe.to_json(), args.precision, train.len(), valid.len());
+    dist.check_same("configuration", &what)?;
     // A rank's graphs hold its share of each bucket's rows (Batch::shard).
     let rows = |i: usize| buckets.rows(i).div_ceil(ranks);
     let mut stream = plan::Stream::new(&buckets, &train, state.seed);
@@ -236,7 +228,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         }
         None => transformer::init_params(first, state.seed),
     };
-    let params = dist.from_rank_zero(&gpu, &trainer, params)?;
+    let params = dist.start_from_rank_zero(&gpu, &trainer, params)?;
     for (p, values) in &params {
         trainer.exec.set(&gpu, *p, HostData::F32(values))?;
     }
@@ -336,14 +328,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             }
             let (i, b) = stream.at(trainer.step);
             let i = *i;
-            let loss = match ranks {
-                1 => trainer.step_shape(&gpu, i, &feed(&graphs[i], b))?,
-                _ => {
-                    let mine = b.shard(dist.rank(), ranks);
-                    let share = mine.tokens as f32 / b.tokens.max(1) as f32;
-                    trainer.step_share(&gpu, i, &feed(&graphs[i], &mine), share)?
-                }
-            };
+            let loss = train_step(&gpu, &mut trainer, dist, i, &graphs[i], b)?;
             // A step skipped for an overflowing loss scale (f16) is retried at the lower scale.
             if !loss.is_finite() {
                 continue;

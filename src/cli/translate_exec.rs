@@ -1,7 +1,9 @@
 //! Running the Transformer's graphs on batches for `train translate`: a batch's inputs, the
 //! constant inputs, and the validation loss.
 
+use super::dist::Dist;
 use wgformer::engine::exec::{Executor, HostData, StepOptions};
+use wgformer::engine::trainer::Trainer;
 use wgformer::graph::TensorId;
 use wgformer::models::transformer::TransformerGraph;
 use wgformer::text::corpus::Batch;
@@ -15,6 +17,26 @@ pub(super) fn feed<'a>(t: &TransformerGraph, b: &'a Batch) -> [(TensorId, HostDa
         (t.tgt_in, HostData::U32(&b.tgt_in)),
         (t.tgt_out, HostData::U32(&b.tgt_out)),
     ]
+}
+
+/// One training step on batch `b` (of graph `t`, shape `i`): under mpirun this rank's share
+/// of its rows, weighted by its share of the target tokens. Returns the batch's loss.
+pub(super) fn train_step(
+    gpu: &Gpu,
+    trainer: &mut Trainer,
+    dist: &Dist,
+    i: usize,
+    t: &TransformerGraph,
+    b: &Batch,
+) -> Result<f32> {
+    match dist.size() {
+        1 => trainer.step_shape(gpu, i, &feed(t, b)),
+        ranks => {
+            let mine = b.shard(dist.rank(), ranks);
+            let share = mine.tokens as f32 / b.tokens.max(1) as f32;
+            trainer.step_share(gpu, i, &feed(t, &mine), share)
+        }
+    }
 }
 
 /// Sets the inputs of `t` that never change (the positional encodings).

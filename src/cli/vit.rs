@@ -171,7 +171,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         None => vit::init_params(&v.graph, state.seed),
     };
     // Every rank starts from rank 0's parameters and moments.
-    let params = dist.from_rank_zero(&gpu, &trainer, params)?;
+    let params = dist.start_from_rank_zero(&gpu, &trainer, params)?;
     for (p, values) in &params {
         trainer.exec.set(&gpu, *p, HostData::F32(values))?;
     }
