@@ -115,6 +115,14 @@ pub struct Run {
     pub losses: Vec<f32>,
     pub params: Vec<(String, Vec<f32>)>,
     pub comm: CommStats,
+    /// A hash of every parameter's bits after each step.
+    pub fingerprints: Vec<u64>,
+}
+
+/// A hash of the bits of every parameter.
+pub fn fingerprint(params: &[(String, Vec<f32>)]) -> u64 {
+    let bits: Vec<u8> = params.iter().flat_map(|(_, v)| v.iter().flat_map(|x| x.to_le_bytes())).collect();
+    wgformer::engine::collective::fingerprint(&bits)
 }
 
 fn named(t: &Trainer, gpu: &Gpu) -> Vec<(String, Vec<f32>)> {
@@ -126,7 +134,7 @@ pub fn train_whole(gpu: &Gpu, s: &Sharded) -> Run {
     let mut t = trainer(gpu, &s.whole, &s.whole.params);
     let inputs = s.whole.inputs();
     let losses = (0..STEPS).map(|_| t.step(gpu, &inputs).unwrap()).collect();
-    Run { losses, params: named(&t, gpu), comm: CommStats::default() }
+    Run { losses, params: named(&t, gpu), comm: CommStats::default(), fingerprints: vec![] }
 }
 
 /// This rank's shard, its gradients summed over `group`; every rank starts from rank 0's
@@ -140,8 +148,12 @@ pub fn train_rank(gpu: &Gpu, s: &Sharded, group: std::sync::Arc<dyn Collective>)
     let mut t = trainer(gpu, shard, &params);
     t.group = Some(group);
     let inputs = shard.inputs();
-    let losses = (0..STEPS).map(|_| t.step_share(gpu, 0, &inputs, s.shares[rank]).unwrap()).collect();
-    Run { losses, params: named(&t, gpu), comm: t.exec.last_comm() }
+    let (mut losses, mut fingerprints) = (Vec::new(), Vec::new());
+    for _ in 0..STEPS {
+        losses.push(t.step_share(gpu, 0, &inputs, s.shares[rank]).unwrap());
+        fingerprints.push(fingerprint(&named(&t, gpu)));
+    }
+    Run { losses, params: named(&t, gpu), comm: t.exec.last_comm(), fingerprints }
 }
 
 /// The ranks' run matches the whole batch's: the same losses and parameters up to the
@@ -180,5 +192,6 @@ pub fn assert_identical(name: &str, runs: &[Run]) {
             assert!(same, "{name}: parameter {n} differs between rank 0 and rank {r}");
         }
         assert_eq!(runs[0].losses, run.losses, "{name}: ranks report different losses");
+        assert_eq!(runs[0].fingerprints, run.fingerprints, "{name}: ranks' parameters differ after some step");
     }
 }
