@@ -21,7 +21,8 @@ fn check(gpu: &wgformer::Gpu, s: &Sharded) {
         handles.into_iter().map(|h| h.join().expect("a rank panicked")).collect()
     });
     assert_identical(s.name, &runs);
-    assert_matches(s.name, &whole, &runs[0]);
+    let f16 = s.whole.graph.precision == wgformer::graph::Precision::F16;
+    assert_matches(s.name, &whole, &runs[0], f16);
     let comm = runs[0].comm;
     assert!(comm.buckets >= 1 && comm.bytes > 0, "{}: {comm:?}", s.name);
 }
@@ -39,6 +40,20 @@ fn two_ranks_train_like_one_process_transformer() {
 #[test]
 fn three_ranks_with_unequal_token_shares() {
     common::for_each_gpu(|gpu| check(gpu, &transformer(3)));
+}
+
+/// Mixed precision: the loss scale multiplies each rank's share, the summed gradients are
+/// unscaled while clipping, and every rank takes the same skip decisions.
+#[test]
+fn two_ranks_in_mixed_precision_train_like_one_process() {
+    common::for_each_gpu(|gpu| {
+        if !gpu.caps.f16 {
+            eprintln!("skipped on {}: no f16 shaders", gpu.describe());
+            return;
+        }
+        check(gpu, &vit(2).in_precision(wgformer::graph::Precision::F16));
+        check(gpu, &transformer(2).in_precision(wgformer::graph::Precision::F16));
+    });
 }
 
 #[test]

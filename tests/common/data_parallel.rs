@@ -98,6 +98,16 @@ pub fn transformer(ranks: usize) -> Sharded {
     }
 }
 
+impl Sharded {
+    /// The same cases with products in `precision` (f16: mixed precision with a loss scale).
+    pub fn in_precision(mut self, precision: wgformer::graph::Precision) -> Self {
+        for case in std::iter::once(&mut self.whole).chain(self.shards.iter_mut()) {
+            case.graph.precision = precision;
+        }
+        self
+    }
+}
+
 fn trainer(gpu: &Gpu, case: &Case, params: &[(TensorId, Vec<f32>)]) -> Trainer {
     let mut graph = case.graph.clone();
     let grads = backward(&mut graph, case.loss).unwrap();
@@ -162,9 +172,15 @@ pub fn train_rank(gpu: &Gpu, s: &Sharded, group: std::sync::Arc<dyn Collective>)
 /// an element whose gradient is near zero can move differently by up to a few learning rates
 /// (1e-3 here) over the run (measured: 0.2% of the elements over 1e-5, worst 2e-4), while
 /// the rest agree to ~1e-6.
-pub fn assert_matches(name: &str, whole: &Run, ranks: &Run) {
+///
+/// In mixed precision (`f16`) every product's operands are rounded to f16, so a last-bit
+/// difference in f32 can become one f16 step (1e-3 relative) in an operand: the losses then
+/// agree to 1e-4 and the parameters to a few learning rates, for more of the elements
+/// (measured: losses within 4e-5, 0.7% of the elements over 1e-5, worst 1.3e-3).
+pub fn assert_matches(name: &str, whole: &Run, ranks: &Run, f16: bool) {
+    let (loss_tol, far_share) = if f16 { (1e-4, 0.05) } else { (1e-5, 0.01) };
     for (i, (a, b)) in whole.losses.iter().zip(&ranks.losses).enumerate() {
-        assert!((a - b).abs() <= 1e-5 * a.abs().max(1.0), "{name} step {i}: one process {a}, ranks {b}");
+        assert!((a - b).abs() <= loss_tol * a.abs().max(1.0), "{name} step {i}: one process {a}, ranks {b}");
     }
     let (mut worst, mut far, mut total) = (0.0f32, 0usize, 0usize);
     for ((n1, a), (n2, b)) in whole.params.iter().zip(&ranks.params) {
@@ -181,7 +197,7 @@ pub fn assert_matches(name: &str, whole: &Run, ranks: &Run) {
         whole.losses, ranks.losses
     );
     assert!(worst <= 5e-3, "{name}: a parameter differs by {worst}");
-    assert!(far * 100 <= total, "{name}: {far} of {total} parameters differ by more than 1e-5 (over 1%)");
+    assert!(far as f64 <= far_share * total as f64, "{name}: {far} of {total} parameters differ by more than 1e-5");
 }
 
 /// Every rank holds the same bits.
