@@ -12,6 +12,11 @@ else
     stage=$(mktemp -d) dir=${1:-.gpu}
 fi
 mkdir -p "$stage"
+# An MPI build for the data-parallel benches, where this machine has MPI (it links libmpi:
+# the GPU machine needs the same MPI to run it).
+if command -v mpicc >/dev/null; then
+    cargo build --release --quiet --features mpi && cp target/release/wgformer "$stage/wgformer-mpi"
+fi
 cargo build --release --quiet
 cp target/release/wgformer "$stage/"
 cargo test --release --no-run --message-format=json 2>/dev/null | python3 -c '

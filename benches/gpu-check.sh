@@ -42,7 +42,7 @@ else
     benches/gpu-check-pack.sh --copy "$bins" || exit 1
 fi
 cli="$bins/wgformer"
-suites=$(cd "$bins" && ls | grep -v '^wgformer$' | sort)
+suites=$(cd "$bins" && ls | grep -v '^wgformer\(-mpi\)\?$' | sort)
 
 # One test suite under a time limit: a line of tests.tsv (backend, suite, result, seconds, summary).
 run_suite() { # BACKEND TIMEOUT SUITE
@@ -100,6 +100,27 @@ for case in ${GPU_CHECK_STEPS:-$default_steps}; do
     bench "step-$model-fused" WGFORMER_ATTENTION_VARIANT=rows -- step --model "$model" --batch "$batch" --runs "$runs"
     bench "step-$model-tiled" WGFORMER_ATTENTION_VARIANT=tiled -- step --model "$model" --batch "$batch" --runs "$runs"
 done
+
+# Data parallel over MPI where mpirun and an MPI build exist (DIR/wgformer-mpi from the pack,
+# or built here): the sums' bandwidth between 2 ranks, and 2 ranks' steps sharing this GPU
+# (compute, sums, the share hidden behind the backward).
+mpi_cli="$bins/wgformer-mpi"
+if [ ! -x "$mpi_cli" ] && command -v cargo >/dev/null && command -v mpicc >/dev/null; then
+    cargo build --release --quiet --features mpi && cp target/release/wgformer "$out/wgformer-mpi" && mpi_cli="$out/wgformer-mpi"
+fi
+if command -v mpirun >/dev/null && [ -x "$mpi_cli" ]; then
+    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+    for args in "allreduce" "step --model vit-base --batch 16" "step --model transformer-base --batch 32"; do
+        name="mpi-$(echo "$args" | tr ' ' '-' | tr -d '-' | cut -c1-40)"
+        log "mpirun -np 2 bench $args"
+        WGFORMER_BACKEND=vulkan timeout 300 mpirun -np 2 "$mpi_cli" bench $args --runs "$runs" --json \
+            >"$out/$name.json" 2>"$out/$name.log" || log "mpi bench $args failed: $(tail -1 "$out/$name.log")"
+        python3 -c 'import json,sys; [print(r["shape"], round(r["median_ms"], 2), "ms;", r.get("note", "")) for r in json.load(open(sys.argv[1]))]' \
+            "$out/$name.json" >&2 2>/dev/null || true
+    done
+else
+    log "no mpirun or no MPI build here: data-parallel benches skipped"
+fi
 
 # The main job on the GPU, time-bounded: `train translate` on de-en-docs for
 # GPU_CHECK_TRANSLATE_MINUTES (default 3; 0 skips; CPU adapters skip it) of training and
