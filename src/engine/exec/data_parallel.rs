@@ -72,6 +72,9 @@ impl Executor {
         let mut finished: Vec<(usize, TensorId)> = opt.grads.iter().map(|&g| (producer(g).unwrap_or(0), g)).collect();
         finished.sort();
         finished.dedup();
+        if finished.is_empty() {
+            return Err(Error::Config("a data-parallel step needs at least one parameter with a gradient".into()));
+        }
         let total: u64 = finished.iter().map(|(_, g)| self.graph.desc(*g).len() as u64 * 4).sum();
         let target = bucket_bytes(total);
         let mut buckets = Vec::new();
