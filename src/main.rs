@@ -89,10 +89,11 @@ enum Command {
         /// translate: warmup steps of the learning-rate schedule.
         #[arg(long, default_value_t = 400)]
         warmup: u32,
-        /// translate: `small` (d 128, 3+3 layers), `tiny` (quick runs), `base` (the paper's), or a
-        /// config.json path (its vocab_size is replaced by the learned vocabulary's).
-        #[arg(long, default_value = "small")]
-        size: String,
+        /// translate: `small` (d 128, 3+3 layers), `tiny` (d 64, 1+1), `base` (the paper's), or a
+        /// config.json path (its vocab_size is replaced by the learned vocabulary's). Default:
+        /// `tiny` on software adapters (it learns more in the time budget there), `small` on GPUs.
+        #[arg(long)]
+        size: Option<String>,
         /// translate: dropout probability (default: the size's, 0.1).
         #[arg(long)]
         dropout: Option<f32>,
