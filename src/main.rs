@@ -212,12 +212,17 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Info { json } => info(json),
         Command::Bench { kernels, json, runs, model, batch, compare_blas, tokens, shapes, head_dim, precision } => {
-            let cases = BenchCases {
+            cli::bench::run(&cli::bench::BenchArgs {
+                kernels,
+                json,
+                runs,
+                model,
+                batch,
+                compare_blas,
                 precision,
                 shapes,
                 attention: wgformer::tools::bench::attention::AttentionCases { tokens, head_dim },
-            };
-            bench(&kernels, json, runs, &model, batch, compare_blas, &cases)
+            })
         }
         Command::Plan { model, config, batch, json } => plan(&model, config.as_deref(), batch, json),
         Command::Verify { case_dir, out } => verify(&case_dir, &out),
@@ -329,14 +334,6 @@ fn info(json: bool) -> Result<()> {
     Ok(())
 }
 
-/// The shapes `bench` times: matmul (`--shapes`; empty for the standard ones) and attention.
-struct BenchCases {
-    /// `--precision` of the step benches.
-    precision: String,
-    shapes: Vec<[usize; 3]>,
-    attention: wgformer::tools::bench::attention::AttentionCases,
-}
-
 /// Parses MxNxK (each at least 1) for `bench --shapes`.
 fn parse_mnk(s: &str) -> std::result::Result<[usize; 3], String> {
     let dims: Vec<usize> =
@@ -353,89 +350,6 @@ fn parse_mnk(s: &str) -> std::result::Result<[usize; 3], String> {
         [_, _, _] => Err(format!("{s}: an operand of over 2^32 elements")),
         _ => Err(format!("{s}: expected MxNxK with each at least 1, e.g. 1024x128x512")),
     }
-}
-
-fn bench(
-    kernels: &[String],
-    json: bool,
-    runs: usize,
-    model: &str,
-    batch: usize,
-    compare_blas: bool,
-    cases: &BenchCases,
-) -> Result<()> {
-    // Under mpirun the step and allreduce benches run on every rank; only rank 0 reports.
-    let dist = match kernels.iter().any(|k| k == "step" || k == "allreduce") {
-        true => cli::dist::init()?,
-        false => cli::dist::Dist::default(),
-    };
-    let result = bench_ranks(kernels, json, runs, model, batch, compare_blas, cases, &dist);
-    if let Err(e) = &result {
-        dist.abort_on_error(e);
-    }
-    result
-}
-
-#[allow(clippy::too_many_arguments)]
-fn bench_ranks(
-    kernels: &[String],
-    json: bool,
-    runs: usize,
-    model: &str,
-    batch: usize,
-    compare_blas: bool,
-    cases: &BenchCases,
-    dist: &cli::dist::Dist,
-) -> Result<()> {
-    let (allreduce, kernels): (Vec<String>, Vec<String>) = kernels.iter().cloned().partition(|k| k == "allreduce");
-    let group = dist.group.as_deref();
-    let mut say = |line: &str| {
-        if dist.is_main() {
-            eprintln!("{line}")
-        }
-    };
-    let mut results = Vec::new();
-    if !allreduce.is_empty() {
-        let Some(g) = group else {
-            return Err(wgformer::Error::Config(
-                "bench allreduce times sums between ranks: run it under mpirun with a build of feature mpi".into(),
-            ));
-        };
-        results = wgformer::tools::bench::allreduce::run_allreduce(g, runs, &mut say)?;
-        if kernels.is_empty() {
-            return report(&results, json, dist);
-        }
-    }
-    let gpu = dist.gpu()?;
-    let matmul = match cases.shapes.is_empty() {
-        true => wgformer::tools::bench::matmul_shapes(&gpu),
-        false => wgformer::tools::bench::custom_matmul_shapes(&cases.shapes),
-    };
-    let (steps, kernels): (Vec<String>, Vec<String>) = kernels.iter().cloned().partition(|k| k == "step");
-    if !kernels.is_empty() || steps.is_empty() {
-        results.extend(wgformer::tools::bench::run_kernels(&gpu, &kernels, runs, &matmul, &cases.attention, &mut say)?);
-        if compare_blas {
-            results = cli::blas::compare(&matmul, results, runs, &mut |line| eprintln!("{line}"));
-        }
-    }
-    if !steps.is_empty() {
-        let precision = wgformer::graph::Precision::parse(&cases.precision)?;
-        results.push(wgformer::tools::bench::run_step(&gpu, model, batch, runs, precision, group, &mut say)?);
-    }
-    report(&results, json, dist)
-}
-
-/// The results on stdout (from rank 0 only under mpirun).
-fn report(results: &[wgformer::tools::bench::BenchResult], json: bool, dist: &cli::dist::Dist) -> Result<()> {
-    if !dist.is_main() {
-        return Ok(());
-    }
-    if json {
-        println!("{}", serde_json::to_string(results).unwrap_or_default());
-    } else {
-        print!("{}", wgformer::tools::bench::table(results));
-    }
-    Ok(())
 }
 
 /// The translation data directory `--data` names (`docs`, `ding` or a path; default `docs`).

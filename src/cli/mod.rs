@@ -1,5 +1,6 @@
 //! The command line's own modules (not part of the library).
 
+pub mod bench;
 pub mod blas;
 pub mod dist;
 pub mod plot;

@@ -125,6 +125,23 @@ impl Batch {
     /// Pads `examples` (at most `rows`, each at most `len` long) into a batch; missing rows are
     /// empty pairs whose targets are all padding, so they add nothing to the loss.
     pub fn new(examples: &[&Example], rows: usize, len: usize) -> Self {
+        let mut b = Batch::empty(rows, len);
+        for (r, e) in examples.iter().take(rows).enumerate() {
+            let row = r * len;
+            b.src[row..row + e.src.len()].copy_from_slice(&e.src);
+            b.src[row + e.src.len()] = EOS;
+            b.src_lens[r] = e.src.len() as u32 + 1;
+            b.tgt_in[row + 1..row + 1 + e.tgt.len()].copy_from_slice(&e.tgt);
+            b.tgt_out[row..row + e.tgt.len()].copy_from_slice(&e.tgt);
+            b.tgt_out[row + e.tgt.len()] = EOS;
+            b.tokens += e.tgt.len() + 1;
+        }
+        b
+    }
+
+    /// `rows` empty pairs (source: eos; target: bos in, padding out), which add nothing to
+    /// the loss.
+    fn empty(rows: usize, len: usize) -> Self {
         let mut b = Batch {
             len,
             rows,
@@ -135,53 +152,26 @@ impl Batch {
             tokens: 0,
         };
         for r in 0..rows {
-            let row = r * len;
-            let Some(e) = examples.get(r) else {
-                b.src[row] = EOS;
-                b.tgt_in[row] = BOS;
-                continue;
-            };
-            b.src[row..row + e.src.len()].copy_from_slice(&e.src);
-            b.src[row + e.src.len()] = EOS;
-            b.src_lens[r] = e.src.len() as u32 + 1;
-            b.tgt_in[row] = BOS;
-            b.tgt_in[row + 1..row + 1 + e.tgt.len()].copy_from_slice(&e.tgt);
-            b.tgt_out[row..row + e.tgt.len()].copy_from_slice(&e.tgt);
-            b.tgt_out[row + e.tgt.len()] = EOS;
-            b.tokens += e.tgt.len() + 1;
+            b.src[r * len] = EOS;
+            b.tgt_in[r * len] = BOS;
         }
         b
     }
-}
 
-impl Batch {
     /// Rank `rank`'s share of this batch among `ranks` (data-parallel training): rows
     /// `rank * per..` of `per = ceil(rows / ranks)`, padded with empty pairs to `per` rows,
     /// with its own count of target tokens (possibly 0).
     pub fn shard(&self, rank: usize, ranks: usize) -> Batch {
         let per = self.rows.div_ceil(ranks.max(1));
         let len = self.len;
-        let mut b = Batch {
-            len,
-            rows: per,
-            src: vec![PAD; per * len],
-            src_lens: vec![1; per],
-            tgt_in: vec![PAD; per * len],
-            tgt_out: vec![PAD; per * len],
-            tokens: 0,
-        };
-        for r in 0..per {
-            let (from, to) = ((rank * per + r) * len, r * len);
-            if rank * per + r >= self.rows {
-                b.src[to] = EOS;
-                b.tgt_in[to] = BOS;
-                continue;
-            }
-            b.src[to..to + len].copy_from_slice(&self.src[from..from + len]);
-            b.tgt_in[to..to + len].copy_from_slice(&self.tgt_in[from..from + len]);
-            b.tgt_out[to..to + len].copy_from_slice(&self.tgt_out[from..from + len]);
-            b.src_lens[r] = self.src_lens[rank * per + r];
-        }
+        let mut b = Batch::empty(per, len);
+        let first = (rank * per).min(self.rows);
+        let real = (self.rows - first).min(per);
+        let (from, to) = (first * len..(first + real) * len, 0..real * len);
+        b.src[to.clone()].copy_from_slice(&self.src[from.clone()]);
+        b.tgt_in[to.clone()].copy_from_slice(&self.tgt_in[from.clone()]);
+        b.tgt_out[to].copy_from_slice(&self.tgt_out[from]);
+        b.src_lens[..real].copy_from_slice(&self.src_lens[first..first + real]);
         b.tokens = b.tgt_out.iter().filter(|&&t| t != PAD).count();
         b
     }
