@@ -28,6 +28,11 @@ override WG: u32 = 256;
 // scale_fwd's and relu_fwd's bindings: one output, one input.
 @group(0) @binding(2) var<uniform> sc_p: EltParams;
 
+// ReLU's input (x) in its own binding: f16 in the form where mixed precision keeps the
+// product before ReLU in half precision (shaders::with_f16).
+alias InT = f32;
+@group(0) @binding(1) var<storage, read> re_x: array<InT>;
+
 fn flat_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * WG;
 }
@@ -63,13 +68,13 @@ fn scale_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
 @compute @workgroup_size(WG)
 fn relu_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
-    if (i < sc_p.n) { out[i] = max(a[i], 0.0); }
+    if (i < sc_p.n) { out[i] = max(f32(re_x[i]), 0.0); }
 }
 
 @compute @workgroup_size(WG)
 fn relu_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
-    if (i < p.n) { out[i] = select(0.0, b[i], a[i] > 0.0); }
+    if (i < p.n) { out[i] = select(0.0, b[i], f32(re_x[i]) > 0.0); }
 }
 
 @compute @workgroup_size(WG)

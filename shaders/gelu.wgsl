@@ -8,15 +8,19 @@
 
 struct GeluParams { n: u32, approximate: u32, _pad0: u32, _pad1: u32, }
 
+// The input's storage: f16 in the form where mixed precision keeps the product before GELU in
+// half precision (shaders::with_f16); arithmetic stays f32.
+alias InT = f32;
+
 override WG: u32 = 256;
 
 @group(0) @binding(0) var<storage, read_write> out: array<f32>;
-@group(0) @binding(1) var<storage, read> inp: array<f32>;
+@group(0) @binding(1) var<storage, read> inp: array<InT>;
 @group(0) @binding(2) var<uniform> p: GeluParams;
 
 // gelu_bwd's bindings: dinp is the output, then inp and dout.
 @group(0) @binding(0) var<storage, read_write> bw_dinp: array<f32>;
-@group(0) @binding(1) var<storage, read> bw_inp: array<f32>;
+@group(0) @binding(1) var<storage, read> bw_inp: array<InT>;
 @group(0) @binding(2) var<storage, read> bw_dout: array<f32>;
 @group(0) @binding(3) var<uniform> bw_p: GeluParams;
 
@@ -67,11 +71,11 @@ fn flat_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
 @compute @workgroup_size(WG)
 fn gelu_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
-    if (i < p.n) { out[i] = gelu(inp[i], p.approximate); }
+    if (i < p.n) { out[i] = gelu(f32(inp[i]), p.approximate); }
 }
 
 @compute @workgroup_size(WG)
 fn gelu_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
-    if (i < bw_p.n) { bw_dinp[i] = bw_dout[i] * gelu_grad(bw_inp[i], bw_p.approximate); }
+    if (i < bw_p.n) { bw_dinp[i] = bw_dout[i] * gelu_grad(f32(bw_inp[i]), bw_p.approximate); }
 }

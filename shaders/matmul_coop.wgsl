@@ -27,7 +27,10 @@ const BM: u32 = 32u;        // rows of C per workgroup
 const BN: u32 = 32u;        // columns of C per workgroup
 const BK: u32 = 16u;        // k per strip
 
-@group(0) @binding(0) var<storage, read_write> c: array<f32>;     // (batch, M, N)
+// C's storage: f16 in the form for products whose output mixed precision keeps in half
+// precision (shaders::with_f16); accumulation stays f32.
+alias OutT = f32;
+@group(0) @binding(0) var<storage, read_write> c: array<OutT>;     // (batch, M, N)
 @group(0) @binding(1) var<storage, read> a: array<f16>;           // (batch, M, K) or (batch, K, M)
 @group(0) @binding(2) var<storage, read> b: array<f16>;           // (batch, K, N) or (batch, N, K)
 @group(0) @binding(3) var<storage, read> bias: array<f32>;        // (N)
@@ -105,8 +108,8 @@ fn matmul_coop(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
             let idx = cb + row * p.ldc + col;
             var v = c_tile[e];
             if ((p.flags & 1u) != 0u) { v += bias[col]; }
-            if ((p.flags & 2u) != 0u) { v += c[idx]; }
-            c[idx] = v;
+            if ((p.flags & 2u) != 0u) { v += f32(c[idx]); }
+            c[idx] = OutT(v);
         }
     }
 }

@@ -35,6 +35,10 @@ enum Command {
         /// Images (or sentence pairs) per step.
         #[arg(long, default_value_t = 8)]
         batch: usize,
+        /// f32, or f16: mixed precision as a GPU with f16 shaders runs it (products read f16
+        /// copies of their operands; activations only products read are kept in f16).
+        #[arg(long, default_value = "f32")]
+        precision: String,
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -224,7 +228,9 @@ fn main() -> ExitCode {
                 attention: wgformer::tools::bench::attention::AttentionCases { tokens, head_dim },
             })
         }
-        Command::Plan { model, config, batch, json } => plan(&model, config.as_deref(), batch, json),
+        Command::Plan { model, config, batch, precision, json } => {
+            plan(&model, config.as_deref(), batch, &precision, json)
+        }
         Command::Verify { case_dir, out } => verify(&case_dir, &out),
         Command::Train {
             model,
@@ -371,7 +377,7 @@ fn vit_config(config: &str) -> Result<wgformer::models::vit::VitConfig> {
     VitConfig::from_json(&text)
 }
 
-fn plan(model: &str, config: Option<&str>, batch: usize, json: bool) -> Result<()> {
+fn plan(model: &str, config: Option<&str>, batch: usize, precision: &str, json: bool) -> Result<()> {
     let config = config.unwrap_or(if model == "transformer" { "base" } else { "vit-base" });
     if batch == 0 {
         return Err(wgformer::Error::Config("--batch must be at least 1".into()));
@@ -395,19 +401,25 @@ fn plan(model: &str, config: Option<&str>, batch: usize, json: bool) -> Result<(
             return Err(wgformer::Error::Config(format!("unknown model {other:?}: plan vit, or plan transformer")))
         }
     };
+    let precision = wgformer::graph::Precision::parse(precision)?;
     let grads = wgformer::engine::autodiff::backward(&mut graph, loss)?;
+    if precision == wgformer::graph::Precision::F16 {
+        graph.cast_products_to_f16(wgformer::graph::F16Storage::Half);
+    }
     let r = wgformer::engine::plan::report(&graph, loss, &grads);
     if json {
         println!("{}", serde_json::to_string(&r).unwrap_or_default());
         return Ok(());
     }
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
-    println!("{model} {config}, batch {batch}: one training step (forward, backward, clipping, Adam)");
+    let what = format!("{model} {config}, batch {batch}, {}", precision.name());
+    println!("{what}: one training step (forward, backward, clipping, Adam)");
     println!("  nodes                  {}", r.nodes);
     println!("  dispatches per step    {}", r.dispatches_per_step);
     println!("  submits per step       {}", r.submits_per_step);
     println!("  parameters             {:.1} MiB", mib(r.param_bytes));
     println!("  Adam moments           {:.1} MiB", mib(r.optimizer_bytes));
+    println!("  parameter gradients    {:.1} MiB", mib(r.gradient_bytes));
     println!("  activations, planned   {:.1} MiB", mib(r.peak_activation_bytes));
     println!("  activations, no reuse  {:.1} MiB", mib(r.naive_activation_bytes));
     Ok(())

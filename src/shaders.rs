@@ -1,6 +1,8 @@
 //! The WGSL sources, compiled into the binary, and their validation with naga.
 //!
-//! Every file in `shaders/` is plain, valid WGSL; nothing is generated or templated.
+//! Every file in `shaders/` is plain, valid WGSL. The one derived form: a family whose tensors
+//! mixed precision may keep in half precision declares their element type as `alias X = f32;`
+//! and [`with_f16`] makes the form where those aliases are f16 (listed in [`F16_FORMS`]).
 
 use crate::error::{Error, Result};
 
@@ -50,6 +52,28 @@ pub const CAST: &str = include_str!("../shaders/cast.wgsl");
 pub const ATTENTION: &str = include_str!("../shaders/attention.wgsl");
 pub const ATTENTION_SG: &str = include_str!("../shaders/attention_sg.wgsl");
 pub const ATTENTION_TILED: &str = include_str!("../shaders/attention_tiled.wgsl");
+
+/// (file, source, aliases) of every family with an f16-storage form.
+pub const F16_FORMS: &[(&str, &str, &[&str])] = &[
+    ("gelu.wgsl", GELU, &["InT"]),
+    ("elementwise.wgsl", ELEMENTWISE, &["InT"]),
+    ("matmul_f16.wgsl", MATMUL_F16, &["OutT"]),
+    ("matmul_coop.wgsl", MATMUL_COOP, &["OutT"]),
+];
+
+/// `source` with each `alias NAME = f32;` of `aliases` made f16, and `enable f16;` first where
+/// the source lacks it. An error naming the file where an alias is not declared so.
+pub fn with_f16(file: &str, source: &str, aliases: &[&str]) -> Result<String> {
+    let mut out = if source.contains("enable f16;") { source.to_string() } else { format!("enable f16;\n{source}") };
+    for name in aliases {
+        let declared = format!("alias {name} = f32;");
+        if !out.contains(&declared) {
+            return Err(Error::Shader { file: file.to_string(), message: format!("no `{declared}` to make f16") });
+        }
+        out = out.replace(&declared, &format!("alias {name} = f16;"));
+    }
+    Ok(out)
+}
 
 /// Parses and validates `source` with naga; errors carry the file name and naga's report.
 pub fn validate(file: &str, source: &str) -> Result<()> {

@@ -12,11 +12,16 @@ const SIZES: [usize; 4] = [1, 7, 1_000_003, 8 * 197 * 3072];
 fn gelu_matches_reference() {
     for_each_gpu(|gpu| {
         let g = Gelu::new(gpu).unwrap();
-        for &n in &SIZES {
+        // x in f32, and in f16 (mixed precision's half-precision products) where there is f16.
+        let forms: &[bool] = if gpu.caps.f16 { &[false, true] } else { &[false] };
+        for (n, &half) in SIZES.into_iter().flat_map(|n| forms.iter().map(move |h| (n, h))) {
             let mut rng = Rng::new(n as u64);
-            let (x, dout) = (rng.vec_f32(n, 6.0), rng.vec_f32(n, 1.0));
+            let (mut x, dout) = (rng.vec_f32(n, 6.0), rng.vec_f32(n, 1.0));
+            if half {
+                x = wgformer::reference::cast::round_f16(&x);
+            }
             let (gx, gdout, gy, gdx) = (
-                gpu.upload("x", &x).unwrap(),
+                if half { gpu.upload_f16("x", &x).unwrap() } else { gpu.upload("x", &x).unwrap() },
                 gpu.upload("dout", &dout).unwrap(),
                 gpu.zeros("y", n).unwrap(),
                 gpu.zeros("dx", n).unwrap(),
@@ -28,8 +33,9 @@ fn gelu_matches_reference() {
                 let f = g.fwd(gpu, &gy, &gx, n, kind).unwrap();
                 let b = g.bwd(gpu, &gdx, &gx, &gdout, n, kind).unwrap();
                 kernels::run(gpu, &[&f, &b]).unwrap();
-                assert_close(&format!("gelu {kind:?} n={n}"), &gpu.read(&gy).unwrap(), &y, 1e-5, 1e-5);
-                assert_close(&format!("gelu' {kind:?} n={n}"), &gpu.read(&gdx).unwrap(), &dx, 1e-5, 1e-5);
+                let tag = format!("{kind:?} n={n} f16 x: {half}");
+                assert_close(&format!("gelu {tag}"), &gpu.read(&gy).unwrap(), &y, 1e-5, 1e-5);
+                assert_close(&format!("gelu' {tag}"), &gpu.read(&gdx).unwrap(), &dx, 1e-5, 1e-5);
             }
         }
     });

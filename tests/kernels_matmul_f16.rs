@@ -1,5 +1,5 @@
-//! The f16 matmul (f16 operands, f32 accumulation and output) against the reference on the
-//! same f16-rounded operands: every transpose, odd sizes, batches, bias and accumulation. The
+//! The f16 matmul (f16 operands, f32 accumulation, f32 or f16 output) against the reference on
+//! the same f16-rounded operands: every transpose, odd sizes, batches, bias and accumulation. The
 //! tiled kernel runs wherever the adapter has f16 shaders; the cooperative-matrix kernel where
 //! it has matrix units, and is reported as skipped elsewhere (`WGFORMER_REQUIRE_COOP=1` makes
 //! that a failure, for the GPU check).
@@ -38,6 +38,17 @@ fn check(gpu: &wgformer::Gpu, mm: &MatmulF16) {
         // Exact f16 products summed in f32: only the order of the sums differs.
         let tag = format!("{} {shape:?}", mm.variant().name());
         assert_close(&tag, &gpu.read(&gc).unwrap(), &want, 1e-5 * (shape.k as f64).sqrt(), 1e-4);
+        // C in f16 (mixed precision's half-precision products): the same sums, rounded once;
+        // another order of the f32 sums can round to the neighbouring f16 (2^-10 relative).
+        let c16 = round_f16(&c0);
+        let mut want = if shape.accumulate { c16.clone() } else { vec![0.0; nc] };
+        matmul_forward(&mut want, &a, &b, shape.bias.then_some(&bias[..]), shape);
+        let gc = gpu.upload_f16("c", &c16).unwrap();
+        let d = mm.fwd(gpu, &gc, &ga, &gb, shape.bias.then_some(&gbias), shape).unwrap();
+        kernels::run(gpu, &[&d]).unwrap();
+        let got = gpu.read(&gc).unwrap();
+        assert_eq!(got, round_f16(&got), "{tag}: C is not f16");
+        assert_close(&format!("{tag} f16 C"), &got, &round_f16(&want), 1e-5 * (shape.k as f64).sqrt(), 1e-3);
     }
 }
 

@@ -43,14 +43,19 @@ fn cross_entropy_matches_reference() {
 fn relu_matches_reference() {
     for_each_gpu(|gpu| {
         let e = Elementwise::new(gpu).unwrap();
-        for n in [1, 7, 1_000_003] {
+        // x in f32, and in f16 (mixed precision's half-precision products) where there is f16.
+        let forms: &[bool] = if gpu.caps.f16 { &[false, true] } else { &[false] };
+        for (n, &half) in [1, 7, 1_000_003].into_iter().flat_map(|n| forms.iter().map(move |h| (n, h))) {
             let mut rng = Rng::new(n as u64);
-            let (x, dy) = (rng.vec_f32(n, 1.0), rng.vec_f32(n, 1.0));
+            let (mut x, dy) = (rng.vec_f32(n, 1.0), rng.vec_f32(n, 1.0));
+            if half {
+                x = wgformer::reference::cast::round_f16(&x);
+            }
             let (mut y, mut dx) = (vec![0.0f32; n], vec![0.0f32; n]);
             ew::relu_forward(&mut y, &x);
             ew::relu_backward(&mut dx, &x, &dy);
             let (gx, gdy, gy, gdx) = (
-                gpu.upload("x", &x).unwrap(),
+                if half { gpu.upload_f16("x", &x).unwrap() } else { gpu.upload("x", &x).unwrap() },
                 gpu.upload("dy", &dy).unwrap(),
                 gpu.zeros("y", n).unwrap(),
                 gpu.zeros("dx", n).unwrap(),
@@ -58,8 +63,8 @@ fn relu_matches_reference() {
             let f = e.relu_fwd(gpu, &gy, &gx, n).unwrap();
             let b = e.relu_bwd(gpu, &gdx, &gx, &gdy, n).unwrap();
             kernels::run(gpu, &[&f, &b]).unwrap();
-            assert_close("relu", &gpu.read(&gy).unwrap(), &y, 0.0, 0.0);
-            assert_close("relu_bwd", &gpu.read(&gdx).unwrap(), &dx, 0.0, 0.0);
+            assert_close(&format!("relu n={n} f16 x: {half}"), &gpu.read(&gy).unwrap(), &y, 0.0, 0.0);
+            assert_close(&format!("relu_bwd n={n} f16 x: {half}"), &gpu.read(&gdx).unwrap(), &dx, 0.0, 0.0);
         }
     });
 }

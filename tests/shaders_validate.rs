@@ -23,6 +23,19 @@ fn every_shader_file_validates_and_is_registered() {
 }
 
 #[test]
+fn f16_storage_forms_validate() {
+    for (file, source, aliases) in wgformer::shaders::F16_FORMS {
+        let form = wgformer::shaders::with_f16(file, source, aliases).unwrap();
+        assert_ne!(&form, source, "{file}: the f16 form is the f32 one");
+        if let Err(e) = wgformer::shaders::validate(&format!("{file} (f16 storage)"), &form) {
+            panic!("{e}");
+        }
+    }
+    let err = wgformer::shaders::with_f16("gelu.wgsl", wgformer::shaders::GELU, &["Missing"]).unwrap_err();
+    assert!(err.to_string().contains("alias Missing = f32;"), "{err}");
+}
+
+#[test]
 fn invalid_wgsl_is_an_error_naming_the_file() {
     let err = wgformer::shaders::validate("broken.wgsl", "fn f( {").unwrap_err();
     assert!(err.to_string().contains("broken.wgsl"), "{err}");

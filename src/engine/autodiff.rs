@@ -210,6 +210,12 @@ pub fn backward_wrt(g: &mut Graph, loss: TensorId, inputs: &[TensorId]) -> Resul
             | Op::Embedding
             | Op::Patchify { .. }
             | Op::Mask { .. } => {}
+            Op::CastF16 => {
+                return Err(Error::shape(
+                    "backward",
+                    "cast_f16 has no gradient rule: differentiate first, then Graph::cast_products_to_f16",
+                ));
+            }
             // Listed one by one, so that a new op cannot reach training without a rule.
             Op::MulBwd
             | Op::LayerNormBwd

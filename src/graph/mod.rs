@@ -5,9 +5,11 @@
 pub(crate) mod build;
 pub mod op;
 pub mod params;
+mod precision;
 
 pub use op::Op;
 pub use params::{AdamStep, AttentionChooser, AttentionPolicy, AttentionShape, GeluKind, MatmulShape, Precision};
+pub use precision::F16Storage;
 
 /// Index of a tensor in its graph.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -19,6 +21,19 @@ pub enum Dtype {
     F32,
     /// Integer class ids or token ids.
     U32,
+    /// Half floats, two to a 32-bit word (mixed precision's product operands, see
+    /// [`Graph::cast_products_to_f16`]).
+    F16,
+}
+
+impl Dtype {
+    /// Bytes `len` elements occupy in a buffer (f16 pairs share a word: rounded up to 4).
+    pub fn bytes(self, len: usize) -> u64 {
+        match self {
+            Dtype::F32 | Dtype::U32 => len as u64 * 4,
+            Dtype::F16 => (len as u64).div_ceil(2) * 4,
+        }
+    }
 }
 
 /// Where a tensor's values come from.

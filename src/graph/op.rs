@@ -77,6 +77,10 @@ pub enum Op {
     /// inputs [logits (.., V), targets (..) u32] -> [loss (1), dlogits (.., V)]: the mean
     /// label-smoothed cross-entropy over targets != ignore_index, and its gradient, fused.
     CrossEntropy { smoothing: f32, ignore_index: Option<u32> },
+    /// inputs `[x]` -> `[x rounded to f16]`: an f16 tensor, or an f32 tensor of f16 values where
+    /// the device multiplies rounded f32 operands. Inserted after differentiation by
+    /// [`crate::graph::Graph::cast_products_to_f16`]; it has no gradient rule.
+    CastF16,
 }
 
 impl Op {
@@ -123,6 +127,7 @@ impl Op {
             Op::Mask { .. } => "mask",
             Op::MaskBwd { .. } => "mask_bwd",
             Op::CrossEntropy { .. } => "cross_entropy",
+            Op::CastF16 => "cast_f16",
         }
     }
 }

@@ -1,8 +1,8 @@
 //! Elementwise add, mul (with backward) and scale: `shaders/elementwise.wgsl`.
 
-use super::{check_len, dispatch, grid, u32_of, Dispatch};
+use super::{check_f32_or_f16, check_len, dispatch, grid, u32_of, Dispatch, HalfForm};
 use crate::error::Result;
-use crate::gpu::{Gpu, Tensor};
+use crate::gpu::{DType, Gpu, Tensor};
 
 const WG: u32 = 256;
 
@@ -25,6 +25,8 @@ pub struct Elementwise {
     relu: wgpu::ComputePipeline,
     relu_bwd: wgpu::ComputePipeline,
     add_bcast: wgpu::ComputePipeline,
+    /// ReLU with an f16 input.
+    half: HalfForm,
 }
 
 impl Elementwise {
@@ -39,6 +41,7 @@ impl Elementwise {
             relu: gpu.pipeline(&module, "relu_fwd", &wg)?,
             relu_bwd: gpu.pipeline(&module, "relu_bwd", &wg)?,
             add_bcast: gpu.pipeline(&module, "add_bcast_fwd", &wg)?,
+            half: HalfForm::new("elementwise.wgsl", crate::shaders::ELEMENTWISE, &["InT"]),
         })
     }
 
@@ -88,14 +91,37 @@ impl Elementwise {
         self.prepare(gpu, "scale_fwd", &self.scale, &[out, a], n, alpha)
     }
 
-    /// out = max(x, 0).
+    /// out = max(x, 0); x f32 or f16.
     pub fn relu_fwd(&self, gpu: &Gpu, out: &Tensor, x: &Tensor, n: usize) -> Result<Dispatch> {
-        self.prepare(gpu, "relu_fwd", &self.relu, &[out, x], n, 0.0)
+        self.relu_prepare(gpu, "relu_fwd", &self.relu, &[out, x], n)
     }
 
-    /// dx = dy where x > 0, else 0.
+    /// dx = dy where x > 0, else 0; x f32 or f16.
     pub fn relu_bwd(&self, gpu: &Gpu, dx: &Tensor, x: &Tensor, dy: &Tensor, n: usize) -> Result<Dispatch> {
-        self.prepare(gpu, "relu_bwd", &self.relu_bwd, &[dx, x, dy], n, 0.0)
+        self.relu_prepare(gpu, "relu_bwd", &self.relu_bwd, &[dx, x, dy], n)
+    }
+
+    /// A ReLU dispatch: tensors[1] is x, the one operand that may be f16.
+    fn relu_prepare(
+        &self,
+        gpu: &Gpu,
+        op: &'static str,
+        f32_form: &wgpu::ComputePipeline,
+        tensors: &[&Tensor],
+        n: usize,
+    ) -> Result<Dispatch> {
+        for (i, t) in tensors.iter().enumerate() {
+            match i {
+                1 => check_f32_or_f16(op, "x", t, n)?,
+                _ => check_len(op, &format!("operand {i}"), t, n)?,
+            }
+        }
+        let pipeline = match tensors[1].dtype {
+            DType::F16 => self.half.pipeline(gpu, op, &[("WG", WG as f64)])?,
+            _ => f32_form.clone(),
+        };
+        let params = EltParams { n: u32_of(op, "n", n)?, alpha: 0.0, nb: 1, _pad: 0 };
+        dispatch(gpu, op, &pipeline, tensors, &params, grid(gpu, op, (n as u64).div_ceil(WG as u64))?)
     }
 
     /// `out[i]` = `a[i]` + `b[i % nb]` over `n` elements: b (nb elements) repeated over a's rows.

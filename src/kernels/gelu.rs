@@ -1,8 +1,8 @@
 //! GELU forward and backward, exact (erf) or tanh-approximated: `shaders/gelu.wgsl`.
 
-use super::{check_len, dispatch, grid, u32_of, Dispatch};
+use super::{check_f32_or_f16, check_len, dispatch, grid, u32_of, Dispatch, HalfForm};
 use crate::error::Result;
-use crate::gpu::{Gpu, Tensor};
+use crate::gpu::{DType, Gpu, Tensor};
 
 const WG: u32 = 256;
 
@@ -17,32 +17,52 @@ struct GeluParams {
     _pad: [u32; 2],
 }
 
-/// The GELU kernels.
+/// The GELU kernels; the input may be f16 (mixed precision's half-precision products).
 pub struct Gelu {
     fwd: wgpu::ComputePipeline,
     bwd: wgpu::ComputePipeline,
+    half: HalfForm,
 }
 
 impl Gelu {
     pub fn new(gpu: &Gpu) -> Result<Self> {
         let module = gpu.shader("gelu.wgsl", crate::shaders::GELU)?;
         let wg = [("WG", WG as f64)];
-        Ok(Gelu { fwd: gpu.pipeline(&module, "gelu_fwd", &wg)?, bwd: gpu.pipeline(&module, "gelu_bwd", &wg)? })
+        Ok(Gelu {
+            fwd: gpu.pipeline(&module, "gelu_fwd", &wg)?,
+            bwd: gpu.pipeline(&module, "gelu_bwd", &wg)?,
+            half: HalfForm::new("gelu.wgsl", crate::shaders::GELU, &["InT"]),
+        })
+    }
+
+    /// The pipeline of `entry` for an input of `input`'s type.
+    fn pipeline(
+        &self,
+        gpu: &Gpu,
+        entry: &str,
+        f32_form: &wgpu::ComputePipeline,
+        input: &Tensor,
+    ) -> Result<wgpu::ComputePipeline> {
+        match input.dtype {
+            DType::F16 => self.half.pipeline(gpu, entry, &[("WG", WG as f64)]),
+            _ => Ok(f32_form.clone()),
+        }
     }
 
     fn params(op: &'static str, n: usize, kind: GeluKind) -> Result<GeluParams> {
         Ok(GeluParams { n: u32_of(op, "n", n)?, approximate: (kind == GeluKind::Tanh) as u32, _pad: [0; 2] })
     }
 
-    /// out = gelu(inp) over `n` elements.
+    /// out = gelu(inp) over `n` elements; inp f32 or f16.
     pub fn fwd(&self, gpu: &Gpu, out: &Tensor, inp: &Tensor, n: usize, kind: GeluKind) -> Result<Dispatch> {
         check_len("gelu_fwd", "out", out, n)?;
-        check_len("gelu_fwd", "inp", inp, n)?;
+        check_f32_or_f16("gelu_fwd", "inp", inp, n)?;
         let groups = grid(gpu, "gelu_fwd", (n as u64).div_ceil(WG as u64))?;
-        dispatch(gpu, "gelu_fwd", &self.fwd, &[out, inp], &Self::params("gelu_fwd", n, kind)?, groups)
+        let pipeline = self.pipeline(gpu, "gelu_fwd", &self.fwd, inp)?;
+        dispatch(gpu, "gelu_fwd", &pipeline, &[out, inp], &Self::params("gelu_fwd", n, kind)?, groups)
     }
 
-    /// dinp = dout * gelu'(inp) over `n` elements.
+    /// dinp = dout * gelu'(inp) over `n` elements; inp f32 or f16.
     pub fn bwd(
         &self,
         gpu: &Gpu,
@@ -52,10 +72,11 @@ impl Gelu {
         n: usize,
         kind: GeluKind,
     ) -> Result<Dispatch> {
-        for (name, t) in [("dinp", dinp), ("inp", inp), ("dout", dout)] {
-            check_len("gelu_bwd", name, t, n)?;
-        }
+        check_len("gelu_bwd", "dinp", dinp, n)?;
+        check_f32_or_f16("gelu_bwd", "inp", inp, n)?;
+        check_len("gelu_bwd", "dout", dout, n)?;
         let groups = grid(gpu, "gelu_bwd", (n as u64).div_ceil(WG as u64))?;
-        dispatch(gpu, "gelu_bwd", &self.bwd, &[dinp, inp, dout], &Self::params("gelu_bwd", n, kind)?, groups)
+        let pipeline = self.pipeline(gpu, "gelu_bwd", &self.bwd, inp)?;
+        dispatch(gpu, "gelu_bwd", &pipeline, &[dinp, inp, dout], &Self::params("gelu_bwd", n, kind)?, groups)
     }
 }

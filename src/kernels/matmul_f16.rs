@@ -5,7 +5,7 @@
 //! arithmetic). Both need SHADER_F16. `WGFORMER_MATMUL_F16=tiled|coop` asks for one.
 
 use super::matmul::MatmulParams;
-use super::{check_len, check_loop_budget, check_typed, dispatch, lazy, Dispatch};
+use super::{check_f32_or_f16, check_len, check_loop_budget, check_typed, dispatch, lazy, Dispatch, HalfForm};
 use crate::error::{Error, Result};
 use crate::gpu::{DType, Gpu, Tensor};
 use crate::graph::MatmulShape;
@@ -42,6 +42,8 @@ pub struct MatmulF16 {
     subgroup: u32,
     /// Pipelines per transposes (trans_a << 1 | trans_b), compiled on first use.
     pipelines: [OnceLock<wgpu::ComputePipeline>; 4],
+    /// The form that writes C in f16 (products whose output mixed precision keeps in half).
+    half_out: HalfForm,
     no_bias: Tensor,
 }
 
@@ -80,14 +82,18 @@ impl MatmulF16 {
         if !gpu.caps.f16 {
             return Err(Error::Unsupported { what: "f16 shaders (SHADER_F16)", adapter: gpu.describe() });
         }
+        let (file, source) = match variant {
+            F16Variant::Tiled => ("matmul_f16.wgsl", crate::shaders::MATMUL_F16),
+            F16Variant::Coop => ("matmul_coop.wgsl", crate::shaders::MATMUL_COOP),
+        };
         let (module, subgroup) = match variant {
-            F16Variant::Tiled => (gpu.shader("matmul_f16.wgsl", crate::shaders::MATMUL_F16)?, 0),
+            F16Variant::Tiled => (gpu.shader(file, source)?, 0),
             F16Variant::Coop => {
                 let sg = coop_subgroup(gpu).ok_or_else(|| Error::Unsupported {
                     what: "cooperative matrices of 16x16x16 f16 -> f32 with a fixed subgroup size",
                     adapter: gpu.describe(),
                 })?;
-                (gpu.shader("matmul_coop.wgsl", crate::shaders::MATMUL_COOP)?, sg)
+                (gpu.shader(file, source)?, sg)
             }
         };
         Ok(MatmulF16 {
@@ -95,6 +101,7 @@ impl MatmulF16 {
             variant,
             subgroup,
             pipelines: Default::default(),
+            half_out: HalfForm::new(file, source, &["OutT"]),
             no_bias: gpu.zeros("matmul_f16.no_bias", 1)?,
         })
     }
@@ -104,8 +111,8 @@ impl MatmulF16 {
         self.variant
     }
 
-    /// Prepares `c = op(a) * op(b) (+ bias) (+ c)` for `shape`: `a` and `b` f16, `c` and
-    /// `bias` f32.
+    /// Prepares `c = op(a) * op(b) (+ bias) (+ c)` for `shape`: `a` and `b` f16, `bias` f32,
+    /// `c` f32 or f16 (rounded from the f32 sums).
     pub fn fwd(
         &self,
         gpu: &Gpu,
@@ -120,7 +127,7 @@ impl MatmulF16 {
         let (na, nb, nc) = shape.extents();
         check_typed(OP, "A", a, na, DType::F16)?;
         check_typed(OP, "B", b, nb, DType::F16)?;
-        check_typed(OP, "C", c, nc, DType::F32)?;
+        check_f32_or_f16(OP, "C", c, nc)?;
         if shape.bias != bias.is_some() {
             return Err(Error::shape(OP, "shape.bias and the bias tensor disagree"));
         }
@@ -142,18 +149,19 @@ impl MatmulF16 {
             ));
         }
         let which = (shape.trans_a as usize) << 1 | shape.trans_b as usize;
-        let pipeline = lazy(&self.pipelines[which], || {
-            let mut constants = vec![("TRANS_A", (which >> 1) as f64), ("TRANS_B", (which & 1) as f64)];
-            let entry = match self.variant {
-                F16Variant::Tiled => "matmul_f16",
-                F16Variant::Coop => {
-                    constants.push(("SG", self.subgroup as f64));
-                    "matmul_coop"
-                }
-            };
-            gpu.pipeline(&self.module, entry, &constants)
-        })?;
+        let mut constants = vec![("TRANS_A", (which >> 1) as f64), ("TRANS_B", (which & 1) as f64)];
+        let entry = match self.variant {
+            F16Variant::Tiled => "matmul_f16",
+            F16Variant::Coop => {
+                constants.push(("SG", self.subgroup as f64));
+                "matmul_coop"
+            }
+        };
+        let pipeline = match c.dtype {
+            DType::F16 => self.half_out.pipeline(gpu, entry, &constants)?,
+            _ => lazy(&self.pipelines[which], || gpu.pipeline(&self.module, entry, &constants))?.clone(),
+        };
         let groups = [groups[0] as u32, groups[1] as u32, groups[2] as u32];
-        dispatch(gpu, OP, pipeline, &[c, a, b, bias.unwrap_or(&self.no_bias)], &params, groups)
+        dispatch(gpu, OP, &pipeline, &[c, a, b, bias.unwrap_or(&self.no_bias)], &params, groups)
     }
 }

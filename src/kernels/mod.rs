@@ -65,8 +65,10 @@ pub struct KernelSet {
 /// (only where the adapter has f16 shaders), shared per device.
 pub struct F16Set {
     pub cast: cast::Cast,
-    /// The f16-operand matmul; `None` where products take rounded f32 operands instead.
-    pub matmul: Option<MatmulF16>,
+    /// True where products take f16 values rounded into f32 tensors (the f32 kernels) by
+    /// default, false where they read f16 tensors.
+    pub rounded: bool,
+    matmul: std::sync::OnceLock<MatmulF16>,
 }
 
 impl F16Set {
@@ -86,16 +88,29 @@ impl F16Set {
                 Some(_) => false,
                 None => gpu.is_cpu() && matmul_f16::coop_subgroup(gpu).is_none(),
             };
-            let matmul = if rounded { None } else { Some(MatmulF16::new(gpu)?) };
-            Ok(F16Set { cast, matmul })
+            let set = F16Set { cast, rounded, matmul: Default::default() };
+            if !rounded {
+                set.matmul(gpu)?;
+            }
+            Ok(set)
         })
+    }
+
+    /// The matmul of f16 tensors (made on first use where the set rounds by default: a graph
+    /// cast for f16 storage runs anywhere with f16 shaders).
+    pub fn matmul(&self, gpu: &Gpu) -> Result<&MatmulF16> {
+        if let Some(mm) = self.matmul.get() {
+            return Ok(mm);
+        }
+        let mm = MatmulF16::new(gpu)?;
+        Ok(self.matmul.get_or_init(|| mm))
     }
 
     /// How products run in mixed precision here, in words.
     pub fn describe(&self) -> String {
-        match &self.matmul {
-            Some(mm) => format!("f16 operands, {} kernel", mm.variant().name()),
-            None => "operands rounded to f16 values, f32 register-tile kernel".into(),
+        match (self.rounded, self.matmul.get()) {
+            (false, Some(mm)) => format!("f16 operands, {} kernel", mm.variant().name()),
+            _ => "operands rounded to f16 values, f32 register-tile kernel".into(),
         }
     }
 }
@@ -210,6 +225,47 @@ pub(crate) fn grid(gpu: &Gpu, op: &'static str, n: u64) -> Result<[u32; 3]> {
 /// Checks that `t` is f32 with at least `len` elements.
 pub(crate) fn check_len(op: &'static str, name: &str, t: &Tensor, len: usize) -> Result<()> {
     check_typed(op, name, t, len, DType::F32)
+}
+
+/// Checks that `t` is f32 or f16 (a value mixed precision may keep in half precision) with at
+/// least `len` elements.
+pub(crate) fn check_f32_or_f16(op: &'static str, name: &str, t: &Tensor, len: usize) -> Result<()> {
+    check_typed(op, name, t, len, if t.dtype == DType::F16 { DType::F16 } else { DType::F32 })
+}
+
+/// A family's f16-storage form (`shaders::with_f16`): its module and pipelines, compiled on
+/// first use, so that devices without f16 shaders never build it.
+pub(crate) struct HalfForm {
+    file: &'static str,
+    source: &'static str,
+    aliases: &'static [&'static str],
+    module: std::sync::OnceLock<wgpu::ShaderModule>,
+    pipelines: std::sync::Mutex<Vec<(String, wgpu::ComputePipeline)>>,
+}
+
+impl HalfForm {
+    pub(crate) fn new(file: &'static str, source: &'static str, aliases: &'static [&'static str]) -> Self {
+        HalfForm { file, source, aliases, module: Default::default(), pipelines: Default::default() }
+    }
+
+    /// The pipeline of `entry` with `constants` in the f16 form; an error naming the adapter
+    /// where it has no f16 shaders.
+    pub(crate) fn pipeline(&self, gpu: &Gpu, entry: &str, constants: &[(&str, f64)]) -> Result<wgpu::ComputePipeline> {
+        let key = format!("{entry} {constants:?}");
+        let mut cache = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, p)) = cache.iter().find(|(k, _)| *k == key) {
+            return Ok(p.clone());
+        }
+        if !gpu.caps.f16 {
+            return Err(Error::Unsupported { what: "f16 storage (SHADER_F16)", adapter: gpu.describe() });
+        }
+        let module = lazy(&self.module, || {
+            gpu.shader(self.file, &crate::shaders::with_f16(self.file, self.source, self.aliases)?)
+        })?;
+        let p = gpu.pipeline(module, entry, constants)?;
+        cache.push((key, p.clone()));
+        Ok(p)
+    }
 }
 
 /// Checks that `t` has type `dtype` and at least `len` elements.

@@ -25,6 +25,11 @@ pub fn evaluate_seeded<T: Real>(g: &Graph, values: &mut [Vec<T>], seed: u32) {
     }
 }
 
+/// `v` rounded to the nearest f16 value (what an f16 tensor stores).
+fn round_f16<T: Real>(v: T) -> T {
+    T::of(half::f16::from_f64(v.to_f64()).to_f64())
+}
+
 fn zeros<T: Real>(n: usize) -> Vec<T> {
     vec![T::of(0.0); n]
 }
@@ -41,6 +46,9 @@ pub fn run_node<T: Real>(g: &Graph, node: &crate::graph::Node, values: &[Vec<T>]
             let shape = MatmulShape { bias, ..MatmulShape::packed(d.batch, d.m, d.n, d.k, trans_a, trans_b) };
             let mut c = zeros(out_len(0));
             matmul::matmul_forward(&mut c, input(0), input(1), bias.then(|| input(2)), &shape);
+            if g.desc(node.outputs[0]).dtype == crate::graph::Dtype::F16 {
+                c = c.into_iter().map(round_f16).collect();
+            }
             vec![c]
         }
         Op::Add => {
@@ -249,6 +257,7 @@ pub fn run_node<T: Real>(g: &Graph, node: &crate::graph::Node, values: &[Vec<T>]
             mask::mask_apply(&mut y, input(0), dims, lens.as_deref(), causal, matches!(node.op, Op::MaskBwd { .. }));
             vec![y]
         }
+        Op::CastF16 => vec![input(0).iter().map(|&v| round_f16(v)).collect()],
         Op::CrossEntropy { smoothing, ignore_index } => {
             let vocab = in_desc(0).last_dim();
             let targets: Vec<u32> = input(1).iter().map(|t| t.to_f64() as u32).collect();

@@ -173,12 +173,13 @@ pub fn train_rank(gpu: &Gpu, s: &Sharded, group: std::sync::Arc<dyn Collective>)
 /// (1e-3 here) over the run (measured: 0.2% of the elements over 1e-5, worst 2e-4), while
 /// the rest agree to ~1e-6.
 ///
-/// In mixed precision (`f16`) every product's operands are rounded to f16, so a last-bit
-/// difference in f32 can become one f16 step (1e-3 relative) in an operand: the losses then
-/// agree to 1e-4 and the parameters to a few learning rates, for more of the elements
-/// (measured: losses within 4e-5, 0.7% of the elements over 1e-5, worst 1.3e-3).
+/// In mixed precision (`f16`) every product's operands (and the products ReLU and GELU read)
+/// are rounded to f16, so a last-bit difference in f32 can become one f16 step (1e-3 relative):
+/// the losses then agree to 1e-4 and the parameters to a few learning rates, for many more of
+/// the elements (measured, Transformer: losses within 5e-5 relative, 14% of the elements over
+/// 1e-5, worst 1.3e-3; ViT: 0.3%, worst 4.4e-4).
 pub fn assert_matches(name: &str, whole: &Run, ranks: &Run, f16: bool) {
-    let (loss_tol, far_share) = if f16 { (1e-4, 0.05) } else { (1e-5, 0.01) };
+    let (loss_tol, far_share) = if f16 { (1e-4, 0.25) } else { (1e-5, 0.01) };
     for (i, (a, b)) in whole.losses.iter().zip(&ranks.losses).enumerate() {
         assert!((a - b).abs() <= loss_tol * a.abs().max(1.0), "{name} step {i}: one process {a}, ranks {b}");
     }

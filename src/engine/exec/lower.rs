@@ -3,10 +3,11 @@
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
 use crate::graph::build::matmul_dims;
-use crate::graph::{Graph, Node, Op};
+use crate::graph::{Dtype, F16Storage, Graph, Node, Op, Precision};
 use crate::kernels::attention::AttentionShape;
 use crate::kernels::layout::TokenCopy;
-use crate::kernels::{Dispatch, KernelSet, MatmulShape};
+use crate::kernels::{Dispatch, F16Set, KernelSet, MatmulShape};
+use std::sync::Arc;
 
 /// What some nodes need beyond their tensors.
 pub(super) struct NodeContext<'a> {
@@ -15,35 +16,24 @@ pub(super) struct NodeContext<'a> {
     pub id_groups: Option<(&'a Tensor, &'a Tensor)>,
     /// What the cross-entropy's gradient is multiplied by (the loss scale).
     pub loss_scale: &'a Tensor,
-    /// Where products run in mixed precision.
-    pub f16: Option<&'a F16Products>,
+    /// The f16 kernels, where the graph has casts (mixed precision).
+    pub f16: Option<&'a F16Set>,
 }
 
-/// Mixed-precision products: the f16 kernels and the f16 copies of the operands (f32 copies
-/// of rounded values where the set has no f16 matmul), sized for the graph's largest product.
-pub(super) struct F16Products {
-    kernels: std::sync::Arc<crate::kernels::F16Set>,
-    pub a: Tensor,
-    pub b: Tensor,
-}
-
-impl F16Products {
-    /// An error naming the adapter where it has no f16 shaders.
-    pub fn new(gpu: &Gpu, g: &Graph) -> Result<Self> {
-        let kernels = crate::kernels::F16Set::of(gpu)?;
-        let (mut na, mut nb) = (1, 1);
-        for node in &g.nodes {
-            if let Some(shape) = product_shape(g, node)? {
-                let (a, b, _) = shape.extents();
-                (na, nb) = (na.max(a), nb.max(b));
-            }
-        }
-        let (a, b) = match kernels.matmul {
-            Some(_) => (gpu.zeros_f16("matmul.a16", na)?, gpu.zeros_f16("matmul.b16", nb)?),
-            None => (gpu.zeros("matmul.a16", na)?, gpu.zeros("matmul.b16", nb)?),
-        };
-        Ok(F16Products { kernels, a, b })
+/// The graph to run and its f16 kernels: in mixed precision (`Graph::precision`) its products
+/// read f16 copies of their operands (`Graph::cast_products_to_f16`), stored in f16 where the
+/// device has the f16 matmul and as rounded f32 values where it multiplies those instead (CPU
+/// adapters). An error naming the adapter where it has no f16 shaders.
+pub(super) fn cast_products(gpu: &Gpu, mut g: Graph) -> Result<(Graph, Option<Arc<F16Set>>)> {
+    let has_casts = g.nodes.iter().any(|n| n.op == Op::CastF16);
+    if g.precision == Precision::F32 && !has_casts {
+        return Ok((g, None));
     }
+    let set = F16Set::of(gpu)?;
+    if g.precision == Precision::F16 {
+        g.cast_products_to_f16(if set.rounded { F16Storage::RoundedF32 } else { F16Storage::Half });
+    }
+    Ok((g, Some(set)))
 }
 
 /// The product a MatMul node computes.
@@ -70,25 +60,20 @@ pub(super) fn encode_node(
     Ok(match node.op {
         Op::MatMul { bias, .. } => {
             let shape = product_shape(g, node)?.ok_or_else(|| Error::shape("matmul", "not a product"))?;
-            match ctx.f16 {
-                None => vec![k.matmul.fwd(gpu, o(0), i(0), i(1), bias.then(|| i(2)), &shape)?],
-                // Mixed precision: the operands rounded to f16 copies, multiplied in f32.
-                Some(h) => {
-                    let (na, nb, _) = shape.extents();
-                    let cast = &h.kernels.cast;
-                    match &h.kernels.matmul {
-                        Some(mm) => vec![
-                            cast.to_f16(gpu, &h.a, i(0), na)?,
-                            cast.to_f16(gpu, &h.b, i(1), nb)?,
-                            mm.fwd(gpu, o(0), &h.a, &h.b, bias.then(|| i(2)), &shape)?,
-                        ],
-                        None => vec![
-                            cast.round_f16(gpu, &h.a, i(0), na)?,
-                            cast.round_f16(gpu, &h.b, i(1), nb)?,
-                            k.matmul.fwd(gpu, o(0), &h.a, &h.b, bias.then(|| i(2)), &shape)?,
-                        ],
-                    }
+            match in_desc(0).dtype {
+                // Mixed precision's f16 operands (their casts are nodes of their own).
+                Dtype::F16 => {
+                    let set = ctx.f16.ok_or_else(|| Error::shape("matmul", "no f16 kernels were prepared"))?;
+                    vec![set.matmul(gpu)?.fwd(gpu, o(0), i(0), i(1), bias.then(|| i(2)), &shape)?]
                 }
+                _ => vec![k.matmul.fwd(gpu, o(0), i(0), i(1), bias.then(|| i(2)), &shape)?],
+            }
+        }
+        Op::CastF16 => {
+            let cast = &ctx.f16.ok_or_else(|| Error::shape("cast_f16", "no f16 kernels were prepared"))?.cast;
+            match g.desc(node.outputs[0]).dtype {
+                Dtype::F16 => vec![cast.to_f16(gpu, o(0), i(0), len)?],
+                _ => vec![cast.round_f16(gpu, o(0), i(0), len)?],
             }
         }
         Op::Add if in_desc(1).len() == len => vec![k.elementwise.add_fwd(gpu, o(0), i(0), i(1), len)?],

@@ -59,10 +59,6 @@ pub struct Executor {
     /// The loss scale (1 element) the cross-entropy's gradient is multiplied by, written by
     /// every step (1 unless [`StepOptions::loss_scale`] says otherwise).
     loss_scale: Tensor,
-    /// f16 copies of the products' operands in mixed precision (A, B), shared by every
-    /// product: the pass runs one product after another.
-    #[allow(dead_code)]
-    f16_operands: Option<(Tensor, Tensor)>,
     /// Data-parallel steps: gradient buckets (made on the first such step) and the last
     /// step's communication.
     #[cfg(not(target_arch = "wasm32"))]
@@ -132,6 +128,7 @@ impl Executor {
         with: Option<&Executor>,
     ) -> Result<Self> {
         let kernels = KernelSet::of(gpu)?;
+        let (graph, f16) = lower::cast_products(gpu, graph)?;
         let mut pinned = training_pinned(loss, grads);
         pinned.extend_from_slice(outputs);
         let plan = plan(&graph, &pinned);
@@ -139,10 +136,6 @@ impl Executor {
         let tensors = allocate(gpu, &graph, &plan, &shared)?;
         let step_params = gpu.hold(gpu.uniform("step params", &StepParams { seed: 0, step: 0, shard: 0, _pad: 0 }));
         let loss_scale = gpu.upload("loss scale", &[1.0])?;
-        let f16 = match graph.precision {
-            crate::graph::Precision::F32 => None,
-            crate::graph::Precision::F16 => Some(lower::F16Products::new(gpu, &graph)?),
-        };
         let mut id_groups = Vec::new();
         let mut node_dispatches = Vec::with_capacity(graph.nodes.len());
         for node in &graph.nodes {
@@ -159,7 +152,7 @@ impl Executor {
                 step_params: &step_params,
                 id_groups: groups,
                 loss_scale: &loss_scale,
-                f16: f16.as_ref(),
+                f16: f16.as_deref(),
             };
             node_dispatches.push(encode_node(gpu, &kernels, &graph, &tensors, node, &ctx)?);
         }
@@ -202,7 +195,6 @@ impl Executor {
             id_groups,
             step_params,
             loss_scale,
-            f16_operands: f16.map(|f| (f.a, f.b)),
             #[cfg(not(target_arch = "wasm32"))]
             buckets: Default::default(),
             #[cfg(not(target_arch = "wasm32"))]
@@ -445,7 +437,12 @@ fn allocate(gpu: &Gpu, g: &Graph, plan: &Plan, shared: &HashMap<TensorId, Tensor
                 (Some(slot), None) => slot.buffer.clone(),
                 (None, None) => unreachable!("a slot without a buffer belongs to a shared parameter"),
             };
-            Tensor { buffer, len: d.len(), dtype: if d.dtype == Dtype::U32 { DType::U32 } else { DType::F32 } }
+            let dtype = match d.dtype {
+                Dtype::F32 => DType::F32,
+                Dtype::U32 => DType::U32,
+                Dtype::F16 => DType::F16,
+            };
+            Tensor { buffer, len: d.len(), dtype }
         })
         .collect())
 }

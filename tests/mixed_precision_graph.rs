@@ -1,0 +1,70 @@
+//! Mixed precision as a graph rewrite (`Graph::cast_products_to_f16`) on the GPU, for both
+//! storages (f16 tensors and the f16 matmul; f16 values in f32 tensors and the f32 matmul):
+//! every node of the cast graphs matches the CPU reference computed from the GPU's own inputs,
+//! and a whole step's loss and gradients match the reference's run of the same graph.
+
+mod common;
+use common::{assert_close, for_each_gpu, random_values};
+use wgformer::engine::autodiff::backward;
+use wgformer::engine::exec::{Executor, HostData, StepOptions};
+use wgformer::graph::{Dtype, F16Storage, Op, Role, TensorId};
+use wgformer::reference::graph::evaluate;
+
+#[test]
+fn cast_graphs_match_the_reference() {
+    for_each_gpu(|gpu| {
+        if !gpu.caps.f16 {
+            eprintln!("skipped on {}: no f16 shaders", gpu.describe());
+            return;
+        }
+        for storage in [F16Storage::Half, F16Storage::RoundedF32] {
+            let mut half_products = 0;
+            for (i, (name, mut t)) in common::graphs::all().into_iter().enumerate() {
+                let label = format!("{name} ({storage:?})");
+                let grads = backward(&mut t.graph, t.loss).unwrap();
+                let casts = t.graph.cast_products_to_f16(storage);
+                let products = t.graph.nodes.iter().filter(|n| matches!(n.op, Op::MatMul { .. })).count();
+                assert!(casts > 0 || products == 0, "{label}: no casts");
+                // Products kept in f16 for GELU or ReLU: f16 tensors, or rounded right after.
+                half_products += t
+                    .graph
+                    .nodes
+                    .iter()
+                    .filter(|n| match n.op {
+                        Op::MatMul { .. } => t.graph.desc(n.outputs[0]).dtype == Dtype::F16,
+                        Op::CastF16 => {
+                            t.graph.producer(n.inputs[0]).is_some_and(|(_, p)| matches!(p.op, Op::MatMul { .. }))
+                        }
+                        _ => false,
+                    })
+                    .count();
+                let mut values = random_values(&t.graph, 20 + i as u64);
+                for (id, v) in &t.targets {
+                    values[id.0] = v.iter().map(|&x| x as f32).collect();
+                }
+                let exec = Executor::new(gpu, t.graph.clone(), Some(t.loss), Some(&grads)).unwrap();
+                for (k, d) in t.graph.tensors.iter().enumerate() {
+                    if d.role != Role::Activation && d.dtype == Dtype::F32 {
+                        exec.set(gpu, TensorId(k), HostData::F32(&values[k])).unwrap();
+                    }
+                }
+                for (id, v) in &t.targets {
+                    exec.set(gpu, *id, HostData::U32(v)).unwrap();
+                }
+                exec.check_nodes(gpu, 0, 1e-5, 1e-3).unwrap_or_else(|e| panic!("{label}: {e}"));
+                let loss = exec.step(gpu, &[], &StepOptions::default()).unwrap();
+                evaluate(&t.graph, &mut values);
+                // f32 sums in another order can round an operand to the neighbouring f16 value:
+                // an error of f16's resolution (1e-3), relative to the gradient's scale.
+                assert_close(&format!("{label} loss"), &[loss], &values[t.loss.0], 1e-4, 2e-3);
+                for (p, grad) in &grads.of {
+                    let want = &values[grad.0];
+                    let scale = want.iter().fold(1e-3f32, |m, x| m.max(x.abs())) as f64;
+                    let got = exec.read(gpu, *grad).unwrap();
+                    assert_close(&format!("{label} grad {}", t.graph.desc(*p).name), &got, want, 4e-3 * scale, 0.0);
+                }
+            }
+            assert!(half_products > 0, "{storage:?}: no graph keeps a product in f16");
+        }
+    });
+}
