@@ -19,11 +19,15 @@ override WG: u32 = 64;
 override D: u32 = 64;      // head dimension, a multiple of 4, at most DMAX
 const D4MAX: u32 = 32u;    // DMAX / 4 = 128 / 4
 
+// q, k and v's storage: vec4<f16> in the form where mixed precision keeps the projections
+// in half precision (shaders::with_f16); arithmetic stays f32.
+alias Qkv4 = vec4<f32>;
+
 @group(0) @binding(0) var<storage, read_write> o: array<vec4<f32>>;     // (B, Tq, H, D)
 @group(0) @binding(1) var<storage, read_write> lse: array<f32>;         // (B, H, Tq)
-@group(0) @binding(2) var<storage, read> q: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> k: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read> v: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> q: array<Qkv4>;
+@group(0) @binding(3) var<storage, read> k: array<Qkv4>;
+@group(0) @binding(4) var<storage, read> v: array<Qkv4>;
 @group(0) @binding(5) var<storage, read> key_lens: array<u32>;          // (B)
 @group(0) @binding(6) var<uniform> p: AttnParams;
 
@@ -35,9 +39,9 @@ const D4MAX: u32 = 32u;    // DMAX / 4 = 128 / 4
 
 // attention_dq: dq from q, k, v, do, lse, delta.
 @group(0) @binding(0) var<storage, read_write> dq_out: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read> bq: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> bk: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> bv: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> bq: array<Qkv4>;
+@group(0) @binding(2) var<storage, read> bk: array<Qkv4>;
+@group(0) @binding(3) var<storage, read> bv: array<Qkv4>;
 @group(0) @binding(4) var<storage, read> bdo: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read> blse: array<f32>;
 @group(0) @binding(6) var<storage, read> bdelta: array<f32>;
@@ -47,9 +51,9 @@ const D4MAX: u32 = 32u;    // DMAX / 4 = 128 / 4
 // attention_dkv: dk and dv (two outputs), then the same inputs as attention_dq.
 @group(0) @binding(0) var<storage, read_write> dk_out: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read_write> dv_out: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> cq: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> ck: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read> cv: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> cq: array<Qkv4>;
+@group(0) @binding(3) var<storage, read> ck: array<Qkv4>;
+@group(0) @binding(4) var<storage, read> cv: array<Qkv4>;
 @group(0) @binding(5) var<storage, read> cdo: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read> clse: array<f32>;
 @group(0) @binding(7) var<storage, read> cdelta: array<f32>;
@@ -85,18 +89,18 @@ fn attention_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     var qr: array<vec4<f32>, D4MAX>;
     var acc: array<vec4<f32>, D4MAX>;
     let qi = row4(b, i, h, p.tq, p.heads);
-    for (var d = 0u; d < D / 4u; d++) { qr[d] = q[qi + d] * p.scale; acc[d] = vec4<f32>(0.0); }
+    for (var d = 0u; d < D / 4u; d++) { qr[d] = vec4<f32>(q[qi + d]) * p.scale; acc[d] = vec4<f32>(0.0); }
     var m = -3.402823e38;
     var l = 0.0;
     for (var j = 0u; j < end; j++) {
         let kj = row4(b, j, h, p.tk, p.heads);
         var s = 0.0;
-        for (var d = 0u; d < D / 4u; d++) { s += dot(qr[d], k[kj + d]); }
+        for (var d = 0u; d < D / 4u; d++) { s += dot(qr[d], vec4<f32>(k[kj + d])); }
         let m_new = max(m, s);
         let corr = exp(m - m_new);
         let pj = exp(s - m_new);
         l = l * corr + pj;
-        for (var d = 0u; d < D / 4u; d++) { acc[d] = acc[d] * corr + pj * v[kj + d]; }
+        for (var d = 0u; d < D / 4u; d++) { acc[d] = acc[d] * corr + pj * vec4<f32>(v[kj + d]); }
         m = m_new;
     }
     let inv = select(0.0, 1.0 / l, end > 0u);
@@ -131,16 +135,16 @@ fn attention_dq(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     var dor: array<vec4<f32>, D4MAX>;
     var acc: array<vec4<f32>, D4MAX>;
     let qi = row4(b, i, h, bp.tq, bp.heads);
-    for (var d = 0u; d < D / 4u; d++) { qr[d] = bq[qi + d] * bp.scale; dor[d] = bdo[qi + d]; acc[d] = vec4<f32>(0.0); }
+    for (var d = 0u; d < D / 4u; d++) { qr[d] = vec4<f32>(bq[qi + d]) * bp.scale; dor[d] = bdo[qi + d]; acc[d] = vec4<f32>(0.0); }
     let l = blse[row];
     let dlt = bdelta[row];
     for (var j = 0u; j < end; j++) {
         let kj = row4(b, j, h, bp.tk, bp.heads);
         var s = 0.0;
         var dp = 0.0;
-        for (var d = 0u; d < D / 4u; d++) { s += dot(qr[d], bk[kj + d]); dp += dot(dor[d], bv[kj + d]); }
+        for (var d = 0u; d < D / 4u; d++) { s += dot(qr[d], vec4<f32>(bk[kj + d])); dp += dot(dor[d], vec4<f32>(bv[kj + d])); }
         let ds = exp(s - l) * (dp - dlt);
-        for (var d = 0u; d < D / 4u; d++) { acc[d] += ds * bk[kj + d]; }
+        for (var d = 0u; d < D / 4u; d++) { acc[d] += ds * vec4<f32>(bk[kj + d]); }
     }
     for (var d = 0u; d < D / 4u; d++) { dq_out[qi + d] = acc[d] * bp.scale; }
 }
@@ -160,8 +164,8 @@ fn attention_dkv(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     var dv: array<vec4<f32>, D4MAX>;
     let kj = row4(b, j, h, cp.tk, cp.heads);
     for (var d = 0u; d < D / 4u; d++) {
-        kr[d] = ck[kj + d] * cp.scale;
-        vr[d] = cv[kj + d];
+        kr[d] = vec4<f32>(ck[kj + d]) * cp.scale;
+        vr[d] = vec4<f32>(cv[kj + d]);
         dk[d] = vec4<f32>(0.0);
         dv[d] = vec4<f32>(0.0);
     }
@@ -174,12 +178,12 @@ fn attention_dkv(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
         let lrow = (b * cp.heads + h) * cp.tq + i;
         var s = 0.0;
         var dp = 0.0;
-        for (var d = 0u; d < D / 4u; d++) { s += dot(cq[qi + d], kr[d]); dp += dot(cdo[qi + d], vr[d]); }
+        for (var d = 0u; d < D / 4u; d++) { s += dot(vec4<f32>(cq[qi + d]), kr[d]); dp += dot(cdo[qi + d], vr[d]); }
         let pij = exp(s - clse[lrow]);
         let ds = pij * (dp - cdelta[lrow]);
         for (var d = 0u; d < D / 4u; d++) {
             dv[d] += pij * cdo[qi + d];
-            dk[d] += ds * cq[qi + d];
+            dk[d] += ds * vec4<f32>(cq[qi + d]);
         }
     }
     for (var d = 0u; d < D / 4u; d++) { dk_out[kj + d] = dk[d] * cp.scale; dv_out[kj + d] = dv[d]; }

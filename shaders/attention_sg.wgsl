@@ -22,18 +22,22 @@ const R: u32 = 4u;         // rows per lane (kernels/attention.rs SG_ROWS_PER_LA
 const D4MAX: u32 = 32u;    // DMAX / 4 = 128 / 4
 const NEG_BIG: f32 = -3.402823e38;
 
+// q, k and v's storage: vec4<f16> in the form where mixed precision keeps the projections
+// in half precision (shaders::with_f16); arithmetic stays f32.
+alias Qkv4 = vec4<f32>;
+
 @group(0) @binding(0) var<storage, read_write> o: array<vec4<f32>>;     // (B, Tq, H, D)
 @group(0) @binding(1) var<storage, read_write> lse: array<f32>;         // (B, H, Tq)
-@group(0) @binding(2) var<storage, read> q: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> k: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read> v: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> q: array<Qkv4>;
+@group(0) @binding(3) var<storage, read> k: array<Qkv4>;
+@group(0) @binding(4) var<storage, read> v: array<Qkv4>;
 @group(0) @binding(5) var<storage, read> key_lens: array<u32>;          // (B)
 @group(0) @binding(6) var<uniform> p: AttnParams;
 
 @group(0) @binding(0) var<storage, read_write> dq_out: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read> bq: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> bk: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> bv: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> bq: array<Qkv4>;
+@group(0) @binding(2) var<storage, read> bk: array<Qkv4>;
+@group(0) @binding(3) var<storage, read> bv: array<Qkv4>;
 @group(0) @binding(4) var<storage, read> bdo: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read> blse: array<f32>;
 @group(0) @binding(6) var<storage, read> bdelta: array<f32>;
@@ -42,9 +46,9 @@ const NEG_BIG: f32 = -3.402823e38;
 
 @group(0) @binding(0) var<storage, read_write> dk_out: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read_write> dv_out: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> cq: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> ck: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read> cv: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> cq: array<Qkv4>;
+@group(0) @binding(3) var<storage, read> ck: array<Qkv4>;
+@group(0) @binding(4) var<storage, read> cv: array<Qkv4>;
 @group(0) @binding(5) var<storage, read> cdo: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read> clse: array<f32>;
 @group(0) @binding(7) var<storage, read> cdelta: array<f32>;
@@ -109,13 +113,13 @@ fn attention_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     var l: array<f32, R>;
     for (var r = 0u; r < R; r++) {
         let qi = row4(s.b, min(s.t0 + r * SG, p.tq - 1u), s.h, p.tq, p.heads);
-        for (var d = 0u; d < D / 4u; d++) { qr[r][d] = q[qi + d] * p.scale; acc[r][d] = vec4<f32>(0.0); }
+        for (var d = 0u; d < D / 4u; d++) { qr[r][d] = vec4<f32>(q[qi + d]) * p.scale; acc[r][d] = vec4<f32>(0.0); }
         m[r] = NEG_BIG;
         l[r] = 0.0;
     }
     for (var j0 = 0u; j0 < end_max; j0 += SG) {
         let kj = row4(s.b, min(j0 + lane, p.tk - 1u), s.h, p.tk, p.heads);
-        for (var d = 0u; d < D / 4u; d++) { kr[d] = k[kj + d]; vr[d] = v[kj + d]; }
+        for (var d = 0u; d < D / 4u; d++) { kr[d] = vec4<f32>(k[kj + d]); vr[d] = vec4<f32>(v[kj + d]); }
         let n = min(SG, end_max - j0);
         for (var c = 0u; c < n; c++) {
             for (var d = 0u; d < D / 4u; d++) { ks[d] = subgroupShuffle(kr[d], c); vs[d] = subgroupShuffle(vr[d], c); }
@@ -163,7 +167,7 @@ fn attention_dq(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
         let t = min(s.t0 + r * SG, bp.tq - 1u);
         let qi = row4(s.b, t, s.h, bp.tq, bp.heads);
         for (var d = 0u; d < D / 4u; d++) {
-            qr[r][d] = bq[qi + d] * bp.scale;
+            qr[r][d] = vec4<f32>(bq[qi + d]) * bp.scale;
             dor[r][d] = bdo[qi + d];
             acc[r][d] = vec4<f32>(0.0);
         }
@@ -173,7 +177,7 @@ fn attention_dq(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     }
     for (var j0 = 0u; j0 < end_max; j0 += SG) {
         let kj = row4(s.b, min(j0 + lane, bp.tk - 1u), s.h, bp.tk, bp.heads);
-        for (var d = 0u; d < D / 4u; d++) { kr[d] = bk[kj + d]; vr[d] = bv[kj + d]; }
+        for (var d = 0u; d < D / 4u; d++) { kr[d] = vec4<f32>(bk[kj + d]); vr[d] = vec4<f32>(bv[kj + d]); }
         let n = min(SG, end_max - j0);
         for (var c = 0u; c < n; c++) {
             for (var d = 0u; d < D / 4u; d++) { ks[d] = subgroupShuffle(kr[d], c); vs[d] = subgroupShuffle(vr[d], c); }
@@ -223,8 +227,8 @@ fn attention_dkv(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     for (var r = 0u; r < R; r++) {
         let kj = row4(s.b, min(s.t0 + r * SG, cp.tk - 1u), s.h, cp.tk, cp.heads);
         for (var d = 0u; d < D / 4u; d++) {
-            kr[r][d] = ck[kj + d] * cp.scale;
-            vr[r][d] = cv[kj + d];
+            kr[r][d] = vec4<f32>(ck[kj + d]) * cp.scale;
+            vr[r][d] = vec4<f32>(cv[kj + d]);
             dk[r][d] = vec4<f32>(0.0);
             dv[r][d] = vec4<f32>(0.0);
         }
@@ -233,7 +237,7 @@ fn attention_dkv(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     for (var i0 = start_min; i0 < cp.tq; i0 += SG) {
         let il = min(i0 + lane, cp.tq - 1u);
         let qi = row4(s.b, il, s.h, cp.tq, cp.heads);
-        for (var d = 0u; d < D / 4u; d++) { qr[d] = cq[qi + d]; dor[d] = cdo[qi + d]; }
+        for (var d = 0u; d < D / 4u; d++) { qr[d] = vec4<f32>(cq[qi + d]); dor[d] = cdo[qi + d]; }
         let lse_l = clse[rows + il];
         let delta_l = cdelta[rows + il];
         let n = min(SG, cp.tq - i0);

@@ -21,18 +21,22 @@ var<workgroup> ta: array<vec4<f32>, TILE4>;   // K (forward, dq) or Q (dkv)
 var<workgroup> tb: array<vec4<f32>, TILE4>;   // V (forward, dq) or dO (dkv)
 var<workgroup> tld: array<vec2<f32>, BKMAX>;  // (lse, delta) of the staged query rows (dkv)
 
+// q, k and v's storage: vec4<f16> in the form where mixed precision keeps the projections
+// in half precision (shaders::with_f16); arithmetic stays f32.
+alias Qkv4 = vec4<f32>;
+
 @group(0) @binding(0) var<storage, read_write> o: array<vec4<f32>>;     // (B, Tq, H, D)
 @group(0) @binding(1) var<storage, read_write> lse: array<f32>;         // (B, H, Tq)
-@group(0) @binding(2) var<storage, read> q: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> k: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read> v: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> q: array<Qkv4>;
+@group(0) @binding(3) var<storage, read> k: array<Qkv4>;
+@group(0) @binding(4) var<storage, read> v: array<Qkv4>;
 @group(0) @binding(5) var<storage, read> key_lens: array<u32>;          // (B)
 @group(0) @binding(6) var<uniform> p: AttnParams;
 
 @group(0) @binding(0) var<storage, read_write> dq_out: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read> bq: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> bk: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> bv: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> bq: array<Qkv4>;
+@group(0) @binding(2) var<storage, read> bk: array<Qkv4>;
+@group(0) @binding(3) var<storage, read> bv: array<Qkv4>;
 @group(0) @binding(4) var<storage, read> bdo: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read> blse: array<f32>;
 @group(0) @binding(6) var<storage, read> bdelta: array<f32>;
@@ -41,9 +45,9 @@ var<workgroup> tld: array<vec2<f32>, BKMAX>;  // (lse, delta) of the staged quer
 
 @group(0) @binding(0) var<storage, read_write> dk_out: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read_write> dv_out: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> cq: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> ck: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read> cv: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> cq: array<Qkv4>;
+@group(0) @binding(3) var<storage, read> ck: array<Qkv4>;
+@group(0) @binding(4) var<storage, read> cv: array<Qkv4>;
 @group(0) @binding(5) var<storage, read> cdo: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read> clse: array<f32>;
 @group(0) @binding(7) var<storage, read> cdelta: array<f32>;
@@ -88,7 +92,7 @@ fn attention_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     var qr: array<vec4<f32>, D4MAX>;
     var acc: array<vec4<f32>, D4MAX>;
     let qi = row4(b, min(i, p.tq - 1u), h, p.tq, p.heads);
-    for (var d = 0u; d < D / 4u; d++) { qr[d] = q[qi + d] * p.scale; acc[d] = vec4<f32>(0.0); }
+    for (var d = 0u; d < D / 4u; d++) { qr[d] = vec4<f32>(q[qi + d]) * p.scale; acc[d] = vec4<f32>(0.0); }
     var m = -3.402823e38;
     var l = 0.0;
     var s: array<f32, BKMAX>;
@@ -97,8 +101,8 @@ fn attention_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
         for (var x = lid; x < BK * (D / 4u); x += WG) {
             let j = t0 + x / (D / 4u);
             let src = row4(b, min(j, p.tk - 1u), h, p.tk, p.heads) + x % (D / 4u);
-            ta[x] = k[src];
-            tb[x] = v[src];
+            ta[x] = vec4<f32>(k[src]);
+            tb[x] = vec4<f32>(v[src]);
         }
         workgroupBarrier();
         let n = min(BK, end - min(end, t0));
@@ -142,7 +146,7 @@ fn attention_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     var dor: array<vec4<f32>, D4MAX>;
     var acc: array<vec4<f32>, D4MAX>;
     let qi = row4(b, min(i, bp.tq - 1u), h, bp.tq, bp.heads);
-    for (var d = 0u; d < D / 4u; d++) { qr[d] = bq[qi + d] * bp.scale; dor[d] = bdo[qi + d]; acc[d] = vec4<f32>(0.0); }
+    for (var d = 0u; d < D / 4u; d++) { qr[d] = vec4<f32>(bq[qi + d]) * bp.scale; dor[d] = bdo[qi + d]; acc[d] = vec4<f32>(0.0); }
     let lrow = (b * bp.heads + h) * bp.tq + min(i, bp.tq - 1u);
     let l = blse[lrow];
     let dlt = bdelta[lrow];
@@ -151,8 +155,8 @@ fn attention_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
         for (var x = lid; x < BK * (D / 4u); x += WG) {
             let j = t0 + x / (D / 4u);
             let src = row4(b, min(j, bp.tk - 1u), h, bp.tk, bp.heads) + x % (D / 4u);
-            ta[x] = bk[src];
-            tb[x] = bv[src];
+            ta[x] = vec4<f32>(bk[src]);
+            tb[x] = vec4<f32>(bv[src]);
         }
         workgroupBarrier();
         let n = min(BK, end - min(end, t0));
@@ -195,8 +199,8 @@ fn attention_dkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     var dv: array<vec4<f32>, D4MAX>;
     let kj = row4(b, min(j, cp.tk - 1u), h, cp.tk, cp.heads);
     for (var d = 0u; d < D / 4u; d++) {
-        kr[d] = ck[kj + d] * cp.scale;
-        vr[d] = cv[kj + d];
+        kr[d] = vec4<f32>(ck[kj + d]) * cp.scale;
+        vr[d] = vec4<f32>(cv[kj + d]);
         dk[d] = vec4<f32>(0.0);
         dv[d] = vec4<f32>(0.0);
     }
@@ -205,7 +209,7 @@ fn attention_dkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
         for (var x = lid; x < BK * (D / 4u); x += WG) {
             let i = min(t0 + x / (D / 4u), cp.tq - 1u);
             let src = row4(b, i, h, cp.tq, cp.heads) + x % (D / 4u);
-            ta[x] = cq[src];
+            ta[x] = vec4<f32>(cq[src]);
             tb[x] = cdo[src];
         }
         for (var x = lid; x < BK; x += WG) {

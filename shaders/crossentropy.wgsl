@@ -15,7 +15,10 @@ override WG: u32 = 64;
 
 @group(0) @binding(0) var<storage, read_write> dlogits: array<f32>;   // (R, V)
 @group(0) @binding(1) var<storage, read_write> row_loss: array<f32>;  // (R)
-@group(0) @binding(2) var<storage, read> logits: array<f32>;          // (R, V)
+// The logits' storage: f16 in the form where mixed precision keeps the output product in half
+// precision (shaders::with_f16); the loss and its gradient stay f32.
+alias LogitT = f32;
+@group(0) @binding(2) var<storage, read> logits: array<LogitT>;        // (R, V)
 @group(0) @binding(3) var<storage, read> targets: array<u32>;         // (R)
 @group(0) @binding(4) var<uniform> p: CeParams;
 
@@ -70,12 +73,12 @@ fn crossentropy_fwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroup
     let y = targets[r];
     let skip = ignored(y, p.has_ignore, p.ignore_index);
     var m = -3.402823e38;
-    for (var c = lid; c < p.vocab; c += WG) { m = max(m, logits[base + c]); }
+    for (var c = lid; c < p.vocab; c += WG) { m = max(m, f32(logits[base + c])); }
     m = reduce_max(m, lid);
     var se = 0.0;
     var sx = 0.0;
     for (var c = lid; c < p.vocab; c += WG) {
-        let x = logits[base + c];
+        let x = f32(logits[base + c]);
         se += exp(x - m);
         sx += x;
     }
@@ -85,13 +88,13 @@ fn crossentropy_fwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroup
     let e = p.smoothing;
     let off = e / f32(p.vocab);
     for (var c = lid; c < p.vocab; c += WG) {
-        var d = exp(logits[base + c] - lse) - off;
+        var d = exp(f32(logits[base + c]) - lse) - off;
         if (c == y) { d -= 1.0 - e; }
         dlogits[base + c] = select(d, 0.0, skip);
     }
     if (lid == 0u) {
         // A target outside the vocabulary reads logit 0: the host checks targets on upload.
-        let xy = logits[base + min(y, p.vocab - 1u)];
+        let xy = f32(logits[base + min(y, p.vocab - 1u)]);
         let loss = -(1.0 - e) * (xy - lse) - e * (mean_x - lse);
         row_loss[r] = select(loss, 0.0, skip);
     }

@@ -59,18 +59,27 @@ pub const F16_FORMS: &[(&str, &str, &[&str])] = &[
     ("elementwise.wgsl", ELEMENTWISE, &["InT"]),
     ("matmul_f16.wgsl", MATMUL_F16, &["OutT"]),
     ("matmul_coop.wgsl", MATMUL_COOP, &["OutT"]),
+    ("crossentropy.wgsl", CROSSENTROPY, &["LogitT"]),
+    ("attention.wgsl", ATTENTION, &["Qkv4"]),
+    ("attention_sg.wgsl", ATTENTION_SG, &["Qkv4"]),
+    ("attention_tiled.wgsl", ATTENTION_TILED, &["Qkv4"]),
 ];
 
-/// `source` with each `alias NAME = f32;` of `aliases` made f16, and `enable f16;` first where
-/// the source lacks it. An error naming the file where an alias is not declared so.
+/// `source` with each alias of `aliases` (`alias NAME = f32;` or `alias NAME = vec4<f32>;`)
+/// made f16, and `enable f16;` first where the source lacks it. An error naming the file where
+/// an alias is not declared so.
 pub fn with_f16(file: &str, source: &str, aliases: &[&str]) -> Result<String> {
     let mut out = if source.contains("enable f16;") { source.to_string() } else { format!("enable f16;\n{source}") };
     for name in aliases {
-        let declared = format!("alias {name} = f32;");
-        if !out.contains(&declared) {
-            return Err(Error::Shader { file: file.to_string(), message: format!("no `{declared}` to make f16") });
-        }
-        out = out.replace(&declared, &format!("alias {name} = f16;"));
+        let found = ["f32", "vec4<f32>"].iter().find_map(|ty| {
+            let declared = format!("alias {name} = {ty};");
+            out.contains(&declared).then(|| (declared.clone(), declared.replace("f32", "f16")))
+        });
+        let (declared, half) = found.ok_or_else(|| Error::Shader {
+            file: file.to_string(),
+            message: format!("no `alias {name} = f32;` (or vec4<f32>) to make f16"),
+        })?;
+        out = out.replace(&declared, &half);
     }
     Ok(out)
 }

@@ -89,6 +89,36 @@ fn every_mask_length_and_head_dim_matches_reference() {
 }
 
 #[test]
+fn f16_projections_match_reference() {
+    for_each_gpu(|gpu| {
+        if !gpu.caps.f16 {
+            eprintln!("skipped on {}: no f16 shaders", gpu.describe());
+            return;
+        }
+        for att in every_variant(gpu) {
+            for (i, (d, tq, tk, causal, lens)) in [
+                (32, 7, 7, true, None),
+                (64, 77, 77, false, Some(vec![77, 30])),
+                (16, 7, 19, false, Some(vec![19, 5])),
+                (64, 70, 70, true, None),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let s = AttentionShape { batch: 2, heads: 2, tq, tk, head_dim: d, causal };
+                common::attention::check_in(gpu, &att, &s, lens.as_deref(), 200 + i as u64, true);
+            }
+        }
+        // Mixed types are refused, not misread.
+        let att = Attention::new(gpu).unwrap();
+        let s = AttentionShape { batch: 1, heads: 1, tq: 4, tk: 4, head_dim: 16, causal: false };
+        let (t, h) = (gpu.zeros("t", 64).unwrap(), gpu.zeros_f16("h", 64).unwrap());
+        let err = att.fwd(gpu, &t, &t, &h, &t, &t, None, &s).unwrap_err().to_string();
+        assert!(err.contains("all be f32 or all f16"), "{err}");
+    });
+}
+
+#[test]
 fn long_sequence_without_a_score_matrix() {
     for_each_gpu(|gpu| {
         let s = AttentionShape { batch: 1, heads: 1, tq: 8192, tk: 8192, head_dim: 64, causal: false };

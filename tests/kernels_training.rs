@@ -19,20 +19,27 @@ fn cross_entropy_matches_reference() {
             (70_000, 3, 0.0, Some(2)),
             (4, 6, 0.1, Some(3)),
         ];
-        for (i, &(rows, vocab, smoothing, ignore)) in cases.iter().enumerate() {
+        // Logits in f32, and in f16 (mixed precision's output product) where there is f16.
+        let forms: &[bool] = if gpu.caps.f16 { &[false, true] } else { &[false] };
+        let all = cases.iter().enumerate().flat_map(|c| forms.iter().map(move |&h| (c, h)));
+        for ((i, &(rows, vocab, smoothing, ignore)), half) in all {
             let mut rng = Rng::new(i as u64);
-            let logits = rng.vec_f32(rows * vocab, 8.0);
+            let mut logits = rng.vec_f32(rows * vocab, 8.0);
+            if half {
+                logits = wgformer::reference::cast::round_f16(&logits);
+            }
             let mut targets: Vec<u32> = (0..rows).map(|_| (rng.next_u64() % vocab as u64) as u32).collect();
             if i == 5 {
                 targets = vec![3; rows]; // every row ignored: loss and gradient are 0
             }
             let mut want_d = vec![0.0f32; rows * vocab];
             let want_loss = cross_entropy_forward(&mut want_d, &logits, &targets, vocab, smoothing as f64, ignore);
-            let (gl, gt) = (gpu.upload("logits", &logits).unwrap(), gpu.upload_u32("targets", &targets).unwrap());
+            let gl = if half { gpu.upload_f16("logits", &logits) } else { gpu.upload("logits", &logits) }.unwrap();
+            let gt = gpu.upload_u32("targets", &targets).unwrap();
             let (gloss, gd) = (gpu.zeros("loss", 1).unwrap(), gpu.zeros("dlogits", rows * vocab).unwrap());
             let ds = ce.fwd(gpu, &gloss, &gd, &gl, &gt, rows, vocab, smoothing, ignore).unwrap();
             kernels::run(gpu, &ds.iter().collect::<Vec<_>>()).unwrap();
-            let tag = format!("{rows}x{vocab} e={smoothing} ignore={ignore:?}");
+            let tag = format!("{rows}x{vocab} e={smoothing} ignore={ignore:?} f16 logits: {half}");
             assert_close(&format!("loss {tag}"), &gpu.read(&gloss).unwrap(), &[want_loss], 1e-5, 1e-4);
             assert_close(&format!("dlogits {tag}"), &gpu.read(&gd).unwrap(), &want_d, 1e-7, 1e-4);
         }

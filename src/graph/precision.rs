@@ -22,7 +22,8 @@ pub enum F16Storage {
 
 impl Graph {
     /// Makes every MatMul read f16 copies of its operands (its bias stays f32), and keeps in
-    /// f16 the products that only GELU or ReLU read (their input, kept for the backward),
+    /// f16 the products that only GELU, ReLU, fused attention (q, k, v) or the cross-entropy
+    /// read (kept for the backward, or as large as the logits),
     /// stored as `storage` says. Run after differentiation, so that the backward's products
     /// are cast too. What is already f16 is left alone, so a second call changes nothing.
     /// Returns the number of tensors made f16.
@@ -30,12 +31,15 @@ impl Graph {
         self.half_products(storage) + self.cast_operands(storage)
     }
 
-    /// Products whose every reader takes an f16 input (GELU's and ReLU's x, forward and
-    /// backward) are kept in f16: written so by the product (f16 storage), or rounded by a
+    /// Products whose every reader takes an f16 input (GELU's and ReLU's x, attention's q, k
+    /// and v, forward and backward; the cross-entropy's logits) are kept in f16: written so by the product (f16 storage), or rounded by a
     /// cast right after it (rounded storage: the f32 product dies at the cast).
     fn half_products(&mut self, storage: F16Storage) -> usize {
-        let takes_half = |op: &Op, pos: usize| {
-            pos == 0 && matches!(op, Op::Gelu { .. } | Op::GeluBwd { .. } | Op::Relu | Op::ReluBwd)
+        let takes_half = |op: &Op, pos: usize| match op {
+            Op::Gelu { .. } | Op::GeluBwd { .. } | Op::Relu | Op::ReluBwd => pos == 0,
+            Op::Attention { .. } | Op::AttentionBwd { .. } => pos < 3,
+            Op::CrossEntropy { .. } => pos == 0,
+            _ => false,
         };
         let n = self.tensors.len();
         let (mut readers, mut all_take_half) = (vec![0usize; n], vec![true; n]);
@@ -49,6 +53,19 @@ impl Graph {
         for node in self.nodes.iter().filter(|n| matches!(n.op, Op::MatMul { .. })) {
             let o = node.outputs[0];
             target[o.0] = readers[o.0] > 0 && all_take_half[o.0] && self.desc(o).dtype == Dtype::F32;
+        }
+        // The attention kernels read q, k and v all in f32 or all in f16.
+        let mut changed = true;
+        while changed {
+            changed = false;
+            for node in self.nodes.iter().filter(|n| matches!(n.op, Op::Attention { .. } | Op::AttentionBwd { .. })) {
+                let qkv = &node.inputs[..3];
+                if !qkv.iter().all(|t| target[t.0]) {
+                    for t in qkv {
+                        changed |= std::mem::replace(&mut target[t.0], false);
+                    }
+                }
+            }
         }
         let count = target.iter().filter(|&&t| t).count();
         if storage == F16Storage::Half {

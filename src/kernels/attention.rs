@@ -8,7 +8,9 @@
 //! class of shapes runs the one measured fastest (`attention/tune.rs`); elsewhere the rule's.
 //! `WGFORMER_ATTENTION_VARIANT=rows|subgroup|tiled` picks one.
 
-use super::{check_len, check_loop_budget, check_typed, dispatch, grid, lazy, u32_of, Dispatch};
+use super::{
+    check_f32_or_f16, check_len, check_loop_budget, check_typed, dispatch, grid, lazy, u32_of, Dispatch, HalfForm,
+};
 use crate::error::{Error, Result};
 use crate::gpu::{DType, Gpu, Tensor};
 pub use crate::graph::AttentionShape;
@@ -99,18 +101,22 @@ struct Subgroups {
     size: usize,
     module: wgpu::ShaderModule,
     pipelines: Lazy,
+    half: HalfForm,
 }
 
 /// The tiled variant's module and pipelines.
 struct Tiled {
     module: wgpu::ShaderModule,
     pipelines: Lazy,
+    half: HalfForm,
 }
 
 /// The attention kernels, for head dims 16, 32, 64 and 128.
 pub struct Attention {
     module: wgpu::ShaderModule,
     pipelines: Lazy,
+    /// Every variant has a form reading q, k and v in f16 (mixed precision).
+    half: HalfForm,
     /// When the subgroup variant runs here.
     subgroup: Option<Subgroups>,
     /// When the tiled variant runs here.
@@ -196,6 +202,7 @@ impl Attention {
             true => Some(Tiled {
                 module: gpu.shader("attention_tiled.wgsl", crate::shaders::ATTENTION_TILED)?,
                 pipelines: Default::default(),
+                half: HalfForm::new("attention_tiled.wgsl", crate::shaders::ATTENTION_TILED, &["Qkv4"]),
             }),
             false => None,
         };
@@ -205,12 +212,15 @@ impl Attention {
                 // Every index in attention_sg.wgsl is clamped, so it runs without bounds checks.
                 module: gpu.shader_unchecked("attention_sg.wgsl", crate::shaders::ATTENTION_SG)?,
                 pipelines: Default::default(),
+                half: HalfForm::new("attention_sg.wgsl", crate::shaders::ATTENTION_SG, &["Qkv4"])
+                    .without_bounds_checks(),
             }),
             None => None,
         };
         Ok(Attention {
             module,
             pipelines: Default::default(),
+            half: HalfForm::new("attention.wgsl", crate::shaders::ATTENTION, &["Qkv4"]),
             subgroup,
             tiled,
             rule: Variant::Rows,
@@ -252,31 +262,53 @@ impl Attention {
         dim: usize,
         entry: Entry,
         rows: usize,
-    ) -> Result<(&wgpu::ComputePipeline, RowLayout)> {
+        half: bool,
+    ) -> Result<(wgpu::ComputePipeline, RowLayout)> {
         let d = HEAD_DIMS[dim] as f64;
         // Head dim 128 keeps R rows of 128 floats per lane in several arrays (about 6 KiB of
         // private memory per invocation): on an H200 (Vulkan, driver 580) its first dispatch
         // lost the device, so GPUs take the plain kernels there.
         let fits = gpu.is_cpu() || HEAD_DIMS[dim] <= 64;
         let delta = matches!(entry, Entry::Delta);
+        // The f32 form's pipeline from its cache, or the f16 form's (q, k and v in f16).
+        let get = |module: &wgpu::ShaderModule,
+                   lazy_cell: &OnceLock<wgpu::ComputePipeline>,
+                   form: &HalfForm,
+                   c: &[(&str, f64)]| {
+            match half {
+                true => form.pipeline(gpu, entry.name(), c),
+                false => lazy(lazy_cell, || gpu.pipeline(module, entry.name(), c)).cloned(),
+            }
+        };
         if let (Some(t), Variant::Tiled, false) = (&self.tiled, variant, delta) {
             let c = [("WG", WG as f64), ("D", d), ("BK", tile_rows(HEAD_DIMS[dim]) as f64)];
-            let p = lazy(&t.pipelines[dim][entry as usize], || gpu.pipeline(&t.module, entry.name(), &c))?;
+            let p = get(&t.module, &t.pipelines[dim][entry as usize], &t.half, &c)?;
             // One workgroup per WG rows of a (batch, head): rows padded to WG.
             return Ok((p, RowLayout { block: WG as usize, per_invocation: 1 }));
         }
         match &self.subgroup {
             Some(g) if variant == Variant::Subgroup && fits && !delta && rows >= g.size * SG_ROWS_PER_LANE => {
                 let c = [("WG", WG as f64), ("D", d), ("SG", g.size as f64)];
-                let p = lazy(&g.pipelines[dim][entry as usize], || gpu.pipeline(&g.module, entry.name(), &c))?;
+                let p = get(&g.module, &g.pipelines[dim][entry as usize], &g.half, &c)?;
                 Ok((p, RowLayout { block: g.size * SG_ROWS_PER_LANE, per_invocation: SG_ROWS_PER_LANE }))
             }
             _ => {
                 let c = [("WG", WG as f64), ("D", d)];
-                let p = lazy(&self.pipelines[dim][entry as usize], || gpu.pipeline(&self.module, entry.name(), &c))?;
+                let p = get(&self.module, &self.pipelines[dim][entry as usize], &self.half, &c)?;
                 Ok((p, RowLayout::PLAIN))
             }
         }
+    }
+
+    /// Checks q, k and v: all f32, or all f16 (true).
+    fn qkv_half(op: &'static str, [q, k, v]: [&Tensor; 3], nq: usize, nk: usize) -> Result<bool> {
+        for (name, t, n) in [("q", q, nq), ("k", k, nk), ("v", v, nk)] {
+            check_f32_or_f16(op, name, t, n)?;
+        }
+        if q.dtype != k.dtype || q.dtype != v.dtype {
+            return Err(Error::shape(op, "q, k and v must all be f32 or all f16"));
+        }
+        Ok(q.dtype == DType::F16)
     }
 
     /// Checks the shape; returns the head dim's index and the params.
@@ -317,7 +349,8 @@ impl Attention {
         grid(gpu, "attention", (invocations as u64).div_ceil(WG as u64))
     }
 
-    /// o (B, Tq, H, D) and lse (B, H, Tq) from q, k, v; `key_lens` (B, u32) masks padding keys.
+    /// o (B, Tq, H, D) and lse (B, H, Tq) from q, k, v (all f32, or all f16 in mixed
+    /// precision); `key_lens` (B, u32) masks padding keys.
     #[allow(clippy::too_many_arguments)]
     pub fn fwd(
         &self,
@@ -345,15 +378,14 @@ impl Attention {
     ) -> Result<Dispatch> {
         let (dim, params) = self.checked(gpu, s, key_lens)?;
         let (nq, nk) = (s.batch * s.tq * s.heads * s.head_dim, s.batch * s.tk * s.heads * s.head_dim);
-        for (name, t, n) in
-            [("o", o, nq), ("q", q, nq), ("k", k, nk), ("v", v, nk), ("lse", lse, s.batch * s.heads * s.tq)]
-        {
+        for (name, t, n) in [("o", o, nq), ("lse", lse, s.batch * s.heads * s.tq)] {
             check_len("attention_fwd", name, t, n)?;
         }
+        let half = Self::qkv_half("attention_fwd", [q, k, v], nq, nk)?;
         let lens = key_lens.unwrap_or(&self.no_lens);
-        let (pipeline, layout) = self.pipeline(gpu, variant, dim, Entry::Fwd, s.tq)?;
+        let (pipeline, layout) = self.pipeline(gpu, variant, dim, Entry::Fwd, s.tq, half)?;
         let invocations = layout.invocations(s.batch * s.heads, s.tq);
-        dispatch(gpu, "attention_fwd", pipeline, &[o, lse, q, k, v, lens], &params, Self::groups(gpu, invocations)?)
+        dispatch(gpu, "attention_fwd", &pipeline, &[o, lse, q, k, v, lens], &params, Self::groups(gpu, invocations)?)
     }
 
     /// The backward: delta = rowsum(do * o) into `delta` (B, H, Tq), then dq, then dk and dv.
@@ -386,31 +418,23 @@ impl Attention {
         let (dim, params) = self.checked(gpu, s, key_lens)?;
         let (nq, nk, rows) =
             (s.batch * s.tq * s.heads * s.head_dim, s.batch * s.tk * s.heads * s.head_dim, s.batch * s.heads * s.tq);
-        for (name, t, n) in [
-            ("dq", dq, nq),
-            ("q", q, nq),
-            ("o", o, nq),
-            ("do", dout, nq),
-            ("dk", dk, nk),
-            ("dv", dv, nk),
-            ("k", k, nk),
-            ("v", v, nk),
-        ] {
+        for (name, t, n) in [("dq", dq, nq), ("o", o, nq), ("do", dout, nq), ("dk", dk, nk), ("dv", dv, nk)] {
             check_len("attention_bwd", name, t, n)?;
         }
+        let half = Self::qkv_half("attention_bwd", [q, k, v], nq, nk)?;
         check_len("attention_bwd", "lse", lse, rows)?;
         check_len("attention_bwd", "delta", delta, rows)?;
         let lens = key_lens.unwrap_or(&self.no_lens);
-        let (delta_pipe, _) = self.pipeline(gpu, variant, dim, Entry::Delta, s.tq)?;
-        let d0 = dispatch(gpu, "attention_delta", delta_pipe, &[delta, dout, o], &params, Self::groups(gpu, rows)?)?;
+        let (delta_pipe, _) = self.pipeline(gpu, variant, dim, Entry::Delta, s.tq, false)?;
+        let d0 = dispatch(gpu, "attention_delta", &delta_pipe, &[delta, dout, o], &params, Self::groups(gpu, rows)?)?;
         let bh = s.batch * s.heads;
-        let (dq_pipe, q_layout) = self.pipeline(gpu, variant, dim, Entry::Dq, s.tq)?;
-        let (dkv_pipe, k_layout) = self.pipeline(gpu, variant, dim, Entry::Dkv, s.tk)?;
+        let (dq_pipe, q_layout) = self.pipeline(gpu, variant, dim, Entry::Dq, s.tq, half)?;
+        let (dkv_pipe, k_layout) = self.pipeline(gpu, variant, dim, Entry::Dkv, s.tk, half)?;
         let (q_rows, k_rows) = (q_layout.invocations(bh, s.tq), k_layout.invocations(bh, s.tk));
         let d1 = dispatch(
             gpu,
             "attention_dq",
-            dq_pipe,
+            &dq_pipe,
             &[dq, q, k, v, dout, lse, delta, lens],
             &params,
             Self::groups(gpu, q_rows)?,
@@ -418,7 +442,7 @@ impl Attention {
         let d2 = dispatch(
             gpu,
             "attention_dkv",
-            dkv_pipe,
+            &dkv_pipe,
             &[dk, dv, q, k, v, dout, lse, delta, lens],
             &params,
             Self::groups(gpu, k_rows)?,

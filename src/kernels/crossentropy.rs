@@ -1,7 +1,7 @@
 //! Fused label-smoothed cross-entropy and its gradient: `shaders/crossentropy.wgsl`.
 
 use super::softmax::{row_params, ROW_WG};
-use super::{check_len, check_loop_budget, check_typed, dispatch, grid, u32_of, Dispatch};
+use super::{check_f32_or_f16, check_len, check_loop_budget, check_typed, dispatch, grid, u32_of, Dispatch, HalfForm};
 use crate::error::Result;
 use crate::gpu::{DType, Gpu, Tensor};
 
@@ -27,6 +27,8 @@ pub struct CrossEntropy {
     scale: wgpu::ComputePipeline,
     /// The gradient multiplier when none is given: 1.
     one: Tensor,
+    /// The form reading f16 logits (mixed precision).
+    half: HalfForm,
 }
 
 impl CrossEntropy {
@@ -38,11 +40,12 @@ impl CrossEntropy {
             reduce: gpu.pipeline(&module, "crossentropy_reduce", &wg)?,
             scale: gpu.pipeline(&module, "crossentropy_scale", &[("WG", SCALE_WG as f64)])?,
             one: gpu.upload("cross_entropy.one", &[1.0])?,
+            half: HalfForm::new("crossentropy.wgsl", crate::shaders::CROSSENTROPY, &["LogitT"]),
         })
     }
 
-    /// The three dispatches computing `loss` (1) and `dlogits` (rows, vocab) from `logits` and
-    /// u32 `targets` (rows). Targets must be below `vocab` or equal to `ignore_index`: the
+    /// The three dispatches computing `loss` (1) and `dlogits` (rows, vocab) from `logits` (f32,
+    /// or f16 in mixed precision) and u32 `targets` (rows). Targets must be below `vocab` or equal to `ignore_index`: the
     /// caller checks them when it uploads a batch.
     #[allow(clippy::too_many_arguments)]
     pub fn fwd(
@@ -76,7 +79,8 @@ impl CrossEntropy {
     ) -> Result<[Dispatch; 3]> {
         let op = "cross_entropy";
         check_len(op, "grad_mul", grad_mul, 1)?;
-        let ([r, v], row_groups) = row_params(gpu, op, &[("logits", logits), ("dlogits", dlogits)], rows, vocab)?;
+        let ([r, v], row_groups) = row_params(gpu, op, &[("dlogits", dlogits)], rows, vocab)?;
+        check_f32_or_f16(op, "logits", logits, rows * vocab)?;
         check_typed(op, "targets", targets, rows, DType::U32)?;
         check_len(op, "loss", loss, 1)?;
         check_loop_budget(gpu, op, rows.div_ceil(ROW_WG as usize) as u64 + 32, &format!("{rows} rows"))?;
@@ -92,8 +96,12 @@ impl CrossEntropy {
         };
         let row_loss = gpu.zeros("cross_entropy.row_loss", rows)?;
         let scale = gpu.zeros("cross_entropy.scale", 1)?;
+        let pipeline = match logits.dtype {
+            DType::F16 => self.half.pipeline(gpu, "crossentropy_fwd", &[("WG", ROW_WG as f64)])?,
+            _ => self.fwd.clone(),
+        };
         let fwd =
-            dispatch(gpu, "crossentropy_fwd", &self.fwd, &[dlogits, &row_loss, logits, targets], &params, row_groups)?;
+            dispatch(gpu, "crossentropy_fwd", &pipeline, &[dlogits, &row_loss, logits, targets], &params, row_groups)?;
         let reduce = dispatch(
             gpu,
             "crossentropy_reduce",

@@ -239,13 +239,20 @@ pub(crate) struct HalfForm {
     file: &'static str,
     source: &'static str,
     aliases: &'static [&'static str],
+    /// Compiled without bounds checks (see `Gpu::shader_unchecked`), as the f32 form is.
+    unchecked: bool,
     module: std::sync::OnceLock<wgpu::ShaderModule>,
     pipelines: std::sync::Mutex<Vec<(String, wgpu::ComputePipeline)>>,
 }
 
 impl HalfForm {
     pub(crate) fn new(file: &'static str, source: &'static str, aliases: &'static [&'static str]) -> Self {
-        HalfForm { file, source, aliases, module: Default::default(), pipelines: Default::default() }
+        HalfForm { file, source, aliases, unchecked: false, module: Default::default(), pipelines: Default::default() }
+    }
+
+    /// The form of a source whose every index is clamped, compiled without bounds checks.
+    pub(crate) fn without_bounds_checks(self) -> Self {
+        HalfForm { unchecked: true, ..self }
     }
 
     /// The pipeline of `entry` with `constants` in the f16 form; an error naming the adapter
@@ -260,7 +267,11 @@ impl HalfForm {
             return Err(Error::Unsupported { what: "f16 storage (SHADER_F16)", adapter: gpu.describe() });
         }
         let module = lazy(&self.module, || {
-            gpu.shader(self.file, &crate::shaders::with_f16(self.file, self.source, self.aliases)?)
+            let source = crate::shaders::with_f16(self.file, self.source, self.aliases)?;
+            match self.unchecked {
+                true => gpu.shader_unchecked(self.file, &source),
+                false => gpu.shader(self.file, &source),
+            }
         })?;
         let p = gpu.pipeline(module, entry, constants)?;
         cache.push((key, p.clone()));
