@@ -99,6 +99,8 @@ for case in ${GPU_CHECK_STEPS:-$default_steps}; do
     bench "step-$model" -- step --model "$model" --batch "$batch" --runs "$runs"
     bench "step-$model-fused" WGFORMER_ATTENTION_VARIANT=rows -- step --model "$model" --batch "$batch" --runs "$runs"
     bench "step-$model-tiled" WGFORMER_ATTENTION_VARIANT=tiled -- step --model "$model" --batch "$batch" --runs "$runs"
+    # Mixed precision (issue 21's target: 3x the f32 step on matrix units, ahead of PyTorch AMP).
+    bench "step-$model-f16" -- step --model "$model" --batch "$batch" --precision f16 --runs "$runs"
 done
 
 # Data parallel over MPI where mpirun and an MPI build exist (DIR/wgformer-mpi from the pack,

@@ -73,11 +73,14 @@ except (OSError, ValueError):
     pass
 torch_ms = {(t["model"], t["batch"], t["precision"]): t["median_ms"] for t in summary["torch"]}
 
-lines.append("\ntraining steps (median ms; fused / tiled: WGFORMER_ATTENTION_VARIANT=rows / tiled)")
 lines.append(
-    f"  {'model':<26} {'default':>10} {'fused':>10} {'tiled':>10} {'GFLOP/s':>8} {'torch fp32':>11} {'torch bf16':>11}"
+    "\ntraining steps (median ms; fused / tiled: WGFORMER_ATTENTION_VARIANT=rows / tiled; f16: --precision f16)"
 )
-variants = ("-fused", "-tiled")
+lines.append(
+    f"  {'model':<26} {'default':>10} {'fused':>10} {'tiled':>10} {'f16':>10} {'GFLOP/s':>8}"
+    f" {'torch fp32':>11} {'torch bf16':>11} {'torch fp16':>11}"
+)
+variants = ("-fused", "-tiled", "-f16")
 for name in [n for n in names if n.startswith("step-") and not n.endswith(variants)]:
     mine = summary["benches"][name]
     if not mine:
@@ -92,10 +95,10 @@ for name in [n for n in names if n.startswith("step-") and not n.endswith(varian
         r = summary["benches"].get(name + suffix, [])
         return f"{r[0]['median_ms']:10.1f}" if r and r[0].get("median_ms") is not None else f"{'-':>10}"
 
-    f = ms_of("-fused") + " " + ms_of("-tiled")
-    t32, t16 = torch_ms.get((model, int(batch), "fp32")), torch_ms.get((model, int(batch), "bf16"))
+    f = ms_of("-fused") + " " + ms_of("-tiled") + " " + ms_of("-f16")
+    t32, tb16, t16 = (torch_ms.get((model, int(batch), p)) for p in ("fp32", "bf16", "fp16"))
     fmt = lambda v: f"{v:11.1f}" if v is not None else f"{'-':>11}"
-    lines.append(f"  {r['shape']:<26} {r['median_ms']:10.1f} {f} {r['gflops']:8.0f} {fmt(t32)} {fmt(t16)}")
+    lines.append(f"  {r['shape']:<26} {r['median_ms']:10.1f} {f} {r['gflops']:8.0f} {fmt(t32)} {fmt(tb16)} {fmt(t16)}")
 
 try:
     log = open(os.path.join(out, "translate.log"), errors="replace").read().replace("\r", "\n").split("\n")
