@@ -1,7 +1,8 @@
 //! Mixed precision as a graph rewrite (`Graph::cast_products_to_f16`) on the GPU, for both
 //! storages (f16 tensors and the f16 matmul; f16 values in f32 tensors and the f32 matmul):
 //! every node of the cast graphs matches the CPU reference computed from the GPU's own inputs,
-//! and a whole step's loss and gradients match the reference's run of the same graph.
+//! and a whole step's loss and gradients match the reference's run of the same graph; and the
+//! planned activation memory of the big presets in f16 (CPU only).
 
 mod common;
 use common::{assert_close, for_each_gpu, random_values};
@@ -67,4 +68,25 @@ fn cast_graphs_match_the_reference() {
             assert!(half_products > 0, "{storage:?}: no graph keeps a product in f16");
         }
     });
+}
+
+/// The figures the README gives for `wgformer plan --precision f16`: activations of vit-base at
+/// batch 8 and of transformer-base at batch 32 (pairs of 32 tokens) against f32. No GPU.
+#[test]
+fn f16_storage_plans_under_two_thirds_and_three_quarters_of_f32() {
+    use wgformer::engine::plan::report;
+    use wgformer::models::{transformer, vit};
+    let ratio = |mut g: wgformer::graph::Graph, loss| {
+        let grads = backward(&mut g, loss).unwrap();
+        let f32_bytes = report(&g, loss, &grads).peak_activation_bytes;
+        g.cast_products_to_f16(F16Storage::Half);
+        report(&g, loss, &grads).peak_activation_bytes as f64 / f32_bytes as f64
+    };
+    let v = vit::build(&vit::VitConfig::preset("vit-base").unwrap(), 8, true).unwrap();
+    let vit_ratio = ratio(v.graph, v.loss);
+    let t = transformer::build(&transformer::TransformerConfig::base(37000), 32, 32, 32, true).unwrap();
+    let transformer_ratio = ratio(t.graph, t.loss);
+    eprintln!("f16 / f32 activations: vit-base {vit_ratio:.3}, transformer-base {transformer_ratio:.3}");
+    assert!(vit_ratio < 0.65, "vit-base: {vit_ratio}");
+    assert!(transformer_ratio < 0.75, "transformer-base: {transformer_ratio}");
 }
