@@ -96,10 +96,7 @@ impl CrossEntropy {
         };
         let row_loss = gpu.zeros("cross_entropy.row_loss", rows)?;
         let scale = gpu.zeros("cross_entropy.scale", 1)?;
-        let pipeline = match logits.dtype {
-            DType::F16 => self.half.pipeline(gpu, "crossentropy_fwd", &[("WG", ROW_WG as f64)])?,
-            _ => self.fwd.clone(),
-        };
+        let pipeline = self.half.for_input(gpu, logits, &self.fwd, "crossentropy_fwd", &[("WG", ROW_WG as f64)])?;
         let fwd =
             dispatch(gpu, "crossentropy_fwd", &pipeline, &[dlogits, &row_loss, logits, targets], &params, row_groups)?;
         let reduce = dispatch(

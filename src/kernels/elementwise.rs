@@ -2,7 +2,7 @@
 
 use super::{check_f32_or_f16, check_len, dispatch, grid, u32_of, Dispatch, HalfForm};
 use crate::error::Result;
-use crate::gpu::{DType, Gpu, Tensor};
+use crate::gpu::{Gpu, Tensor};
 
 const WG: u32 = 256;
 
@@ -45,6 +45,9 @@ impl Elementwise {
         })
     }
 
+    /// A dispatch of one invocation per element; every tensor f32 except `f16_ok`, which may
+    /// also be f16 (the pipeline is then the f16 form's).
+    #[allow(clippy::too_many_arguments)]
     fn prepare(
         &self,
         gpu: &Gpu,
@@ -53,9 +56,13 @@ impl Elementwise {
         tensors: &[&Tensor],
         n: usize,
         alpha: f32,
+        f16_ok: Option<usize>,
     ) -> Result<Dispatch> {
         for (i, t) in tensors.iter().enumerate() {
-            check_len(op, &format!("operand {i}"), t, n)?;
+            match f16_ok == Some(i) {
+                true => check_f32_or_f16(op, &format!("operand {i}"), t, n)?,
+                false => check_len(op, &format!("operand {i}"), t, n)?,
+            }
         }
         let params = EltParams { n: u32_of(op, "n", n)?, alpha, nb: 1, _pad: 0 };
         dispatch(gpu, op, pipeline, tensors, &params, grid(gpu, op, (n as u64).div_ceil(WG as u64))?)
@@ -63,12 +70,12 @@ impl Elementwise {
 
     /// out = a + b over `n` elements. (Its backward passes dout through unchanged.)
     pub fn add_fwd(&self, gpu: &Gpu, out: &Tensor, a: &Tensor, b: &Tensor, n: usize) -> Result<Dispatch> {
-        self.prepare(gpu, "add_fwd", &self.add, &[out, a, b], n, 0.0)
+        self.prepare(gpu, "add_fwd", &self.add, &[out, a, b], n, 0.0, None)
     }
 
     /// out = a * b over `n` elements.
     pub fn mul_fwd(&self, gpu: &Gpu, out: &Tensor, a: &Tensor, b: &Tensor, n: usize) -> Result<Dispatch> {
-        self.prepare(gpu, "mul_fwd", &self.mul, &[out, a, b], n, 0.0)
+        self.prepare(gpu, "mul_fwd", &self.mul, &[out, a, b], n, 0.0, None)
     }
 
     /// da = dout * b, db = dout * a.
@@ -83,12 +90,12 @@ impl Elementwise {
         b: &Tensor,
         n: usize,
     ) -> Result<Dispatch> {
-        self.prepare(gpu, "mul_bwd", &self.mul_bwd, &[da, db, dout, a, b], n, 0.0)
+        self.prepare(gpu, "mul_bwd", &self.mul_bwd, &[da, db, dout, a, b], n, 0.0, None)
     }
 
     /// out = alpha * a. Its backward is the same call on dout.
     pub fn scale_fwd(&self, gpu: &Gpu, out: &Tensor, a: &Tensor, alpha: f32, n: usize) -> Result<Dispatch> {
-        self.prepare(gpu, "scale_fwd", &self.scale, &[out, a], n, alpha)
+        self.prepare(gpu, "scale_fwd", &self.scale, &[out, a], n, alpha, None)
     }
 
     /// out = max(x, 0); x f32 or f16.
@@ -110,18 +117,8 @@ impl Elementwise {
         tensors: &[&Tensor],
         n: usize,
     ) -> Result<Dispatch> {
-        for (i, t) in tensors.iter().enumerate() {
-            match i {
-                1 => check_f32_or_f16(op, "x", t, n)?,
-                _ => check_len(op, &format!("operand {i}"), t, n)?,
-            }
-        }
-        let pipeline = match tensors[1].dtype {
-            DType::F16 => self.half.pipeline(gpu, op, &[("WG", WG as f64)])?,
-            _ => f32_form.clone(),
-        };
-        let params = EltParams { n: u32_of(op, "n", n)?, alpha: 0.0, nb: 1, _pad: 0 };
-        dispatch(gpu, op, &pipeline, tensors, &params, grid(gpu, op, (n as u64).div_ceil(WG as u64))?)
+        let pipeline = self.half.for_input(gpu, tensors[1], f32_form, op, &[("WG", WG as f64)])?;
+        self.prepare(gpu, op, &pipeline, tensors, n, 0.0, Some(1))
     }
 
     /// `out[i]` = `a[i]` + `b[i % nb]` over `n` elements: b (nb elements) repeated over a's rows.

@@ -2,7 +2,7 @@
 
 use super::{check_f32_or_f16, check_len, dispatch, grid, u32_of, Dispatch, HalfForm};
 use crate::error::Result;
-use crate::gpu::{DType, Gpu, Tensor};
+use crate::gpu::{Gpu, Tensor};
 
 const WG: u32 = 256;
 
@@ -35,20 +35,6 @@ impl Gelu {
         })
     }
 
-    /// The pipeline of `entry` for an input of `input`'s type.
-    fn pipeline(
-        &self,
-        gpu: &Gpu,
-        entry: &str,
-        f32_form: &wgpu::ComputePipeline,
-        input: &Tensor,
-    ) -> Result<wgpu::ComputePipeline> {
-        match input.dtype {
-            DType::F16 => self.half.pipeline(gpu, entry, &[("WG", WG as f64)]),
-            _ => Ok(f32_form.clone()),
-        }
-    }
-
     fn params(op: &'static str, n: usize, kind: GeluKind) -> Result<GeluParams> {
         Ok(GeluParams { n: u32_of(op, "n", n)?, approximate: (kind == GeluKind::Tanh) as u32, _pad: [0; 2] })
     }
@@ -58,7 +44,7 @@ impl Gelu {
         check_len("gelu_fwd", "out", out, n)?;
         check_f32_or_f16("gelu_fwd", "inp", inp, n)?;
         let groups = grid(gpu, "gelu_fwd", (n as u64).div_ceil(WG as u64))?;
-        let pipeline = self.pipeline(gpu, "gelu_fwd", &self.fwd, inp)?;
+        let pipeline = self.half.for_input(gpu, inp, &self.fwd, "gelu_fwd", &[("WG", WG as f64)])?;
         dispatch(gpu, "gelu_fwd", &pipeline, &[out, inp], &Self::params("gelu_fwd", n, kind)?, groups)
     }
 
@@ -76,7 +62,7 @@ impl Gelu {
         check_f32_or_f16("gelu_bwd", "inp", inp, n)?;
         check_len("gelu_bwd", "dout", dout, n)?;
         let groups = grid(gpu, "gelu_bwd", (n as u64).div_ceil(WG as u64))?;
-        let pipeline = self.pipeline(gpu, "gelu_bwd", &self.bwd, inp)?;
+        let pipeline = self.half.for_input(gpu, inp, &self.bwd, "gelu_bwd", &[("WG", WG as f64)])?;
         dispatch(gpu, "gelu_bwd", &pipeline, &[dinp, inp, dout], &Self::params("gelu_bwd", n, kind)?, groups)
     }
 }

@@ -255,6 +255,22 @@ impl HalfForm {
         HalfForm { unchecked: true, ..self }
     }
 
+    /// `f32_form` for an f32 `input`, else the f16 form's pipeline of `entry` (see
+    /// [`HalfForm::pipeline`]): the choice of a family with one tensor that may be f16.
+    pub(crate) fn for_input(
+        &self,
+        gpu: &Gpu,
+        input: &Tensor,
+        f32_form: &wgpu::ComputePipeline,
+        entry: &str,
+        constants: &[(&str, f64)],
+    ) -> Result<wgpu::ComputePipeline> {
+        match input.dtype {
+            DType::F16 => self.pipeline(gpu, entry, constants),
+            _ => Ok(f32_form.clone()),
+        }
+    }
+
     /// The pipeline of `entry` with `constants` in the f16 form; an error naming the adapter
     /// where it has no f16 shaders.
     pub(crate) fn pipeline(&self, gpu: &Gpu, entry: &str, constants: &[(&str, f64)]) -> Result<wgpu::ComputePipeline> {
