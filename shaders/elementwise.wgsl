@@ -28,10 +28,15 @@ override WG: u32 = 256;
 // scale_fwd's and relu_fwd's bindings: one output, one input.
 @group(0) @binding(2) var<uniform> sc_p: EltParams;
 
-// ReLU's input (x) in its own binding: f16 in the form where mixed precision keeps the
-// product before ReLU in half precision (shaders::with_f16).
+// ReLU's operands in bindings of their own, each f16 in the forms where mixed precision keeps
+// that tensor in half precision (shaders::with_f16): InT x, OutT the output (y or dx), DyT
+// relu_bwd's dy.
 alias InT = f32;
+alias OutT = f32;
+alias DyT = f32;
+@group(0) @binding(0) var<storage, read_write> re_out: array<OutT>;
 @group(0) @binding(1) var<storage, read> re_x: array<InT>;
+@group(0) @binding(2) var<storage, read> re_dy: array<DyT>;
 
 fn flat_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * WG;
@@ -68,13 +73,13 @@ fn scale_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
 @compute @workgroup_size(WG)
 fn relu_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
-    if (i < sc_p.n) { out[i] = max(f32(re_x[i]), 0.0); }
+    if (i < sc_p.n) { re_out[i] = OutT(max(f32(re_x[i]), 0.0)); }
 }
 
 @compute @workgroup_size(WG)
 fn relu_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
-    if (i < p.n) { out[i] = select(0.0, b[i], f32(re_x[i]) > 0.0); }
+    if (i < p.n) { re_out[i] = OutT(select(0.0, f32(re_dy[i]), f32(re_x[i]) > 0.0)); }
 }
 
 @compute @workgroup_size(WG)

@@ -8,20 +8,23 @@
 
 struct GeluParams { n: u32, approximate: u32, _pad0: u32, _pad1: u32, }
 
-// The input's storage: f16 in the form where mixed precision keeps the product before GELU in
-// half precision (shaders::with_f16); arithmetic stays f32.
+// Storage types, each f16 in the forms where mixed precision keeps that tensor in half
+// precision (shaders::with_f16): InT the input x, OutT the output (gelu_fwd's y, gelu_bwd's
+// dx), DyT gelu_bwd's dy. Arithmetic stays f32.
 alias InT = f32;
+alias OutT = f32;
+alias DyT = f32;
 
 override WG: u32 = 256;
 
-@group(0) @binding(0) var<storage, read_write> out: array<f32>;
+@group(0) @binding(0) var<storage, read_write> out: array<OutT>;
 @group(0) @binding(1) var<storage, read> inp: array<InT>;
 @group(0) @binding(2) var<uniform> p: GeluParams;
 
 // gelu_bwd's bindings: dinp is the output, then inp and dout.
-@group(0) @binding(0) var<storage, read_write> bw_dinp: array<f32>;
+@group(0) @binding(0) var<storage, read_write> bw_dinp: array<OutT>;
 @group(0) @binding(1) var<storage, read> bw_inp: array<InT>;
-@group(0) @binding(2) var<storage, read> bw_dout: array<f32>;
+@group(0) @binding(2) var<storage, read> bw_dout: array<DyT>;
 @group(0) @binding(3) var<uniform> bw_p: GeluParams;
 
 const SQRT_HALF: f32 = 0.70710678118654752;
@@ -71,11 +74,11 @@ fn flat_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
 @compute @workgroup_size(WG)
 fn gelu_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
-    if (i < p.n) { out[i] = gelu(f32(inp[i]), p.approximate); }
+    if (i < p.n) { out[i] = OutT(gelu(f32(inp[i]), p.approximate)); }
 }
 
 @compute @workgroup_size(WG)
 fn gelu_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
-    if (i < bw_p.n) { bw_dinp[i] = bw_dout[i] * gelu_grad(f32(bw_inp[i]), bw_p.approximate); }
+    if (i < bw_p.n) { bw_dinp[i] = OutT(f32(bw_dout[i]) * gelu_grad(f32(bw_inp[i]), bw_p.approximate)); }
 }

@@ -12,8 +12,12 @@ override CB: u32 = 8;    // columns per workgroup
 override RL: u32 = 32;   // row lanes per workgroup, a power of two
 override WG: u32 = 256;  // reduce_cols_bwd: invocations per workgroup
 
+// The input's storage: f16 in the form where mixed precision keeps the summed gradient in half
+// precision (shaders::with_f16); sums stay f32.
+alias InT = f32;
+
 @group(0) @binding(0) var<storage, read_write> out: array<f32>;
-@group(0) @binding(1) var<storage, read> inp: array<f32>;
+@group(0) @binding(1) var<storage, read> inp: array<InT>;
 @group(0) @binding(2) var<uniform> p: ReduceParams;
 
 var<workgroup> partial: array<f32, CB * RL>;
@@ -23,7 +27,7 @@ fn reduce_cols_fwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocati
     let c = wg.x * CB + lid.x;
     let cc = min(c, p.cols - 1u);
     var s = 0.0;
-    for (var r = lid.y; r < p.rows; r += RL) { s += inp[r * p.cols + cc]; }
+    for (var r = lid.y; r < p.rows; r += RL) { s += f32(inp[r * p.cols + cc]); }
     let slot = lid.y * CB + lid.x;
     partial[slot] = s;
     workgroupBarrier();
@@ -38,5 +42,5 @@ fn reduce_cols_fwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocati
 fn reduce_cols_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     // out is dx (R, C), inp is dout (C).
     let i = gid.x + gid.y * nwg.x * WG;
-    if (i < p.rows * p.cols) { out[i] = inp[i % p.cols]; }
+    if (i < p.rows * p.cols) { out[i] = f32(inp[i % p.cols]); }
 }

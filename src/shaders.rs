@@ -55,11 +55,12 @@ pub const ATTENTION_TILED: &str = include_str!("../shaders/attention_tiled.wgsl"
 
 /// (file, source, aliases) of every family with an f16-storage form.
 pub const F16_FORMS: &[(&str, &str, &[&str])] = &[
-    ("gelu.wgsl", GELU, &["InT"]),
-    ("elementwise.wgsl", ELEMENTWISE, &["InT"]),
+    ("gelu.wgsl", GELU, &["InT", "OutT", "DyT"]),
+    ("elementwise.wgsl", ELEMENTWISE, &["InT", "OutT", "DyT"]),
     ("matmul_f16.wgsl", MATMUL_F16, &["OutT"]),
     ("matmul_coop.wgsl", MATMUL_COOP, &["OutT"]),
-    ("crossentropy.wgsl", CROSSENTROPY, &["LogitT"]),
+    ("crossentropy.wgsl", CROSSENTROPY, &["LogitT", "DlogitT"]),
+    ("reduce.wgsl", REDUCE, &["InT"]),
     ("attention.wgsl", ATTENTION, &["Qkv4"]),
     ("attention_sg.wgsl", ATTENTION_SG, &["Qkv4"]),
     ("attention_tiled.wgsl", ATTENTION_TILED, &["Qkv4"]),

@@ -2,7 +2,7 @@
 //! ignore index, a vocabulary-sized row), ReLU, and Adam over several steps.
 
 mod common;
-use common::{assert_close, for_each_gpu, Rng};
+use common::{assert_close, fit, for_each_gpu, upload, Rng, HALF_FORMS};
 use wgformer::kernels::{self, Adam, CrossEntropy, Elementwise};
 use wgformer::reference::adam::{adam_update, AdamStep};
 use wgformer::reference::{crossentropy::cross_entropy_forward, elementwise as ew};
@@ -19,29 +19,40 @@ fn cross_entropy_matches_reference() {
             (70_000, 3, 0.0, Some(2)),
             (4, 6, 0.1, Some(3)),
         ];
-        // Logits in f32, and in f16 (mixed precision's output product) where there is f16.
-        let forms: &[bool] = if gpu.caps.f16 { &[false, true] } else { &[false] };
+        // Logits and dlogits each in f32, and in f16 (mixed precision keeps both in half
+        // precision) where there is f16. Written f16, the gradient carries a loss scale, as in
+        // training: unscaled, its small entries would be f16 subnormals.
+        let forms: &[(bool, bool)] = if gpu.caps.f16 {
+            &[(false, false), (true, false), (false, true), (true, true)]
+        } else {
+            &[(false, false)]
+        };
         let all = cases.iter().enumerate().flat_map(|c| forms.iter().map(move |&h| (c, h)));
-        for ((i, &(rows, vocab, smoothing, ignore)), half) in all {
+        for ((i, &(rows, vocab, smoothing, ignore)), (half_in, half_out)) in all {
             let mut rng = Rng::new(i as u64);
-            let mut logits = rng.vec_f32(rows * vocab, 8.0);
-            if half {
-                logits = wgformer::reference::cast::round_f16(&logits);
-            }
+            let logits = fit(rng.vec_f32(rows * vocab, 8.0), half_in);
             let mut targets: Vec<u32> = (0..rows).map(|_| (rng.next_u64() % vocab as u64) as u32).collect();
             if i == 5 {
                 targets = vec![3; rows]; // every row ignored: loss and gradient are 0
             }
             let mut want_d = vec![0.0f32; rows * vocab];
             let want_loss = cross_entropy_forward(&mut want_d, &logits, &targets, vocab, smoothing as f64, ignore);
-            let gl = if half { gpu.upload_f16("logits", &logits) } else { gpu.upload("logits", &logits) }.unwrap();
+            let gl = upload(gpu, "logits", &logits, half_in);
             let gt = gpu.upload_u32("targets", &targets).unwrap();
-            let (gloss, gd) = (gpu.zeros("loss", 1).unwrap(), gpu.zeros("dlogits", rows * vocab).unwrap());
-            let ds = ce.fwd(gpu, &gloss, &gd, &gl, &gt, rows, vocab, smoothing, ignore).unwrap();
+            let n = rows * vocab;
+            let gd = if half_out { gpu.zeros_f16("dlogits", n) } else { gpu.zeros("dlogits", n) }.unwrap();
+            let gloss = gpu.zeros("loss", 1).unwrap();
+            let scale: f32 = if half_out { 4096.0 } else { 1.0 };
+            let gscale = gpu.upload("scale", &[scale]).unwrap();
+            let ds = ce.fwd_scaled(gpu, [&gloss, &gd], [&gl, &gt], rows, vocab, smoothing, ignore, &gscale).unwrap();
             kernels::run(gpu, &ds.iter().collect::<Vec<_>>()).unwrap();
-            let tag = format!("{rows}x{vocab} e={smoothing} ignore={ignore:?} f16 logits: {half}");
+            let tag =
+                format!("{rows}x{vocab} e={smoothing} ignore={ignore:?} f16 logits: {half_in}, dlogits: {half_out}");
             assert_close(&format!("loss {tag}"), &gpu.read(&gloss).unwrap(), &[want_loss], 1e-5, 1e-4);
-            assert_close(&format!("dlogits {tag}"), &gpu.read(&gd).unwrap(), &want_d, 1e-7, 1e-4);
+            let want_d: Vec<f32> = want_d.iter().map(|d| d * scale).collect();
+            // f16: half an f16 step relative, and its subnormal step near zero.
+            let (abs, rel) = if half_out { (1e-7 * scale as f64 + 6e-8, 1e-3) } else { (1e-7, 1e-4) };
+            assert_close(&format!("dlogits {tag}"), &gpu.read(&gd).unwrap(), &want_d, abs, rel);
         }
     });
 }
@@ -50,28 +61,27 @@ fn cross_entropy_matches_reference() {
 fn relu_matches_reference() {
     for_each_gpu(|gpu| {
         let e = Elementwise::new(gpu).unwrap();
-        // x in f32, and in f16 (mixed precision's half-precision products) where there is f16.
-        let forms: &[bool] = if gpu.caps.f16 { &[false, true] } else { &[false] };
-        for (n, &half) in [1, 7, 1_000_003].into_iter().flat_map(|n| forms.iter().map(move |h| (n, h))) {
+        // Operands in f32, and where there is f16 in the forms mixed precision uses: (x, the
+        // output, dy) each f16 or not. ReLU only selects, so every form is exact.
+        let forms: &[[bool; 3]] = if gpu.caps.f16 { &HALF_FORMS } else { &HALF_FORMS[..1] };
+        for (n, &[hx, hout, hdy]) in [1, 7, 1_000_003].into_iter().flat_map(|n| forms.iter().map(move |h| (n, h))) {
             let mut rng = Rng::new(n as u64);
-            let (mut x, dy) = (rng.vec_f32(n, 1.0), rng.vec_f32(n, 1.0));
-            if half {
-                x = wgformer::reference::cast::round_f16(&x);
-            }
+            let (x, dy) = (fit(rng.vec_f32(n, 1.0), hx), fit(rng.vec_f32(n, 1.0), hdy));
             let (mut y, mut dx) = (vec![0.0f32; n], vec![0.0f32; n]);
             ew::relu_forward(&mut y, &x);
             ew::relu_backward(&mut dx, &x, &dy);
             let (gx, gdy, gy, gdx) = (
-                if half { gpu.upload_f16("x", &x).unwrap() } else { gpu.upload("x", &x).unwrap() },
-                gpu.upload("dy", &dy).unwrap(),
-                gpu.zeros("y", n).unwrap(),
-                gpu.zeros("dx", n).unwrap(),
+                upload(gpu, "x", &x, hx),
+                upload(gpu, "dy", &dy, hdy),
+                if hout { gpu.zeros_f16("y", n) } else { gpu.zeros("y", n) }.unwrap(),
+                if hout { gpu.zeros_f16("dx", n) } else { gpu.zeros("dx", n) }.unwrap(),
             );
             let f = e.relu_fwd(gpu, &gy, &gx, n).unwrap();
             let b = e.relu_bwd(gpu, &gdx, &gx, &gdy, n).unwrap();
             kernels::run(gpu, &[&f, &b]).unwrap();
-            assert_close(&format!("relu n={n} f16 x: {half}"), &gpu.read(&gy).unwrap(), &y, 0.0, 0.0);
-            assert_close(&format!("relu_bwd n={n} f16 x: {half}"), &gpu.read(&gdx).unwrap(), &dx, 0.0, 0.0);
+            let tag = format!("n={n} f16 x, out, dy: {hx} {hout} {hdy}");
+            assert_close(&format!("relu {tag}"), &gpu.read(&gy).unwrap(), &fit(y, hout), 0.0, 0.0);
+            assert_close(&format!("relu_bwd {tag}"), &gpu.read(&gdx).unwrap(), &fit(dx, hout), 0.0, 0.0);
         }
     });
 }

@@ -70,6 +70,52 @@ fn cast_graphs_match_the_reference() {
     });
 }
 
+/// Every f16 tensor of a cast graph is written by a kernel form that writes f16 and read only by
+/// forms that read it (what `Executor::new` would otherwise refuse at the first mismatched
+/// dispatch), on the test graphs and both models; and in the ViT the gradients flow in f16
+/// where the issue asks: the cross-entropy's gradient and GELU's backward. No GPU.
+#[test]
+fn f16_tensors_sit_only_where_kernels_have_f16_forms() {
+    use wgformer::graph::{reads_half, writes_half, Graph};
+    use wgformer::models::{transformer, vit};
+    let check = |label: &str, g: &Graph| {
+        for node in &g.nodes {
+            for (pos, t) in node.inputs.iter().enumerate() {
+                if g.desc(*t).dtype == Dtype::F16 {
+                    assert!(reads_half(&node.op, pos), "{label}: {} reads f16 {}", node.op.name(), g.desc(*t).name);
+                }
+            }
+            for (pos, t) in node.outputs.iter().enumerate() {
+                if g.desc(*t).dtype == Dtype::F16 {
+                    let ok = node.op == Op::CastF16 || writes_half(&node.op, pos);
+                    assert!(ok, "{label}: {} writes f16 {}", node.op.name(), g.desc(*t).name);
+                }
+            }
+        }
+    };
+    for (name, mut t) in common::graphs::all() {
+        backward(&mut t.graph, t.loss).unwrap();
+        t.graph.cast_products_to_f16(F16Storage::Half);
+        check(name, &t.graph);
+    }
+    let v = vit::build(&vit::VitConfig::preset("vit-tiny").unwrap(), 2, true).unwrap();
+    let mut g = v.graph;
+    backward(&mut g, v.loss).unwrap();
+    g.cast_products_to_f16(F16Storage::Half);
+    check("vit-tiny", &g);
+    let half_output = |op: &str, pos: usize| {
+        g.nodes.iter().filter(|n| n.op.name() == op).all(|n| g.desc(n.outputs[pos]).dtype == Dtype::F16)
+    };
+    assert!(half_output("cross_entropy", 1), "the ViT's dlogits are f32");
+    assert!(half_output("gelu", 0) && half_output("gelu_bwd", 0), "GELU's output or gradient is f32");
+    let t = transformer::build(&transformer::TransformerConfig::preset_or_file("small", 1000).unwrap(), 2, 7, 9, true)
+        .unwrap();
+    let mut g = t.graph;
+    backward(&mut g, t.loss).unwrap();
+    g.cast_products_to_f16(F16Storage::Half);
+    check("transformer small", &g);
+}
+
 /// The figures the README gives for `wgformer plan --precision f16`: activations of vit-base at
 /// batch 8 and of transformer-base at batch 32 (pairs of 32 tokens) against f32. No GPU.
 #[test]
@@ -88,5 +134,5 @@ fn f16_storage_plans_under_two_thirds_and_three_quarters_of_f32() {
     let transformer_ratio = ratio(t.graph, t.loss);
     eprintln!("f16 / f32 activations: vit-base {vit_ratio:.3}, transformer-base {transformer_ratio:.3}");
     assert!(vit_ratio < 0.65, "vit-base: {vit_ratio}");
-    assert!(transformer_ratio < 0.75, "transformer-base: {transformer_ratio}");
+    assert!(transformer_ratio < 0.70, "transformer-base: {transformer_ratio}");
 }

@@ -7,8 +7,35 @@
 //! stored in f16: half the memory. Anything else (parameters, inputs, activations that other
 //! ops read too) gets a short-lived copy per product, so that no f32 tensor and its f16 copy
 //! are both kept across the step.
+//!
+//! A tensor whose writer and every reader have f16 forms (a product read only by GELU or by
+//! attention, the cross-entropy's gradient, a product read only by products) is written in
+//! f16 in the first place: no f32 tensor, no cast.
 
 use super::{Dtype, Graph, Node, Op, Role, TensorId};
+
+/// Whether `op` has a kernel form reading its input `pos` in f16.
+pub fn reads_half(op: &Op, pos: usize) -> bool {
+    match op {
+        Op::MatMul { .. } => pos < 2,
+        Op::Gelu { .. } | Op::Relu | Op::CrossEntropy { .. } | Op::SumRows => pos == 0,
+        // x and dy.
+        Op::GeluBwd { .. } | Op::ReluBwd => pos < 2,
+        Op::Attention { .. } | Op::AttentionBwd { .. } => pos < 3,
+        _ => false,
+    }
+}
+
+/// Whether `op` has a kernel form writing its output `pos` in f16: products, the activations
+/// and their gradients, and the cross-entropy's gradient (written with the loss scale
+/// applied, see crossentropy.wgsl).
+pub fn writes_half(op: &Op, pos: usize) -> bool {
+    match op {
+        Op::MatMul { .. } | Op::Gelu { .. } | Op::GeluBwd { .. } | Op::Relu | Op::ReluBwd => pos == 0,
+        Op::CrossEntropy { .. } => pos == 1,
+        _ => false,
+    }
+}
 
 /// Where a graph's f16 values live.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,37 +49,34 @@ pub enum F16Storage {
 
 impl Graph {
     /// Makes every MatMul read f16 copies of its operands (its bias stays f32), and keeps in
-    /// f16 the products that only GELU, ReLU, fused attention (q, k, v) or the cross-entropy
-    /// read (kept for the backward, or as large as the logits),
-    /// stored as `storage` says. Run after differentiation, so that the backward's products
-    /// are cast too. What is already f16 is left alone, so a second call changes nothing.
-    /// Returns the number of tensors made f16.
+    /// f16 every tensor whose writer has a form writing it so and whose every reader has a
+    /// form reading it so (see [`reads_half`] and [`writes_half`]), stored as `storage` says.
+    /// Run after differentiation, so that the backward's products are cast too. What is
+    /// already f16 is left alone, so a second call changes nothing. Returns the number of
+    /// tensors made f16.
     pub fn cast_products_to_f16(&mut self, storage: F16Storage) -> usize {
-        self.half_products(storage) + self.cast_operands(storage)
+        self.half_outputs(storage) + self.cast_operands(storage)
     }
 
-    /// Products whose every reader takes an f16 input (GELU's and ReLU's x, attention's q, k
-    /// and v, forward and backward; the cross-entropy's logits) are kept in f16: written so by the product (f16 storage), or rounded by a
-    /// cast right after it (rounded storage: the f32 product dies at the cast).
-    fn half_products(&mut self, storage: F16Storage) -> usize {
-        let takes_half = |op: &Op, pos: usize| match op {
-            Op::Gelu { .. } | Op::GeluBwd { .. } | Op::Relu | Op::ReluBwd => pos == 0,
-            Op::Attention { .. } | Op::AttentionBwd { .. } => pos < 3,
-            Op::CrossEntropy { .. } => pos == 0,
-            _ => false,
-        };
+    /// Outputs kept in f16: written so by their node (f16 storage), or rounded by a cast right
+    /// after it (rounded storage: the f32 output dies at the cast).
+    fn half_outputs(&mut self, storage: F16Storage) -> usize {
         let n = self.tensors.len();
-        let (mut readers, mut all_take_half) = (vec![0usize; n], vec![true; n]);
+        let (mut readers, mut all_read_half) = (vec![0usize; n], vec![true; n]);
         for node in &self.nodes {
             for (pos, t) in node.inputs.iter().enumerate() {
                 readers[t.0] += 1;
-                all_take_half[t.0] &= takes_half(&node.op, pos);
+                all_read_half[t.0] &= reads_half(&node.op, pos);
             }
         }
         let mut target = vec![false; n];
-        for node in self.nodes.iter().filter(|n| matches!(n.op, Op::MatMul { .. })) {
-            let o = node.outputs[0];
-            target[o.0] = readers[o.0] > 0 && all_take_half[o.0] && self.desc(o).dtype == Dtype::F32;
+        for node in &self.nodes {
+            for (pos, o) in node.outputs.iter().enumerate() {
+                target[o.0] = writes_half(&node.op, pos)
+                    && readers[o.0] > 0
+                    && all_read_half[o.0]
+                    && self.desc(*o).dtype == Dtype::F32;
+            }
         }
         // The attention kernels read q, k and v all in f32 or all in f16.
         let mut changed = true;

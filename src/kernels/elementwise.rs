@@ -25,7 +25,7 @@ pub struct Elementwise {
     relu: wgpu::ComputePipeline,
     relu_bwd: wgpu::ComputePipeline,
     add_bcast: wgpu::ComputePipeline,
-    /// ReLU with an f16 input.
+    /// ReLU with f16 operands.
     half: HalfForm,
 }
 
@@ -41,12 +41,12 @@ impl Elementwise {
             relu: gpu.pipeline(&module, "relu_fwd", &wg)?,
             relu_bwd: gpu.pipeline(&module, "relu_bwd", &wg)?,
             add_bcast: gpu.pipeline(&module, "add_bcast_fwd", &wg)?,
-            half: HalfForm::new("elementwise.wgsl", crate::shaders::ELEMENTWISE, &["InT"]),
+            half: HalfForm::new("elementwise.wgsl", crate::shaders::ELEMENTWISE, &["InT", "OutT", "DyT"]),
         })
     }
 
-    /// A dispatch of one invocation per element; every tensor f32 except `f16_ok`, which may
-    /// also be f16 (the pipeline is then the f16 form's).
+    /// A dispatch of one invocation per element; every tensor f32, or f16 where `f16_ok`
+    /// (the pipeline is then the matching f16 form's).
     #[allow(clippy::too_many_arguments)]
     fn prepare(
         &self,
@@ -56,10 +56,10 @@ impl Elementwise {
         tensors: &[&Tensor],
         n: usize,
         alpha: f32,
-        f16_ok: Option<usize>,
+        f16_ok: bool,
     ) -> Result<Dispatch> {
         for (i, t) in tensors.iter().enumerate() {
-            match f16_ok == Some(i) {
+            match f16_ok {
                 true => check_f32_or_f16(op, &format!("operand {i}"), t, n)?,
                 false => check_len(op, &format!("operand {i}"), t, n)?,
             }
@@ -70,12 +70,12 @@ impl Elementwise {
 
     /// out = a + b over `n` elements. (Its backward passes dout through unchanged.)
     pub fn add_fwd(&self, gpu: &Gpu, out: &Tensor, a: &Tensor, b: &Tensor, n: usize) -> Result<Dispatch> {
-        self.prepare(gpu, "add_fwd", &self.add, &[out, a, b], n, 0.0, None)
+        self.prepare(gpu, "add_fwd", &self.add, &[out, a, b], n, 0.0, false)
     }
 
     /// out = a * b over `n` elements.
     pub fn mul_fwd(&self, gpu: &Gpu, out: &Tensor, a: &Tensor, b: &Tensor, n: usize) -> Result<Dispatch> {
-        self.prepare(gpu, "mul_fwd", &self.mul, &[out, a, b], n, 0.0, None)
+        self.prepare(gpu, "mul_fwd", &self.mul, &[out, a, b], n, 0.0, false)
     }
 
     /// da = dout * b, db = dout * a.
@@ -90,25 +90,25 @@ impl Elementwise {
         b: &Tensor,
         n: usize,
     ) -> Result<Dispatch> {
-        self.prepare(gpu, "mul_bwd", &self.mul_bwd, &[da, db, dout, a, b], n, 0.0, None)
+        self.prepare(gpu, "mul_bwd", &self.mul_bwd, &[da, db, dout, a, b], n, 0.0, false)
     }
 
     /// out = alpha * a. Its backward is the same call on dout.
     pub fn scale_fwd(&self, gpu: &Gpu, out: &Tensor, a: &Tensor, alpha: f32, n: usize) -> Result<Dispatch> {
-        self.prepare(gpu, "scale_fwd", &self.scale, &[out, a], n, alpha, None)
+        self.prepare(gpu, "scale_fwd", &self.scale, &[out, a], n, alpha, false)
     }
 
-    /// out = max(x, 0); x f32 or f16.
+    /// out = max(x, 0); each f32 or f16.
     pub fn relu_fwd(&self, gpu: &Gpu, out: &Tensor, x: &Tensor, n: usize) -> Result<Dispatch> {
         self.relu_prepare(gpu, "relu_fwd", &self.relu, &[out, x], n)
     }
 
-    /// dx = dy where x > 0, else 0; x f32 or f16.
+    /// dx = dy where x > 0, else 0; each f32 or f16.
     pub fn relu_bwd(&self, gpu: &Gpu, dx: &Tensor, x: &Tensor, dy: &Tensor, n: usize) -> Result<Dispatch> {
         self.relu_prepare(gpu, "relu_bwd", &self.relu_bwd, &[dx, x, dy], n)
     }
 
-    /// A ReLU dispatch: tensors[1] is x, the one operand that may be f16.
+    /// A ReLU dispatch of `tensors` (out, x, and dy in the backward), each f32 or f16.
     fn relu_prepare(
         &self,
         gpu: &Gpu,
@@ -117,8 +117,10 @@ impl Elementwise {
         tensors: &[&Tensor],
         n: usize,
     ) -> Result<Dispatch> {
-        let pipeline = self.half.for_input(gpu, tensors[1], f32_form, op, &[("WG", WG as f64)])?;
-        self.prepare(gpu, op, &pipeline, tensors, n, 0.0, Some(1))
+        // In the order of the f16 form's aliases: InT, OutT, DyT.
+        let typed: Vec<&Tensor> = [1, 0, 2].iter().filter_map(|&i| tensors.get(i).copied()).collect();
+        let pipeline = self.half.for_types(gpu, &typed, f32_form, op, &[("WG", WG as f64)])?;
+        self.prepare(gpu, op, &pipeline, tensors, n, 0.0, true)
     }
 
     /// `out[i]` = `a[i]` + `b[i % nb]` over `n` elements: b (nb elements) repeated over a's rows.

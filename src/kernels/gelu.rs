@@ -1,6 +1,6 @@
 //! GELU forward and backward, exact (erf) or tanh-approximated: `shaders/gelu.wgsl`.
 
-use super::{check_f32_or_f16, check_len, dispatch, grid, u32_of, Dispatch, HalfForm};
+use super::{check_f32_or_f16, dispatch, grid, u32_of, Dispatch, HalfForm};
 use crate::error::Result;
 use crate::gpu::{Gpu, Tensor};
 
@@ -17,7 +17,7 @@ struct GeluParams {
     _pad: [u32; 2],
 }
 
-/// The GELU kernels; the input may be f16 (mixed precision's half-precision products).
+/// The GELU kernels; every operand may be f16 (mixed precision's half-precision tensors).
 pub struct Gelu {
     fwd: wgpu::ComputePipeline,
     bwd: wgpu::ComputePipeline,
@@ -31,7 +31,7 @@ impl Gelu {
         Ok(Gelu {
             fwd: gpu.pipeline(&module, "gelu_fwd", &wg)?,
             bwd: gpu.pipeline(&module, "gelu_bwd", &wg)?,
-            half: HalfForm::new("gelu.wgsl", crate::shaders::GELU, &["InT"]),
+            half: HalfForm::new("gelu.wgsl", crate::shaders::GELU, &["InT", "OutT", "DyT"]),
         })
     }
 
@@ -39,16 +39,16 @@ impl Gelu {
         Ok(GeluParams { n: u32_of(op, "n", n)?, approximate: (kind == GeluKind::Tanh) as u32, _pad: [0; 2] })
     }
 
-    /// out = gelu(inp) over `n` elements; inp f32 or f16.
+    /// out = gelu(inp) over `n` elements; each f32 or f16.
     pub fn fwd(&self, gpu: &Gpu, out: &Tensor, inp: &Tensor, n: usize, kind: GeluKind) -> Result<Dispatch> {
-        check_len("gelu_fwd", "out", out, n)?;
+        check_f32_or_f16("gelu_fwd", "out", out, n)?;
         check_f32_or_f16("gelu_fwd", "inp", inp, n)?;
         let groups = grid(gpu, "gelu_fwd", (n as u64).div_ceil(WG as u64))?;
-        let pipeline = self.half.for_input(gpu, inp, &self.fwd, "gelu_fwd", &[("WG", WG as f64)])?;
+        let pipeline = self.half.for_types(gpu, &[inp, out], &self.fwd, "gelu_fwd", &[("WG", WG as f64)])?;
         dispatch(gpu, "gelu_fwd", &pipeline, &[out, inp], &Self::params("gelu_fwd", n, kind)?, groups)
     }
 
-    /// dinp = dout * gelu'(inp) over `n` elements; inp f32 or f16.
+    /// dinp = dout * gelu'(inp) over `n` elements; each f32 or f16.
     pub fn bwd(
         &self,
         gpu: &Gpu,
@@ -58,11 +58,11 @@ impl Gelu {
         n: usize,
         kind: GeluKind,
     ) -> Result<Dispatch> {
-        check_len("gelu_bwd", "dinp", dinp, n)?;
+        check_f32_or_f16("gelu_bwd", "dinp", dinp, n)?;
         check_f32_or_f16("gelu_bwd", "inp", inp, n)?;
-        check_len("gelu_bwd", "dout", dout, n)?;
+        check_f32_or_f16("gelu_bwd", "dout", dout, n)?;
         let groups = grid(gpu, "gelu_bwd", (n as u64).div_ceil(WG as u64))?;
-        let pipeline = self.half.for_input(gpu, inp, &self.bwd, "gelu_bwd", &[("WG", WG as f64)])?;
+        let pipeline = self.half.for_types(gpu, &[inp, dinp, dout], &self.bwd, "gelu_bwd", &[("WG", WG as f64)])?;
         dispatch(gpu, "gelu_bwd", &pipeline, &[dinp, inp, dout], &Self::params("gelu_bwd", n, kind)?, groups)
     }
 }

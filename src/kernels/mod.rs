@@ -12,6 +12,7 @@ pub mod dropout;
 pub mod elementwise;
 pub mod embedding;
 pub mod gelu;
+mod half_form;
 pub mod layernorm;
 pub mod layout;
 pub mod mask;
@@ -30,6 +31,7 @@ pub use dropout::Dropout;
 pub use elementwise::Elementwise;
 pub use embedding::Embedding;
 pub use gelu::{Gelu, GeluKind};
+pub(crate) use half_form::HalfForm;
 pub use layernorm::LayerNorm;
 pub use layout::Layout;
 pub use mask::Mask;
@@ -231,68 +233,6 @@ pub(crate) fn check_len(op: &'static str, name: &str, t: &Tensor, len: usize) ->
 /// least `len` elements.
 pub(crate) fn check_f32_or_f16(op: &'static str, name: &str, t: &Tensor, len: usize) -> Result<()> {
     check_typed(op, name, t, len, if t.dtype == DType::F16 { DType::F16 } else { DType::F32 })
-}
-
-/// A family's f16-storage form (`shaders::with_f16`): its module and pipelines, compiled on
-/// first use, so that devices without f16 shaders never build it.
-pub(crate) struct HalfForm {
-    file: &'static str,
-    source: &'static str,
-    aliases: &'static [&'static str],
-    /// Compiled without bounds checks (see `Gpu::shader_unchecked`), as the f32 form is.
-    unchecked: bool,
-    module: std::sync::OnceLock<wgpu::ShaderModule>,
-    pipelines: std::sync::Mutex<Vec<(String, wgpu::ComputePipeline)>>,
-}
-
-impl HalfForm {
-    pub(crate) fn new(file: &'static str, source: &'static str, aliases: &'static [&'static str]) -> Self {
-        HalfForm { file, source, aliases, unchecked: false, module: Default::default(), pipelines: Default::default() }
-    }
-
-    /// The form of a source whose every index is clamped, compiled without bounds checks.
-    pub(crate) fn without_bounds_checks(self) -> Self {
-        HalfForm { unchecked: true, ..self }
-    }
-
-    /// `f32_form` for an f32 `input`, else the f16 form's pipeline of `entry` (see
-    /// [`HalfForm::pipeline`]): the choice of a family with one tensor that may be f16.
-    pub(crate) fn for_input(
-        &self,
-        gpu: &Gpu,
-        input: &Tensor,
-        f32_form: &wgpu::ComputePipeline,
-        entry: &str,
-        constants: &[(&str, f64)],
-    ) -> Result<wgpu::ComputePipeline> {
-        match input.dtype {
-            DType::F16 => self.pipeline(gpu, entry, constants),
-            _ => Ok(f32_form.clone()),
-        }
-    }
-
-    /// The pipeline of `entry` with `constants` in the f16 form; an error naming the adapter
-    /// where it has no f16 shaders.
-    pub(crate) fn pipeline(&self, gpu: &Gpu, entry: &str, constants: &[(&str, f64)]) -> Result<wgpu::ComputePipeline> {
-        let key = format!("{entry} {constants:?}");
-        let mut cache = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, p)) = cache.iter().find(|(k, _)| *k == key) {
-            return Ok(p.clone());
-        }
-        if !gpu.caps.f16 {
-            return Err(Error::Unsupported { what: "f16 storage (SHADER_F16)", adapter: gpu.describe() });
-        }
-        let module = lazy(&self.module, || {
-            let source = crate::shaders::with_f16(self.file, self.source, self.aliases)?;
-            match self.unchecked {
-                true => gpu.shader_unchecked(self.file, &source),
-                false => gpu.shader(self.file, &source),
-            }
-        })?;
-        let p = gpu.pipeline(module, entry, constants)?;
-        cache.push((key, p.clone()));
-        Ok(p)
-    }
 }
 
 /// Checks that `t` has type `dtype` and at least `len` elements.

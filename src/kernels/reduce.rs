@@ -1,6 +1,6 @@
 //! Column sums (bias gradients) and their backward, a broadcast: `shaders/reduce.wgsl`.
 
-use super::{check_len, check_loop_budget, dispatch, grid, u32_of, Dispatch};
+use super::{check_f32_or_f16, check_len, check_loop_budget, dispatch, grid, u32_of, Dispatch, HalfForm};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
 
@@ -22,6 +22,8 @@ struct ReduceParams {
 pub struct Reduce {
     fwd: wgpu::ComputePipeline,
     bwd: wgpu::ComputePipeline,
+    /// The column sums of an f16 input (mixed precision's gradients).
+    half: HalfForm,
 }
 
 /// Checks a column sum over (rows, cols) and returns its workgroup grid.
@@ -40,6 +42,7 @@ impl Reduce {
         Ok(Reduce {
             fwd: gpu.pipeline(&module, "reduce_cols_fwd", &tiles)?,
             bwd: gpu.pipeline(&module, "reduce_cols_bwd", &[("WG", WG as f64)])?,
+            half: HalfForm::new("reduce.wgsl", crate::shaders::REDUCE, &["InT"]),
         })
     }
 
@@ -47,10 +50,10 @@ impl Reduce {
         Ok(ReduceParams { rows: u32_of(op, "rows", rows)?, cols: u32_of(op, "cols", cols)?, _pad: [0; 2] })
     }
 
-    /// `out[c]` = sum over rows of `inp[r, c]`.
+    /// `out[c]` = sum over rows of `inp[r, c]` (`inp` f32, or f16 in mixed precision).
     pub fn fwd(&self, gpu: &Gpu, out: &Tensor, inp: &Tensor, rows: usize, cols: usize) -> Result<Dispatch> {
         check_len("reduce_cols_fwd", "out", out, cols)?;
-        check_len("reduce_cols_fwd", "inp", inp, rows * cols)?;
+        check_f32_or_f16("reduce_cols_fwd", "inp", inp, rows * cols)?;
         let groups = column_grid(gpu, "reduce_cols_fwd", rows, cols)?;
         if groups[1] > 1 {
             return Err(Error::shape(
@@ -58,7 +61,9 @@ impl Reduce {
                 format!("{cols} columns need more than one row of workgroups"),
             ));
         }
-        dispatch(gpu, "reduce_cols_fwd", &self.fwd, &[out, inp], &Self::params("reduce_cols_fwd", rows, cols)?, groups)
+        let tiles = [("CB", COL_BLOCK as f64), ("RL", ROW_LANES as f64)];
+        let pipeline = self.half.for_input(gpu, inp, &self.fwd, "reduce_cols_fwd", &tiles)?;
+        dispatch(gpu, "reduce_cols_fwd", &pipeline, &[out, inp], &Self::params("reduce_cols_fwd", rows, cols)?, groups)
     }
 
     /// `dinp[r, c]` = `dout[c]`.

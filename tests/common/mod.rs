@@ -175,3 +175,22 @@ pub fn random_values(g: &wgformer::graph::Graph, seed: u64) -> Vec<Vec<f32>> {
         })
         .collect()
 }
+
+/// The f16 forms an elementwise family's tests run where the adapter has f16: (x, the output,
+/// dy) each f16 or not, as mixed precision's graph rewrite may ask; all f32 first.
+pub const HALF_FORMS: [[bool; 3]; 4] =
+    [[false, false, false], [true, false, false], [false, true, true], [true, true, true]];
+
+/// `v` rounded to f16 where `half`: the values an f16 tensor holds.
+pub fn fit(v: Vec<f32>, half: bool) -> Vec<f32> {
+    if half {
+        wgformer::reference::cast::round_f16(&v)
+    } else {
+        v
+    }
+}
+
+/// `data` as an f16 tensor where `half`, else f32.
+pub fn upload(gpu: &Gpu, name: &str, data: &[f32], half: bool) -> wgformer::gpu::Tensor {
+    if half { gpu.upload_f16(name, data) } else { gpu.upload(name, data) }.unwrap()
+}
