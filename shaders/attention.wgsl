@@ -22,8 +22,12 @@ const D4MAX: u32 = 32u;    // DMAX / 4 = 128 / 4
 // q, k and v's storage: vec4<f16> in the form where mixed precision keeps the projections
 // in half precision (shaders::with_f16); arithmetic stays f32.
 alias Qkv4 = vec4<f32>;
+// o's storage (O4; the backward reads it too) and the gradients' (Grad4: do, dq, dk and dv), each
+// vec4<f16> in the forms where mixed precision keeps them in half precision.
+alias O4 = vec4<f32>;
+alias Grad4 = vec4<f32>;
 
-@group(0) @binding(0) var<storage, read_write> o: array<vec4<f32>>;     // (B, Tq, H, D)
+@group(0) @binding(0) var<storage, read_write> o: array<O4>;     // (B, Tq, H, D)
 @group(0) @binding(1) var<storage, read_write> lse: array<f32>;         // (B, H, Tq)
 @group(0) @binding(2) var<storage, read> q: array<Qkv4>;
 @group(0) @binding(3) var<storage, read> k: array<Qkv4>;
@@ -33,28 +37,28 @@ alias Qkv4 = vec4<f32>;
 
 // attention_delta: delta (B, H, Tq) from do and o.
 @group(0) @binding(0) var<storage, read_write> dl_delta: array<f32>;
-@group(0) @binding(1) var<storage, read> dl_do: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> dl_o: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> dl_do: array<Grad4>;
+@group(0) @binding(2) var<storage, read> dl_o: array<O4>;
 @group(0) @binding(3) var<uniform> dl_p: AttnParams;
 
 // attention_dq: dq from q, k, v, do, lse, delta.
-@group(0) @binding(0) var<storage, read_write> dq_out: array<vec4<f32>>;
+@group(0) @binding(0) var<storage, read_write> dq_out: array<Grad4>;
 @group(0) @binding(1) var<storage, read> bq: array<Qkv4>;
 @group(0) @binding(2) var<storage, read> bk: array<Qkv4>;
 @group(0) @binding(3) var<storage, read> bv: array<Qkv4>;
-@group(0) @binding(4) var<storage, read> bdo: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> bdo: array<Grad4>;
 @group(0) @binding(5) var<storage, read> blse: array<f32>;
 @group(0) @binding(6) var<storage, read> bdelta: array<f32>;
 @group(0) @binding(7) var<storage, read> blens: array<u32>;
 @group(0) @binding(8) var<uniform> bp: AttnParams;
 
 // attention_dkv: dk and dv (two outputs), then the same inputs as attention_dq.
-@group(0) @binding(0) var<storage, read_write> dk_out: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read_write> dv_out: array<vec4<f32>>;
+@group(0) @binding(0) var<storage, read_write> dk_out: array<Grad4>;
+@group(0) @binding(1) var<storage, read_write> dv_out: array<Grad4>;
 @group(0) @binding(2) var<storage, read> cq: array<Qkv4>;
 @group(0) @binding(3) var<storage, read> ck: array<Qkv4>;
 @group(0) @binding(4) var<storage, read> cv: array<Qkv4>;
-@group(0) @binding(5) var<storage, read> cdo: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> cdo: array<Grad4>;
 @group(0) @binding(6) var<storage, read> clse: array<f32>;
 @group(0) @binding(7) var<storage, read> cdelta: array<f32>;
 @group(0) @binding(8) var<storage, read> clens: array<u32>;
@@ -104,7 +108,7 @@ fn attention_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
         m = m_new;
     }
     let inv = select(0.0, 1.0 / l, end > 0u);
-    for (var d = 0u; d < D / 4u; d++) { o[qi + d] = acc[d] * inv; }
+    for (var d = 0u; d < D / 4u; d++) { o[qi + d] = O4(acc[d] * inv); }
     // No visible key: lse = +max so that every recomputed probability is exp(-huge) = 0.
     lse[row] = select(3.402823e38, m + log(l), end > 0u);
 }
@@ -118,7 +122,7 @@ fn attention_delta(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
     let b = row / (dl_p.tq * dl_p.heads);
     let qi = row4(b, i, h, dl_p.tq, dl_p.heads);
     var s = 0.0;
-    for (var d = 0u; d < D / 4u; d++) { s += dot(dl_do[qi + d], dl_o[qi + d]); }
+    for (var d = 0u; d < D / 4u; d++) { s += dot(vec4<f32>(dl_do[qi + d]), vec4<f32>(dl_o[qi + d])); }
     dl_delta[row] = s;
 }
 
@@ -135,7 +139,7 @@ fn attention_dq(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     var dor: array<vec4<f32>, D4MAX>;
     var acc: array<vec4<f32>, D4MAX>;
     let qi = row4(b, i, h, bp.tq, bp.heads);
-    for (var d = 0u; d < D / 4u; d++) { qr[d] = vec4<f32>(bq[qi + d]) * bp.scale; dor[d] = bdo[qi + d]; acc[d] = vec4<f32>(0.0); }
+    for (var d = 0u; d < D / 4u; d++) { qr[d] = vec4<f32>(bq[qi + d]) * bp.scale; dor[d] = vec4<f32>(bdo[qi + d]); acc[d] = vec4<f32>(0.0); }
     let l = blse[row];
     let dlt = bdelta[row];
     for (var j = 0u; j < end; j++) {
@@ -146,7 +150,7 @@ fn attention_dq(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
         let ds = exp(s - l) * (dp - dlt);
         for (var d = 0u; d < D / 4u; d++) { acc[d] += ds * vec4<f32>(bk[kj + d]); }
     }
-    for (var d = 0u; d < D / 4u; d++) { dq_out[qi + d] = acc[d] * bp.scale; }
+    for (var d = 0u; d < D / 4u; d++) { dq_out[qi + d] = Grad4(acc[d] * bp.scale); }
 }
 
 @compute @workgroup_size(WG)
@@ -178,13 +182,13 @@ fn attention_dkv(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
         let lrow = (b * cp.heads + h) * cp.tq + i;
         var s = 0.0;
         var dp = 0.0;
-        for (var d = 0u; d < D / 4u; d++) { s += dot(vec4<f32>(cq[qi + d]), kr[d]); dp += dot(cdo[qi + d], vr[d]); }
+        for (var d = 0u; d < D / 4u; d++) { s += dot(vec4<f32>(cq[qi + d]), kr[d]); dp += dot(vec4<f32>(cdo[qi + d]), vr[d]); }
         let pij = exp(s - clse[lrow]);
         let ds = pij * (dp - cdelta[lrow]);
         for (var d = 0u; d < D / 4u; d++) {
-            dv[d] += pij * cdo[qi + d];
+            dv[d] += pij * vec4<f32>(cdo[qi + d]);
             dk[d] += ds * vec4<f32>(cq[qi + d]);
         }
     }
-    for (var d = 0u; d < D / 4u; d++) { dk_out[kj + d] = dk[d] * cp.scale; dv_out[kj + d] = dv[d]; }
+    for (var d = 0u; d < D / 4u; d++) { dk_out[kj + d] = Grad4(dk[d] * cp.scale); dv_out[kj + d] = Grad4(dv[d]); }
 }

@@ -25,8 +25,12 @@ const NEG_BIG: f32 = -3.402823e38;
 // q, k and v's storage: vec4<f16> in the form where mixed precision keeps the projections
 // in half precision (shaders::with_f16); arithmetic stays f32.
 alias Qkv4 = vec4<f32>;
+// o's storage (O4; the backward reads it too) and the gradients' (Grad4: do, dq, dk and dv), each
+// vec4<f16> in the forms where mixed precision keeps them in half precision.
+alias O4 = vec4<f32>;
+alias Grad4 = vec4<f32>;
 
-@group(0) @binding(0) var<storage, read_write> o: array<vec4<f32>>;     // (B, Tq, H, D)
+@group(0) @binding(0) var<storage, read_write> o: array<O4>;     // (B, Tq, H, D)
 @group(0) @binding(1) var<storage, read_write> lse: array<f32>;         // (B, H, Tq)
 @group(0) @binding(2) var<storage, read> q: array<Qkv4>;
 @group(0) @binding(3) var<storage, read> k: array<Qkv4>;
@@ -34,22 +38,22 @@ alias Qkv4 = vec4<f32>;
 @group(0) @binding(5) var<storage, read> key_lens: array<u32>;          // (B)
 @group(0) @binding(6) var<uniform> p: AttnParams;
 
-@group(0) @binding(0) var<storage, read_write> dq_out: array<vec4<f32>>;
+@group(0) @binding(0) var<storage, read_write> dq_out: array<Grad4>;
 @group(0) @binding(1) var<storage, read> bq: array<Qkv4>;
 @group(0) @binding(2) var<storage, read> bk: array<Qkv4>;
 @group(0) @binding(3) var<storage, read> bv: array<Qkv4>;
-@group(0) @binding(4) var<storage, read> bdo: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> bdo: array<Grad4>;
 @group(0) @binding(5) var<storage, read> blse: array<f32>;
 @group(0) @binding(6) var<storage, read> bdelta: array<f32>;
 @group(0) @binding(7) var<storage, read> blens: array<u32>;
 @group(0) @binding(8) var<uniform> bp: AttnParams;
 
-@group(0) @binding(0) var<storage, read_write> dk_out: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read_write> dv_out: array<vec4<f32>>;
+@group(0) @binding(0) var<storage, read_write> dk_out: array<Grad4>;
+@group(0) @binding(1) var<storage, read_write> dv_out: array<Grad4>;
 @group(0) @binding(2) var<storage, read> cq: array<Qkv4>;
 @group(0) @binding(3) var<storage, read> ck: array<Qkv4>;
 @group(0) @binding(4) var<storage, read> cv: array<Qkv4>;
-@group(0) @binding(5) var<storage, read> cdo: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> cdo: array<Grad4>;
 @group(0) @binding(6) var<storage, read> clse: array<f32>;
 @group(0) @binding(7) var<storage, read> cdelta: array<f32>;
 @group(0) @binding(8) var<storage, read> clens: array<u32>;
@@ -141,7 +145,7 @@ fn attention_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
         if (t >= p.tq) { continue; }
         let qi = row4(s.b, t, s.h, p.tq, p.heads);
         let inv = select(0.0, 1.0 / l[r], end[r] > 0u);
-        for (var d = 0u; d < D / 4u; d++) { o[qi + d] = acc[r][d] * inv; }
+        for (var d = 0u; d < D / 4u; d++) { o[qi + d] = O4(acc[r][d] * inv); }
         lse[(s.b * p.heads + s.h) * p.tq + t] = select(3.402823e38, m[r] + log(l[r]), end[r] > 0u);
     }
 }
@@ -168,7 +172,7 @@ fn attention_dq(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
         let qi = row4(s.b, t, s.h, bp.tq, bp.heads);
         for (var d = 0u; d < D / 4u; d++) {
             qr[r][d] = vec4<f32>(bq[qi + d]) * bp.scale;
-            dor[r][d] = bdo[qi + d];
+            dor[r][d] = vec4<f32>(bdo[qi + d]);
             acc[r][d] = vec4<f32>(0.0);
         }
         let row = (s.b * bp.heads + s.h) * bp.tq + t;
@@ -194,7 +198,7 @@ fn attention_dq(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
         let t = s.t0 + r * SG;
         if (t >= bp.tq) { continue; }
         let qi = row4(s.b, t, s.h, bp.tq, bp.heads);
-        for (var d = 0u; d < D / 4u; d++) { dq_out[qi + d] = acc[r][d] * bp.scale; }
+        for (var d = 0u; d < D / 4u; d++) { dq_out[qi + d] = Grad4(acc[r][d] * bp.scale); }
     }
 }
 
@@ -237,7 +241,7 @@ fn attention_dkv(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     for (var i0 = start_min; i0 < cp.tq; i0 += SG) {
         let il = min(i0 + lane, cp.tq - 1u);
         let qi = row4(s.b, il, s.h, cp.tq, cp.heads);
-        for (var d = 0u; d < D / 4u; d++) { qr[d] = vec4<f32>(cq[qi + d]); dor[d] = cdo[qi + d]; }
+        for (var d = 0u; d < D / 4u; d++) { qr[d] = vec4<f32>(cq[qi + d]); dor[d] = vec4<f32>(cdo[qi + d]); }
         let lse_l = clse[rows + il];
         let delta_l = cdelta[rows + il];
         let n = min(SG, cp.tq - i0);
@@ -262,6 +266,6 @@ fn attention_dkv(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
         let j = s.t0 + r * SG;
         if (j >= cp.tk) { continue; }
         let kj = row4(s.b, j, s.h, cp.tk, cp.heads);
-        for (var d = 0u; d < D / 4u; d++) { dk_out[kj + d] = dk[r][d] * cp.scale; dv_out[kj + d] = dv[r][d]; }
+        for (var d = 0u; d < D / 4u; d++) { dk_out[kj + d] = Grad4(dk[r][d] * cp.scale); dv_out[kj + d] = Grad4(dv[r][d]); }
     }
 }

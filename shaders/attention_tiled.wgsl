@@ -24,8 +24,12 @@ var<workgroup> tld: array<vec2<f32>, BKMAX>;  // (lse, delta) of the staged quer
 // q, k and v's storage: vec4<f16> in the form where mixed precision keeps the projections
 // in half precision (shaders::with_f16); arithmetic stays f32.
 alias Qkv4 = vec4<f32>;
+// o's storage (O4; the backward reads it too) and the gradients' (Grad4: do, dq, dk and dv), each
+// vec4<f16> in the forms where mixed precision keeps them in half precision.
+alias O4 = vec4<f32>;
+alias Grad4 = vec4<f32>;
 
-@group(0) @binding(0) var<storage, read_write> o: array<vec4<f32>>;     // (B, Tq, H, D)
+@group(0) @binding(0) var<storage, read_write> o: array<O4>;     // (B, Tq, H, D)
 @group(0) @binding(1) var<storage, read_write> lse: array<f32>;         // (B, H, Tq)
 @group(0) @binding(2) var<storage, read> q: array<Qkv4>;
 @group(0) @binding(3) var<storage, read> k: array<Qkv4>;
@@ -33,22 +37,22 @@ alias Qkv4 = vec4<f32>;
 @group(0) @binding(5) var<storage, read> key_lens: array<u32>;          // (B)
 @group(0) @binding(6) var<uniform> p: AttnParams;
 
-@group(0) @binding(0) var<storage, read_write> dq_out: array<vec4<f32>>;
+@group(0) @binding(0) var<storage, read_write> dq_out: array<Grad4>;
 @group(0) @binding(1) var<storage, read> bq: array<Qkv4>;
 @group(0) @binding(2) var<storage, read> bk: array<Qkv4>;
 @group(0) @binding(3) var<storage, read> bv: array<Qkv4>;
-@group(0) @binding(4) var<storage, read> bdo: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> bdo: array<Grad4>;
 @group(0) @binding(5) var<storage, read> blse: array<f32>;
 @group(0) @binding(6) var<storage, read> bdelta: array<f32>;
 @group(0) @binding(7) var<storage, read> blens: array<u32>;
 @group(0) @binding(8) var<uniform> bp: AttnParams;
 
-@group(0) @binding(0) var<storage, read_write> dk_out: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read_write> dv_out: array<vec4<f32>>;
+@group(0) @binding(0) var<storage, read_write> dk_out: array<Grad4>;
+@group(0) @binding(1) var<storage, read_write> dv_out: array<Grad4>;
 @group(0) @binding(2) var<storage, read> cq: array<Qkv4>;
 @group(0) @binding(3) var<storage, read> ck: array<Qkv4>;
 @group(0) @binding(4) var<storage, read> cv: array<Qkv4>;
-@group(0) @binding(5) var<storage, read> cdo: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> cdo: array<Grad4>;
 @group(0) @binding(6) var<storage, read> clse: array<f32>;
 @group(0) @binding(7) var<storage, read> cdelta: array<f32>;
 @group(0) @binding(8) var<storage, read> clens: array<u32>;
@@ -125,7 +129,7 @@ fn attention_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     }
     if (!live) { return; }
     let inv = select(0.0, 1.0 / l, end > 0u);
-    for (var d = 0u; d < D / 4u; d++) { o[qi + d] = acc[d] * inv; }
+    for (var d = 0u; d < D / 4u; d++) { o[qi + d] = O4(acc[d] * inv); }
     // No visible key: lse = +max so that every recomputed probability is exp(-huge) = 0.
     lse[(b * p.heads + h) * p.tq + i] = select(3.402823e38, m + log(l), end > 0u);
 }
@@ -146,7 +150,7 @@ fn attention_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     var dor: array<vec4<f32>, D4MAX>;
     var acc: array<vec4<f32>, D4MAX>;
     let qi = row4(b, min(i, bp.tq - 1u), h, bp.tq, bp.heads);
-    for (var d = 0u; d < D / 4u; d++) { qr[d] = vec4<f32>(bq[qi + d]) * bp.scale; dor[d] = bdo[qi + d]; acc[d] = vec4<f32>(0.0); }
+    for (var d = 0u; d < D / 4u; d++) { qr[d] = vec4<f32>(bq[qi + d]) * bp.scale; dor[d] = vec4<f32>(bdo[qi + d]); acc[d] = vec4<f32>(0.0); }
     let lrow = (b * bp.heads + h) * bp.tq + min(i, bp.tq - 1u);
     let l = blse[lrow];
     let dlt = bdelta[lrow];
@@ -172,7 +176,7 @@ fn attention_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
         }
     }
     if (!live) { return; }
-    for (var d = 0u; d < D / 4u; d++) { dq_out[qi + d] = acc[d] * bp.scale; }
+    for (var d = 0u; d < D / 4u; d++) { dq_out[qi + d] = Grad4(acc[d] * bp.scale); }
 }
 
 @compute @workgroup_size(WG)
@@ -210,7 +214,7 @@ fn attention_dkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
             let i = min(t0 + x / (D / 4u), cp.tq - 1u);
             let src = row4(b, i, h, cp.tq, cp.heads) + x % (D / 4u);
             ta[x] = vec4<f32>(cq[src]);
-            tb[x] = cdo[src];
+            tb[x] = vec4<f32>(cdo[src]);
         }
         for (var x = lid; x < BK; x += WG) {
             let lrow = (b * cp.heads + h) * cp.tq + min(t0 + x, cp.tq - 1u);
@@ -235,5 +239,5 @@ fn attention_dkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
         }
     }
     if (j >= cp.tk) { return; }
-    for (var d = 0u; d < D / 4u; d++) { dk_out[kj + d] = dk[d] * cp.scale; dv_out[kj + d] = dv[d]; }
+    for (var d = 0u; d < D / 4u; d++) { dk_out[kj + d] = Grad4(dk[d] * cp.scale); dv_out[kj + d] = Grad4(dv[d]); }
 }

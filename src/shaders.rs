@@ -61,9 +61,9 @@ pub const F16_FORMS: &[(&str, &str, &[&str])] = &[
     ("matmul_coop.wgsl", MATMUL_COOP, &["OutT"]),
     ("crossentropy.wgsl", CROSSENTROPY, &["LogitT", "DlogitT"]),
     ("reduce.wgsl", REDUCE, &["InT"]),
-    ("attention.wgsl", ATTENTION, &["Qkv4"]),
-    ("attention_sg.wgsl", ATTENTION_SG, &["Qkv4"]),
-    ("attention_tiled.wgsl", ATTENTION_TILED, &["Qkv4"]),
+    ("attention.wgsl", ATTENTION, &["Qkv4", "O4", "Grad4"]),
+    ("attention_sg.wgsl", ATTENTION_SG, &["Qkv4", "O4", "Grad4"]),
+    ("attention_tiled.wgsl", ATTENTION_TILED, &["Qkv4", "O4", "Grad4"]),
 ];
 
 /// `source` with each alias of `aliases` (`alias NAME = f32;` or `alias NAME = vec4<f32>;`)

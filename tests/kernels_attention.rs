@@ -106,7 +106,10 @@ fn f16_projections_match_reference() {
             .enumerate()
             {
                 let s = AttentionShape { batch: 2, heads: 2, tq, tk, head_dim: d, causal };
-                common::attention::check_in(gpu, &att, &s, lens.as_deref(), 200 + i as u64, true);
+                // (q, k, v; o; gradients) in f16: each on its own, and all (the graph rewrite's).
+                for halves in [[true, false, false], [false, true, false], [false, false, true], [true; 3]] {
+                    common::attention::check_in(gpu, &att, &s, lens.as_deref(), 200 + i as u64, halves);
+                }
             }
         }
         // Mixed types are refused, not misread.
@@ -115,6 +118,8 @@ fn f16_projections_match_reference() {
         let (t, h) = (gpu.zeros("t", 64).unwrap(), gpu.zeros_f16("h", 64).unwrap());
         let err = att.fwd(gpu, &t, &t, &h, &t, &t, None, &s).unwrap_err().to_string();
         assert!(err.contains("all be f32 or all f16"), "{err}");
+        let err = att.bwd(gpu, [&h, &t, &t], &t, [&t, &t, &t, &t, &h, &t], None, &s).unwrap_err().to_string();
+        assert!(err.contains("do, dq, dk and dv must all be f32 or all f16"), "{err}");
     });
 }
 

@@ -108,6 +108,8 @@ fn f16_tensors_sit_only_where_kernels_have_f16_forms() {
     };
     assert!(half_output("cross_entropy", 1), "the ViT's dlogits are f32");
     assert!(half_output("gelu", 0) && half_output("gelu_bwd", 0), "GELU's output or gradient is f32");
+    assert!(half_output("attention", 0), "attention's output is f32");
+    assert!((0..3).all(|k| half_output("attention_bwd", k)), "attention's gradients are f32");
     let t = transformer::build(&transformer::TransformerConfig::preset_or_file("small", 1000).unwrap(), 2, 7, 9, true)
         .unwrap();
     let mut g = t.graph;
@@ -119,7 +121,7 @@ fn f16_tensors_sit_only_where_kernels_have_f16_forms() {
 /// The figures the README gives for `wgformer plan --precision f16`: activations of vit-base at
 /// batch 8 and of transformer-base at batch 32 (pairs of 32 tokens) against f32. No GPU.
 #[test]
-fn f16_storage_plans_under_two_thirds_and_three_quarters_of_f32() {
+fn f16_storage_plans_under_three_fifths_and_two_thirds_of_f32() {
     use wgformer::engine::plan::report;
     use wgformer::models::{transformer, vit};
     let ratio = |mut g: wgformer::graph::Graph, loss| {
@@ -133,6 +135,6 @@ fn f16_storage_plans_under_two_thirds_and_three_quarters_of_f32() {
     let t = transformer::build(&transformer::TransformerConfig::base(37000), 32, 32, 32, true).unwrap();
     let transformer_ratio = ratio(t.graph, t.loss);
     eprintln!("f16 / f32 activations: vit-base {vit_ratio:.3}, transformer-base {transformer_ratio:.3}");
-    assert!(vit_ratio < 0.65, "vit-base: {vit_ratio}");
-    assert!(transformer_ratio < 0.70, "transformer-base: {transformer_ratio}");
+    assert!(vit_ratio < 0.60, "vit-base: {vit_ratio}");
+    assert!(transformer_ratio < 0.65, "transformer-base: {transformer_ratio}");
 }

@@ -9,8 +9,10 @@
 //! are both kept across the step.
 //!
 //! A tensor whose writer and every reader have f16 forms (a product read only by GELU or by
-//! attention, the cross-entropy's gradient, a product read only by products) is written in
-//! f16 in the first place: no f32 tensor, no cast.
+//! attention, attention's output and gradients, the cross-entropy's gradient, a product read
+//! only by products) is written in f16 in the first place: no f32 tensor, no cast. The
+//! residual stream, layernorm and softmax statistics and the parameters' gradients stay f32,
+//! as under PyTorch's autocast.
 
 use super::{Dtype, Graph, Node, Op, Role, TensorId};
 
@@ -21,7 +23,9 @@ pub fn reads_half(op: &Op, pos: usize) -> bool {
         Op::Gelu { .. } | Op::Relu | Op::CrossEntropy { .. } | Op::SumRows => pos == 0,
         // x and dy.
         Op::GeluBwd { .. } | Op::ReluBwd => pos < 2,
-        Op::Attention { .. } | Op::AttentionBwd { .. } => pos < 3,
+        Op::Attention { .. } => pos < 3,
+        // q, k, v, o and do.
+        Op::AttentionBwd { .. } => pos < 5,
         _ => false,
     }
 }
@@ -32,8 +36,22 @@ pub fn reads_half(op: &Op, pos: usize) -> bool {
 pub fn writes_half(op: &Op, pos: usize) -> bool {
     match op {
         Op::MatMul { .. } | Op::Gelu { .. } | Op::GeluBwd { .. } | Op::Relu | Op::ReluBwd => pos == 0,
+        // o; dq, dk and dv.
+        Op::Attention { .. } => pos == 0,
+        Op::AttentionBwd { .. } => pos < 3,
         Op::CrossEntropy { .. } => pos == 1,
         _ => false,
+    }
+}
+
+/// The operands of `node` that its kernels read or write in one type: attention's q, k and v
+/// (forward and backward), and its backward's gradients (do in, dq, dk and dv out).
+fn tied(node: &Node) -> Vec<Vec<TensorId>> {
+    let (i, o) = (&node.inputs, &node.outputs);
+    match node.op {
+        Op::Attention { .. } => vec![i[..3].to_vec()],
+        Op::AttentionBwd { .. } => vec![i[..3].to_vec(), vec![i[4], o[0], o[1], o[2]]],
+        _ => vec![],
     }
 }
 
@@ -78,15 +96,16 @@ impl Graph {
                     && self.desc(*o).dtype == Dtype::F32;
             }
         }
-        // The attention kernels read q, k and v all in f32 or all in f16.
+        // Tensors one alias of a kernel's f16 forms types: all f16 or none.
         let mut changed = true;
         while changed {
             changed = false;
-            for node in self.nodes.iter().filter(|n| matches!(n.op, Op::Attention { .. } | Op::AttentionBwd { .. })) {
-                let qkv = &node.inputs[..3];
-                if !qkv.iter().all(|t| target[t.0]) {
-                    for t in qkv {
-                        changed |= std::mem::replace(&mut target[t.0], false);
+            for node in &self.nodes {
+                for group in tied(node) {
+                    if !group.iter().all(|t| target[t.0]) {
+                        for t in group {
+                            changed |= std::mem::replace(&mut target[t.0], false);
+                        }
                     }
                 }
             }

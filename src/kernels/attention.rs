@@ -96,6 +96,9 @@ fn tile_rows(d: usize) -> usize {
 /// at 22.7-23.4 / - / 32.5-32.9 (every K and V row a lane loads now serves 4 queries).
 const SG_ROWS_PER_LANE: usize = 4;
 
+/// The aliases of every variant's f16 forms: q, k and v; o; the gradients (do, dq, dk, dv).
+const QKV_O_GRAD: &[&str] = &["Qkv4", "O4", "Grad4"];
+
 /// The subgroup variant: its subgroup size, module and pipelines.
 struct Subgroups {
     size: usize,
@@ -115,7 +118,8 @@ struct Tiled {
 pub struct Attention {
     module: wgpu::ShaderModule,
     pipelines: Lazy,
-    /// Every variant has a form reading q, k and v in f16 (mixed precision).
+    /// Every variant has forms with q, k and v, o, and the gradients (do, dq, dk, dv) in f16
+    /// (mixed precision), each set on its own.
     half: HalfForm,
     /// When the subgroup variant runs here.
     subgroup: Option<Subgroups>,
@@ -202,7 +206,7 @@ impl Attention {
             true => Some(Tiled {
                 module: gpu.shader("attention_tiled.wgsl", crate::shaders::ATTENTION_TILED)?,
                 pipelines: Default::default(),
-                half: HalfForm::new("attention_tiled.wgsl", crate::shaders::ATTENTION_TILED, &["Qkv4"]),
+                half: HalfForm::new("attention_tiled.wgsl", crate::shaders::ATTENTION_TILED, QKV_O_GRAD),
             }),
             false => None,
         };
@@ -212,7 +216,7 @@ impl Attention {
                 // Every index in attention_sg.wgsl is clamped, so it runs without bounds checks.
                 module: gpu.shader_unchecked("attention_sg.wgsl", crate::shaders::ATTENTION_SG)?,
                 pipelines: Default::default(),
-                half: HalfForm::new("attention_sg.wgsl", crate::shaders::ATTENTION_SG, &["Qkv4"])
+                half: HalfForm::new("attention_sg.wgsl", crate::shaders::ATTENTION_SG, QKV_O_GRAD)
                     .without_bounds_checks(),
             }),
             None => None,
@@ -220,7 +224,7 @@ impl Attention {
         Ok(Attention {
             module,
             pipelines: Default::default(),
-            half: HalfForm::new("attention.wgsl", crate::shaders::ATTENTION, &["Qkv4"]),
+            half: HalfForm::new("attention.wgsl", crate::shaders::ATTENTION, QKV_O_GRAD),
             subgroup,
             tiled,
             rule: Variant::Rows,
@@ -262,7 +266,7 @@ impl Attention {
         dim: usize,
         entry: Entry,
         rows: usize,
-        half: bool,
+        halves: [&Tensor; 3],
     ) -> Result<(wgpu::ComputePipeline, RowLayout)> {
         let d = HEAD_DIMS[dim] as f64;
         // Head dim 128 keeps R rows of 128 floats per lane in several arrays (about 6 KiB of
@@ -270,14 +274,15 @@ impl Attention {
         // lost the device, so GPUs take the plain kernels there.
         let fits = gpu.is_cpu() || HEAD_DIMS[dim] <= 64;
         let delta = matches!(entry, Entry::Delta);
-        // The f32 form's pipeline from its cache, or the f16 form's (q, k and v in f16).
+        // The f16 form that `halves` (q, o, do: the aliases Qkv4, O4, Grad4) ask for, or the
+        // f32 form's pipeline from its cache.
         let get = |module: &wgpu::ShaderModule,
                    lazy_cell: &OnceLock<wgpu::ComputePipeline>,
                    form: &HalfForm,
                    c: &[(&str, f64)]| {
-            match half {
-                true => form.pipeline(gpu, entry.name(), c),
-                false => lazy(lazy_cell, || gpu.pipeline(module, entry.name(), c)).cloned(),
+            match form.for_halves(gpu, &halves, entry.name(), c)? {
+                Some(p) => Ok(p),
+                None => lazy(lazy_cell, || gpu.pipeline(module, entry.name(), c)).cloned(),
             }
         };
         if let (Some(t), Variant::Tiled, false) = (&self.tiled, variant, delta) {
@@ -300,15 +305,16 @@ impl Attention {
         }
     }
 
-    /// Checks q, k and v: all f32, or all f16 (true).
-    fn qkv_half(op: &'static str, [q, k, v]: [&Tensor; 3], nq: usize, nk: usize) -> Result<bool> {
-        for (name, t, n) in [("q", q, nq), ("k", k, nk), ("v", v, nk)] {
-            check_f32_or_f16(op, name, t, n)?;
+    /// Checks tensors the kernels read in one type (q, k and v; the gradients): all f32 or
+    /// all f16, each of its length.
+    fn same_type(op: &'static str, what: &str, tensors: &[(&str, &Tensor, usize)]) -> Result<()> {
+        for (name, t, n) in tensors {
+            check_f32_or_f16(op, name, t, *n)?;
         }
-        if q.dtype != k.dtype || q.dtype != v.dtype {
-            return Err(Error::shape(op, "q, k and v must all be f32 or all f16"));
+        if tensors.iter().any(|(_, t, _)| t.dtype != tensors[0].1.dtype) {
+            return Err(Error::shape(op, format!("{what} must all be f32 or all f16")));
         }
-        Ok(q.dtype == DType::F16)
+        Ok(())
     }
 
     /// Checks the shape; returns the head dim's index and the params.
@@ -350,7 +356,7 @@ impl Attention {
     }
 
     /// o (B, Tq, H, D) and lse (B, H, Tq) from q, k, v (all f32, or all f16 in mixed
-    /// precision); `key_lens` (B, u32) masks padding keys.
+    /// precision; o too may be f16); `key_lens` (B, u32) masks padding keys.
     #[allow(clippy::too_many_arguments)]
     pub fn fwd(
         &self,
@@ -378,17 +384,19 @@ impl Attention {
     ) -> Result<Dispatch> {
         let (dim, params) = self.checked(gpu, s, key_lens)?;
         let (nq, nk) = (s.batch * s.tq * s.heads * s.head_dim, s.batch * s.tk * s.heads * s.head_dim);
-        for (name, t, n) in [("o", o, nq), ("lse", lse, s.batch * s.heads * s.tq)] {
-            check_len("attention_fwd", name, t, n)?;
-        }
-        let half = Self::qkv_half("attention_fwd", [q, k, v], nq, nk)?;
+        check_f32_or_f16("attention_fwd", "o", o, nq)?;
+        check_len("attention_fwd", "lse", lse, s.batch * s.heads * s.tq)?;
+        Self::same_type("attention_fwd", "q, k and v", &[("q", q, nq), ("k", k, nk), ("v", v, nk)])?;
         let lens = key_lens.unwrap_or(&self.no_lens);
-        let (pipeline, layout) = self.pipeline(gpu, variant, dim, Entry::Fwd, s.tq, half)?;
+        // No gradient here: lse (f32) keeps the Grad4 alias f32.
+        let halves = [q, o, lse];
+        let (pipeline, layout) = self.pipeline(gpu, variant, dim, Entry::Fwd, s.tq, halves)?;
         let invocations = layout.invocations(s.batch * s.heads, s.tq);
         dispatch(gpu, "attention_fwd", &pipeline, &[o, lse, q, k, v, lens], &params, Self::groups(gpu, invocations)?)
     }
 
     /// The backward: delta = rowsum(do * o) into `delta` (B, H, Tq), then dq, then dk and dv.
+    /// q, k and v are all f32 or all f16, as are do, dq, dk and dv; o is either.
     #[allow(clippy::too_many_arguments)]
     pub fn bwd(
         &self,
@@ -418,18 +426,20 @@ impl Attention {
         let (dim, params) = self.checked(gpu, s, key_lens)?;
         let (nq, nk, rows) =
             (s.batch * s.tq * s.heads * s.head_dim, s.batch * s.tk * s.heads * s.head_dim, s.batch * s.heads * s.tq);
-        for (name, t, n) in [("dq", dq, nq), ("o", o, nq), ("do", dout, nq), ("dk", dk, nk), ("dv", dv, nk)] {
-            check_len("attention_bwd", name, t, n)?;
-        }
-        let half = Self::qkv_half("attention_bwd", [q, k, v], nq, nk)?;
+        let op = "attention_bwd";
+        Self::same_type(op, "q, k and v", &[("q", q, nq), ("k", k, nk), ("v", v, nk)])?;
+        let grads = [("do", dout, nq), ("dq", dq, nq), ("dk", dk, nk), ("dv", dv, nk)];
+        Self::same_type(op, "do, dq, dk and dv", &grads)?;
+        check_f32_or_f16(op, "o", o, nq)?;
+        let halves = [q, o, dout];
         check_len("attention_bwd", "lse", lse, rows)?;
         check_len("attention_bwd", "delta", delta, rows)?;
         let lens = key_lens.unwrap_or(&self.no_lens);
-        let (delta_pipe, _) = self.pipeline(gpu, variant, dim, Entry::Delta, s.tq, false)?;
+        let (delta_pipe, _) = self.pipeline(gpu, variant, dim, Entry::Delta, s.tq, halves)?;
         let d0 = dispatch(gpu, "attention_delta", &delta_pipe, &[delta, dout, o], &params, Self::groups(gpu, rows)?)?;
         let bh = s.batch * s.heads;
-        let (dq_pipe, q_layout) = self.pipeline(gpu, variant, dim, Entry::Dq, s.tq, half)?;
-        let (dkv_pipe, k_layout) = self.pipeline(gpu, variant, dim, Entry::Dkv, s.tk, half)?;
+        let (dq_pipe, q_layout) = self.pipeline(gpu, variant, dim, Entry::Dq, s.tq, halves)?;
+        let (dkv_pipe, k_layout) = self.pipeline(gpu, variant, dim, Entry::Dkv, s.tk, halves)?;
         let (q_rows, k_rows) = (q_layout.invocations(bh, s.tq), k_layout.invocations(bh, s.tk));
         let d1 = dispatch(
             gpu,

@@ -54,10 +54,26 @@ impl HalfForm {
         entry: &str,
         constants: &[(&str, f64)],
     ) -> Result<wgpu::ComputePipeline> {
+        Ok(self.for_halves(gpu, tensors, entry, constants)?.unwrap_or_else(|| f32_form.clone()))
+    }
+
+    /// [`HalfForm::for_types`] for families that build their f32 pipelines lazily: `None`
+    /// where every tensor is f32.
+    pub(crate) fn for_halves(
+        &self,
+        gpu: &Gpu,
+        tensors: &[&Tensor],
+        entry: &str,
+        constants: &[(&str, f64)],
+    ) -> Result<Option<wgpu::ComputePipeline>> {
+        if tensors.len() > self.aliases.len() {
+            let message = format!("{} tensors typed for {} f16 aliases", tensors.len(), self.aliases.len());
+            return Err(Error::Shader { file: self.file.to_string(), message });
+        }
         let mask = tensors.iter().enumerate().filter(|(_, t)| t.dtype == DType::F16).fold(0, |m, (i, _)| m | 1 << i);
         match mask {
-            0 => Ok(f32_form.clone()),
-            mask => self.form(gpu, mask, entry, constants),
+            0 => Ok(None),
+            mask => self.form(gpu, mask, entry, constants).map(Some),
         }
     }
 

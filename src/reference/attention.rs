@@ -87,6 +87,33 @@ pub fn attention_backward<T: Real>(
     key_lens: Option<&[u32]>,
     s: &AttentionShape,
 ) {
+    backward(dq, dk, dv, [q, k, v, dout], None, key_lens, s)
+}
+
+/// [`attention_backward`] with each row's delta = do_i . o_i given (B, H, Tq), as the kernels
+/// compute it from the stored o: with an f16 o, the backward sees o's rounding through delta.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_backward_with_delta<T: Real>(
+    dq: &mut [T],
+    dk: &mut [T],
+    dv: &mut [T],
+    [q, k, v, dout]: [&[T]; 4],
+    delta: &[T],
+    key_lens: Option<&[u32]>,
+    s: &AttentionShape,
+) {
+    backward(dq, dk, dv, [q, k, v, dout], Some(delta), key_lens, s)
+}
+
+fn backward<T: Real>(
+    dq: &mut [T],
+    dk: &mut [T],
+    dv: &mut [T],
+    [q, k, v, dout]: [&[T]; 4],
+    delta: Option<&[T]>,
+    key_lens: Option<&[u32]>,
+    s: &AttentionShape,
+) {
     let mut gq = vec![0.0f64; dq.len()];
     let mut gk = vec![0.0f64; dk.len()];
     let mut gv = vec![0.0f64; dv.len()];
@@ -100,7 +127,11 @@ pub fn attention_backward<T: Real>(
                 let dp: Vec<f64> = (0..end)
                     .map(|j| (0..s.head_dim).map(|d| dout[qi + d].to_f64() * v[s.at(b, j, h, s.tk) + d].to_f64()).sum())
                     .collect();
-                let mean: f64 = (0..end).map(|j| p[j] * dp[j]).sum();
+                // sum_l p_l dp_l = do_i . o_i.
+                let mean: f64 = match delta {
+                    Some(delta) => delta[(b * s.heads + h) * s.tq + i].to_f64(),
+                    None => (0..end).map(|j| p[j] * dp[j]).sum(),
+                };
                 for j in 0..end {
                     let kj = s.at(b, j, h, s.tk);
                     let ds = p[j] * (dp[j] - mean) * s.scale();

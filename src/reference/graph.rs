@@ -1,7 +1,7 @@
 //! Runs a whole graph on the CPU with the reference ops: the oracle for the GPU executor and
 //! the function the composed-graph gradient checks differentiate numerically.
 
-use super::attention::{attention_backward, attention_forward, AttentionShape};
+use super::attention::{attention_backward_with_delta, attention_forward, AttentionShape};
 use super::{
     crossentropy, dropout, elementwise as ew, embedding, gelu, layernorm, layout, mask, matmul, reduce, softmax, Real,
 };
@@ -218,19 +218,7 @@ fn node_outputs<T: Real>(g: &Graph, node: &crate::graph::Node, values: &[Vec<T>]
                 attention_forward(&mut o, &mut lse, input(0), input(1), input(2), lens.as_deref(), &s);
                 vec![o, lse]
             } else {
-                let (mut dq, mut dk, mut dv) = (zeros(out_len(0)), zeros(out_len(1)), zeros(out_len(2)));
-                attention_backward(
-                    &mut dq,
-                    &mut dk,
-                    &mut dv,
-                    input(0),
-                    input(1),
-                    input(2),
-                    input(4),
-                    lens.as_deref(),
-                    &s,
-                );
-                // delta = rowsum(do * o) per head, as the kernel stores it.
+                // delta = rowsum(do * o) per head from the stored o, as the kernel computes it.
                 let (o, d_o) = (input(3), input(4));
                 let mut delta = zeros(out_len(3));
                 for bi in 0..b {
@@ -242,6 +230,9 @@ fn node_outputs<T: Real>(g: &Graph, node: &crate::graph::Node, values: &[Vec<T>]
                         }
                     }
                 }
+                let (mut dq, mut dk, mut dv) = (zeros(out_len(0)), zeros(out_len(1)), zeros(out_len(2)));
+                let qkv_do = [input(0), input(1), input(2), d_o];
+                attention_backward_with_delta(&mut dq, &mut dk, &mut dv, qkv_do, &delta, lens.as_deref(), &s);
                 vec![dq, dk, dv, delta]
             }
         }
