@@ -16,6 +16,8 @@ use wgformer::reference::{attention as att_ref, gelu as gelu_ref, layernorm as l
 use wgformer::util::rng::Rng;
 use wgformer::{Gpu, Result};
 
+mod half_cases;
+
 /// The ViT reference case (PyTorch / Hugging Face), bundled into the module: config, weights,
 /// its images and the logits PyTorch computed for them.
 const VIT_DIR: &str = "tests/golden/vit-tiny-s0";
@@ -297,6 +299,14 @@ async fn run_all() -> Result<Report> {
         let start = now_ms();
         record(format!("gelu {kind:?} fwd+bwd 4099"), start, gelu_case(&gpu, kind).await);
     }
+    // Mixed precision's f16 forms, where the browser's adapter has shader-f16.
+    if gpu.caps.f16 {
+        let start = now_ms();
+        record("gelu fwd+bwd 4099, every operand f16".into(), start, half_cases::gelu(&gpu, GeluKind::Exact).await);
+        let start = now_ms();
+        let name = "cross-entropy 9x1000, f16 logits and scaled f16 gradient".into();
+        record(name, start, half_cases::cross_entropy(&gpu).await);
+    }
     for wanted in [Variant::Rows, Variant::Subgroup, Variant::Tiled] {
         let att = match Attention::with_variant(&gpu, wanted) {
             Ok(a) => a,
@@ -321,6 +331,12 @@ async fn run_all() -> Result<Report> {
             let start = now_ms();
             let name = format!("attention {variant} fwd+bwd T{}x{} D{} causal {}", s.tq, s.tk, s.head_dim, s.causal);
             record(name, start, attention_case(&gpu, &att, &s, lens).await);
+            if gpu.caps.f16 {
+                let start = now_ms();
+                let name =
+                    format!("attention {variant} fwd+bwd T{}x{} D{}, q/k/v/o/gradients f16", s.tq, s.tk, s.head_dim);
+                record(name, start, half_cases::attention(&gpu, &att, &s, lens).await);
+            }
         }
     }
     let start = now_ms();
