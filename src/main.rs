@@ -36,7 +36,8 @@ enum Command {
         #[arg(long, default_value_t = 8)]
         batch: usize,
         /// f32, or f16: mixed precision as a GPU with f16 shaders runs it (products read f16
-        /// copies of their operands; activations only products read are kept in f16).
+        /// copies of their operands; tensors whose writer and readers have f16 kernels, the
+        /// gradients between products among them, are kept in f16).
         #[arg(long, default_value = "f32")]
         precision: String,
         /// Print one JSON object instead of text.
