@@ -100,7 +100,7 @@ fn attention_variants(cache: &std::path::Path) {
 /// calls its probe made, the graphs it builds take the measured path, and both paths give the
 /// same attention.
 fn attention_paths(cache: &std::path::Path) {
-    use wgformer::engine::attention_choice::{attention_executor, attention_graph, policy};
+    use wgformer::engine::attention_choice::{attention_executor, attention_graph, policy, policy_in};
     use wgformer::graph::Op;
     for_each_gpu(|gpu| {
         let shapes = [
@@ -119,6 +119,19 @@ fn attention_paths(cache: &std::path::Path) {
         assert_eq!((probed, chosen.kind()), (2, "chosen"));
         let text = std::fs::read_to_string(cache).unwrap();
         assert!(text.matches("\"attention-path d").count() >= shapes.len(), "every call measured: {text}");
+        // Mixed precision runs other kernels: its calls are measured in f16 and kept apart.
+        if gpu.caps.f16 {
+            let half = policy_in(gpu, wgformer::graph::Precision::F16, |p| {
+                for s in &shapes {
+                    let _ = p.fused(s, true);
+                }
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(half.kind(), "chosen");
+            let text = std::fs::read_to_string(cache).unwrap();
+            assert!(text.matches(" f16\"").count() >= shapes.len(), "every f16 call measured: {text}");
+        }
         for s in &shapes {
             let fused = chosen.fused(s, true);
             // The graph of the path chosen, and of the other one: the same output and loss.

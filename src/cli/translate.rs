@@ -186,7 +186,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     // One training and one evaluation graph per padded length, all on the same parameters.
     let start = Instant::now();
     // Attention's path is measured per shape class on the graphs about to be built.
-    let attention = wgformer::engine::attention_choice::policy(&gpu, |p| {
+    let attention = wgformer::engine::attention_choice::policy_in(&gpu, args.precision, |p| {
         for (i, &len) in buckets.lens.iter().enumerate() {
             transformer::build_with(&cfg, rows(i), len, len, true, p.clone())?;
         }

@@ -148,8 +148,9 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         clip: Some(1.0),
         seed: state.seed as u32,
     };
-    let attention =
-        wgformer::engine::attention_choice::policy(&gpu, |p| vit::build_with(&cfg, local_batch, true, p).map(drop))?;
+    let attention = wgformer::engine::attention_choice::policy_in(&gpu, args.precision, |p| {
+        vit::build_with(&cfg, local_batch, true, p).map(drop)
+    })?;
     let mut v = vit::build_with(&cfg, local_batch, true, attention)?;
     v.graph.precision = args.precision;
     let grads = backward(&mut v.graph, v.loss)?;

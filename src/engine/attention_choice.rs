@@ -12,7 +12,7 @@
 use crate::engine::exec::{Executor, HostData};
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::graph::{AttentionChooser, AttentionPolicy, AttentionShape, Dtype, Graph, Op, TensorId};
+use crate::graph::{AttentionChooser, AttentionPolicy, AttentionShape, Dtype, Graph, Op, Precision, TensorId};
 use crate::kernels::tuning::{self, attention_class, Choices, Family};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -106,6 +106,7 @@ impl AttentionChooser for Recorder {
 struct Measured {
     max_score_bytes: u64,
     rule_fused: bool,
+    precision: Precision,
     fused: HashMap<String, bool>,
 }
 
@@ -114,7 +115,16 @@ impl AttentionChooser for Measured {
         if s.score_bytes() > self.max_score_bytes {
             return true;
         }
-        self.fused.get(&attention_class(s, masked)).copied().unwrap_or(self.rule_fused)
+        self.fused.get(&class_in(s, masked, self.precision)).copied().unwrap_or(self.rule_fused)
+    }
+}
+
+/// The tuning cache's class of a call in `precision`: mixed precision runs other kernels (f16
+/// forms, products on matrix units), so its choices are measured and kept apart.
+fn class_in(s: &AttentionShape, masked: bool, precision: Precision) -> String {
+    match precision {
+        Precision::F32 => attention_class(s, masked),
+        Precision::F16 => format!("{} f16", attention_class(s, masked)),
     }
 }
 
@@ -140,6 +150,15 @@ pub fn rule(gpu: &Gpu) -> Result<AttentionPolicy> {
 /// recording policy and must build the graphs the caller is about to build (their attention
 /// calls are what gets measured); elsewhere it is not called and the [`rule`] applies.
 pub fn policy(gpu: &Gpu, probe: impl FnOnce(AttentionPolicy) -> Result<()>) -> Result<AttentionPolicy> {
+    policy_in(gpu, Precision::F32, probe)
+}
+
+/// [`policy`] for graphs that will run in `precision`: both paths are measured so.
+pub fn policy_in(
+    gpu: &Gpu,
+    precision: Precision,
+    probe: impl FnOnce(AttentionPolicy) -> Result<()>,
+) -> Result<AttentionPolicy> {
     let rule = rule(gpu)?;
     if crate::kernels::attention::variant_from_env()?.is_some() || !tuning::enabled(gpu, Family::AttentionPath) {
         return Ok(rule);
@@ -152,13 +171,13 @@ pub fn policy(gpu: &Gpu, probe: impl FnOnce(AttentionPolicy) -> Result<()>) -> R
     let rule_fused = matches!(rule, AttentionPolicy::Fused);
     let mut fused = HashMap::new();
     for (s, masked) in calls {
-        let class = attention_class(&s, masked);
+        let class = class_in(&s, masked, precision);
         if s.score_bytes() > max_score_bytes || fused.contains_key(&class) {
             continue;
         }
         let pick = match choices.0.get(gpu, &class) {
             Some(name) => name == "fused",
-            None if tuning::budget_left() => match measure(gpu, &s, masked, rule_fused) {
+            None if tuning::budget_left() => match measure(gpu, &s, masked, rule_fused, precision) {
                 Ok(pick) => {
                     choices.0.insert(gpu, class.clone(), if pick { "fused" } else { "composed" });
                     pick
@@ -171,16 +190,22 @@ pub fn policy(gpu: &Gpu, probe: impl FnOnce(AttentionPolicy) -> Result<()>) -> R
         };
         fused.insert(class, pick);
     }
-    Ok(AttentionPolicy::Chosen(Arc::new(Measured { max_score_bytes, rule_fused, fused })))
+    Ok(AttentionPolicy::Chosen(Arc::new(Measured { max_score_bytes, rule_fused, precision, fused })))
 }
 
-/// Whether the fused op ran the call `s` faster than the composed path: forward and backward,
-/// 3 interleaved runs each after a warm-up, best run each (`kernels::tuning::pick`).
-fn measure(gpu: &Gpu, s: &AttentionShape, masked: bool, rule_fused: bool) -> Result<bool> {
+/// Whether the fused op ran the call `s` faster than the composed path in `precision`:
+/// forward and backward, 3 interleaved runs each after a warm-up, best run each
+/// (`kernels::tuning::pick`).
+fn measure(gpu: &Gpu, s: &AttentionShape, masked: bool, rule_fused: bool, precision: Precision) -> Result<bool> {
     let start = Instant::now();
     let outcome = (|| {
-        let fused = attention_executor(gpu, &attention_graph(s, masked, true)?, true)?.0;
-        let composed = attention_executor(gpu, &attention_graph(s, masked, false)?, true)?.0;
+        let graph = |fused| -> Result<AttentionGraph> {
+            let mut a = attention_graph(s, masked, fused)?;
+            a.graph.precision = precision;
+            Ok(a)
+        };
+        let fused = attention_executor(gpu, &graph(true)?, true)?.0;
+        let composed = attention_executor(gpu, &graph(false)?, true)?.0;
         let mut best = [f64::INFINITY; 2];
         for round in 0..4 {
             for (i, exec) in [&fused, &composed].into_iter().enumerate() {

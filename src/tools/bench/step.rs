@@ -114,7 +114,7 @@ pub fn run_step(
     }
     let global_batch = batch;
     let batch = batch / ranks;
-    let attention = crate::engine::attention_choice::policy(gpu, |p| step_graph(model, batch, p))?;
+    let attention = crate::engine::attention_choice::policy_in(gpu, precision, |p| step_graph(model, batch, p))?;
     progress(&format!("attention: {}", crate::engine::attention_choice::describe_policy(&attention)));
     let case = match vit_step(model, batch, attention.clone())? {
         Some(c) => c,
