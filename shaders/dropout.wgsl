@@ -13,8 +13,13 @@ struct StepParams { seed: u32, step: u32, shard: u32, _pad0: u32, }
 
 override WG: u32 = 256;
 
-@group(0) @binding(0) var<storage, read_write> out: array<f32>;
-@group(0) @binding(1) var<storage, read> inp: array<f32>;
+// Storage types, each f16 in the forms where mixed precision keeps that tensor in half
+// precision (shaders::with_f16): InT the input (x or dy), OutT the output (y or dx).
+alias InT = f32;
+alias OutT = f32;
+
+@group(0) @binding(0) var<storage, read_write> out: array<OutT>;
+@group(0) @binding(1) var<storage, read> inp: array<InT>;
 @group(0) @binding(2) var<uniform> p: DropoutParams;
 @group(0) @binding(3) var<uniform> st: StepParams;
 
@@ -33,12 +38,12 @@ fn keep(i: u32) -> bool {
 @compute @workgroup_size(WG)
 fn dropout_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * WG;
-    if (i < p.n) { out[i] = select(0.0, inp[i] * p.scale, keep(i)); }
+    if (i < p.n) { out[i] = OutT(select(0.0, f32(inp[i]) * p.scale, keep(i))); }
 }
 
 // The same formula on dy: the gradient of y = mask * x * scale.
 @compute @workgroup_size(WG)
 fn dropout_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * WG;
-    if (i < p.n) { out[i] = select(0.0, inp[i] * p.scale, keep(i)); }
+    if (i < p.n) { out[i] = OutT(select(0.0, f32(inp[i]) * p.scale, keep(i))); }
 }

@@ -61,6 +61,7 @@ pub const F16_FORMS: &[(&str, &str, &[&str])] = &[
     ("matmul_coop.wgsl", MATMUL_COOP, &["OutT"]),
     ("crossentropy.wgsl", CROSSENTROPY, &["LogitT", "DlogitT"]),
     ("reduce.wgsl", REDUCE, &["InT"]),
+    ("dropout.wgsl", DROPOUT, &["InT", "OutT"]),
     ("attention.wgsl", ATTENTION, &["Qkv4", "O4", "Grad4"]),
     ("attention_sg.wgsl", ATTENTION_SG, &["Qkv4", "O4", "Grad4"]),
     ("attention_tiled.wgsl", ATTENTION_TILED, &["Qkv4", "O4", "Grad4"]),

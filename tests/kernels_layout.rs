@@ -2,7 +2,7 @@
 //! and realistic ones (ViT-B/16 heads, a translation batch's embedding).
 
 mod common;
-use common::{assert_close, for_each_gpu, Rng};
+use common::{assert_close, fit, for_each_gpu, upload, Rng};
 use wgformer::kernels::dropout::{dropout_constants, StepParams};
 use wgformer::kernels::embedding::group_ids;
 use wgformer::kernels::layout::TokenCopy;
@@ -101,17 +101,27 @@ fn token_copies_and_fill_match_reference() {
 fn dropout_matches_reference_and_drops_p() {
     for_each_gpu(|gpu| {
         let d = Dropout::new(gpu).unwrap();
-        for (n, p) in [(1, 0.5f32), (7, 0.1), (1_000_003, 0.1), (1_000_003, 0.5)] {
-            let x = Rng::new(n as u64).vec_f32(n, 1.0);
+        // x and y each in f32, and in f16 (mixed precision's forms) where there is f16: the
+        // kept values are scaled in f32, then rounded where y is f16.
+        let forms: &[[bool; 2]] = if gpu.caps.f16 {
+            &[[false, false], [true, false], [false, true], [true, true]]
+        } else {
+            &[[false, false]]
+        };
+        let cases = [(1, 0.5f32), (7, 0.1), (1_000_003, 0.1), (1_000_003, 0.5)];
+        for ((n, p), [hx, hy]) in cases.into_iter().flat_map(|c| forms.iter().map(move |&h| (c, h))) {
+            let x = fit(Rng::new(n as u64).vec_f32(n, 1.0), hx);
             let (seed, salt) = (12345, 77);
             let step = gpu.uniform("step", &StepParams { seed, step: 1, shard: 0, _pad: 0 });
             let (threshold, scale) = dropout_constants(p).unwrap();
             let mut want = vec![0.0f32; n];
             dropout_ref::dropout_forward(&mut want, &x, seed, salt, threshold, scale);
-            let (gx, gy) = (gpu.upload("x", &x).unwrap(), gpu.zeros("y", n).unwrap());
+            let gx = upload(gpu, "x", &x, hx);
+            let gy = if hy { gpu.zeros_f16("y", n) } else { gpu.zeros("y", n) }.unwrap();
             kernels::run(gpu, &[&d.prepare(gpu, &gy, &gx, n, p, salt, &step, false).unwrap()]).unwrap();
             let got = gpu.read(&gy).unwrap();
-            assert_close(&format!("dropout n={n} p={p}"), &got, &want, 0.0, 1e-6);
+            let rel = if hy { 1e-3 } else { 1e-6 };
+            assert_close(&format!("dropout n={n} p={p} f16 x, y: {hx} {hy}"), &got, &fit(want, hy), 0.0, rel);
             if n > 1000 {
                 let dropped = got.iter().filter(|&&v| v == 0.0).count() as f64 / n as f64;
                 assert!((dropped - p as f64).abs() < 0.005, "dropped {dropped}, p {p}");

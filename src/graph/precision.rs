@@ -21,6 +21,7 @@ pub fn reads_half(op: &Op, pos: usize) -> bool {
     match op {
         Op::MatMul { .. } => pos < 2,
         Op::Gelu { .. } | Op::Relu | Op::CrossEntropy { .. } | Op::SumRows => pos == 0,
+        Op::Dropout { .. } | Op::DropoutBwd { .. } => pos == 0,
         // x and dy.
         Op::GeluBwd { .. } | Op::ReluBwd => pos < 2,
         Op::Attention { .. } => pos < 3,
@@ -31,11 +32,12 @@ pub fn reads_half(op: &Op, pos: usize) -> bool {
 }
 
 /// Whether `op` has a kernel form writing its output `pos` in f16: products, the activations
-/// and their gradients, and the cross-entropy's gradient (written with the loss scale
+/// and dropout and their gradients, and the cross-entropy's gradient (written with the loss scale
 /// applied, see crossentropy.wgsl).
 pub fn writes_half(op: &Op, pos: usize) -> bool {
     match op {
         Op::MatMul { .. } | Op::Gelu { .. } | Op::GeluBwd { .. } | Op::Relu | Op::ReluBwd => pos == 0,
+        Op::Dropout { .. } | Op::DropoutBwd { .. } => pos == 0,
         // o; dq, dk and dv.
         Op::Attention { .. } => pos == 0,
         Op::AttentionBwd { .. } => pos < 3,

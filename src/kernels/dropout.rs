@@ -1,6 +1,6 @@
 //! Dropout from a counter-based hash, no stored mask: `shaders/dropout.wgsl`.
 
-use super::{check_len, dispatch_with_uniforms, grid, u32_of, Dispatch};
+use super::{check_f32_or_f16, dispatch_with_uniforms, grid, u32_of, Dispatch, HalfForm};
 use crate::error::Result;
 use crate::gpu::{Gpu, Tensor};
 
@@ -31,6 +31,8 @@ pub struct StepParams {
 pub struct Dropout {
     fwd: wgpu::ComputePipeline,
     bwd: wgpu::ComputePipeline,
+    /// Forms with the input or the output in f16 (mixed precision).
+    half: HalfForm,
 }
 
 pub use crate::graph::params::dropout_constants;
@@ -39,11 +41,16 @@ impl Dropout {
     pub fn new(gpu: &Gpu) -> Result<Self> {
         let module = gpu.shader("dropout.wgsl", crate::shaders::DROPOUT)?;
         let wg = [("WG", WG as f64)];
-        Ok(Dropout { fwd: gpu.pipeline(&module, "dropout_fwd", &wg)?, bwd: gpu.pipeline(&module, "dropout_bwd", &wg)? })
+        Ok(Dropout {
+            fwd: gpu.pipeline(&module, "dropout_fwd", &wg)?,
+            bwd: gpu.pipeline(&module, "dropout_bwd", &wg)?,
+            half: HalfForm::new("dropout.wgsl", crate::shaders::DROPOUT, &["InT", "OutT"]),
+        })
     }
 
     /// y = dropout(x) (`backward` false) or dx = dropout'(dy) (`backward` true) over `n`
-    /// elements, with the seed in `step` (a uniform holding [`StepParams`]).
+    /// elements, with the seed in `step` (a uniform holding [`StepParams`]); `out` and `inp`
+    /// each f32 or f16.
     #[allow(clippy::too_many_arguments)]
     pub fn prepare(
         &self,
@@ -57,15 +64,16 @@ impl Dropout {
         backward: bool,
     ) -> Result<Dispatch> {
         let op = if backward { "dropout_bwd" } else { "dropout_fwd" };
-        check_len(op, "out", out, n)?;
-        check_len(op, "inp", inp, n)?;
+        check_f32_or_f16(op, "out", out, n)?;
+        check_f32_or_f16(op, "inp", inp, n)?;
         let (threshold, scale) = dropout_constants(p)?;
         let params = gpu.uniform(op, &DropoutParams { n: u32_of(op, "n", n)?, threshold, scale, salt });
-        let pipeline = if backward { &self.bwd } else { &self.fwd };
+        let f32_form = if backward { &self.bwd } else { &self.fwd };
+        let pipeline = self.half.for_types(gpu, &[inp, out], f32_form, op, &[("WG", WG as f64)])?;
         dispatch_with_uniforms(
             gpu,
             op,
-            pipeline,
+            &pipeline,
             &[out, inp],
             &[&params, step],
             grid(gpu, op, (n as u64).div_ceil(WG as u64))?,
