@@ -168,9 +168,9 @@ enum Command {
     },
     /// Kernel timings: median ms and GFLOP/s or GB/s.
     Bench {
-        /// Kernels to run (matmul, layernorm, gelu, softmax, add, dispatch; attention, which
-        /// takes minutes, and matmul_f16, f16 operands on matrix units where there are some,
-        /// only when named), or `step` for whole training steps; all but those two when empty.
+        /// Kernels to run (matmul, layernorm, gelu, softmax, cross_entropy, add, dispatch;
+        /// attention, which takes minutes, and matmul_f16, f16 operands on matrix units where
+        /// there are some, only when named), or `step` for whole training steps; all but those two when empty.
         /// Under mpirun (feature mpi): `step` steps data-parallel on every rank (--batch is the
         /// global batch) and reports the communication; `allreduce` times the gradient sums.
         kernels: Vec<String>,

@@ -34,7 +34,7 @@ pub struct BenchResult {
 }
 
 /// The kernel families `run_kernels` knows.
-pub const KERNELS: &[&str] = &["matmul", "layernorm", "gelu", "softmax", "add", "dispatch"];
+pub const KERNELS: &[&str] = &["matmul", "layernorm", "gelu", "softmax", "cross_entropy", "add", "dispatch"];
 /// Families run only when named (they take minutes on a software adapter).
 pub const SLOW_KERNELS: &[&str] = &["attention", "matmul_f16", "cast_f16"];
 
@@ -219,6 +219,24 @@ pub fn cases(gpu: &Gpu, kernel: &str) -> Result<Vec<Case>> {
                 },
             ]
         }
+        // The loss over a translation batch's logits: 256 tokens of a 32000-entry vocabulary.
+        "cross_entropy" => {
+            let (tokens, vocab) = (256, 32_000);
+            let ce = crate::kernels::CrossEntropy::new(gpu)?;
+            let (logits, dlogits, loss) =
+                (fill("logits", tokens * vocab)?, gpu.zeros("dlogits", tokens * vocab)?, gpu.zeros("loss", 1)?);
+            let targets = gpu.upload_u32("targets", &vec![7; tokens])?;
+            let d = ce.fwd(gpu, &loss, &dlogits, &logits, &targets, tokens, vocab, 0.1, None)?;
+            vec![Case {
+                kernel: "cross_entropy".into(),
+                shape: format!("{tokens}x{vocab}"),
+                dispatches: d.to_vec(),
+                flops: None,
+                // What it must move: the logits once in, the gradient once out.
+                bytes: Some(2.0 * (tokens * vocab) as f64 * f32b),
+                note: None,
+            }]
+        }
         "add" => {
             let ew = Elementwise::new(gpu)?;
             let (a, b, out) = (fill("a", n)?, fill("b", n)?, gpu.zeros("out", n)?);
@@ -250,7 +268,7 @@ pub fn cases(gpu: &Gpu, kernel: &str) -> Result<Vec<Case>> {
                 name: "bench kernel",
                 value: other.to_string(),
                 expected:
-                    "one of matmul, matmul_f16, cast_f16, layernorm, gelu, softmax, add, dispatch, attention, step",
+                    "one of matmul, matmul_f16, cast_f16, layernorm, gelu, softmax, cross_entropy, add, dispatch, attention, step",
             })
         }
     })
