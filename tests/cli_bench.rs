@@ -9,7 +9,7 @@ fn wgformer(args: &[&str]) -> (bool, String, String) {
 
 #[test]
 fn json_output_has_a_rate_for_every_case() {
-    let (ok, out, err) = wgformer(&["bench", "add", "dispatch", "--runs", "1", "--json"]);
+    let (ok, out, err) = wgformer(&["bench", "add", "dispatch", "cross_entropy", "--runs", "1", "--json"]);
     assert!(ok, "bench failed: {err}");
     let rows: Vec<serde_json::Value> = serde_json::from_str(out.trim()).expect("one JSON array on stdout");
     let kernels: Vec<&str> = rows.iter().filter_map(|r| r["kernel"].as_str()).collect();
@@ -18,8 +18,10 @@ fn json_output_has_a_rate_for_every_case() {
         let ms = r["median_ms"].as_f64().expect("median_ms");
         assert!(ms > 0.0 && ms.is_finite(), "{r}");
     }
-    let add = rows.iter().find(|r| r["kernel"] == "add_fwd").expect("add_fwd row");
-    assert!(add["gbps"].as_f64().is_some_and(|g| g > 0.0), "{add}");
+    for kernel in ["add_fwd", "cross_entropy"] {
+        let row = rows.iter().find(|r| r["kernel"] == kernel).expect("a row per kernel asked for");
+        assert!(row["gbps"].as_f64().is_some_and(|g| g > 0.0), "{row}");
+    }
 }
 
 #[test]
