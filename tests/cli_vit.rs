@@ -129,3 +129,32 @@ fn an_absurd_learning_rate_stops_training_naming_the_step() {
     assert!(err.contains("at step") && err.contains("training stopped"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// `--precision f16` through the binary: mixed precision trains and checkpoints where the
+/// adapter has f16 shaders (lavapipe), and is a clear error where it has none (llvmpipe's GL).
+#[test]
+fn mixed_precision_trains_where_there_is_f16_and_is_a_clear_error_elsewhere() {
+    let dir = scratch("vit-f16");
+    let out = dir.join("run");
+    let quick = ["--epochs", "1", "--batch", "32", "--train-images", "128", "--test-images", "100"];
+    let args = [&["train", "vit", "--out", out.to_str().unwrap(), "--precision", "f16"][..], &quick].concat();
+    let (ok, _, err) = wgformer(&args);
+    if err.contains("SHADER_F16") {
+        eprintln!("skipped: the default adapter has no f16 shaders");
+    } else {
+        assert!(ok, "f16 training failed: {err}");
+        let state = std::fs::read_to_string(out.join("trainer_state.json")).unwrap();
+        assert!(state.contains("\"epochs_done\": 1") && state.contains("test_accuracy"), "{state}");
+    }
+    let gl = std::process::Command::new(env!("CARGO_BIN_EXE_wgformer"))
+        .args([&["train", "vit", "--out", dir.join("gl").to_str().unwrap(), "--precision", "f16"][..], &quick].concat())
+        .env("WGFORMER_BACKEND", "gl")
+        .output()
+        .expect("runs the binary");
+    let err = String::from_utf8_lossy(&gl.stderr);
+    if !err.contains("no adapter") {
+        assert!(!gl.status.success() && err.contains("SHADER_F16") && !err.contains("panicked"), "{err}");
+        assert!(!dir.join("gl").join("model.safetensors").exists(), "a refused run writes no checkpoint");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
