@@ -25,7 +25,7 @@ impl Cast {
     /// An error where the adapter has no f16 shaders.
     pub fn new(gpu: &Gpu) -> Result<Self> {
         if !gpu.caps.f16 {
-            return Err(Error::Unsupported { what: "f16 shaders (SHADER_F16)", adapter: gpu.describe() });
+            return Err(Error::Unsupported { what: "f16 arithmetic (SHADER_F16)", adapter: gpu.describe() });
         }
         let module = gpu.shader("cast.wgsl", crate::shaders::CAST)?;
         Ok(Cast {

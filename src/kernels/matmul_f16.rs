@@ -80,7 +80,7 @@ impl MatmulF16 {
     /// The kernels of `variant`; an error where they cannot run here.
     pub fn with_variant(gpu: &Gpu, variant: F16Variant) -> Result<Self> {
         if !gpu.caps.f16 {
-            return Err(Error::Unsupported { what: "f16 shaders (SHADER_F16)", adapter: gpu.describe() });
+            return Err(Error::Unsupported { what: "f16 arithmetic (SHADER_F16)", adapter: gpu.describe() });
         }
         let (file, source) = match variant {
             F16Variant::Tiled => ("matmul_f16.wgsl", crate::shaders::MATMUL_F16),
