@@ -422,6 +422,7 @@ fn plan(model: &str, config: Option<&str>, batch: usize, precision: &str, json: 
     println!("  Adam moments           {:.1} MiB", mib(r.optimizer_bytes));
     println!("  parameter gradients    {:.1} MiB", mib(r.gradient_bytes));
     println!("  activations, planned   {:.1} MiB", mib(r.peak_activation_bytes));
+    println!("  activations, live peak {:.1} MiB (the least any plan needs)", mib(r.live_activation_bytes));
     println!("  activations, no reuse  {:.1} MiB", mib(r.naive_activation_bytes));
     Ok(())
 }
