@@ -12,7 +12,7 @@ use wgformer::models::vit::{self, Preprocess, VitConfig};
 use wgformer::models::Vit;
 use wgformer::reference::cast as cast_ref;
 use wgformer::reference::softmax as sm_ref;
-use wgformer::reference::{attention as att_ref, gelu as gelu_ref, layernorm as ln_ref, matmul as mm_ref};
+use wgformer::reference::{gelu as gelu_ref, layernorm as ln_ref, matmul as mm_ref};
 use wgformer::util::rng::Rng;
 use wgformer::{Gpu, Result};
 
@@ -154,35 +154,6 @@ async fn softmax_case(gpu: &Gpu, rows: usize, cols: usize) -> Result<(bool, Stri
     let f = sm.fwd(gpu, &gy, &gx, rows, cols)?;
     let b = sm.bwd(gpu, &gdx, &gy, &gdy, rows, cols)?;
     verify(gpu, &[&f, &b], &[("y", &gy, &y, 1e-6, 1e-4), ("dx", &gdx, &dx, 1e-6, 1e-4)]).await
-}
-
-async fn attention_case(
-    gpu: &Gpu,
-    att: &Attention,
-    s: &AttentionShape,
-    lens: Option<&[u32]>,
-) -> Result<(bool, String)> {
-    let (nq, nk, rows) =
-        (s.batch * s.tq * s.heads * s.head_dim, s.batch * s.tk * s.heads * s.head_dim, s.batch * s.heads * s.tq);
-    let mut rng = Rng::new(40);
-    let (q, k, v, dout) = (vec_f32(&mut rng, nq), vec_f32(&mut rng, nk), vec_f32(&mut rng, nk), vec_f32(&mut rng, nq));
-    let (mut o, mut lse) = (vec![0.0f32; nq], vec![0.0f32; rows]);
-    att_ref::attention_forward(&mut o, &mut lse, &q, &k, &v, lens, s);
-    let (mut dq, mut dk, mut dv) = (vec![0.0f32; nq], vec![0.0f32; nk], vec![0.0f32; nk]);
-    att_ref::attention_backward(&mut dq, &mut dk, &mut dv, &q, &k, &v, &dout, lens, s);
-    let (gq, gk, gv, gdo) = (up(gpu, &q)?, up(gpu, &k)?, up(gpu, &v)?, up(gpu, &dout)?);
-    let z = |n| gpu.zeros("out", n);
-    let (go, glse, gdelta, gdq, gdk, gdv) = (z(nq)?, z(rows)?, z(rows)?, z(nq)?, z(nk)?, z(nk)?);
-    let glens = match lens {
-        Some(l) => Some(gpu.upload_u32("lens", l)?),
-        None => None,
-    };
-    let f = att.fwd(gpu, &go, &glse, &gq, &gk, &gv, glens.as_ref(), s)?;
-    let b = att.bwd(gpu, [&gdq, &gdk, &gdv], &gdelta, [&gq, &gk, &gv, &go, &gdo, &glse], glens.as_ref(), s)?;
-    let t = 2e-6 * (s.tk.max(s.tq) as f64).sqrt();
-    let checks: [Check; 4] =
-        [("o", &go, &o, t, 1e-4), ("dq", &gdq, &dq, t, 1e-3), ("dk", &gdk, &dk, t, 1e-3), ("dv", &gdv, &dv, t, 1e-3)];
-    verify(gpu, &[&f, &b[0], &b[1], &b[2]], &checks).await
 }
 
 /// ViT inference on the reference case's images against PyTorch's logits (the case's
@@ -330,12 +301,12 @@ async fn run_all() -> Result<Report> {
         ] {
             let start = now_ms();
             let name = format!("attention {variant} fwd+bwd T{}x{} D{} causal {}", s.tq, s.tk, s.head_dim, s.causal);
-            record(name, start, attention_case(&gpu, &att, &s, lens).await);
+            record(name, start, half_cases::attention(&gpu, &att, &s, lens, false).await);
             if gpu.caps.f16 {
                 let start = now_ms();
                 let name =
                     format!("attention {variant} fwd+bwd T{}x{} D{}, q/k/v/o/gradients f16", s.tq, s.tk, s.head_dim);
-                record(name, start, half_cases::attention(&gpu, &att, &s, lens).await);
+                record(name, start, half_cases::attention(&gpu, &att, &s, lens, true).await);
             }
         }
     }
