@@ -8,7 +8,7 @@ use wgformer::tools::bench::{cases, Timer, KERNELS};
 use wgformer::Gpu;
 
 fn kernels(c: &mut Criterion) {
-    let gpu = match Gpu::new() {
+    let gpu = match Gpu::from_env() {
         Ok(gpu) => gpu,
         Err(e) => {
             eprintln!("no GPU adapter, skipping the kernel benches: {e}");

@@ -11,7 +11,7 @@ fn main() -> wgformer::Result<()> {
         eprintln!("usage: classify CHECKPOINT_DIR IMAGE...");
         std::process::exit(2);
     };
-    let gpu = Gpu::new()?;
+    let gpu = Gpu::from_env()?;
     let vit = Vit::load(&gpu, std::path::Path::new(dir), 1)?;
     for path in images {
         let image = image::open(path).map_err(|e| wgformer::Error::Config(format!("{path}: {e}")))?;

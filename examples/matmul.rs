@@ -5,7 +5,7 @@ use wgformer::kernels::{self, Matmul, MatmulShape};
 use wgformer::Gpu;
 
 fn main() -> wgformer::Result<()> {
-    let gpu = Gpu::new()?;
+    let gpu = Gpu::from_env()?;
     println!("adapter: {}", gpu.describe());
 
     // C (2x2) = A (2x3) * B (3x2)

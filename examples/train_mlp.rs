@@ -12,7 +12,7 @@ use wgformer::util::rng::Rng;
 use wgformer::Gpu;
 
 fn main() -> wgformer::Result<()> {
-    let gpu = Gpu::new()?;
+    let gpu = Gpu::from_env()?;
     let batch = 64;
     let mut g = Graph::new();
     let x = g.input("x", &[batch, 4], Dtype::F32);

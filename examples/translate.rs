@@ -12,7 +12,7 @@ fn main() -> wgformer::Result<()> {
     };
     let sentences: Vec<String> = args.collect();
     let sources: Vec<&str> = sentences.iter().map(String::as_str).collect();
-    let gpu = wgformer::Gpu::new()?;
+    let gpu = wgformer::Gpu::from_env()?;
     let translator = Translator::load(std::path::Path::new(&dir))?;
     // One batch on the GPU for the whole list; beam search as in the paper.
     let out = translator.translate(&gpu, &sources, Search::PAPER)?;

@@ -26,7 +26,7 @@ fn main() -> wgformer::Result<()> {
     };
     let pairs = wgformer::text::corpus::read_tsv(std::path::Path::new(test))?;
     let sources: Vec<&str> = pairs.iter().map(|(s, _)| s.as_str()).collect();
-    let gpu = wgformer::Gpu::new()?;
+    let gpu = wgformer::Gpu::from_env()?;
     let translator = Translator::load(std::path::Path::new(dir))?;
     println!("adapter: {}", gpu.describe());
     println!("| search | calls | sentences | seconds | sentences/s |");

@@ -17,6 +17,7 @@ pub mod graph;
 pub mod kernels;
 pub mod models;
 pub mod reference;
+pub mod settings;
 pub mod shaders;
 pub mod text;
 pub mod tools;
@@ -25,5 +26,6 @@ pub mod verify;
 
 pub use error::{Error, Result};
 pub use gpu::{list_adapters, Caps, DType, Gpu, GpuOptions, Tensor};
+pub use settings::Settings;
 /// The wgpu this crate is built on, for apps that share a device with [`Gpu::from_device`].
 pub use wgpu;

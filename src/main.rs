@@ -12,6 +12,10 @@ use wgformer::{Gpu, Result};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Tests only: inject a fault into training, `device-lost:STEP`, `oom:STEP` or
+    /// `crash:STEP`, optionally `@RANK`.
+    #[arg(long, global = true, hide = true)]
+    inject_fault: Option<String>,
 }
 
 // Parsed once per process, so the size of the largest variant does not matter.
@@ -214,6 +218,10 @@ fn main() -> ExitCode {
         Command::Train { .. } => cli::dist::init(),
         _ => Ok(cli::dist::Dist::default()),
     };
+    let dist = dist.and_then(|mut d| {
+        d.faults = cli.inject_fault.as_deref().map(wgformer::engine::fault::FaultPlan::parse).transpose()?;
+        Ok(d)
+    });
     let result = match cli.command {
         Command::Info { json } => info(json),
         Command::Bench { kernels, json, runs, model, batch, compare_blas, tokens, shapes, head_dim, precision } => {
@@ -331,7 +339,7 @@ fn shared(dist: &Result<cli::dist::Dist>) -> Result<cli::dist::Dist> {
 
 fn info(json: bool) -> Result<()> {
     let adapters = wgformer::list_adapters();
-    let gpu = Gpu::new()?;
+    let gpu = Gpu::from_env()?;
     let report = wgformer::tools::info::report(&adapters, &gpu)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
@@ -428,7 +436,7 @@ fn plan(model: &str, config: Option<&str>, batch: usize, precision: &str, json: 
 }
 
 fn verify(case_dir: &std::path::Path, out: &std::path::Path) -> Result<()> {
-    let gpu = Gpu::new()?;
+    let gpu = Gpu::from_env()?;
     let tensors = wgformer::verify::verify(&gpu, case_dir)?;
     let views: Vec<(String, Vec<usize>, &[f32])> =
         tensors.iter().map(|(n, s, v)| (n.clone(), s.clone(), &v[..])).collect();

@@ -149,14 +149,14 @@ fn train_translate_survives_kill_9_and_resumes_bit_identical() {
     survives_kills("crash-translate", &train, &files, 6, 12);
 }
 
-/// Runs `train vit` with `WGFORMER_INJECT_FAULT=fault` into `out`: it must fail within a
+/// Runs `train vit --inject-fault FAULT` into `out`: it must fail within a
 /// minute (no hang) and without a panic; returns its stderr.
 fn train_with_fault(out: &Path, fault: &str) -> String {
     let mut child = Command::new(env!("CARGO_BIN_EXE_wgformer"))
         .args(["train", "vit", "--epochs", "3", "--batch", "32", "--train-images", "64", "--test-images", "50"])
         .arg("--out")
         .arg(out)
-        .env("WGFORMER_INJECT_FAULT", fault)
+        .args(["--inject-fault", fault])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

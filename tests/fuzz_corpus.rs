@@ -55,9 +55,10 @@ fn mutate(data: &mut Vec<u8>, rng: &mut common::Rng) {
 
 #[test]
 fn every_parser_survives_its_corpus_and_mutations_of_it() {
-    let cases: usize = std::env::var("WGFORMER_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(3000);
+    let settings = wgformer::settings::TestSettings::from_env().expect("valid test settings");
+    let cases = settings.fuzz_cases;
     // WGFORMER_FUZZ_LAST=DIR: each input is written to DIR/NAME.last before it runs.
-    let last_dir = std::env::var("WGFORMER_FUZZ_LAST").ok();
+    let last_dir = settings.fuzz_last;
     for (name, target) in harness::TARGETS {
         let last = last_dir.as_ref().map(|d| Path::new(d).join(format!("{name}.last")));
         let seeds = corpus(name);

@@ -16,7 +16,7 @@ fn backend_names_parse_and_bad_ones_are_errors() {
 
 #[test]
 fn missing_adapter_error_says_how_to_get_one() {
-    let opts = wgformer::GpuOptions { backend: None, adapter: Some("no such adapter name".into()), ordinal: None };
+    let opts = wgformer::GpuOptions { backend: None, adapter: Some("no such adapter name".into()), ordinal: None, ..Default::default() };
     let err = wgformer::Gpu::with_options(&opts).err().expect("no adapter has that name");
     let msg = err.to_string();
     assert!(matches!(err, Error::NoAdapter(_)), "{msg}");
@@ -72,6 +72,7 @@ fn a_lost_device_is_an_error_not_a_panic() {
             backend: Some(shared.info.backend),
             adapter: Some(shared.info.name.clone()),
             ordinal: None,
+            settings: shared.settings.clone(),
         };
         let gpu = wgformer::Gpu::with_options(&opts).unwrap();
         let mut g = wgformer::graph::Graph::new();

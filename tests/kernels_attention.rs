@@ -38,7 +38,7 @@ fn reference_backward_matches_finite_differences() {
 fn every_variant(gpu: &wgformer::Gpu) -> Vec<Attention> {
     let (lo, hi) = gpu.caps.subgroup_size;
     let fixed = gpu.caps.subgroups && lo == hi;
-    if fixed && gpu.is_cpu() && std::env::var("WGFORMER_ATTENTION_VARIANT").is_err() {
+    if fixed && gpu.is_cpu() && gpu.settings.kernels.attention.is_none() {
         let best = Attention::new(gpu).unwrap();
         assert!(best.uses_subgroups(), "CPU adapter with fixed subgroups of {lo}: the subgroup kernels are chosen");
     }

@@ -72,7 +72,7 @@ fn tiled_f16_products_match_the_reference() {
 
 #[test]
 fn cooperative_matrix_products_match_the_reference_where_there_are_matrix_units() {
-    let required = std::env::var("WGFORMER_REQUIRE_COOP").is_ok_and(|v| v == "1");
+    let required = common::test_settings().require_coop;
     for_each_gpu(|gpu| {
         if coop_subgroup(gpu).is_none() {
             let configs = gpu.caps.coop_matrix.len();

@@ -1,32 +1,34 @@
 //! Measured kernel choices (kernels/tuning.rs), forced on here on every adapter: the tiled
 //! matmul's blocks and the fused attention's variants. Whichever candidate wins, results match
 //! the reference; a choice is made once per shape class, kept in the cache file and read back;
-//! a corrupt cache is ignored and rewritten. Its own test binary, since it sets environment
-//! variables the other kernel tests must not see, and one test, since both families share the
-//! cache file.
+//! a corrupt cache is ignored and rewritten. Devices of their own, opened with these settings,
+//! and one test, since both families share the cache file.
 
 mod common;
-use common::{assert_close, for_each_gpu, Rng};
+use common::{assert_close, for_each_gpu_with, Rng};
+use wgformer::settings::{MatmulKernel, TuneMode, TuneSettings};
+use wgformer::Gpu;
 use wgformer::kernels::attention::{Attention, AttentionShape};
 use wgformer::kernels::{self, Matmul, MatmulShape};
 use wgformer::reference::matmul::matmul_forward;
 
 #[test]
 fn measured_choices_give_the_reference_results_and_are_made_once() {
-    // Set before any thread reads them; this binary holds this one test.
-    std::env::set_var("WGFORMER_TUNE", "1");
-    std::env::set_var("WGFORMER_TUNE_BUDGET_MS", "600000");
-    std::env::set_var("WGFORMER_MATMUL_VARIANT", "tiled");
     let dir = common::cli::scratch("tune-cache");
     let cache = dir.join("tuning.json");
-    std::env::set_var("WGFORMER_TUNE_CACHE", &cache);
-    matmul_blocks(&cache);
-    attention_variants(&cache);
-    attention_paths(&cache);
+    let tuned = |s: &mut wgformer::Settings| {
+        s.tuning = TuneSettings { mode: TuneMode::All, budget_ms: 600_000.0, cache: Some(cache.clone()) };
+        s.kernels.matmul_kernel = Some(MatmulKernel::Tiled);
+    };
+    for_each_gpu_with(tuned, |gpu| {
+        matmul_blocks(gpu, &cache);
+        attention_variants(gpu, &cache);
+        attention_paths(gpu, &cache);
+    });
 }
 
-fn matmul_blocks(cache: &std::path::Path) {
-    for_each_gpu(|gpu| {
+fn matmul_blocks(gpu: &Gpu, cache: &std::path::Path) {
+    {
         let mm = Matmul::new(gpu).unwrap();
         let shapes = [
             MatmulShape::packed(1, 70, 33, 19, false, false),
@@ -66,11 +68,11 @@ fn matmul_blocks(cache: &std::path::Path) {
         assert_eq!(fresh.tuned_shapes(), 1);
         let text = std::fs::read_to_string(cache).unwrap();
         assert!(serde_json::from_str::<serde_json::Value>(&text).is_ok(), "rewritten: {text}");
-    });
+    }
 }
 
-fn attention_variants(cache: &std::path::Path) {
-    for_each_gpu(|gpu| {
+fn attention_variants(gpu: &Gpu, cache: &std::path::Path) {
+    {
         let att = Attention::new(gpu).unwrap();
         let how = att.describe_choice();
         assert!(how.starts_with("measured per shape class among rows"), "{how}");
@@ -93,16 +95,16 @@ fn attention_variants(cache: &std::path::Path) {
         }
         let text = std::fs::read_to_string(cache).unwrap();
         assert!(text.matches("\"attention d").count() >= cases.len(), "every case measured: {text}");
-    });
+    }
 }
 
 /// The path (fused op or composed ops) measured per shape class: the policy answers for the
 /// calls its probe made, the graphs it builds take the measured path, and both paths give the
 /// same attention.
-fn attention_paths(cache: &std::path::Path) {
+fn attention_paths(gpu: &Gpu, cache: &std::path::Path) {
     use wgformer::engine::attention_choice::{attention_executor, attention_graph, policy, policy_in};
     use wgformer::graph::Op;
-    for_each_gpu(|gpu| {
+    {
         let shapes = [
             AttentionShape { batch: 2, heads: 2, tq: 24, tk: 24, head_dim: 16, causal: true },
             AttentionShape { batch: 3, heads: 4, tq: 7, tk: 40, head_dim: 32, causal: false },
@@ -151,5 +153,5 @@ fn attention_paths(cache: &std::path::Path) {
             }
             assert_close(&format!("loss {s:?}"), &losses[1..], &losses[..1], 1e-5, 1e-4);
         }
-    });
+    }
 }

@@ -9,6 +9,7 @@ use std::path::Path;
 /// Each top-level module and its layer, bottom up; the same order as in lib.rs.
 const LAYERS: &[(&str, u32)] = &[
     ("error", 0),
+    ("settings", 1),
     ("shaders", 1),
     ("util", 1),
     ("data", 2),
@@ -174,4 +175,38 @@ fn the_cycle_finder_finds_cycles() {
     };
     assert_eq!(find_cycle(&edge(&[("a", "b"), ("b", "c"), ("c", "a")])).map(|c| c.len()), Some(4));
     assert_eq!(find_cycle(&edge(&[("a", "b"), ("b", "c"), ("a", "c")])), None);
+}
+
+/// Every Rust source under `dir`, with its path relative to src/.
+fn all_sources(dir: &Path, out: &mut Vec<(String, String)>) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir).expect("src is readable").flatten().map(|e| e.path()).collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            all_sources(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+            let name = path.strip_prefix(&src).unwrap_or(&path).display().to_string();
+            out.push((name, std::fs::read_to_string(&path).expect("source is readable")));
+        }
+    }
+}
+
+/// The environment is read in one place, `src/settings.rs`, at the program's edge; everything
+/// else gets its settings passed in (the CLI included).
+#[test]
+fn only_the_settings_module_reads_the_environment() {
+    let mut files = Vec::new();
+    all_sources(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut files);
+    let problems: Vec<String> = files
+        .iter()
+        .filter(|(name, _)| name != "settings.rs")
+        .flat_map(|(name, text)| {
+            text.lines().enumerate().filter_map(move |(i, line)| {
+                let code = line.split("//").next().unwrap_or_default();
+                code.contains("env::").then(|| format!("src/{name}:{}: {}", i + 1, line.trim()))
+            })
+        })
+        .collect();
+    assert!(problems.is_empty(), "environment read outside src/settings.rs:\n  {}", problems.join("\n  "));
 }

@@ -207,9 +207,10 @@ fn cli_translate(tmp: &Path) {
 fn fault(tmp: &Path, spec: &str, message: &str) {
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_wgformer"));
     let out = tmp.join(format!("fault-{}", spec.replace([':', '@'], "-")));
-    let args = wgformer_vit(&out, "3", &[]);
+    let mut args = wgformer_vit(&out, "3", &[]);
+    args.extend(["--inject-fault".to_string(), spec.to_string()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (o, took) = mpirun(&bin, &args, &[("WGFORMER_INJECT_FAULT", spec)], Duration::from_secs(120));
+    let (o, took) = mpirun(&bin, &args, &[], Duration::from_secs(120));
     let t = text(&o);
     assert!(!o.status.success(), "the job succeeded despite {spec}:\n{t}");
     assert!(t.contains(message), "no {message:?} in:\n{t}");

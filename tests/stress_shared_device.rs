@@ -18,7 +18,7 @@ use wgformer::Gpu;
 const WORKERS: usize = 3;
 
 fn rounds() -> usize {
-    std::env::var("WGFORMER_STRESS_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3)
+    common::test_settings().stress_rounds
 }
 
 /// Side of the products the long jobs repeat.

@@ -50,12 +50,8 @@ pub fn compare(
     runs: usize,
     progress: &mut dyn FnMut(&str),
 ) -> Vec<BenchResult> {
-    if std::env::var_os("MATMUL_NUM_THREADS").is_none() {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        // matrixmultiply reads this once, when its first product starts its thread pool (it has
-        // no other way to ask for every core); nothing else in the process reads it.
-        std::env::set_var("MATMUL_NUM_THREADS", cores.to_string());
-    }
+    // matrixmultiply reads this once, when its first product starts its thread pool.
+    let threads = wgformer::settings::cpu_sgemm_threads();
     let mut out = Vec::new();
     for r in results {
         let shape =
@@ -75,8 +71,7 @@ pub fn compare(
             gbps: None,
             memory_mib: None,
             note: Some(format!(
-                "matrixmultiply, {} threads; {ratio}",
-                std::env::var("MATMUL_NUM_THREADS").unwrap_or_default()
+                "matrixmultiply, {threads} threads; {ratio}"
             )),
         };
         progress(&wgformer::tools::bench::row(&row));

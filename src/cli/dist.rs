@@ -14,6 +14,8 @@ pub struct Dist {
     pub group: Option<Arc<dyn Collective>>,
     /// This rank among the ranks of its machine.
     pub local_rank: usize,
+    /// A fault its trainer injects (the hidden `--inject-fault`, for the failure tests).
+    pub faults: Option<wgformer::engine::fault::FaultPlan>,
 }
 
 /// The group a panicking rank aborts (set once, by [`init`]; weak, so that dropping the
@@ -29,7 +31,7 @@ pub fn init() -> Result<Dist> {
         let group = wgformer::engine::mpi::MpiGroup::init()?;
         let local_rank = group.local_rank();
         if group.size() < 2 {
-            return Ok(Dist { group: None, local_rank });
+            return Ok(Dist { group: None, local_rank, faults: None });
         }
         let group: Arc<dyn Collective> = Arc::new(group);
         let _ = ABORT_GROUP.set(Arc::downgrade(&group));
@@ -41,7 +43,7 @@ pub fn init() -> Result<Dist> {
                 g.abort(101);
             }
         }));
-        return Ok(Dist { group: Some(group), local_rank });
+        return Ok(Dist { group: Some(group), local_rank, faults: None });
     }
     #[cfg(not(feature = "mpi"))]
     if let Some(n) = launcher_size().filter(|&n| n > 1) {
@@ -56,7 +58,7 @@ pub fn init() -> Result<Dist> {
 /// The job's size as the launcher's environment gives it.
 #[cfg(not(feature = "mpi"))]
 fn launcher_size() -> Option<usize> {
-    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"].iter().find_map(|v| std::env::var(v).ok()?.parse().ok())
+    wgformer::settings::mpi_launcher_size()
 }
 
 impl Dist {

@@ -202,6 +202,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     let (t0, grads0) = training_graph(0)?;
     let mut trainer = Trainer::new(&gpu, t0.graph.clone(), t0.loss, &grads0, &[], config)?;
     trainer.group = dist.group.clone();
+    trainer.faults = dist.faults;
     set_constants(&gpu, &trainer.exec, &t0)?;
     let mut graphs = vec![t0];
     for i in 1..buckets.lens.len() {
@@ -263,7 +264,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         start.elapsed().as_secs_f64(),
         gpu.compile_counts().0,
         gpu.compile_counts().1,
-        wgformer::kernels::tuning::spent_ms()
+        wgformer::kernels::tuning::spent_ms(&gpu)
     ));
     if let (false, Some(m)) = (state.planned, state.budget_minutes) {
         say(format!(

@@ -71,7 +71,7 @@ pub fn search(greedy: bool, beam: usize, alpha: f32) -> Result<Search> {
 
 /// `translate`: TEXT, or every line of stdin, to stdout.
 pub fn translate(checkpoint: &Path, text: Option<&str>, search: Search) -> Result<()> {
-    let gpu = Gpu::new()?;
+    let gpu = Gpu::from_env()?;
     let translator = Translator::load(checkpoint)?;
     let input = match text {
         Some(t) => wgformer::text::input::lines(t.as_bytes()),
@@ -102,7 +102,7 @@ pub fn translate(checkpoint: &Path, text: Option<&str>, search: Search) -> Resul
 /// `eval` of a translation checkpoint: test-set BLEU (beam search as `beam` says, and greedy);
 /// --out writes the beam translations, one per line.
 pub fn eval(checkpoint: &Path, out: Option<&Path>, data: &Path, beam: Search) -> Result<()> {
-    let gpu = Gpu::new()?;
+    let gpu = Gpu::from_env()?;
     let ck = ckpt::load(checkpoint)?;
     let test = corpus::read_split(data, "test")?;
     let name = format!("beam {}, alpha {}", beam.beam, beam.alpha);

@@ -156,6 +156,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     let grads = backward(&mut v.graph, v.loss)?;
     let mut trainer = Trainer::new(&gpu, v.graph.clone(), v.loss, &grads, &[], config)?;
     trainer.group = dist.group.clone();
+    trainer.faults = dist.faults;
     let params = match &args.resume {
         Some(dir) => {
             let params = wgformer::engine::checkpoint::load_params(
@@ -295,7 +296,7 @@ pub fn predict(checkpoint: &Path, images: &[PathBuf]) -> Result<()> {
     if images.is_empty() {
         return Err(Error::Config("give at least one image file".into()));
     }
-    let gpu = Gpu::new()?;
+    let gpu = Gpu::from_env()?;
     let vit = Vit::load(&gpu, checkpoint, 1)?;
     for path in images {
         let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
@@ -313,7 +314,7 @@ pub fn predict(checkpoint: &Path, images: &[PathBuf]) -> Result<()> {
 
 /// Test-set accuracy; with `out`, a CSV of index,predicted,label.
 pub fn eval(checkpoint: &Path, out: Option<&Path>, data: &Path) -> Result<()> {
-    let gpu = Gpu::new()?;
+    let gpu = Gpu::from_env()?;
     let vit = Vit::load(&gpu, checkpoint, EVAL_BATCH)?;
     let (size, channels) = (vit.config.image_size, vit.config.num_channels);
     if size != 28 || channels != 1 {

@@ -137,8 +137,8 @@ struct PathChoices(Choices);
 /// (Tq x Tk) tensor, and on lavapipe faster).
 pub fn rule(gpu: &Gpu) -> Result<AttentionPolicy> {
     let composed = AttentionPolicy::Composed { max_score_bytes: gpu.limits.max_storage_buffer_binding_size };
-    Ok(match crate::kernels::attention::variant_from_env()? {
-        Some("composed") => composed,
+    Ok(match gpu.settings.kernels.attention {
+        Some(crate::settings::AttentionKernel::Composed) => composed,
         Some(_) => AttentionPolicy::Fused,
         None if gpu.is_cpu() => AttentionPolicy::Fused,
         None => composed,
@@ -160,7 +160,7 @@ pub fn policy_in(
     probe: impl FnOnce(AttentionPolicy) -> Result<()>,
 ) -> Result<AttentionPolicy> {
     let rule = rule(gpu)?;
-    if crate::kernels::attention::variant_from_env()?.is_some() || !tuning::enabled(gpu, Family::AttentionPath) {
+    if gpu.settings.kernels.attention.is_some() || !tuning::enabled(gpu, Family::AttentionPath) {
         return Ok(rule);
     }
     let recorder = Arc::new(Recorder::default());
@@ -177,7 +177,7 @@ pub fn policy_in(
         }
         let pick = match choices.0.get(gpu, &class) {
             Some(name) => name == "fused",
-            None if tuning::budget_left() => match measure(gpu, &s, masked, rule_fused, precision) {
+            None if tuning::budget_left(gpu) => match measure(gpu, &s, masked, rule_fused, precision) {
                 Ok(pick) => {
                     choices.0.insert(gpu, class.clone(), if pick { "fused" } else { "composed" });
                     pick
@@ -217,7 +217,7 @@ fn measure(gpu: &Gpu, s: &AttentionShape, masked: bool, rule_fused: bool, precis
         }
         Ok(tuning::pick(&best, if rule_fused { 0 } else { 1 }) == 0)
     })();
-    tuning::charge(start);
+    tuning::charge(gpu, start);
     outcome
 }
 
@@ -237,7 +237,7 @@ pub fn describe_policy(policy: &AttentionPolicy) -> String {
 /// that it is measured per shape class.
 pub fn describe(gpu: &Gpu) -> Result<String> {
     let rule = rule(gpu)?;
-    let asked = crate::kernels::attention::variant_from_env()?.is_some();
+    let asked = gpu.settings.kernels.attention.is_some();
     Ok(match !asked && tuning::enabled(gpu, Family::AttentionPath) {
         true => format!("fused or composed, measured per shape class (rule: {})", describe_policy(&rule)),
         false => describe_policy(&rule),

@@ -35,19 +35,15 @@ pub struct MpiGroup {
 /// Whether this process was started by an MPI launcher (Open MPI's mpirun, MPICH's Hydra,
 /// or a PMIx launcher such as srun).
 pub fn launched() -> bool {
-    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"].iter().any(|v| std::env::var_os(v).is_some())
+    crate::settings::mpi_launched()
 }
 
 impl MpiGroup {
     /// Initializes MPI on a thread of its own. Call once per process, before any other MPI use.
     pub fn init() -> Result<Self> {
         // Open MPI spins while a rank waits in a collective; here that wait runs beside the
-        // driver's own threads (a software rasterizer's, or the GPU driver's submit threads),
-        // so let it yield (measured on 2 cores: steps 25-60% slower without). An explicit
-        // setting wins.
-        if std::env::var_os("OMPI_MCA_mpi_yield_when_idle").is_none() {
-            std::env::set_var("OMPI_MCA_mpi_yield_when_idle", "1");
-        }
+        // driver's own threads, so let it yield (an explicit setting wins).
+        crate::settings::prefer_mpi_yield();
         let (ready_tx, ready_rx) = mpsc::channel();
         let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
         let worker = std::thread::Builder::new()

@@ -34,6 +34,8 @@ pub struct Trainer {
     /// The ranks training together (data parallel), when there are several.
     #[cfg(not(target_arch = "wasm32"))]
     pub group: Option<std::sync::Arc<dyn crate::engine::collective::Collective>>,
+    /// A fault to inject before one step (tests of failure handling); `None` by default.
+    pub faults: Option<crate::engine::fault::FaultPlan>,
 }
 
 impl Trainer {
@@ -56,6 +58,7 @@ impl Trainer {
             scaler,
             #[cfg(not(target_arch = "wasm32"))]
             group: None,
+            faults: None,
         })
     }
 
@@ -125,7 +128,9 @@ impl Trainer {
         let rank = self.group.as_ref().map_or(0, |g| g.rank());
         #[cfg(target_arch = "wasm32")]
         let rank = 0;
-        crate::engine::fault::inject(gpu, step, rank)?;
+        if let Some(plan) = &self.faults {
+            plan.inject(gpu, step, rank)?;
+        }
         #[cfg(not(target_arch = "wasm32"))]
         let loss = match &self.group {
             Some(group) => exec.step_data_parallel(gpu, inputs, &opts, group.as_ref())?,

@@ -29,9 +29,3 @@ impl Caps {
         })
     }
 }
-
-/// Whether to open devices with cooperative matrices where the adapter lists some: wgpu marks
-/// them experimental, so `WGFORMER_COOP=0` opens devices without them.
-pub(super) fn coop_wanted() -> bool {
-    std::env::var("WGFORMER_COOP").map_or(true, |v| v.trim() != "0")
-}

@@ -3,7 +3,6 @@
 //! Everything else talks to wgpu through this folder or `kernels/`.
 
 mod caps;
-use caps::coop_wanted;
 pub use caps::Caps;
 mod tensor;
 mod turns;
@@ -12,13 +11,16 @@ pub use tensor::{DType, Tensor};
 pub use turns::{Held, Turn};
 
 use crate::error::{Error, Result};
+use crate::settings::{Backend, Settings};
 use std::any::{Any, TypeId};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use turns::Turns;
 
-/// Which adapter to use. `GpuOptions::from_env()` reads `WGFORMER_BACKEND` and
-/// `WGFORMER_ADAPTER`; the defaults take the highest-performance adapter on any backend.
+/// Which adapter to use, and the settings the kernels follow on it. The default takes the
+/// highest-performance adapter on any backend with [`Settings::default`];
+/// [`GpuOptions::from_settings`] applies settings read by the program (for instance
+/// [`Settings::from_env`]).
 #[derive(Clone, Debug, Default)]
 pub struct GpuOptions {
     /// Restrict to one backend (`None`: all).
@@ -28,33 +30,40 @@ pub struct GpuOptions {
     /// Among the adapters of the best kind (device type and backend), take this one (modulo
     /// their count, in the order the system lists them): one GPU per rank of a machine.
     pub ordinal: Option<usize>,
+    /// Kernel choices and tuning, carried by the opened [`Gpu`].
+    pub settings: Settings,
 }
 
 impl GpuOptions {
-    /// Reads `WGFORMER_BACKEND=vulkan|metal|dx12|gl` and `WGFORMER_ADAPTER=<substring>`.
+    /// The adapter `settings` name (backend, name) and the settings themselves.
+    pub fn from_settings(settings: Settings) -> Self {
+        GpuOptions {
+            backend: settings.backend.map(wgpu_backend),
+            adapter: settings.adapter.clone(),
+            ordinal: None,
+            settings,
+        }
+    }
+
+    /// [`GpuOptions::from_settings`] of the environment's settings ([`Settings::from_env`]).
     pub fn from_env() -> Result<Self> {
-        let backend = match std::env::var("WGFORMER_BACKEND") {
-            Ok(v) if !v.trim().is_empty() => Some(parse_backend(&v)?),
-            _ => None,
-        };
-        let adapter = std::env::var("WGFORMER_ADAPTER").ok().filter(|s| !s.trim().is_empty());
-        Ok(GpuOptions { backend, adapter, ordinal: None })
+        Ok(Self::from_settings(Settings::from_env()?))
     }
 }
 
-/// Parses a backend name as used by `WGFORMER_BACKEND`.
-pub fn parse_backend(name: &str) -> Result<wgpu::Backend> {
-    match name.trim().to_ascii_lowercase().as_str() {
-        "vulkan" | "vk" => Ok(wgpu::Backend::Vulkan),
-        "metal" | "mtl" => Ok(wgpu::Backend::Metal),
-        "dx12" | "d3d12" => Ok(wgpu::Backend::Dx12),
-        "gl" | "gles" | "opengl" => Ok(wgpu::Backend::Gl),
-        _ => Err(Error::InvalidSetting {
-            name: "WGFORMER_BACKEND",
-            value: name.to_string(),
-            expected: "one of vulkan, metal, dx12, gl",
-        }),
+/// wgpu's name for a backend.
+pub fn wgpu_backend(backend: Backend) -> wgpu::Backend {
+    match backend {
+        Backend::Vulkan => wgpu::Backend::Vulkan,
+        Backend::Metal => wgpu::Backend::Metal,
+        Backend::Dx12 => wgpu::Backend::Dx12,
+        Backend::Gl => wgpu::Backend::Gl,
     }
+}
+
+/// Parses a backend name as `WGFORMER_BACKEND` takes it.
+pub fn parse_backend(name: &str) -> Result<wgpu::Backend> {
+    Backend::parse(name).map(wgpu_backend)
 }
 
 /// An opened GPU: adapter info, device, queue, and what they support.
@@ -67,6 +76,8 @@ pub struct Gpu {
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
     pub caps: Caps,
+    /// The settings the kernels on this device follow (tiles, variants, tuning).
+    pub settings: Settings,
     submits: std::sync::atomic::AtomicU64,
     /// The first GPU error no error scope caught (wgpu's default would panic); reported by
     /// the next [`Gpu::wait`].
@@ -115,8 +126,15 @@ fn preference(info: &wgpu::AdapterInfo) -> (u32, u32) {
 }
 
 impl Gpu {
-    /// Opens the adapter chosen by `WGFORMER_BACKEND` / `WGFORMER_ADAPTER`, or the best one.
+    /// Opens the best adapter with the default settings; reads no environment variable.
     pub fn new() -> Result<Self> {
+        Self::with_options(&GpuOptions::default())
+    }
+
+    /// Opens the adapter and settings the environment asks for ([`Settings::from_env`]:
+    /// `WGFORMER_BACKEND`, `WGFORMER_ADAPTER`, the kernel and tuning variables): what a
+    /// program's `main` calls.
+    pub fn from_env() -> Result<Self> {
         Self::with_options(&GpuOptions::from_env()?)
     }
 
@@ -160,24 +178,29 @@ impl Gpu {
             }
             Error::NoAdapter(why)
         })?;
-        Self::from_adapter_async(&adapter).await
+        Self::from_adapter_with(&adapter, opts.settings.clone()).await
     }
 
     /// Opens a device on `adapter`, with the optional features wgformer uses and the adapter's
     /// real limits (the WebGPU defaults cap storage bindings at 128 MiB and buffers at 256 MiB).
     pub fn from_adapter(adapter: &wgpu::Adapter) -> Result<Self> {
-        pollster::block_on(Self::from_adapter_async(adapter))
+        pollster::block_on(Self::from_adapter_with(adapter, Settings::default()))
     }
 
     /// [`Gpu::from_adapter`] without blocking.
     pub async fn from_adapter_async(adapter: &wgpu::Adapter) -> Result<Self> {
+        Self::from_adapter_with(adapter, Settings::default()).await
+    }
+
+    /// [`Gpu::from_adapter_async`] with `settings` for the kernels.
+    pub async fn from_adapter_with(adapter: &wgpu::Adapter, settings: Settings) -> Result<Self> {
         let info = adapter.get_info();
         let have = adapter.features();
         let mut wanted = wgpu::Features::SHADER_F16
             | wgpu::Features::SUBGROUP
             | wgpu::Features::TIMESTAMP_QUERY
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
-        let coop = have.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) && coop_wanted();
+        let coop = have.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) && settings.kernels.coop;
         let mut desc = wgpu::DeviceDescriptor {
             label: Some("wgformer"),
             required_features: have & wanted,
@@ -198,10 +221,18 @@ impl Gpu {
             .await
             .map_err(|e| Error::RequestDevice(format!("{} ({:?}): {e}", info.name, info.backend)))?;
         let mut gpu = Self::from_device(device, queue, info);
+        gpu.settings = settings;
         if coop {
             gpu.caps.coop_matrix = adapter.cooperative_matrix_properties();
         }
         Ok(gpu)
+    }
+
+    /// The same device with other `settings` (before its first kernel is built: compiled
+    /// kernels are shared per device and follow the settings they were built under).
+    pub fn with_settings(mut self, settings: Settings) -> Self {
+        self.settings = settings;
+        self
     }
 
     /// Wraps a device an application already has. wgformer uses whichever of SHADER_F16,
@@ -243,6 +274,7 @@ impl Gpu {
             info,
             limits,
             caps,
+            settings: Settings::default(),
             submits: Default::default(),
             uncaptured,
             lost,
@@ -460,7 +492,7 @@ impl Gpu {
     /// clamped in the shader and whose buffer sizes the host checks before every dispatch.
     /// `WGFORMER_BOUNDS_CHECKS=1` keeps the checks (to rule them out when debugging).
     pub(crate) fn shader_unchecked(&self, file: &str, source: &str) -> Result<wgpu::ShaderModule> {
-        if std::env::var("WGFORMER_BOUNDS_CHECKS").is_ok_and(|v| v == "1") {
+        if self.settings.kernels.bounds_checks {
             return self.shader(file, source);
         }
         crate::shaders::validate(file, source)?;

@@ -134,30 +134,15 @@ pub struct Attention {
     no_lens: Tensor,
 }
 
-/// `WGFORMER_ATTENTION_VARIANT`: the attention implementation asked for, if any.
-pub(crate) fn variant_from_env() -> Result<Option<&'static str>> {
-    match std::env::var("WGFORMER_ATTENTION_VARIANT").as_deref() {
-        Err(_) | Ok("") => Ok(None),
-        Ok("composed") => Ok(Some("composed")),
-        Ok("rows") => Ok(Some("rows")),
-        Ok("subgroup") => Ok(Some("subgroup")),
-        Ok("tiled") => Ok(Some("tiled")),
-        Ok(other) => Err(Error::InvalidSetting {
-            name: "WGFORMER_ATTENTION_VARIANT",
-            value: other.to_string(),
-            expected: "composed, rows, subgroup or tiled",
-        }),
-    }
-}
-
 /// The variant wanted: subgroups on CPU adapters (on lavapipe they ran at 4-6x the plain
 /// kernels' rate, on an H200 at 0.5-0.9x), rows elsewhere until the tiled kernels are measured
 /// on a GPU; `WGFORMER_ATTENTION_VARIANT=rows|subgroup|tiled` overrides the choice.
 fn wanted_variant(gpu: &Gpu) -> Result<(Variant, bool)> {
-    Ok(match variant_from_env()? {
-        Some("rows") => (Variant::Rows, true),
-        Some("subgroup") => (Variant::Subgroup, true),
-        Some("tiled") => (Variant::Tiled, true),
+    use crate::settings::AttentionKernel;
+    Ok(match gpu.settings.kernels.attention {
+        Some(AttentionKernel::Rows) => (Variant::Rows, true),
+        Some(AttentionKernel::Subgroup) => (Variant::Subgroup, true),
+        Some(AttentionKernel::Tiled) => (Variant::Tiled, true),
         _ if gpu.is_cpu() => (Variant::Subgroup, false),
         _ => (Variant::Rows, false),
     })

@@ -64,7 +64,7 @@ impl MatmulTiles {
     /// of invocations so that A loads are uniform across a subgroup; GPUs want a 2D workgroup.
     /// `WGFORMER_MATMUL_TILES=wg_n,wg_m,tm` overrides the choice (tuning).
     pub fn for_adapter(gpu: &Gpu) -> Self {
-        Self::from_env().unwrap_or(Self::pair_for_adapter(gpu).0)
+        Self::asked(gpu).unwrap_or(Self::pair_for_adapter(gpu).0)
     }
 
     /// (large, small) tiles. On lavapipe 16x16-row tiles ran ViT-B/16 layers at 27 GFLOP/s but
@@ -89,13 +89,9 @@ impl MatmulTiles {
         gpu.is_cpu().then_some(MatmulTiles { wg_n: 32, wg_m: 1, tm: 32 })
     }
 
-    fn from_env() -> Option<Self> {
-        let v = std::env::var("WGFORMER_MATMUL_TILES").ok()?;
-        let parts: Vec<u32> = v.split(',').map(|p| p.trim().parse().ok()).collect::<Option<_>>()?;
-        match parts[..] {
-            [wg_n, wg_m, tm] => Some(MatmulTiles { wg_n, wg_m, tm }),
-            _ => None,
-        }
+    /// The tiles the settings ask for (`WGFORMER_MATMUL_TILES`), if any.
+    fn asked(gpu: &Gpu) -> Option<Self> {
+        gpu.settings.kernels.matmul_tiles.map(|t| MatmulTiles { wg_n: t.wg_n, wg_m: t.wg_m, tm: t.tm })
     }
 }
 
@@ -114,35 +110,29 @@ pub enum MatmulVariant {
 }
 
 impl MatmulVariant {
-    /// `WGFORMER_MATMUL_VARIANT=general|vec4|subgroup|tiled` caps the variant (tests of the
-    /// fallbacks, comparisons); General < Vec4 < Subgroup < Tiled.
-    fn cap_from_env() -> Option<Self> {
-        match std::env::var("WGFORMER_MATMUL_VARIANT").ok()?.as_str() {
-            "general" => Some(MatmulVariant::General),
-            "vec4" => Some(MatmulVariant::Vec4),
-            "subgroup" => Some(MatmulVariant::Subgroup),
-            "tiled" => Some(MatmulVariant::Tiled),
-            _ => None,
-        }
-    }
-
-    /// The cap when none is asked for: workgroup memory is slow on CPU adapters (lavapipe), where
-    /// register tiles shared through subgroups win; GPUs want workgroup-memory tiles.
+    /// The cap the settings ask for (`WGFORMER_MATMUL_VARIANT`: tests of the fallbacks,
+    /// comparisons), else the adapter's: workgroup memory is slow on CPU adapters (lavapipe),
+    /// where register tiles shared through subgroups win; GPUs want workgroup-memory tiles.
     fn default_cap(gpu: &Gpu) -> Self {
-        Self::cap_from_env().unwrap_or(if gpu.is_cpu() { MatmulVariant::Subgroup } else { MatmulVariant::Tiled })
+        use crate::settings::MatmulKernel;
+        match gpu.settings.kernels.matmul_kernel {
+            Some(MatmulKernel::General) => MatmulVariant::General,
+            Some(MatmulKernel::Vec4) => MatmulVariant::Vec4,
+            Some(MatmulKernel::Subgroup) => MatmulVariant::Subgroup,
+            Some(MatmulKernel::Tiled) => MatmulVariant::Tiled,
+            None if gpu.is_cpu() => MatmulVariant::Subgroup,
+            None => MatmulVariant::Tiled,
+        }
     }
 }
 
 /// Rows and columns per invocation of `matmul_tiled` (each 4 or 8; a workgroup owns 16 times
 /// that). `WGFORMER_MATMUL_BLOCK=TM,TN` overrides the choice (tuning).
-fn tiled_block(tiles: MatmulTiles) -> (u32, u32) {
-    let from_env = std::env::var("WGFORMER_MATMUL_BLOCK").ok().and_then(|v| {
-        let (tm, tn) = v.split_once(',')?;
-        Some((tm.trim().parse().ok()?, tn.trim().parse().ok()?))
-    });
+fn tiled_block(gpu: &Gpu, tiles: MatmulTiles) -> (u32, u32) {
+    let asked = gpu.settings.kernels.matmul_block;
     // The large tiles (16 or more rows per workgroup) take 128 x 64 blocks, the small 64 x 64.
     // On an H200 at 4096^3: 8x4 29.9 TFLOP/s, 4x4 23.8, 8x8 2.3 (its 64 accumulators spill).
-    from_env.unwrap_or(if tiles.wg_m * tiles.tm >= 16 { (8, 4) } else { (4, 4) })
+    asked.unwrap_or(if tiles.wg_m * tiles.tm >= 16 { (8, 4) } else { (4, 4) })
 }
 
 /// Pipelines per (trans_a, trans_b) for each variant the adapter supports, for one tile size.
@@ -193,16 +183,16 @@ impl Matmul {
     /// Builds the pipelines with the adapter's preferred tiles, large and small.
     pub fn new(gpu: &Gpu) -> Result<Self> {
         let cap = MatmulVariant::default_cap(gpu);
-        if let Some(t) = MatmulTiles::from_env() {
+        if let Some(t) = MatmulTiles::asked(gpu) {
             return Self::build(gpu, t, cap);
         }
         let modules = MatmulModules::new(gpu, cap)?;
         let (large, small) = MatmulTiles::pair_for_adapter(gpu);
-        let mut m = Self::with_modules(gpu, &modules, large, tiled_block(large))?;
-        m.small = Some(MatmulSet::build(gpu, &modules, small, tiled_block(small))?);
+        let mut m = Self::with_modules(gpu, &modules, large, tiled_block(gpu, large))?;
+        m.small = Some(MatmulSet::build(gpu, &modules, small, tiled_block(gpu, small))?);
         if let Some(wide) = MatmulTiles::wide_for_adapter(gpu) {
             // Measured for the subgroup kernel only: elsewhere the large tiles stay.
-            let set = MatmulSet::build(gpu, &modules, wide, tiled_block(wide))?;
+            let set = MatmulSet::build(gpu, &modules, wide, tiled_block(gpu, wide))?;
             m.wide = (set.best == MatmulVariant::Subgroup).then_some(set);
         }
         Ok(m)
@@ -216,7 +206,7 @@ impl Matmul {
     /// Builds one set of pipelines, using no variant beyond `cap` (General < Vec4 < Subgroup <
     /// Tiled).
     pub fn build(gpu: &Gpu, tiles: MatmulTiles, cap: MatmulVariant) -> Result<Self> {
-        Self::with_modules(gpu, &MatmulModules::new(gpu, cap)?, tiles, tiled_block(tiles))
+        Self::with_modules(gpu, &MatmulModules::new(gpu, cap)?, tiles, tiled_block(gpu, tiles))
     }
 
     /// One set of pipelines (no small or wide tiles) from already compiled modules.

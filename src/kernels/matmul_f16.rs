@@ -59,19 +59,12 @@ impl MatmulF16 {
     /// The kernels asked for (`WGFORMER_MATMUL_F16`), else matrix units where the device has
     /// them, else the tiled kernel. An error where the adapter has no f16 shaders.
     pub fn new(gpu: &Gpu) -> Result<Self> {
-        let asked = match std::env::var("WGFORMER_MATMUL_F16").as_deref() {
-            Err(_) | Ok("") => None,
-            Ok("tiled") => Some(F16Variant::Tiled),
-            Ok("coop") => Some(F16Variant::Coop),
+        use crate::settings::F16Products;
+        let asked = match gpu.settings.kernels.f16_products {
+            Some(F16Products::Tiled) => Some(F16Variant::Tiled),
+            Some(F16Products::Coop) => Some(F16Variant::Coop),
             // Mixed precision's rounded operands (kernels::F16Set); this kernel's default here.
-            Ok("rounded") => None,
-            Ok(other) => {
-                return Err(Error::InvalidSetting {
-                    name: "WGFORMER_MATMUL_F16",
-                    value: other.to_string(),
-                    expected: "tiled, coop or rounded",
-                })
-            }
+            Some(F16Products::Rounded) | None => None,
         };
         let best = if coop_subgroup(gpu).is_some() { F16Variant::Coop } else { F16Variant::Tiled };
         Self::with_variant(gpu, asked.unwrap_or(best))

@@ -84,9 +84,8 @@ impl F16Set {
     pub fn of(gpu: &Gpu) -> Result<std::sync::Arc<Self>> {
         gpu.shared(|gpu| {
             let cast = cast::Cast::new(gpu)?;
-            let asked = std::env::var("WGFORMER_MATMUL_F16").ok().filter(|v| !v.is_empty());
-            let rounded = match asked.as_deref() {
-                Some("rounded") => true,
+            let rounded = match gpu.settings.kernels.f16_products {
+                Some(crate::settings::F16Products::Rounded) => true,
                 Some(_) => false,
                 None => gpu.is_cpu() && matmul_f16::coop_subgroup(gpu).is_none(),
             };

@@ -4,17 +4,19 @@
 //! the winner for the device and, between runs, in one cache file per user (entries per
 //! adapter, driver and wgformer version; a corrupt file is ignored and rewritten).
 //!
-//! Cost is bounded: a process spends at most [`budget_ms`] measuring (default 800 ms,
-//! `WGFORMER_TUNE_BUDGET_MS`); past it a family keeps its rule for new classes. Settings:
-//! `WGFORMER_TUNE=0` (rules only), `WGFORMER_TUNE=1` (measure every family on every adapter);
-//! by default the matmul is measured everywhere (its candidates give bit-identical products)
-//! and attention on GPUs only (its variants sum in different orders, and on lavapipe the
-//! subgroup kernels won 4-6x in every measurement). `WGFORMER_TUNE_CACHE=PATH|off` moves or
-//! disables the cache file.
+//! Cost is bounded: a `Gpu` spends at most [`budget_ms`] measuring (default 800 ms,
+//! `WGFORMER_TUNE_BUDGET_MS`); past it a family keeps its rule for new classes. The settings
+//! (`gpu.settings.tuning`): `WGFORMER_TUNE=0` (rules only), `WGFORMER_TUNE=1` (measure every
+//! family on every adapter); by default the matmul is measured everywhere (its candidates give
+//! bit-identical products) and attention on GPUs only (its variants sum in different orders,
+//! and on lavapipe the subgroup kernels won 4-6x in every measurement). The cache file is the
+//! settings' (`WGFORMER_TUNE_CACHE=PATH|off`, else the platform's cache folder when the
+//! settings come from the environment; none by default).
 
 use super::{Dispatch, Timer};
 use crate::error::Result;
 use crate::gpu::Gpu;
+use crate::settings::TuneMode;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -47,29 +49,34 @@ pub fn enabled(gpu: &Gpu, family: Family) -> bool {
     if cfg!(target_arch = "wasm32") {
         return false;
     }
-    match std::env::var("WGFORMER_TUNE").as_deref() {
-        Ok("0") => false,
-        Ok("1") => true,
-        _ => family == Family::Matmul || !gpu.is_cpu(),
+    match gpu.settings.tuning.mode {
+        TuneMode::Off => false,
+        TuneMode::All => true,
+        TuneMode::Default => family == Family::Matmul || !gpu.is_cpu(),
     }
 }
 
-/// Nanoseconds this process has spent measuring.
-static SPENT_NS: AtomicU64 = AtomicU64::new(0);
+/// Nanoseconds a device has spent measuring (one per `Gpu`, in its shared state).
+#[derive(Default)]
+struct Spent(AtomicU64);
 
-/// The measuring budget of a process, in milliseconds.
-pub fn budget_ms() -> f64 {
-    std::env::var("WGFORMER_TUNE_BUDGET_MS").ok().and_then(|v| v.trim().parse::<f64>().ok()).unwrap_or(800.0)
+fn spent(gpu: &Gpu) -> Option<std::sync::Arc<Spent>> {
+    gpu.shared(|_| Ok(Spent::default())).ok()
 }
 
-/// Milliseconds this process has spent measuring so far.
-pub fn spent_ms() -> f64 {
-    SPENT_NS.load(Ordering::Relaxed) as f64 / 1e6
+/// The measuring budget of a device, in milliseconds.
+pub fn budget_ms(gpu: &Gpu) -> f64 {
+    gpu.settings.tuning.budget_ms
+}
+
+/// Milliseconds `gpu` has spent measuring so far.
+pub fn spent_ms(gpu: &Gpu) -> f64 {
+    spent(gpu).map_or(0.0, |s| s.0.load(Ordering::Relaxed) as f64 / 1e6)
 }
 
 /// Whether some of the measuring budget is left.
-pub(crate) fn budget_left() -> bool {
-    spent_ms() < budget_ms()
+pub(crate) fn budget_left(gpu: &Gpu) -> bool {
+    spent_ms(gpu) < budget_ms(gpu)
 }
 
 /// A candidate replaces the rule's only when it runs at least this much faster: within noise
@@ -84,13 +91,15 @@ const MARGIN: f64 = 0.05;
 pub(crate) fn fastest(gpu: &Gpu, candidates: &[Vec<Dispatch>], rule: usize) -> Result<usize> {
     let start = Instant::now();
     let outcome = time_interleaved(gpu, candidates);
-    charge(start);
+    charge(gpu, start);
     Ok(pick(&outcome?, rule))
 }
 
-/// Adds the time since `start` to what this process has spent measuring.
-pub(crate) fn charge(start: Instant) {
-    SPENT_NS.fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+/// Adds the time since `start` to what `gpu` has spent measuring.
+pub(crate) fn charge(gpu: &Gpu, start: Instant) {
+    if let Some(s) = spent(gpu) {
+        s.0.fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
 }
 
 /// The index of the fastest of `best_ms`, unless it beats the rule's pick `rule` by less than
@@ -161,7 +170,7 @@ impl Choices {
     }
 
     fn load(&self, gpu: &Gpu) {
-        let Some(path) = cache_path() else { return };
+        let Some(path) = cache_path(gpu) else { return };
         let cache = read_cache(&path);
         let Some(serde_json::Value::Object(entries)) = cache.get(&adapter_key(gpu)) else { return };
         let prefix = self.prefix();
@@ -178,7 +187,7 @@ impl Choices {
     /// adapters' entries kept). A cache that cannot be written only costs the next run its
     /// measurements.
     fn save(&self, gpu: &Gpu) {
-        let Some(path) = cache_path() else { return };
+        let Some(path) = cache_path(gpu) else { return };
         let mut cache = read_cache(&path);
         let key = adapter_key(gpu);
         let mut entries = match cache.remove(&key) {
@@ -200,23 +209,9 @@ impl Choices {
     }
 }
 
-/// The cache file: `WGFORMER_TUNE_CACHE` (a path, or `off`), else the platform's cache folder.
-pub fn cache_path() -> Option<std::path::PathBuf> {
-    use std::path::PathBuf;
-    match std::env::var("WGFORMER_TUNE_CACHE").as_deref() {
-        Ok("off") => return None,
-        Ok(path) if !path.is_empty() => return Some(PathBuf::from(path)),
-        _ => {}
-    }
-    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
-    let dir = if cfg!(windows) {
-        var("LOCALAPPDATA")
-    } else if cfg!(target_os = "macos") {
-        var("HOME").map(|h| h.join("Library/Caches"))
-    } else {
-        var("XDG_CACHE_HOME").or_else(|| var("HOME").map(|h| h.join(".cache")))
-    }?;
-    Some(dir.join("wgformer").join("tuning.json"))
+/// The cache file the settings name, if any.
+pub fn cache_path(gpu: &Gpu) -> Option<std::path::PathBuf> {
+    gpu.settings.tuning.cache.clone()
 }
 
 /// Whose measurements an entry of the cache holds: the adapter, its driver and this version.
@@ -258,13 +253,13 @@ pub(crate) fn attention_class(s: &crate::graph::AttentionShape, masked: bool) ->
 pub fn summary(gpu: &Gpu) -> String {
     let how = |f: Family| if enabled(gpu, f) { "measured" } else { "rule" };
     let mut s = format!(
-        "matmul tiles {}, fused attention variant {}, fused or composed attention {}; budget {:.0} ms a process",
+        "matmul tiles {}, fused attention variant {}, fused or composed attention {}; budget {:.0} ms a device",
         how(Family::Matmul),
         how(Family::Attention),
         how(Family::AttentionPath),
-        budget_ms()
+        budget_ms(gpu)
     );
-    match cache_path() {
+    match cache_path(gpu) {
         None => s += "; no cache file",
         Some(path) => {
             let cached = match read_cache(&path).get(&adapter_key(gpu)) {

@@ -1,9 +1,11 @@
-//! Files: safetensors read and write, and atomic writes (a temporary name, then a rename), so
-//! that a crash never leaves a half-written checkpoint behind.
+//! Files: safetensors read and write, bounded gunzip; the atomic, durable writes of
+//! checkpoints live in `util::atomic` and are re-exported here.
 
 use crate::error::{Error, Result};
 use safetensors::tensor::{Dtype as StDtype, SafeTensors, TensorView};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+pub use super::atomic::{recover_dir, write_atomic, write_dir_atomic, write_dir_atomic_keeping, LinkFrom};
 
 /// The values of one stored tensor, widened to the types wgformer computes with.
 #[derive(Clone, Debug, PartialEq)]
@@ -108,89 +110,19 @@ pub fn gunzip(bytes: &[u8], path: &Path, max: u64) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = sibling(path, ".tmp");
-    std::fs::write(&tmp, bytes).map_err(|e| io_error(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io_error(path, e))
-}
-
-fn sibling(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(suffix);
-    path.with_file_name(name)
-}
-
-/// Replaces the directory `dir` with one holding exactly `files` (name, bytes), atomically as
-/// far as the file system allows: everything is written to `dir.tmp` first, then renamed over.
-pub fn write_dir_atomic(dir: &Path, files: &[(&str, Vec<u8>)]) -> Result<()> {
-    write_dir_atomic_keeping(dir, files, &[])
-}
-
-/// Puts back the directory a [`write_dir_atomic`] killed between its two renames left as
-/// `dir.old` only (the previous complete version; `dir.tmp` may be incomplete). Does nothing
-/// when `dir` exists or there is nothing to recover. Call it before reading `dir`.
-pub fn recover_dir(dir: &Path) -> Result<()> {
-    let old = sibling(dir, ".old");
-    if !dir.exists() && old.is_dir() {
-        std::fs::rename(&old, dir).map_err(|e| io_error(dir, e))?;
-    }
-    Ok(())
-}
-
-/// Where a linked file of [`write_dir_atomic_keeping`] comes from.
-#[derive(Clone, Debug, PartialEq)]
-pub enum LinkFrom {
-    /// A file outside the new directory (one of an earlier checkpoint).
-    File(PathBuf),
-    /// One of the files written in the same call (a second name for it).
-    Written(String),
-}
-
-/// [`write_dir_atomic`], plus `keep` (source, name): files linked into the new directory under
-/// `name` by a hard link (a copy where links fail), so that large files are not written twice.
-pub fn write_dir_atomic_keeping(dir: &Path, files: &[(&str, Vec<u8>)], keep: &[(LinkFrom, String)]) -> Result<()> {
-    recover_dir(dir)?;
-    let tmp = sibling(dir, ".tmp");
-    let old = sibling(dir, ".old");
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| io_error(&tmp, e))?;
-    }
-    std::fs::create_dir_all(&tmp).map_err(|e| io_error(&tmp, e))?;
-    for (name, bytes) in files {
-        let p = tmp.join(name);
-        std::fs::write(&p, bytes).map_err(|e| io_error(&p, e))?;
-    }
-    for (source, name) in keep {
-        let p = tmp.join(name);
-        let source = match source {
-            LinkFrom::File(path) => path.clone(),
-            LinkFrom::Written(name) => tmp.join(name),
-        };
-        if std::fs::hard_link(&source, &p).is_err() {
-            std::fs::copy(&source, &p).map_err(|e| io_error(&source, e))?;
-        }
-    }
-    if old.exists() {
-        std::fs::remove_dir_all(&old).map_err(|e| io_error(&old, e))?;
-    }
-    if dir.exists() {
-        std::fs::rename(dir, &old).map_err(|e| io_error(dir, e))?;
-    }
-    std::fs::rename(&tmp, dir).map_err(|e| io_error(dir, e))?;
-    if old.exists() {
-        std::fs::remove_dir_all(&old).map_err(|e| io_error(&old, e))?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::util::atomic::sibling;
+
+    /// A scratch folder under the build's target directory.
+    fn scratch() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("unit-scratch")
+    }
 
     #[test]
     fn a_directory_killed_between_its_renames_is_recovered_from_old() {
-        let root = std::env::temp_dir().join(format!("wgformer-io-recover-{}", std::process::id()));
+        let root = scratch().join(format!("wgformer-io-recover-{}", std::process::id()));
         let dir = root.join("ck");
         write_dir_atomic(&dir, &[("a", b"1".to_vec())]).unwrap();
         // The state a kill between the two renames leaves: DIR.old complete, DIR.tmp new, no DIR.
@@ -206,7 +138,7 @@ mod tests {
 
     #[test]
     fn a_replaced_directory_holds_the_new_files_and_the_kept_ones() {
-        let root = std::env::temp_dir().join(format!("wgformer-io-{}", std::process::id()));
+        let root = scratch().join(format!("wgformer-io-{}", std::process::id()));
         let dir = root.join("ck");
         write_dir_atomic(&dir, &[("a", b"1".to_vec()), ("b", b"2".to_vec())]).unwrap();
         let keep = [(LinkFrom::File(dir.join("b")), "c".to_string()), (LinkFrom::Written("a".into()), "d".to_string())];

@@ -1,6 +1,7 @@
-//! Small helpers with no GPU and no model knowledge: safetensors and atomic file writes, the
+//! Small helpers with no GPU and no model knowledge: safetensors, atomic and durable file writes, the
 //! random number generator, a one-shot channel.
 
+pub mod atomic;
 pub mod io;
 pub(crate) mod oneshot;
 pub mod rng;

@@ -9,39 +9,38 @@ pub mod graphs;
 pub mod mixed;
 
 use std::sync::OnceLock;
+use wgformer::settings::{Settings, TestSettings};
 use wgformer::{Gpu, GpuOptions};
 
-/// Backends the GPU tests run on: WGFORMER_TEST_BACKENDS (comma list), default "vulkan,gl".
-fn test_backends() -> Vec<String> {
-    std::env::var("WGFORMER_TEST_BACKENDS")
-        .unwrap_or_else(|_| "vulkan,gl".to_string())
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect()
+/// The test variables (`WGFORMER_TEST_BACKENDS`, `WGFORMER_ALLOW_NO_GPU`, ...), read once.
+pub fn test_settings() -> &'static TestSettings {
+    static SETTINGS: OnceLock<TestSettings> = OnceLock::new();
+    SETTINGS.get_or_init(|| TestSettings::from_env().expect("valid WGFORMER_* test settings"))
 }
 
-/// GPU tests fail when a backend has no adapter, unless WGFORMER_ALLOW_NO_GPU=1 lets them
-/// skip: a run that tested nothing must not pass by default.
-fn allow_no_gpu() -> bool {
-    std::env::var("WGFORMER_ALLOW_NO_GPU").is_ok_and(|v| v == "1")
+/// The library's settings from the environment (what the GPU tests open devices with).
+pub fn env_settings() -> Settings {
+    Settings::from_env().expect("valid WGFORMER_* settings")
 }
 
 static GPUS: OnceLock<Vec<(String, Option<Gpu>)>> = OnceLock::new();
 
-fn open_all() -> Vec<(String, Option<Gpu>)> {
-    test_backends()
-        .into_iter()
-        .map(|name| {
-            let opts = wgformer::gpu::parse_backend(&name).map(|b| GpuOptions {
-                backend: Some(b),
-                adapter: None,
-                ordinal: None,
-            });
-            let gpu = opts.and_then(|o| Gpu::with_options(&o));
-            match gpu {
+/// Opens a device on every test backend with `settings`. A backend without an adapter fails
+/// the test, unless WGFORMER_ALLOW_NO_GPU=1 lets it skip: a run that tested nothing must not
+/// pass by default.
+fn open_all_with(settings: &Settings) -> Vec<(String, Option<Gpu>)> {
+    test_settings()
+        .backends
+        .iter()
+        .map(|&backend| {
+            let name = format!("{backend:?}").to_ascii_lowercase();
+            let opts = GpuOptions {
+                backend: Some(wgformer::gpu::wgpu_backend(backend)),
+                ..GpuOptions::from_settings(settings.clone())
+            };
+            match Gpu::with_options(&opts) {
                 Ok(g) => (name, Some(g)),
-                Err(e) if allow_no_gpu() => {
+                Err(e) if test_settings().allow_no_gpu => {
                     eprintln!("WGFORMER_ALLOW_NO_GPU=1: skipping GPU tests on {name}: {e}");
                     (name, None)
                 }
@@ -55,6 +54,23 @@ fn open_all() -> Vec<(String, Option<Gpu>)> {
             }
         })
         .collect()
+}
+
+fn open_all() -> Vec<(String, Option<Gpu>)> {
+    open_all_with(&env_settings())
+}
+
+/// Runs `f` on every test backend on devices newly opened with the environment's settings
+/// changed by `change` (tests of one setting: nothing else shares these devices).
+pub fn for_each_gpu_with(change: impl FnOnce(&mut Settings), mut f: impl FnMut(&Gpu)) {
+    let mut settings = env_settings();
+    change(&mut settings);
+    for (name, gpu) in open_all_with(&settings) {
+        if let Some(gpu) = gpu {
+            eprintln!("[{name}] {}", gpu.describe());
+            f(&gpu);
+        }
+    }
 }
 
 /// Runs `f` once on every test backend (a backend without an adapter fails the test, unless

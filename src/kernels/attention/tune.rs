@@ -41,7 +41,7 @@ impl Attention {
         if let Some(v) = self.tuned.get(gpu, &class).and_then(|p| parse(&p)).filter(|v| candidates.contains(v)) {
             return Ok(v);
         }
-        if !tuning::budget_left() {
+        if !tuning::budget_left(gpu) {
             return Ok(self.rule);
         }
         match self.measure(gpu, s, masked, &candidates) {

@@ -80,7 +80,7 @@ impl Matmul {
         if let Some(set) = self.tuned.get(gpu, &class).and_then(|pick| self.candidate(shape, &pick)) {
             return Ok(set);
         }
-        if !tuning::budget_left() {
+        if !tuning::budget_left(gpu) {
             return Ok(self.set_for(shape));
         }
         let max_flops = if gpu.is_cpu() { CPU_MEASURE_FLOPS } else { f64::INFINITY };

@@ -135,7 +135,7 @@ pub fn run_step(
     let flops = matmul_flops(&graph);
     progress(&format!("{model} batch {batch}: {} nodes, building the executor", graph.nodes.len()));
     let exec = Executor::new(gpu, graph, Some(case.loss), Some(&grads))?;
-    progress(&format!("  {:.0} ms measuring kernel choices", crate::kernels::tuning::spent_ms()));
+    progress(&format!("  {:.0} ms measuring kernel choices", crate::kernels::tuning::spent_ms(gpu)));
     for (p, values) in &case.params {
         exec.set(gpu, *p, HostData::F32(values))?;
     }
@@ -185,7 +185,7 @@ pub fn run_step(
         Some(g) => ranks_note(g.size(), &comm, median_ms),
         None => String::new(),
     };
-    if std::env::var("WGFORMER_PROFILE").is_ok_and(|v| v == "1") {
+    if gpu.settings.profile {
         for (op, ms, n) in exec.profile(gpu)? {
             progress(&format!("  {op:<16} {ms:9.2} ms in {n} nodes"));
         }
