@@ -13,8 +13,6 @@
 // R is a constant on purpose: as an override set below its arrays' size, the backward ran 8x
 // slower on lavapipe (llvmpipe then keeps the per-row arrays out of registers).
 
-struct AttnParams { batch: u32, heads: u32, tq: u32, tk: u32, causal: u32, has_lens: u32, scale: f32, _pad: u32, }
-
 override WG: u32 = 64;     // a multiple of SG
 override D: u32 = 64;      // head dimension, a multiple of 4, at most DMAX
 override SG: u32 = 8;      // the subgroup size
@@ -22,46 +20,8 @@ const R: u32 = 4u;         // rows per lane (kernels/attention.rs SG_ROWS_PER_LA
 const D4MAX: u32 = 32u;    // DMAX / 4 = 128 / 4
 const NEG_BIG: f32 = -3.402823e38;
 
-// q, k and v's storage: vec4<f16> in the form where mixed precision keeps the projections
-// in half precision (shaders::with_f16); arithmetic stays f32.
-alias Qkv4 = vec4<f32>;
-// o's storage (O4; the backward reads it too) and the gradients' (Grad4: do, dq, dk and dv), each
-// vec4<f16> in the forms where mixed precision keeps them in half precision.
-alias O4 = vec4<f32>;
-alias Grad4 = vec4<f32>;
-
-@group(0) @binding(0) var<storage, read_write> o: array<O4>;     // (B, Tq, H, D)
-@group(0) @binding(1) var<storage, read_write> lse: array<f32>;         // (B, H, Tq)
-@group(0) @binding(2) var<storage, read> q: array<Qkv4>;
-@group(0) @binding(3) var<storage, read> k: array<Qkv4>;
-@group(0) @binding(4) var<storage, read> v: array<Qkv4>;
-@group(0) @binding(5) var<storage, read> key_lens: array<u32>;          // (B)
-@group(0) @binding(6) var<uniform> p: AttnParams;
-
-@group(0) @binding(0) var<storage, read_write> dq_out: array<Grad4>;
-@group(0) @binding(1) var<storage, read> bq: array<Qkv4>;
-@group(0) @binding(2) var<storage, read> bk: array<Qkv4>;
-@group(0) @binding(3) var<storage, read> bv: array<Qkv4>;
-@group(0) @binding(4) var<storage, read> bdo: array<Grad4>;
-@group(0) @binding(5) var<storage, read> blse: array<f32>;
-@group(0) @binding(6) var<storage, read> bdelta: array<f32>;
-@group(0) @binding(7) var<storage, read> blens: array<u32>;
-@group(0) @binding(8) var<uniform> bp: AttnParams;
-
-@group(0) @binding(0) var<storage, read_write> dk_out: array<Grad4>;
-@group(0) @binding(1) var<storage, read_write> dv_out: array<Grad4>;
-@group(0) @binding(2) var<storage, read> cq: array<Qkv4>;
-@group(0) @binding(3) var<storage, read> ck: array<Qkv4>;
-@group(0) @binding(4) var<storage, read> cv: array<Qkv4>;
-@group(0) @binding(5) var<storage, read> cdo: array<Grad4>;
-@group(0) @binding(6) var<storage, read> clse: array<f32>;
-@group(0) @binding(7) var<storage, read> cdelta: array<f32>;
-@group(0) @binding(8) var<storage, read> clens: array<u32>;
-@group(0) @binding(9) var<uniform> cp: AttnParams;
-
-fn row4(b: u32, t: u32, h: u32, tokens: u32, heads: u32) -> u32 {
-    return ((b * tokens + t) * heads + h) * (D / 4u);
-}
+#include "common/attention_fwd_io.wgsl"
+#include "common/attention_bwd_io.wgsl"
 
 // The R rows this lane owns (t0, t0 + SG, ...) for rows of `count` per (batch, head), padded to
 // blocks of R * SG; rows at or past `count` are padding. `ok` is false past the grid's end.

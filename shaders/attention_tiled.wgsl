@@ -8,8 +8,6 @@
 // runs before dq and dkv. No atomics: every output row is written once, by its own invocation.
 // Workgroup memory is 15.5 KiB, inside WebGPU's default 16 KiB.
 
-struct AttnParams { batch: u32, heads: u32, tq: u32, tk: u32, causal: u32, has_lens: u32, scale: f32, _pad: u32, }
-
 override WG: u32 = 64;
 override D: u32 = 64;      // head dimension, a multiple of 4, at most 128
 override BK: u32 = 16;     // rows per staged tile: BK * D / 4 <= TILE4, at most BKMAX
@@ -21,54 +19,8 @@ var<workgroup> ta: array<vec4<f32>, TILE4>;   // K (forward, dq) or Q (dkv)
 var<workgroup> tb: array<vec4<f32>, TILE4>;   // V (forward, dq) or dO (dkv)
 var<workgroup> tld: array<vec2<f32>, BKMAX>;  // (lse, delta) of the staged query rows (dkv)
 
-// q, k and v's storage: vec4<f16> in the form where mixed precision keeps the projections
-// in half precision (shaders::with_f16); arithmetic stays f32.
-alias Qkv4 = vec4<f32>;
-// o's storage (O4; the backward reads it too) and the gradients' (Grad4: do, dq, dk and dv), each
-// vec4<f16> in the forms where mixed precision keeps them in half precision.
-alias O4 = vec4<f32>;
-alias Grad4 = vec4<f32>;
-
-@group(0) @binding(0) var<storage, read_write> o: array<O4>;     // (B, Tq, H, D)
-@group(0) @binding(1) var<storage, read_write> lse: array<f32>;         // (B, H, Tq)
-@group(0) @binding(2) var<storage, read> q: array<Qkv4>;
-@group(0) @binding(3) var<storage, read> k: array<Qkv4>;
-@group(0) @binding(4) var<storage, read> v: array<Qkv4>;
-@group(0) @binding(5) var<storage, read> key_lens: array<u32>;          // (B)
-@group(0) @binding(6) var<uniform> p: AttnParams;
-
-@group(0) @binding(0) var<storage, read_write> dq_out: array<Grad4>;
-@group(0) @binding(1) var<storage, read> bq: array<Qkv4>;
-@group(0) @binding(2) var<storage, read> bk: array<Qkv4>;
-@group(0) @binding(3) var<storage, read> bv: array<Qkv4>;
-@group(0) @binding(4) var<storage, read> bdo: array<Grad4>;
-@group(0) @binding(5) var<storage, read> blse: array<f32>;
-@group(0) @binding(6) var<storage, read> bdelta: array<f32>;
-@group(0) @binding(7) var<storage, read> blens: array<u32>;
-@group(0) @binding(8) var<uniform> bp: AttnParams;
-
-@group(0) @binding(0) var<storage, read_write> dk_out: array<Grad4>;
-@group(0) @binding(1) var<storage, read_write> dv_out: array<Grad4>;
-@group(0) @binding(2) var<storage, read> cq: array<Qkv4>;
-@group(0) @binding(3) var<storage, read> ck: array<Qkv4>;
-@group(0) @binding(4) var<storage, read> cv: array<Qkv4>;
-@group(0) @binding(5) var<storage, read> cdo: array<Grad4>;
-@group(0) @binding(6) var<storage, read> clse: array<f32>;
-@group(0) @binding(7) var<storage, read> cdelta: array<f32>;
-@group(0) @binding(8) var<storage, read> clens: array<u32>;
-@group(0) @binding(9) var<uniform> cp: AttnParams;
-
-// vec4 index of row t, head h of a (B, T, H, D) tensor.
-fn row4(b: u32, t: u32, h: u32, tokens: u32, heads: u32) -> u32 {
-    return ((b * tokens + t) * heads + h) * (D / 4u);
-}
-
-// Keys visible to query i: [0, end).
-fn key_end(i: u32, len: u32, prm: AttnParams) -> u32 {
-    var end = len;
-    if (prm.causal != 0u) { end = min(end, i + (prm.tk - prm.tq) + 1u); }
-    return end;
-}
+#include "common/attention_fwd_io.wgsl"
+#include "common/attention_bwd_io.wgsl"
 
 // The workgroup's (batch, head) and first row, from the flat workgroup index over
 // batch * heads * ceil(rows / WG) workgroups; None (x = 0xffffffff) past the end.

@@ -21,19 +21,7 @@ override ITEMS: u32 = 64;
 @group(0) @binding(1) var<storage, read> cs_partial: array<f32>;
 @group(0) @binding(2) var<uniform> cp: ClipParams;
 
-var<workgroup> scratch: array<f32, WG>;
-
-fn reduce_sum(v: f32, lid: u32) -> f32 {
-    scratch[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) { scratch[lid] = scratch[lid] + scratch[lid + s]; }
-        workgroupBarrier();
-    }
-    let r = scratch[0];
-    workgroupBarrier();
-    return r;
-}
+#include "common/reduce_wg.wgsl"
 
 @compute @workgroup_size(WG)
 fn sumsq_partial(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,

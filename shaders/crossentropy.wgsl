@@ -38,31 +38,7 @@ alias DlogitT = f32;
 @group(0) @binding(2) var<storage, read> rd_scales: array<f32>;        // (2)
 @group(0) @binding(3) var<uniform> rd_p: CeParams;
 
-var<workgroup> scratch: array<f32, WG>;
-
-fn reduce_max(v: f32, lid: u32) -> f32 {
-    scratch[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) { scratch[lid] = max(scratch[lid], scratch[lid + s]); }
-        workgroupBarrier();
-    }
-    let r = scratch[0];
-    workgroupBarrier();
-    return r;
-}
-
-fn reduce_sum(v: f32, lid: u32) -> f32 {
-    scratch[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) { scratch[lid] = scratch[lid] + scratch[lid + s]; }
-        workgroupBarrier();
-    }
-    let r = scratch[0];
-    workgroupBarrier();
-    return r;
-}
+#include "common/reduce_wg.wgsl"
 
 fn ignored(t: u32, has_ignore: u32, ignore_index: u32) -> bool {
     return has_ignore != 0u && t == ignore_index;

@@ -37,21 +37,9 @@ override RL: u32 = 32;   // layernorm_bwd_params: row lanes per workgroup, a pow
 @group(0) @binding(4) var<storage, read> bp_mean: array<f32>;    // (R)
 @group(0) @binding(5) var<storage, read> bp_rstd: array<f32>;    // (R)
 
-var<workgroup> scratch: array<f32, WG>;
+#include "common/reduce_wg.wgsl"
 var<workgroup> part_dg: array<f32, CB * RL>;
 var<workgroup> part_db: array<f32, CB * RL>;
-
-fn reduce_sum(v: f32, lid: u32) -> f32 {
-    scratch[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) { scratch[lid] = scratch[lid] + scratch[lid + s]; }
-        workgroupBarrier();
-    }
-    let r = scratch[0];
-    workgroupBarrier();
-    return r;
-}
 
 @compute @workgroup_size(WG)
 fn layernorm_fwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,

@@ -10,15 +10,7 @@
 // Workgroup x walks row blocks and y column blocks: workgroups that run one after another share
 // a strip of B, which stays in cache (columns-first order ran 2x slower at 2048^3 on lavapipe).
 
-struct MatmulParams {
-    m: u32, n: u32, k: u32, batch: u32,
-    lda: u32, ldb: u32, ldc: u32,
-    flags: u32,        // bit 0: add bias[n]; bit 1: accumulate into C
-    stride_a: u32, stride_b: u32, stride_c: u32, _pad: u32,
-}
-
-override TRANS_A: bool = false;
-override TRANS_B: bool = false;
+#include "common/matmul_params.wgsl"
 override WG_N: u32 = 16;    // invocations per workgroup along N (each owns 4 columns)
 override WG_M: u32 = 4;     // invocations per workgroup along M (each owns TM rows)
 override TM: u32 = 4;       // rows per invocation, at most TM_MAX
@@ -64,18 +56,14 @@ fn matmul_fwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
         let kb1 = kb + kb_step;
         let kb2 = kb1 + kb_step;
         let kb3 = kb2 + kb_step;
-        let b0 = vec4<f32>(b[kb + c0], b[kb + c1], b[kb + c2], b[kb + c3]);
-        let b1 = vec4<f32>(b[kb1 + c0], b[kb1 + c1], b[kb1 + c2], b[kb1 + c3]);
-        let b2 = vec4<f32>(b[kb2 + c0], b[kb2 + c1], b[kb2 + c2], b[kb2 + c3]);
-        let b3 = vec4<f32>(b[kb3 + c0], b[kb3 + c1], b[kb3 + c2], b[kb3 + c3]);
+        let bk = mat4x4<f32>(
+            vec4<f32>(b[kb + c0], b[kb + c1], b[kb + c2], b[kb + c3]),
+            vec4<f32>(b[kb1 + c0], b[kb1 + c1], b[kb1 + c2], b[kb1 + c3]),
+            vec4<f32>(b[kb2 + c0], b[kb2 + c1], b[kb2 + c2], b[kb2 + c3]),
+            vec4<f32>(b[kb3 + c0], b[kb3 + c1], b[kb3 + c2], b[kb3 + c3]));
         let ka = ab + k0 * ka_step;
         for (var r = 0u; r < TM; r++) {
-            let ia = ka + min(m0 + r, m_last) * row_step;
-            let a0 = a[ia];
-            let a1 = a[ia + ka_step];
-            let a2 = a[ia + 2u * ka_step];
-            let a3 = a[ia + 3u * ka_step];
-            acc[r] = fma(vec4<f32>(a3), b3, fma(vec4<f32>(a2), b2, fma(vec4<f32>(a1), b1, fma(vec4<f32>(a0), b0, acc[r]))));
+            acc[r] = fma4(acc[r], a_quad(ka + min(m0 + r, m_last) * row_step, ka_step), bk);
         }
     }
     // The last K % 4 steps.
@@ -105,6 +93,14 @@ fn matmul_fwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
     }
 }
 
+// A[ia], A[ia + step], A[ia + 2 step], A[ia + 3 step]: four k of one row of op(A).
+fn a_quad(ia: u32, step: u32) -> vec4<f32> {
+    return vec4<f32>(a[ia], a[ia + step], a[ia + 2u * step], a[ia + 3u * step]);
+}
+
+#include "common/matmul_fma.wgsl"
+#include "common/matmul_vec4.wgsl"
+
 // matmul_fwd_vec4: the same product when N, K, lda, ldb, ldc and the batch strides are all
 // multiples of 4 (every Transformer layer). B and C are read and written as vec4: one load per
 // lane instead of four, which on lavapipe turns four per-lane gathers into one.
@@ -116,66 +112,18 @@ fn matmul_fwd_vec4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocati
     let batch = wg.z;
     let ly = select(lid.y, 0u, WG_M == 1u);
     let m0 = (wg.x * WG_M + ly) * TM;
-    // Lanes past the last column block recompute the last one and do not store it.
-    let n0 = min((wg.y * WG_N + lid.x) * 4u, p.n - 4u);
-    let live_n = (wg.y * WG_N + lid.x) * 4u < p.n;
-    let ab = batch * p.stride_a;
-    let bb4 = batch * p.stride_b / 4u;
-    let m_last = p.m - 1u;
-    let ka_step = select(1u, p.lda, TRANS_A);
-    let row_step = select(p.lda, 1u, TRANS_A);
-    let ldb4 = p.ldb / 4u;
+    let t = tile4(batch, wg.y * WG_N + lid.x);
 
     var acc: array<vec4<f32>, TM_MAX>;
     for (var r = 0u; r < TM; r++) { acc[r] = vec4<f32>(0.0); }
 
     for (var k0 = 0u; k0 < p.k; k0 += 4u) {
-        var b0: vec4<f32>;
-        var b1: vec4<f32>;
-        var b2: vec4<f32>;
-        var b3: vec4<f32>;
-        if (TRANS_B) {
-            // Four columns of op(B), each 4 consecutive k: transpose in registers.
-            let i = bb4 + n0 * ldb4 + k0 / 4u;
-            let v0 = b4[i];
-            let v1 = b4[i + ldb4];
-            let v2 = b4[i + 2u * ldb4];
-            let v3 = b4[i + 3u * ldb4];
-            b0 = vec4<f32>(v0.x, v1.x, v2.x, v3.x);
-            b1 = vec4<f32>(v0.y, v1.y, v2.y, v3.y);
-            b2 = vec4<f32>(v0.z, v1.z, v2.z, v3.z);
-            b3 = vec4<f32>(v0.w, v1.w, v2.w, v3.w);
-        } else {
-            let i = bb4 + k0 * ldb4 + n0 / 4u;
-            b0 = b4[i];
-            b1 = b4[i + ldb4];
-            b2 = b4[i + 2u * ldb4];
-            b3 = b4[i + 3u * ldb4];
-        }
-        let ka = ab + k0 * ka_step;
+        let bk = load_b4(t.bb4, k0, t.n0, t.ldb4);
+        let ka = t.ab + k0 * t.ka_step;
         for (var r = 0u; r < TM; r++) {
-            let ia = ka + min(m0 + r, m_last) * row_step;
-            let a0 = a[ia];
-            let a1 = a[ia + ka_step];
-            let a2 = a[ia + 2u * ka_step];
-            let a3 = a[ia + 3u * ka_step];
-            acc[r] = fma(vec4<f32>(a3), b3, fma(vec4<f32>(a2), b2, fma(vec4<f32>(a1), b1, fma(vec4<f32>(a0), b0, acc[r]))));
+            acc[r] = fma4(acc[r], a_quad(ka + min(m0 + r, t.m_last) * t.row_step, t.ka_step), bk);
         }
     }
 
-    if (!live_n) { return; }
-    let use_bias = (p.flags & 1u) != 0u;
-    let accumulate = (p.flags & 2u) != 0u;
-    var bias_v = vec4<f32>(0.0);
-    if (use_bias) { bias_v = vec4<f32>(bias[n0], bias[n0 + 1u], bias[n0 + 2u], bias[n0 + 3u]); }
-    let cb4 = batch * p.stride_c / 4u;
-    let ldc4 = p.ldc / 4u;
-    for (var r = 0u; r < TM; r++) {
-        let m = m0 + r;
-        if (m >= p.m) { break; }
-        let idx = cb4 + m * ldc4 + n0 / 4u;
-        var v = acc[r] + bias_v;
-        if (accumulate) { v += c4[idx]; }
-        c4[idx] = v;
-    }
+    if (t.live_n) { store_tile4(batch, m0, t.n0, &acc); }
 }

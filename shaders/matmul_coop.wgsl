@@ -12,29 +12,14 @@
 enable f16;
 enable wgpu_cooperative_matrix;
 
-struct MatmulParams {
-    m: u32, n: u32, k: u32, batch: u32,
-    lda: u32, ldb: u32, ldc: u32,
-    flags: u32,        // bit 0: add bias[n]; bit 1: accumulate into C
-    stride_a: u32, stride_b: u32, stride_c: u32, _pad: u32,
-}
-
-override TRANS_A: bool = false;
-override TRANS_B: bool = false;
+#include "common/matmul_params.wgsl"
 override SG: u32 = 32u;     // lanes per workgroup: one subgroup
 
 const BM: u32 = 32u;        // rows of C per workgroup
 const BN: u32 = 32u;        // columns of C per workgroup
 const BK: u32 = 16u;        // k per strip
 
-// C's storage: f16 in the form for products whose output mixed precision keeps in half
-// precision (shaders::with_f16); accumulation stays f32.
-alias OutT = f32;
-@group(0) @binding(0) var<storage, read_write> c: array<OutT>;     // (batch, M, N)
-@group(0) @binding(1) var<storage, read> a: array<f16>;           // (batch, M, K) or (batch, K, M)
-@group(0) @binding(2) var<storage, read> b: array<f16>;           // (batch, K, N) or (batch, N, K)
-@group(0) @binding(3) var<storage, read> bias: array<f32>;        // (N)
-@group(0) @binding(4) var<uniform> p: MatmulParams;
+#include "common/matmul_f16_io.wgsl"
 
 var<workgroup> a_tile: array<f16, 512>;    // op(A) strip as [m][k], BM * BK
 var<workgroup> b_tile: array<f16, 512>;    // op(B) strip as [k][n], BK * BN

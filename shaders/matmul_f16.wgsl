@@ -10,50 +10,19 @@
 
 enable f16;
 
-struct MatmulParams {
-    m: u32, n: u32, k: u32, batch: u32,
-    lda: u32, ldb: u32, ldc: u32,
-    flags: u32,        // bit 0: add bias[n]; bit 1: accumulate into C
-    stride_a: u32, stride_b: u32, stride_c: u32, _pad: u32,
-}
-
-override TRANS_A: bool = false;
-override TRANS_B: bool = false;
+#include "common/matmul_params.wgsl"
 
 const BM: u32 = 64u;        // rows of C per workgroup
 const BN: u32 = 64u;        // columns of C per workgroup
 const BK: u32 = 16u;        // k per strip
 const LANES: u32 = 256u;    // invocations per workgroup
 
-// C's storage: f16 in the form for products whose output mixed precision keeps in half
-// precision (shaders::with_f16); accumulation stays f32.
-alias OutT = f32;
-@group(0) @binding(0) var<storage, read_write> c: array<OutT>;     // (batch, M, N)
-@group(0) @binding(1) var<storage, read> a: array<f16>;           // (batch, M, K) or (batch, K, M)
-@group(0) @binding(2) var<storage, read> b: array<f16>;           // (batch, K, N) or (batch, N, K)
-@group(0) @binding(3) var<storage, read> bias: array<f32>;        // (N)
-@group(0) @binding(4) var<uniform> p: MatmulParams;
+#include "common/matmul_f16_io.wgsl"
 
 var<workgroup> a_strip: array<f32, 1024>;   // [k][m], BK * BM
 var<workgroup> b_strip: array<f32, 1024>;   // [k][n], BK * BN
 
-// op(A)[m][k] of batch offset `ab`, 0 outside the matrix.
-fn load_a(ab: u32, m: u32, k: u32) -> f32 {
-    var v = 0.0;
-    if (m < p.m && k < p.k) {
-        v = f32(a[ab + select(m * p.lda + k, k * p.lda + m, TRANS_A)]);
-    }
-    return v;
-}
-
-// op(B)[k][n] of batch offset `bb`, 0 outside the matrix.
-fn load_b(bb: u32, k: u32, n: u32) -> f32 {
-    var v = 0.0;
-    if (k < p.k && n < p.n) {
-        v = f32(b[bb + select(k * p.ldb + n, n * p.ldb + k, TRANS_B)]);
-    }
-    return v;
-}
+#include "common/matmul_load.wgsl"
 
 @compute @workgroup_size(16, 16, 1)
 fn matmul_f16(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,

@@ -13,15 +13,7 @@
 // 1024^3 TM 24 ran at 12 with TM_MAX 32 (30 with TM_MAX 24) and TM 48 or 64 at 12, so measure
 // before changing TM or TM_MAX.
 
-struct MatmulParams {
-    m: u32, n: u32, k: u32, batch: u32,
-    lda: u32, ldb: u32, ldc: u32,
-    flags: u32,        // bit 0: add bias[n]; bit 1: accumulate into C
-    stride_a: u32, stride_b: u32, stride_c: u32, _pad: u32,
-}
-
-override TRANS_A: bool = false;
-override TRANS_B: bool = false;
+#include "common/matmul_params.wgsl"
 override WG_N: u32 = 16;    // invocations per workgroup along N (each owns 4 columns)
 override WG_M: u32 = 1;     // must be 1
 override TM: u32 = 32;      // rows per invocation, at most TM_MAX
@@ -40,14 +32,7 @@ fn matmul_fwd_sg(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation
                  @builtin(subgroup_invocation_id) lane: u32) {
     let batch = wg.z;
     let m0 = wg.x * TM;
-    let n0 = min((wg.y * WG_N + lid.x) * 4u, p.n - 4u);
-    let live_n = (wg.y * WG_N + lid.x) * 4u < p.n;
-    let ab = batch * p.stride_a;
-    let bb4 = batch * p.stride_b / 4u;
-    let m_last = p.m - 1u;
-    let ka_step = select(1u, p.lda, TRANS_A);
-    let row_step = select(p.lda, 1u, TRANS_A);
-    let ldb4 = p.ldb / 4u;
+    let t = tile4(batch, wg.y * WG_N + lid.x);
 
     var acc: array<vec4<f32>, TM_MAX>;
     var av: array<f32, TM_MAX>;
@@ -57,57 +42,24 @@ fn matmul_fwd_sg(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation
         let kl = k0 + lane;
         let kc = min(kl, p.k - 1u);
         for (var r = 0u; r < TM; r++) {
-            let v = a[ab + min(m0 + r, m_last) * row_step + kc * ka_step];
+            let v = a[t.ab + min(m0 + r, t.m_last) * t.row_step + kc * t.ka_step];
             av[r] = select(0.0, v, kl < p.k);
         }
         let quads = min(SG, p.k - k0) / 4u;   // K is a multiple of 4 on this path
         for (var q = 0u; q < quads; q++) {
             let k = k0 + 4u * q;
-            var b0: vec4<f32>;
-            var b1: vec4<f32>;
-            var b2: vec4<f32>;
-            var b3: vec4<f32>;
-            if (TRANS_B) {
-                let i = bb4 + n0 * ldb4 + k / 4u;
-                let v0 = b4[i];
-                let v1 = b4[i + ldb4];
-                let v2 = b4[i + 2u * ldb4];
-                let v3 = b4[i + 3u * ldb4];
-                b0 = vec4<f32>(v0.x, v1.x, v2.x, v3.x);
-                b1 = vec4<f32>(v0.y, v1.y, v2.y, v3.y);
-                b2 = vec4<f32>(v0.z, v1.z, v2.z, v3.z);
-                b3 = vec4<f32>(v0.w, v1.w, v2.w, v3.w);
-            } else {
-                let i = bb4 + k * ldb4 + n0 / 4u;
-                b0 = b4[i];
-                b1 = b4[i + ldb4];
-                b2 = b4[i + 2u * ldb4];
-                b3 = b4[i + 3u * ldb4];
-            }
+            let bk = load_b4(t.bb4, k, t.n0, t.ldb4);
             for (var r = 0u; r < TM; r++) {
                 let x = av[r];
-                let a0 = subgroupShuffle(x, 4u * q);
-                let a1 = subgroupShuffle(x, 4u * q + 1u);
-                let a2 = subgroupShuffle(x, 4u * q + 2u);
-                let a3 = subgroupShuffle(x, 4u * q + 3u);
-                acc[r] = fma(vec4<f32>(a3), b3, fma(vec4<f32>(a2), b2, fma(vec4<f32>(a1), b1, fma(vec4<f32>(a0), b0, acc[r]))));
+                let quad = vec4<f32>(subgroupShuffle(x, 4u * q), subgroupShuffle(x, 4u * q + 1u),
+                                     subgroupShuffle(x, 4u * q + 2u), subgroupShuffle(x, 4u * q + 3u));
+                acc[r] = fma4(acc[r], quad, bk);
             }
         }
     }
 
-    if (!live_n) { return; }
-    let use_bias = (p.flags & 1u) != 0u;
-    let accumulate = (p.flags & 2u) != 0u;
-    var bias_v = vec4<f32>(0.0);
-    if (use_bias) { bias_v = vec4<f32>(bias[n0], bias[n0 + 1u], bias[n0 + 2u], bias[n0 + 3u]); }
-    let cb4 = batch * p.stride_c / 4u;
-    let ldc4 = p.ldc / 4u;
-    for (var r = 0u; r < TM; r++) {
-        let m = m0 + r;
-        if (m >= p.m) { break; }
-        let idx = cb4 + m * ldc4 + n0 / 4u;
-        var v = acc[r] + bias_v;
-        if (accumulate) { v += c4[idx]; }
-        c4[idx] = v;
-    }
+    if (t.live_n) { store_tile4(batch, m0, t.n0, &acc); }
 }
+
+#include "common/matmul_fma.wgsl"
+#include "common/matmul_vec4.wgsl"

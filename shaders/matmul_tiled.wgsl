@@ -8,15 +8,7 @@
 // An invocation owns rows g * 64 + ty * 4 + i (g < TM / 4, i < 4) and columns g * 64 + tx * 4 + j:
 // vec4 groups 64 apart, so that the 16 lanes along x read 16 consecutive vec4 of the B strip.
 
-struct MatmulParams {
-    m: u32, n: u32, k: u32, batch: u32,
-    lda: u32, ldb: u32, ldc: u32,
-    flags: u32,        // bit 0: add bias[n]; bit 1: accumulate into C
-    stride_a: u32, stride_b: u32, stride_c: u32, _pad: u32,
-}
-
-override TRANS_A: bool = false;
-override TRANS_B: bool = false;
+#include "common/matmul_params.wgsl"
 override TM: u32 = 8u;      // rows per invocation: 4 or 8 (block of 64 or 128 rows)
 override TN: u32 = 8u;      // columns per invocation: 4 or 8 (block of 64 or 128 columns)
 
@@ -35,23 +27,7 @@ const GROUP4: u32 = 16u;    // vec4 between an invocation's groups (64 rows or c
 var<workgroup> a_strip: array<vec4<f32>, 256>;   // BK * ROW4
 var<workgroup> b_strip: array<vec4<f32>, 256>;
 
-// op(A)[m][k] of batch offset `ab`, 0 outside the matrix.
-fn load_a(ab: u32, m: u32, k: u32) -> f32 {
-    var v = 0.0;
-    if (m < p.m && k < p.k) {
-        v = a[ab + select(m * p.lda + k, k * p.lda + m, TRANS_A)];
-    }
-    return v;
-}
-
-// op(B)[k][n] of batch offset `bb`, 0 outside the matrix.
-fn load_b(bb: u32, k: u32, n: u32) -> f32 {
-    var v = 0.0;
-    if (k < p.k && n < p.n) {
-        v = b[bb + select(k * p.ldb + n, n * p.ldb + k, TRANS_B)];
-    }
-    return v;
-}
+#include "common/matmul_load.wgsl"
 
 @compute @workgroup_size(16, 16, 1)
 fn matmul_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,

@@ -1,6 +1,9 @@
 //! The WGSL sources, compiled into the binary, and their validation with naga.
 //!
-//! Every file in `shaders/` is plain, valid WGSL. The one derived form: a family whose tensors
+//! Every file in `shaders/` is WGSL whose `#include "common/NAME.wgsl"` lines the build script
+//! (`build.rs`) replaces with `shaders/common/NAME.wgsl`: what one kernel family shares with
+//! another (workgroup reductions, attention's bindings, the matmul's params and loads) is written
+//! once. The constants here hold the expanded sources. The one derived form: a family whose tensors
 //! mixed precision may keep in half precision declares their element type as `alias X = f32;`
 //! and [`with_f16`] makes the form where those aliases are f16 (listed in [`F16_FORMS`]).
 
@@ -31,27 +34,27 @@ pub const ALL: &[(&str, &str)] = &[
     ("attention_tiled.wgsl", ATTENTION_TILED),
 ];
 
-pub const MATMUL: &str = include_str!("../shaders/matmul.wgsl");
-pub const MATMUL_SG: &str = include_str!("../shaders/matmul_sg.wgsl");
-pub const MATMUL_TILED: &str = include_str!("../shaders/matmul_tiled.wgsl");
-pub const MATMUL_F16: &str = include_str!("../shaders/matmul_f16.wgsl");
-pub const MATMUL_COOP: &str = include_str!("../shaders/matmul_coop.wgsl");
-pub const LAYERNORM: &str = include_str!("../shaders/layernorm.wgsl");
-pub const GELU: &str = include_str!("../shaders/gelu.wgsl");
-pub const SOFTMAX: &str = include_str!("../shaders/softmax.wgsl");
-pub const ELEMENTWISE: &str = include_str!("../shaders/elementwise.wgsl");
-pub const REDUCE: &str = include_str!("../shaders/reduce.wgsl");
-pub const CROSSENTROPY: &str = include_str!("../shaders/crossentropy.wgsl");
-pub const ADAM: &str = include_str!("../shaders/adam.wgsl");
-pub const LAYOUT: &str = include_str!("../shaders/layout.wgsl");
-pub const DROPOUT: &str = include_str!("../shaders/dropout.wgsl");
-pub const EMBEDDING: &str = include_str!("../shaders/embedding.wgsl");
-pub const MASK: &str = include_str!("../shaders/mask.wgsl");
-pub const CLIP: &str = include_str!("../shaders/clip.wgsl");
-pub const CAST: &str = include_str!("../shaders/cast.wgsl");
-pub const ATTENTION: &str = include_str!("../shaders/attention.wgsl");
-pub const ATTENTION_SG: &str = include_str!("../shaders/attention_sg.wgsl");
-pub const ATTENTION_TILED: &str = include_str!("../shaders/attention_tiled.wgsl");
+pub const MATMUL: &str = include_str!(concat!(env!("OUT_DIR"), "/shaders/matmul.wgsl"));
+pub const MATMUL_SG: &str = include_str!(concat!(env!("OUT_DIR"), "/shaders/matmul_sg.wgsl"));
+pub const MATMUL_TILED: &str = include_str!(concat!(env!("OUT_DIR"), "/shaders/matmul_tiled.wgsl"));
+pub const MATMUL_F16: &str = include_str!(concat!(env!("OUT_DIR"), "/shaders/matmul_f16.wgsl"));
+pub const MATMUL_COOP: &str = include_str!(concat!(env!("OUT_DIR"), "/shaders/matmul_coop.wgsl"));
+pub const LAYERNORM: &str = include_str!(concat!(env!("OUT_DIR"), "/shaders/layernorm.wgsl"));
+pub const GELU: &str = include_str!(concat!(env!("OUT_DIR"), "/shaders/gelu.wgsl"));
+pub const SOFTMAX: &str = include_str!(concat!(env!("OUT_DIR"), "/shaders/softmax.wgsl"));
+pub const ELEMENTWISE: &str = include_str!(concat!(env!("OUT_DIR"), "/shaders/elementwise.wgsl"));
+pub const REDUCE: &str = include_str!(concat!(env!("OUT_DIR"), "/shaders/reduce.wgsl"));
+pub const CROSSENTROPY: &str = include_str!(concat!(env!("OUT_DIR"), "/shaders/crossentropy.wgsl"));
+pub const ADAM: &str = include_str!(concat!(env!("OUT_DIR"), "/shaders/adam.wgsl"));
+pub const LAYOUT: &str = include_str!(concat!(env!("OUT_DIR"), "/shaders/layout.wgsl"));
+pub const DROPOUT: &str = include_str!(concat!(env!("OUT_DIR"), "/shaders/dropout.wgsl"));
+pub const EMBEDDING: &str = include_str!(concat!(env!("OUT_DIR"), "/shaders/embedding.wgsl"));
+pub const MASK: &str = include_str!(concat!(env!("OUT_DIR"), "/shaders/mask.wgsl"));
+pub const CLIP: &str = include_str!(concat!(env!("OUT_DIR"), "/shaders/clip.wgsl"));
+pub const CAST: &str = include_str!(concat!(env!("OUT_DIR"), "/shaders/cast.wgsl"));
+pub const ATTENTION: &str = include_str!(concat!(env!("OUT_DIR"), "/shaders/attention.wgsl"));
+pub const ATTENTION_SG: &str = include_str!(concat!(env!("OUT_DIR"), "/shaders/attention_sg.wgsl"));
+pub const ATTENTION_TILED: &str = include_str!(concat!(env!("OUT_DIR"), "/shaders/attention_tiled.wgsl"));
 
 /// (file, source, aliases) of every family with an f16-storage form.
 pub const F16_FORMS: &[(&str, &str, &[&str])] = &[

@@ -11,15 +11,68 @@ fn every_shader_file_validates_and_is_registered() {
         }
         let file = path.file_name().and_then(|n| n.to_str()).expect("utf-8 name").to_string();
         let source = std::fs::read_to_string(&path).expect("readable shader");
-        if let Err(e) = wgformer::shaders::validate(&file, &source) {
+        let registered = wgformer::shaders::ALL.iter().find(|(name, _)| *name == file);
+        let Some((_, expanded)) = registered else { panic!("{file} is not listed in shaders::ALL") };
+        if let Err(e) = wgformer::shaders::validate(&file, expanded) {
             panic!("{e}");
         }
-        let registered = wgformer::shaders::ALL.iter().find(|(name, _)| *name == file);
-        assert!(registered.is_some(), "{file} is not listed in shaders::ALL");
-        assert_eq!(registered.map(|r| r.1), Some(source.as_str()), "{file}: compiled-in copy differs");
+        // The compiled-in copy is the file with each include replaced by the included file.
+        let mut rest = *expanded;
+        for line in source.lines() {
+            let piece = match line.trim().strip_prefix("#include") {
+                Some(name) => std::fs::read_to_string(dir.join(name.trim().trim_matches('"'))).expect("included file"),
+                None => format!("{line}\n"),
+            };
+            let piece = if piece.contains("#include") { String::new() } else { piece };
+            assert!(rest.starts_with(&piece) || piece.is_empty(), "{file}: compiled-in copy differs at {line:?}");
+            rest = rest.strip_prefix(piece.as_str()).unwrap_or(rest);
+        }
         count += 1;
     }
     assert_eq!(count, wgformer::shaders::ALL.len(), "shaders::ALL lists a file that is not in shaders/");
+}
+
+/// Shared WGSL lives once, in shaders/common/ (included by the build script): no run of 8
+/// non-blank lines stands in two places of shaders/, and every common file is included.
+#[test]
+fn no_wgsl_is_written_twice() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+    let mut files = Vec::new();
+    for dir in [root.clone(), root.join("common")] {
+        for entry in std::fs::read_dir(&dir).expect("readable folder").flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "wgsl") {
+                let lines: Vec<String> = std::fs::read_to_string(&path)
+                    .expect("readable shader")
+                    .lines()
+                    .map(|l| l.trim().to_string())
+                    .filter(|l| !l.is_empty())
+                    .collect();
+                files.push((path.strip_prefix(&root).unwrap().display().to_string(), lines));
+            }
+        }
+    }
+    const RUN: usize = 8;
+    let mut first: std::collections::HashMap<&[String], (String, usize)> = Default::default();
+    let mut repeats = Vec::new();
+    for (name, lines) in &files {
+        for (i, run) in lines.windows(RUN).enumerate() {
+            match first.get(run) {
+                Some((other, j)) if other != name || j + RUN <= i => {
+                    repeats.push(format!("{name} (line {}) repeats {other}: {:?}", i + 1, run[0]))
+                }
+                Some(_) => {}
+                None => {
+                    first.insert(run, (name.clone(), i));
+                }
+            }
+        }
+    }
+    assert!(repeats.is_empty(), "WGSL written twice (move it to shaders/common/):\n  {}", repeats.join("\n  "));
+    for (name, _) in files.iter().filter(|(n, _)| n.starts_with("common")) {
+        let used = files.iter().any(|(_, lines)| lines.iter().any(|l| l.starts_with("#include") && l.contains(name.as_str())));
+        assert!(used, "{name} is included nowhere");
+    }
 }
 
 #[test]
@@ -47,9 +100,9 @@ fn invalid_wgsl_is_an_error_naming_the_file() {
     assert!(err.to_string().contains("broken.wgsl"), "{err}");
 }
 
-/// WGSL has no includes, so a uniform struct shared by several kernel families (matmul's
-/// params in matmul.wgsl, matmul_sg.wgsl and matmul_tiled.wgsl; attention's in both attention
-/// files) is declared in each file. The Rust side writes one layout, so every copy must match.
+/// A uniform struct several kernel families read (matmul's params, attention's) comes from one
+/// file of shaders/common/, or, where a family declares its own, must match: the Rust side
+/// writes one layout.
 #[test]
 fn structs_declared_in_several_files_are_identical() {
     let mut seen: std::collections::HashMap<String, (&str, String)> = Default::default();

@@ -1,0 +1,10 @@
+// The params of every matmul kernel (kernels/matmul.rs MatmulParams) and its transposes.
+struct MatmulParams {
+    m: u32, n: u32, k: u32, batch: u32,
+    lda: u32, ldb: u32, ldc: u32,
+    flags: u32,        // bit 0: add bias[n]; bit 1: accumulate into C
+    stride_a: u32, stride_b: u32, stride_c: u32, _pad: u32,
+}
+
+override TRANS_A: bool = false;
+override TRANS_B: bool = false;
