@@ -413,7 +413,7 @@ fn plan(model: &str, config: Option<&str>, batch: usize, precision: &str, json: 
     let precision = wgformer::graph::Precision::parse(precision)?;
     let grads = wgformer::engine::autodiff::backward(&mut graph, loss)?;
     if precision == wgformer::graph::Precision::F16 {
-        graph.cast_products_to_f16(wgformer::graph::F16Storage::Half);
+        graph.cast_products_to_f16(wgformer::graph::F16Storage::Half, &wgformer::kernels::f16_forms::HalfTable);
     }
     let r = wgformer::engine::plan::report(&graph, loss, &grads);
     if json {

@@ -249,7 +249,9 @@ impl TestSettings {
     pub fn from_env() -> Result<Self> {
         let get = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         let backends = match get("WGFORMER_TEST_BACKENDS") {
-            Some(list) => list.split(',').filter(|s| !s.trim().is_empty()).map(Backend::parse).collect::<Result<_>>()?,
+            Some(list) => {
+                list.split(',').filter(|s| !s.trim().is_empty()).map(Backend::parse).collect::<Result<_>>()?
+            }
             None => vec![Backend::Vulkan, Backend::Gl],
         };
         let count = |name: &'static str, default: usize| -> Result<usize> {

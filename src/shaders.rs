@@ -5,7 +5,8 @@
 //! another (workgroup reductions, attention's bindings, the matmul's params and loads) is written
 //! once. The constants here hold the expanded sources. The one derived form: a family whose tensors
 //! mixed precision may keep in half precision declares their element type as `alias X = f32;`
-//! and [`with_f16`] makes the form where those aliases are f16 (listed in [`F16_FORMS`]).
+//! and [`with_f16`] makes the form where those aliases are f16 (the families and their aliases
+//! are listed in `kernels::f16_forms`).
 
 use crate::error::{Error, Result};
 
@@ -55,20 +56,6 @@ pub const CAST: &str = include_str!(concat!(env!("OUT_DIR"), "/shaders/cast.wgsl
 pub const ATTENTION: &str = include_str!(concat!(env!("OUT_DIR"), "/shaders/attention.wgsl"));
 pub const ATTENTION_SG: &str = include_str!(concat!(env!("OUT_DIR"), "/shaders/attention_sg.wgsl"));
 pub const ATTENTION_TILED: &str = include_str!(concat!(env!("OUT_DIR"), "/shaders/attention_tiled.wgsl"));
-
-/// (file, source, aliases) of every family with an f16-storage form.
-pub const F16_FORMS: &[(&str, &str, &[&str])] = &[
-    ("gelu.wgsl", GELU, &["InT", "OutT", "DyT"]),
-    ("elementwise.wgsl", ELEMENTWISE, &["InT", "OutT", "DyT"]),
-    ("matmul_f16.wgsl", MATMUL_F16, &["OutT"]),
-    ("matmul_coop.wgsl", MATMUL_COOP, &["OutT"]),
-    ("crossentropy.wgsl", CROSSENTROPY, &["LogitT", "DlogitT"]),
-    ("reduce.wgsl", REDUCE, &["InT"]),
-    ("dropout.wgsl", DROPOUT, &["InT", "OutT"]),
-    ("attention.wgsl", ATTENTION, &["Qkv4", "O4", "Grad4"]),
-    ("attention_sg.wgsl", ATTENTION_SG, &["Qkv4", "O4", "Grad4"]),
-    ("attention_tiled.wgsl", ATTENTION_TILED, &["Qkv4", "O4", "Grad4"]),
-];
 
 /// `source` with each alias of `aliases` (`alias NAME = f32;` or `alias NAME = vec4<f32>;`)
 /// made f16, and `enable f16;` first where the source lacks it. An error naming the file where

@@ -16,7 +16,12 @@ fn backend_names_parse_and_bad_ones_are_errors() {
 
 #[test]
 fn missing_adapter_error_says_how_to_get_one() {
-    let opts = wgformer::GpuOptions { backend: None, adapter: Some("no such adapter name".into()), ordinal: None, ..Default::default() };
+    let opts = wgformer::GpuOptions {
+        backend: None,
+        adapter: Some("no such adapter name".into()),
+        ordinal: None,
+        ..Default::default()
+    };
     let err = wgformer::Gpu::with_options(&opts).err().expect("no adapter has that name");
     let msg = err.to_string();
     assert!(matches!(err, Error::NoAdapter(_)), "{msg}");

@@ -6,11 +6,11 @@
 
 mod common;
 use common::{assert_close, for_each_gpu_with, Rng};
-use wgformer::settings::{MatmulKernel, TuneMode, TuneSettings};
-use wgformer::Gpu;
 use wgformer::kernels::attention::{Attention, AttentionShape};
 use wgformer::kernels::{self, Matmul, MatmulShape};
 use wgformer::reference::matmul::matmul_forward;
+use wgformer::settings::{MatmulKernel, TuneMode, TuneSettings};
+use wgformer::Gpu;
 
 #[test]
 fn measured_choices_give_the_reference_results_and_are_made_once() {

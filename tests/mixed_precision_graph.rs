@@ -9,6 +9,7 @@ use common::{assert_close, for_each_gpu, random_values};
 use wgformer::engine::autodiff::backward;
 use wgformer::engine::exec::{Executor, HostData, StepOptions};
 use wgformer::graph::{Dtype, F16Storage, Op, Role, TensorId};
+use wgformer::kernels::f16_forms::HalfTable;
 use wgformer::reference::graph::evaluate;
 
 #[test]
@@ -23,7 +24,7 @@ fn cast_graphs_match_the_reference() {
             for (i, (name, mut t)) in common::graphs::all().into_iter().enumerate() {
                 let label = format!("{name} ({storage:?})");
                 let grads = backward(&mut t.graph, t.loss).unwrap();
-                let casts = t.graph.cast_products_to_f16(storage);
+                let casts = t.graph.cast_products_to_f16(storage, &HalfTable);
                 let products = t.graph.nodes.iter().filter(|n| matches!(n.op, Op::MatMul { .. })).count();
                 assert!(casts > 0 || products == 0, "{label}: no casts");
                 // Products kept in f16 for GELU or ReLU: f16 tensors, or rounded right after.
@@ -76,18 +77,23 @@ fn cast_graphs_match_the_reference() {
 /// where the issue asks: the cross-entropy's gradient and GELU's backward. No GPU.
 #[test]
 fn f16_tensors_sit_only_where_kernels_have_f16_forms() {
-    use wgformer::graph::{reads_half, writes_half, Graph};
+    use wgformer::graph::{Graph, HalfKernels};
     use wgformer::models::{transformer, vit};
     let check = |label: &str, g: &Graph| {
         for node in &g.nodes {
             for (pos, t) in node.inputs.iter().enumerate() {
                 if g.desc(*t).dtype == Dtype::F16 {
-                    assert!(reads_half(&node.op, pos), "{label}: {} reads f16 {}", node.op.name(), g.desc(*t).name);
+                    assert!(
+                        HalfTable.reads_half(&node.op, pos),
+                        "{label}: {} reads f16 {}",
+                        node.op.name(),
+                        g.desc(*t).name
+                    );
                 }
             }
             for (pos, t) in node.outputs.iter().enumerate() {
                 if g.desc(*t).dtype == Dtype::F16 {
-                    let ok = node.op == Op::CastF16 || writes_half(&node.op, pos);
+                    let ok = node.op == Op::CastF16 || HalfTable.writes_half(&node.op, pos);
                     assert!(ok, "{label}: {} writes f16 {}", node.op.name(), g.desc(*t).name);
                 }
             }
@@ -95,13 +101,13 @@ fn f16_tensors_sit_only_where_kernels_have_f16_forms() {
     };
     for (name, mut t) in common::graphs::all() {
         backward(&mut t.graph, t.loss).unwrap();
-        t.graph.cast_products_to_f16(F16Storage::Half);
+        t.graph.cast_products_to_f16(F16Storage::Half, &HalfTable);
         check(name, &t.graph);
     }
     let v = vit::build(&vit::VitConfig::preset("vit-tiny").unwrap(), 2, true).unwrap();
     let mut g = v.graph;
     backward(&mut g, v.loss).unwrap();
-    g.cast_products_to_f16(F16Storage::Half);
+    g.cast_products_to_f16(F16Storage::Half, &HalfTable);
     check("vit-tiny", &g);
     let half_output = |op: &str, pos: usize| {
         g.nodes.iter().filter(|n| n.op.name() == op).all(|n| g.desc(n.outputs[pos]).dtype == Dtype::F16)
@@ -114,7 +120,7 @@ fn f16_tensors_sit_only_where_kernels_have_f16_forms() {
         .unwrap();
     let mut g = t.graph;
     backward(&mut g, t.loss).unwrap();
-    g.cast_products_to_f16(F16Storage::Half);
+    g.cast_products_to_f16(F16Storage::Half, &HalfTable);
     check("transformer small", &g);
 }
 
@@ -127,7 +133,7 @@ fn f16_storage_plans_under_three_fifths_and_two_thirds_of_f32() {
     let ratio = |mut g: wgformer::graph::Graph, loss| {
         let grads = backward(&mut g, loss).unwrap();
         let f32_bytes = report(&g, loss, &grads).peak_activation_bytes;
-        g.cast_products_to_f16(F16Storage::Half);
+        g.cast_products_to_f16(F16Storage::Half, &HalfTable);
         report(&g, loss, &grads).peak_activation_bytes as f64 / f32_bytes as f64
     };
     let v = vit::build(&vit::VitConfig::preset("vit-base").unwrap(), 8, true).unwrap();
@@ -137,4 +143,81 @@ fn f16_storage_plans_under_three_fifths_and_two_thirds_of_f32() {
     eprintln!("f16 / f32 activations: vit-base {vit_ratio:.3}, transformer-base {transformer_ratio:.3}");
     assert!(vit_ratio < 0.60, "vit-base: {vit_ratio}");
     assert!(transformer_ratio < 0.65, "transformer-base: {transformer_ratio}");
+}
+
+/// The rewrite on a small graph, without a GPU.
+mod rewrite {
+    use super::HalfTable;
+    use wgformer::graph::{Dtype, F16Storage, GeluKind, Graph, Node, Op, Role};
+
+    /// x -> linear -> gelu -> linear, plus the products a backward would add: gelu's output
+    /// read again for a weight gradient, the second weight again for an input gradient.
+    fn mlp() -> Graph {
+        let mut g = Graph::new();
+        let x = g.input("x", &[8, 16], Dtype::F32);
+        let (w1, w2) = (g.param("w1", &[32, 16]), g.param("w2", &[4, 32]));
+        let h = g.linear(x, w1, None).unwrap();
+        let a = g.gelu(h, GeluKind::Exact).unwrap();
+        let out = g.linear(a, w2, None).unwrap();
+        let _dw2 = g.matmul(a, out, true, false).unwrap();
+        let da = g.matmul(out, w2, false, false).unwrap();
+        g.sum_rows(da).unwrap();
+        g
+    }
+
+    #[test]
+    fn every_product_reads_f16_and_only_products_read_casts() {
+        let mut g = mlp();
+        let products = g.nodes.iter().filter(|n| matches!(n.op, Op::MatMul { .. })).count();
+        let casts = g.cast_products_to_f16(F16Storage::Half, &HalfTable);
+        assert!(casts > 0 && casts <= 2 * products);
+        for node in &g.nodes {
+            if let Op::MatMul { .. } = node.op {
+                for t in &node.inputs[..2] {
+                    assert_eq!(g.desc(*t).dtype, Dtype::F16, "{} reads f32", g.desc(*t).name);
+                }
+            }
+        }
+        // Every input of every node is made before it (execution order kept).
+        let mut made: Vec<bool> = g.tensors.iter().map(|t| t.role != Role::Activation).collect();
+        for node in &g.nodes {
+            assert!(node.inputs.iter().all(|t| made[t.0]), "{} reads a later tensor", node.op.name());
+            node.outputs.iter().for_each(|o| made[o.0] = true);
+        }
+        assert_eq!(g.cast_products_to_f16(F16Storage::Half, &HalfTable), 0, "a second call casts again");
+        // The first layer's product, read only by GELU, is written in f16.
+        let gelu = g.nodes.iter().find(|n| matches!(n.op, Op::Gelu { .. })).unwrap();
+        assert_eq!(g.desc(gelu.inputs[0]).dtype, Dtype::F16);
+    }
+
+    #[test]
+    fn rounded_storage_rounds_products_that_gelu_reads_right_after_them() {
+        let mut g = mlp();
+        g.cast_products_to_f16(F16Storage::RoundedF32, &HalfTable);
+        let at = g.nodes.iter().position(|n| matches!(n.op, Op::Gelu { .. })).unwrap();
+        let cast = g.producer(g.nodes[at].inputs[0]).unwrap().1;
+        assert_eq!(cast.op, Op::CastF16);
+        let product = g.producer(cast.inputs[0]).unwrap().1;
+        assert!(matches!(product.op, Op::MatMul { .. }));
+        assert_eq!(g.nodes.iter().filter(|n| n.inputs.contains(&cast.inputs[0])).count(), 1);
+        assert_eq!(g.cast_products_to_f16(F16Storage::RoundedF32, &HalfTable), 0, "a second call casts again");
+    }
+
+    #[test]
+    fn activations_only_products_read_are_cast_once() {
+        let mut g = mlp();
+        g.cast_products_to_f16(F16Storage::RoundedF32, &HalfTable);
+        // gelu's output feeds the second layer and its weight gradient: one cast, and the
+        // f32 original's only reader is that cast.
+        let gelu_out = g.nodes.iter().find(|n| matches!(n.op, Op::Gelu { .. })).unwrap().outputs[0];
+        let readers: Vec<&Node> = g.nodes.iter().filter(|n| n.inputs.contains(&gelu_out)).collect();
+        assert_eq!(readers.len(), 1);
+        assert_eq!(readers[0].op, Op::CastF16);
+        let copy = readers[0].outputs[0];
+        assert_eq!(g.desc(copy).dtype, Dtype::F32, "rounded storage keeps f32 tensors");
+        assert_eq!(g.nodes.iter().filter(|n| n.inputs.contains(&copy)).count(), 2);
+        // A parameter is cast before each product that reads it (forward and input gradient).
+        let w2 = g.find("w2").unwrap();
+        assert_eq!(g.nodes.iter().filter(|n| n.op == Op::CastF16 && n.inputs[0] == w2).count(), 2);
+    }
 }

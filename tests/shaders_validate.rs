@@ -70,7 +70,8 @@ fn no_wgsl_is_written_twice() {
     }
     assert!(repeats.is_empty(), "WGSL written twice (move it to shaders/common/):\n  {}", repeats.join("\n  "));
     for (name, _) in files.iter().filter(|(n, _)| n.starts_with("common")) {
-        let used = files.iter().any(|(_, lines)| lines.iter().any(|l| l.starts_with("#include") && l.contains(name.as_str())));
+        let used =
+            files.iter().any(|(_, lines)| lines.iter().any(|l| l.starts_with("#include") && l.contains(name.as_str())));
         assert!(used, "{name} is included nowhere");
     }
 }
@@ -79,7 +80,9 @@ fn no_wgsl_is_written_twice() {
 fn f16_storage_forms_validate() {
     // Every alias may be f16 on its own (kernels pick the form by their tensors' types), so
     // every subset of a family's aliases is a form.
-    for (file, source, aliases) in wgformer::shaders::F16_FORMS {
+    for family in wgformer::kernels::f16_forms::F16_FAMILIES {
+        let (file, source) = (family.file, family.source);
+        let aliases: Vec<&str> = family.aliases.iter().map(|a| a.name).collect();
         for mask in 1..1u32 << aliases.len() {
             let halves: Vec<&str> =
                 aliases.iter().enumerate().filter(|(i, _)| mask & 1 << i != 0).map(|(_, a)| *a).collect();

@@ -70,9 +70,7 @@ pub fn compare(
             gflops: Some(gflops),
             gbps: None,
             memory_mib: None,
-            note: Some(format!(
-                "matrixmultiply, {threads} threads; {ratio}"
-            )),
+            note: Some(format!("matrixmultiply, {threads} threads; {ratio}")),
         };
         progress(&wgformer::tools::bench::row(&row));
         out.push(row);

@@ -64,10 +64,9 @@ impl FaultPlan {
                 gpu.device.destroy();
                 Ok(())
             }
-            Some(Fault::OutOfMemory) => Err(Error::gpu(
-                "training step",
-                format!("Out of Memory (injected by --inject-fault at step {step})"),
-            )),
+            Some(Fault::OutOfMemory) => {
+                Err(Error::gpu("training step", format!("Out of Memory (injected by --inject-fault at step {step})")))
+            }
             Some(Fault::Crash) => {
                 let _ = std::io::Write::write_all(
                     &mut std::io::stderr(),

@@ -238,7 +238,7 @@ mod tests {
         let (mut g, loss) = chain();
         let grads = crate::engine::autodiff::backward(&mut g, loss).unwrap();
         let f32_peak = report(&g, loss, &grads).peak_activation_bytes;
-        g.cast_products_to_f16(crate::graph::F16Storage::Half);
+        g.cast_products_to_f16(crate::graph::F16Storage::Half, &crate::kernels::f16_forms::HalfTable);
         let f16_peak = report(&g, loss, &grads).peak_activation_bytes;
         // gelu's outputs, kept for the weight gradients, are stored in f16; its inputs stay f32.
         assert!(f16_peak * 10 < f32_peak * 9, "{f16_peak} vs {f32_peak}");

@@ -9,7 +9,7 @@ mod precision;
 
 pub use op::Op;
 pub use params::{AdamStep, AttentionChooser, AttentionPolicy, AttentionShape, GeluKind, MatmulShape, Precision};
-pub use precision::{reads_half, writes_half, F16Storage};
+pub use precision::{F16Storage, HalfKernels, Slot};
 
 /// Index of a tensor in its graph.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

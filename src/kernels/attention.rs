@@ -97,7 +97,6 @@ fn tile_rows(d: usize) -> usize {
 const SG_ROWS_PER_LANE: usize = 4;
 
 /// The aliases of every variant's f16 forms: q, k and v; o; the gradients (do, dq, dk, dv).
-const QKV_O_GRAD: &[&str] = &["Qkv4", "O4", "Grad4"];
 
 /// The subgroup variant: its subgroup size, module and pipelines.
 struct Subgroups {
@@ -191,7 +190,7 @@ impl Attention {
             true => Some(Tiled {
                 module: gpu.shader("attention_tiled.wgsl", crate::shaders::ATTENTION_TILED)?,
                 pipelines: Default::default(),
-                half: HalfForm::new("attention_tiled.wgsl", crate::shaders::ATTENTION_TILED, QKV_O_GRAD),
+                half: HalfForm::new(&super::f16_forms::ATTENTION_TILED),
             }),
             false => None,
         };
@@ -201,15 +200,14 @@ impl Attention {
                 // Every index in attention_sg.wgsl is clamped, so it runs without bounds checks.
                 module: gpu.shader_unchecked("attention_sg.wgsl", crate::shaders::ATTENTION_SG)?,
                 pipelines: Default::default(),
-                half: HalfForm::new("attention_sg.wgsl", crate::shaders::ATTENTION_SG, QKV_O_GRAD)
-                    .without_bounds_checks(),
+                half: HalfForm::new(&super::f16_forms::ATTENTION_SG).without_bounds_checks(),
             }),
             None => None,
         };
         Ok(Attention {
             module,
             pipelines: Default::default(),
-            half: HalfForm::new("attention.wgsl", crate::shaders::ATTENTION, QKV_O_GRAD),
+            half: HalfForm::new(&super::f16_forms::ATTENTION),
             subgroup,
             tiled,
             rule: Variant::Rows,

@@ -37,7 +37,7 @@ impl CrossEntropy {
             count: gpu.pipeline(&module, "crossentropy_count", &wg)?,
             reduce: gpu.pipeline(&module, "crossentropy_reduce", &wg)?,
             one: gpu.upload("cross_entropy.one", &[1.0])?,
-            half: HalfForm::new("crossentropy.wgsl", crate::shaders::CROSSENTROPY, &["LogitT", "DlogitT"]),
+            half: HalfForm::new(&super::f16_forms::CROSSENTROPY),
         })
     }
 

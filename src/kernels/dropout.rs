@@ -44,7 +44,7 @@ impl Dropout {
         Ok(Dropout {
             fwd: gpu.pipeline(&module, "dropout_fwd", &wg)?,
             bwd: gpu.pipeline(&module, "dropout_bwd", &wg)?,
-            half: HalfForm::new("dropout.wgsl", crate::shaders::DROPOUT, &["InT", "OutT"]),
+            half: HalfForm::new(&super::f16_forms::DROPOUT),
         })
     }
 

@@ -41,7 +41,7 @@ impl Elementwise {
             relu: gpu.pipeline(&module, "relu_fwd", &wg)?,
             relu_bwd: gpu.pipeline(&module, "relu_bwd", &wg)?,
             add_bcast: gpu.pipeline(&module, "add_bcast_fwd", &wg)?,
-            half: HalfForm::new("elementwise.wgsl", crate::shaders::ELEMENTWISE, &["InT", "OutT", "DyT"]),
+            half: HalfForm::new(&super::f16_forms::ELEMENTWISE),
         })
     }
 

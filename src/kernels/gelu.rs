@@ -31,7 +31,7 @@ impl Gelu {
         Ok(Gelu {
             fwd: gpu.pipeline(&module, "gelu_fwd", &wg)?,
             bwd: gpu.pipeline(&module, "gelu_bwd", &wg)?,
-            half: HalfForm::new("gelu.wgsl", crate::shaders::GELU, &["InT", "OutT", "DyT"]),
+            half: HalfForm::new(&super::f16_forms::GELU),
         })
     }
 

@@ -2,6 +2,7 @@
 //! f16, compiled on first use (devices without f16 shaders never build one), and their
 //! pipelines per entry point and constants.
 
+use super::f16_forms::F16Family;
 use crate::error::{Error, Result};
 use crate::gpu::{DType, Gpu, Tensor};
 use std::sync::Mutex;
@@ -12,7 +13,7 @@ type Mask = u32;
 pub(crate) struct HalfForm {
     file: &'static str,
     source: &'static str,
-    aliases: &'static [&'static str],
+    aliases: Vec<&'static str>,
     /// Compiled without bounds checks (see `Gpu::shader_unchecked`), as the f32 form is.
     unchecked: bool,
     modules: Mutex<Vec<(Mask, wgpu::ShaderModule)>>,
@@ -20,10 +21,17 @@ pub(crate) struct HalfForm {
 }
 
 impl HalfForm {
-    /// The forms of `source` whose `aliases` (each an `alias X = f32;` or `vec4<f32>`
-    /// declaration) may be made f16 independently of one another.
-    pub(crate) fn new(file: &'static str, source: &'static str, aliases: &'static [&'static str]) -> Self {
-        HalfForm { file, source, aliases, unchecked: false, modules: Default::default(), pipelines: Default::default() }
+    /// The forms of `family` (`kernels::f16_forms`), whose aliases (each an `alias X = f32;` or
+    /// `vec4<f32>` declaration) may be made f16 independently of one another.
+    pub(crate) fn new(family: &'static F16Family) -> Self {
+        HalfForm {
+            file: family.file,
+            source: family.source,
+            aliases: family.aliases.iter().map(|a| a.name).collect(),
+            unchecked: false,
+            modules: Default::default(),
+            pipelines: Default::default(),
+        }
     }
 
     /// The forms of a source whose every index is clamped, compiled without bounds checks.

@@ -75,10 +75,11 @@ impl MatmulF16 {
         if !gpu.caps.f16 {
             return Err(Error::Unsupported { what: "f16 arithmetic (SHADER_F16)", adapter: gpu.describe() });
         }
-        let (file, source) = match variant {
-            F16Variant::Tiled => ("matmul_f16.wgsl", crate::shaders::MATMUL_F16),
-            F16Variant::Coop => ("matmul_coop.wgsl", crate::shaders::MATMUL_COOP),
+        let family = match variant {
+            F16Variant::Tiled => &super::f16_forms::MATMUL_F16,
+            F16Variant::Coop => &super::f16_forms::MATMUL_COOP,
         };
+        let (file, source) = (family.file, family.source);
         let (module, subgroup) = match variant {
             F16Variant::Tiled => (gpu.shader(file, source)?, 0),
             F16Variant::Coop => {
@@ -94,7 +95,7 @@ impl MatmulF16 {
             variant,
             subgroup,
             pipelines: Default::default(),
-            half_out: HalfForm::new(file, source, &["OutT"]),
+            half_out: HalfForm::new(family),
             no_bias: gpu.zeros("matmul_f16.no_bias", 1)?,
         })
     }

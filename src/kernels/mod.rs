@@ -11,6 +11,7 @@ pub mod crossentropy;
 pub mod dropout;
 pub mod elementwise;
 pub mod embedding;
+pub mod f16_forms;
 pub mod gelu;
 mod half_form;
 pub mod layernorm;

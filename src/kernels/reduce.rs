@@ -42,7 +42,7 @@ impl Reduce {
         Ok(Reduce {
             fwd: gpu.pipeline(&module, "reduce_cols_fwd", &tiles)?,
             bwd: gpu.pipeline(&module, "reduce_cols_bwd", &[("WG", WG as f64)])?,
-            half: HalfForm::new("reduce.wgsl", crate::shaders::REDUCE, &["InT"]),
+            half: HalfForm::new(&super::f16_forms::REDUCE),
         })
     }
 

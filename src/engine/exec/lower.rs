@@ -31,7 +31,8 @@ pub(super) fn cast_products(gpu: &Gpu, mut g: Graph) -> Result<(Graph, Option<Ar
     }
     let set = F16Set::of(gpu)?;
     if g.precision == Precision::F16 {
-        g.cast_products_to_f16(if set.rounded { F16Storage::RoundedF32 } else { F16Storage::Half });
+        let storage = if set.rounded { F16Storage::RoundedF32 } else { F16Storage::Half };
+        g.cast_products_to_f16(storage, &crate::kernels::f16_forms::HalfTable);
     }
     Ok((g, Some(set)))
 }
