@@ -4,7 +4,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::time::Duration;
-use wgformer::tools::bench::{cases, Timer, KERNELS};
+use wgformer::bench::{cases, Timer, KERNELS};
 use wgformer::Gpu;
 
 fn kernels(c: &mut Criterion) {

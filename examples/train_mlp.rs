@@ -2,12 +2,12 @@
 //! MLP learning which of two points is further from the origin.
 //! `cargo run --release --example train_mlp`
 
-use wgformer::engine::autodiff::backward;
-use wgformer::engine::exec::HostData;
-use wgformer::engine::optim::{AdamConfig, Schedule};
-use wgformer::engine::trainer::{TrainConfig, Trainer};
+use wgformer::graph::autodiff::backward;
 use wgformer::graph::{Dtype, Graph};
 use wgformer::kernels::GeluKind;
+use wgformer::runtime::exec::HostData;
+use wgformer::runtime::optim::{AdamConfig, Schedule};
+use wgformer::runtime::trainer::{TrainConfig, Trainer};
 use wgformer::util::rng::Rng;
 use wgformer::Gpu;
 

@@ -4,23 +4,26 @@
 //! describes a model as ops on shaped tensors; [`reference`](mod@reference) runs every op on the CPU,
 //! the oracle of the tests; [`Gpu`] opens an adapter and holds tensors; [`kernels`] builds each
 //! WGSL kernel's pipelines once per device and prepares [`kernels::Dispatch`]es that only record
-//! into a pass; [`engine`] differentiates, plans and executes graphs and trains them;
-//! [`models`] builds the Transformer and the ViT; [`tools`] benchmarks; [`verify`] runs the
-//! reference cases.
+//! into a pass; [`graph::autodiff`] and [`graph::plan`] differentiate and plan graphs;
+//! [`runtime`] executes and trains them (over the ranks of a [`dist`] group when there are
+//! several); [`models`] builds the Transformer and the ViT; [`bench`] times kernels and steps,
+//! [`info`] reports the adapter, [`verify`] runs the reference cases.
 
 // The layers, bottom up; a module imports only from layers below its own (tests/layers.rs).
+pub mod bench;
 pub mod data;
-pub mod engine;
+pub mod dist;
 pub mod error;
 pub mod gpu;
 pub mod graph;
+pub mod info;
 pub mod kernels;
 pub mod models;
 pub mod reference;
+pub mod runtime;
 pub mod settings;
 pub mod shaders;
 pub mod text;
-pub mod tools;
 pub mod util;
 pub mod verify;
 

@@ -219,7 +219,7 @@ fn main() -> ExitCode {
         _ => Ok(cli::dist::Dist::default()),
     };
     let dist = dist.and_then(|mut d| {
-        d.faults = cli.inject_fault.as_deref().map(wgformer::engine::fault::FaultPlan::parse).transpose()?;
+        d.faults = cli.inject_fault.as_deref().map(wgformer::runtime::fault::FaultPlan::parse).transpose()?;
         Ok(d)
     });
     let result = match cli.command {
@@ -234,7 +234,7 @@ fn main() -> ExitCode {
                 compare_blas,
                 precision,
                 shapes,
-                attention: wgformer::tools::bench::attention::AttentionCases { tokens, head_dim },
+                attention: wgformer::bench::attention::AttentionCases { tokens, head_dim },
             })
         }
         Command::Plan { model, config, batch, precision, json } => {
@@ -338,13 +338,13 @@ fn shared(dist: &Result<cli::dist::Dist>) -> Result<cli::dist::Dist> {
 }
 
 fn info(json: bool) -> Result<()> {
-    let adapters = wgformer::list_adapters();
+    let adapters = wgformer::gpu::adapter_summaries();
     let gpu = Gpu::from_env()?;
-    let report = wgformer::tools::info::report(&adapters, &gpu)?;
+    let report = wgformer::info::report(&adapters, &gpu)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
     } else {
-        print!("{}", wgformer::tools::info::report_text(&report));
+        print!("{}", wgformer::info::report_text(&report));
     }
     Ok(())
 }
@@ -411,11 +411,11 @@ fn plan(model: &str, config: Option<&str>, batch: usize, precision: &str, json: 
         }
     };
     let precision = wgformer::graph::Precision::parse(precision)?;
-    let grads = wgformer::engine::autodiff::backward(&mut graph, loss)?;
+    let grads = wgformer::graph::autodiff::backward(&mut graph, loss)?;
     if precision == wgformer::graph::Precision::F16 {
         graph.cast_products_to_f16(wgformer::graph::F16Storage::Half, &wgformer::kernels::f16_forms::HalfTable);
     }
-    let r = wgformer::engine::plan::report(&graph, loss, &grads);
+    let r = wgformer::graph::plan::report(&graph, loss, &grads);
     if json {
         println!("{}", serde_json::to_string(&r).unwrap_or_default());
         return Ok(());

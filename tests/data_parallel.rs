@@ -5,7 +5,7 @@
 mod common;
 use common::data_parallel::{assert_identical, assert_matches, train_rank, train_whole, transformer, vit, Sharded};
 use std::sync::Arc;
-use wgformer::engine::collective::{Collective, LocalGroup};
+use wgformer::dist::collective::{Collective, LocalGroup};
 
 fn check(gpu: &wgformer::Gpu, s: &Sharded) {
     let whole = train_whole(gpu, s);
@@ -62,7 +62,7 @@ fn a_rank_that_disagrees_is_named_on_every_rank() {
     let errors: Vec<String> = std::thread::scope(|scope| {
         let handles: Vec<_> = group
             .iter()
-            .map(|m| scope.spawn(move || wgformer::engine::collective::check_same(m, "configuration", m.rank() as u64)))
+            .map(|m| scope.spawn(move || wgformer::dist::collective::check_same(m, "configuration", m.rank() as u64)))
             .collect();
         handles.into_iter().map(|h| h.join().unwrap().unwrap_err().to_string()).collect()
     });

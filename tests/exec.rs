@@ -4,12 +4,12 @@
 
 mod common;
 use common::{assert_close, for_each_gpu, random_values, Rng};
-use wgformer::engine::autodiff::backward;
-use wgformer::engine::exec::{Executor, HostData, StepOptions};
+use wgformer::graph::autodiff::backward;
 use wgformer::graph::{Dtype, Graph, Role, TensorId};
 use wgformer::kernels::GeluKind;
 use wgformer::reference::adam::AdamStep;
 use wgformer::reference::graph::evaluate;
+use wgformer::runtime::exec::{Executor, HostData, StepOptions};
 use wgformer::Gpu;
 
 fn upload_all(gpu: &Gpu, exec: &Executor, values: &[Vec<f32>], targets: &[(TensorId, Vec<u32>)]) {
@@ -155,8 +155,8 @@ fn adam_trains_a_small_mlp() {
 
 #[test]
 fn clipped_adam_step_matches_the_reference() {
-    use wgformer::engine::optim::{clip_factor, global_norm, AdamConfig};
     use wgformer::reference::adam::adam_update;
+    use wgformer::runtime::optim::{clip_factor, global_norm, AdamConfig};
     for_each_gpu(|gpu| {
         let mut t = common::graphs::mlp();
         let grads = backward(&mut t.graph, t.loss).unwrap();
@@ -200,7 +200,7 @@ fn clipped_adam_step_matches_the_reference() {
 
 #[test]
 fn executors_sharing_parameters_train_them_as_one() {
-    use wgformer::engine::optim::AdamConfig;
+    use wgformer::runtime::optim::AdamConfig;
     for_each_gpu(|gpu| {
         let mut t = common::graphs::mlp();
         let grads = backward(&mut t.graph, t.loss).unwrap();
@@ -273,8 +273,8 @@ fn executors_on_one_device_share_its_compiled_kernels() {
 
 #[test]
 fn a_non_finite_step_is_skipped_and_stops_the_trainer_naming_the_step() {
-    use wgformer::engine::optim::{AdamConfig, Schedule};
-    use wgformer::engine::trainer::{TrainConfig, Trainer};
+    use wgformer::runtime::optim::{AdamConfig, Schedule};
+    use wgformer::runtime::trainer::{TrainConfig, Trainer};
     for_each_gpu(|gpu| {
         let mut t = common::graphs::mlp();
         let grads = backward(&mut t.graph, t.loss).unwrap();

@@ -58,9 +58,9 @@ fn upload_and_read_back_f32_f16_and_empty() {
 #[test]
 fn info_report_names_the_chosen_adapter_and_limits() {
     for_each_gpu(|gpu| {
-        let report = wgformer::tools::info::report(&wgformer::list_adapters(), gpu).unwrap();
+        let report = wgformer::info::report(&wgformer::gpu::adapter_summaries(), gpu).unwrap();
         assert_eq!(report.chosen.name, gpu.info.name);
-        let text = wgformer::tools::info::report_text(&report);
+        let text = wgformer::info::report_text(&report);
         assert!(text.contains("max_storage_buffer_binding_size"), "{text}");
         let attention = if gpu.is_cpu() { "attention: fused" } else { "attention: composed" };
         assert!(text.contains(attention), "{text}");
@@ -70,7 +70,7 @@ fn info_report_names_the_chosen_adapter_and_limits() {
 
 #[test]
 fn a_lost_device_is_an_error_not_a_panic() {
-    use wgformer::engine::exec::{Executor, HostData, StepOptions};
+    use wgformer::runtime::exec::{Executor, HostData, StepOptions};
     for_each_gpu(|shared| {
         // A device of its own: the other tests keep theirs.
         let opts = wgformer::GpuOptions {

@@ -3,7 +3,7 @@
 
 mod common;
 use common::{assert_grad, Rng};
-use wgformer::engine::autodiff::backward;
+use wgformer::graph::autodiff::backward;
 use wgformer::graph::{Dtype, Graph, Role, TensorId};
 use wgformer::reference::graph::evaluate;
 

@@ -115,7 +115,7 @@ fn adam_matches_reference_over_steps() {
 
 #[test]
 fn adam_skips_the_step_when_clipping_found_non_finite_gradients() {
-    use wgformer::engine::optim::clip_factor;
+    use wgformer::runtime::optim::clip_factor;
     assert_eq!(clip_factor(f64::NAN, 1.0), -1.0);
     assert_eq!(clip_factor(f64::INFINITY, 1.0), -1.0);
     for_each_gpu(|gpu| {

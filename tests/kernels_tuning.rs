@@ -102,8 +102,8 @@ fn attention_variants(gpu: &Gpu, cache: &std::path::Path) {
 /// calls its probe made, the graphs it builds take the measured path, and both paths give the
 /// same attention.
 fn attention_paths(gpu: &Gpu, cache: &std::path::Path) {
-    use wgformer::engine::attention_choice::{attention_executor, attention_graph, policy, policy_in};
     use wgformer::graph::Op;
+    use wgformer::runtime::attention_choice::{attention_executor, attention_graph, policy, policy_in};
     {
         let shapes = [
             AttentionShape { batch: 2, heads: 2, tq: 24, tk: 24, head_dim: 16, causal: true },
@@ -142,7 +142,7 @@ fn attention_paths(gpu: &Gpu, cache: &std::path::Path) {
                 let a = attention_graph(s, true, path).unwrap();
                 assert_eq!(a.graph.nodes.iter().any(|n| matches!(n.op, Op::Attention { .. })), path);
                 let (exec, _) = attention_executor(gpu, &a, true).unwrap();
-                let opts = wgformer::engine::exec::StepOptions {
+                let opts = wgformer::runtime::exec::StepOptions {
                     adam: None,
                     seed: 1,
                     clip: None,

@@ -13,20 +13,22 @@ const LAYERS: &[(&str, u32)] = &[
     ("shaders", 1),
     ("util", 1),
     ("data", 2),
+    ("dist", 2),
     ("graph", 2),
     ("text", 2),
     ("gpu", 3),
     ("reference", 3),
     ("kernels", 4),
-    ("engine", 5),
+    ("runtime", 5),
     ("models", 6),
-    ("tools", 7),
+    ("bench", 7),
+    ("info", 7),
     ("verify", 7),
 ];
 
 type ModPath = Vec<String>;
 
-/// Every library source file with its module path (`src/engine/exec/mod.rs` -> engine::exec).
+/// Every library source file with its module path (`src/engine/exec/mod.rs` -> runtime::exec).
 fn sources(dir: &Path, prefix: &[String], out: &mut Vec<(ModPath, String)>) {
     let mut entries: Vec<_> = std::fs::read_dir(dir).expect("src is readable").flatten().map(|e| e.path()).collect();
     entries.sort();
@@ -209,4 +211,27 @@ fn only_the_settings_module_reads_the_environment() {
         })
         .collect();
     assert!(problems.is_empty(), "environment read outside src/settings.rs:\n  {}", problems.join("\n  "));
+}
+
+/// Where the library talks to wgpu directly: `gpu/` (the device, tensors, submits), `kernels/`
+/// (pipelines and dispatches) and the executor (`runtime/exec/`, which records a step's passes
+/// and owns its readback buffers); `lib.rs` re-exports it for apps. Everything else goes
+/// through them. The CLI is not the library and is not scanned.
+#[test]
+fn only_gpu_kernels_and_the_executor_use_wgpu() {
+    const ALLOWED: &[&str] = &["gpu/", "kernels/", "runtime/exec/", "lib.rs"];
+    let mut files = Vec::new();
+    all_sources(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut files);
+    let problems: Vec<String> = files
+        .iter()
+        .filter(|(name, _)| !name.starts_with("cli/") && name != "main.rs")
+        .filter(|(name, _)| !ALLOWED.iter().any(|a| name.starts_with(a)))
+        .flat_map(|(name, text)| {
+            text.lines().enumerate().filter_map(move |(i, line)| {
+                let code = line.split("//").next().unwrap_or_default();
+                code.contains("wgpu::").then(|| format!("src/{name}:{}: {}", i + 1, line.trim()))
+            })
+        })
+        .collect();
+    assert!(problems.is_empty(), "wgpu used outside {ALLOWED:?}:\n  {}", problems.join("\n  "));
 }

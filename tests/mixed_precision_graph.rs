@@ -6,11 +6,11 @@
 
 mod common;
 use common::{assert_close, for_each_gpu, random_values};
-use wgformer::engine::autodiff::backward;
-use wgformer::engine::exec::{Executor, HostData, StepOptions};
+use wgformer::graph::autodiff::backward;
 use wgformer::graph::{Dtype, F16Storage, Op, Role, TensorId};
 use wgformer::kernels::f16_forms::HalfTable;
 use wgformer::reference::graph::evaluate;
+use wgformer::runtime::exec::{Executor, HostData, StepOptions};
 
 #[test]
 fn cast_graphs_match_the_reference() {
@@ -128,7 +128,7 @@ fn f16_tensors_sit_only_where_kernels_have_f16_forms() {
 /// batch 8 and of transformer-base at batch 32 (pairs of 32 tokens) against f32. No GPU.
 #[test]
 fn f16_storage_plans_under_three_fifths_and_two_thirds_of_f32() {
-    use wgformer::engine::plan::report;
+    use wgformer::graph::plan::report;
     use wgformer::models::{transformer, vit};
     let ratio = |mut g: wgformer::graph::Graph, loss| {
         let grads = backward(&mut g, loss).unwrap();
@@ -220,4 +220,25 @@ mod rewrite {
         let w2 = g.find("w2").unwrap();
         assert_eq!(g.nodes.iter().filter(|n| n.op == Op::CastF16 && n.inputs[0] == w2).count(), 2);
     }
+}
+
+/// f16 copies of the operands a backward keeps lower the planned peak (no GPU).
+#[test]
+fn f16_copies_of_saved_operands_lower_the_peak() {
+    use wgformer::graph::{plan::report, Dtype, GeluKind, Graph};
+    let mut g = Graph::new();
+    let mut x = g.input("x", &[16, 32], Dtype::F32);
+    let y = g.input("y", &[16], Dtype::U32);
+    for i in 0..5 {
+        let w = g.param(&format!("w{i}"), &[32, 32]);
+        x = g.linear(x, w, None).unwrap();
+        x = g.gelu(x, GeluKind::Exact).unwrap();
+    }
+    let loss = g.cross_entropy(x, y, 0.0, None).unwrap();
+    let grads = backward(&mut g, loss).unwrap();
+    let f32_peak = report(&g, loss, &grads).peak_activation_bytes;
+    g.cast_products_to_f16(F16Storage::Half, &HalfTable);
+    let f16_peak = report(&g, loss, &grads).peak_activation_bytes;
+    // gelu's outputs, kept for the weight gradients, are stored in f16; its inputs stay f32.
+    assert!(f16_peak * 10 < f32_peak * 9, "{f16_peak} vs {f32_peak}");
 }

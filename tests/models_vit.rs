@@ -4,11 +4,11 @@
 
 mod common;
 use common::{assert_close, for_each_gpu, Rng};
-use wgformer::engine::autodiff::backward;
-use wgformer::engine::exec::{Executor, HostData, StepOptions};
-use wgformer::engine::optim::AdamConfig;
+use wgformer::graph::autodiff::backward;
 use wgformer::models::vit::{build, init_params, VitConfig};
 use wgformer::reference::graph::evaluate_seeded;
+use wgformer::runtime::exec::{Executor, HostData, StepOptions};
+use wgformer::runtime::optim::AdamConfig;
 
 fn small() -> VitConfig {
     let text = r#"{"image_size": 8, "patch_size": 4, "num_channels": 3, "hidden_size": 8, "num_hidden_layers": 2,
@@ -23,7 +23,7 @@ fn small_vit_matches_the_reference_and_the_plan() {
         let batch = 3;
         let mut v = build(&small(), batch, true).unwrap();
         let grads = backward(&mut v.graph, v.loss).unwrap();
-        let report = wgformer::engine::plan::report(&v.graph, v.loss, &grads);
+        let report = wgformer::graph::plan::report(&v.graph, v.loss, &grads);
         let exec = Executor::new(gpu, v.graph.clone(), Some(v.loss), Some(&grads)).unwrap();
         assert_eq!(exec.dispatches_per_step(), report.dispatches_per_step, "plan and executor agree");
 

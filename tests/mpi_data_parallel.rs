@@ -16,13 +16,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wgformer::engine::collective::{check_same, fingerprint, Collective};
+use wgformer::dist::collective::{check_same, fingerprint, Collective};
 
 /// A named check run from the launcher.
 type Case = (&'static str, fn(&Path));
 
 fn main() {
-    if wgformer::engine::mpi::launched() {
+    if wgformer::dist::mpi::launched() {
         let mode = std::env::args().nth(1).unwrap_or_default();
         let dir = PathBuf::from(std::env::args().nth(2).unwrap_or_else(|| ".".into()));
         rank_main(&mode, &dir);
@@ -222,7 +222,7 @@ fn fault(tmp: &Path, spec: &str, message: &str) {
 
 /// One rank of the library-level cases.
 fn rank_main(mode: &str, dir: &Path) {
-    let group: Arc<dyn Collective> = Arc::new(wgformer::engine::mpi::MpiGroup::init().expect("MPI"));
+    let group: Arc<dyn Collective> = Arc::new(wgformer::dist::mpi::MpiGroup::init().expect("MPI"));
     let rank = group.rank();
     match mode {
         "equality" => {

@@ -8,11 +8,11 @@ mod common;
 use common::{for_each_gpu, Rng};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
-use wgformer::engine::autodiff::backward;
-use wgformer::engine::exec::{Executor, HostData, StepOptions};
+use wgformer::graph::autodiff::backward;
 use wgformer::graph::{Dtype, Role, TensorId};
 use wgformer::kernels::{self, Matmul, MatmulShape};
 use wgformer::reference::graph::evaluate;
+use wgformer::runtime::exec::{Executor, HostData, StepOptions};
 use wgformer::Gpu;
 
 const WORKERS: usize = 3;

@@ -18,7 +18,7 @@ pub struct BenchArgs {
     pub precision: String,
     /// Matmul shapes (`--shapes`; empty for the standard ones).
     pub shapes: Vec<[usize; 3]>,
-    pub attention: wgformer::tools::bench::attention::AttentionCases,
+    pub attention: wgformer::bench::attention::AttentionCases,
 }
 
 /// Runs the benches `args` names and prints the table (or JSON).
@@ -50,54 +50,39 @@ fn run_on(args: &BenchArgs, dist: &Dist) -> Result<()> {
                 "bench allreduce times sums between ranks: run it under mpirun with a build of feature mpi".into(),
             ));
         };
-        results = wgformer::tools::bench::allreduce::run_allreduce(g, args.runs, &mut say)?;
+        results = wgformer::bench::allreduce::run_allreduce(g, args.runs, &mut say)?;
         if kernels.is_empty() {
             return report(&results, args.json, dist);
         }
     }
     let gpu = dist.gpu()?;
     let matmul = match args.shapes.is_empty() {
-        true => wgformer::tools::bench::matmul_shapes(&gpu),
-        false => wgformer::tools::bench::custom_matmul_shapes(&args.shapes),
+        true => wgformer::bench::matmul_shapes(&gpu),
+        false => wgformer::bench::custom_matmul_shapes(&args.shapes),
     };
     let (steps, kernels): (Vec<String>, Vec<String>) = kernels.iter().cloned().partition(|k| k == "step");
     if !kernels.is_empty() || steps.is_empty() {
-        results.extend(wgformer::tools::bench::run_kernels(
-            &gpu,
-            &kernels,
-            args.runs,
-            &matmul,
-            &args.attention,
-            &mut say,
-        )?);
+        results.extend(wgformer::bench::run_kernels(&gpu, &kernels, args.runs, &matmul, &args.attention, &mut say)?);
         if args.compare_blas {
             results = super::blas::compare(&matmul, results, args.runs, &mut |line| eprintln!("{line}"));
         }
     }
     if !steps.is_empty() {
         let precision = wgformer::graph::Precision::parse(&args.precision)?;
-        results.push(wgformer::tools::bench::run_step(
-            &gpu,
-            &args.model,
-            args.batch,
-            args.runs,
-            precision,
-            group,
-            &mut say,
-        )?);
+        results.push(wgformer::bench::run_step(&gpu, &args.model, args.batch, args.runs, precision, group, &mut say)?);
     }
     report(&results, args.json, dist)
 }
 
 /// The results on stdout (from rank 0 only under mpirun).
-fn report(results: &[wgformer::tools::bench::BenchResult], json: bool, dist: &Dist) -> Result<()> {
+fn report(results: &[wgformer::bench::BenchResult], json: bool, dist: &Dist) -> Result<()> {
     if !dist.is_main() {
         return Ok(());
     }
     if json {
         println!("{}", serde_json::to_string(results).unwrap_or_default());
     } else {
-        print!("{}", wgformer::tools::bench::table(results));
+        print!("{}", wgformer::bench::table(results));
     }
     Ok(())
 }

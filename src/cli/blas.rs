@@ -3,8 +3,8 @@
 //! matmul, and on one with a GPU, what the CPU alone would give.
 
 use std::time::Instant;
+use wgformer::bench::BenchResult;
 use wgformer::kernels::MatmulShape;
-use wgformer::tools::bench::BenchResult;
 
 /// Median milliseconds of `runs` CPU products of `shape` (batch 1), after one warm-up.
 fn sgemm_ms(shape: &MatmulShape, runs: usize) -> f64 {
@@ -72,7 +72,7 @@ pub fn compare(
             memory_mib: None,
             note: Some(format!("matrixmultiply, {threads} threads; {ratio}")),
         };
-        progress(&wgformer::tools::bench::row(&row));
+        progress(&wgformer::bench::row(&row));
         out.push(row);
     }
     out

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 #[cfg(feature = "mpi")]
 use std::sync::{OnceLock, Weak};
-use wgformer::engine::collective::Collective;
+use wgformer::dist::collective::Collective;
 use wgformer::{Error, Gpu, GpuOptions, Result};
 
 /// This process's place in a data-parallel job (a job of one without MPI).
@@ -15,7 +15,7 @@ pub struct Dist {
     /// This rank among the ranks of its machine.
     pub local_rank: usize,
     /// A fault its trainer injects (the hidden `--inject-fault`, for the failure tests).
-    pub faults: Option<wgformer::engine::fault::FaultPlan>,
+    pub faults: Option<wgformer::runtime::fault::FaultPlan>,
 }
 
 /// The group a panicking rank aborts (set once, by [`init`]; weak, so that dropping the
@@ -27,8 +27,8 @@ static ABORT_GROUP: OnceLock<Weak<dyn Collective>> = OnceLock::new();
 /// one rank (and built with feature `mpi`), otherwise a job of one.
 pub fn init() -> Result<Dist> {
     #[cfg(feature = "mpi")]
-    if wgformer::engine::mpi::launched() {
-        let group = wgformer::engine::mpi::MpiGroup::init()?;
+    if wgformer::dist::mpi::launched() {
+        let group = wgformer::dist::mpi::MpiGroup::init()?;
         let local_rank = group.local_rank();
         if group.size() < 2 {
             return Ok(Dist { group: None, local_rank, faults: None });
@@ -96,10 +96,10 @@ impl Dist {
     /// Fails on every rank unless every rank has the same `what` (`Ok` without a group).
     pub fn check_same(&self, what: &str, description: &str) -> Result<()> {
         match &self.group {
-            Some(g) => wgformer::engine::collective::check_same(
+            Some(g) => wgformer::dist::collective::check_same(
                 g.as_ref(),
                 what,
-                wgformer::engine::collective::fingerprint(description.as_bytes()),
+                wgformer::dist::collective::fingerprint(description.as_bytes()),
             ),
             None => Ok(()),
         }
@@ -108,7 +108,7 @@ impl Dist {
     /// Rank 0's values on every rank (unchanged without a group).
     pub fn broadcast(&self, values: &mut [Vec<f32>]) -> Result<()> {
         match &self.group {
-            Some(g) => wgformer::engine::collective::broadcast_f32(g.as_ref(), values),
+            Some(g) => wgformer::dist::collective::broadcast_f32(g.as_ref(), values),
             None => Ok(()),
         }
     }
@@ -139,7 +139,7 @@ impl Dist {
     pub fn start_from_rank_zero(
         &self,
         gpu: &Gpu,
-        trainer: &wgformer::engine::trainer::Trainer,
+        trainer: &wgformer::runtime::trainer::Trainer,
         mut params: Vec<(wgformer::graph::TensorId, Vec<f32>)>,
     ) -> Result<Vec<(wgformer::graph::TensorId, Vec<f32>)>> {
         if self.group.is_none() {

@@ -24,13 +24,13 @@ pub fn read_trainer_state<T: serde::de::DeserializeOwned>(dir: &std::path::Path)
 }
 
 /// ", loss scale S, N skipped" for the progress line of a mixed-precision run; empty in f32.
-pub fn scale_note(trainer: &wgformer::engine::trainer::Trainer) -> String {
+pub fn scale_note(trainer: &wgformer::runtime::trainer::Trainer) -> String {
     trainer.scaler.map_or(String::new(), |s| format!(", loss scale {}, {} skipped", s.scale, s.skipped))
 }
 
 /// ", comm X ms, Y% hidden" for the progress line of a data-parallel run (the last step's
 /// gradient sums and the share of them hidden behind the backward); empty otherwise.
-pub fn comm_note(trainer: &wgformer::engine::trainer::Trainer) -> String {
+pub fn comm_note(trainer: &wgformer::runtime::trainer::Trainer) -> String {
     if trainer.ranks() < 2 {
         return String::new();
     }

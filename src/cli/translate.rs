@@ -10,13 +10,13 @@ use super::translation::bleu_of;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::time::Instant;
-use wgformer::engine::autodiff::backward;
-use wgformer::engine::exec::{Executor, HostData};
-use wgformer::engine::optim::AdamConfig;
-use wgformer::engine::trainer::{TrainConfig, Trainer};
+use wgformer::graph::autodiff::backward;
 use wgformer::models::transformer::{self, TransformerConfig, TransformerGraph};
 use wgformer::models::transformer_checkpoint as ckpt;
 use wgformer::models::transformer_decode::Search;
+use wgformer::runtime::exec::{Executor, HostData};
+use wgformer::runtime::optim::AdamConfig;
+use wgformer::runtime::trainer::{TrainConfig, Trainer};
 use wgformer::text::bpe::Bpe;
 use wgformer::text::corpus::{self, Buckets};
 use wgformer::util::io::LinkFrom;
@@ -186,13 +186,13 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     // One training and one evaluation graph per padded length, all on the same parameters.
     let start = Instant::now();
     // Attention's path is measured per shape class on the graphs about to be built.
-    let attention = wgformer::engine::attention_choice::policy_in(&gpu, args.precision, |p| {
+    let attention = wgformer::runtime::attention_choice::policy_in(&gpu, args.precision, |p| {
         for (i, &len) in buckets.lens.iter().enumerate() {
             transformer::build_with(&cfg, rows(i), len, len, true, p.clone())?;
         }
         Ok(())
     })?;
-    let training_graph = |i: usize| -> Result<(TransformerGraph, wgformer::engine::autodiff::Gradients)> {
+    let training_graph = |i: usize| -> Result<(TransformerGraph, wgformer::graph::autodiff::Gradients)> {
         let len = buckets.lens[i];
         let mut t = transformer::build_with(&cfg, rows(i), len, len, true, attention.clone())?;
         t.graph.precision = args.precision;
@@ -221,7 +221,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     let first = &graphs[0].graph;
     let params = match &args.resume {
         Some(dir) => {
-            for (p, m, v) in wgformer::engine::checkpoint::load_moments(dir, first)? {
+            for (p, m, v) in wgformer::runtime::checkpoint::load_moments(dir, first)? {
                 trainer.exec.set_optimizer_state(&gpu, p, &m, &v)?;
             }
             trainer.step = state.step;
@@ -229,7 +229,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             let snapshot = dir.join(snapshot_name(state.epochs_done));
             let path = if snapshot.is_file() { snapshot } else { dir.join("model.safetensors") };
             eprintln!("continuing from {}", path.display());
-            wgformer::engine::checkpoint::load_params(&path, first, &ckpt::same_shape)?
+            wgformer::runtime::checkpoint::load_params(&path, first, &ckpt::same_shape)?
         }
         None => transformer::init_params(first, state.seed),
     };

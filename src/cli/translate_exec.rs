@@ -2,10 +2,10 @@
 //! constant inputs, and the validation loss.
 
 use super::dist::Dist;
-use wgformer::engine::exec::{Executor, HostData, StepOptions};
-use wgformer::engine::trainer::Trainer;
 use wgformer::graph::TensorId;
 use wgformer::models::transformer::TransformerGraph;
+use wgformer::runtime::exec::{Executor, HostData, StepOptions};
+use wgformer::runtime::trainer::Trainer;
 use wgformer::text::corpus::Batch;
 use wgformer::{Gpu, Result};
 

@@ -6,11 +6,11 @@ use super::translate_exec::validation_loss;
 use super::translate_state::{kept_snapshots, linked, save_run, TrainerState};
 use super::translation::test_bleu;
 use std::path::{Path, PathBuf};
-use wgformer::engine::exec::{Executor, HostData};
-use wgformer::engine::trainer::Trainer;
 use wgformer::models::transformer::{TransformerConfig, TransformerGraph};
 use wgformer::models::transformer_checkpoint as ckpt;
 use wgformer::models::transformer_decode::Search;
+use wgformer::runtime::exec::{Executor, HostData};
+use wgformer::runtime::trainer::Trainer;
 use wgformer::text::bpe::Bpe;
 use wgformer::text::corpus::{self, Batch};
 use wgformer::{Gpu, Result};
@@ -34,7 +34,7 @@ pub(super) fn finish(
     let kept = kept_snapshots(snapshots_in, state.epochs_done, state.average);
     if kept.len() > 1 {
         let paths: Vec<PathBuf> = kept.iter().map(|(p, _)| p.clone()).collect();
-        let mean = wgformer::engine::checkpoint::average_params(&paths, first, &ckpt::same_shape)?;
+        let mean = wgformer::runtime::checkpoint::average_params(&paths, first, &ckpt::same_shape)?;
         for (p, v) in &mean {
             trainer.exec.set(gpu, *p, HostData::F32(v))?;
         }

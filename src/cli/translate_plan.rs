@@ -1,7 +1,7 @@
 //! How long `train translate` trains: a number of passes over the data, or as many steps as a
 //! time budget holds, measured on the machine at hand; and the batches of every step.
 
-use wgformer::engine::optim::Schedule;
+use wgformer::runtime::optim::Schedule;
 use wgformer::text::corpus::{Batch, Buckets, Example};
 use wgformer::util::rng::Rng;
 

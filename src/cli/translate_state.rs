@@ -4,11 +4,11 @@
 use super::plot::training_png;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use wgformer::engine::checkpoint::TrainingState;
-use wgformer::engine::trainer::Trainer;
 use wgformer::graph::TensorId;
 use wgformer::models::transformer::TransformerConfig;
 use wgformer::models::transformer_checkpoint as ckpt;
+use wgformer::runtime::checkpoint::TrainingState;
+use wgformer::runtime::trainer::Trainer;
 use wgformer::text::bpe::Bpe;
 use wgformer::util::io::LinkFrom;
 use wgformer::{Gpu, Result};

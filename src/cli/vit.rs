@@ -6,13 +6,13 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use wgformer::data::mnist::{self, ImageSet, Split};
-use wgformer::engine::autodiff::backward;
-use wgformer::engine::exec::HostData;
-use wgformer::engine::optim::{AdamConfig, Schedule};
-use wgformer::engine::trainer::{TrainConfig, Trainer};
+use wgformer::graph::autodiff::backward;
 use wgformer::models::vit::{self, Preprocess, VitConfig};
 use wgformer::models::vit_checkpoint::{self as ckpt, TrainingState};
 use wgformer::models::Vit;
+use wgformer::runtime::exec::HostData;
+use wgformer::runtime::optim::{AdamConfig, Schedule};
+use wgformer::runtime::trainer::{TrainConfig, Trainer};
 use wgformer::{Error, Gpu, Result};
 
 /// Options of `train vit`.
@@ -132,7 +132,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             state.step,
             args.precision,
             train_set.len(),
-            wgformer::engine::collective::fingerprint(&train_set.labels)
+            wgformer::dist::collective::fingerprint(&train_set.labels)
         ),
     )?;
     let steps_per_epoch = train_set.len() / state.batch;
@@ -148,7 +148,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         clip: Some(1.0),
         seed: state.seed as u32,
     };
-    let attention = wgformer::engine::attention_choice::policy_in(&gpu, args.precision, |p| {
+    let attention = wgformer::runtime::attention_choice::policy_in(&gpu, args.precision, |p| {
         vit::build_with(&cfg, local_batch, true, p).map(drop)
     })?;
     let mut v = vit::build_with(&cfg, local_batch, true, attention)?;
@@ -159,7 +159,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     trainer.faults = dist.faults;
     let params = match &args.resume {
         Some(dir) => {
-            let params = wgformer::engine::checkpoint::load_params(
+            let params = wgformer::runtime::checkpoint::load_params(
                 &dir.join("model.safetensors"),
                 &v.graph,
                 &vit::stored_shape(&cfg),

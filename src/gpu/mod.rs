@@ -108,6 +108,34 @@ pub fn list_adapters() -> Vec<wgpu::AdapterInfo> {
     adapters.iter().map(|a| a.get_info()).collect()
 }
 
+/// One adapter as `wgformer info` lists it.
+#[derive(serde::Serialize, Debug, Clone)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub driver_info: String,
+}
+
+impl AdapterSummary {
+    /// The summary of wgpu's description of an adapter.
+    pub fn of(info: &wgpu::AdapterInfo) -> Self {
+        AdapterSummary {
+            name: info.name.clone(),
+            backend: format!("{:?}", info.backend),
+            device_type: format!("{:?}", info.device_type),
+            driver: info.driver.clone(),
+            driver_info: info.driver_info.clone(),
+        }
+    }
+}
+
+/// [`list_adapters`], summarised.
+pub fn adapter_summaries() -> Vec<AdapterSummary> {
+    list_adapters().iter().map(AdapterSummary::of).collect()
+}
+
 /// Higher is preferred: real GPUs first, then software; native APIs before GL.
 fn preference(info: &wgpu::AdapterInfo) -> (u32, u32) {
     let device = match info.device_type {

@@ -1,10 +1,13 @@
-//! The static graph: tensors with shapes, and nodes in execution order. Built once per model
-//! and batch shape (`build.rs` checks every shape), differentiated once (`autodiff.rs`),
-//! planned once (`plan.rs`), then replayed every step (`exec.rs`). No wgpu here.
+//! The static graph and its passes: tensors with shapes, and nodes in execution order. Built
+//! once per model and batch shape (`build.rs` checks every shape), differentiated once
+//! ([`autodiff`]), made mixed precision where asked (`precision.rs`), planned once ([`plan`]),
+//! then replayed every step by the runtime (`runtime::exec`). No GPU here.
 
+pub mod autodiff;
 pub(crate) mod build;
 pub mod op;
 pub mod params;
+pub mod plan;
 mod precision;
 
 pub use op::Op;

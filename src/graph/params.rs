@@ -9,7 +9,7 @@ pub const ATTENTION_HEAD_DIMS: [usize; 4] = [16, 32, 64, 128];
 /// How [`Graph::attention`](crate::graph::Graph::attention) builds attention without dropout:
 /// the fused op (no (Tq x Tk) tensor, kernels/attention.rs), or the composed path (matmul,
 /// scale, mask, softmax, matmul), which can be faster on GPUs while its scores fit one
-/// binding. `engine::attention_choice::policy` picks one per adapter; dropout always takes the
+/// binding. `runtime::attention_choice::policy` picks one per adapter; dropout always takes the
 /// composed path.
 #[derive(Clone, Debug, Default)]
 pub enum AttentionPolicy {
@@ -24,7 +24,7 @@ pub enum AttentionPolicy {
 }
 
 /// Decides per attention call between the fused op and the composed path
-/// (`engine::attention_choice` has the measured one). Only asked where the fused op has a
+/// (`runtime::attention_choice` has the measured one). Only asked where the fused op has a
 /// kernel for the call.
 pub trait AttentionChooser: Send + Sync + std::fmt::Debug {
     /// Whether the call of shape `s` (`masked`: with key lengths) takes the fused op.
@@ -58,7 +58,7 @@ impl AttentionPolicy {
 /// does it for matmuls: each product's operands are rounded to f16 copies and multiplied with
 /// f32 accumulation (on matrix units where the adapter has them); every tensor of the graph,
 /// the parameters and Adam's moments stay f32. Training in f16 scales the loss (see
-/// `engine::loss_scale`).
+/// `runtime::loss_scale`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Precision {
     #[default]

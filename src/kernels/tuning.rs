@@ -29,7 +29,7 @@ pub enum Family {
     Matmul,
     /// The fused attention's variants.
     Attention,
-    /// Attention as the fused op or the composed path (`engine::attention_choice`).
+    /// Attention as the fused op or the composed path (`runtime::attention_choice`).
     AttentionPath,
 }
 

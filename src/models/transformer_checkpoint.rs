@@ -4,9 +4,9 @@
 //! trainer_state.json. Written atomically as a whole directory.
 
 use super::transformer::TransformerConfig;
-use crate::engine::checkpoint::TrainingState;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, TensorId};
+use crate::runtime::checkpoint::TrainingState;
 use crate::text::bpe::Bpe;
 use crate::util::io::write_dir_atomic_keeping;
 use std::path::Path;
@@ -53,7 +53,7 @@ pub fn load(dir: &Path) -> Result<Checkpoint> {
     let (config, tokenizer) = load_config(dir)?;
     let path = dir.join("model.safetensors");
     let reference = super::transformer::build(&config, 1, 1, 1, false)?;
-    let by_id = crate::engine::checkpoint::load_params(&path, &reference.graph, &same_shape)?;
+    let by_id = crate::runtime::checkpoint::load_params(&path, &reference.graph, &same_shape)?;
     let params = by_id.into_iter().map(|(p, v)| (reference.graph.desc(p).name.clone(), v)).collect();
     Ok(Checkpoint { config, tokenizer, params })
 }
@@ -70,12 +70,12 @@ pub fn save(
     let mut files: Vec<(&str, Vec<u8>)> = vec![
         ("config.json", cfg.to_json().into_bytes()),
         ("tokenizer.json", bpe.to_json().into_bytes()),
-        ("model.safetensors", crate::engine::checkpoint::params_bytes(g, params, &same_shape)?),
+        ("model.safetensors", crate::runtime::checkpoint::params_bytes(g, params, &same_shape)?),
     ];
     let mut keep = Vec::new();
     if let Some(t) = training {
         keep = t.keep;
-        files.push(("optimizer.safetensors", crate::engine::checkpoint::moments_bytes(g, t.moments, &same_shape)?));
+        files.push(("optimizer.safetensors", crate::runtime::checkpoint::moments_bytes(g, t.moments, &same_shape)?));
         files.push(("trainer_state.json", t.state_json.into_bytes()));
         files.extend(t.extra);
     }

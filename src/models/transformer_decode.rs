@@ -7,10 +7,10 @@
 //! and beam search reorders the cache rows by buffer copies.
 
 use super::transformer::{positional_encoding, Layers, TransformerConfig};
-use crate::engine::exec::{Executor, HostData, StepOptions};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
 use crate::graph::{AttentionPolicy, Dtype, Graph, TensorId};
+use crate::runtime::exec::{Executor, HostData, StepOptions};
 use crate::text::bpe::{BOS, EOS, PAD};
 
 /// How to search.
@@ -173,7 +173,7 @@ impl Decoder {
             return Err(Error::Config("sentences, beam and the maximum lengths must be positive".into()));
         }
         let rows = sentences * search.beam;
-        let attention = crate::engine::attention_choice::policy(gpu, |p| {
+        let attention = crate::runtime::attention_choice::policy(gpu, |p| {
             encoder_graph(config, rows, src_max, p.clone())?;
             step_graph(config, rows, src_max, tgt_max, p).map(drop)
         })?;

@@ -9,7 +9,7 @@ use crate::graph::{Graph, TensorId};
 use crate::util::io::write_dir_atomic_keeping;
 use std::path::Path;
 
-pub use crate::engine::checkpoint::{load_moments, TrainingState};
+pub use crate::runtime::checkpoint::{load_moments, TrainingState};
 
 fn read_text(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.display().to_string(), source })
@@ -52,12 +52,12 @@ pub fn save(
     let mut files: Vec<(&str, Vec<u8>)> = vec![
         ("config.json", cfg.to_json().into_bytes()),
         ("preprocessor_config.json", pre.to_json(cfg.image_size).into_bytes()),
-        ("model.safetensors", crate::engine::checkpoint::params_bytes(g, params, &stored)?),
+        ("model.safetensors", crate::runtime::checkpoint::params_bytes(g, params, &stored)?),
     ];
     let mut keep = Vec::new();
     if let Some(t) = training {
         keep = t.keep;
-        files.push(("optimizer.safetensors", crate::engine::checkpoint::moments_bytes(g, t.moments, &stored)?));
+        files.push(("optimizer.safetensors", crate::runtime::checkpoint::moments_bytes(g, t.moments, &stored)?));
         files.push(("trainer_state.json", t.state_json.into_bytes()));
         files.extend(t.extra);
     }

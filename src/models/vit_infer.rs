@@ -2,10 +2,10 @@
 
 use super::vit::{build, stored_shape, Preprocess, VitConfig};
 use super::vit_checkpoint::{load_config, load_preprocess};
-use crate::engine::exec::{Executor, HostData};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::TensorId;
+use crate::runtime::exec::{Executor, HostData};
 use std::path::Path;
 
 /// A ViT ready to classify batches of up to `batch` images.
@@ -30,7 +30,7 @@ impl Vit {
         let pre = load_preprocess(dir, &cfg)?;
         let v = build(&cfg, batch.max(1), false)?;
         let params =
-            crate::engine::checkpoint::load_params(&dir.join("model.safetensors"), &v.graph, &stored_shape(&cfg))?;
+            crate::runtime::checkpoint::load_params(&dir.join("model.safetensors"), &v.graph, &stored_shape(&cfg))?;
         let vit = Self::with_params(gpu, cfg, pre, batch, &[])?;
         for (p, values) in &params {
             vit.exec.set(gpu, *p, HostData::F32(values))?;
@@ -48,7 +48,7 @@ impl Vit {
     ) -> Result<Self> {
         let batch = batch.max(1);
         let attention =
-            crate::engine::attention_choice::policy(gpu, |p| super::vit::build_with(&cfg, batch, false, p).map(drop))?;
+            crate::runtime::attention_choice::policy(gpu, |p| super::vit::build_with(&cfg, batch, false, p).map(drop))?;
         let v = super::vit::build_with(&cfg, batch, false, attention)?;
         let exec = Executor::keeping(gpu, v.graph, None, None, &[v.logits])?;
         for (p, values) in params {

@@ -5,11 +5,11 @@
 pub mod transformer;
 pub mod vit;
 
-use crate::engine::checkpoint::StoredShape;
-use crate::engine::exec::{Executor, HostData, StepOptions};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{Graph, TensorId};
+use crate::runtime::checkpoint::StoredShape;
+use crate::runtime::exec::{Executor, HostData, StepOptions};
 use crate::util::io::NamedTensor;
 use std::path::Path;
 
@@ -52,8 +52,8 @@ pub fn verify(gpu: &Gpu, dir: &Path) -> Result<Vec<Output>> {
 /// Loads model.safetensors from `dir` into `graph`, runs it on the case's inputs and returns
 /// the logits, the loss and every gradient, sorted by name after the first two.
 pub(crate) fn run(gpu: &Gpu, dir: &Path, mut graph: Graph, case: &Case) -> Result<Vec<Output>> {
-    let grads = crate::engine::autodiff::backward_wrt(&mut graph, case.loss, &case.wrt)?;
-    let params = crate::engine::checkpoint::load_params(&dir.join("model.safetensors"), &graph, case.stored)?;
+    let grads = crate::graph::autodiff::backward_wrt(&mut graph, case.loss, &case.wrt)?;
+    let params = crate::runtime::checkpoint::load_params(&dir.join("model.safetensors"), &graph, case.stored)?;
     let exec = Executor::keeping(gpu, graph, Some(case.loss), Some(&grads), &[case.logits])?;
     for (p, values) in &params {
         exec.set(gpu, *p, HostData::F32(values))?;

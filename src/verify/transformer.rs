@@ -3,10 +3,10 @@
 //! lengths (this model masks by length: trailing padding only).
 
 use super::{find, ids, Case, Output};
-use crate::engine::exec::HostData;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::models::transformer::{build, TransformerConfig};
+use crate::runtime::exec::HostData;
 use std::path::Path;
 
 /// Forward and backward of the case in `dir`: logits (B, T, V), loss and every gradient.

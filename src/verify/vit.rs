@@ -1,10 +1,10 @@
 //! The ViT on a reference case.
 
 use super::{find, ids, Case, Output};
-use crate::engine::exec::HostData;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::models::vit::{build, stored_shape, VitConfig};
+use crate::runtime::exec::HostData;
 use std::path::Path;
 
 /// Forward and backward of a reference case directory (../shared/golden format): config.json,

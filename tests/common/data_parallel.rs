@@ -5,12 +5,12 @@
 
 use super::mixed::Case;
 use super::Rng;
-use wgformer::engine::autodiff::backward;
-use wgformer::engine::collective::Collective;
-use wgformer::engine::exec::{CommStats, HostData};
-use wgformer::engine::optim::{AdamConfig, Schedule};
-use wgformer::engine::trainer::{TrainConfig, Trainer};
+use wgformer::dist::collective::Collective;
+use wgformer::graph::autodiff::backward;
 use wgformer::graph::TensorId;
+use wgformer::runtime::exec::{CommStats, HostData};
+use wgformer::runtime::optim::{AdamConfig, Schedule};
+use wgformer::runtime::trainer::{TrainConfig, Trainer};
 use wgformer::Gpu;
 
 /// Steps each equality test trains.
@@ -132,7 +132,7 @@ pub struct Run {
 /// A hash of the bits of every parameter.
 pub fn fingerprint(params: &[(String, Vec<f32>)]) -> u64 {
     let bits: Vec<u8> = params.iter().flat_map(|(_, v)| v.iter().flat_map(|x| x.to_le_bytes())).collect();
-    wgformer::engine::collective::fingerprint(&bits)
+    wgformer::dist::collective::fingerprint(&bits)
 }
 
 fn named(t: &Trainer, gpu: &Gpu) -> Vec<(String, Vec<f32>)> {
@@ -153,7 +153,7 @@ pub fn train_rank(gpu: &Gpu, s: &Sharded, group: std::sync::Arc<dyn Collective>)
     let rank = group.rank();
     let shard = &s.shards[rank];
     let mut values: Vec<Vec<f32>> = shard.params.iter().map(|(_, v)| v.clone()).collect();
-    wgformer::engine::collective::broadcast_f32(group.as_ref(), &mut values).unwrap();
+    wgformer::dist::collective::broadcast_f32(group.as_ref(), &mut values).unwrap();
     let params: Vec<(TensorId, Vec<f32>)> = shard.params.iter().map(|(p, _)| *p).zip(values).collect();
     let mut t = trainer(gpu, shard, &params);
     t.group = Some(group);

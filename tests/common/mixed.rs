@@ -2,11 +2,11 @@
 //! small Transformer on a fixed batch, trained in f32 and f16 side by side.
 
 use super::Rng;
-use wgformer::engine::autodiff::backward;
-use wgformer::engine::exec::HostData;
-use wgformer::engine::optim::{AdamConfig, Schedule};
-use wgformer::engine::trainer::{TrainConfig, Trainer};
+use wgformer::graph::autodiff::backward;
 use wgformer::graph::{Graph, Precision, TensorId};
+use wgformer::runtime::exec::HostData;
+use wgformer::runtime::optim::{AdamConfig, Schedule};
+use wgformer::runtime::trainer::{TrainConfig, Trainer};
 use wgformer::Gpu;
 
 /// A model's graph and one fixed batch.

@@ -175,7 +175,7 @@ async fn vit_case(gpu: &Gpu) -> Result<(bool, String)> {
     let batch = pixels.len() / (cfg.num_channels * cfg.image_size * cfg.image_size);
     let graph = vit::build(&cfg, batch, false)?.graph;
     let model_path = Path::new(VIT_DIR).join("model.safetensors");
-    let params = wgformer::engine::checkpoint::params_from(
+    let params = wgformer::runtime::checkpoint::params_from(
         wgformer::util::io::parse_safetensors(VIT_MODEL, &model_path)?,
         &model_path,
         &graph,

@@ -1,17 +1,17 @@
 //! `wgformer bench attention`: the fused attention kernels against the composed path
 //! (split heads, QK^T matmul, scale, mask, softmax, PV matmul, merge heads), forward and
 //! forward + backward, at B = 8, H = 8, D = 64, T = 256 and 1024, with and without the causal
-//! mask. Both run as graphs through the executor (`engine::attention_choice`, which makes the
+//! mask. Both run as graphs through the executor (`runtime::attention_choice`, which makes the
 //! same comparison to choose a path); the attention nodes are timed in one pass, as a step
 //! records them, leaving out the cross-entropy that seeds the backward.
 //! FLOPs follow the FlashAttention papers: forward 4 B H T^2 D (halved when causal), backward
 //! 2.5 times the forward. Memory is the executor's planned activation memory, inputs included.
 
 use super::BenchResult;
-use crate::engine::attention_choice::{attention_executor, attention_graph, time_attention_nodes, AttentionGraph};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::kernels::attention::{AttentionShape, HEAD_DIMS};
+use crate::runtime::attention_choice::{attention_executor, attention_graph, time_attention_nodes, AttentionGraph};
 
 /// The shapes timed by default: (batch, heads, tokens, head dim).
 pub const SHAPES: [(usize, usize, usize, usize); 2] = [(8, 8, 256, 64), (8, 8, 1024, 64)];
@@ -90,9 +90,9 @@ pub fn run(gpu: &Gpu, runs: usize, cases: &AttentionCases, progress: &mut dyn Fn
                         Err(e @ (Error::TooLarge { .. } | Error::Gpu { .. })) => {
                             let mut g = graph.graph.clone();
                             if backward {
-                                crate::engine::autodiff::backward_wrt(&mut g, graph.loss, &graph.inputs)?;
+                                crate::graph::autodiff::backward_wrt(&mut g, graph.loss, &graph.inputs)?;
                             }
-                            let plan = crate::engine::plan::plan(&g, &[graph.loss]);
+                            let plan = crate::graph::plan::plan(&g, &[graph.loss]);
                             r.memory_mib = Some(plan.peak_activation_bytes as f64 / (1 << 20) as f64);
                             r.note = Some(format!("not run: {e}"));
                         }

@@ -9,11 +9,11 @@
 //! 5-15x slower than the composed path, which is why the rule (no measuring) stays composed
 //! on GPUs wherever the scores fit one binding, and fused on CPU adapters.
 
-use crate::engine::exec::{Executor, HostData};
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::graph::{AttentionChooser, AttentionPolicy, AttentionShape, Dtype, Graph, Op, Precision, TensorId};
 use crate::kernels::tuning::{self, attention_class, Choices, Family};
+use crate::runtime::exec::{Executor, HostData};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -60,7 +60,7 @@ pub fn attention_graph(s: &AttentionShape, masked: bool, fused: bool) -> Result<
 pub fn attention_executor(gpu: &Gpu, a: &AttentionGraph, backward: bool) -> Result<(Executor, u64)> {
     let mut graph = a.graph.clone();
     let grads =
-        if backward { Some(crate::engine::autodiff::backward_wrt(&mut graph, a.loss, &a.inputs)?) } else { None };
+        if backward { Some(crate::graph::autodiff::backward_wrt(&mut graph, a.loss, &a.inputs)?) } else { None };
     let exec = Executor::new(gpu, graph, Some(a.loss), grads.as_ref())?;
     let mut rng = crate::util::rng::Rng::new(7);
     for &x in &a.inputs {

@@ -4,7 +4,7 @@
 //! bus bandwidth (x 2(N-1)/N, what each link carries in a ring), which compares across N.
 
 use super::BenchResult;
-use crate::engine::collective::{sum, Collective};
+use crate::dist::collective::{sum, Collective};
 use crate::error::Result;
 use std::time::Instant;
 

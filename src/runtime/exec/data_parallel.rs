@@ -6,7 +6,7 @@
 //! submit. Single-process training keeps its one submit per step ([`Executor::step`]).
 
 use super::{Executor, HostData, StepOptions};
-use crate::engine::collective::{Collective, Pending};
+use crate::dist::collective::{Collective, Pending};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Held};
 use crate::graph::TensorId;

@@ -2,9 +2,9 @@
 //! global-norm clipping that runs before them; reading and restoring the moments.
 
 use super::Executor;
-use crate::engine::autodiff::Gradients;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Held, Tensor};
+use crate::graph::autodiff::Gradients;
 use crate::graph::{Graph, TensorId};
 use crate::kernels::adam::AdamHyperParams;
 use crate::kernels::clip::{partials_for, ClipParams};
@@ -31,7 +31,7 @@ pub(super) struct Optimizer {
 
 impl Executor {
     /// Adam's moments (param, m, v) for every updated parameter (blocking; for checkpoints).
-    pub fn optimizer_state(&self, gpu: &Gpu) -> Result<crate::engine::optim::Moments> {
+    pub fn optimizer_state(&self, gpu: &Gpu) -> Result<crate::runtime::optim::Moments> {
         let Some(opt) = &self.optimizer else { return Ok(Vec::new()) };
         opt.state.iter().map(|(p, m, v)| Ok((*p, gpu.read(m)?, gpu.read(v)?))).collect()
     }

@@ -2,11 +2,11 @@
 //! Adam), in one process or as one rank of a data-parallel job.
 
 use super::BenchResult;
-use crate::engine::collective::Collective;
-use crate::engine::exec::CommStats;
+use crate::dist::collective::Collective;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::AttentionPolicy;
+use crate::runtime::exec::CommStats;
 use std::time::Instant;
 
 /// A training step to time: the graph, its loss, one batch of inputs and initial parameters.
@@ -103,7 +103,7 @@ pub fn run_step(
     group: Option<&dyn Collective>,
     progress: &mut dyn FnMut(&str),
 ) -> Result<BenchResult> {
-    use crate::engine::exec::{Executor, HostData, StepOptions};
+    use crate::runtime::exec::{Executor, HostData, StepOptions};
     if batch == 0 {
         return Err(Error::InvalidSetting { name: "--batch", value: "0".into(), expected: "at least 1" });
     }
@@ -114,8 +114,8 @@ pub fn run_step(
     }
     let global_batch = batch;
     let batch = batch / ranks;
-    let attention = crate::engine::attention_choice::policy_in(gpu, precision, |p| step_graph(model, batch, p))?;
-    progress(&format!("attention: {}", crate::engine::attention_choice::describe_policy(&attention)));
+    let attention = crate::runtime::attention_choice::policy_in(gpu, precision, |p| step_graph(model, batch, p))?;
+    progress(&format!("attention: {}", crate::runtime::attention_choice::describe_policy(&attention)));
     let case = match vit_step(model, batch, attention.clone())? {
         Some(c) => c,
         None => transformer_step(model, batch, attention.clone())?.ok_or_else(|| Error::InvalidSetting {
@@ -131,7 +131,7 @@ pub fn run_step(
     let count = |want: fn(&crate::graph::Op) -> bool| graph.nodes.iter().filter(|n| want(&n.op)).count();
     let fused_calls = count(|op| matches!(op, crate::graph::Op::Attention { .. }));
     let composed_calls = count(|op| matches!(op, crate::graph::Op::Softmax));
-    let grads = crate::engine::autodiff::backward(&mut graph, case.loss)?;
+    let grads = crate::graph::autodiff::backward(&mut graph, case.loss)?;
     let flops = matmul_flops(&graph);
     progress(&format!("{model} batch {batch}: {} nodes, building the executor", graph.nodes.len()));
     let exec = Executor::new(gpu, graph, Some(case.loss), Some(&grads))?;
@@ -142,7 +142,7 @@ pub fn run_step(
     let mut feed: Vec<(crate::graph::TensorId, HostData)> =
         case.f32_inputs.iter().map(|(t, v)| (*t, HostData::F32(v))).collect();
     feed.extend(case.u32_inputs.iter().map(|(t, v)| (*t, HostData::U32(v))));
-    let adam = crate::engine::optim::AdamConfig { weight_decay: 0.05, ..Default::default() };
+    let adam = crate::runtime::optim::AdamConfig { weight_decay: 0.05, ..Default::default() };
     let (mut times, mut host, mut comm) = (Vec::new(), Vec::new(), Vec::new());
     for step in 0..=runs.max(1) {
         let opts = StepOptions {

@@ -15,10 +15,10 @@ mod profile;
 pub use data_parallel::CommStats;
 pub use profile::MatmulProfile;
 
-use crate::engine::autodiff::Gradients;
-use crate::engine::plan::{plan, training_pinned, Plan};
 use crate::error::{Error, Result};
 use crate::gpu::{DType, Gpu, Held, Tensor};
+use crate::graph::autodiff::Gradients;
+use crate::graph::plan::{plan, training_pinned, Plan};
 use crate::graph::{AdamStep, Dtype, Graph, Op, TensorId};
 use crate::kernels::clip::ClipParams;
 use crate::kernels::dropout::StepParams;

@@ -1,13 +1,13 @@
 //! A training loop an application drives step by step: an executor with Adam, a learning-rate
 //! schedule, gradient clipping and the step counter (which also seeds dropout).
 
-use crate::engine::autodiff::Gradients;
-use crate::engine::exec::{Executor, HostData, StepOptions};
-use crate::engine::loss_scale::LossScaler;
-use crate::engine::optim::{AdamConfig, Schedule};
 use crate::error::Result;
 use crate::gpu::Gpu;
+use crate::graph::autodiff::Gradients;
 use crate::graph::{Graph, Precision, TensorId};
+use crate::runtime::exec::{Executor, HostData, StepOptions};
+use crate::runtime::loss_scale::LossScaler;
+use crate::runtime::optim::{AdamConfig, Schedule};
 
 /// How to train.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -33,9 +33,9 @@ pub struct Trainer {
     pub scaler: Option<LossScaler>,
     /// The ranks training together (data parallel), when there are several.
     #[cfg(not(target_arch = "wasm32"))]
-    pub group: Option<std::sync::Arc<dyn crate::engine::collective::Collective>>,
+    pub group: Option<std::sync::Arc<dyn crate::dist::collective::Collective>>,
     /// A fault to inject before one step (tests of failure handling); `None` by default.
-    pub faults: Option<crate::engine::fault::FaultPlan>,
+    pub faults: Option<crate::runtime::fault::FaultPlan>,
 }
 
 impl Trainer {

@@ -5,7 +5,7 @@
 //! so a node never reads and writes the same slot. Pinned tensors (parameters, inputs,
 //! gradients the optimizer reads, outputs read back) get slots of their own.
 
-use crate::engine::autodiff::Gradients;
+use crate::graph::autodiff::Gradients;
 use crate::graph::{Graph, Role, TensorId};
 use serde::Serialize;
 
@@ -194,7 +194,7 @@ mod tests {
     #[test]
     fn no_two_live_tensors_share_a_slot() {
         let (mut g, loss) = chain();
-        let grads = crate::engine::autodiff::backward(&mut g, loss).unwrap();
+        let grads = crate::graph::autodiff::backward(&mut g, loss).unwrap();
         let pinned: Vec<TensorId> = grads.of.values().copied().chain([loss]).collect();
         let p = plan(&g, &pinned);
         let life = lifetimes(&g);
@@ -222,7 +222,7 @@ mod tests {
     #[test]
     fn reuse_lowers_the_peak() {
         let (mut g, loss) = chain();
-        crate::engine::autodiff::backward(&mut g, loss).unwrap();
+        crate::graph::autodiff::backward(&mut g, loss).unwrap();
         let p = plan(&g, &[loss]);
         assert!(
             p.peak_activation_bytes < p.naive_activation_bytes / 2,
@@ -234,20 +234,9 @@ mod tests {
     }
 
     #[test]
-    fn f16_copies_of_saved_operands_lower_the_peak() {
-        let (mut g, loss) = chain();
-        let grads = crate::engine::autodiff::backward(&mut g, loss).unwrap();
-        let f32_peak = report(&g, loss, &grads).peak_activation_bytes;
-        g.cast_products_to_f16(crate::graph::F16Storage::Half, &crate::kernels::f16_forms::HalfTable);
-        let f16_peak = report(&g, loss, &grads).peak_activation_bytes;
-        // gelu's outputs, kept for the weight gradients, are stored in f16; its inputs stay f32.
-        assert!(f16_peak * 10 < f32_peak * 9, "{f16_peak} vs {f32_peak}");
-    }
-
-    #[test]
     fn a_node_never_reads_the_slot_it_writes() {
         let (mut g, loss) = chain();
-        crate::engine::autodiff::backward(&mut g, loss).unwrap();
+        crate::graph::autodiff::backward(&mut g, loss).unwrap();
         let p = plan(&g, &[loss]);
         for node in &g.nodes {
             for o in &node.outputs {

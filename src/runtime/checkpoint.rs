@@ -105,7 +105,7 @@ pub fn moments_bytes(g: &Graph, moments: &[(TensorId, Vec<f32>, Vec<f32>)], stor
 }
 
 /// Reads optimizer.safetensors: (param, exp_avg, exp_avg_sq) for every parameter of `g`.
-pub fn load_moments(dir: &Path, g: &Graph) -> Result<crate::engine::optim::Moments> {
+pub fn load_moments(dir: &Path, g: &Graph) -> Result<crate::runtime::optim::Moments> {
     let path = dir.join("optimizer.safetensors");
     let tensors = read_safetensors(&path)?;
     let get = |name: &str, len: usize| -> Result<Vec<f32>> {

@@ -1,17 +1,7 @@
 //! What `wgformer info` reports: the adapters, the chosen one, its features and limits.
 
-use crate::gpu::Gpu;
+use crate::gpu::{AdapterSummary, Gpu};
 use serde::Serialize;
-
-/// One adapter as listed by `info`.
-#[derive(Serialize, Debug, Clone)]
-pub struct AdapterSummary {
-    pub name: String,
-    pub backend: String,
-    pub device_type: String,
-    pub driver: String,
-    pub driver_info: String,
-}
 
 /// The full `info` report.
 #[derive(Serialize, Debug, Clone)]
@@ -33,18 +23,8 @@ pub struct InfoReport {
     pub limits: Vec<(String, u64)>,
 }
 
-fn summary(info: &wgpu::AdapterInfo) -> AdapterSummary {
-    AdapterSummary {
-        name: info.name.clone(),
-        backend: format!("{:?}", info.backend),
-        device_type: format!("{:?}", info.device_type),
-        driver: info.driver.clone(),
-        driver_info: info.driver_info.clone(),
-    }
-}
-
 /// Builds the report for `gpu` among `adapters`.
-pub fn report(adapters: &[wgpu::AdapterInfo], gpu: &Gpu) -> crate::error::Result<InfoReport> {
+pub fn report(adapters: &[AdapterSummary], gpu: &Gpu) -> crate::error::Result<InfoReport> {
     let l = &gpu.limits;
     let limits = [
         ("max_storage_buffer_binding_size", l.max_storage_buffer_binding_size),
@@ -58,11 +38,11 @@ pub fn report(adapters: &[wgpu::AdapterInfo], gpu: &Gpu) -> crate::error::Result
         ("min_storage_buffer_offset_alignment", l.min_storage_buffer_offset_alignment as u64),
     ];
     let fused = crate::kernels::attention::Attention::new(gpu)?.describe_choice();
-    let policy = crate::engine::attention_choice::describe(gpu)?;
+    let policy = crate::runtime::attention_choice::describe(gpu)?;
     let attention = format!("{policy}; fused variant: {fused}");
     Ok(InfoReport {
-        adapters: adapters.iter().map(summary).collect(),
-        chosen: summary(&gpu.info),
+        adapters: adapters.to_vec(),
+        chosen: AdapterSummary::of(&gpu.info),
         f16: gpu.caps.f16,
         subgroups: gpu.caps.subgroups,
         subgroup_size: [gpu.caps.subgroup_size.0, gpu.caps.subgroup_size.1],

@@ -1,4 +1,0 @@
-//! Tools on top of the engine and models: kernel and step benchmarks, and the adapter report.
-
-pub mod bench;
-pub mod info;
