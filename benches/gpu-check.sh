@@ -8,7 +8,7 @@
 #   benches/gpu-check.sh [OUT]                 builds with cargo, then checks (OUT: gpu-check-out)
 #   WGFORMER_PREBUILT=DIR benches/gpu-check.sh  uses DIR/wgformer and DIR/<suite> test binaries
 #                                               built elsewhere (benches/gpu-check-pack.sh)
-# Settings: GPU_CHECK_SUITE_TIMEOUT (s per test suite, default 240), GPU_CHECK_GL=0 (skip the GL
+# Settings: GPU_CHECK_SUITE_TIMEOUT (s per test suite, default 480), GPU_CHECK_GL=0 (skip the GL
 # suites; they run last since a GL hang once lost an H200's device), GPU_CHECK_JOBS (suites at once),
 # GPU_CHECK_STEPS ("MODEL:BATCH ..." for the step benches), GPU_CHECK_REQUIRE_COOP=0 (on a GPU, let
 # the cooperative-matrix tests skip instead of failing when the adapter offers no matrix units).
@@ -17,23 +17,23 @@ cd "$(dirname "$0")/.."
 out=$(realpath -m "${1:-gpu-check-out}")
 mkdir -p "$out"
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
-suite_timeout=${GPU_CHECK_SUITE_TIMEOUT:-240}
+suite_timeout=${GPU_CHECK_SUITE_TIMEOUT:-480}
 jobs=${GPU_CHECK_JOBS:-$(( $(nproc) / 2 > 0 ? $(nproc) / 2 : 1 ))}
 started=$(date +%s)
 log() { echo "[gpu-check $(( $(date +%s) - started ))s] $*" >&2; }
 
-# The binaries: the CLI and one test binary per tests/*.rs.
+# The binaries: the CLI and the test binaries (one per tests/*/main.rs).
 bins="$out/bin"
 mkdir -p "$bins"
 if [ -n "${WGFORMER_PREBUILT:-}" ]; then
     cp "$WGFORMER_PREBUILT"/* "$bins"/
     # The CLI tests start the binary at the path cargo compiled into them.
-    want=$(grep -aom1 '/[^[:space:]"]*/target/release/wgformer' "$bins/cli_vit" 2>/dev/null || true)
+    want=$(grep -aom1 '/[^[:space:]"]*/target/release/wgformer' "$bins/cli" 2>/dev/null || true)
     if [ -n "$want" ] && [ ! -x "$want" ]; then
         mkdir -p "$(dirname "$want")" && cp "$bins/wgformer" "$want"
     fi
     # Tests find their data under the repo path compiled into them.
-    root=$(grep -aom1 '/[^[:space:]"]*/tests/golden' "$bins/golden_vit" 2>/dev/null | sed 's#/tests/golden$##' || true)
+    root=$(grep -aom1 '/[^[:space:]"]*/tests/golden' "$bins/reference_cases" 2>/dev/null | sed 's#/tests/golden$##' || true)
     if [ -n "$root" ] && [ ! -e "$root" ]; then
         mkdir -p "$(dirname "$root")" && ln -s "$PWD" "$root"
     fi

@@ -1,6 +1,6 @@
 //! One function per fuzz target: arbitrary bytes into a parser of outside data. Each must
 //! return (an error is fine) without panicking and without allocating without bound. Shared by
-//! the cargo-fuzz targets (fuzz/fuzz_targets/) and tests/fuzz_corpus.rs, which replays the
+//! the cargo-fuzz targets (fuzz/fuzz_targets/) and tests/cpu/fuzz_corpus.rs, which replays the
 //! committed corpus (fuzz/corpus/TARGET/) on stable Rust.
 
 use std::path::Path;

@@ -9,7 +9,7 @@
 //! several); [`models`] builds the Transformer and the ViT; [`bench`] times kernels and steps,
 //! [`info`] reports the adapter, [`verify`] runs the reference cases.
 
-// The layers, bottom up; a module imports only from layers below its own (tests/layers.rs).
+// The layers, bottom up; a module imports only from layers below its own (tests/cpu/layers.rs).
 pub mod bench;
 pub mod data;
 pub mod dist;

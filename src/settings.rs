@@ -3,7 +3,7 @@
 //! The program's edge (the CLI, tests, benches, an app that wants them) calls
 //! [`Settings::from_env`] once and passes the result in, usually through
 //! [`GpuOptions`](crate::GpuOptions), so that the `Gpu` carries it to the kernels. Nothing else
-//! in the library reads the environment (`tests/layers.rs` holds that). [`Settings::default`]
+//! in the library reads the environment (`tests/cpu/layers.rs` holds that). [`Settings::default`]
 //! reads nothing: the adapter's own rules, no tuning cache file.
 //!
 //! One parser per variable; a value that does not parse is an [`Error::InvalidSetting`]

@@ -2,7 +2,7 @@
 //! f16 tensors, the WGSL aliases its source declares (`alias NAME = f32;`, made f16 by
 //! `shaders::with_f16`) and the graph operands each alias types. `HalfForm` compiles the forms
 //! from it, the graph's rewrite asks it which operands may be f16 ([`HalfTable`], through
-//! `graph::HalfKernels`), and `tests/shaders_validate.rs` validates every form it lists.
+//! `graph::HalfKernels`), and `tests/cpu/shaders_validate.rs` validates every form it lists.
 
 use crate::graph::{HalfKernels, Op, Slot};
 

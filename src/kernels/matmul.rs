@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
 pub use crate::graph::params::MatmulShape;
 
-/// Mirrors `MatmulParams` in matmul.wgsl (and every matmul shader: see tests/shaders_validate.rs).
+/// Mirrors `MatmulParams` in matmul.wgsl (and every matmul shader: see tests/cpu/shaders_validate.rs).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 pub(crate) struct MatmulParams {
@@ -427,7 +427,7 @@ impl Matmul {
         // Loop iterations per invocation, as llvmpipe counts them (measured on Mesa 22.3: it
         // unrolls the TM-row loops, whose trip count is a pipeline constant). The K loop runs
         // K/4 times (K/SG times in the subgroup kernel, each with SG/4 steps); the store walks
-        // TM x 4. tests/kernels_matmul.rs runs each variant close to this bound.
+        // TM x 4. tests/kernels/kernels_matmul.rs runs each variant close to this bound.
         let t = set.tiles_of(set.variant_for(shape));
         let k_loop = match set.variant_for(shape) {
             MatmulVariant::Subgroup => {

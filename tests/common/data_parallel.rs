@@ -1,4 +1,4 @@
-//! Data-parallel cases shared by tests/data_parallel.rs (ranks as threads) and
+//! Data-parallel cases shared by tests/training/data_parallel.rs (ranks as threads) and
 //! tests/mpi_data_parallel.rs (ranks as MPI processes): a small ViT and a small Transformer,
 //! each as one global batch and as its shards, trained side by side. Dropout is on: a rank
 //! draws the masks of its share of the whole batch.

@@ -1,7 +1,7 @@
 //! `wgformer bench` through the binary: the JSON output parses and carries a rate for every
 //! case, and bad options are refused with a message instead of running.
 
-mod common;
+use crate::common;
 
 fn wgformer(args: &[&str]) -> (bool, String, String) {
     common::cli::wgformer(args, None)

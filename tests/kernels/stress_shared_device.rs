@@ -4,7 +4,7 @@
 //!
 //! `WGFORMER_STRESS_ROUNDS` sets the rounds per worker (default 3).
 
-mod common;
+use crate::common;
 use common::{for_each_gpu, Rng};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;

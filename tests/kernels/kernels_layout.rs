@@ -1,7 +1,7 @@
 //! Data movement, dropout, embedding and mask kernels against the CPU reference, on odd sizes
 //! and realistic ones (ViT-B/16 heads, a translation batch's embedding).
 
-mod common;
+use crate::common;
 use common::{assert_close, fit, for_each_gpu, upload, Rng};
 use wgformer::kernels::dropout::{dropout_constants, StepParams};
 use wgformer::kernels::embedding::group_ids;

@@ -3,7 +3,7 @@
 //! search keeps each sentence of a batch independent and finds hypotheses at least as likely
 //! as greedy's.
 
-mod common;
+use crate::common;
 use wgformer::models::transformer::{build, init_params, TransformerConfig};
 use wgformer::models::transformer_decode::{Decoder, Search};
 use wgformer::reference::graph::evaluate;

@@ -4,9 +4,9 @@
 //! overflow skips the step and halves the scale. Runs where the adapter has f16 shaders
 //! (lavapipe; llvmpipe's GL has none, and says so), with the adapter's default path for
 //! products (on lavapipe: operands rounded to f16 values, f32 kernel);
-//! tests/mixed_precision_f16_operands.rs runs the training cases with the f16 kernel.
+//! tests/training/mixed_precision_f16_operands.rs runs the training cases with the f16 kernel.
 
-mod common;
+use crate::common;
 use common::mixed::{tracks_f32, train, transformer_case, vit_case};
 use common::{assert_close, for_each_gpu, Rng};
 use wgformer::graph::Precision;

@@ -4,7 +4,7 @@
 //! it has matrix units, and is reported as skipped elsewhere (`WGFORMER_REQUIRE_COOP=1` makes
 //! that a failure, for the GPU check).
 
-mod common;
+use crate::common;
 use common::{assert_close, for_each_gpu, Rng};
 use wgformer::kernels::matmul_f16::{coop_subgroup, F16Variant, MatmulF16};
 use wgformer::kernels::{self, MatmulShape};

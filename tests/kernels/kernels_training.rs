@@ -1,7 +1,7 @@
 //! The training kernels against the CPU reference: fused cross-entropy (label smoothing,
 //! ignore index, a vocabulary-sized row), ReLU, and Adam over several steps.
 
-mod common;
+use crate::common;
 use common::{assert_close, fit, for_each_gpu, upload, Rng, HALF_FORMS};
 use wgformer::kernels::{self, Adam, CrossEntropy, Elementwise};
 use wgformer::reference::adam::{adam_update, AdamStep};

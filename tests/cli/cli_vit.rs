@@ -3,7 +3,7 @@
 //! one; predict classifies PNG and JPEG files; eval writes its CSV; bad input gives a clear
 //! error and a non-zero exit.
 
-mod common;
+use crate::common;
 use common::cli::scratch;
 use std::path::Path;
 

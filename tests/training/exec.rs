@@ -2,7 +2,7 @@
 //! gradient checks hold to finite differences), checked mode, one submit per training step,
 //! and a small MLP whose loss Adam drives down.
 
-mod common;
+use crate::common;
 use common::{assert_close, for_each_gpu, random_values, Rng};
 use wgformer::graph::autodiff::backward;
 use wgformer::graph::{Dtype, Graph, Role, TensorId};

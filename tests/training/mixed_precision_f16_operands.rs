@@ -1,9 +1,9 @@
 //! Mixed-precision training with the products' operands in f16 storage and the f16 matmul
 //! kernel (`WGFORMER_MATMUL_F16=tiled`, on devices of its own: on CPU adapters the default
-//! rounds operands in f32 instead, see tests/mixed_precision.rs): a small ViT and a small
+//! rounds operands in f32 instead, see tests/training/mixed_precision.rs): a small ViT and a small
 //! Transformer track the same runs in f32.
 
-mod common;
+use crate::common;
 use common::for_each_gpu_with;
 use common::mixed::{tracks_f32, transformer_case, vit_case};
 

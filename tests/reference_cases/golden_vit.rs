@@ -1,7 +1,7 @@
 //! The ViT reference case from PyTorch / Hugging Face: logits, loss and every gradient,
 //! including d loss / d pixels, within the case's tolerances, on every test backend.
 
-mod common;
+use crate::common;
 use std::path::Path;
 
 #[test]

@@ -1,7 +1,7 @@
 //! Softmax and LayerNorm kernels against the CPU reference: odd sizes, more rows than one grid
 //! dimension holds, and the ViT-B/16 activation shape (8 * 197, 768). Reductions: 1e-4.
 
-mod common;
+use crate::common;
 use common::{assert_close, for_each_gpu, Rng};
 use wgformer::kernels::{self, LayerNorm, RowVariant, Softmax};
 use wgformer::reference::{layernorm as ln_ref, softmax as sm_ref};

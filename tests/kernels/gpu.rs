@@ -1,6 +1,6 @@
 //! `Gpu`: adapter options, size limits, upload and readback (f32 and f16).
 
-mod common;
+use crate::common;
 use common::for_each_gpu;
 use wgformer::{gpu::parse_backend, Error};
 

@@ -3,7 +3,7 @@
 //! a complete checkpoint (the previous or the new one) or none yet, `--resume` goes on from it,
 //! and the run that finally ends holds weights bit-identical to an uninterrupted run's.
 
-mod common;
+use crate::common;
 use common::cli::scratch;
 use common::Rng;
 use std::path::{Path, PathBuf};

@@ -4,8 +4,8 @@
 //! mutations per target (default 3000); cargo-fuzz runs the same targets coverage-guided
 //! (fuzz/README.md).
 
-mod common;
-#[path = "../fuzz/harness.rs"]
+use crate::common;
+#[path = "../../fuzz/harness.rs"]
 mod harness;
 
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! too): every mask kind, odd lengths, head dims 16 to 128, and an 8192-token sequence whose
 //! score matrix (256 MiB) would not fit a 128 MiB storage binding.
 
-mod common;
+use crate::common;
 use common::attention::{check, sizes};
 use common::{assert_close, assert_grad, dot, for_each_gpu, numeric_grad, Rng};
 use wgformer::kernels::attention::{Attention, AttentionShape, Variant};

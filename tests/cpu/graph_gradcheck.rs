@@ -1,7 +1,7 @@
 //! Composed graphs: the backward that autodiff appends, evaluated with the CPU references in
 //! f64, against central finite differences of the loss.
 
-mod common;
+use crate::common;
 use common::{assert_grad, Rng};
 use wgformer::graph::autodiff::backward;
 use wgformer::graph::{Dtype, Graph, Role, TensorId};

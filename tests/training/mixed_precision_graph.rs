@@ -4,7 +4,7 @@
 //! and a whole step's loss and gradients match the reference's run of the same graph; and the
 //! planned activation memory of the big presets in f16 (CPU only).
 
-mod common;
+use crate::common;
 use common::{assert_close, for_each_gpu, random_values};
 use wgformer::graph::autodiff::backward;
 use wgformer::graph::{Dtype, F16Storage, Op, Role, TensorId};

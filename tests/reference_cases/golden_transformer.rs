@@ -1,7 +1,7 @@
 //! The Transformer reference cases from PyTorch (nn.Transformer with and without its final
 //! norms): logits, loss and every gradient within the cases' tolerances, on every test backend.
 
-mod common;
+use crate::common;
 use std::path::Path;
 
 fn check_case(name: &str) {

@@ -3,7 +3,7 @@
 //! MLP shapes. Tolerance grows with sqrt(K): an f32 dot product of K terms of size ~1 carries
 //! a rounding error that grows like sqrt(K) * 2^-24 when errors are random.
 
-mod common;
+use crate::common;
 use common::{assert_close, for_each_gpu, Rng};
 use wgformer::kernels::matmul::{MatmulTiles, MatmulVariant};
 use wgformer::kernels::{self, Matmul, MatmulShape};

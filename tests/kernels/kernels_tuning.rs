@@ -4,7 +4,7 @@
 //! a corrupt cache is ignored and rewritten. Devices of their own, opened with these settings,
 //! and one test, since both families share the cache file.
 
-mod common;
+use crate::common;
 use common::{assert_close, for_each_gpu_with, Rng};
 use wgformer::kernels::attention::{Attention, AttentionShape};
 use wgformer::kernels::{self, Matmul, MatmulShape};

@@ -2,7 +2,7 @@
 //! passes node by node, the executor records exactly the dispatches `plan` reports, and training
 //! steps lower the loss.
 
-mod common;
+use crate::common;
 use common::{assert_close, for_each_gpu, Rng};
 use wgformer::graph::autodiff::backward;
 use wgformer::models::vit::{build, init_params, VitConfig};

@@ -2,7 +2,7 @@
 //! half the batch each compute the same steps as one process on the whole batch, and hold
 //! the same bits after every run. tests/mpi_data_parallel.rs runs the same cases over MPI.
 
-mod common;
+use crate::common;
 use common::data_parallel::{assert_identical, assert_matches, train_rank, train_whole, transformer, vit, Sharded};
 use std::sync::Arc;
 use wgformer::dist::collective::{Collective, LocalGroup};

@@ -1,7 +1,7 @@
 //! GELU, add, mul, scale and the column reduction against the CPU reference, on sizes
 //! 1, 7, 1000003 and a realistic one. Elementwise tolerance 1e-5; reductions 1e-4.
 
-mod common;
+use crate::common;
 use common::{assert_close, fit, for_each_gpu, upload, Rng, HALF_FORMS};
 use wgformer::kernels::{self, Elementwise, Gelu, GeluKind, Reduce};
 use wgformer::reference::{elementwise as ew, gelu as gelu_ref, reduce as reduce_ref};

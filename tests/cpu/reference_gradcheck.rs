@@ -1,6 +1,6 @@
 //! Every reference backward against central finite differences of its forward, in f64.
 
-mod common;
+use crate::common;
 use common::{assert_grad, dot, numeric_grad, Rng};
 use wgformer::kernels::{GeluKind, MatmulShape};
 use wgformer::reference::{elementwise as ew, gelu, layernorm, matmul, reduce, softmax};

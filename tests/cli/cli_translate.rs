@@ -3,7 +3,7 @@
 //! stdin lines (empty lines stay empty); eval prints BLEU; a checkpoint whose tokenizer does not
 //! match its model is refused with a clear message.
 
-mod common;
+use crate::common;
 use common::cli::{scratch, wgformer};
 
 /// A run small enough for 2 CPU cores: the tiny model on 300 pairs.

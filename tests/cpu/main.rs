@@ -1,0 +1,12 @@
+//! The tests that need no GPU: layering and where the environment and wgpu are read, the CPU
+//! references against finite differences (ops and whole graphs), shader validation, and the
+//! fuzz corpus replayed through every parser.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod layers;
+mod reference_gradcheck;
+mod graph_gradcheck;
+mod shaders_validate;
+mod fuzz_corpus;

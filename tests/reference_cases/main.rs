@@ -1,0 +1,8 @@
+//! The reference cases made with PyTorch and Hugging Face transformers (tests/golden): logits,
+//! loss and every gradient of the Transformer and the ViT.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod golden_transformer;
+mod golden_vit;
