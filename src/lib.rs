@@ -6,7 +6,7 @@
 //! WGSL kernel's pipelines once per device and prepares [`kernels::Dispatch`]es that only record
 //! into a pass; [`graph::autodiff`] and [`graph::plan`] differentiate and plan graphs;
 //! [`runtime`] executes and trains them (over the ranks of a [`dist`] group when there are
-//! several); [`models`] builds the Transformer and the ViT; [`bench`] times kernels and steps,
+//! several); [`models`] builds the Transformer and the ViT; [`bench`](mod@bench) times kernels and steps,
 //! [`info`] reports the adapter, [`verify`] runs the reference cases.
 
 // The layers, bottom up; a module imports only from layers below its own (tests/cpu/layers.rs).

@@ -96,8 +96,6 @@ fn tile_rows(d: usize) -> usize {
 /// at 22.7-23.4 / - / 32.5-32.9 (every K and V row a lane loads now serves 4 queries).
 const SG_ROWS_PER_LANE: usize = 4;
 
-/// The aliases of every variant's f16 forms: q, k and v; o; the gradients (do, dq, dk, dv).
-
 /// The subgroup variant: its subgroup size, module and pipelines.
 struct Subgroups {
     size: usize,

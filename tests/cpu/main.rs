@@ -5,8 +5,9 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod docs;
+mod fuzz_corpus;
+mod graph_gradcheck;
 mod layers;
 mod reference_gradcheck;
-mod graph_gradcheck;
 mod shaders_validate;
-mod fuzz_corpus;

@@ -5,8 +5,8 @@
 #[path = "../common/mod.rs"]
 mod common;
 
-mod exec;
 mod data_parallel;
+mod exec;
 mod mixed_precision;
 mod mixed_precision_f16_operands;
 mod mixed_precision_graph;
