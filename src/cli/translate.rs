@@ -237,6 +237,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     for (p, values) in &params {
         trainer.exec.set(&gpu, *p, HostData::F32(values))?;
     }
+    let mut metrics = wgformer::runtime::metrics::Metrics::of_run(args.resume.as_deref(), state.step)?;
     let n_params: usize = params.iter().map(|(_, v)| v.len()).sum();
     let train_tokens: usize = train.iter().map(|e| e.tgt.len() + 1).sum();
     let on_ranks = match ranks {
@@ -333,13 +334,16 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             }
             let (i, b) = stream.at(trainer.step);
             let i = *i;
+            let (attempt, lr) = (trainer.step + 1, trainer.lr());
             let loss = train_step(&gpu, &mut trainer, dist, i, &graphs[i], b)?;
             // A step skipped for an overflowing loss scale (f16) is retried at the lower scale.
             if !loss.is_finite() {
+                metrics.step(attempt, loss, lr, 0.0);
                 continue;
             }
             loss_sum += loss as f64 * b.tokens as f64;
             tokens += b.tokens;
+            metrics.step(attempt, loss, lr, tokens as f64 / start.elapsed().as_secs_f64());
             let s = smooth.map_or(loss, |s| 0.98 * s + 0.02 * loss);
             smooth = Some(s);
             let tps = tokens as f64 / start.elapsed().as_secs_f64();
@@ -437,6 +441,9 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             record.tokens_per_second,
             budget.map_or(String::new(), |b| format!(", {:.1} of {:.0} min spent", spent() / 60.0, b / 60.0))
         );
+        let values =
+            [("train_loss", record.train_loss as f64), ("valid_loss", valid_loss as f64), ("valid_bleu", valid_bleu)];
+        metrics.eval(trainer.step, round + 1, &values);
         state.history.push(record);
         state.epochs_done = round + 1;
         state.step = trainer.step;
@@ -451,7 +458,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             // This round's snapshot is a second name for the model file.
             keep.push((LinkFrom::Written("model.safetensors".into()), snapshot_name(round + 1)));
         }
-        save_run(&gpu, &args.out, &cfg, &bpe, first, &params, &trainer, &state, keep)?;
+        save_run(&gpu, &args.out, &cfg, &bpe, first, &params, &trainer, &state, &metrics, keep)?;
         snapshots_in = args.out.clone();
         dist.adopt(&mut state)?;
         if out_of_time {
@@ -462,19 +469,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     if !main {
         return Ok(());
     }
-    let total: f64 = state.history.iter().map(|r| r.seconds).sum();
-    if let Some(last) = state.history.last() {
-        eprintln!(
-            "done: {} rounds, {} steps ({:.2} passes), {:.0} s of training, {:.0} target tokens/s; valid BLEU {:.2}; checkpoint in {}",
-            state.epochs_done,
-            state.step,
-            state.step as f64 / per_pass as f64,
-            total,
-            last.tokens_per_second,
-            last.valid_bleu,
-            args.out.display()
-        );
-    }
+    super::translate_finish::report_done(&state, per_pass, &args.out);
     // A budget spent before a round could take a step still ends the run with its test BLEU,
     // when this run's directory holds its checkpoint.
     let spent_out = out_of_time && snapshots_in == args.out;

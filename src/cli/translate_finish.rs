@@ -48,7 +48,9 @@ pub(super) fn finish(
         );
         if better {
             state.averaged = (from..=to).collect();
-            save_run(gpu, &args.out, cfg, bpe, first, &mean, trainer, state, linked(kept))?;
+            // The averaged model keeps the run's metrics as the last checkpoint wrote them.
+            let metrics = wgformer::runtime::metrics::Metrics::resume(&args.out, u32::MAX)?;
+            save_run(gpu, &args.out, cfg, bpe, first, &mean, trainer, state, &metrics, linked(kept))?;
         }
     }
     let mut test = corpus::read_split(&args.data, "test")?;
@@ -58,4 +60,21 @@ pub(super) fn finish(
         eprintln!("{}", test_bleu(gpu, &ck, &test, name, search)?.0);
     }
     Ok(())
+}
+
+/// The line that ends a run's training phase.
+pub(super) fn report_done(state: &TrainerState, per_pass: u32, out: &Path) {
+    let total: f64 = state.history.iter().map(|r| r.seconds).sum();
+    if let Some(last) = state.history.last() {
+        eprintln!(
+            "done: {} rounds, {} steps ({:.2} passes), {:.0} s of training, {:.0} target tokens/s; valid BLEU {:.2}; checkpoint in {}",
+            state.epochs_done,
+            state.step,
+            state.step as f64 / per_pass as f64,
+            total,
+            last.tokens_per_second,
+            last.valid_bleu,
+            out.display()
+        );
+    }
 }

@@ -8,6 +8,7 @@ use wgformer::graph::TensorId;
 use wgformer::models::transformer::TransformerConfig;
 use wgformer::models::transformer_checkpoint as ckpt;
 use wgformer::runtime::checkpoint::TrainingState;
+use wgformer::runtime::metrics::{self, Metrics};
 use wgformer::runtime::trainer::Trainer;
 use wgformer::text::bpe::Bpe;
 use wgformer::util::io::LinkFrom;
@@ -112,7 +113,7 @@ pub(super) fn linked(snapshots: Vec<(PathBuf, String)>) -> Vec<(LinkFrom, String
 }
 
 /// Writes the run's checkpoint: `params` as the model, the optimizer state, trainer_state.json,
-/// the plot, and the `keep` files linked in.
+/// the metrics, the plot, and the `keep` files linked in.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn save_run(
     gpu: &Gpu,
@@ -123,12 +124,13 @@ pub(super) fn save_run(
     params: &[(TensorId, Vec<f32>)],
     trainer: &Trainer,
     state: &TrainerState,
+    metrics: &Metrics,
     keep: Vec<(LinkFrom, String)>,
 ) -> Result<()> {
     let losses: Vec<f32> = state.history.iter().map(|r| r.train_loss).collect();
     let bleus: Vec<f32> = state.history.iter().map(|r| r.valid_bleu).collect();
     let max_bleu = bleus.iter().copied().fold(10.0, f32::max);
-    let extra = vec![("training.png", training_png(&losses, &bleus, max_bleu))];
+    let extra = vec![("training.png", training_png(&losses, &bleus, max_bleu)), (metrics::FILE, metrics.to_bytes())];
     let moments = trainer.exec.optimizer_state(gpu)?;
     let training = TrainingState {
         moments: &moments,

@@ -11,6 +11,7 @@ use wgformer::models::vit::{self, Preprocess, VitConfig};
 use wgformer::models::vit_checkpoint::{self as ckpt, TrainingState};
 use wgformer::models::Vit;
 use wgformer::runtime::exec::HostData;
+use wgformer::runtime::metrics::{self, Metrics};
 use wgformer::runtime::optim::{AdamConfig, Schedule};
 use wgformer::runtime::trainer::{TrainConfig, Trainer};
 use wgformer::{Error, Gpu, Result};
@@ -194,6 +195,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             ranks_note(dist, state.batch)
         );
     }
+    let mut metrics = Metrics::of_run(args.resume.as_deref(), state.step)?;
     let (mut pixels, mut labels) = (Vec::new(), Vec::new());
     let last_epoch = match args.stop_after {
         Some(n) => (state.epochs_done + n).min(state.epochs),
@@ -215,6 +217,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         for b in 0..steps_per_epoch {
             let first = b * state.batch;
             train_set.batch(&order[first + shard.start..first + shard.end], &mut pixels, &mut labels);
+            let (attempt, lr) = (trainer.step + 1, trainer.lr());
             let loss =
                 trainer.step(&gpu, &[(v.pixel_values, HostData::F32(&pixels)), (v.labels, HostData::U32(&labels))])?;
             // A step skipped for an overflowing loss scale (f16) reports no usable loss.
@@ -224,6 +227,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             }
             let s = smooth.unwrap_or(f32::NAN);
             let ips = ((b + 1) * state.batch) as f64 / start.elapsed().as_secs_f64();
+            metrics.step(attempt, loss, lr, ips);
             bar.set_message(format!(
                 "loss {s:.4} lr {:.2e} {ips:.0} img/s{}{}",
                 trainer.lr(),
@@ -258,6 +262,8 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             seconds,
             record.images_per_second
         );
+        let values = [("train_loss", record.train_loss as f64), ("test_accuracy", accuracy as f64)];
+        metrics.eval(trainer.step, record.epoch, &values);
         state.history.push(record);
         let losses: Vec<f32> = state.history.iter().map(|r| r.train_loss).collect();
         let accs: Vec<f32> = state.history.iter().map(|r| r.test_accuracy).collect();
@@ -265,7 +271,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         let training = TrainingState {
             moments: &moments,
             state_json: serde_json::to_string_pretty(&state).unwrap_or_default(),
-            extra: vec![("training.png", training_png(&losses, &accs, 1.0))],
+            extra: vec![("training.png", training_png(&losses, &accs, 1.0)), (metrics::FILE, metrics.to_bytes())],
             keep: vec![],
         };
         ckpt::save(&args.out, &cfg, &fashion_preprocess(), &v.graph, &params, Some(training))?;

@@ -106,6 +106,12 @@ fn survives_kills(name: &str, train: &[&str], files: &[&str], kills: usize, seed
     }
     run(&with_out(&killed, complete_checkpoint(&killed, files).is_some()));
     assert_same_weights(name, &killed, &want, kills_done);
+    // The metrics went on across every resume: each step once, with the uninterrupted losses.
+    let losses = |d: &Path| {
+        let text = std::fs::read_to_string(d.join("metrics.jsonl")).expect("metrics.jsonl");
+        wgformer::runtime::metrics::Metrics::parse(&text, d).expect("metrics parse").losses()
+    };
+    assert_eq!(losses(&killed), losses(&straight), "{name}: the killed run's metrics");
     eprintln!("{name}: {kills_done} kills; {} runs ended with the uninterrupted run's weights", finished + 1);
 }
 
@@ -117,7 +123,7 @@ fn assert_same_weights(name: &str, dir: &Path, want: &[u8], kills: usize) {
 #[test]
 fn train_vit_survives_kill_9_and_resumes_bit_identical() {
     let train = ["train", "vit", "--epochs", "3", "--batch", "32", "--train-images", "64", "--test-images", "50"];
-    let files = ["config.json", "model.safetensors", "optimizer.safetensors", "trainer_state.json"];
+    let files = ["config.json", "model.safetensors", "optimizer.safetensors", "trainer_state.json", "metrics.jsonl"];
     survives_kills("crash-vit", &train, &files, 8, 11);
 }
 
@@ -145,7 +151,14 @@ fn train_translate_survives_kill_9_and_resumes_bit_identical() {
         "--average",
         "2",
     ];
-    let files = ["config.json", "tokenizer.json", "model.safetensors", "optimizer.safetensors", "trainer_state.json"];
+    let files = [
+        "config.json",
+        "tokenizer.json",
+        "model.safetensors",
+        "optimizer.safetensors",
+        "trainer_state.json",
+        "metrics.jsonl",
+    ];
     survives_kills("crash-translate", &train, &files, 6, 12);
 }
 

@@ -8,3 +8,4 @@ mod cli_bench;
 mod cli_translate;
 mod cli_vit;
 mod crash_safety;
+mod reference_losses;
