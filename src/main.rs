@@ -122,6 +122,10 @@ enum Command {
         /// Stop after this many epochs (with a checkpoint); --resume continues the run.
         #[arg(long)]
         stop_after: Option<usize>,
+        /// When stderr is not a terminal: a progress line every N steps (default: about every
+        /// 30 s).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        log_every: Option<u64>,
         /// f32, or f16: mixed precision (products of f16 operands accumulated in f32, on matrix
         /// units where the GPU has them; parameters, Adam and every other op in f32; a dynamic
         /// loss scale). Needs an adapter with f16 shaders.
@@ -264,6 +268,7 @@ fn main() -> ExitCode {
             average,
             stop_after,
             precision,
+            log_every,
         } => match (model.as_str(), wgformer::graph::Precision::parse(&precision), shared(&dist)) {
             (_, Err(e), _) | (_, _, Err(e)) => Err(e),
             ("vit", Ok(precision), Ok(dist)) => cli::vit::train(&cli::vit::TrainArgs {
@@ -278,6 +283,7 @@ fn main() -> ExitCode {
                 test_images,
                 stop_after,
                 precision,
+                log_every,
                 dist,
             }),
             ("translate", Ok(precision), Ok(dist)) => cli::translate::train(&cli::translate::TrainArgs {
@@ -300,6 +306,7 @@ fn main() -> ExitCode {
                 schedule,
                 average,
                 precision,
+                log_every,
                 dist,
             }),
             (other, _, _) => {

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod blas;
 pub mod dist;
 pub mod plot;
+pub mod progress;
 pub mod translate;
 mod translate_exec;
 mod translate_finish;

@@ -1,13 +1,13 @@
 //! `train translate`, `translate` and `eval` for the Transformer on the bundled German-English
 //! pairs.
 
+use super::progress::Progress;
 use super::translate_exec::{set_constants, train_step, validation_loss};
 use super::translate_plan as plan;
 use super::translate_state::{
     kept_snapshots, linked, save_run, snapshot_name, EpochRecord, TrainerState, DEFAULT_AVERAGE,
 };
 use super::translation::bleu_of;
-use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::time::Instant;
 use wgformer::graph::autodiff::backward;
@@ -61,6 +61,8 @@ pub struct TrainArgs {
     pub average: Option<usize>,
     /// The products' precision in training (f16: mixed precision with a loss scale).
     pub precision: wgformer::graph::Precision,
+    /// A plain progress line every N steps when stderr is not a terminal (else about every 30 s).
+    pub log_every: Option<u64>,
     /// The data-parallel job this process is a rank of (a job of one without MPI).
     pub dist: super::dist::Dist,
 }
@@ -299,20 +301,12 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         } else {
             plan::round_end(round, state.probe_steps, state.round_steps, state.total_steps)
         };
-        let bar = match main {
-            true => ProgressBar::new(u64::from(end - trainer.step)),
-            false => ProgressBar::hidden(),
-        };
-        bar.set_style(
-            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
         let unit = state.unit(per_pass);
-        bar.set_prefix(if probing {
-            format!("{unit} 1 (measuring)")
-        } else {
-            format!("{unit} {}/{}", round + 1, state.epochs)
-        });
+        let prefix = match probing {
+            true => format!("{unit} 1 (measuring)"),
+            false => format!("{unit} {}/{}", round + 1, state.epochs),
+        };
+        let mut bar = Progress::new(u64::from(end - trainer.step), prefix, main, args.log_every);
         let start = Instant::now();
         let first_step = trainer.step;
         let (mut loss_sum, mut tokens, mut smooth) = (0.0f64, 0usize, None::<f32>);
@@ -349,11 +343,10 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             let tps = tokens as f64 / start.elapsed().as_secs_f64();
             let left = budget.map_or(String::new(), |b| format!(", budget {:.0} min left", (b - spent()) / 60.0));
             let scale = super::scale_note(&trainer) + &super::comm_note(&trainer);
-            bar.set_message(format!("loss {s:.3} lr {:.2e} {tps:.0} tok/s{scale}{left}", trainer.lr()));
-            bar.inc(1);
+            bar.step(format!("loss {s:.3} lr {:.2e} {tps:.0} tok/s{scale}{left}", trainer.lr()));
         }
         let train_seconds = start.elapsed().as_secs_f64();
-        bar.finish_and_clear();
+        bar.finish();
         if trainer.step == first_step {
             break;
         }

@@ -1,7 +1,7 @@
 //! `train vit`, `predict` and `eval`: the ViT on the bundled Fashion-MNIST.
 
 use super::plot::training_png;
-use indicatif::{ProgressBar, ProgressStyle};
+use super::progress::Progress;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -33,6 +33,8 @@ pub struct TrainArgs {
     pub stop_after: Option<usize>,
     /// The products' precision (f16: mixed precision with a loss scale).
     pub precision: wgformer::graph::Precision,
+    /// A plain progress line every N steps when stderr is not a terminal (else about every 30 s).
+    pub log_every: Option<u64>,
     /// The data-parallel job this process is a rank of (a job of one without MPI).
     pub dist: super::dist::Dist,
 }
@@ -203,15 +205,8 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     };
     for epoch in state.epochs_done..last_epoch {
         let order = train_set.epoch_order(state.seed, epoch);
-        let bar = match dist.is_main() {
-            true => ProgressBar::new(steps_per_epoch as u64),
-            false => ProgressBar::hidden(),
-        };
-        bar.set_style(
-            ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        bar.set_prefix(format!("{}/{}", epoch + 1, state.epochs));
+        let prefix = format!("epoch {}/{}", epoch + 1, state.epochs);
+        let mut bar = Progress::new(steps_per_epoch as u64, prefix, dist.is_main(), args.log_every);
         let start = Instant::now();
         let (mut loss_sum, mut smooth) = (0.0f64, None::<f32>);
         for b in 0..steps_per_epoch {
@@ -228,16 +223,15 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             let s = smooth.unwrap_or(f32::NAN);
             let ips = ((b + 1) * state.batch) as f64 / start.elapsed().as_secs_f64();
             metrics.step(attempt, loss, lr, ips);
-            bar.set_message(format!(
+            bar.step(format!(
                 "loss {s:.4} lr {:.2e} {ips:.0} img/s{}{}",
                 trainer.lr(),
                 super::scale_note(&trainer),
                 super::comm_note(&trainer)
             ));
-            bar.inc(1);
         }
         let seconds = start.elapsed().as_secs_f64();
-        bar.finish_and_clear();
+        bar.finish();
         state.epochs_done = epoch + 1;
         state.step = trainer.step;
         let Some(eval_vit) = &eval_vit else { continue };

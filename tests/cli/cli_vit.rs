@@ -158,3 +158,23 @@ fn mixed_precision_trains_where_there_is_f16_and_is_a_clear_error_elsewhere() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// With stderr not a terminal (a pipe here), progress comes as plain lines: every
+/// `--log-every` steps and at the end of each epoch, with the step, loss and times.
+#[test]
+fn progress_is_plain_lines_when_stderr_is_not_a_terminal() {
+    let dir = scratch("vit-log-every");
+    let out = dir.join("run");
+    let args = ["train", "vit", "--epochs", "1", "--batch", "32", "--train-images", "256", "--test-images", "50"];
+    let mut args: Vec<&str> = args.to_vec();
+    args.extend(["--log-every", "3", "--out", out.to_str().expect("utf-8 path")]);
+    let (ok, _, err) = wgformer(&args);
+    assert!(ok, "training failed: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("epoch 1/1 ")).collect();
+    let steps: Vec<&str> = lines.iter().filter_map(|l| l.split(':').next()?.strip_prefix("epoch 1/1 ")).collect();
+    assert_eq!(steps, ["3/8", "6/8", "8/8"], "{err}");
+    assert!(lines.iter().all(|l| l.contains("loss ") && l.contains("s elapsed") && l.contains("s left")), "{err}");
+    let (ok, _, err) = wgformer(&["train", "vit", "--log-every", "0"]);
+    assert!(!ok && err.contains("--log-every"), "a zero interval is refused: {err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
