@@ -51,86 +51,8 @@ enum Command {
     /// Train a model on the bundled data: `vit` (Fashion-MNIST) or `translate` (the
     /// Transformer on German-English pairs).
     Train {
-        /// vit or translate
-        model: String,
-        /// The checkpoint directory, replaced atomically after every epoch (default runs/vit or
-        /// runs/translate).
-        #[arg(long)]
-        out: Option<std::path::PathBuf>,
-        /// Continue the run saved in this checkpoint directory.
-        #[arg(long)]
-        resume: Option<std::path::PathBuf>,
-        /// Epochs (vit: 10; translate: passes over the data, default as many as --max-minutes
-        /// allow, up to 20; with --resume, translate runs until this many).
-        #[arg(long)]
-        epochs: Option<usize>,
-        /// vit: images per step (128). translate: padded tokens per step (1024).
-        #[arg(long)]
-        batch: Option<usize>,
-        /// Peak learning rate (vit 2e-3 with cosine decay; translate 2e-3, the paper's schedule).
-        #[arg(long)]
-        lr: Option<f32>,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// The data: a directory, or for translate a bundled set, `ding` (dictionary example
-        /// sentences) or `docs` (documentation and game text, 78.6k pairs; the default).
-        #[arg(long)]
-        data: Option<std::path::PathBuf>,
-        /// vit: train on the first N training images only (a quick run).
-        #[arg(long)]
-        train_images: Option<usize>,
-        /// vit: evaluate on the first N test images only (a quick run).
-        #[arg(long)]
-        test_images: Option<usize>,
-        /// translate: train on the first N pairs only (a quick run).
-        #[arg(long)]
-        train_pairs: Option<usize>,
-        /// translate: the validation BLEU after each epoch uses the first N pairs (the
-        /// validation loss uses all).
-        #[arg(long, default_value_t = 100)]
-        valid_pairs: usize,
-        /// translate: the test BLEU at the end translates the first N test pairs (default all).
-        #[arg(long)]
-        test_pairs: Option<usize>,
-        /// translate: size of the shared BPE vocabulary.
-        #[arg(long, default_value_t = 4000)]
-        vocab: usize,
-        /// translate: warmup steps of the learning-rate schedule.
-        #[arg(long, default_value_t = 400)]
-        warmup: u32,
-        /// translate: `small` (d 128, 3+3 layers), `tiny` (d 64, 1+1), `base` (the paper's), or a
-        /// config.json path (its vocab_size is replaced by the learned vocabulary's). Default:
-        /// `tiny` on software adapters (it learns more in the time budget there), `small` on GPUs.
-        #[arg(long)]
-        size: Option<String>,
-        /// translate: dropout probability (default: the size's, 0.1).
-        #[arg(long)]
-        dropout: Option<f32>,
-        /// translate: minutes of training at most; plans the steps that fit from the measured rate (default 50 when
-        /// --epochs is not given), stops when they are spent, then averages and tests.
-        #[arg(long)]
-        max_minutes: Option<f64>,
-        /// translate: the learning-rate schedule, `cosine` (warmup, then down to zero at the
-        /// planned end) or `noam` (the paper's inverse square root).
-        #[arg(long, default_value = "cosine")]
-        schedule: String,
-        /// translate: at the end, average the weights of the last N epochs and keep the mean
-        /// when its validation loss is lower (the paper averages its last checkpoints; 1: off;
-        /// default 5).
-        #[arg(long)]
-        average: Option<usize>,
-        /// Stop after this many epochs (with a checkpoint); --resume continues the run.
-        #[arg(long)]
-        stop_after: Option<usize>,
-        /// When stderr is not a terminal: a progress line every N steps (default: about every
-        /// 30 s).
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-        log_every: Option<u64>,
-        /// f32, or f16: mixed precision (products of f16 operands accumulated in f32, on matrix
-        /// units where the GPU has them; parameters, Adam and every other op in f32; a dynamic
-        /// loss scale). Needs an adapter with f16 shaders.
-        #[arg(long, default_value = "f32")]
-        precision: String,
+        #[command(subcommand)]
+        model: cli::train_options::TrainCommand,
     },
     /// Translate German to English with a `train translate` checkpoint: TEXT, or each line of
     /// stdin to stdout (beam search, 4 hypotheses, length penalty 0.6 unless told otherwise).
@@ -245,80 +167,19 @@ fn main() -> ExitCode {
             plan(&model, config.as_deref(), batch, &precision, json)
         }
         Command::Verify { case_dir, out } => verify(&case_dir, &out),
-        Command::Train {
-            model,
-            out,
-            resume,
-            epochs,
-            batch,
-            lr,
-            seed,
-            data,
-            train_images,
-            test_images,
-            train_pairs,
-            valid_pairs,
-            test_pairs,
-            vocab,
-            warmup,
-            size,
-            dropout,
-            max_minutes,
-            schedule,
-            average,
-            stop_after,
-            precision,
-            log_every,
-        } => match (model.as_str(), wgformer::graph::Precision::parse(&precision), shared(&dist)) {
-            (_, Err(e), _) | (_, _, Err(e)) => Err(e),
-            ("vit", Ok(precision), Ok(dist)) => cli::vit::train(&cli::vit::TrainArgs {
-                out: out.unwrap_or_else(|| "runs/vit".into()),
-                resume,
-                epochs: epochs.unwrap_or(10),
-                batch: batch.unwrap_or(128),
-                lr: lr.unwrap_or(2e-3),
-                seed,
-                data: data.unwrap_or_else(wgformer::data::mnist::default_dir),
-                train_images,
-                test_images,
-                stop_after,
-                precision,
-                log_every,
-                dist,
-            }),
-            ("translate", Ok(precision), Ok(dist)) => cli::translate::train(&cli::translate::TrainArgs {
-                out: out.unwrap_or_else(|| "runs/translate".into()),
-                resume,
-                epochs,
-                tokens: batch.unwrap_or(1024),
-                lr: lr.unwrap_or(2e-3),
-                warmup,
-                seed,
-                data: translation_data(data),
-                vocab,
-                train_pairs,
-                valid_pairs,
-                stop_after,
-                test_pairs,
-                model: size,
-                dropout,
-                max_minutes,
-                schedule,
-                average,
-                precision,
-                log_every,
-                dist,
-            }),
-            (other, _, _) => {
-                Err(wgformer::Error::Config(format!("unknown model {other:?}: train vit, or train translate")))
-            }
-        },
+        Command::Train { model } => {
+            use cli::train_options::TrainCommand;
+            shared(&dist).and_then(|dist| match model {
+                TrainCommand::Vit(o) => o.into_args(dist).and_then(|a| cli::vit::train(&a)),
+                TrainCommand::Translate(o) => o.into_args(dist).and_then(|a| cli::translate::train(&a)),
+            })
+        }
         Command::Translate { checkpoint, text, greedy, beam, alpha } => cli::translation::search(greedy, beam, alpha)
             .and_then(|search| cli::translation::translate(&checkpoint, text.as_deref(), search)),
         Command::Predict { checkpoint, images } => cli::vit::predict(&checkpoint, &images),
         Command::Eval { checkpoint, out, data, alpha } => match cli::translation::model_type(&checkpoint).as_deref() {
             Some("transformer") => cli::translation::search(false, 4, alpha).and_then(|search| {
-                cli::translation::eval(&checkpoint, out.as_deref(), &translation_data(data), search)
+                cli::translation::eval(&checkpoint, out.as_deref(), &cli::train_options::translation_data(data), search)
             }),
             _ => cli::vit::eval(&checkpoint, out.as_deref(), &data.unwrap_or_else(wgformer::data::mnist::default_dir)),
         },
@@ -371,14 +232,6 @@ fn parse_mnk(s: &str) -> std::result::Result<[usize; 3], String> {
         }
         [_, _, _] => Err(format!("{s}: an operand of over 2^32 elements")),
         _ => Err(format!("{s}: expected MxNxK with each at least 1, e.g. 1024x128x512")),
-    }
-}
-
-/// The translation data directory `--data` names (`docs`, `ding` or a path; default `docs`).
-fn translation_data(data: Option<std::path::PathBuf>) -> std::path::PathBuf {
-    match data {
-        Some(d) => wgformer::text::corpus::data_dir(&d.to_string_lossy()),
-        None => wgformer::text::corpus::default_dir(),
     }
 }
 

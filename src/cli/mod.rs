@@ -5,6 +5,7 @@ pub mod blas;
 pub mod dist;
 pub mod plot;
 pub mod progress;
+pub mod train_options;
 pub mod translate;
 mod translate_exec;
 mod translate_finish;

@@ -178,3 +178,16 @@ fn progress_is_plain_lines_when_stderr_is_not_a_terminal() {
     assert!(!ok && err.contains("--log-every"), "a zero interval is refused: {err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Each model's training command takes its own options: the other's are refused, not ignored.
+#[test]
+fn a_flag_of_the_other_model_is_an_error() {
+    for (args, flag) in [
+        (["train", "vit", "--vocab", "9"], "--vocab"),
+        (["train", "translate", "--train-images", "5"], "--train-images"),
+        (["train", "resnet", "--epochs", "1"], "resnet"),
+    ] {
+        let (ok, _, err) = wgformer(&args);
+        assert!(!ok && err.contains(flag), "{args:?} must be refused naming {flag}: {err}");
+    }
+}

@@ -1,0 +1,181 @@
+//! The options of `train vit` and `train translate`: a subcommand each, so that one model's flag
+//! given to the other is an error, with the options both share in one place.
+
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+use wgformer::graph::Precision;
+use wgformer::Result;
+
+/// Which model `train` trains.
+#[derive(Subcommand)]
+pub enum TrainCommand {
+    /// The Vision Transformer on Fashion-MNIST.
+    Vit(VitOptions),
+    /// The Transformer on German-English pairs (the main job).
+    Translate(TranslateOptions),
+}
+
+/// Options every training command takes.
+#[derive(Args)]
+pub struct Common {
+    /// The checkpoint directory, replaced atomically after every epoch (default runs/vit or
+    /// runs/translate).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the run saved in this checkpoint directory.
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Peak learning rate (default 2e-3).
+    #[arg(long)]
+    pub lr: Option<f32>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Stop after this many epochs (with a checkpoint); --resume continues the run.
+    #[arg(long)]
+    pub stop_after: Option<usize>,
+    /// When stderr is not a terminal: a progress line every N steps (default: about every
+    /// 30 s).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub log_every: Option<u64>,
+    /// f32, or f16: mixed precision (products of f16 operands accumulated in f32, on matrix
+    /// units where the GPU has them; parameters, Adam and every other op in f32; a dynamic
+    /// loss scale). Needs an adapter with f16 shaders.
+    #[arg(long, default_value = "f32")]
+    pub precision: String,
+}
+
+/// `train vit`.
+#[derive(Args)]
+pub struct VitOptions {
+    #[command(flatten)]
+    pub common: Common,
+    /// Epochs (default 10).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Images per step (default 128).
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// The Fashion-MNIST directory (default: the bundled one).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Train on the first N training images only (a quick run).
+    #[arg(long)]
+    pub train_images: Option<usize>,
+    /// Evaluate on the first N test images only (a quick run).
+    #[arg(long)]
+    pub test_images: Option<usize>,
+}
+
+/// `train translate`.
+#[derive(Args)]
+pub struct TranslateOptions {
+    #[command(flatten)]
+    pub common: Common,
+    /// Passes over the data (default: as many as --max-minutes allow, up to 20; with --resume,
+    /// the run goes on until this many).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Padded target tokens per step (default 1024).
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// The pairs: `docs` (documentation and game text, 78.6k pairs; the default), `ding`
+    /// (dictionary example sentences), or a directory with train.tsv, valid.tsv and test.tsv.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Train on the first N pairs only (a quick run).
+    #[arg(long)]
+    pub train_pairs: Option<usize>,
+    /// The validation BLEU after each round uses the first N pairs (the validation loss uses
+    /// all).
+    #[arg(long, default_value_t = 100)]
+    pub valid_pairs: usize,
+    /// The test BLEU at the end translates the first N test pairs (default all).
+    #[arg(long)]
+    pub test_pairs: Option<usize>,
+    /// Size of the shared BPE vocabulary.
+    #[arg(long, default_value_t = 4000)]
+    pub vocab: usize,
+    /// Warmup steps of the learning-rate schedule.
+    #[arg(long, default_value_t = 400)]
+    pub warmup: u32,
+    /// `small` (d 128, 3+3 layers), `tiny` (d 64, 1+1), `base` (the paper's), or a config.json
+    /// path (its vocab_size is replaced by the learned vocabulary's). Default: `tiny` on
+    /// software adapters (it learns more in the time budget there), `small` on GPUs.
+    #[arg(long)]
+    pub size: Option<String>,
+    /// Dropout probability (default: the size's, 0.1).
+    #[arg(long)]
+    pub dropout: Option<f32>,
+    /// Minutes of training at most: plans the steps that fit from the measured rate (default
+    /// 50 when --epochs is not given), stops when they are spent, then averages and tests.
+    #[arg(long)]
+    pub max_minutes: Option<f64>,
+    /// The learning-rate schedule, `cosine` (warmup, then down to zero at the planned end) or
+    /// `noam` (the paper's inverse square root).
+    #[arg(long, default_value = "cosine")]
+    pub schedule: String,
+    /// At the end, average the weights of the last N rounds and keep the mean when its
+    /// validation loss is lower (the paper averages its last checkpoints; 1: off; default 5).
+    #[arg(long)]
+    pub average: Option<usize>,
+}
+
+impl VitOptions {
+    /// The recipe's arguments, with today's defaults.
+    pub fn into_args(self, dist: super::dist::Dist) -> Result<super::vit::TrainArgs> {
+        let c = self.common;
+        Ok(super::vit::TrainArgs {
+            out: c.out.unwrap_or_else(|| "runs/vit".into()),
+            resume: c.resume,
+            epochs: self.epochs.unwrap_or(10),
+            batch: self.batch.unwrap_or(128),
+            lr: c.lr.unwrap_or(2e-3),
+            seed: c.seed,
+            data: self.data.unwrap_or_else(wgformer::data::mnist::default_dir),
+            train_images: self.train_images,
+            test_images: self.test_images,
+            stop_after: c.stop_after,
+            precision: Precision::parse(&c.precision)?,
+            log_every: c.log_every,
+            dist,
+        })
+    }
+}
+
+impl TranslateOptions {
+    /// The recipe's arguments, with today's defaults.
+    pub fn into_args(self, dist: super::dist::Dist) -> Result<super::translate::TrainArgs> {
+        let c = self.common;
+        Ok(super::translate::TrainArgs {
+            out: c.out.unwrap_or_else(|| "runs/translate".into()),
+            resume: c.resume,
+            epochs: self.epochs,
+            tokens: self.batch.unwrap_or(1024),
+            lr: c.lr.unwrap_or(2e-3),
+            warmup: self.warmup,
+            seed: c.seed,
+            data: translation_data(self.data),
+            vocab: self.vocab,
+            train_pairs: self.train_pairs,
+            valid_pairs: self.valid_pairs,
+            stop_after: c.stop_after,
+            test_pairs: self.test_pairs,
+            model: self.size,
+            dropout: self.dropout,
+            max_minutes: self.max_minutes,
+            schedule: self.schedule,
+            average: self.average,
+            precision: Precision::parse(&c.precision)?,
+            log_every: c.log_every,
+            dist,
+        })
+    }
+}
+
+/// The translation data a `--data` names: a bundled set or a directory.
+pub fn translation_data(data: Option<PathBuf>) -> PathBuf {
+    match data {
+        Some(d) => wgformer::text::corpus::data_dir(&d.to_string_lossy()),
+        None => wgformer::text::corpus::default_dir(),
+    }
+}
