@@ -3,7 +3,6 @@
 pub mod bench;
 pub mod blas;
 pub mod dist;
-pub mod plot;
 pub mod progress;
 pub mod train_options;
 pub mod translate;

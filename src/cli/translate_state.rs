@@ -1,14 +1,14 @@
 //! What a `train translate` run keeps on disk: trainer_state.json (its plan and history), the
 //! rounds' weight snapshots kept for averaging, and the checkpoint writer.
 
-use super::plot::training_png;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use wgformer::graph::TensorId;
 use wgformer::models::transformer::TransformerConfig;
 use wgformer::models::transformer_checkpoint as ckpt;
+use wgformer::runtime::chart::{self, EvalAxis};
 use wgformer::runtime::checkpoint::TrainingState;
-use wgformer::runtime::metrics::{self, Metrics};
+use wgformer::runtime::metrics::Metrics;
 use wgformer::runtime::trainer::Trainer;
 use wgformer::text::bpe::Bpe;
 use wgformer::util::io::LinkFrom;
@@ -127,10 +127,8 @@ pub(super) fn save_run(
     metrics: &Metrics,
     keep: Vec<(LinkFrom, String)>,
 ) -> Result<()> {
-    let losses: Vec<f32> = state.history.iter().map(|r| r.train_loss).collect();
-    let bleus: Vec<f32> = state.history.iter().map(|r| r.valid_bleu).collect();
-    let max_bleu = bleus.iter().copied().fold(10.0, f32::max);
-    let extra = vec![("training.png", training_png(&losses, &bleus, max_bleu)), (metrics::FILE, metrics.to_bytes())];
+    let axis = EvalAxis { key: "valid_bleu", label: "validation BLEU (greedy)", scale: 1.0 };
+    let extra = chart::run_files(metrics, "Transformer, German to English", &axis)?;
     let moments = trainer.exec.optimizer_state(gpu)?;
     let training = TrainingState {
         moments: &moments,

@@ -1,6 +1,5 @@
 //! `train vit`, `predict` and `eval`: the ViT on the bundled Fashion-MNIST.
 
-use super::plot::training_png;
 use super::progress::Progress;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -10,8 +9,9 @@ use wgformer::graph::autodiff::backward;
 use wgformer::models::vit::{self, Preprocess, VitConfig};
 use wgformer::models::vit_checkpoint::{self as ckpt, TrainingState};
 use wgformer::models::Vit;
+use wgformer::runtime::chart::{self, EvalAxis};
 use wgformer::runtime::exec::HostData;
-use wgformer::runtime::metrics::{self, Metrics};
+use wgformer::runtime::metrics::Metrics;
 use wgformer::runtime::optim::{AdamConfig, Schedule};
 use wgformer::runtime::trainer::{TrainConfig, Trainer};
 use wgformer::{Error, Gpu, Result};
@@ -259,13 +259,12 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         let values = [("train_loss", record.train_loss as f64), ("test_accuracy", accuracy as f64)];
         metrics.eval(trainer.step, record.epoch, &values);
         state.history.push(record);
-        let losses: Vec<f32> = state.history.iter().map(|r| r.train_loss).collect();
-        let accs: Vec<f32> = state.history.iter().map(|r| r.test_accuracy).collect();
+        let axis = EvalAxis { key: "test_accuracy", label: "test accuracy (%)", scale: 100.0 };
         let moments = trainer.exec.optimizer_state(&gpu)?;
         let training = TrainingState {
             moments: &moments,
             state_json: serde_json::to_string_pretty(&state).unwrap_or_default(),
-            extra: vec![("training.png", training_png(&losses, &accs, 1.0)), (metrics::FILE, metrics.to_bytes())],
+            extra: chart::run_files(&metrics, "ViT on Fashion-MNIST", &axis)?,
             keep: vec![],
         };
         ckpt::save(&args.out, &cfg, &fashion_preprocess(), &v.graph, &params, Some(training))?;

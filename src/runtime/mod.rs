@@ -6,6 +6,7 @@
 //! composed attention; [`fault`] injects failures for tests.
 
 pub mod attention_choice;
+pub mod chart;
 pub mod checkpoint;
 pub mod exec;
 pub mod fault;

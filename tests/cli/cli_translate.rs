@@ -40,7 +40,8 @@ fn train_resume_translate_eval() {
         "model.safetensors",
         "optimizer.safetensors",
         "trainer_state.json",
-        "training.png",
+        "training.svg",
+        "metrics.jsonl",
     ] {
         assert!(out.join(f).is_file(), "checkpoint lacks {f}");
     }

@@ -43,7 +43,8 @@ fn train_resume_predict_eval() {
         "preprocessor_config.json",
         "optimizer.safetensors",
         "trainer_state.json",
-        "training.png",
+        "training.svg",
+        "metrics.jsonl",
     ] {
         assert!(straight.join(f).is_file(), "checkpoint lacks {f}");
     }
