@@ -33,7 +33,7 @@ fn train_resume_translate_eval() {
     args.extend_from_slice(&QUICK);
     let (ok, _, err) = wgformer(&args, None);
     assert!(ok, "training failed: {err}");
-    assert!(err.contains("valid BLEU"), "reports BLEU per epoch: {err}");
+    assert_eq!(rounds(&out), [1], "one evaluated round, with its validation BLEU");
     for f in [
         "config.json",
         "tokenizer.json",
@@ -49,7 +49,8 @@ fn train_resume_translate_eval() {
     args.extend_from_slice(&QUICK);
     let (ok, _, err) = wgformer(&args, None);
     assert!(ok, "resume failed: {err}");
-    assert!(err.contains("resuming") && err.contains("epoch 2/2") && err.contains("test BLEU (beam 4)"), "{err}");
+    assert_eq!(rounds(&out), [1, 2], "the resumed run goes on with round 2 and its metrics");
+    assert!(err.contains("test BLEU (beam 4)"), "{err}");
     check_averaging(&out, &err);
     // A third epoch goes on from epoch 2's own weights, not from their mean, and the mean at
     // the end takes all three epochs (two carried over from the previous checkpoint).
@@ -178,4 +179,20 @@ fn check_averaging(out: &std::path::Path, log: &str) {
         }
     }
     assert!(differ, "the two epochs' weights differ");
+}
+
+/// The rounds a run's metrics.jsonl holds evaluations of (each with loss and BLEU), in order.
+fn rounds(dir: &std::path::Path) -> Vec<usize> {
+    use wgformer::runtime::metrics::{Metrics, Record};
+    let text = std::fs::read_to_string(dir.join("metrics.jsonl")).expect("metrics.jsonl");
+    let m = Metrics::parse(&text, dir).expect("metrics parse");
+    let rounds = m.records.iter().filter_map(|r| match r {
+        Record::Eval { round, values, .. }
+            if values.contains_key("valid_bleu") && values.contains_key("valid_loss") =>
+        {
+            Some(*round)
+        }
+        _ => None,
+    });
+    rounds.collect()
 }

@@ -50,8 +50,9 @@ fn train_resume_predict_eval() {
     }
     // The same run, stopped after one epoch and resumed.
     train(&split, &["--stop-after", "1"]);
-    let state = std::fs::read_to_string(split.join("trainer_state.json")).unwrap();
-    assert!(state.contains("\"epochs_done\": 1"), "{state}");
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(split.join("trainer_state.json")).unwrap()).unwrap();
+    assert_eq!(state["epochs_done"], 1, "{state}");
     train(&split, &["--resume", split.to_str().unwrap()]);
     let a = std::fs::read(straight.join("model.safetensors")).unwrap();
     let b = std::fs::read(split.join("model.safetensors")).unwrap();
