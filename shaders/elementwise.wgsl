@@ -6,6 +6,8 @@
 //   scale_fwd: out = alpha * a  (scale's backward is scale_fwd with the same alpha)
 //   relu_fwd:  out = max(a, 0)
 //   relu_bwd:  out = b where a > 0, else 0   (a = x, b = dy)
+//   silu_fwd:  out = x sigmoid(x)            (SiLU, or swish: Marian's feed-forward activation)
+//   silu_bwd:  out = dy s (1 + x (1 - s)), s = sigmoid(x)
 // Design rule: one element per invocation; the grid is 2D so n may exceed 65535 workgroups.
 
 struct EltParams { n: u32, alpha: f32, nb: u32, _pad: u32, }
@@ -28,7 +30,7 @@ override WG: u32 = 256;
 // scale_fwd's and relu_fwd's bindings: one output, one input.
 @group(0) @binding(2) var<uniform> sc_p: EltParams;
 
-// ReLU's operands in bindings of their own, each f16 in the forms where mixed precision keeps
+// ReLU's and SiLU's operands in bindings of their own, each f16 in the forms where mixed precision keeps
 // that tensor in half precision (shaders::with_f16): InT x, OutT the output (y or dx), DyT
 // relu_bwd's dy.
 alias InT = f32;
@@ -80,6 +82,30 @@ fn relu_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
 fn relu_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
     if (i < p.n) { re_out[i] = OutT(select(0.0, f32(re_dy[i]), f32(re_x[i]) > 0.0)); }
+}
+
+// 1 / (1 + e^-x): 0 for very negative x (e^-x overflows to inf), 1 for very positive x.
+fn sigmoid(x: f32) -> f32 {
+    return 1.0 / (1.0 + exp(-x));
+}
+
+@compute @workgroup_size(WG)
+fn silu_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i < sc_p.n) {
+        let x = f32(re_x[i]);
+        re_out[i] = OutT(x * sigmoid(x));
+    }
+}
+
+@compute @workgroup_size(WG)
+fn silu_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i < p.n) {
+        let x = f32(re_x[i]);
+        let s = sigmoid(x);
+        re_out[i] = OutT(f32(re_dy[i]) * s * (1.0 + x * (1.0 - s)));
+    }
 }
 
 @compute @workgroup_size(WG)

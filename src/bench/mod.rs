@@ -34,7 +34,7 @@ pub struct BenchResult {
 }
 
 /// The kernel families `run_kernels` knows.
-pub const KERNELS: &[&str] = &["matmul", "layernorm", "gelu", "softmax", "cross_entropy", "add", "dispatch"];
+pub const KERNELS: &[&str] = &["matmul", "layernorm", "gelu", "silu", "softmax", "cross_entropy", "add", "dispatch"];
 /// Families run only when named (they take minutes on a software adapter).
 pub const SLOW_KERNELS: &[&str] = &["attention", "matmul_f16", "cast_f16"];
 
@@ -178,24 +178,14 @@ pub fn cases(gpu: &Gpu, kernel: &str) -> Result<Vec<Case>> {
         "gelu" => {
             let ge = Gelu::new(gpu)?;
             let (x, dout, y, dx) = (fill("x", n)?, fill("dout", n)?, gpu.zeros("y", n)?, gpu.zeros("dx", n)?);
-            vec![
-                Case {
-                    kernel: "gelu_fwd".into(),
-                    shape: act_shape.clone(),
-                    dispatches: vec![ge.fwd(gpu, &y, &x, n, GeluKind::Exact)?],
-                    flops: None,
-                    bytes: Some(2.0 * n as f64 * f32b),
-                    note: None,
-                },
-                Case {
-                    kernel: "gelu_bwd".into(),
-                    shape: act_shape,
-                    dispatches: vec![ge.bwd(gpu, &dx, &x, &dout, n, GeluKind::Exact)?],
-                    flops: None,
-                    bytes: Some(3.0 * n as f64 * f32b),
-                    note: None,
-                },
-            ]
+            let fwd = ge.fwd(gpu, &y, &x, n, GeluKind::Exact)?;
+            activation_cases("gelu", act_shape, n, fwd, ge.bwd(gpu, &dx, &x, &dout, n, GeluKind::Exact)?)
+        }
+        "silu" => {
+            let ew = Elementwise::new(gpu)?;
+            let (x, dout, y, dx) = (fill("x", n)?, fill("dout", n)?, gpu.zeros("y", n)?, gpu.zeros("dx", n)?);
+            let fwd = ew.silu_fwd(gpu, &y, &x, n)?;
+            activation_cases("silu", act_shape, n, fwd, ew.silu_bwd(gpu, &dx, &x, &dout, n)?)
         }
         "softmax" => {
             let sm = Softmax::new(gpu)?;
@@ -268,7 +258,7 @@ pub fn cases(gpu: &Gpu, kernel: &str) -> Result<Vec<Case>> {
                 name: "bench kernel",
                 value: other.to_string(),
                 expected:
-                    "one of matmul, matmul_f16, cast_f16, layernorm, gelu, softmax, cross_entropy, add, dispatch, attention, step",
+                    "one of matmul, matmul_f16, cast_f16, layernorm, gelu, silu, softmax, cross_entropy, add, dispatch, attention, step",
             })
         }
     })
@@ -354,4 +344,28 @@ pub fn table(results: &[BenchResult]) -> String {
         s.push('\n');
     }
     s
+}
+
+/// The two cases of an elementwise activation over `n` f32 values: the forward reads x and writes
+/// y, the backward reads x and dy and writes dx.
+fn activation_cases(name: &str, shape: String, n: usize, fwd: Dispatch, bwd: Dispatch) -> Vec<Case> {
+    let bytes = |tensors: f64| Some(tensors * n as f64 * 4.0);
+    vec![
+        Case {
+            kernel: format!("{name}_fwd"),
+            shape: shape.clone(),
+            dispatches: vec![fwd],
+            flops: None,
+            bytes: bytes(2.0),
+            note: None,
+        },
+        Case {
+            kernel: format!("{name}_bwd"),
+            shape,
+            dispatches: vec![bwd],
+            flops: None,
+            bytes: bytes(3.0),
+            note: None,
+        },
+    ]
 }

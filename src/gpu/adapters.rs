@@ -17,7 +17,7 @@ pub struct GpuOptions {
     /// Among the adapters of the best kind (device type and backend), take this one (modulo
     /// their count, in the order the system lists them): one GPU per rank of a machine.
     pub ordinal: Option<usize>,
-    /// Kernel choices and tuning, carried by the opened [`Gpu`].
+    /// Kernel choices and tuning, carried by the opened [`Gpu`](super::Gpu).
     pub settings: Settings,
 }
 

@@ -128,6 +128,10 @@ pub fn backward_wrt(g: &mut Graph, loss: TensorId, inputs: &[TensorId]) -> Resul
                 let dx = g.push_backward(Op::ReluBwd, vec![ins[0], dy], &[ins[0]])[0];
                 accumulate(g, &mut grads, ins[0], dx)?;
             }
+            Op::Silu if need(ins[0]) => {
+                let dx = g.push_backward(Op::SiluBwd, vec![ins[0], dy], &[ins[0]])[0];
+                accumulate(g, &mut grads, ins[0], dx)?;
+            }
             Op::Softmax if need(ins[0]) => {
                 let dx = g.push_backward(Op::SoftmaxBwd, vec![node.outputs[0], dy], &[ins[0]])[0];
                 accumulate(g, &mut grads, ins[0], dx)?;
@@ -201,6 +205,7 @@ pub fn backward_wrt(g: &mut Graph, loss: TensorId, inputs: &[TensorId]) -> Resul
             Op::Scale { .. }
             | Op::Gelu { .. }
             | Op::Relu
+            | Op::Silu
             | Op::Softmax
             | Op::SumRows
             | Op::SplitHeads { .. }
@@ -221,6 +226,7 @@ pub fn backward_wrt(g: &mut Graph, loss: TensorId, inputs: &[TensorId]) -> Resul
             | Op::LayerNormBwd
             | Op::GeluBwd { .. }
             | Op::ReluBwd
+            | Op::SiluBwd
             | Op::SoftmaxBwd
             | Op::SumRowsBwd
             | Op::SliceBwd { .. }

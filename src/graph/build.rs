@@ -215,6 +215,11 @@ impl Graph {
         self.unary(Op::Relu, x)
     }
 
+    /// x sigmoid(x) (SiLU, or swish).
+    pub fn silu(&mut self, x: TensorId) -> Result<TensorId> {
+        self.unary(Op::Silu, x)
+    }
+
     /// Softmax over the last dimension.
     pub fn softmax(&mut self, x: TensorId) -> Result<TensorId> {
         if self.shape(x).is_empty() {

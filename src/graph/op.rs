@@ -33,6 +33,10 @@ pub enum Op {
     Relu,
     /// inputs `[x, dy]` -> `[dx]`.
     ReluBwd,
+    /// inputs `[x]` -> `[x sigmoid(x)]` (SiLU, or swish).
+    Silu,
+    /// inputs `[x, dy]` -> `[dx]`.
+    SiluBwd,
     /// inputs `[x]` -> `[softmax over the last dimension]`.
     Softmax,
     /// inputs `[y, dy]` -> `[dx]`.
@@ -107,6 +111,8 @@ impl Op {
             Op::GeluBwd { .. } => "gelu_bwd",
             Op::Relu => "relu",
             Op::ReluBwd => "relu_bwd",
+            Op::Silu => "silu",
+            Op::SiluBwd => "silu_bwd",
             Op::Softmax => "softmax",
             Op::SoftmaxBwd => "softmax_bwd",
             Op::SumRows => "sum_rows",

@@ -24,8 +24,10 @@ pub struct Elementwise {
     scale: wgpu::ComputePipeline,
     relu: wgpu::ComputePipeline,
     relu_bwd: wgpu::ComputePipeline,
+    silu: wgpu::ComputePipeline,
+    silu_bwd: wgpu::ComputePipeline,
     add_bcast: wgpu::ComputePipeline,
-    /// ReLU with f16 operands.
+    /// ReLU and SiLU with f16 operands.
     half: HalfForm,
 }
 
@@ -40,6 +42,8 @@ impl Elementwise {
             scale: gpu.pipeline(&module, "scale_fwd", &wg)?,
             relu: gpu.pipeline(&module, "relu_fwd", &wg)?,
             relu_bwd: gpu.pipeline(&module, "relu_bwd", &wg)?,
+            silu: gpu.pipeline(&module, "silu_fwd", &wg)?,
+            silu_bwd: gpu.pipeline(&module, "silu_bwd", &wg)?,
             add_bcast: gpu.pipeline(&module, "add_bcast_fwd", &wg)?,
             half: HalfForm::new(&super::f16_forms::ELEMENTWISE),
         })
@@ -100,16 +104,27 @@ impl Elementwise {
 
     /// out = max(x, 0); each f32 or f16.
     pub fn relu_fwd(&self, gpu: &Gpu, out: &Tensor, x: &Tensor, n: usize) -> Result<Dispatch> {
-        self.relu_prepare(gpu, "relu_fwd", &self.relu, &[out, x], n)
+        self.activation(gpu, "relu_fwd", &self.relu, &[out, x], n)
     }
 
     /// dx = dy where x > 0, else 0; each f32 or f16.
     pub fn relu_bwd(&self, gpu: &Gpu, dx: &Tensor, x: &Tensor, dy: &Tensor, n: usize) -> Result<Dispatch> {
-        self.relu_prepare(gpu, "relu_bwd", &self.relu_bwd, &[dx, x, dy], n)
+        self.activation(gpu, "relu_bwd", &self.relu_bwd, &[dx, x, dy], n)
     }
 
-    /// A ReLU dispatch of `tensors` (out, x, and dy in the backward), each f32 or f16.
-    fn relu_prepare(
+    /// out = x sigmoid(x) (SiLU); each f32 or f16.
+    pub fn silu_fwd(&self, gpu: &Gpu, out: &Tensor, x: &Tensor, n: usize) -> Result<Dispatch> {
+        self.activation(gpu, "silu_fwd", &self.silu, &[out, x], n)
+    }
+
+    /// dx = dy s (1 + x (1 - s)), s = sigmoid(x); each f32 or f16.
+    pub fn silu_bwd(&self, gpu: &Gpu, dx: &Tensor, x: &Tensor, dy: &Tensor, n: usize) -> Result<Dispatch> {
+        self.activation(gpu, "silu_bwd", &self.silu_bwd, &[dx, x, dy], n)
+    }
+
+    /// An activation's dispatch (ReLU, SiLU) of `tensors` (out, x, and dy in the backward),
+    /// each f32 or f16.
+    fn activation(
         &self,
         gpu: &Gpu,
         op: &'static str,

@@ -36,14 +36,20 @@ pub const GELU: F16Family = F16Family {
     always_half: &[],
 };
 
-/// ReLU, forward and backward.
+/// ReLU and SiLU, forward and backward.
 pub const ELEMENTWISE: F16Family = F16Family {
     file: "elementwise.wgsl",
     source: crate::shaders::ELEMENTWISE,
     aliases: &[
-        HalfAlias { name: "InT", operands: &[("relu", In(0)), ("relu_bwd", In(0))] },
-        HalfAlias { name: "OutT", operands: &[("relu", Out(0)), ("relu_bwd", Out(0))] },
-        HalfAlias { name: "DyT", operands: &[("relu_bwd", In(1))] },
+        HalfAlias {
+            name: "InT",
+            operands: &[("relu", In(0)), ("relu_bwd", In(0)), ("silu", In(0)), ("silu_bwd", In(0))],
+        },
+        HalfAlias {
+            name: "OutT",
+            operands: &[("relu", Out(0)), ("relu_bwd", Out(0)), ("silu", Out(0)), ("silu_bwd", Out(0))],
+        },
+        HalfAlias { name: "DyT", operands: &[("relu_bwd", In(1)), ("silu_bwd", In(1))] },
     ],
     always_half: &[],
 };

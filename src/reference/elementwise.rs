@@ -49,3 +49,22 @@ pub fn relu_backward<T: Real>(dx: &mut [T], x: &[T], dy: &[T]) {
         dx[i] = if x[i] > T::of(0.0) { dy[i] } else { T::of(0.0) };
     }
 }
+
+fn sigmoid<T: Real>(x: T) -> T {
+    T::of(1.0) / (T::of(1.0) + (-x).exp())
+}
+
+/// out = x sigmoid(x) (SiLU, or swish).
+pub fn silu_forward<T: Real>(out: &mut [T], x: &[T]) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = v * sigmoid(v);
+    }
+}
+
+/// dx = dy s (1 + x (1 - s)), s = sigmoid(x).
+pub fn silu_backward<T: Real>(dx: &mut [T], x: &[T], dy: &[T]) {
+    for i in 0..dx.len() {
+        let s = sigmoid(x[i]);
+        dx[i] = dy[i] * s * (T::of(1.0) + x[i] * (T::of(1.0) - s));
+    }
+}

@@ -131,6 +131,16 @@ fn node_outputs<T: Real>(g: &Graph, node: &crate::graph::Node, values: &[Vec<T>]
             ew::relu_backward(&mut dx, input(0), input(1));
             vec![dx]
         }
+        Op::Silu => {
+            let mut y = zeros(out_len(0));
+            ew::silu_forward(&mut y, input(0));
+            vec![y]
+        }
+        Op::SiluBwd => {
+            let mut dx = zeros(out_len(0));
+            ew::silu_backward(&mut dx, input(0), input(1));
+            vec![dx]
+        }
         Op::Softmax => {
             let (rows, cols) = (in_desc(0).rows(), in_desc(0).last_dim());
             let mut y = zeros(rows * cols);

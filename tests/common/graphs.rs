@@ -199,6 +199,21 @@ pub fn packed_projection() -> TestGraph {
     TestGraph { graph: g, loss, targets: vec![(y, vec![0, 1, 2, 1, 0, 2])] }
 }
 
+/// linear -> SiLU -> linear -> cross-entropy: a Marian-style feed-forward block.
+pub fn silu_ffn() -> TestGraph {
+    let mut g = Graph::new();
+    let (b, din, h, classes) = (5, 6, 12, 4);
+    let x = g.input("x", &[b, din], Dtype::F32);
+    let y = g.input("y", &[b], Dtype::U32);
+    let (w1, b1) = (g.param("fc1.weight", &[h, din]), g.param("fc1.bias", &[h]));
+    let w2 = g.param("fc2.weight", &[classes, h]);
+    let z = g.linear(x, w1, Some(b1)).unwrap();
+    let a = g.silu(z).unwrap();
+    let logits = g.linear(a, w2, None).unwrap();
+    let loss = g.cross_entropy(logits, y, 0.0, None).unwrap();
+    TestGraph { graph: g, loss, targets: vec![(y, vec![3, 0, 1, 2, 1])] }
+}
+
 /// Every test graph, named.
 pub fn all() -> Vec<(&'static str, TestGraph)> {
     vec![
@@ -210,5 +225,6 @@ pub fn all() -> Vec<(&'static str, TestGraph)> {
         ("vit_like", vit_like()),
         ("fused_attention", fused_attention()),
         ("packed_projection", packed_projection()),
+        ("silu_ffn", silu_ffn()),
     ]
 }

@@ -81,6 +81,21 @@ fn gelu_backward_matches_finite_differences() {
 }
 
 #[test]
+fn silu_backward_matches_finite_differences() {
+    let mut rng = Rng::new(14);
+    // Wide enough to reach both tails of the sigmoid.
+    let (x, w) = (rng.vec(41, 12.0), rng.vec(41, 1.0));
+    let fwd = |x: &[f64]| {
+        let mut y = vec![0.0; x.len()];
+        ew::silu_forward(&mut y, x);
+        dot(&y, &w)
+    };
+    let mut dx = vec![0.0; x.len()];
+    ew::silu_backward(&mut dx, &x, &w);
+    assert_grad("silu", &dx, &numeric_grad(&x, H, fwd));
+}
+
+#[test]
 fn softmax_backward_matches_finite_differences() {
     let (rows, cols) = (3, 6);
     let mut rng = Rng::new(5);

@@ -57,31 +57,44 @@ fn cross_entropy_matches_reference() {
     });
 }
 
+/// ReLU and SiLU, forward and backward, against the reference: every element count and, where
+/// there is f16, every mix of f16 operands mixed precision uses (x, the output, dy). ReLU only
+/// selects, so it is exact; SiLU computes in f32 (to 1e-6 relative of the reference's f32,
+/// rounded once more where its output is f16).
 #[test]
-fn relu_matches_reference() {
+fn activations_match_reference() {
+    type Reference = fn(&mut [f32], &[f32]);
+    type ReferenceBwd = fn(&mut [f32], &[f32], &[f32]);
+    let cases: [(&str, Reference, ReferenceBwd, f64); 2] =
+        [("relu", ew::relu_forward, ew::relu_backward, 0.0), ("silu", ew::silu_forward, ew::silu_backward, 1e-6)];
     for_each_gpu(|gpu| {
         let e = Elementwise::new(gpu).unwrap();
-        // Operands in f32, and where there is f16 in the forms mixed precision uses: (x, the
-        // output, dy) each f16 or not. ReLU only selects, so every form is exact.
         let forms: &[[bool; 3]] = if gpu.caps.f16 { &HALF_FORMS } else { &HALF_FORMS[..1] };
-        for (n, &[hx, hout, hdy]) in [1, 7, 1_000_003].into_iter().flat_map(|n| forms.iter().map(move |h| (n, h))) {
-            let mut rng = Rng::new(n as u64);
-            let (x, dy) = (fit(rng.vec_f32(n, 1.0), hx), fit(rng.vec_f32(n, 1.0), hdy));
-            let (mut y, mut dx) = (vec![0.0f32; n], vec![0.0f32; n]);
-            ew::relu_forward(&mut y, &x);
-            ew::relu_backward(&mut dx, &x, &dy);
-            let (gx, gdy, gy, gdx) = (
-                upload(gpu, "x", &x, hx),
-                upload(gpu, "dy", &dy, hdy),
-                if hout { gpu.zeros_f16("y", n) } else { gpu.zeros("y", n) }.unwrap(),
-                if hout { gpu.zeros_f16("dx", n) } else { gpu.zeros("dx", n) }.unwrap(),
-            );
-            let f = e.relu_fwd(gpu, &gy, &gx, n).unwrap();
-            let b = e.relu_bwd(gpu, &gdx, &gx, &gdy, n).unwrap();
-            kernels::run(gpu, &[&f, &b]).unwrap();
-            let tag = format!("n={n} f16 x, out, dy: {hx} {hout} {hdy}");
-            assert_close(&format!("relu {tag}"), &gpu.read(&gy).unwrap(), &fit(y, hout), 0.0, 0.0);
-            assert_close(&format!("relu_bwd {tag}"), &gpu.read(&gdx).unwrap(), &fit(dx, hout), 0.0, 0.0);
+        for (name, fwd, bwd, tol) in cases {
+            for (n, &[hx, hout, hdy]) in [1, 7, 1_000_003].into_iter().flat_map(|n| forms.iter().map(move |h| (n, h))) {
+                let mut rng = Rng::new(n as u64);
+                let (x, dy) = (fit(rng.vec_f32(n, 8.0), hx), fit(rng.vec_f32(n, 1.0), hdy));
+                let (mut y, mut dx) = (vec![0.0f32; n], vec![0.0f32; n]);
+                fwd(&mut y, &x);
+                bwd(&mut dx, &x, &dy);
+                let (gx, gdy, gy, gdx) = (
+                    upload(gpu, "x", &x, hx),
+                    upload(gpu, "dy", &dy, hdy),
+                    if hout { gpu.zeros_f16("y", n) } else { gpu.zeros("y", n) }.unwrap(),
+                    if hout { gpu.zeros_f16("dx", n) } else { gpu.zeros("dx", n) }.unwrap(),
+                );
+                let (f, b) = match name {
+                    "relu" => (e.relu_fwd(gpu, &gy, &gx, n).unwrap(), e.relu_bwd(gpu, &gdx, &gx, &gdy, n).unwrap()),
+                    _ => (e.silu_fwd(gpu, &gy, &gx, n).unwrap(), e.silu_bwd(gpu, &gdx, &gx, &gdy, n).unwrap()),
+                };
+                kernels::run(gpu, &[&f, &b]).unwrap();
+                let tag = format!("n={n} f16 x, out, dy: {hx} {hout} {hdy}");
+                // An f16 output may round the other way from the reference's rounding.
+                let rel = if hout && tol > 0.0 { 1e-3 } else { tol };
+                let abs = if tol > 0.0 { 1e-7 } else { 0.0 };
+                assert_close(&format!("{name} {tag}"), &gpu.read(&gy).unwrap(), &fit(y, hout), abs, rel);
+                assert_close(&format!("{name}_bwd {tag}"), &gpu.read(&gdx).unwrap(), &fit(dx, hout), abs, rel);
+            }
         }
     });
 }

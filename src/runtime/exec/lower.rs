@@ -88,6 +88,8 @@ pub(super) fn encode_node(
         Op::GeluBwd { kind } => vec![k.gelu.bwd(gpu, o(0), i(0), i(1), len, kind)?],
         Op::Relu => vec![k.elementwise.relu_fwd(gpu, o(0), i(0), len)?],
         Op::ReluBwd => vec![k.elementwise.relu_bwd(gpu, o(0), i(0), i(1), len)?],
+        Op::Silu => vec![k.elementwise.silu_fwd(gpu, o(0), i(0), len)?],
+        Op::SiluBwd => vec![k.elementwise.silu_bwd(gpu, o(0), i(0), i(1), len)?],
         Op::Softmax => vec![k.softmax.fwd(gpu, o(0), i(0), rows, cols)?],
         Op::SoftmaxBwd => vec![k.softmax.bwd(gpu, o(0), i(0), i(1), rows, cols)?],
         Op::SumRows => {
