@@ -7,14 +7,16 @@ use wasm_bindgen::prelude::*;
 use wgformer::gpu::GpuOptions;
 use wgformer::kernels::attention::{AttentionShape, Variant};
 use wgformer::kernels::matmul::{MatmulTiles, MatmulVariant};
-use wgformer::kernels::{self, Attention, Dispatch, Gelu, GeluKind, LayerNorm, Matmul, MatmulShape, Softmax};
+use wgformer::kernels::{
+    self, Attention, Dispatch, Elementwise, Gelu, GeluKind, LayerNorm, Matmul, MatmulShape, Softmax,
+};
 use wgformer::models::vit::{self, Preprocess, VitConfig};
 use wgformer::models::Vit;
 use wgformer::reference::cast as cast_ref;
 use wgformer::reference::softmax as sm_ref;
-use wgformer::reference::{gelu as gelu_ref, layernorm as ln_ref, matmul as mm_ref};
+use wgformer::reference::{elementwise as ew_ref, gelu as gelu_ref, layernorm as ln_ref, matmul as mm_ref};
 use wgformer::util::rng::Rng;
-use wgformer::{Gpu, Result};
+use wgformer::{Gpu, Result, Tensor};
 
 mod half_cases;
 
@@ -128,18 +130,41 @@ async fn layernorm_case(gpu: &Gpu, rows: usize, cols: usize) -> Result<(bool, St
     verify(gpu, &[&f, &b1, &b2], &checks).await
 }
 
-async fn gelu_case(gpu: &Gpu, kind: GeluKind) -> Result<(bool, String)> {
+/// An elementwise activation, forward and backward, over 4099 values spread over [-6, 6):
+/// `reference(x, dy, y, dx)` fills y and dx, `dispatch(y, x, dx, dy, n)` makes the kernels'.
+async fn activation_case(
+    gpu: &Gpu,
+    reference: impl Fn(&[f32], &[f32], &mut [f32], &mut [f32]),
+    dispatch: impl Fn(&Tensor, &Tensor, &Tensor, &Tensor, usize) -> Result<(Dispatch, Dispatch)>,
+) -> Result<(bool, String)> {
     let n = 4099;
     let mut rng = Rng::new(20);
     let (x, dy): (Vec<f32>, Vec<f32>) = (vec_f32(&mut rng, n).iter().map(|v| 6.0 * v).collect(), vec_f32(&mut rng, n));
     let (mut y, mut dx) = (vec![0.0f32; n], vec![0.0f32; n]);
-    gelu_ref::gelu_forward(&mut y, &x, kind);
-    gelu_ref::gelu_backward(&mut dx, &x, &dy, kind);
-    let g = Gelu::new(gpu)?;
+    reference(&x, &dy, &mut y, &mut dx);
     let (gx, gdy, gy, gdx) = (up(gpu, &x)?, up(gpu, &dy)?, gpu.zeros("y", n)?, gpu.zeros("dx", n)?);
-    let f = g.fwd(gpu, &gy, &gx, n, kind)?;
-    let b = g.bwd(gpu, &gdx, &gx, &gdy, n, kind)?;
+    let (f, b) = dispatch(&gy, &gx, &gdx, &gdy, n)?;
     verify(gpu, &[&f, &b], &[("y", &gy, &y, 1e-5, 1e-4), ("dx", &gdx, &dx, 1e-5, 1e-4)]).await
+}
+
+async fn gelu_case(gpu: &Gpu, kind: GeluKind) -> Result<(bool, String)> {
+    let g = Gelu::new(gpu)?;
+    let reference = |x: &[f32], dy: &[f32], y: &mut [f32], dx: &mut [f32]| {
+        gelu_ref::gelu_forward(y, x, kind);
+        gelu_ref::gelu_backward(dx, x, dy, kind);
+    };
+    activation_case(gpu, reference, |y, x, dx, dy, n| Ok((g.fwd(gpu, y, x, n, kind)?, g.bwd(gpu, dx, x, dy, n, kind)?)))
+        .await
+}
+
+async fn silu_case(gpu: &Gpu) -> Result<(bool, String)> {
+    let e = Elementwise::new(gpu)?;
+    let reference = |x: &[f32], dy: &[f32], y: &mut [f32], dx: &mut [f32]| {
+        ew_ref::silu_forward(y, x);
+        ew_ref::silu_backward(dx, x, dy);
+    };
+    activation_case(gpu, reference, |y, x, dx, dy, n| Ok((e.silu_fwd(gpu, y, x, n)?, e.silu_bwd(gpu, dx, x, dy, n)?)))
+        .await
 }
 
 async fn softmax_case(gpu: &Gpu, rows: usize, cols: usize) -> Result<(bool, String)> {
@@ -270,6 +295,8 @@ async fn run_all() -> Result<Report> {
         let start = now_ms();
         record(format!("gelu {kind:?} fwd+bwd 4099"), start, gelu_case(&gpu, kind).await);
     }
+    let start = now_ms();
+    record("silu fwd+bwd 4099".into(), start, silu_case(&gpu).await);
     // Mixed precision's f16 forms, where the browser's adapter has shader-f16.
     if gpu.caps.f16 {
         let start = now_ms();
