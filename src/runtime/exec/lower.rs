@@ -45,6 +45,38 @@ fn product_shape(g: &Graph, node: &Node) -> Result<Option<MatmulShape>> {
     Ok(Some(MatmulShape { bias, ..MatmulShape::packed(d.batch, d.m, d.n, d.k, trans_a, trans_b) }))
 }
 
+/// A MatMul node's product: the f16 kernel where mixed precision made its operands f16 (their
+/// casts are nodes of their own), else the f32 one.
+fn encode_matmul(
+    gpu: &Gpu,
+    k: &KernelSet,
+    g: &Graph,
+    ts: &[Tensor],
+    node: &Node,
+    ctx: &NodeContext,
+    bias: bool,
+) -> Result<Dispatch> {
+    let (i, o) = (|n: usize| &ts[node.inputs[n].0], &ts[node.outputs[0].0]);
+    let shape = product_shape(g, node)?.ok_or_else(|| Error::shape("matmul", "not a product"))?;
+    match g.desc(node.inputs[0]).dtype {
+        Dtype::F16 => {
+            let set = ctx.f16.ok_or_else(|| Error::shape("matmul", "no f16 kernels were prepared"))?;
+            set.matmul(gpu)?.fwd(gpu, o, i(0), i(1), bias.then(|| i(2)), &shape)
+        }
+        _ => k.matmul.fwd(gpu, o, i(0), i(1), bias.then(|| i(2)), &shape),
+    }
+}
+
+/// A CastF16 node: into an f16 tensor, or rounded to f16 values kept in f32.
+fn encode_cast(g: &Graph, ts: &[Tensor], node: &Node, ctx: &NodeContext, len: usize, gpu: &Gpu) -> Result<Dispatch> {
+    let cast = &ctx.f16.ok_or_else(|| Error::shape("cast_f16", "no f16 kernels were prepared"))?.cast;
+    let (x, out) = (&ts[node.inputs[0].0], &ts[node.outputs[0].0]);
+    match g.desc(node.outputs[0]).dtype {
+        Dtype::F16 => cast.to_f16(gpu, out, x, len),
+        _ => cast.round_f16(gpu, out, x, len),
+    }
+}
+
 /// The dispatches of one node.
 pub(super) fn encode_node(
     gpu: &Gpu,
@@ -59,24 +91,8 @@ pub(super) fn encode_node(
     let in_desc = |n: usize| g.desc(node.inputs[n]);
     let (len, rows, cols) = (in_desc(0).len(), in_desc(0).rows(), in_desc(0).last_dim());
     Ok(match node.op {
-        Op::MatMul { bias, .. } => {
-            let shape = product_shape(g, node)?.ok_or_else(|| Error::shape("matmul", "not a product"))?;
-            match in_desc(0).dtype {
-                // Mixed precision's f16 operands (their casts are nodes of their own).
-                Dtype::F16 => {
-                    let set = ctx.f16.ok_or_else(|| Error::shape("matmul", "no f16 kernels were prepared"))?;
-                    vec![set.matmul(gpu)?.fwd(gpu, o(0), i(0), i(1), bias.then(|| i(2)), &shape)?]
-                }
-                _ => vec![k.matmul.fwd(gpu, o(0), i(0), i(1), bias.then(|| i(2)), &shape)?],
-            }
-        }
-        Op::CastF16 => {
-            let cast = &ctx.f16.ok_or_else(|| Error::shape("cast_f16", "no f16 kernels were prepared"))?.cast;
-            match g.desc(node.outputs[0]).dtype {
-                Dtype::F16 => vec![cast.to_f16(gpu, o(0), i(0), len)?],
-                _ => vec![cast.round_f16(gpu, o(0), i(0), len)?],
-            }
-        }
+        Op::MatMul { bias, .. } => vec![encode_matmul(gpu, k, g, ts, node, ctx, bias)?],
+        Op::CastF16 => vec![encode_cast(g, ts, node, ctx, len, gpu)?],
         Op::Add if in_desc(1).len() == len => vec![k.elementwise.add_fwd(gpu, o(0), i(0), i(1), len)?],
         Op::Add => vec![k.elementwise.add_bcast_fwd(gpu, o(0), i(0), i(1), len, in_desc(1).len())?],
         Op::Mul => vec![k.elementwise.mul_fwd(gpu, o(0), i(0), i(1), len)?],
