@@ -24,6 +24,7 @@ pub mod runtime;
 pub mod settings;
 pub mod shaders;
 pub mod text;
+pub mod train;
 pub mod util;
 pub mod verify;
 

@@ -66,8 +66,9 @@ impl Dist {
         self.group.as_ref().map_or(0, |g| g.rank())
     }
 
-    pub fn size(&self) -> usize {
-        self.group.as_ref().map_or(1, |g| g.size())
+    /// The ranks as the library's training runs take them.
+    pub fn ranks(&self) -> wgformer::train::Ranks {
+        wgformer::train::Ranks { group: self.group.clone(), faults: self.faults }
     }
 
     /// Rank 0 prints progress, evaluates and writes checkpoints; the others only train.
@@ -91,82 +92,6 @@ impl Dist {
             None => eprintln!("adapter: {}", gpu.describe()),
         }
         Ok(gpu)
-    }
-
-    /// Fails on every rank unless every rank has the same `what` (`Ok` without a group).
-    pub fn check_same(&self, what: &str, description: &str) -> Result<()> {
-        match &self.group {
-            Some(g) => wgformer::dist::collective::check_same(
-                g.as_ref(),
-                what,
-                wgformer::dist::collective::fingerprint(description.as_bytes()),
-            ),
-            None => Ok(()),
-        }
-    }
-
-    /// Rank 0's values on every rank (unchanged without a group).
-    pub fn broadcast(&self, values: &mut [Vec<f32>]) -> Result<()> {
-        match &self.group {
-            Some(g) => wgformer::dist::collective::broadcast_f32(g.as_ref(), values),
-            None => Ok(()),
-        }
-    }
-
-    /// Rank 0's `value` on every rank: decisions that rank 0 makes on its clock (a time
-    /// budget) and every rank must follow.
-    pub fn decide(&self, value: u8) -> Result<u8> {
-        match &self.group {
-            Some(g) => Ok(g.broadcast(0, vec![value])?.first().copied().unwrap_or(value)),
-            None => Ok(value),
-        }
-    }
-
-    /// Replaces `value` with rank 0's, sent as JSON (the run's state after rank 0 validated
-    /// and planned).
-    pub fn adopt<T: serde::Serialize + serde::de::DeserializeOwned>(&self, value: &mut T) -> Result<()> {
-        let Some(g) = &self.group else { return Ok(()) };
-        let bytes = g.broadcast(0, serde_json::to_vec(value).unwrap_or_default())?;
-        if g.rank() != 0 {
-            *value = serde_json::from_slice(&bytes)
-                .map_err(|e| Error::Distributed(format!("rank 0 sent a state this rank cannot read: {e}")))?;
-        }
-        Ok(())
-    }
-
-    /// Rank 0's parameters and Adam moments on every rank, so that all start from the same
-    /// bits: the moments are set in `trainer`, the parameters returned for the caller to set.
-    pub fn start_from_rank_zero(
-        &self,
-        gpu: &Gpu,
-        trainer: &wgformer::runtime::trainer::Trainer,
-        mut params: Vec<(wgformer::graph::TensorId, Vec<f32>)>,
-    ) -> Result<Vec<(wgformer::graph::TensorId, Vec<f32>)>> {
-        if self.group.is_none() {
-            return Ok(params);
-        }
-        let mut values: Vec<Vec<f32>> = params.iter().map(|(_, v)| v.clone()).collect();
-        let state = trainer.exec.optimizer_state(gpu)?;
-        let mut moments: Vec<Vec<f32>> = state.iter().flat_map(|(_, m, v)| [m.clone(), v.clone()]).collect();
-        self.broadcast(&mut values)?;
-        self.broadcast(&mut moments)?;
-        for ((_, p), v) in params.iter_mut().zip(values) {
-            *p = v;
-        }
-        for ((p, _, _), mv) in state.iter().zip(moments.chunks(2)) {
-            trainer.exec.set_optimizer_state(gpu, *p, &mv[0], &mv[1])?;
-        }
-        Ok(params)
-    }
-
-    /// The global batch split in equal shares: this rank's range of `batch` examples.
-    pub fn shard(&self, batch: usize) -> Result<std::ops::Range<usize>> {
-        let n = self.size();
-        if !batch.is_multiple_of(n) {
-            return Err(Error::Config(format!("--batch {batch} must be a multiple of the {n} ranks")));
-        }
-        let per = batch / n;
-        Ok(self.rank() * per..(self.rank() + 1) * per)
     }
 }
 

@@ -68,3 +68,55 @@ impl Progress {
         self.bar.finish_and_clear();
     }
 }
+
+/// Renders a training run's events on stderr: the run's notes and evaluations as lines, each
+/// round's steps as a [`Progress`].
+pub struct Console {
+    /// Whether this process shows anything (rank 0 of a job).
+    visible: bool,
+    log_every: Option<u64>,
+    bar: Option<Progress>,
+}
+
+impl Console {
+    pub fn new(visible: bool, log_every: Option<u64>) -> Self {
+        Console { visible, log_every, bar: None }
+    }
+
+    fn line(&mut self, text: &str) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish();
+        }
+        if self.visible {
+            eprintln!("{text}");
+        }
+    }
+}
+
+impl wgformer::train::Observer for Console {
+    fn event(&mut self, event: &wgformer::train::Event) {
+        use wgformer::train::Event;
+        match event {
+            Event::Started { description } => self.line(description),
+            Event::Note(text) => self.line(text),
+            Event::RoundStarted { steps, label, .. } => {
+                if let Some(bar) = self.bar.take() {
+                    bar.finish();
+                }
+                self.bar = Some(Progress::new(*steps, label.clone(), self.visible, self.log_every));
+            }
+            Event::Step(s) => {
+                if let Some(bar) = &mut self.bar {
+                    let scale = s.loss_scale.map_or(String::new(), |(v, n)| format!(", loss scale {v}, {n} skipped"));
+                    bar.step(format!(
+                        "loss {:.4} lr {:.2e} {:.0} {}/s{scale}{}",
+                        s.smoothed, s.lr, s.per_second, s.unit, s.extra
+                    ));
+                }
+            }
+            Event::Evaluated { summary, .. } => self.line(summary),
+            Event::Checkpoint { .. } => {}
+            Event::Done { summary } => self.line(summary),
+        }
+    }
+}

@@ -123,19 +123,22 @@ pub struct TranslateOptions {
 impl VitOptions {
     /// The recipe's arguments, with today's defaults.
     pub fn into_args(self, dist: super::dist::Dist) -> Result<super::vit::TrainArgs> {
-        let c = self.common;
+        let (c, defaults) = (self.common, wgformer::train::VitRecipe::default());
         Ok(super::vit::TrainArgs {
             out: c.out.unwrap_or_else(|| "runs/vit".into()),
             resume: c.resume,
-            epochs: self.epochs.unwrap_or(10),
-            batch: self.batch.unwrap_or(128),
-            lr: c.lr.unwrap_or(2e-3),
-            seed: c.seed,
+            recipe: wgformer::train::VitRecipe {
+                epochs: self.epochs.unwrap_or(defaults.epochs),
+                batch: self.batch.unwrap_or(defaults.batch),
+                lr: c.lr.unwrap_or(defaults.lr),
+                seed: c.seed,
+                precision: Precision::parse(&c.precision)?,
+                ..defaults
+            },
             data: self.data.unwrap_or_else(wgformer::data::mnist::default_dir),
             train_images: self.train_images,
             test_images: self.test_images,
             stop_after: c.stop_after,
-            precision: Precision::parse(&c.precision)?,
             log_every: c.log_every,
             dist,
         })
@@ -145,27 +148,29 @@ impl VitOptions {
 impl TranslateOptions {
     /// The recipe's arguments, with today's defaults.
     pub fn into_args(self, dist: super::dist::Dist) -> Result<super::translate::TrainArgs> {
-        let c = self.common;
+        let (c, defaults) = (self.common, wgformer::train::translate::TranslateRecipe::default());
         Ok(super::translate::TrainArgs {
             out: c.out.unwrap_or_else(|| "runs/translate".into()),
             resume: c.resume,
-            epochs: self.epochs,
-            tokens: self.batch.unwrap_or(1024),
-            lr: c.lr.unwrap_or(2e-3),
-            warmup: self.warmup,
-            seed: c.seed,
+            recipe: wgformer::train::translate::TranslateRecipe {
+                epochs: self.epochs,
+                tokens: self.batch.unwrap_or(defaults.tokens),
+                lr: c.lr.unwrap_or(defaults.lr),
+                warmup: self.warmup,
+                seed: c.seed,
+                vocab: self.vocab,
+                valid_pairs: self.valid_pairs,
+                test_pairs: self.test_pairs,
+                model: self.size,
+                dropout: self.dropout,
+                max_minutes: self.max_minutes,
+                schedule: self.schedule,
+                average: self.average,
+                precision: Precision::parse(&c.precision)?,
+            },
             data: translation_data(self.data),
-            vocab: self.vocab,
             train_pairs: self.train_pairs,
-            valid_pairs: self.valid_pairs,
             stop_after: c.stop_after,
-            test_pairs: self.test_pairs,
-            model: self.size,
-            dropout: self.dropout,
-            max_minutes: self.max_minutes,
-            schedule: self.schedule,
-            average: self.average,
-            precision: Precision::parse(&c.precision)?,
             log_every: c.log_every,
             dist,
         })

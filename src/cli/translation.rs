@@ -1,50 +1,13 @@
-//! `wgformer translate` and `eval` on a translation checkpoint, and the test BLEU that
-//! `train translate` reports at its end.
+//! `wgformer translate` and `eval` on a translation checkpoint.
 
 use std::io::Read;
 use std::path::Path;
-use std::time::Instant;
-use wgformer::models::transformer::TransformerConfig;
 use wgformer::models::transformer_checkpoint as ckpt;
 use wgformer::models::transformer_decode::Search;
 use wgformer::models::translator::{Translations, Translator, MAX_ROWS, MAX_TOKENS};
-use wgformer::text::bleu::BleuStats;
-use wgformer::text::bpe::Bpe;
 use wgformer::text::corpus;
+use wgformer::train::translate::bleu::test_bleu;
 use wgformer::{Error, Gpu, Result};
-
-/// The test-set BLEU line of a checkpoint with one search (timed), and the translations.
-pub(super) fn test_bleu(
-    gpu: &Gpu,
-    ck: &ckpt::Checkpoint,
-    test: &[(String, String)],
-    name: &str,
-    search: Search,
-) -> Result<(String, Vec<String>)> {
-    let start = Instant::now();
-    let (stats, hyps) = bleu_of(gpu, &ck.config, &ck.tokenizer, &ck.params, test, search)?;
-    let secs = start.elapsed().as_secs_f64();
-    Ok((format!("test BLEU ({name}): {:.2} ({} pairs, {secs:.1} s): {stats}", stats.score(), test.len()), hyps))
-}
-
-/// Corpus BLEU statistics of translating the sources of `pairs`, and the translations.
-pub(super) fn bleu_of(
-    gpu: &Gpu,
-    cfg: &TransformerConfig,
-    bpe: &Bpe,
-    params: &[(String, Vec<f32>)],
-    pairs: &[(String, String)],
-    search: Search,
-) -> Result<(BleuStats, Vec<String>)> {
-    let translator = Translator::new(cfg.clone(), bpe.clone(), params.to_vec());
-    let sources: Vec<&str> = pairs.iter().map(|(s, _)| s.as_str()).collect();
-    let hyps = report(translator.translate(gpu, &sources, search)?);
-    let mut stats = BleuStats::default();
-    for (h, (_, r)) in hyps.iter().zip(pairs) {
-        stats.add(h, r);
-    }
-    Ok((stats, hyps))
-}
 
 /// The translations, after warnings about what was adjusted on the way.
 fn report(t: Translations) -> Vec<String> {
@@ -108,6 +71,7 @@ pub fn eval(checkpoint: &Path, out: Option<&Path>, data: &Path, beam: Search) ->
     let name = format!("beam {}, alpha {}", beam.beam, beam.alpha);
     for (name, search) in [(name.as_str(), beam), ("greedy", Search::GREEDY)] {
         let (line, hyps) = test_bleu(&gpu, &ck, &test, name, search)?;
+        let hyps = report(hyps);
         println!("{line}");
         if let (Some(out), true) = (out, search == beam) {
             wgformer::util::io::write_atomic(out, (hyps.join("\n") + "\n").as_bytes())?;

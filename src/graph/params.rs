@@ -59,7 +59,8 @@ impl AttentionPolicy {
 /// f32 accumulation (on matrix units where the adapter has them); every tensor of the graph,
 /// the parameters and Adam's moments stay f32. Training in f16 scales the loss (see
 /// `runtime::loss_scale`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Precision {
     #[default]
     F32,

@@ -48,18 +48,28 @@ pub fn save(
     params: &[(TensorId, Vec<f32>)],
     training: Option<TrainingState>,
 ) -> Result<()> {
+    let keep = training.as_ref().map(|t| t.keep.clone()).unwrap_or_default();
+    write_dir_atomic_keeping(dir, &files(cfg, pre, g, params, training)?, &keep)
+}
+
+/// A checkpoint's files (name, bytes), without its `keep` links.
+pub fn files<'a>(
+    cfg: &VitConfig,
+    pre: &Preprocess,
+    g: &Graph,
+    params: &[(TensorId, Vec<f32>)],
+    training: Option<TrainingState<'a>>,
+) -> Result<Vec<(&'a str, Vec<u8>)>> {
     let stored = stored_shape(cfg);
     let mut files: Vec<(&str, Vec<u8>)> = vec![
         ("config.json", cfg.to_json().into_bytes()),
         ("preprocessor_config.json", pre.to_json(cfg.image_size).into_bytes()),
         ("model.safetensors", crate::runtime::checkpoint::params_bytes(g, params, &stored)?),
     ];
-    let mut keep = Vec::new();
     if let Some(t) = training {
-        keep = t.keep;
         files.push(("optimizer.safetensors", crate::runtime::checkpoint::moments_bytes(g, t.moments, &stored)?));
         files.push(("trainer_state.json", t.state_json.into_bytes()));
         files.extend(t.extra);
     }
-    write_dir_atomic_keeping(dir, &files, &keep)
+    Ok(files)
 }

@@ -107,13 +107,21 @@ pub fn moments_bytes(g: &Graph, moments: &[(TensorId, Vec<f32>, Vec<f32>)], stor
 /// Reads optimizer.safetensors: (param, exp_avg, exp_avg_sq) for every parameter of `g`.
 pub fn load_moments(dir: &Path, g: &Graph) -> Result<crate::runtime::optim::Moments> {
     let path = dir.join("optimizer.safetensors");
-    let tensors = read_safetensors(&path)?;
+    moments_from(read_safetensors(&path)?, &path, g)
+}
+
+/// [`load_moments`] from tensors already read (`path` names their origin in errors).
+pub fn moments_from(
+    tensors: Vec<crate::util::io::NamedTensor>,
+    path: &Path,
+    g: &Graph,
+) -> Result<crate::runtime::optim::Moments> {
     let get = |name: &str, len: usize| -> Result<Vec<f32>> {
         let t = tensors
             .iter()
             .find(|t| t.name == name)
             .ok_or_else(|| Error::Format { path: path.display().to_string(), msg: format!("no tensor {name}") })?;
-        let v = t.f32(&path)?;
+        let v = t.f32(path)?;
         if v.len() != len {
             return Err(Error::Format {
                 path: path.display().to_string(),

@@ -47,6 +47,12 @@ pub enum Schedule {
         warmup: u32,
         total: u32,
     },
+    /// Linear warmup from 0 to `peak` over `warmup` steps, then `peak` for good (open-ended
+    /// runs, which have no planned end to decay towards).
+    WarmupConstant {
+        peak: f32,
+        warmup: u32,
+    },
 }
 
 impl Schedule {
@@ -54,6 +60,9 @@ impl Schedule {
         let s = step.max(1) as f64;
         match *self {
             Schedule::Constant(lr) => lr,
+            Schedule::WarmupConstant { peak, warmup } => {
+                peak * (step.max(1).min(warmup.max(1)) as f32 / warmup.max(1) as f32)
+            }
             Schedule::Noam { d_model, warmup, scale } => {
                 let w = warmup.max(1) as f64;
                 (scale as f64 * (d_model as f64).powf(-0.5) * s.powf(-0.5).min(s * w.powf(-1.5))) as f32
@@ -106,6 +115,15 @@ mod tests {
         assert!((s.lr(60) - (1e-5 + 0.5 * (1e-3 - 1e-5))).abs() < 1e-8);
         assert!((s.lr(110) - 1e-5).abs() < 1e-9);
         assert!((s.lr(500) - 1e-5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn warmup_constant_ramps_then_holds() {
+        let s = Schedule::WarmupConstant { peak: 1e-3, warmup: 10 };
+        assert!((s.lr(5) - 5e-4).abs() < 1e-9);
+        assert_eq!(s.lr(10), 1e-3);
+        assert_eq!(s.lr(100_000), 1e-3);
+        assert_eq!(Schedule::WarmupConstant { peak: 1e-3, warmup: 0 }.lr(1), 1e-3);
     }
 
     #[test]

@@ -113,6 +113,23 @@ impl Trainer {
     /// tokens); the gradients are summed over the group and the global loss is returned.
     /// Without a group `share` must be 1.
     pub fn step_share(&mut self, gpu: &Gpu, i: usize, inputs: &[(TensorId, HostData)], share: f32) -> Result<f32> {
+        pollster::block_on(self.step_share_async(gpu, i, inputs, share))
+    }
+
+    /// [`Trainer::step`] without blocking (browsers; natively it waits for the GPU the same).
+    pub async fn step_async(&mut self, gpu: &Gpu, inputs: &[(TensorId, HostData<'_>)]) -> Result<f32> {
+        let share = 1.0 / self.ranks() as f32;
+        self.step_share_async(gpu, 0, inputs, share).await
+    }
+
+    /// [`Trainer::step_share`] without blocking.
+    pub async fn step_share_async(
+        &mut self,
+        gpu: &Gpu,
+        i: usize,
+        inputs: &[(TensorId, HostData<'_>)],
+        share: f32,
+    ) -> Result<f32> {
         let step = self.step + 1;
         let opts = StepOptions {
             adam: Some(self.config.adam.at(step, self.config.schedule.lr(step))),
@@ -134,10 +151,10 @@ impl Trainer {
         #[cfg(not(target_arch = "wasm32"))]
         let loss = match &self.group {
             Some(group) => exec.step_data_parallel(gpu, inputs, &opts, group.as_ref())?,
-            None => exec.step(gpu, inputs, &opts)?,
+            None => exec.step_async(gpu, inputs, &opts).await?,
         };
         #[cfg(target_arch = "wasm32")]
-        let loss = exec.step(gpu, inputs, &opts)?;
+        let loss = exec.step_async(gpu, inputs, &opts).await?;
         let norm = exec.last_step_norm();
         if let Some(scaler) = &mut self.scaler {
             let norm = norm.unwrap_or(f32::NAN);
@@ -159,6 +176,15 @@ impl Trainer {
 
     /// Current parameter values (blocking).
     pub fn params(&self, gpu: &Gpu) -> Result<Vec<(TensorId, Vec<f32>)>> {
-        self.exec.graph().params().into_iter().map(|p| Ok((p, self.exec.read(gpu, p)?))).collect()
+        pollster::block_on(self.params_async(gpu))
+    }
+
+    /// [`Trainer::params`] without blocking.
+    pub async fn params_async(&self, gpu: &Gpu) -> Result<Vec<(TensorId, Vec<f32>)>> {
+        let mut out = Vec::new();
+        for p in self.exec.graph().params() {
+            out.push((p, self.exec.read_async(gpu, p).await?));
+        }
+        Ok(out)
     }
 }

@@ -121,7 +121,7 @@ fn train_resume_translate_eval() {
 
     // Bad training options are refused with a message, before any work.
     for (flag, value, says) in [
-        ("--max-minutes", "0", "--max-minutes must be a positive"),
+        ("--max-minutes", "0", "max_minutes: must be a positive"),
         ("--dropout", "1.5", "dropout"),
         ("--size", "no-such-config.json", "no-such-config.json"),
     ] {

@@ -8,4 +8,5 @@ mod cli_bench;
 mod cli_translate;
 mod cli_vit;
 mod crash_safety;
+mod examples;
 mod reference_losses;

@@ -8,23 +8,9 @@
 
 use crate::common;
 use common::cli::{scratch, wgformer};
-use serde::Deserialize;
+use common::reference_losses::{assert_matches, reference};
 use std::path::Path;
 use wgformer::runtime::metrics::Metrics;
-
-#[derive(Deserialize)]
-struct Reference {
-    /// `wgformer` arguments, without `--out`.
-    args: Vec<String>,
-    adapter: String,
-    driver_info: String,
-    losses: Vec<(u32, f32)>,
-}
-
-fn reference(name: &str) -> Reference {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/reference_losses").join(name);
-    serde_json::from_str(&std::fs::read_to_string(&path).expect("reference file")).expect("reference JSON")
-}
 
 /// The chosen adapter's name and driver, as `wgformer info --json` reports them.
 fn adapter() -> (String, String) {
@@ -45,26 +31,11 @@ fn run(args: &[String], out: &Path, extra: &[&str]) -> Metrics {
     Metrics::parse(&text, out).expect("metrics.jsonl parses")
 }
 
-fn assert_matches(name: &str, got: &[(u32, f32)], want: &Reference) {
-    let (adapter, driver) = adapter();
-    let same = adapter == want.adapter && driver == want.driver_info;
-    let tol = if same { 1e-6 } else { 2e-3 };
-    assert_eq!(got.len(), want.losses.len(), "{name}: steps");
-    let mut worst = 0.0f64;
-    for ((s, g), (t, w)) in got.iter().zip(&want.losses) {
-        assert_eq!(s, t, "{name}: step numbers");
-        let rel = ((g - w).abs() / w.abs().max(1e-6)) as f64;
-        worst = worst.max(rel);
-        assert!(rel <= tol, "{name}: step {s} loss {g} against {w} recorded (relative {rel:.2e} > {tol:e})");
-    }
-    eprintln!("{name}: {} steps within {worst:.2e} of the recorded losses ({adapter}; tolerance {tol:e})", got.len());
-}
-
 fn check(file: &str) {
     let want = reference(file);
     let dir = scratch(&format!("reference-{file}"));
     let whole = run(&want.args, &dir.join("whole"), &[]);
-    assert_matches(file, &whole.losses(), &want);
+    assert_matches(file, &whole.losses(), &want, &adapter());
     // Stopped after the first epoch and resumed: the same losses, each step once.
     let part = dir.join("part");
     run(&want.args, &part, &["--stop-after", "1"]);

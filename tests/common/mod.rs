@@ -7,6 +7,7 @@ pub mod data_parallel;
 pub mod golden;
 pub mod graphs;
 pub mod mixed;
+pub mod reference_losses;
 
 use std::sync::OnceLock;
 use wgformer::settings::{Settings, TestSettings};

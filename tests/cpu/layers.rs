@@ -23,6 +23,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("models", 6),
     ("bench", 7),
     ("info", 7),
+    ("train", 7),
     ("verify", 7),
 ];
 
@@ -234,4 +235,33 @@ fn only_gpu_kernels_and_the_executor_use_wgpu() {
         })
         .collect();
     assert!(problems.is_empty(), "wgpu used outside {ALLOWED:?}:\n  {}", problems.join("\n  "));
+}
+
+/// Training lives in the library (`train/`): the CLI parses, renders events and calls it. It
+/// never names the trainer, the executor or the checkpoint writers.
+#[test]
+fn the_cli_holds_no_training_logic() {
+    const TRAINING: &[&str] = &[
+        "Trainer",
+        "Executor",
+        "ckpt::save",
+        "checkpoint::save",
+        "params_bytes",
+        "moments_bytes",
+        "write_dir_atomic",
+        "save_run",
+    ];
+    let mut files = Vec::new();
+    all_sources(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut files);
+    let problems: Vec<String> = files
+        .iter()
+        .filter(|(name, _)| name.starts_with("cli/") || name == "main.rs")
+        .flat_map(|(name, text)| {
+            text.lines().enumerate().filter_map(move |(i, line)| {
+                let code = line.split("//").next().unwrap_or_default();
+                TRAINING.iter().any(|t| code.contains(t)).then(|| format!("src/{name}:{}: {}", i + 1, line.trim()))
+            })
+        })
+        .collect();
+    assert!(problems.is_empty(), "training logic in the CLI:\n  {}", problems.join("\n  "));
 }

@@ -7,6 +7,7 @@ mod common;
 
 mod data_parallel;
 mod exec;
+mod library_runs;
 mod mixed_precision;
 mod mixed_precision_f16_operands;
 mod mixed_precision_graph;

@@ -32,8 +32,17 @@ pub(super) struct Optimizer {
 impl Executor {
     /// Adam's moments (param, m, v) for every updated parameter (blocking; for checkpoints).
     pub fn optimizer_state(&self, gpu: &Gpu) -> Result<crate::runtime::optim::Moments> {
+        pollster::block_on(self.optimizer_state_async(gpu))
+    }
+
+    /// [`Executor::optimizer_state`] without blocking (browsers).
+    pub async fn optimizer_state_async(&self, gpu: &Gpu) -> Result<crate::runtime::optim::Moments> {
         let Some(opt) = &self.optimizer else { return Ok(Vec::new()) };
-        opt.state.iter().map(|(p, m, v)| Ok((*p, gpu.read(m)?, gpu.read(v)?))).collect()
+        let mut out = Vec::with_capacity(opt.state.len());
+        for (p, m, v) in &opt.state {
+            out.push((*p, gpu.read_async(m).await?, gpu.read_async(v).await?));
+        }
+        Ok(out)
     }
 
     /// Restores Adam's moments of `param` (from a checkpoint).

@@ -1,16 +1,16 @@
-//! Running the Transformer's graphs on batches for `train translate`: a batch's inputs, the
+//! Running the Transformer's graphs on batches for a translation run: a batch's inputs, the
 //! constant inputs, and the validation loss.
 
-use super::dist::Dist;
-use wgformer::graph::TensorId;
-use wgformer::models::transformer::TransformerGraph;
-use wgformer::runtime::exec::{Executor, HostData, StepOptions};
-use wgformer::runtime::trainer::Trainer;
-use wgformer::text::corpus::Batch;
-use wgformer::{Gpu, Result};
+use crate::graph::TensorId;
+use crate::models::transformer::TransformerGraph;
+use crate::runtime::exec::{Executor, HostData, StepOptions};
+use crate::runtime::trainer::Trainer;
+use crate::text::corpus::Batch;
+use crate::train::Ranks;
+use crate::{Gpu, Result};
 
 /// A batch as a training or evaluation step takes it.
-pub(super) fn feed<'a>(t: &TransformerGraph, b: &'a Batch) -> [(TensorId, HostData<'a>); 4] {
+pub fn feed<'a>(t: &TransformerGraph, b: &'a Batch) -> [(TensorId, HostData<'a>); 4] {
     [
         (t.src, HostData::U32(&b.src)),
         (t.src_lens, HostData::U32(&b.src_lens)),
@@ -21,18 +21,18 @@ pub(super) fn feed<'a>(t: &TransformerGraph, b: &'a Batch) -> [(TensorId, HostDa
 
 /// One training step on batch `b` (of graph `t`, shape `i`): under mpirun this rank's share
 /// of its rows, weighted by its share of the target tokens. Returns the batch's loss.
-pub(super) fn train_step(
+pub fn train_step(
     gpu: &Gpu,
     trainer: &mut Trainer,
-    dist: &Dist,
+    ranks: &Ranks,
     i: usize,
     t: &TransformerGraph,
     b: &Batch,
 ) -> Result<f32> {
-    match dist.size() {
+    match ranks.size() {
         1 => trainer.step_shape(gpu, i, &feed(t, b)),
-        ranks => {
-            let mine = b.shard(dist.rank(), ranks);
+        n => {
+            let mine = b.shard(ranks.rank(), n);
             let share = mine.tokens as f32 / b.tokens.max(1) as f32;
             trainer.step_share(gpu, i, &feed(t, &mine), share)
         }
@@ -40,7 +40,7 @@ pub(super) fn train_step(
 }
 
 /// Sets the inputs of `t` that never change (the positional encodings).
-pub(super) fn set_constants(gpu: &Gpu, exec: &Executor, t: &TransformerGraph) -> Result<()> {
+pub fn set_constants(gpu: &Gpu, exec: &Executor, t: &TransformerGraph) -> Result<()> {
     for (id, values) in t.constants() {
         exec.set(gpu, id, HostData::F32(&values))?;
     }
@@ -48,11 +48,7 @@ pub(super) fn set_constants(gpu: &Gpu, exec: &Executor, t: &TransformerGraph) ->
 }
 
 /// Mean loss per target token over `batches`, with the evaluation executors.
-pub(super) fn validation_loss(
-    gpu: &Gpu,
-    evals: &[(Executor, TransformerGraph)],
-    batches: &[(usize, Batch)],
-) -> Result<f32> {
+pub fn validation_loss(gpu: &Gpu, evals: &[(Executor, TransformerGraph)], batches: &[(usize, Batch)]) -> Result<f32> {
     let (mut sum, mut tokens) = (0.0f64, 0usize);
     for (i, b) in batches {
         let (exec, t) = &evals[*i];

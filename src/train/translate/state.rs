@@ -1,74 +1,74 @@
-//! What a `train translate` run keeps on disk: trainer_state.json (its plan and history), the
+//! What a translation run keeps on disk: trainer_state.json (its plan and history), the
 //! rounds' weight snapshots kept for averaging, and the checkpoint writer.
 
+use crate::graph::TensorId;
+use crate::models::transformer::TransformerConfig;
+use crate::models::transformer_checkpoint as ckpt;
+use crate::runtime::chart::{self, EvalAxis};
+use crate::runtime::checkpoint::TrainingState;
+use crate::runtime::metrics::Metrics;
+use crate::runtime::trainer::Trainer;
+use crate::text::bpe::Bpe;
+use crate::util::io::LinkFrom;
+use crate::{Gpu, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use wgformer::graph::TensorId;
-use wgformer::models::transformer::TransformerConfig;
-use wgformer::models::transformer_checkpoint as ckpt;
-use wgformer::runtime::chart::{self, EvalAxis};
-use wgformer::runtime::checkpoint::TrainingState;
-use wgformer::runtime::metrics::Metrics;
-use wgformer::runtime::trainer::Trainer;
-use wgformer::text::bpe::Bpe;
-use wgformer::util::io::LinkFrom;
-use wgformer::{Gpu, Result};
 
 /// One epoch in trainer_state.json.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub(super) struct EpochRecord {
-    pub(super) epoch: usize,
-    pub(super) train_loss: f32,
-    pub(super) valid_loss: f32,
-    pub(super) valid_bleu: f32,
-    pub(super) seconds: f64,
-    pub(super) tokens_per_second: f64,
+pub struct EpochRecord {
+    pub epoch: usize,
+    pub train_loss: f32,
+    pub valid_loss: f32,
+    pub valid_bleu: f32,
+    pub seconds: f64,
+    pub tokens_per_second: f64,
     /// Steps taken by the end of this round.
     #[serde(default)]
-    pub(super) step: u32,
+    pub step: u32,
 }
 
 /// trainer_state.json.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub(super) struct TrainerState {
-    pub(super) epochs_done: usize,
-    pub(super) epochs: usize,
-    pub(super) step: u32,
-    pub(super) tokens: usize,
-    pub(super) lr: f32,
-    pub(super) warmup: u32,
-    pub(super) seed: u64,
-    pub(super) history: Vec<EpochRecord>,
+pub struct TrainerState {
+    pub epochs_done: usize,
+    pub epochs: usize,
+    pub step: u32,
+    pub tokens: usize,
+    pub lr: f32,
+    pub warmup: u32,
+    pub seed: u64,
+    pub history: Vec<EpochRecord>,
     /// Epoch snapshots kept for averaging at the end (1: none).
     #[serde(default = "default_average")]
-    pub(super) average: usize,
+    pub average: usize,
     /// The epochs whose mean model.safetensors holds; empty: the last epoch's weights.
     #[serde(default)]
-    pub(super) averaged: Vec<usize>,
+    pub averaged: Vec<usize>,
     /// Steps per round (validation and checkpoint); 0 in runs written before time budgets: a
     /// pass over the data. `epochs` and `epochs_done` count rounds.
     #[serde(default)]
-    pub(super) round_steps: u32,
+    pub round_steps: u32,
     /// Steps of the whole run; 0 in runs written before time budgets: `epochs` passes.
     #[serde(default)]
-    pub(super) total_steps: u32,
+    pub total_steps: u32,
     /// The learning-rate schedule, `cosine` or `noam` (runs written before budgets: noam).
     #[serde(default = "noam")]
-    pub(super) schedule: String,
+    pub schedule: String,
     /// Minutes of training the run may take in all, if bounded.
     #[serde(default)]
-    pub(super) budget_minutes: Option<f64>,
+    pub budget_minutes: Option<f64>,
     /// Whether `total_steps` is final; a budgeted run plans it once its rate is measured.
     #[serde(default = "yes")]
-    pub(super) planned: bool,
+    pub planned: bool,
     /// Steps of the measured first round of a budgeted run (0: none; rounds are passes).
     #[serde(default)]
-    pub(super) probe_steps: u32,
+    pub probe_steps: u32,
 }
 
 impl TrainerState {
     /// What a round is called: `epoch` when rounds are passes over the data.
-    pub(super) fn unit(&self, per_pass: u32) -> &'static str {
+    pub fn unit(&self, per_pass: u32) -> &'static str {
         if self.probe_steps == 0 && self.round_steps == per_pass {
             "epoch"
         } else {
@@ -86,19 +86,19 @@ fn yes() -> bool {
 }
 
 /// Epochs averaged at the end of a run unless told otherwise.
-pub(super) const DEFAULT_AVERAGE: usize = 5;
+pub const DEFAULT_AVERAGE: usize = 5;
 
 fn default_average() -> usize {
     DEFAULT_AVERAGE
 }
 
 /// The name of epoch `epoch`'s weights in a run's directory (kept for averaging).
-pub(super) fn snapshot_name(epoch: usize) -> String {
+pub fn snapshot_name(epoch: usize) -> String {
     format!("epoch-{epoch:03}.safetensors")
 }
 
 /// The snapshots of the last `n` epochs up to `last` that `dir` holds, as (path, name).
-pub(super) fn kept_snapshots(dir: &Path, last: usize, n: usize) -> Vec<(PathBuf, String)> {
+pub fn kept_snapshots(dir: &Path, last: usize, n: usize) -> Vec<(PathBuf, String)> {
     (last + 1 - n.min(last)..=last)
         .filter(|&e| e > 0)
         .map(snapshot_name)
@@ -108,19 +108,19 @@ pub(super) fn kept_snapshots(dir: &Path, last: usize, n: usize) -> Vec<(PathBuf,
 }
 
 /// Snapshots to link into the next checkpoint from where they are now.
-pub(super) fn linked(snapshots: Vec<(PathBuf, String)>) -> Vec<(LinkFrom, String)> {
+pub fn linked(snapshots: Vec<(PathBuf, String)>) -> Vec<(LinkFrom, String)> {
     snapshots.into_iter().map(|(path, name)| (LinkFrom::File(path), name)).collect()
 }
 
 /// Writes the run's checkpoint: `params` as the model, the optimizer state, trainer_state.json,
 /// the metrics, the plot, and the `keep` files linked in.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn save_run(
+pub fn save_run(
     gpu: &Gpu,
     out: &Path,
     cfg: &TransformerConfig,
     bpe: &Bpe,
-    graph: &wgformer::graph::Graph,
+    graph: &crate::graph::Graph,
     params: &[(TensorId, Vec<f32>)],
     trainer: &Trainer,
     state: &TrainerState,

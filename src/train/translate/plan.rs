@@ -1,9 +1,9 @@
-//! How long `train translate` trains: a number of passes over the data, or as many steps as a
+//! How long a translation run trains: a number of passes over the data, or as many steps as a
 //! time budget holds, measured on the machine at hand; and the batches of every step.
 
-use wgformer::runtime::optim::Schedule;
-use wgformer::text::corpus::{Batch, Buckets, Example};
-use wgformer::util::rng::Rng;
+use crate::runtime::optim::Schedule;
+use crate::text::corpus::{Batch, Buckets, Example};
+use crate::util::rng::Rng;
 
 /// Minutes of training of a run given neither `--epochs` nor `--max-minutes`: with the
 /// validation after each round and the test decoding at the end, the job ends within an hour.
@@ -26,18 +26,18 @@ const PLAN_MARGIN: f64 = 0.92;
 /// The steps of a run: every step's batch comes from a stream of shuffled passes over the
 /// training pairs (pass p shuffled by seed * 1000 + p, as epochs always were), so a run is a
 /// function of its seed and its step count.
-pub struct Stream<'a> {
-    buckets: &'a Buckets,
-    train: &'a [Example],
+pub struct Stream {
+    buckets: Buckets,
+    train: Vec<Example>,
     seed: u64,
     pass: Option<usize>,
     batches: Vec<(usize, Batch)>,
     per_pass: usize,
 }
 
-impl<'a> Stream<'a> {
-    pub fn new(buckets: &'a Buckets, train: &'a [Example], seed: u64) -> Self {
-        let first = buckets.epoch(train, &mut Rng::new(seed.wrapping_mul(1000)));
+impl Stream {
+    pub fn new(buckets: Buckets, train: Vec<Example>, seed: u64) -> Self {
+        let first = buckets.epoch(&train, &mut Rng::new(seed.wrapping_mul(1000)));
         Stream { buckets, train, seed, pass: Some(0), per_pass: first.len(), batches: first }
     }
 
@@ -51,7 +51,7 @@ impl<'a> Stream<'a> {
         let (pass, i) = (step as usize / self.per_pass.max(1), step as usize % self.per_pass.max(1));
         if self.pass != Some(pass) {
             let seed = self.seed.wrapping_mul(1000) + pass as u64;
-            self.batches = self.buckets.epoch(self.train, &mut Rng::new(seed));
+            self.batches = self.buckets.epoch(&self.train, &mut Rng::new(seed));
             self.pass = Some(pass);
         }
         &self.batches[i]
