@@ -22,11 +22,11 @@ fn arg(i: usize, default: usize) -> Result<usize> {
 fn show(event: &Event) {
     match event {
         Event::Started { description } => println!("{description}"),
-        Event::Step(s) if s.step % 20 == 0 => {
+        Event::Step { report: s } if s.step % 20 == 0 => {
             println!("step {:4}  loss {:.3}  {:.0} tokens/s", s.step, s.smoothed, s.per_second)
         }
         Event::Evaluated { summary, .. } | Event::Done { summary } => println!("{summary}"),
-        Event::Note(text) => println!("{text}"),
+        Event::Note { text } => println!("{text}"),
         _ => {}
     }
 }

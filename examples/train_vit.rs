@@ -18,7 +18,7 @@ fn arg(i: usize, default: usize) -> Result<usize> {
 fn show(event: &Event) {
     match event {
         Event::Started { description } => println!("{description}"),
-        Event::Step(s) if s.step % 10 == 0 => {
+        Event::Step { report: s } if s.step % 10 == 0 => {
             println!("step {:4}  loss {:.3}  lr {:.1e}  {:.0} images/s", s.step, s.smoothed, s.lr, s.per_second)
         }
         Event::Evaluated { summary, .. } => println!("{summary}"),

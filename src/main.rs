@@ -88,6 +88,9 @@ enum Command {
         /// Transformer: the length penalty exponent of the beam search (default 0.6).
         #[arg(long, default_value_t = 0.6, allow_negative_numbers = true)]
         alpha: f32,
+        /// Score the first N test images (or pairs) only.
+        #[arg(long)]
+        test_images: Option<usize>,
     },
     /// Forward and backward on a reference case (config.json, model.safetensors,
     /// inputs.safetensors); writes logits, loss and grad.* to FILE as safetensors.
@@ -177,12 +180,18 @@ fn main() -> ExitCode {
         Command::Translate { checkpoint, text, greedy, beam, alpha } => cli::translation::search(greedy, beam, alpha)
             .and_then(|search| cli::translation::translate(&checkpoint, text.as_deref(), search)),
         Command::Predict { checkpoint, images } => cli::vit::predict(&checkpoint, &images),
-        Command::Eval { checkpoint, out, data, alpha } => match cli::translation::model_type(&checkpoint).as_deref() {
-            Some("transformer") => cli::translation::search(false, 4, alpha).and_then(|search| {
-                cli::translation::eval(&checkpoint, out.as_deref(), &cli::train_options::translation_data(data), search)
-            }),
-            _ => cli::vit::eval(&checkpoint, out.as_deref(), &data.unwrap_or_else(wgformer::data::mnist::default_dir)),
-        },
+        Command::Eval { checkpoint, out, data, alpha, test_images: n } => {
+            match cli::translation::model_type(&checkpoint).as_deref() {
+                Some("transformer") => cli::translation::search(false, 4, alpha).and_then(|search| {
+                    let data = cli::train_options::translation_data(data);
+                    cli::translation::eval(&checkpoint, out.as_deref(), &data, search, n)
+                }),
+                _ => {
+                    let data = data.unwrap_or_else(wgformer::data::mnist::default_dir);
+                    cli::vit::eval(&checkpoint, out.as_deref(), &data, n)
+                }
+            }
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

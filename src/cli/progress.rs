@@ -98,14 +98,14 @@ impl wgformer::train::Observer for Console {
         use wgformer::train::Event;
         match event {
             Event::Started { description } => self.line(description),
-            Event::Note(text) => self.line(text),
+            Event::Note { text } => self.line(text),
             Event::RoundStarted { steps, label, .. } => {
                 if let Some(bar) = self.bar.take() {
                     bar.finish();
                 }
                 self.bar = Some(Progress::new(*steps, label.clone(), self.visible, self.log_every));
             }
-            Event::Step(s) => {
+            Event::Step { report: s } => {
                 if let Some(bar) = &mut self.bar {
                     let scale = s.loss_scale.map_or(String::new(), |(v, n)| format!(", loss scale {v}, {n} skipped"));
                     bar.step(format!(

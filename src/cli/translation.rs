@@ -64,10 +64,11 @@ pub fn translate(checkpoint: &Path, text: Option<&str>, search: Search) -> Resul
 
 /// `eval` of a translation checkpoint: test-set BLEU (beam search as `beam` says, and greedy);
 /// --out writes the beam translations, one per line.
-pub fn eval(checkpoint: &Path, out: Option<&Path>, data: &Path, beam: Search) -> Result<()> {
+pub fn eval(checkpoint: &Path, out: Option<&Path>, data: &Path, beam: Search, limit: Option<usize>) -> Result<()> {
     let gpu = Gpu::from_env()?;
     let ck = ckpt::load(checkpoint)?;
-    let test = corpus::read_split(data, "test")?;
+    let mut test = corpus::read_split(data, "test")?;
+    test.truncate(limit.unwrap_or(usize::MAX));
     let name = format!("beam {}, alpha {}", beam.beam, beam.alpha);
     for (name, search) in [(name.as_str(), beam), ("greedy", Search::GREEDY)] {
         let (line, hyps) = test_bleu(&gpu, &ck, &test, name, search)?;

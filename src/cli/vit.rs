@@ -71,7 +71,7 @@ pub fn predict(checkpoint: &Path, images: &[PathBuf]) -> Result<()> {
 }
 
 /// Test-set accuracy; with `out`, a CSV of index,predicted,label.
-pub fn eval(checkpoint: &Path, out: Option<&Path>, data: &Path) -> Result<()> {
+pub fn eval(checkpoint: &Path, out: Option<&Path>, data: &Path, limit: Option<usize>) -> Result<()> {
     let gpu = Gpu::from_env()?;
     let vit = Vit::load(&gpu, checkpoint, EVAL_BATCH)?;
     let (size, channels) = (vit.config.image_size, vit.config.num_channels);
@@ -81,7 +81,8 @@ pub fn eval(checkpoint: &Path, out: Option<&Path>, data: &Path) -> Result<()> {
             checkpoint.display()
         )));
     }
-    let test = mnist::load(data, Split::Test)?;
+    let mut test = mnist::load(data, Split::Test)?;
+    test.truncate(limit.unwrap_or(usize::MAX));
     let (accuracy, predicted) = block_on(accuracy_of(&gpu, &vit, &test))?;
     println!("test accuracy: {:.2}% ({} images)", 100.0 * accuracy, test.len());
     if let Some(out) = out {

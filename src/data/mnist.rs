@@ -37,11 +37,6 @@ fn bad(path: &Path, msg: impl Into<String>) -> Error {
 /// file that claims more is refused instead of filling memory.
 pub const MAX_IDX_BYTES: u64 = 1 << 30;
 
-fn read_gz(path: &Path) -> Result<Vec<u8>> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
-    gunzip(&bytes, path)
-}
-
 /// Expands gzip'd bytes (from `path`, for errors), at most [`MAX_IDX_BYTES`].
 pub fn gunzip(bytes: &[u8], path: &Path) -> Result<Vec<u8>> {
     crate::util::io::gunzip(bytes, path, MAX_IDX_BYTES)
@@ -88,13 +83,21 @@ pub fn load(dir: &Path, split: Split) -> Result<ImageSet> {
     };
     let (ip, lp) =
         (dir.join(format!("{prefix}-images-idx3-ubyte.gz")), dir.join(format!("{prefix}-labels-idx1-ubyte.gz")));
-    let (shape, pixels) = parse_idx(&ip, &read_gz(&ip)?, 3)?;
-    let (lshape, labels) = parse_idx(&lp, &read_gz(&lp)?, 1)?;
+    let read = |p: &Path| std::fs::read(p).map_err(|source| Error::Io { path: p.display().to_string(), source });
+    from_gz(&read(&ip)?, &read(&lp)?, (&ip, &lp))
+}
+
+/// An image set from the gzip'd IDX bytes of its images and labels (fetched by a browser
+/// page, say); `names` name the two files in errors.
+pub fn from_gz(images_gz: &[u8], labels_gz: &[u8], names: (&Path, &Path)) -> Result<ImageSet> {
+    let (ip, lp) = names;
+    let (shape, pixels) = parse_idx(ip, &gunzip(images_gz, ip)?, 3)?;
+    let (lshape, labels) = parse_idx(lp, &gunzip(labels_gz, lp)?, 1)?;
     if lshape[0] != shape[0] {
-        return Err(bad(&lp, format!("{} labels for {} images", lshape[0], shape[0])));
+        return Err(bad(lp, format!("{} labels for {} images", lshape[0], shape[0])));
     }
     if let Some(l) = labels.iter().find(|&&l| l as usize >= CLASSES.len()) {
-        return Err(bad(&lp, format!("label {l} is not a class")));
+        return Err(bad(lp, format!("label {l} is not a class")));
     }
     Ok(ImageSet { pixels, labels, rows: shape[1], cols: shape[2] })
 }

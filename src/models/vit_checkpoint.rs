@@ -28,7 +28,12 @@ pub fn load_preprocess(dir: &Path, cfg: &VitConfig) -> Result<Preprocess> {
     if !path.exists() {
         return Ok(Preprocess::default_for(cfg.num_channels));
     }
-    let p: Preprocess = serde_json::from_str(&read_text(&path)?)
+    parse_preprocess(&read_text(&path)?, cfg, &path)
+}
+
+/// preprocessor_config.json's text (from `path`, for errors), checked against `cfg`.
+pub fn parse_preprocess(text: &str, cfg: &VitConfig, path: &Path) -> Result<Preprocess> {
+    let p: Preprocess = serde_json::from_str(text)
         .map_err(|e| Error::Format { path: path.display().to_string(), msg: e.to_string() })?;
     if p.image_mean.len() != cfg.num_channels || p.image_std.len() != cfg.num_channels || p.image_std.contains(&0.0) {
         return Err(Error::Format {

@@ -1,7 +1,7 @@
 //! ViT inference: load a checkpoint directory, classify images.
 
 use super::vit::{build, stored_shape, Preprocess, VitConfig};
-use super::vit_checkpoint::{load_config, load_preprocess};
+use super::vit_checkpoint::{load_config, load_preprocess, parse_preprocess};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::TensorId;
@@ -23,6 +23,12 @@ impl Vit {
     /// Loads config.json, model.safetensors and preprocessor_config.json from `dir` (a training
     /// checkpoint, a reference case, or a Hugging Face ViT).
     pub fn load(gpu: &Gpu, dir: &Path, batch: usize) -> Result<Self> {
+        if dir.is_file() {
+            // A zip of the directory (what the browser page downloads).
+            let bytes = std::fs::read(dir).map_err(|source| Error::Io { path: dir.display().to_string(), source })?;
+            let place = dir.display().to_string();
+            return Self::from_files(gpu, &crate::util::zip::read(&bytes, &place)?, &place, batch);
+        }
         if !dir.is_dir() {
             return Err(Error::Format { path: dir.display().to_string(), msg: "is not a checkpoint directory".into() });
         }
@@ -31,6 +37,38 @@ impl Vit {
         let v = build(&cfg, batch.max(1), false)?;
         let params =
             crate::runtime::checkpoint::load_params(&dir.join("model.safetensors"), &v.graph, &stored_shape(&cfg))?;
+        let vit = Self::with_params(gpu, cfg, pre, batch, &[])?;
+        for (p, values) in &params {
+            vit.exec.set(gpu, *p, HostData::F32(values))?;
+        }
+        Ok(vit)
+    }
+
+    /// [`Vit::load`] from a checkpoint's files (name, bytes) held in memory; `place` names
+    /// them in errors.
+    pub fn from_files(gpu: &Gpu, files: &[(String, Vec<u8>)], place: &str, batch: usize) -> Result<Self> {
+        let file = |name: &str| {
+            files.iter().find(|(n, _)| n == name).map(|(_, b)| b.as_slice()).ok_or_else(|| Error::Format {
+                path: format!("{place}/{name}"),
+                msg: "missing: not a ViT checkpoint".into(),
+            })
+        };
+        let text = |name: &str| file(name).map(|b| String::from_utf8_lossy(b).into_owned());
+        let config = text("config.json")?;
+        let model_type = super::model_type(&config);
+        if model_type.as_deref() != Some("vit") {
+            let msg = format!("model_type is {model_type:?}: not a ViT checkpoint");
+            return Err(Error::Format { path: format!("{place}/config.json"), msg });
+        }
+        let cfg = VitConfig::from_json(&config)?;
+        let pre = match file("preprocessor_config.json") {
+            Ok(b) => parse_preprocess(&String::from_utf8_lossy(b), &cfg, Path::new(place))?,
+            Err(_) => Preprocess::default_for(cfg.num_channels),
+        };
+        let v = build(&cfg, batch.max(1), false)?;
+        let path = format!("{place}/model.safetensors");
+        let tensors = crate::util::io::parse_safetensors(file("model.safetensors")?, Path::new(&path))?;
+        let params = crate::runtime::checkpoint::params_from(tensors, Path::new(&path), &v.graph, &stored_shape(&cfg))?;
         let vit = Self::with_params(gpu, cfg, pre, batch, &[])?;
         for (p, values) in &params {
             vit.exec.set(gpu, *p, HostData::F32(values))?;
@@ -117,7 +155,12 @@ impl Vit {
 
     /// Class probabilities of one image.
     pub fn classify(&self, gpu: &Gpu, image: &image::DynamicImage) -> Result<Vec<f32>> {
-        let logits = self.logits(gpu, &self.pixels(image)?)?;
+        pollster::block_on(self.classify_async(gpu, image))
+    }
+
+    /// [`Vit::classify`] without blocking (browsers).
+    pub async fn classify_async(&self, gpu: &Gpu, image: &image::DynamicImage) -> Result<Vec<f32>> {
+        let logits = self.logits_async(gpu, &self.pixels(image)?).await?;
         Ok(softmax(&logits[0]))
     }
 }

@@ -1,17 +1,19 @@
 //! What a run reports to the app that drives it. A run never prints; the CLI renders these as
 //! progress bars and lines, the browser page as a chart.
 
-/// One thing that happened in a run.
-#[derive(Clone, Debug, PartialEq)]
+/// One thing that happened in a run (serialised for the browser page as
+/// `{"kind": "step", ...}`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Event {
     /// The run is set up: a one-line description of the model, the data and the plan.
     Started { description: String },
     /// A note about the run's plan (a measured time budget, a replanned schedule, data left out).
-    Note(String),
+    Note { text: String },
     /// A round (epoch) begins: `round` counts from 1, `steps` is how many it should take.
     RoundStarted { round: usize, rounds: usize, steps: u64, label: String },
     /// A training step ended.
-    Step(StepReport),
+    Step { report: StepReport },
     /// An evaluation after `round` rounds: named values (`test_accuracy`, `valid_loss`, ...).
     Evaluated { round: usize, step: u32, values: Vec<(String, f64)>, summary: String },
     /// A checkpoint was written (`place` says where: a directory, or "memory").
@@ -20,8 +22,20 @@ pub enum Event {
     Done { summary: String },
 }
 
+impl Event {
+    /// A [`Event::Note`].
+    pub fn note(text: String) -> Self {
+        Event::Note { text }
+    }
+
+    /// A [`Event::Step`].
+    pub fn step(report: StepReport) -> Self {
+        Event::Step { report }
+    }
+}
+
 /// One training step, as the progress display and the metrics need it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct StepReport {
     /// The step's number (from 1).
     pub step: u32,

@@ -152,6 +152,9 @@ pub struct TrainerState {
     pub warmup: u32,
     #[serde(default)]
     pub precision: Precision,
+    /// Steps taken into epoch `epochs_done + 1` (a checkpoint written mid-epoch).
+    #[serde(default)]
+    pub in_epoch: usize,
 }
 
 impl TrainerState {
@@ -168,6 +171,7 @@ impl TrainerState {
             schedule: recipe.schedule,
             warmup: recipe.warmup,
             precision: recipe.precision,
+            in_epoch: 0,
         }
     }
 

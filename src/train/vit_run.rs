@@ -37,6 +37,8 @@ pub struct VitRun {
     steps_per_epoch: usize,
     /// The model evaluation runs on (rank 0 only).
     eval: Option<Vit>,
+    /// A batch-1 model for [`VitRun::classify`], made on first use.
+    classifier: Option<Vit>,
     metrics: Metrics,
     ctx: RunContext,
     round: Option<Round>,
@@ -46,6 +48,8 @@ pub struct VitRun {
 struct Round {
     order: Vec<usize>,
     next: usize,
+    /// `next` when this process took the round up (0, or where a mid-epoch checkpoint left it).
+    first: usize,
     start: f64,
     loss_sum: f64,
     smooth: Option<f32>,
@@ -93,7 +97,7 @@ impl VitRun {
         if let Some(p) = precision {
             state.precision = p;
         }
-        obs.event(&Event::Note(format!(
+        obs.event(&Event::note(format!(
             "resuming {place} after epoch {} of {} (step {})",
             state.epochs_done, state.epochs, state.step
         )));
@@ -170,7 +174,30 @@ impl VitRun {
                 cfg.num_hidden_layers, cfg.hidden_size, cfg.patch_size, state.epochs, state.batch
             ),
         });
-        Ok(VitRun { gpu, cfg, state, graph, trainer, data, shard, steps_per_epoch, eval, metrics, ctx, round: None })
+        // A checkpoint written mid-epoch continues that epoch where it stopped.
+        let round = (state.in_epoch > 0).then(|| Round {
+            order: data.train.epoch_order(state.seed, state.epochs_done),
+            next: state.in_epoch.min(steps_per_epoch.saturating_sub(1)),
+            first: state.in_epoch.min(steps_per_epoch.saturating_sub(1)),
+            start: ctx.clock.seconds(),
+            loss_sum: 0.0,
+            smooth: None,
+        });
+        Ok(VitRun {
+            gpu,
+            cfg,
+            state,
+            graph,
+            trainer,
+            data,
+            shard,
+            steps_per_epoch,
+            eval,
+            classifier: None,
+            metrics,
+            ctx,
+            round,
+        })
     }
 
     /// Whether every epoch is done.
@@ -225,7 +252,7 @@ impl VitRun {
                 });
                 let order = self.data.train.epoch_order(self.state.seed, epoch);
                 let start = self.ctx.clock.seconds();
-                self.round.insert(Round { order, next: 0, start, loss_sum: 0.0, smooth: None })
+                self.round.insert(Round { order, next: 0, first: 0, start, loss_sum: 0.0, smooth: None })
             }
         };
         let first = round.next * self.state.batch;
@@ -242,9 +269,9 @@ impl VitRun {
         }
         round.next += 1;
         let elapsed = (self.ctx.clock.seconds() - round.start).max(1e-9);
-        let per_second = (round.next * self.state.batch) as f64 / elapsed;
+        let per_second = ((round.next - round.first) * self.state.batch) as f64 / elapsed;
         self.metrics.step(attempt, loss, lr, per_second);
-        obs.event(&Event::Step(StepReport {
+        obs.event(&Event::step(StepReport {
             step: attempt,
             loss,
             smoothed: round.smooth.unwrap_or(f32::NAN),
@@ -318,6 +345,32 @@ impl VitRun {
         Ok(accuracy)
     }
 
+    /// Class probabilities of `image` under the model as it is now.
+    pub async fn classify(&mut self, image: &image::DynamicImage) -> Result<Vec<f32>> {
+        let params = self.named_params().await?;
+        let vit = match &mut self.classifier {
+            Some(v) => v,
+            None => {
+                self.classifier.insert(Vit::with_params(&self.gpu, self.cfg.clone(), fashion_preprocess(), 1, &[])?)
+            }
+        };
+        vit.set_named_params(&self.gpu, &params)?;
+        vit.classify_async(&self.gpu, image).await
+    }
+
+    /// The class names, in the order of [`VitRun::classify`]'s probabilities.
+    pub fn class_names(&self) -> Vec<String> {
+        (0..self.cfg.labels()).map(|i| self.cfg.label_name(i)).collect()
+    }
+
+    /// The checkpoint's files as one zip archive (a Hugging Face ViT directory that
+    /// `wgformer predict` and `eval` load, and [`VitRun::resume`] continues from): writes the
+    /// checkpoint first, so that it holds the model as it is now.
+    pub async fn checkpoint_zip(&mut self, obs: &mut dyn Observer) -> Result<Vec<u8>> {
+        self.checkpoint(obs).await?;
+        crate::util::zip::write(&self.ctx.storage.files()?)
+    }
+
     /// The parameters by name, read from the GPU.
     pub async fn named_params(&self) -> Result<Vec<(String, Vec<f32>)>> {
         let params = self.trainer.params_async(&self.gpu).await?;
@@ -328,6 +381,8 @@ impl VitRun {
     /// Writes the checkpoint: the model in Hugging Face's layout, Adam's moments,
     /// trainer_state.json, metrics.jsonl and the chart.
     pub async fn checkpoint(&mut self, obs: &mut dyn Observer) -> Result<()> {
+        self.state.step = self.trainer.step;
+        self.state.in_epoch = self.round.as_ref().map_or(0, |r| r.next);
         let params = self.trainer.params_async(&self.gpu).await?;
         let moments = self.trainer.exec.optimizer_state_async(&self.gpu).await?;
         let axis = EvalAxis { key: "test_accuracy", label: "test accuracy (%)", scale: 100.0 };

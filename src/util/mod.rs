@@ -5,3 +5,4 @@ pub mod atomic;
 pub mod io;
 pub(crate) mod oneshot;
 pub mod rng;
+pub mod zip;

@@ -46,23 +46,27 @@ fn a_vit_run_in_memory_reproduces_the_recorded_losses_and_resumes_from_its_bytes
     let whole = run.metrics().losses();
     assert_matches("library vit", &whole, &reference("vit.json"), &adapter);
     let count = |f: fn(&Event) -> bool| events.iter().filter(|e| f(e)).count();
-    assert_eq!(count(|e| matches!(e, Event::Step(_))), 32);
+    assert_eq!(count(|e| matches!(e, Event::Step { .. })), 32);
     assert_eq!(count(|e| matches!(e, Event::Evaluated { .. })), 2);
     assert_eq!(count(|e| matches!(e, Event::Checkpoint { .. })), 2);
     assert_eq!(count(|e| matches!(e, Event::Done { .. })), 1);
 
-    // One epoch, then a new run from the checkpoint's bytes alone.
+    // An epoch and a quarter, then a new run from the checkpoint's zip alone (the browser
+    // page's download), continuing mid-epoch.
     let (recipe, data) = recorded_vit();
     let mut quiet = wgformer::train::Quiet;
     let mut first = VitRun::start(gpu.clone(), &recipe, data, memory(), &mut quiet).unwrap();
-    assert_eq!(block_on(first.round(&mut quiet)).unwrap(), Advance::Round);
-    let saved = first.storage().files().unwrap();
+    for _ in 0..20 {
+        block_on(first.advance(&mut quiet)).unwrap();
+    }
+    let zip = block_on(first.checkpoint_zip(&mut quiet)).unwrap();
     drop(first);
     let (_, data) = recorded_vit();
-    let ctx = RunContext::new(MemoryStorage::with_files(saved), wgformer::train::SystemClock::new());
+    let files = wgformer::util::zip::read(&zip, "download.zip").unwrap();
+    let ctx = RunContext::new(MemoryStorage::with_files(files), wgformer::train::SystemClock::new());
     let mut resumed = VitRun::resume(gpu, None, data, ctx, &mut quiet).unwrap();
-    assert_eq!(resumed.epochs(), (1, 2));
-    assert_eq!(block_on(resumed.round(&mut quiet)).unwrap(), Advance::Round);
+    assert_eq!((resumed.epochs(), resumed.step()), ((1, 2), 20));
+    while block_on(resumed.advance(&mut quiet)).unwrap() != Advance::Finished {}
     assert!(resumed.is_finished());
     assert_eq!(resumed.metrics().losses(), whole, "the resumed run's losses, each step once");
 }

@@ -47,7 +47,7 @@ impl TranslateRun {
         test.truncate(self.recipe.test_pairs.unwrap_or(usize::MAX));
         let ck = ckpt::load(&self.out)?;
         for (name, search) in [("greedy", Search::GREEDY), ("beam 4", Search::PAPER)] {
-            obs.event(&Event::Note(test_bleu(&self.gpu, &ck, &test, name, search)?.0));
+            obs.event(&Event::note(test_bleu(&self.gpu, &ck, &test, name, search)?.0));
         }
         Ok(())
     }
@@ -70,7 +70,7 @@ impl TranslateRun {
         let (from, to) = (self.state.epochs_done + 1 - kept.len(), self.state.epochs_done);
         let better = loss < last;
         let unit = self.state.unit(self.per_pass);
-        obs.event(&Event::Note(format!(
+        obs.event(&Event::note(format!(
             "the mean of {unit}s {from}-{to}: valid loss {loss:.3} against {last:.3} for {unit} {to} alone; {}",
             if better { "the checkpoint keeps the mean".to_string() } else { format!("keeping {unit} {to}'s weights") }
         )));

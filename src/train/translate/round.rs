@@ -98,7 +98,7 @@ impl TranslateRun {
             let s = smooth.map_or(loss, |s| 0.98 * s + 0.02 * loss);
             smooth = Some(s);
             let left = budget.map_or(String::new(), |b| format!(", budget {:.0} min left", (b - self.spent()) / 60.0));
-            obs.event(&Event::Step(StepReport {
+            obs.event(&Event::step(StepReport {
                 step: attempt,
                 loss,
                 smoothed: s,
@@ -194,7 +194,7 @@ impl TranslateRun {
         self.ctx.ranks.adopt(&mut self.state)?;
         if self.out_of_time {
             let minutes = self.state.budget_minutes.unwrap_or(0.0);
-            obs.event(&Event::Note(format!("stopping: the time budget of {minutes:.0} minutes is spent")));
+            obs.event(&Event::note(format!("stopping: the time budget of {minutes:.0} minutes is spent")));
             self.done = true;
         }
         Ok(())
@@ -217,7 +217,7 @@ impl TranslateRun {
             s.warmup = plan::warmup_for(self.recipe.warmup, fit.total_steps);
             s.planned = true;
             self.reschedule(fit.total_steps);
-            obs.event(&Event::Note(format!(
+            obs.event(&Event::note(format!(
                 "planned {} steps ({:.2} passes over the data) in {} rounds: {:.2} s a step, {:.0} s a validation; warmup {}",
                 fit.total_steps,
                 fit.total_steps as f64 / self.per_pass as f64,
@@ -238,7 +238,7 @@ impl TranslateRun {
             s.total_steps = total;
             s.epochs = plan::rounds(s.probe_steps, s.round_steps, total).max(round + 1);
             self.reschedule(total);
-            obs.event(&Event::Note(format!(
+            obs.event(&Event::note(format!(
                 "replanned: {total} steps in {} rounds at {per_step:.2} s a step",
                 self.state.epochs
             )));

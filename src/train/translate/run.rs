@@ -61,7 +61,7 @@ impl TranslateRun {
         let start = ctx.clock.seconds();
         let texts = data.train.iter().flat_map(|(s, t)| [s.as_str(), t.as_str()]);
         let bpe = Bpe::learn(texts, recipe.vocab, 2)?;
-        obs.event(&Event::Note(format!(
+        obs.event(&Event::note(format!(
             "learned a shared BPE vocabulary of {} in {:.1} s",
             bpe.len(),
             ctx.clock.seconds() - start
@@ -120,7 +120,7 @@ impl TranslateRun {
         if let Some(m) = recipe.max_minutes {
             state.budget_minutes = Some(m);
         }
-        obs.event(&Event::Note(format!(
+        obs.event(&Event::note(format!(
             "resuming {} after round {} of {} (step {})",
             dir.display(),
             state.epochs_done,

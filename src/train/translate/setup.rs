@@ -38,7 +38,7 @@ impl TranslateRun {
         let (train, dropped) = corpus::encode(&bpe, &data.train, max_len);
         let (valid, valid_dropped) = corpus::encode(&bpe, &data.valid, max_len);
         if dropped + valid_dropped > 0 {
-            obs.event(&Event::Note(format!(
+            obs.event(&Event::note(format!(
                 "left out as longer than {max_len} tokens: {dropped} of {} training pairs, {valid_dropped} of {} validation pairs",
                 data.train.len(),
                 data.valid.len()
@@ -85,7 +85,7 @@ impl TranslateRun {
                 // model.safetensors may hold an average; training goes on from the last round.
                 let snapshot = from.join(snapshot_name(state.epochs_done));
                 let path = if snapshot.is_file() { snapshot } else { from.join("model.safetensors") };
-                obs.event(&Event::Note(format!("continuing from {}", path.display())));
+                obs.event(&Event::note(format!("continuing from {}", path.display())));
                 crate::runtime::checkpoint::load_params(&path, first, &ckpt::same_shape)?
             }
             false => transformer::init_params(first, state.seed),
@@ -122,7 +122,7 @@ impl TranslateRun {
             ),
         });
         if let (false, Some(m)) = (state.planned, state.budget_minutes) {
-            obs.event(&Event::Note(format!(
+            obs.event(&Event::note(format!(
                 "time budget: {m} minutes of training and validation; at most {} passes ({} steps); \
                  the steps that fit are planned after measuring the first {PROBE:.0} s",
                 state.epochs,
