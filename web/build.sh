@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the browser harness: the kernel cases to wasm32, then the JS bindings into web/pkg.
+# Builds the browser page and harness (the training page and the kernel cases) to wasm32, then
+# the JS bindings into web/pkg.
 # Needs the wasm32-unknown-unknown target and wasm-bindgen-cli of the version Cargo.toml pins.
 set -euo pipefail
 cd "$(dirname "$0")"

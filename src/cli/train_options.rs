@@ -28,8 +28,9 @@ pub struct Common {
     /// Peak learning rate (default 2e-3).
     #[arg(long)]
     pub lr: Option<f32>,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    /// Seeds the weights, the shuffles and dropout (default 0).
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Stop after this many epochs (with a checkpoint); --resume continues the run.
     #[arg(long)]
     pub stop_after: Option<usize>,
@@ -64,6 +65,10 @@ pub struct VitOptions {
     /// Evaluate on the first N test images only (a quick run).
     #[arg(long)]
     pub test_images: Option<usize>,
+    /// A recipe file (JSON: epochs, batch, lr, schedule, warmup, seed, precision, model); the
+    /// options given on the command line replace its values.
+    #[arg(long)]
+    pub recipe: Option<PathBuf>,
 }
 
 /// `train translate`.
@@ -123,7 +128,20 @@ pub struct TranslateOptions {
 impl VitOptions {
     /// The recipe's arguments, with today's defaults.
     pub fn into_args(self, dist: super::dist::Dist) -> Result<super::vit::TrainArgs> {
-        let (c, defaults) = (self.common, wgformer::train::VitRecipe::default());
+        let c = self.common;
+        let defaults = match &self.recipe {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| wgformer::Error::Io { path: path.display().to_string(), source })?;
+                wgformer::train::VitRecipe::from_json(&text)
+                    .map_err(|e| wgformer::Error::Format { path: path.display().to_string(), msg: e.to_string() })?
+            }
+            None => wgformer::train::VitRecipe::default(),
+        };
+        let precision = match c.precision.as_str() {
+            "f32" if self.recipe.is_some() => defaults.precision,
+            p => Precision::parse(p)?,
+        };
         Ok(super::vit::TrainArgs {
             out: c.out.unwrap_or_else(|| "runs/vit".into()),
             resume: c.resume,
@@ -131,9 +149,9 @@ impl VitOptions {
                 epochs: self.epochs.unwrap_or(defaults.epochs),
                 batch: self.batch.unwrap_or(defaults.batch),
                 lr: c.lr.unwrap_or(defaults.lr),
-                seed: c.seed,
-                precision: Precision::parse(&c.precision)?,
-                ..defaults
+                seed: c.seed.unwrap_or(defaults.seed),
+                precision,
+                ..defaults.clone()
             },
             data: self.data.unwrap_or_else(wgformer::data::mnist::default_dir),
             train_images: self.train_images,
@@ -157,7 +175,7 @@ impl TranslateOptions {
                 tokens: self.batch.unwrap_or(defaults.tokens),
                 lr: c.lr.unwrap_or(defaults.lr),
                 warmup: self.warmup,
-                seed: c.seed,
+                seed: c.seed.unwrap_or(defaults.seed),
                 vocab: self.vocab,
                 valid_pairs: self.valid_pairs,
                 test_pairs: self.test_pairs,

@@ -29,16 +29,21 @@ pub struct Checkpoint {
 
 /// Reads config.json and tokenizer.json, checking that they agree.
 pub fn load_config(dir: &Path) -> Result<(TransformerConfig, Bpe)> {
+    parse_config(&read_text(&dir.join("config.json"))?, &read_text(&dir.join("tokenizer.json"))?, dir)
+}
+
+/// config.json's and tokenizer.json's texts (of the checkpoint at `dir`, for errors), checked
+/// to agree.
+pub fn parse_config(text: &str, tokenizer: &str, dir: &Path) -> Result<(TransformerConfig, Bpe)> {
     let path = dir.join("config.json");
     let format = |path: &Path, msg: String| Error::Format { path: path.display().to_string(), msg };
-    let text = read_text(&path)?;
-    let model_type = super::model_type(&text);
+    let model_type = super::model_type(text);
     if model_type.as_deref() != Some("transformer") {
         return Err(format(&path, format!("model_type is {model_type:?}, not \"transformer\"")));
     }
-    let cfg = TransformerConfig::from_json(&text).map_err(|e| format(&path, e.to_string()))?;
+    let cfg = TransformerConfig::from_json(text).map_err(|e| format(&path, e.to_string()))?;
     let tok_path = dir.join("tokenizer.json");
-    let bpe = Bpe::from_json(&read_text(&tok_path)?).map_err(|e| format(&tok_path, e.to_string()))?;
+    let bpe = Bpe::from_json(tokenizer).map_err(|e| format(&tok_path, e.to_string()))?;
     if bpe.len() != cfg.vocab_size {
         return Err(format(
             &tok_path,
@@ -54,6 +59,26 @@ pub fn load(dir: &Path) -> Result<Checkpoint> {
     let path = dir.join("model.safetensors");
     let reference = super::transformer::build(&config, 1, 1, 1, false)?;
     let by_id = crate::runtime::checkpoint::load_params(&path, &reference.graph, &same_shape)?;
+    let params = by_id.into_iter().map(|(p, v)| (reference.graph.desc(p).name.clone(), v)).collect();
+    Ok(Checkpoint { config, tokenizer, params })
+}
+
+/// [`load`] from a checkpoint's files (name, bytes) held in memory; `place` names them in
+/// errors.
+pub fn from_files(files: &[(String, Vec<u8>)], place: &str) -> Result<Checkpoint> {
+    let file = |name: &str| {
+        files.iter().find(|(n, _)| n == name).map(|(_, b)| b.as_slice()).ok_or_else(|| Error::Format {
+            path: format!("{place}/{name}"),
+            msg: "missing: not a translation checkpoint".into(),
+        })
+    };
+    let text = |name: &str| file(name).map(|b| String::from_utf8_lossy(b).into_owned());
+    let dir = Path::new(place);
+    let (config, tokenizer) = parse_config(&text("config.json")?, &text("tokenizer.json")?, dir)?;
+    let path = dir.join("model.safetensors");
+    let reference = super::transformer::build(&config, 1, 1, 1, false)?;
+    let tensors = crate::util::io::parse_safetensors(file("model.safetensors")?, &path)?;
+    let by_id = crate::runtime::checkpoint::params_from(tensors, &path, &reference.graph, &same_shape)?;
     let params = by_id.into_iter().map(|(p, v)| (reference.graph.desc(p).name.clone(), v)).collect();
     Ok(Checkpoint { config, tokenizer, params })
 }

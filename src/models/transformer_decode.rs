@@ -222,6 +222,11 @@ impl Decoder {
     /// Translates up to [`Decoder::sentences`] token sequences (without eos; each at most
     /// `src_max - 1` long); returns the target tokens of each, without bos/eos.
     pub fn decode(&self, gpu: &Gpu, sources: &[Vec<u32>]) -> Result<Vec<Vec<u32>>> {
+        pollster::block_on(self.decode_async(gpu, sources))
+    }
+
+    /// [`Decoder::decode`] without blocking (browsers).
+    pub async fn decode_async(&self, gpu: &Gpu, sources: &[Vec<u32>]) -> Result<Vec<Vec<u32>>> {
         let (k, s_max, c) = (self.search.beam, self.src_max, self.config.d_model);
         let rows = self.sentences * k;
         if sources.len() > self.sentences {
@@ -251,11 +256,13 @@ impl Decoder {
             }
         }
         let opts = StepOptions::default();
-        self.encoder.step(
-            gpu,
-            &[(self.enc.src, HostData::U32(&src)), (self.enc.src_lens, HostData::U32(&src_lens))],
-            &opts,
-        )?;
+        self.encoder
+            .step_async(
+                gpu,
+                &[(self.enc.src, HostData::U32(&src)), (self.enc.src_lens, HostData::U32(&src_lens))],
+                &opts,
+            )
+            .await?;
         let mut enc = gpu.encoder("cross kv");
         for (&(ek, ev), &(sk, sv)) in self.enc.cross.iter().zip(&self.io.cross) {
             let bytes = (rows * s_max * c * 4) as u64;
@@ -273,16 +280,14 @@ impl Decoder {
         let vocab = self.config.vocab_size;
         let mut tok = vec![BOS; rows];
         for t in 0..steps {
-            self.step.step(
-                gpu,
-                &[
-                    (self.io.tok, HostData::U32(&tok)),
-                    (self.io.pe, HostData::F32(&self.pe[t * c..(t + 1) * c])),
-                    (self.io.self_lens, HostData::U32(&vec![t as u32 + 1; rows])),
-                ],
-                &opts,
-            )?;
-            let logits = self.step.read(gpu, self.io.logits)?;
+            let lens = vec![t as u32 + 1; rows];
+            let inputs = [
+                (self.io.tok, HostData::U32(&tok)),
+                (self.io.pe, HostData::F32(&self.pe[t * c..(t + 1) * c])),
+                (self.io.self_lens, HostData::U32(&lens)),
+            ];
+            self.step.step_async(gpu, &inputs, &opts).await?;
+            let logits = self.step.read_async(gpu, self.io.logits).await?;
             let mut parents: Vec<usize> = (0..rows).collect();
             for i in 0..n {
                 if alive[i].is_empty() {

@@ -63,6 +63,13 @@ impl Translator {
     }
 
     /// A translator from parameters already in memory (under their checkpoint names).
+    /// [`Translator::load`] from a checkpoint's files (name, bytes) held in memory (a
+    /// browser's upload); `place` names them in errors.
+    pub fn from_files(files: &[(String, Vec<u8>)], place: &str) -> Result<Self> {
+        let ck = super::transformer_checkpoint::from_files(files, place)?;
+        Ok(Self::new(ck.config, ck.tokenizer, ck.params))
+    }
+
     pub fn new(config: TransformerConfig, tokenizer: Bpe, params: Vec<(String, Vec<f32>)>) -> Self {
         Translator { config, tokenizer, params }
     }
@@ -83,6 +90,11 @@ impl Translator {
 
     /// Translates `sources`, up to [`MAX_ROWS`] / beam at a time on `gpu`.
     pub fn translate(&self, gpu: &Gpu, sources: &[&str], search: Search) -> Result<Translations> {
+        pollster::block_on(self.translate_async(gpu, sources, search))
+    }
+
+    /// [`Translator::translate`] without blocking (browsers).
+    pub async fn translate_async(&self, gpu: &Gpu, sources: &[&str], search: Search) -> Result<Translations> {
         Self::check_search(&search)?;
         let mut out = Translations { lines: vec![String::new(); sources.len()], ..Default::default() };
         let ids: Vec<Vec<u32>> = sources
@@ -119,7 +131,7 @@ impl Translator {
             }
             let Some(decoder) = decoder.as_ref() else { continue };
             let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| ids[i].clone()).collect();
-            for (&i, translated) in chunk.iter().zip(decoder.decode(gpu, &batch)?) {
+            for (&i, translated) in chunk.iter().zip(decoder.decode_async(gpu, &batch).await?) {
                 out.lines[i] = self.tokenizer.decode(&translated);
             }
         }

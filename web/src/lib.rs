@@ -1,6 +1,7 @@
-//! wgformer's kernels in a browser: each case runs a kernel on the page's WebGPU adapter and
-//! compares it with the CPU reference compiled into the same module. `run_cases` returns one
-//! JSON report; index.html shows it and web/run.mjs checks it in headless Chromium.
+//! wgformer in a browser: the training page's trainer (`train.rs`, for index.html) and the
+//! kernel cases. Each case runs a kernel on the page's WebGPU adapter and compares it with the
+//! CPU reference compiled into the same module. `run_cases` returns one JSON report;
+//! kernels.html shows it and web/run.mjs checks it in headless Chromium.
 
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
@@ -19,6 +20,7 @@ use wgformer::util::rng::Rng;
 use wgformer::{Gpu, Result, Tensor};
 
 mod half_cases;
+mod train;
 
 /// The ViT reference case (PyTorch / Hugging Face), bundled into the module: config, weights,
 /// its images and the logits PyTorch computed for them.
