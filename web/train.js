@@ -1,7 +1,7 @@
 // The training page: fetches the data and the recipe, starts a run through the wasm module,
 // and steps it in a loop that yields to the browser between steps. For web/train_test.mjs it
 // keeps its measurements in window.wgformer.
-import init, { start_training } from "./pkg/wgformer_web.js";
+import init, { load_translator, start_training } from "./pkg/wgformer_web.js";
 
 const DATA = "../data/fashion-mnist/";
 const FILES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"];
@@ -42,7 +42,7 @@ async function startRun(zip) {
   w.steps = trainer.steps();
   $("adapter").textContent = `${w.adapter} ${trainer.adapter()}`;
   $("step").textContent = w.steps;
-  for (const id of ["start", "download", "continue", "classify", "sample", "upload"]) $(id).disabled = false;
+  for (const id of ["start", "download", "continue", "classify", "sample", "upload", "tr-files"]) $(id).disabled = false;
   message(zip ? `continuing a downloaded model from step ${w.steps}: press Start` : "ready: press Start to train");
 }
 
@@ -187,6 +187,35 @@ $("continue").onchange = async (e) => {
   } catch (err) {
     message(`could not continue from ${f.name}: ${errorText(err)} (the current run is unchanged)`, true);
   }
+};
+
+let translator = null;
+const trMessage = (text, error = false) => { $("tr-status").textContent = text; $("tr-status").className = error ? "error" : ""; };
+$("tr-files").onchange = async (e) => {
+  const picked = [...e.target.files];
+  if (!picked.length) return;
+  trMessage("loading...");
+  try {
+    const bytes = await Promise.all(picked.map(async (f) => new Uint8Array(await f.arrayBuffer())));
+    translator = await load_translator(picked.map((f) => f.name), bytes);
+    $("translate").disabled = false;
+    trMessage(`loaded ${picked.map((f) => f.name).join(", ")}`);
+  } catch (err) {
+    trMessage("could not load this checkpoint: " + errorText(err) + (translator ? " (the loaded one stays)" : ""), true);
+  }
+};
+$("translate").onclick = async () => {
+  $("translate").disabled = true;
+  trMessage("translating...");
+  try {
+    const { lines, note } = JSON.parse(await translator.translate($("tr-input").value));
+    $("tr-output").textContent = lines.join("\n");
+    w.translation = lines.join("\n");
+    trMessage(note || "done");
+  } catch (err) {
+    trMessage("could not translate: " + errorText(err), true);
+  }
+  $("translate").disabled = false;
 };
 
 clear();

@@ -3,7 +3,8 @@
 // main-thread task over 200 ms ran after the first step, that Pause stops the step counter
 // within 1 s, that the downloaded model scores over 50% with `wgformer eval` on lavapipe, that a
 // test image is classified, that a bad upload and a checkpoint of the other kind show a
-// message, and that a browser without WebGPU shows one. Saves a screenshot. Prints the
+// message, that a translation checkpoint (trained here natively) translates in the page, and
+// that a browser without WebGPU shows a message. Saves a screenshot. Prints the
 // browser's throughput and the figures for docs. Exit 1 on any failure.
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
@@ -55,7 +56,6 @@ try {
   await page.waitForFunction(() => window.wgformer.lastPrediction, null, { timeout: 30000 });
   const [predicted, truth] = await page.evaluate(() => [window.wgformer.lastPrediction, window.wgformer.lastSample]);
   check(Boolean(predicted), `a test image (a ${truth}) is classified: ${predicted}`);
-  await page.screenshot({ path: join(repo, "docs/browser-training.png"), fullPage: true });
 
   await page.setInputFiles("#upload", { name: "notes.txt", mimeType: "text/plain", buffer: Buffer.from("not an image at all") });
   await page.waitForFunction(() => document.getElementById("classify-error").textContent, null, { timeout: 30000 });
@@ -65,6 +65,12 @@ try {
   await page.setInputFiles("#upload", { name: "huge.png", mimeType: "image/png", buffer: hugePng() });
   await page.waitForFunction(() => document.getElementById("classify-error").textContent, null, { timeout: 30000 });
   check(true, `a 20000x20000 image shows: ${await page.textContent("#classify-error")}`);
+
+  // The screenshot for the docs: a test image classified, no error showing.
+  await page.evaluate(() => { document.getElementById("classify-error").textContent = ""; window.wgformer.lastPrediction = undefined; });
+  await page.click("#sample");
+  await page.waitForFunction(() => window.wgformer.lastPrediction, null, { timeout: 30000 });
+  await page.screenshot({ path: join(repo, "docs/browser-training.png"), fullPage: true });
 
   const [download] = await Promise.all([page.waitForEvent("download"), page.click("#download")]);
   const zip = join(scratch, "model.zip");
@@ -79,6 +85,20 @@ try {
   await page.setInputFiles("#continue", other);
   await page.waitForFunction(() => document.getElementById("status").className === "error", null, { timeout: 30000 });
   check(true, `a checkpoint of the other model shows: ${await page.textContent("#status")}`);
+  // A translation checkpoint made natively, then the ViT's zip given as one (a message).
+  const tr = join(scratch, "translate");
+  execFileSync(wgformer, ["train", "translate", "--data", "ding", "--train-pairs", "256", "--epochs", "1", "--size", "tiny",
+    "--vocab", "300", "--valid-pairs", "4", "--test-pairs", "4", "--batch", "128", "--out", tr], { stdio: "ignore" });
+  await page.setInputFiles("#tr-files", ["config.json", "tokenizer.json", "model.safetensors"].map((f) => join(tr, f)));
+  await page.waitForFunction(() => !document.getElementById("translate").disabled, null, { timeout: 60000 });
+  await page.click("#translate");
+  await page.waitForFunction(() => window.wgformer.translation !== undefined || document.getElementById("tr-status").className, null, { timeout: 120000 });
+  const translation = await page.evaluate(() => window.wgformer.translation);
+  check(typeof translation === "string", `a translation checkpoint translates "Das ist ein Haus." to ${JSON.stringify(translation)} (${await page.textContent("#tr-status")})`);
+  await page.setInputFiles("#tr-files", zip);
+  await page.waitForFunction(() => document.getElementById("tr-status").className === "error", null, { timeout: 30000 });
+  check(true, `a ViT given as a translation checkpoint shows: ${await page.textContent("#tr-status")}`);
+
   await page.setInputFiles("#continue", zip);
   await page.waitForFunction(() => /continuing a downloaded model/.test(document.getElementById("status").textContent), null, { timeout: 60000 });
   check(true, `the downloaded model is loaded back: ${await page.textContent("#status")}`);

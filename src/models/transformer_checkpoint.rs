@@ -74,7 +74,13 @@ pub fn from_files(files: &[(String, Vec<u8>)], place: &str) -> Result<Checkpoint
     };
     let text = |name: &str| file(name).map(|b| String::from_utf8_lossy(b).into_owned());
     let dir = Path::new(place);
-    let (config, tokenizer) = parse_config(&text("config.json")?, &text("tokenizer.json")?, dir)?;
+    let config = text("config.json")?;
+    let model_type = super::model_type(&config);
+    if model_type.as_deref() != Some("transformer") {
+        let msg = format!("model_type is {model_type:?}, not \"transformer\"");
+        return Err(Error::Format { path: format!("{place}/config.json"), msg });
+    }
+    let (config, tokenizer) = parse_config(&config, &text("tokenizer.json")?, dir)?;
     let path = dir.join("model.safetensors");
     let reference = super::transformer::build(&config, 1, 1, 1, false)?;
     let tensors = crate::util::io::parse_safetensors(file("model.safetensors")?, &path)?;

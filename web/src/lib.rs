@@ -21,6 +21,7 @@ use wgformer::{Gpu, Result, Tensor};
 
 mod half_cases;
 mod train;
+mod translate;
 
 /// The ViT reference case (PyTorch / Hugging Face), bundled into the module: config, weights,
 /// its images and the logits PyTorch computed for them.
