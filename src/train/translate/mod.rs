@@ -108,6 +108,11 @@ impl TranslateRecipe {
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return bad("lr", format!("{} must be a positive number", self.lr));
         }
+        if let Some(m) = self.model.as_deref().filter(|m| !matches!(*m, "tiny" | "small" | "base")) {
+            if !Path::new(m).is_file() {
+                return bad("model", format!("{m:?}: tiny, small, base or the path of a config.json"));
+            }
+        }
         Ok(())
     }
 }
@@ -153,6 +158,7 @@ mod tests {
         check(TranslateRecipe { average: Some(0), ..Default::default() }, "average");
         check(TranslateRecipe { schedule: "linear".into(), ..Default::default() }, "schedule");
         check(TranslateRecipe { tokens: 0, ..Default::default() }, "tokens");
+        check(TranslateRecipe { model: Some("huge".into()), ..Default::default() }, "model");
         let e = TranslateRecipe::from_json(r#"{"vocabulary": 10}"#).unwrap_err().to_string();
         assert!(e.contains("vocabulary"), "{e}");
         assert_eq!(TranslateRecipe::from_json(r#"{"vocab": 900}"#).unwrap().vocab, 900);

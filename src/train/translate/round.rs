@@ -13,6 +13,20 @@ use crate::train::events::StepReport;
 use crate::train::{Advance, Event, Observer};
 use crate::util::io::LinkFrom;
 
+/// The round under way: where it ends and what its steps measured so far.
+pub(super) struct Round {
+    probing: bool,
+    end: u32,
+    steps: u64,
+    start: f64,
+    first_step: u32,
+    loss_sum: f64,
+    tokens: usize,
+    smooth: Option<f32>,
+    /// Whether the round stopped before `end` (out of time, or measured enough).
+    stopped: bool,
+}
+
 /// What the steps of a round measured.
 struct Steps {
     first_step: u32,
@@ -22,31 +36,37 @@ struct Steps {
 }
 
 impl TranslateRun {
-    /// Trains one round; rank 0 then validates, plans and writes the checkpoint.
-    pub async fn round(&mut self, obs: &mut dyn Observer) -> Result<Advance> {
+    /// One training step; when it ends a round, rank 0 also validates, plans and writes the
+    /// checkpoint. A step mixed precision skipped counts as a step here (it is retried).
+    pub async fn advance(&mut self, obs: &mut dyn Observer) -> Result<Advance> {
         if self.is_finished() {
             return Ok(Advance::Finished);
         }
-        let probing = !self.state.planned;
-        let steps = self.train_round(probing, obs)?;
-        if self.trainer.step == steps.first_step {
-            self.done = true;
-            return Ok(Advance::Finished);
+        if self.current.is_none() {
+            self.current = Some(self.begin_round(obs));
         }
-        if !self.ctx.ranks.is_main() {
-            // Rank 0 validates, plans and saves; the others adopt the state it ends with.
-            self.ctx.ranks.adopt(&mut self.state)?;
-            self.reschedule(self.state.total_steps);
-            self.done |= self.out_of_time;
-            return Ok(Advance::Round);
+        self.step_once(obs)?;
+        match &self.current {
+            Some(r) if !r.stopped && self.trainer.step < r.end => Ok(Advance::Step),
+            _ => self.close_round(obs),
         }
-        self.end_round(probing, steps, obs)?;
-        Ok(Advance::Round)
     }
 
-    /// The steps of the round under way.
-    fn train_round(&mut self, probing: bool, obs: &mut dyn Observer) -> Result<Steps> {
+    /// Steps to the end of the round under way (or a new one); rank 0 then validates, plans
+    /// and writes the checkpoint.
+    pub async fn round(&mut self, obs: &mut dyn Observer) -> Result<Advance> {
+        loop {
+            match self.advance(obs).await? {
+                Advance::Step => continue,
+                done => return Ok(done),
+            }
+        }
+    }
+
+    /// Starts a round: where it ends, and the event that says so.
+    fn begin_round(&mut self, obs: &mut dyn Observer) -> Round {
         let (state, round) = (&self.state, self.state.epochs_done);
+        let probing = !state.planned;
         let end = match probing {
             true => state.total_steps,
             false => plan::round_end(round, state.probe_steps, state.round_steps, state.total_steps),
@@ -56,62 +76,88 @@ impl TranslateRun {
             true => format!("{unit} 1 (measuring)"),
             false => format!("{unit} {}/{}", round + 1, state.epochs),
         };
-        let steps = u64::from(end - self.trainer.step);
+        let steps = u64::from(end.saturating_sub(self.trainer.step));
         obs.event(&Event::RoundStarted { round: round + 1, rounds: state.epochs, steps, label });
+        let (start, first_step) = (self.ctx.clock.seconds(), self.trainer.step);
+        Round { probing, end, steps, start, first_step, loss_sum: 0.0, tokens: 0, smooth: None, stopped: false }
+    }
+
+    /// One step of the round under way, unless rank 0's clock says the round stops here.
+    fn step_once(&mut self, obs: &mut dyn Observer) -> Result<()> {
+        let Some(r) = &mut self.current else { return Ok(()) };
         let budget = self.state.budget_minutes.map(|m| m * 60.0);
-        let start = self.ctx.clock.seconds();
-        let first_step = self.trainer.step;
-        let (mut loss_sum, mut tokens, mut smooth) = (0.0f64, 0usize, None::<f32>);
-        while self.trainer.step < end {
-            // Rank 0's clock decides for every rank: 1 out of time, 2 measured enough.
-            let measured = self.ctx.clock.seconds() - start;
-            let stop = match () {
-                _ if budget.is_some_and(|b| self.spent() + self.eval_s >= b) => 1,
-                _ if probing
-                    && plan::probed(self.trainer.step - first_step, measured, budget.unwrap_or(f64::INFINITY)) =>
-                {
-                    2
-                }
-                _ => 0,
-            };
-            match self.ctx.ranks.decide(stop)? {
-                1 => {
-                    self.out_of_time = true;
-                    break;
-                }
-                2 => break,
-                _ => {}
+        let spent = self.spent_before + self.ctx.clock.seconds() - self.started_at;
+        // Rank 0's clock decides for every rank: 1 out of time, 2 measured enough.
+        let measured = self.ctx.clock.seconds() - r.start;
+        let stop = match () {
+            _ if r.end <= self.trainer.step => 2,
+            _ if budget.is_some_and(|b| spent + self.eval_s >= b) => 1,
+            _ if r.probing
+                && plan::probed(self.trainer.step - r.first_step, measured, budget.unwrap_or(f64::INFINITY)) =>
+            {
+                2
             }
-            let (i, b) = self.stream.at(self.trainer.step);
-            let (i, b) = (*i, b.clone());
-            let (attempt, lr) = (self.trainer.step + 1, self.trainer.lr());
-            let loss = train_step(&self.gpu, &mut self.trainer, &self.ctx.ranks, i, &self.graphs[i], &b)?;
-            // A step skipped for an overflowing loss scale (f16) is retried at the lower scale.
-            if !loss.is_finite() {
-                self.metrics.step(attempt, loss, lr, 0.0);
-                continue;
+            _ => 0,
+        };
+        match self.ctx.ranks.decide(stop)? {
+            1 => {
+                self.out_of_time = true;
+                r.stopped = true;
+                return Ok(());
             }
-            loss_sum += loss as f64 * b.tokens as f64;
-            tokens += b.tokens;
-            let per_second = tokens as f64 / (self.ctx.clock.seconds() - start).max(1e-9);
-            self.metrics.step(attempt, loss, lr, per_second);
-            let s = smooth.map_or(loss, |s| 0.98 * s + 0.02 * loss);
-            smooth = Some(s);
-            let left = budget.map_or(String::new(), |b| format!(", budget {:.0} min left", (b - self.spent()) / 60.0));
-            obs.event(&Event::step(StepReport {
-                step: attempt,
-                loss,
-                smoothed: s,
-                lr,
-                per_second,
-                unit: "tok",
-                loss_scale: self.trainer.scaler.map(|s| (s.scale, s.skipped)),
-                in_round: (u64::from(self.trainer.step - first_step), steps),
-                extra: crate::train::comm_note(&self.trainer) + &left,
-            }));
+            2 => {
+                r.stopped = true;
+                return Ok(());
+            }
+            _ => {}
         }
-        let seconds = self.ctx.clock.seconds() - start;
-        Ok(Steps { first_step, seconds, loss_sum, tokens })
+        let (i, b) = self.stream.at(self.trainer.step);
+        let (i, b) = (*i, b.clone());
+        let (attempt, lr) = (self.trainer.step + 1, self.trainer.lr());
+        let loss = train_step(&self.gpu, &mut self.trainer, &self.ctx.ranks, i, &self.graphs[i], &b)?;
+        // A step skipped for an overflowing loss scale (f16) is retried at the lower scale.
+        if !loss.is_finite() {
+            self.metrics.step(attempt, loss, lr, 0.0);
+            return Ok(());
+        }
+        r.loss_sum += loss as f64 * b.tokens as f64;
+        r.tokens += b.tokens;
+        let per_second = r.tokens as f64 / (self.ctx.clock.seconds() - r.start).max(1e-9);
+        self.metrics.step(attempt, loss, lr, per_second);
+        let s = r.smooth.map_or(loss, |s| 0.98 * s + 0.02 * loss);
+        r.smooth = Some(s);
+        let left = budget.map_or(String::new(), |b| format!(", budget {:.0} min left", (b - spent) / 60.0));
+        obs.event(&Event::step(StepReport {
+            step: attempt,
+            loss,
+            smoothed: s,
+            lr,
+            per_second,
+            unit: "tok",
+            loss_scale: self.trainer.scaler.map(|s| (s.scale, s.skipped)),
+            in_round: (u64::from(self.trainer.step - r.first_step), r.steps),
+            extra: crate::train::comm_note(&self.trainer) + &left,
+        }));
+        Ok(())
+    }
+
+    /// Ends the round under way: rank 0 validates, plans and saves; the others adopt its state.
+    fn close_round(&mut self, obs: &mut dyn Observer) -> Result<Advance> {
+        let Some(r) = self.current.take() else { return Ok(Advance::Finished) };
+        let seconds = self.ctx.clock.seconds() - r.start;
+        let steps = Steps { first_step: r.first_step, seconds, loss_sum: r.loss_sum, tokens: r.tokens };
+        if self.trainer.step == steps.first_step {
+            self.done = true;
+            return Ok(Advance::Finished);
+        }
+        if !self.ctx.ranks.is_main() {
+            self.ctx.ranks.adopt(&mut self.state)?;
+            self.reschedule(self.state.total_steps);
+            self.done |= self.out_of_time;
+            return Ok(Advance::Round);
+        }
+        self.end_round(r.probing, steps, obs)?;
+        Ok(Advance::Round)
     }
 
     /// The schedule of a run of `total` steps.

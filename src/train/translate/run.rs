@@ -17,8 +17,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 /// A translation run: [`TranslateRun::start`] or [`TranslateRun::resume`], then
-/// [`TranslateRun::round`] until [`TranslateRun::is_finished`], then [`TranslateRun::finish`]
-/// (averaging and the test BLEU).
+/// [`TranslateRun::advance`] (a step) or [`TranslateRun::round`] until
+/// [`TranslateRun::is_finished`], then [`TranslateRun::finish`] (averaging and the test BLEU).
 pub struct TranslateRun {
     pub(super) gpu: Arc<Gpu>,
     pub(super) recipe: TranslateRecipe,
@@ -46,6 +46,8 @@ pub struct TranslateRun {
     /// The last validation's seconds: a round stops early when the next would pass the budget.
     pub(super) eval_s: f64,
     pub(super) done: bool,
+    /// The round under way, between calls of `advance`.
+    pub(super) current: Option<super::round::Round>,
 }
 
 impl TranslateRun {

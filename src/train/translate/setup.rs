@@ -155,6 +155,7 @@ impl TranslateRun {
             out_of_time: false,
             eval_s: 0.0,
             done: false,
+            current: None,
         })
     }
 }
