@@ -12,7 +12,7 @@ pub type Target = fn(&[u8]);
 
 /// Every target, by name (the cargo-fuzz target and corpus folder names).
 #[allow(dead_code)] // each cargo-fuzz binary calls one target
-pub const TARGETS: [(&str, Target); 8] = [
+pub const TARGETS: [(&str, Target); 9] = [
     ("safetensors", safetensors),
     ("vit_config", vit_config),
     ("transformer_config", transformer_config),
@@ -21,7 +21,19 @@ pub const TARGETS: [(&str, Target); 8] = [
     ("tsv", tsv),
     ("image", image),
     ("translate_input", translate_input),
+    ("sentencepiece", sentencepiece),
 ];
+
+/// A SentencePiece model file (protobuf, the character map's trie), then encoding and
+/// decoding with it.
+pub fn sentencepiece(data: &[u8]) {
+    if let Ok(sp) = wgformer::text::sentencepiece::SentencePiece::from_bytes(data, "fuzz.spm") {
+        let ids = sp.encode("  Guten Morgen, Welt! Ünïcödé 😀 \t x\u{3000}ｆｕｌｌ ");
+        let _ = sp.decode(&ids);
+        let _ = sp.decode(&[0, 1, 2, 3, 4, u32::MAX]);
+        let _ = sp.decode_pieces(&["\u{2581}a", "<unk>", "b"]);
+    }
+}
 
 /// A safetensors file: header, dtypes, offsets, then every tensor as f32.
 pub fn safetensors(data: &[u8]) {

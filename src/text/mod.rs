@@ -4,3 +4,4 @@ pub mod bleu;
 pub mod bpe;
 pub mod corpus;
 pub mod input;
+pub mod sentencepiece;

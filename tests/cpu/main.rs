@@ -10,4 +10,5 @@ mod fuzz_corpus;
 mod graph_gradcheck;
 mod layers;
 mod reference_gradcheck;
+mod sentencepiece;
 mod shaders_validate;
