@@ -173,8 +173,8 @@ pub fn backward_wrt(g: &mut Graph, loss: TensorId, inputs: &[TensorId]) -> Resul
                 let dx = g.push_backward(Op::DropoutBwd { p, salt }, vec![dy], &[ins[0]])[0];
                 accumulate(g, &mut grads, ins[0], dx)?;
             }
-            Op::Embedding if need(ins[0]) => {
-                let dtable = g.push_backward(Op::EmbeddingBwd, vec![ins[1], dy], &[ins[0]])[0];
+            Op::Embedding { padding } if need(ins[0]) => {
+                let dtable = g.push_backward(Op::EmbeddingBwd { padding }, vec![ins[1], dy], &[ins[0]])[0];
                 accumulate(g, &mut grads, ins[0], dtable)?;
             }
             Op::Attention { heads, causal } => {
@@ -212,7 +212,7 @@ pub fn backward_wrt(g: &mut Graph, loss: TensorId, inputs: &[TensorId]) -> Resul
             | Op::MergeHeads
             | Op::Slice { .. }
             | Op::Dropout { .. }
-            | Op::Embedding
+            | Op::Embedding { .. }
             | Op::Patchify { .. }
             | Op::Mask { .. } => {}
             Op::CastF16 => {
@@ -231,7 +231,7 @@ pub fn backward_wrt(g: &mut Graph, loss: TensorId, inputs: &[TensorId]) -> Resul
             | Op::SumRowsBwd
             | Op::SliceBwd { .. }
             | Op::DropoutBwd { .. }
-            | Op::EmbeddingBwd
+            | Op::EmbeddingBwd { .. }
             | Op::AttentionBwd { .. }
             | Op::PatchifyBwd { .. }
             | Op::MaskBwd { .. } => {

@@ -322,6 +322,12 @@ impl Graph {
 
     /// Rows of `table` (V, C) picked by `ids`, a u32 graph input: (..) -> (.., C).
     pub fn embedding(&mut self, table: TensorId, ids: TensorId) -> Result<TensorId> {
+        self.embedding_padded(table, ids, None)
+    }
+
+    /// [`Graph::embedding`] whose row `padding` gets no gradient (nn.Embedding's
+    /// `padding_idx`: the pad token's embedding stays as it is).
+    pub fn embedding_padded(&mut self, table: TensorId, ids: TensorId, padding: Option<u32>) -> Result<TensorId> {
         self.check_f32("embedding", &[table])?;
         let d = self.desc(ids);
         if d.dtype != Dtype::U32 || d.role != Role::Input {
@@ -331,7 +337,7 @@ impl Graph {
             return Err(Error::shape("embedding", format!("table {} is not (V, C)", self.describe(table))));
         };
         let shape = self.shape(ids).iter().copied().chain([c]).collect();
-        Ok(self.push(Op::Embedding, vec![table, ids], vec![(shape, Dtype::F32)])[0])
+        Ok(self.push(Op::Embedding { padding }, vec![table, ids], vec![(shape, Dtype::F32)])[0])
     }
 
     /// Cuts images (B, C, H, W) into flattened P x P patches: (B, (H/P)(W/P), C*P*P).

@@ -61,10 +61,12 @@ pub enum Op {
     Dropout { p: f32, salt: u32 },
     /// inputs `[dy]` -> `[dx]`: the same mask (same step seed and salt) applied to dy.
     DropoutBwd { p: f32, salt: u32 },
-    /// inputs [table (V, C), ids (..) u32 input] -> [(.., C)].
-    Embedding,
-    /// inputs [ids, dout (.., C)] -> [dtable (V, C)], deterministic (see embedding.wgsl).
-    EmbeddingBwd,
+    /// inputs [table (V, C), ids (..) u32 input] -> [(.., C)]. The row `padding` (as
+    /// nn.Embedding's `padding_idx`) is read like any other but gets no gradient.
+    Embedding { padding: Option<u32> },
+    /// inputs [ids, dout (.., C)] -> [dtable (V, C)], deterministic (see embedding.wgsl); the
+    /// `padding` row stays zero.
+    EmbeddingBwd { padding: Option<u32> },
     /// inputs [image (B, C, H, W)] -> [patches (B, N, C*P*P)], N = (H/P)(W/P), row-major patches.
     Patchify { patch: usize },
     /// inputs `[dpatches]` -> `[dimage (B, C, H, W)]`.
@@ -124,8 +126,8 @@ impl Op {
             Op::SliceBwd { .. } => "slice_bwd",
             Op::Dropout { .. } => "dropout",
             Op::DropoutBwd { .. } => "dropout_bwd",
-            Op::Embedding => "embedding",
-            Op::EmbeddingBwd => "embedding_bwd",
+            Op::Embedding { .. } => "embedding",
+            Op::EmbeddingBwd { .. } => "embedding_bwd",
             Op::Attention { .. } => "attention",
             Op::AttentionBwd { .. } => "attention_bwd",
             Op::Patchify { .. } => "patchify",

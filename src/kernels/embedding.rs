@@ -22,10 +22,11 @@ pub struct Embedding {
 }
 
 /// The ids grouped by value, as `embedding_bwd` reads them: (order, starts). `order` lists token
-/// indices by id, ascending within an id; `starts[v]..starts[v + 1]` is id v's range.
-pub fn group_ids(ids: &[u32], vocab: usize) -> (Vec<u32>, Vec<u32>) {
+/// indices by id, ascending within an id; `starts[v]..starts[v + 1]` is id v's range. The
+/// `padding` id's range is empty (its row gets no gradient); `order` keeps its full length.
+pub fn group_ids(ids: &[u32], vocab: usize, padding: Option<u32>) -> (Vec<u32>, Vec<u32>) {
     let mut starts = vec![0u32; vocab + 1];
-    for &id in ids {
+    for &id in ids.iter().filter(|&&id| Some(id) != padding) {
         starts[id as usize + 1] += 1;
     }
     for v in 0..vocab {
@@ -33,7 +34,7 @@ pub fn group_ids(ids: &[u32], vocab: usize) -> (Vec<u32>, Vec<u32>) {
     }
     let mut next = starts.clone();
     let mut order = vec![0u32; ids.len()];
-    for (i, &id) in ids.iter().enumerate() {
+    for (i, &id) in ids.iter().enumerate().filter(|&(_, &id)| Some(id) != padding) {
         order[next[id as usize] as usize] = i as u32;
         next[id as usize] += 1;
     }

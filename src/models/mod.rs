@@ -1,5 +1,6 @@
 //! Model graphs built from the graph ops, with standard parameter names.
 
+pub mod marian;
 pub mod transformer;
 pub mod transformer_checkpoint;
 pub mod transformer_config;

@@ -24,6 +24,23 @@ pub fn positional_encoding(len: usize, d: usize) -> Vec<f32> {
     pe
 }
 
+/// Marian's table: sin of the frequencies in columns [0, d/2) and cos in [d/2, d), where
+/// column j's angle is pos / 10000^(2 floor(j/2) / d) (XLM's table, halves not interleaved).
+pub fn positional_halves(len: usize, d: usize) -> Vec<f32> {
+    let half = d.div_ceil(2);
+    let mut pe = vec![0.0f32; len * d];
+    for pos in 0..len {
+        for j in 0..d {
+            let angle = |j: usize| pos as f64 / 10000f64.powf((2 * (j / 2)) as f64 / d as f64);
+            pe[pos * d + j] = match j < half {
+                true => angle(2 * j).sin() as f32,
+                false => angle(2 * (j - half) + 1).cos() as f32,
+            };
+        }
+    }
+    pe
+}
+
 /// A Transformer training (or scoring) graph for a batch of padded sequence pairs.
 pub struct TransformerGraph {
     pub graph: Graph,
@@ -40,6 +57,8 @@ pub struct TransformerGraph {
     pub tgt_pe: TensorId,
     /// (B, T, vocab).
     pub logits: TensorId,
+    /// The configuration it was built from (its positional encoding, for `constants`).
+    pub config: TransformerConfig,
     /// Mean smoothed cross-entropy over non-pad targets, `[1]`.
     pub loss: TensorId,
 }
@@ -51,7 +70,7 @@ impl TransformerGraph {
             .into_iter()
             .map(|t| {
                 let s = self.graph.shape(t);
-                (t, positional_encoding(s[0], s[1]))
+                (t, self.config.positional_table(s[0]))
             })
             .collect()
     }
@@ -118,19 +137,26 @@ impl Layers<'_> {
         g.layernorm(x, w, b, self.cfg.layer_norm_eps as f32)
     }
 
-    /// linear2(dropout(relu(linear1(x)))).
+    /// linear2(dropout(act(linear1(x)))), act the config's activation (ReLU in the paper).
     pub fn feed_forward(&self, g: &mut Graph, x: TensorId, layer: &str) -> Result<TensorId> {
         let (c, f) = (self.cfg.d_model, self.cfg.d_ff);
         let h = self.linear(g, x, &format!("{layer}.linear1"), f, c)?;
-        let h = g.relu(h)?;
+        let h = match self.cfg.activation.as_str() {
+            "silu" => g.silu(h)?,
+            "gelu" => g.gelu(h, crate::graph::GeluKind::Exact)?,
+            _ => g.relu(h)?,
+        };
         let h = g.dropout(h, self.drop)?;
         self.linear(g, h, &format!("{layer}.linear2"), c, f)
     }
 
-    /// E[ids] * sqrt(d) + PE, then dropout.
+    /// E[ids] * sqrt(d) (or E[ids], as the config says) + PE, then dropout.
     pub fn embed(&self, g: &mut Graph, table: TensorId, ids: TensorId, pe: TensorId) -> Result<TensorId> {
-        let x = g.embedding(table, ids)?;
-        let x = g.scale(x, (self.cfg.d_model as f32).sqrt())?;
+        let padding = self.cfg.embedding_padding.then_some(self.cfg.pad_id);
+        let mut x = g.embedding_padded(table, ids, padding)?;
+        if self.cfg.embedding_scale == "sqrt_d_model" {
+            x = g.scale(x, (self.cfg.d_model as f32).sqrt())?;
+        }
         let x = g.add(x, pe)?;
         g.dropout(x, self.drop)
     }
@@ -239,7 +265,8 @@ pub fn build_with(
     let y = layers.decoder(&mut g, y, memory, src_lens)?;
     let logits = layers.generator(&mut g, y, out_weight)?;
     let loss = g.cross_entropy(logits, tgt_out, cfg.label_smoothing, Some(cfg.pad_id))?;
-    Ok(TransformerGraph { graph: g, src, src_lens, tgt_in, tgt_out, src_pe, tgt_pe, logits, loss })
+    let config = cfg.clone();
+    Ok(TransformerGraph { graph: g, src, src_lens, tgt_in, tgt_out, src_pe, tgt_pe, logits, config, loss })
 }
 
 /// Initial values: embedding tables normal with standard deviation d_model^-1/2 (so that

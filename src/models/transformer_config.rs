@@ -40,6 +40,13 @@ pub struct TransformerConfig {
     pub positional_encoding: String,
     #[serde(default = "default_scale")]
     pub embedding_scale: String,
+    /// The pad row of the embeddings gets no gradient (nn.Embedding's `padding_idx`, as Marian
+    /// trains it).
+    #[serde(default)]
+    pub embedding_padding: bool,
+    /// The token the decoder starts from (Marian: the pad id); `None`: `bos_id`.
+    #[serde(default)]
+    pub decoder_start_id: Option<u32>,
 }
 
 fn default_activation() -> String {
@@ -86,6 +93,8 @@ impl TransformerConfig {
             dropout: 0.1,
             positional_encoding: default_pe(),
             embedding_scale: default_scale(),
+            embedding_padding: false,
+            decoder_start_id: None,
         }
     }
 
@@ -170,21 +179,37 @@ impl TransformerConfig {
                 return bad(format!("{what} {id} is outside the vocabulary of {}", self.vocab_size));
             }
         }
-        let options = [
-            ("activation", self.activation.as_str(), "relu"),
-            ("norm", &self.norm, "post"),
-            ("positional_encoding", &self.positional_encoding, "sinusoidal"),
-            ("embedding_scale", &self.embedding_scale, "sqrt_d_model"),
+        let options: [(&str, &str, &[&str]); 4] = [
+            ("activation", &self.activation, &["relu", "silu", "gelu"]),
+            ("norm", &self.norm, &["post"]),
+            ("positional_encoding", &self.positional_encoding, &["sinusoidal", "sinusoidal_halves"]),
+            ("embedding_scale", &self.embedding_scale, &["sqrt_d_model", "none"]),
         ];
-        for (what, got, want) in options {
-            if got != want {
-                return bad(format!("{what} {got:?} is not supported (only {want:?})"));
+        for (what, got, allowed) in options {
+            if !allowed.contains(&got) {
+                return bad(format!("{what} {got:?} is not supported (one of {allowed:?})"));
             }
+        }
+        if let Some(id) = self.decoder_start_id.filter(|&id| id as usize >= self.vocab_size) {
+            return bad(format!("decoder_start_id {id} is outside the vocabulary of {}", self.vocab_size));
         }
         if !(0.0..1.0).contains(&self.dropout) || !(0.0..1.0).contains(&self.label_smoothing) {
             return bad("dropout and label_smoothing must be in [0, 1)".into());
         }
         Ok(())
+    }
+
+    /// The positional encodings of positions 0..len, (len, d_model).
+    pub fn positional_table(&self, len: usize) -> Vec<f32> {
+        match self.positional_encoding.as_str() {
+            "sinusoidal_halves" => super::transformer::positional_halves(len, self.d_model),
+            _ => super::transformer::positional_encoding(len, self.d_model),
+        }
+    }
+
+    /// The decoder's first input token.
+    pub fn decoder_start(&self) -> u32 {
+        self.decoder_start_id.unwrap_or(self.bos_id)
     }
 
     /// Width of one attention head.

@@ -6,7 +6,7 @@
 //! mask applies. After each step the new keys and values are copied into the cache on the GPU,
 //! and beam search reorders the cache rows by buffer copies.
 
-use super::transformer::{positional_encoding, Layers, TransformerConfig};
+use super::transformer::{Layers, TransformerConfig};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
 use crate::graph::{AttentionPolicy, Dtype, Graph, TensorId};
@@ -187,7 +187,7 @@ impl Decoder {
         set_params(gpu, &encoder, params)?;
         set_params(gpu, &step, params)?;
         let c = config.d_model;
-        encoder.set(gpu, enc.src_pe, HostData::F32(&positional_encoding(src_max, c)))?;
+        encoder.set(gpu, enc.src_pe, HostData::F32(&config.positional_table(src_max)))?;
         let scratch = gpu.zeros("decode.scratch", rows * tgt_max * c)?;
         Ok(Decoder {
             config: config.clone(),
@@ -200,7 +200,7 @@ impl Decoder {
             step,
             io,
             scratch,
-            pe: positional_encoding(tgt_max, c),
+            pe: config.positional_table(tgt_max),
         })
     }
 

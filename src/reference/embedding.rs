@@ -11,9 +11,9 @@ pub fn embedding_forward<T: Real>(out: &mut [T], table: &[T], ids: &[u32], chann
 }
 
 /// dtable (V, C) = sum of dout rows per id, in token order.
-pub fn embedding_backward<T: Real>(dtable: &mut [T], dout: &[T], ids: &[u32], channels: usize) {
+pub fn embedding_backward<T: Real>(dtable: &mut [T], dout: &[T], ids: &[u32], channels: usize, padding: Option<u32>) {
     dtable.iter_mut().for_each(|v| *v = T::of(0.0));
-    for (n, &id) in ids.iter().enumerate() {
+    for (n, &id) in ids.iter().enumerate().filter(|&(_, &id)| Some(id) != padding) {
         for c in 0..channels {
             dtable[id as usize * channels + c] += dout[n * channels + c];
         }

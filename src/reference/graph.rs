@@ -204,16 +204,16 @@ fn node_outputs<T: Real>(g: &Graph, node: &crate::graph::Node, values: &[Vec<T>]
             dropout::dropout_forward(&mut y, input(0), seed, salt, threshold, scale);
             vec![y]
         }
-        Op::Embedding => {
+        Op::Embedding { .. } => {
             let ids: Vec<u32> = input(1).iter().map(|t| t.to_f64() as u32).collect();
             let mut y = zeros(out_len(0));
             embedding::embedding_forward(&mut y, input(0), &ids, in_desc(0).last_dim());
             vec![y]
         }
-        Op::EmbeddingBwd => {
+        Op::EmbeddingBwd { padding } => {
             let ids: Vec<u32> = input(0).iter().map(|t| t.to_f64() as u32).collect();
             let mut dtable = zeros(out_len(0));
-            embedding::embedding_backward(&mut dtable, input(1), &ids, in_desc(1).last_dim());
+            embedding::embedding_backward(&mut dtable, input(1), &ids, in_desc(1).last_dim(), padding);
             vec![dtable]
         }
         Op::Attention { heads, causal } | Op::AttentionBwd { heads, causal } => {

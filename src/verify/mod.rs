@@ -2,6 +2,7 @@
 //! config.json, model.safetensors, inputs.safetensors) and names what it produced the way
 //! expected.safetensors does: `logits`, `loss` and `grad.<name>`.
 
+pub mod marian;
 pub mod transformer;
 pub mod vit;
 
@@ -42,20 +43,20 @@ pub fn verify(gpu: &Gpu, dir: &Path) -> Result<Vec<Output>> {
     match model_type.as_str() {
         "vit" => vit::verify(gpu, dir),
         "transformer" => transformer::verify(gpu, dir),
+        "marian" => marian::verify(gpu, dir),
         other => Err(Error::Config(format!(
-            "{}: model_type {other:?} is not supported (vit, transformer)",
+            "{}: model_type {other:?} is not supported (vit, transformer, marian)",
             config_path.display()
         ))),
     }
 }
 
-/// Loads model.safetensors from `dir` into `graph`, runs it on the case's inputs and returns
-/// the logits, the loss and every gradient, sorted by name after the first two.
-pub(crate) fn run(gpu: &Gpu, dir: &Path, mut graph: Graph, case: &Case) -> Result<Vec<Output>> {
+/// Runs `graph` with `params` on the case's inputs and returns the logits, the loss and every
+/// gradient, sorted by name after the first two.
+pub(crate) fn run(gpu: &Gpu, mut graph: Graph, params: &[(TensorId, Vec<f32>)], case: &Case) -> Result<Vec<Output>> {
     let grads = crate::graph::autodiff::backward_wrt(&mut graph, case.loss, &case.wrt)?;
-    let params = crate::runtime::checkpoint::load_params(&dir.join("model.safetensors"), &graph, case.stored)?;
     let exec = Executor::keeping(gpu, graph, Some(case.loss), Some(&grads), &[case.logits])?;
-    for (p, values) in &params {
+    for (p, values) in params {
         exec.set(gpu, *p, HostData::F32(values))?;
     }
     let loss = exec.step(gpu, case.feed, &StepOptions::default())?;

@@ -52,5 +52,6 @@ pub fn verify(gpu: &Gpu, dir: &Path) -> Result<Vec<Output>> {
         feed: &feed,
         stored: &|_: &str, s: &[usize]| s.to_vec(),
     };
-    super::run(gpu, dir, t.graph, &case)
+    let params = crate::runtime::checkpoint::load_params(&dir.join("model.safetensors"), &t.graph, case.stored)?;
+    super::run(gpu, t.graph, &params, &case)
 }

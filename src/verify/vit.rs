@@ -34,5 +34,6 @@ pub fn verify(gpu: &Gpu, dir: &Path) -> Result<Vec<Output>> {
         feed: &feed,
         stored: &stored_shape(&cfg),
     };
-    super::run(gpu, dir, v.graph, &case)
+    let params = crate::runtime::checkpoint::load_params(&dir.join("model.safetensors"), &v.graph, case.stored)?;
+    super::run(gpu, v.graph, &params, &case)
 }

@@ -134,7 +134,10 @@ fn dropout_matches_reference_and_drops_p() {
 fn embedding_matches_reference() {
     for_each_gpu(|gpu| {
         let e = Embedding::new(gpu).unwrap();
-        for (tokens, vocab, channels) in [(1, 1, 1), (7, 3, 5), (2048, 8000, 64)] {
+        // The last case's padding row (id 0, the most frequent) gets no gradient.
+        for (tokens, vocab, channels, padding) in
+            [(1, 1, 1, None), (7, 3, 5, None), (2048, 8000, 64, None), (300, 40, 8, Some(0))]
+        {
             let mut rng = Rng::new(tokens as u64);
             let table = rng.vec_f32(vocab * channels, 1.0);
             let dout = rng.vec_f32(tokens * channels, 1.0);
@@ -144,8 +147,12 @@ fn embedding_matches_reference() {
                 .collect();
             let (mut out, mut dtable) = (vec![0.0f32; tokens * channels], vec![0.0f32; vocab * channels]);
             emb_ref::embedding_forward(&mut out, &table, &ids, channels);
-            emb_ref::embedding_backward(&mut dtable, &dout, &ids, channels);
-            let (order, starts) = group_ids(&ids, vocab);
+            emb_ref::embedding_backward(&mut dtable, &dout, &ids, channels, padding);
+            if let Some(p) = padding {
+                let row = &dtable[p as usize * channels..(p as usize + 1) * channels];
+                assert!(ids.contains(&p) && row.iter().all(|&v| v == 0.0), "the padding row has no gradient");
+            }
+            let (order, starts) = group_ids(&ids, vocab, padding);
             let up = |name, v: &[f32]| gpu.upload(name, v).unwrap();
             let (gtable, gdout) = (up("table", &table), up("dout", &dout));
             let (gids, gorder, gstarts) = (
@@ -158,7 +165,7 @@ fn embedding_matches_reference() {
             let f = e.fwd(gpu, &gout, &gtable, &gids, tokens, vocab, channels).unwrap();
             let b = e.bwd(gpu, &gdtable, &gdout, &gorder, &gstarts, tokens, vocab, channels).unwrap();
             kernels::run(gpu, &[&f, &b]).unwrap();
-            let tag = format!("{tokens}x{vocab}x{channels}");
+            let tag = format!("{tokens}x{vocab}x{channels} padding {padding:?}");
             assert_close(&format!("embedding {tag}"), &gpu.read(&gout).unwrap(), &out, 0.0, 0.0);
             // Summation order is the same as the reference's (token order): exact up to f32 vs f32.
             assert_close(&format!("embedding grad {tag}"), &gpu.read(&gdtable).unwrap(), &dtable, 1e-5, 1e-5);

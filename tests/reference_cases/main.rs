@@ -4,5 +4,6 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod golden_marian;
 mod golden_transformer;
 mod golden_vit;

@@ -171,11 +171,11 @@ pub(super) fn encode_node(
         }
         Op::Dropout { p, salt } => vec![k.dropout.prepare(gpu, o(0), i(0), len, p, salt, ctx.step_params, false)?],
         Op::DropoutBwd { p, salt } => vec![k.dropout.prepare(gpu, o(0), i(0), len, p, salt, ctx.step_params, true)?],
-        Op::Embedding => {
+        Op::Embedding { .. } => {
             let (vocab, c) = (in_desc(0).shape[0], cols);
             vec![k.embedding.fwd(gpu, o(0), i(0), i(1), in_desc(1).len(), vocab, c)?]
         }
-        Op::EmbeddingBwd => {
+        Op::EmbeddingBwd { .. } => {
             let (order, starts) = ctx.id_groups.ok_or_else(|| Error::shape("embedding_bwd", "no id groups"))?;
             let d = g.desc(node.outputs[0]);
             vec![k.embedding.bwd(gpu, o(0), i(1), order, starts, in_desc(0).len(), d.shape[0], d.last_dim())?]

@@ -53,7 +53,7 @@ pub struct Executor {
     id_checks: Vec<(TensorId, usize, Option<u32>)>,
     /// Embedding gradients read their ids grouped by value, made on the host at upload:
     /// (ids, vocabulary, order, starts).
-    id_groups: Vec<(TensorId, usize, Tensor, Tensor)>,
+    id_groups: Vec<IdGroups>,
     /// The uniform with the step's seed, read by dropout.
     step_params: Held<wgpu::Buffer>,
     /// The loss scale (1 element) the cross-entropy's gradient is multiplied by, written by
@@ -84,6 +84,17 @@ pub struct StepOptions {
     /// Multiply the loss's gradient by this as well, without unscaling it: a data-parallel
     /// rank's share of the global loss (its examples or tokens over the global batch's).
     pub loss_weight: Option<f32>,
+}
+
+/// The token ids of an embedding's backward grouped by id (see `kernels::embedding::group_ids`),
+/// written with every upload of `ids`.
+struct IdGroups {
+    ids: TensorId,
+    vocab: usize,
+    /// The row that gets no gradient.
+    padding: Option<u32>,
+    order: Tensor,
+    starts: Tensor,
 }
 
 impl Executor {
@@ -139,12 +150,12 @@ impl Executor {
         let mut id_groups = Vec::new();
         let mut node_dispatches = Vec::with_capacity(graph.nodes.len());
         for node in &graph.nodes {
-            let groups = if node.op == Op::EmbeddingBwd {
+            let groups = if let Op::EmbeddingBwd { padding } = node.op {
                 let (ids, vocab) = (node.inputs[0], graph.desc(node.outputs[0]).shape[0]);
                 let order = gpu.zeros_u32("embedding.order", graph.desc(ids).len())?;
                 let starts = gpu.zeros_u32("embedding.starts", vocab + 1)?;
-                id_groups.push((ids, vocab, order, starts));
-                id_groups.last().map(|(_, _, o, s)| (o, s))
+                id_groups.push(IdGroups { ids, vocab, padding, order, starts });
+                id_groups.last().map(|g| (&g.order, &g.starts))
             } else {
                 None
             };
@@ -177,7 +188,7 @@ impl Executor {
                 Op::CrossEntropy { ignore_index, .. } => {
                     Some((n.inputs[1], graph.desc(n.inputs[0]).last_dim(), ignore_index))
                 }
-                Op::Embedding => Some((n.inputs[1], graph.desc(n.inputs[0]).shape[0], None)),
+                Op::Embedding { .. } => Some((n.inputs[1], graph.desc(n.inputs[0]).shape[0], None)),
                 _ => None,
             })
             .collect();
@@ -258,11 +269,11 @@ impl Executor {
                         }
                     }
                 }
-                for (ids, vocab, order, starts) in &self.id_groups {
-                    if *ids == t {
-                        let (o, s) = crate::kernels::embedding::group_ids(v, *vocab);
-                        gpu.write_raw(order, &o)?;
-                        gpu.write_raw(starts, &s)?;
+                for g in &self.id_groups {
+                    if g.ids == t {
+                        let (o, s) = crate::kernels::embedding::group_ids(v, g.vocab, g.padding);
+                        gpu.write_raw(&g.order, &o)?;
+                        gpu.write_raw(&g.starts, &s)?;
                     }
                 }
                 gpu.write_raw(&self.tensors[t.0], v)

@@ -1,0 +1,143 @@
+"""Makes the Marian reference case tests/golden/marian-s0: a MarianMTModel (transformers) with
+seeded random weights, every tensor perturbed (LayerNorm weights away from 1, biases and
+final_logits_bias non-zero), then trained briefly on the case's three pairs (so that `generate`
+gives their translations, not one token repeated), saved as a Hugging Face Marian directory (config.json,
+generation_config.json, model.safetensors, source.spm, target.spm, vocab.json, made here from
+the bundled German-English pairs with `sentencepiece`), with one forward and backward pass in
+float64 (inputs.safetensors, expected.safetensors: logits, loss, grad.<name>) and the ids
+`generate` gives, greedy and beam 4 (generate.json).
+
+    pip install torch transformers sentencepiece safetensors
+    python tests/golden/make_marian.py
+"""
+import io
+import json
+import os
+
+import sentencepiece as spm
+import torch
+from safetensors.torch import save_file
+from transformers import MarianConfig, MarianMTModel, MarianTokenizer
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "marian-s0")
+DATA = os.path.join(HERE, "..", "..", "data", "de-en", "train.tsv")
+SOURCES = ["Das ist ein Haus.", "Guten Morgen, wie geht es dir heute?", "Ich habe keine Zeit."]
+TARGETS = ["That is a house.", "Good morning, how are you today?", "I have no time."]
+
+
+def train_spm(lines, path):
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(lines), model_writer=model, vocab_size=400,
+                                   model_type="unigram", character_coverage=1.0, minloglevel=2)
+    with open(path, "wb") as f:
+        f.write(model.getvalue())
+    return spm.SentencePieceProcessor(model_file=path)
+
+
+def vocabulary(source, target):
+    """Marian's joint vocab.json: </s> 0, <unk> 1, the pieces of both models, <pad> last."""
+    vocab = {"</s>": 0, "<unk>": 1}
+    for sp in (source, target):
+        for i in range(sp.get_piece_size()):
+            piece = sp.id_to_piece(i)
+            if piece not in vocab and piece not in ("<s>", "</s>", "<unk>"):
+                vocab[piece] = len(vocab)
+    vocab["<pad>"] = len(vocab)
+    return vocab
+
+
+def perturb(model, gen):
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "embed_positions" in name:
+                continue
+            if name.endswith("layer_norm.weight"):
+                p.copy_(1 + 0.2 * torch.randn(p.shape, generator=gen))
+            elif name.endswith(".bias"):
+                p.copy_(0.1 * torch.randn(p.shape, generator=gen))
+            else:
+                p.copy_(0.15 * torch.randn(p.shape, generator=gen))
+        model.final_logits_bias.copy_(0.1 * torch.randn(model.final_logits_bias.shape, generator=gen))
+
+
+def memorise(model, batch, labels):
+    """A few hundred steps on the case's own pairs, so that `generate` gives real sentences
+    (random weights only repeat one token) while the perturbed tensors stay far from defaults."""
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(300):
+        opt.zero_grad()
+        model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels).loss.backward()
+        opt.step()
+    model.eval()
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    pairs = [line.rstrip("\n").split("\t") for line in open(DATA, encoding="utf-8") if "\t" in line][:6000]
+    source = train_spm([de for de, _ in pairs], os.path.join(OUT, "source.spm"))
+    target = train_spm([en for _, en in pairs], os.path.join(OUT, "target.spm"))
+    vocab = vocabulary(source, target)
+    with open(os.path.join(OUT, "vocab.json"), "w", encoding="utf-8") as f:
+        json.dump(vocab, f, ensure_ascii=False, indent=1)
+    pad = vocab["<pad>"]
+    config = MarianConfig(
+        vocab_size=len(vocab), decoder_vocab_size=len(vocab), d_model=32, encoder_layers=2, decoder_layers=2,
+        encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64,
+        activation_function="swish", max_position_embeddings=64, scale_embedding=True, pad_token_id=pad,
+        decoder_start_token_id=pad, eos_token_id=0, forced_eos_token_id=0, dropout=0.1,
+        bad_words_ids=[[pad]], num_beams=4, max_length=512,
+    )
+    torch.manual_seed(0)
+    model = MarianMTModel(config)
+    perturb(model, torch.Generator().manual_seed(1))
+    model.generation_config.bad_words_ids = [[pad]]
+    model.generation_config.num_beams = 4
+    model.generation_config.max_length = 512
+    tok = MarianTokenizer(os.path.join(OUT, "source.spm"), os.path.join(OUT, "target.spm"), os.path.join(OUT, "vocab.json"))
+    tok.save_pretrained(OUT)
+
+    batch = tok(SOURCES, text_target=TARGETS, padding=True, return_tensors="pt")
+    labels = batch["labels"].masked_fill(batch["labels"] == pad, -100)
+    decoder_input_ids = model.prepare_decoder_input_ids_from_labels(labels=labels)
+    memorise(model, batch, labels)
+    model.save_pretrained(OUT)
+    # The forward and backward pass scores other targets (the pairs' translations rotated),
+    # so that the loss and the gradients are far from zero.
+    batch = tok(SOURCES, text_target=TARGETS[1:] + TARGETS[:1], padding=True, return_tensors="pt")
+    labels = batch["labels"].masked_fill(batch["labels"] == pad, -100)
+    decoder_input_ids = model.prepare_decoder_input_ids_from_labels(labels=labels)
+    model64 = model.double().train(False)
+    model64.zero_grad(set_to_none=True)  # memorise() left its last step's gradients
+    out = model64(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                  decoder_input_ids=decoder_input_ids, labels=labels)
+    out.loss.backward()
+    expected = {"logits": out.logits.float(), "loss": out.loss.float().reshape(())}
+    for name, p in model64.named_parameters():
+        if p.grad is not None:
+            expected[f"grad.{name}"] = p.grad.float().contiguous()
+    save_file(expected, os.path.join(OUT, "expected.safetensors"))
+    save_file({"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
+               "decoder_input_ids": decoder_input_ids, "labels": labels}, os.path.join(OUT, "inputs.safetensors"))
+
+    generated = {}
+    with torch.no_grad():
+        for name, beams in [("greedy", 1), ("beam4", 4)]:
+            ids = model64.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                   num_beams=beams, max_new_tokens=24, do_sample=False)
+            generated[name] = ids.tolist()
+        # Greedy steps decided by a margin under 1e-3 would make the comparison flaky.
+        scores = model64.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], num_beams=1,
+                                  max_new_tokens=24, do_sample=False, output_scores=True,
+                                  return_dict_in_generate=True).scores
+        margins = [min(float(s[i].topk(2).values[0] - s[i].topk(2).values[1]) for s in scores) for i in range(len(SOURCES))]
+    generated["greedy_margin"] = margins
+    generated["sources"] = SOURCES
+    with open(os.path.join(OUT, "generate.json"), "w") as f:
+        json.dump(generated, f, indent=1)
+    print("margins", margins, "loss", float(out.loss))
+
+
+if __name__ == "__main__":
+    main()
