@@ -337,13 +337,28 @@ mod tests {
     }
 
     #[test]
+    fn marians_positional_table_puts_sines_then_cosines() {
+        let (d, pe) = (8, positional_halves(3, 8));
+        for pos in 0..3 {
+            for i in 0..d / 2 {
+                let angle = pos as f64 / 10000f64.powf((2 * i) as f64 / d as f64);
+                assert!((pe[pos * d + i] as f64 - angle.sin()).abs() < 1e-6);
+                assert!((pe[pos * d + d / 2 + i] as f64 - angle.cos()).abs() < 1e-6);
+            }
+        }
+    }
+
+    #[test]
     fn bad_configs_are_errors() {
         let mut cfg = TransformerConfig::small(100);
         cfg.num_heads = 3;
         assert!(cfg.validate().is_err());
         let mut cfg = TransformerConfig::small(100);
-        cfg.activation = "gelu".into();
+        cfg.activation = "tanh".into();
         assert!(cfg.validate().unwrap_err().to_string().contains("activation"));
+        let mut cfg = TransformerConfig::small(100);
+        cfg.positional_encoding = "learned".into();
+        assert!(cfg.validate().unwrap_err().to_string().contains("positional_encoding"));
         assert!(build(&TransformerConfig::small(100), 0, 3, 3, false).is_err());
     }
 }
