@@ -4,4 +4,5 @@ pub mod bleu;
 pub mod bpe;
 pub mod corpus;
 pub mod input;
+pub mod marian;
 pub mod sentencepiece;

@@ -9,6 +9,7 @@ mod docs;
 mod fuzz_corpus;
 mod graph_gradcheck;
 mod layers;
+mod marian_tokenizer;
 mod reference_gradcheck;
 mod sentencepiece;
 mod shaders_validate;

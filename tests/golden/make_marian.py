@@ -73,6 +73,24 @@ def memorise(model, batch, labels):
     model.eval()
 
 
+def tokenizer_cases(tok):
+    """tokenizer.jsonl: for lines of tests/data/sentencepiece/lines.txt (odd ones included) and a
+    few with special tokens and language codes, the source ids, the target-side ids and both
+    decodings of the target ids (special tokens skipped, and kept). Made without sacremoses:
+    MarianTokenizer then leaves punctuation as it is."""
+    path = os.path.join(HERE, "..", "data", "sentencepiece", "lines.txt")
+    lines = [json.loads(line) for line in open(path, encoding="utf-8")][:600]
+    lines += ["a </s> b", "<unk> at the start", ">>de<< Guten Tag", "pad <pad> inside", "ends with </s>"]
+    with open(os.path.join(OUT, "tokenizer.jsonl"), "w", encoding="utf-8") as f:
+        for line in lines:
+            ids = tok(line)["input_ids"]
+            target = tok(text_target=line)["input_ids"]
+            f.write(json.dumps({
+                "text": line, "ids": ids, "target_ids": target,
+                "decoded": tok.decode(target, skip_special_tokens=True), "decoded_special": tok.decode(target),
+            }, ensure_ascii=False) + "\n")
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     pairs = [line.rstrip("\n").split("\t") for line in open(DATA, encoding="utf-8") if "\t" in line][:6000]
@@ -136,6 +154,7 @@ def main():
     generated["sources"] = SOURCES
     with open(os.path.join(OUT, "generate.json"), "w") as f:
         json.dump(generated, f, indent=1)
+    tokenizer_cases(tok)
     print("margins", margins, "loss", float(out.loss))
 
 
