@@ -1,6 +1,7 @@
 //! Model graphs built from the graph ops, with standard parameter names.
 
 pub mod marian;
+pub mod marian_generate;
 pub mod transformer;
 pub mod transformer_checkpoint;
 pub mod transformer_config;

@@ -227,51 +227,10 @@ impl Decoder {
 
     /// [`Decoder::decode`] without blocking (browsers).
     pub async fn decode_async(&self, gpu: &Gpu, sources: &[Vec<u32>]) -> Result<Vec<Vec<u32>>> {
-        let (k, s_max, c) = (self.search.beam, self.src_max, self.config.d_model);
+        let k = self.search.beam;
         let rows = self.sentences * k;
-        if sources.len() > self.sentences {
-            return Err(Error::Input {
-                name: "sources".into(),
-                msg: format!("{} sentences, at most {} per batch", sources.len(), self.sentences),
-            });
-        }
-        if let Some(long) = sources.iter().find(|s| s.len() + 1 > s_max) {
-            return Err(Error::Input {
-                name: "sources".into(),
-                msg: format!("a source of {} tokens is longer than the {} this decoder takes", long.len(), s_max - 1),
-            });
-        }
-        // Every hypothesis row carries its sentence's source.
-        let mut src = vec![PAD; rows * s_max];
-        let mut src_lens = vec![1u32; rows];
-        for r in 0..rows {
-            let row = &mut src[r * s_max..(r + 1) * s_max];
-            match sources.get(r / k) {
-                Some(s) => {
-                    row[..s.len()].copy_from_slice(s);
-                    row[s.len()] = EOS;
-                    src_lens[r] = s.len() as u32 + 1;
-                }
-                None => row[0] = EOS,
-            }
-        }
-        let opts = StepOptions::default();
-        self.encoder
-            .step_async(
-                gpu,
-                &[(self.enc.src, HostData::U32(&src)), (self.enc.src_lens, HostData::U32(&src_lens))],
-                &opts,
-            )
-            .await?;
-        let mut enc = gpu.encoder("cross kv");
-        for (&(ek, ev), &(sk, sv)) in self.enc.cross.iter().zip(&self.io.cross) {
-            let bytes = (rows * s_max * c * 4) as u64;
-            enc.copy_buffer_to_buffer(self.encoder.buffer(ek), 0, self.step.buffer(sk), 0, bytes);
-            enc.copy_buffer_to_buffer(self.encoder.buffer(ev), 0, self.step.buffer(sv), 0, bytes);
-        }
-        gpu.scoped("cross-attention keys", || gpu.submit(enc.finish()))?;
-        self.step.set(gpu, self.io.src_lens, HostData::U32(&src_lens))?;
-
+        let with_eos: Vec<Vec<u32>> = sources.iter().map(|s| s.iter().copied().chain([EOS]).collect()).collect();
+        self.start(gpu, &with_eos).await?;
         let n = sources.len();
         let mut alive: Vec<Vec<Hyp>> = vec![vec![Hyp { tokens: vec![], score: 0.0 }]; n];
         let mut finished: Vec<Vec<Hyp>> = vec![Vec::new(); n];
@@ -280,14 +239,7 @@ impl Decoder {
         let vocab = self.config.vocab_size;
         let mut tok = vec![BOS; rows];
         for t in 0..steps {
-            let lens = vec![t as u32 + 1; rows];
-            let inputs = [
-                (self.io.tok, HostData::U32(&tok)),
-                (self.io.pe, HostData::F32(&self.pe[t * c..(t + 1) * c])),
-                (self.io.self_lens, HostData::U32(&lens)),
-            ];
-            self.step.step_async(gpu, &inputs, &opts).await?;
-            let logits = self.step.read_async(gpu, self.io.logits).await?;
+            let logits = self.step_logits(gpu, t, &tok).await?;
             let mut parents: Vec<usize> = (0..rows).collect();
             for i in 0..n {
                 if alive[i].is_empty() {
@@ -363,6 +315,69 @@ impl Decoder {
             .collect())
     }
 
+    /// Encodes a batch: `sources` are whole token rows (eos included), at most
+    /// [`Decoder::sentences`] of at most [`Decoder::src_max`] tokens; each sentence's
+    /// hypothesis rows (as many as the beam) carry its source. Starts the decoding steps.
+    pub(crate) async fn start(&self, gpu: &Gpu, sources: &[Vec<u32>]) -> Result<()> {
+        let (k, s_max, c) = (self.search.beam, self.src_max, self.config.d_model);
+        let rows = self.sentences * k;
+        let bad = |msg: String| Err(Error::Input { name: "sources".into(), msg });
+        if sources.len() > self.sentences {
+            return bad(format!("{} sentences, at most {} per batch", sources.len(), self.sentences));
+        }
+        if let Some(long) = sources.iter().find(|s| s.len() > s_max || s.is_empty()) {
+            return bad(format!(
+                "a source of {} tokens (eos included) does not fit the {s_max} this decoder takes",
+                long.len()
+            ));
+        }
+        let pad = self.config.pad_id;
+        let mut src = vec![pad; rows * s_max];
+        let mut src_lens = vec![1u32; rows];
+        for r in 0..rows {
+            let row = &mut src[r * s_max..(r + 1) * s_max];
+            match sources.get(r / k) {
+                Some(s) => {
+                    row[..s.len()].copy_from_slice(s);
+                    src_lens[r] = s.len() as u32;
+                }
+                None => row[0] = self.config.eos_id,
+            }
+        }
+        let feed = [(self.enc.src, HostData::U32(&src)), (self.enc.src_lens, HostData::U32(&src_lens))];
+        self.encoder.step_async(gpu, &feed, &StepOptions::default()).await?;
+        let mut enc = gpu.encoder("cross kv");
+        for (&(ek, ev), &(sk, sv)) in self.enc.cross.iter().zip(&self.io.cross) {
+            let bytes = (rows * s_max * c * 4) as u64;
+            enc.copy_buffer_to_buffer(self.encoder.buffer(ek), 0, self.step.buffer(sk), 0, bytes);
+            enc.copy_buffer_to_buffer(self.encoder.buffer(ev), 0, self.step.buffer(sv), 0, bytes);
+        }
+        gpu.scoped("cross-attention keys", || gpu.submit(enc.finish()))?;
+        self.step.set(gpu, self.io.src_lens, HostData::U32(&src_lens))
+    }
+
+    /// One decoding step at position `t`, feeding one token per hypothesis row: the logits,
+    /// (rows, vocab). Call [`Decoder::update_cache`] before the next step.
+    pub(crate) async fn step_logits(&self, gpu: &Gpu, t: usize, tok: &[u32]) -> Result<Vec<f32>> {
+        let c = self.config.d_model;
+        if t >= self.tgt_max {
+            return Err(Error::Input { name: "step".into(), msg: format!("position {t} is past {}", self.tgt_max) });
+        }
+        let lens = vec![t as u32 + 1; tok.len()];
+        let inputs = [
+            (self.io.tok, HostData::U32(tok)),
+            (self.io.pe, HostData::F32(&self.pe[t * c..(t + 1) * c])),
+            (self.io.self_lens, HostData::U32(&lens)),
+        ];
+        self.step.step_async(gpu, &inputs, &StepOptions::default()).await?;
+        self.step.read_async(gpu, self.io.logits).await
+    }
+
+    /// Hypotheses per sentence.
+    pub fn beam(&self) -> usize {
+        self.search.beam
+    }
+
     /// GNMT's length penalty ((5 + length) / 6)^alpha for `length` tokens, end of sentence included.
     fn length_penalty(&self, length: usize) -> f32 {
         ((5.0 + length as f32) / 6.0).powf(self.search.alpha)
@@ -375,7 +390,7 @@ impl Decoder {
 
     /// Writes step `t`'s keys and values into the cache at position t, row r taking the
     /// history of row parents[r].
-    fn update_cache(&self, gpu: &Gpu, t: usize, parents: &[usize]) -> Result<()> {
+    pub(crate) fn update_cache(&self, gpu: &Gpu, t: usize, parents: &[usize]) -> Result<()> {
         let (c, tm) = (self.config.d_model as u64 * 4, self.tgt_max as u64);
         let reorder = parents.iter().enumerate().any(|(r, &p)| r != p);
         let mut enc = gpu.encoder("kv cache");

@@ -24,6 +24,8 @@ OUT = os.path.join(HERE, "marian-s0")
 DATA = os.path.join(HERE, "..", "..", "data", "de-en", "train.tsv")
 SOURCES = ["Das ist ein Haus.", "Guten Morgen, wie geht es dir heute?", "Ich habe keine Zeit."]
 TARGETS = ["That is a house.", "Good morning, how are you today?", "I have no time."]
+# Generation also runs on sentences the model never saw, where beam search and greedy differ.
+UNSEEN = ["Das ist keine Zeit.", "Guten Tag, wie geht es?", "Ich habe ein Haus."]
 
 
 def train_spm(lines, path):
@@ -62,11 +64,11 @@ def perturb(model, gen):
 
 
 def memorise(model, batch, labels):
-    """A few hundred steps on the case's own pairs, so that `generate` gives real sentences
+    """Forty steps on the case's own pairs, so that `generate` gives real sentences
     (random weights only repeat one token) while the perturbed tensors stay far from defaults."""
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     model.train()
-    for _ in range(300):
+    for _ in range(40):
         opt.zero_grad()
         model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels).loss.backward()
         opt.step()
@@ -140,6 +142,8 @@ def main():
                "decoder_input_ids": decoder_input_ids, "labels": labels}, os.path.join(OUT, "inputs.safetensors"))
 
     generated = {}
+    sources = SOURCES + UNSEEN
+    batch = tok(sources, padding=True, return_tensors="pt")
     with torch.no_grad():
         for name, beams in [("greedy", 1), ("beam4", 4)]:
             ids = model64.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
@@ -149,9 +153,9 @@ def main():
         scores = model64.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], num_beams=1,
                                   max_new_tokens=24, do_sample=False, output_scores=True,
                                   return_dict_in_generate=True).scores
-        margins = [min(float(s[i].topk(2).values[0] - s[i].topk(2).values[1]) for s in scores) for i in range(len(SOURCES))]
+        margins = [min(float(s[i].topk(2).values[0] - s[i].topk(2).values[1]) for s in scores) for i in range(len(sources))]
     generated["greedy_margin"] = margins
-    generated["sources"] = SOURCES
+    generated["sources"] = sources
     with open(os.path.join(OUT, "generate.json"), "w") as f:
         json.dump(generated, f, indent=1)
     tokenizer_cases(tok)

@@ -7,3 +7,4 @@ mod common;
 mod golden_marian;
 mod golden_transformer;
 mod golden_vit;
+mod marian_generate;
