@@ -182,7 +182,7 @@ fn main() -> ExitCode {
         Command::Predict { checkpoint, images } => cli::vit::predict(&checkpoint, &images),
         Command::Eval { checkpoint, out, data, alpha, test_images: n } => {
             match cli::translation::model_type(&checkpoint).as_deref() {
-                Some("transformer") => cli::translation::search(false, 4, alpha).and_then(|search| {
+                Some("transformer" | "marian") => cli::translation::search(false, 4, alpha).and_then(|search| {
                     let data = cli::train_options::translation_data(data);
                     cli::translation::eval(&checkpoint, out.as_deref(), &data, search, n)
                 }),

@@ -2,11 +2,10 @@
 
 use std::io::Read;
 use std::path::Path;
-use wgformer::models::transformer_checkpoint as ckpt;
+use wgformer::models::marian_translator::MarianTranslator;
 use wgformer::models::transformer_decode::Search;
 use wgformer::models::translator::{Translations, Translator, MAX_ROWS, MAX_TOKENS};
 use wgformer::text::corpus;
-use wgformer::train::translate::bleu::test_bleu;
 use wgformer::{Error, Gpu, Result};
 
 /// The translations, after warnings about what was adjusted on the way.
@@ -32,10 +31,35 @@ pub fn search(greedy: bool, beam: usize, alpha: f32) -> Result<Search> {
     Ok(search)
 }
 
+/// A translation model: one of ours, or a Hugging Face Marian (OPUS-MT) directory.
+enum Model {
+    Ours(Box<Translator>),
+    Marian(Box<MarianTranslator>),
+}
+
+impl Model {
+    /// The model in `dir`, by its config.json's model_type.
+    fn load(dir: &Path) -> Result<Self> {
+        match model_type(dir).as_deref() {
+            Some("marian") => Ok(Model::Marian(Box::new(MarianTranslator::load(dir)?))),
+            _ => Ok(Model::Ours(Box::new(Translator::load(dir)?))),
+        }
+    }
+
+    /// Translations with `search` (a Marian model takes its beam from it and the rest of its
+    /// generation settings from the directory).
+    fn translate(&self, gpu: &Gpu, lines: &[&str], search: Search) -> Result<Translations> {
+        match self {
+            Model::Ours(t) => t.translate(gpu, lines, search),
+            Model::Marian(m) => m.translate(gpu, lines, Some(search.beam)),
+        }
+    }
+}
+
 /// `translate`: TEXT, or every line of stdin, to stdout.
 pub fn translate(checkpoint: &Path, text: Option<&str>, search: Search) -> Result<()> {
     let gpu = Gpu::from_env()?;
-    let translator = Translator::load(checkpoint)?;
+    let translator = Model::load(checkpoint)?;
     let input = match text {
         Some(t) => wgformer::text::input::lines(t.as_bytes()),
         None => {
@@ -66,14 +90,20 @@ pub fn translate(checkpoint: &Path, text: Option<&str>, search: Search) -> Resul
 /// --out writes the beam translations, one per line.
 pub fn eval(checkpoint: &Path, out: Option<&Path>, data: &Path, beam: Search, limit: Option<usize>) -> Result<()> {
     let gpu = Gpu::from_env()?;
-    let ck = ckpt::load(checkpoint)?;
+    let model = Model::load(checkpoint)?;
     let mut test = corpus::read_split(data, "test")?;
     test.truncate(limit.unwrap_or(usize::MAX));
+    let sources: Vec<&str> = test.iter().map(|(s, _)| s.as_str()).collect();
     let name = format!("beam {}, alpha {}", beam.beam, beam.alpha);
     for (name, search) in [(name.as_str(), beam), ("greedy", Search::GREEDY)] {
-        let (line, hyps) = test_bleu(&gpu, &ck, &test, name, search)?;
-        let hyps = report(hyps);
-        println!("{line}");
+        let start = std::time::Instant::now();
+        let hyps = report(model.translate(&gpu, &sources, search)?);
+        let mut stats = wgformer::text::bleu::BleuStats::default();
+        for (h, (_, r)) in hyps.iter().zip(&test) {
+            stats.add(h, r);
+        }
+        let secs = start.elapsed().as_secs_f64();
+        println!("test BLEU ({name}): {:.2} ({} pairs, {secs:.1} s): {stats}", stats.score(), test.len());
         if let (Some(out), true) = (out, search == beam) {
             wgformer::util::io::write_atomic(out, (hyps.join("\n") + "\n").as_bytes())?;
             eprintln!("wrote {}", out.display());
@@ -82,7 +112,7 @@ pub fn eval(checkpoint: &Path, out: Option<&Path>, data: &Path, beam: Search, li
     Ok(())
 }
 
-/// The model type a checkpoint directory holds ("vit" or "transformer").
+/// The model type a checkpoint directory holds ("vit", "transformer" or "marian").
 pub fn model_type(dir: &Path) -> Option<String> {
     wgformer::models::model_type(&std::fs::read_to_string(dir.join("config.json")).ok()?)
 }

@@ -2,6 +2,7 @@
 
 pub mod marian;
 pub mod marian_generate;
+pub mod marian_translator;
 pub mod transformer;
 pub mod transformer_checkpoint;
 pub mod transformer_config;

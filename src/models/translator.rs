@@ -62,7 +62,6 @@ impl Translator {
         Ok(Self::new(ck.config, ck.tokenizer, ck.params))
     }
 
-    /// A translator from parameters already in memory (under their checkpoint names).
     /// [`Translator::load`] from a checkpoint's files (name, bytes) held in memory (a
     /// browser's upload); `place` names them in errors.
     pub fn from_files(files: &[(String, Vec<u8>)], place: &str) -> Result<Self> {
@@ -70,6 +69,7 @@ impl Translator {
         Ok(Self::new(ck.config, ck.tokenizer, ck.params))
     }
 
+    /// A translator from parameters already in memory (under their checkpoint names).
     pub fn new(config: TransformerConfig, tokenizer: Bpe, params: Vec<(String, Vec<f32>)>) -> Self {
         Translator { config, tokenizer, params }
     }

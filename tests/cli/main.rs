@@ -5,6 +5,7 @@
 mod common;
 
 mod cli_bench;
+mod cli_marian;
 mod cli_translate;
 mod cli_vit;
 mod crash_safety;

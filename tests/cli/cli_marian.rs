@@ -1,0 +1,37 @@
+//! A Hugging Face Marian directory through the binary (tests/golden/marian-s0, a MarianMTModel
+//! made with transformers): `translate` gives transformers' beam-4 and greedy translations,
+//! `eval` scores it, and a directory missing its tokenizer is a clear error.
+
+use crate::common;
+use common::cli::{scratch, wgformer};
+use std::path::Path;
+
+fn case() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/marian-s0").display().to_string()
+}
+
+#[test]
+fn a_marian_directory_translates_and_evaluates() {
+    let dir = case();
+    let text = "Guten Morgen, wie geht es dir heute?\nDas ist keine Zeit.\n";
+    let (ok, out, err) = wgformer(&["translate", "--checkpoint", &dir], Some(text));
+    assert!(ok, "{err}");
+    // transformers' generate, beam 4 then greedy (generate.json).
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["Good morning, how are you today?", "I have no time."]);
+    let (ok, out, err) = wgformer(&["translate", "--checkpoint", &dir, "--greedy"], Some(text));
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["That is a house.", "I have"]);
+    let (ok, out, err) = wgformer(&["eval", "--checkpoint", &dir, "--data", "ding", "--test-images", "16"], None);
+    assert!(ok && out.contains("test BLEU (greedy)"), "{out}{err}");
+}
+
+#[test]
+fn a_marian_directory_without_its_tokenizer_is_a_clear_error() {
+    let copy = scratch("marian-no-spm");
+    for f in ["config.json", "generation_config.json", "model.safetensors", "vocab.json", "target.spm"] {
+        std::fs::copy(Path::new(&case()).join(f), copy.join(f)).unwrap();
+    }
+    let (ok, _, err) = wgformer(&["translate", "--checkpoint", copy.to_str().unwrap(), "Hallo"], None);
+    assert!(!ok && err.contains("source.spm"), "{err}");
+    let _ = std::fs::remove_dir_all(&copy);
+}
