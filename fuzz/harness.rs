@@ -12,7 +12,7 @@ pub type Target = fn(&[u8]);
 
 /// Every target, by name (the cargo-fuzz target and corpus folder names).
 #[allow(dead_code)] // each cargo-fuzz binary calls one target
-pub const TARGETS: [(&str, Target); 9] = [
+pub const TARGETS: [(&str, Target); 10] = [
     ("safetensors", safetensors),
     ("vit_config", vit_config),
     ("transformer_config", transformer_config),
@@ -22,7 +22,13 @@ pub const TARGETS: [(&str, Target); 9] = [
     ("image", image),
     ("translate_input", translate_input),
     ("sentencepiece", sentencepiece),
+    ("torch_pickle", torch_pickle),
 ];
+
+/// A torch.save zip (pytorch_model.bin): the zip, the pickle machine, the tensor views.
+pub fn torch_pickle(data: &[u8]) {
+    let _ = wgformer::util::torch_pickle::read(data, "fuzz.bin");
+}
 
 /// A SentencePiece model file (protobuf, the character map's trie), then encoding and
 /// decoding with it.

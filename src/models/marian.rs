@@ -85,6 +85,18 @@ pub fn config_from_json(text: &str, path: &Path) -> Result<TransformerConfig> {
     Ok(cfg)
 }
 
+/// A Marian directory's weights: model.safetensors, or else pytorch_model.bin (read without
+/// running its pickle); with the path they came from.
+pub fn read_weights(dir: &Path) -> Result<(Vec<NamedTensor>, std::path::PathBuf)> {
+    let safetensors = dir.join("model.safetensors");
+    let bin = dir.join("pytorch_model.bin");
+    if !safetensors.is_file() && bin.is_file() {
+        let bytes = std::fs::read(&bin).map_err(|source| Error::Io { path: bin.display().to_string(), source })?;
+        return Ok((crate::util::torch_pickle::read(&bytes, &bin.display().to_string())?, bin));
+    }
+    Ok((crate::util::io::read_safetensors(&safetensors)?, safetensors))
+}
+
 /// Where a Marian tensor goes in the graph: the graph's name, and for a q, k or v projection
 /// its third of the packed `in_proj` (0, 1, 2).
 pub fn graph_name(hf: &str) -> Option<(String, Option<usize>)> {

@@ -52,14 +52,8 @@ impl MarianTranslator {
         };
         let config_text = read("config.json")?;
         let config = marian::config_from_json(&config_text, &dir.join("config.json"))?;
-        let weights = dir.join("model.safetensors");
-        if !weights.is_file() && dir.join("pytorch_model.bin").is_file() {
-            return Err(Error::Format {
-                path: dir.join("pytorch_model.bin").display().to_string(),
-                msg: "pytorch_model.bin is not read yet: convert it to model.safetensors".into(),
-            });
-        }
-        let params = marian::params_from(&crate::util::io::read_safetensors(&weights)?, &config, &weights)?;
+        let (tensors, weights) = marian::read_weights(dir)?;
+        let params = marian::params_from(&tensors, &config, &weights)?;
         let tokenizer = MarianTokenizer::load(dir)?;
         if tokenizer.len() > config.vocab_size {
             return Err(Error::Format {

@@ -5,4 +5,5 @@ pub mod atomic;
 pub mod io;
 pub(crate) mod oneshot;
 pub mod rng;
+pub mod torch_pickle;
 pub mod zip;

@@ -73,6 +73,12 @@ pub fn write(files: &[(String, Vec<u8>)]) -> Result<Vec<u8>> {
 /// The files of an archive (name without folders, bytes), directories left out. `path` names
 /// the archive in errors.
 pub fn read(bytes: &[u8], path: &str) -> Result<Vec<(String, Vec<u8>)>> {
+    let files = read_with_paths(bytes, path)?;
+    Ok(files.into_iter().map(|(name, b)| (name.rsplit('/').next().unwrap_or(&name).to_string(), b)).collect())
+}
+
+/// [`read`], each file under its whole path in the archive.
+pub fn read_with_paths(bytes: &[u8], path: &str) -> Result<Vec<(String, Vec<u8>)>> {
     let bad = |msg: String| Error::Format { path: path.to_string(), msg };
     let u16_at = |at: usize| bytes.get(at..at + 2).map(|b| u16::from_le_bytes([b[0], b[1]]) as usize);
     let u32_at = |at: usize| bytes.get(at..at + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
@@ -124,8 +130,7 @@ pub fn read(bytes: &[u8], path: &str) -> Result<Vec<(String, Vec<u8>)>> {
         if content.len() as u64 != size as u64 || crc32(&content) != crc {
             return Err(bad(format!("{name} is damaged (its size or CRC does not match)")));
         }
-        let base = name.rsplit('/').next().unwrap_or(&name).to_string();
-        files.push((base, content));
+        files.push((name, content));
     }
     Ok(files)
 }

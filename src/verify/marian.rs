@@ -34,8 +34,8 @@ pub fn verify(gpu: &Gpu, dir: &Path) -> Result<Vec<Output>> {
         _ => return Err(bad("labels must be i64".into())),
     };
     let t = build(&cfg, batch, src_len, tgt_len, false)?;
-    let model = dir.join("model.safetensors");
-    let named = marian::params_from(&crate::util::io::read_safetensors(&model)?, &cfg, &model)?;
+    let (tensors, model) = marian::read_weights(dir)?;
+    let named = marian::params_from(&tensors, &cfg, &model)?;
     let params = named
         .into_iter()
         .map(|(name, v)| t.graph.find(&name).map(|p| (p, v)).ok_or_else(|| bad(format!("no parameter {name}"))))

@@ -1,6 +1,7 @@
 //! A Hugging Face Marian directory through the binary (tests/golden/marian-s0, a MarianMTModel
 //! made with transformers): `translate` gives transformers' beam-4 and greedy translations,
-//! `eval` scores it, and a directory missing its tokenizer is a clear error.
+//! `eval` scores it, pytorch_model.bin alone serves as well, and a directory missing its
+//! tokenizer is a clear error.
 
 use crate::common;
 use common::cli::{scratch, wgformer};
@@ -23,6 +24,19 @@ fn a_marian_directory_translates_and_evaluates() {
     assert_eq!(out.lines().collect::<Vec<_>>(), ["That is a house.", "I have"]);
     let (ok, out, err) = wgformer(&["eval", "--checkpoint", &dir, "--data", "ding", "--test-images", "16"], None);
     assert!(ok && out.contains("test BLEU (greedy)"), "{out}{err}");
+}
+
+#[test]
+fn pytorch_model_bin_alone_gives_the_same_translations() {
+    let copy = scratch("marian-bin");
+    for f in ["config.json", "generation_config.json", "pytorch_model.bin", "vocab.json", "source.spm", "target.spm"] {
+        std::fs::copy(Path::new(&case()).join(f), copy.join(f)).unwrap();
+    }
+    let text = "Guten Morgen, wie geht es dir heute?\nDas ist keine Zeit.\n";
+    let (ok, out, err) = wgformer(&["translate", "--checkpoint", copy.to_str().unwrap()], Some(text));
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["Good morning, how are you today?", "I have no time."]);
+    let _ = std::fs::remove_dir_all(&copy);
 }
 
 #[test]

@@ -13,3 +13,4 @@ mod marian_tokenizer;
 mod reference_gradcheck;
 mod sentencepiece;
 mod shaders_validate;
+mod torch_pickle;

@@ -123,6 +123,8 @@ def main():
     decoder_input_ids = model.prepare_decoder_input_ids_from_labels(labels=labels)
     memorise(model, batch, labels)
     model.save_pretrained(OUT)
+    # The same weights as many published OPUS-MT repositories ship them (a torch.save pickle).
+    torch.save(model.state_dict(), os.path.join(OUT, "pytorch_model.bin"))
     # The forward and backward pass scores other targets (the pairs' translations rotated),
     # so that the loss and the gradients are far from zero.
     batch = tok(SOURCES, text_target=TARGETS[1:] + TARGETS[:1], padding=True, return_tensors="pt")
