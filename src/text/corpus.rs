@@ -105,6 +105,26 @@ pub fn encode(bpe: &Bpe, pairs: &[(String, String)], max_len: usize) -> (Vec<Exa
     (kept, dropped.len())
 }
 
+/// The ids a batch pads with, starts the decoder with and ends a sentence with: the BPE
+/// vocabulary's, or a published model's (Marian starts its decoder with the pad id).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Specials {
+    pub pad: u32,
+    pub start: u32,
+    pub eos: u32,
+}
+
+impl Specials {
+    /// wgformer's BPE vocabulary's.
+    pub const BPE: Specials = Specials { pad: PAD, start: BOS, eos: EOS };
+}
+
+impl Default for Specials {
+    fn default() -> Self {
+        Specials::BPE
+    }
+}
+
 /// One padded batch of `rows` pairs at length `len`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Batch {
@@ -119,21 +139,23 @@ pub struct Batch {
     pub tgt_out: Vec<u32>,
     /// Target tokens the loss counts (eos included).
     pub tokens: usize,
+    /// The ids it pads, starts and ends with.
+    pub specials: Specials,
 }
 
 impl Batch {
     /// Pads `examples` (at most `rows`, each at most `len` long) into a batch; missing rows are
     /// empty pairs whose targets are all padding, so they add nothing to the loss.
-    pub fn new(examples: &[&Example], rows: usize, len: usize) -> Self {
-        let mut b = Batch::empty(rows, len);
+    pub fn new(examples: &[&Example], rows: usize, len: usize, specials: Specials) -> Self {
+        let mut b = Batch::empty(rows, len, specials);
         for (r, e) in examples.iter().take(rows).enumerate() {
             let row = r * len;
             b.src[row..row + e.src.len()].copy_from_slice(&e.src);
-            b.src[row + e.src.len()] = EOS;
+            b.src[row + e.src.len()] = specials.eos;
             b.src_lens[r] = e.src.len() as u32 + 1;
             b.tgt_in[row + 1..row + 1 + e.tgt.len()].copy_from_slice(&e.tgt);
             b.tgt_out[row..row + e.tgt.len()].copy_from_slice(&e.tgt);
-            b.tgt_out[row + e.tgt.len()] = EOS;
+            b.tgt_out[row + e.tgt.len()] = specials.eos;
             b.tokens += e.tgt.len() + 1;
         }
         b
@@ -141,19 +163,21 @@ impl Batch {
 
     /// `rows` empty pairs (source: eos; target: bos in, padding out), which add nothing to
     /// the loss.
-    fn empty(rows: usize, len: usize) -> Self {
+    fn empty(rows: usize, len: usize, specials: Specials) -> Self {
+        let pad = specials.pad;
         let mut b = Batch {
             len,
             rows,
-            src: vec![PAD; rows * len],
+            src: vec![pad; rows * len],
             src_lens: vec![1; rows],
-            tgt_in: vec![PAD; rows * len],
-            tgt_out: vec![PAD; rows * len],
+            tgt_in: vec![pad; rows * len],
+            tgt_out: vec![pad; rows * len],
             tokens: 0,
+            specials,
         };
         for r in 0..rows {
-            b.src[r * len] = EOS;
-            b.tgt_in[r * len] = BOS;
+            b.src[r * len] = specials.eos;
+            b.tgt_in[r * len] = specials.start;
         }
         b
     }
@@ -164,7 +188,7 @@ impl Batch {
     pub fn shard(&self, rank: usize, ranks: usize) -> Batch {
         let per = self.rows.div_ceil(ranks.max(1));
         let len = self.len;
-        let mut b = Batch::empty(per, len);
+        let mut b = Batch::empty(per, len, self.specials);
         let first = (rank * per).min(self.rows);
         let real = (self.rows - first).min(per);
         let (from, to) = (first * len..(first + real) * len, 0..real * len);
@@ -172,7 +196,7 @@ impl Batch {
         b.tgt_in[to.clone()].copy_from_slice(&self.tgt_in[from.clone()]);
         b.tgt_out[to].copy_from_slice(&self.tgt_out[from]);
         b.src_lens[..real].copy_from_slice(&self.src_lens[first..first + real]);
-        b.tokens = b.tgt_out.iter().filter(|&&t| t != PAD).count();
+        b.tokens = b.tgt_out.iter().filter(|&&t| t != self.specials.pad).count();
         b
     }
 }
@@ -182,6 +206,8 @@ impl Batch {
 pub struct Buckets {
     pub lens: Vec<usize>,
     pub tokens: usize,
+    /// The ids batches pad, start and end with.
+    pub specials: Specials,
 }
 
 impl Buckets {
@@ -213,7 +239,7 @@ impl Buckets {
         for (i, mut group) in by_bucket.into_iter().enumerate() {
             shuffle(&mut group, rng);
             for chunk in group.chunks(self.rows(i)) {
-                batches.push((i, Batch::new(chunk, self.rows(i), self.lens[i])));
+                batches.push((i, Batch::new(chunk, self.rows(i), self.lens[i], self.specials)));
             }
         }
         shuffle(&mut batches, rng);
@@ -248,7 +274,7 @@ mod tests {
     #[test]
     fn batches_pad_and_mark_lengths() {
         let e = Example { src: vec![7, 8], tgt: vec![9] };
-        let b = Batch::new(&[&e], 2, 4);
+        let b = Batch::new(&[&e], 2, 4, Specials::BPE);
         assert_eq!(b.src, [7, 8, EOS, PAD, EOS, PAD, PAD, PAD]);
         assert_eq!(b.src_lens, [3, 1]);
         assert_eq!(b.tgt_in, [BOS, 9, PAD, PAD, BOS, PAD, PAD, PAD]);
@@ -259,7 +285,7 @@ mod tests {
     #[test]
     fn shards_split_rows_and_tokens_and_pad_the_last() {
         let ex: Vec<Example> = (1..=3).map(|i| Example { src: vec![7; i], tgt: vec![9; i] }).collect();
-        let b = Batch::new(&ex.iter().collect::<Vec<_>>(), 3, 5);
+        let b = Batch::new(&ex.iter().collect::<Vec<_>>(), 3, 5, Specials::BPE);
         let shards: Vec<Batch> = (0..2).map(|r| b.shard(r, 2)).collect();
         assert_eq!(shards.iter().map(|s| s.tokens).sum::<usize>(), b.tokens);
         assert_eq!((shards[0].rows, shards[0].tokens, shards[1].tokens), (2, 2 + 3, 4));
@@ -274,7 +300,7 @@ mod tests {
     fn an_epoch_holds_every_example_once_in_its_bucket() {
         let examples: Vec<Example> =
             (0..50).map(|i| Example { src: vec![5; i % 9], tgt: vec![6; (i * 7) % 11] }).collect();
-        let buckets = Buckets { lens: vec![4, 8, 12], tokens: 24 };
+        let buckets = Buckets { lens: vec![4, 8, 12], tokens: 24, specials: Specials::BPE };
         let batches = buckets.epoch(&examples, &mut Rng::new(1));
         let real: usize = batches.iter().map(|(_, b)| b.tokens).sum();
         let want: usize = examples.iter().map(|e| e.tgt.len() + 1).sum();
@@ -282,5 +308,17 @@ mod tests {
         for (i, b) in &batches {
             assert_eq!((b.len, b.rows), (buckets.lens[*i], buckets.rows(*i)));
         }
+    }
+
+    #[test]
+    fn batches_use_the_models_special_ids() {
+        // Marian: the decoder starts from the pad id, eos is 0.
+        let sp = Specials { pad: 9, start: 9, eos: 0 };
+        let e = Example { src: vec![5, 6], tgt: vec![7] };
+        let b = Batch::new(&[&e], 2, 4, sp);
+        assert_eq!(b.src, [5, 6, 0, 9, 0, 9, 9, 9]);
+        assert_eq!(b.tgt_in, [9, 7, 9, 9, 9, 9, 9, 9]);
+        assert_eq!(b.tgt_out, [7, 0, 9, 9, 9, 9, 9, 9]);
+        assert_eq!((b.tokens, b.shard(0, 2).tokens, b.shard(1, 2).tokens), (2, 2, 0));
     }
 }

@@ -16,7 +16,7 @@ use crate::runtime::exec::{Executor, HostData};
 use crate::runtime::optim::AdamConfig;
 use crate::runtime::trainer::{TrainConfig, Trainer};
 use crate::text::bpe::Bpe;
-use crate::text::corpus::{self, Buckets};
+use crate::text::corpus::{self, Buckets, Specials};
 use crate::train::{Event, Observer, RunContext};
 use crate::util::rng::Rng;
 use std::sync::Arc;
@@ -44,7 +44,7 @@ impl TranslateRun {
                 data.valid.len()
             )));
         }
-        let buckets = Buckets { lens: BUCKETS.to_vec(), tokens: state.tokens.max(max_len) };
+        let buckets = Buckets { lens: BUCKETS.to_vec(), tokens: state.tokens.max(max_len), specials: Specials::BPE };
         let run = serde_json::to_string(&state).unwrap_or_default();
         let what = format!("{cfg:?} {run} {} {:?} {} {}", bpe.to_json(), recipe.precision, train.len(), valid.len());
         ranks.check_same("configuration", &what)?;
