@@ -5,41 +5,9 @@
 //! label-smoothed cross-entropy that skips padding. Parameters carry the state_dict names of a
 //! `torch.nn.Transformer` wrapped with `src_embed`, `tgt_embed` and `generator`.
 
-pub use super::transformer_config::TransformerConfig;
+pub use super::transformer_config::{positional_encoding, positional_halves, TransformerConfig};
 use crate::error::{Error, Result};
 use crate::graph::{AttentionPolicy, Dtype, Graph, TensorId};
-
-/// PE[pos, 2i] = sin(pos / 10000^(2i/d)), PE[pos, 2i+1] = cos(same), for pos < len: (len, d).
-pub fn positional_encoding(len: usize, d: usize) -> Vec<f32> {
-    let mut pe = vec![0.0f32; len * d];
-    for pos in 0..len {
-        for i in (0..d).step_by(2) {
-            let angle = pos as f64 / 10000f64.powf(i as f64 / d as f64);
-            pe[pos * d + i] = angle.sin() as f32;
-            if i + 1 < d {
-                pe[pos * d + i + 1] = angle.cos() as f32;
-            }
-        }
-    }
-    pe
-}
-
-/// Marian's table: sin of the frequencies in columns [0, d/2) and cos in [d/2, d), where
-/// column j's angle is pos / 10000^(2 floor(j/2) / d) (XLM's table, halves not interleaved).
-pub fn positional_halves(len: usize, d: usize) -> Vec<f32> {
-    let half = d.div_ceil(2);
-    let mut pe = vec![0.0f32; len * d];
-    for pos in 0..len {
-        for j in 0..d {
-            let angle = |j: usize| pos as f64 / 10000f64.powf((2 * (j / 2)) as f64 / d as f64);
-            pe[pos * d + j] = match j < half {
-                true => angle(2 * j).sin() as f32,
-                false => angle(2 * (j - half) + 1).cos() as f32,
-            };
-        }
-    }
-    pe
-}
 
 /// A Transformer training (or scoring) graph for a batch of padded sequence pairs.
 pub struct TransformerGraph {

@@ -202,8 +202,8 @@ impl TransformerConfig {
     /// The positional encodings of positions 0..len, (len, d_model).
     pub fn positional_table(&self, len: usize) -> Vec<f32> {
         match self.positional_encoding.as_str() {
-            "sinusoidal_halves" => super::transformer::positional_halves(len, self.d_model),
-            _ => super::transformer::positional_encoding(len, self.d_model),
+            "sinusoidal_halves" => positional_halves(len, self.d_model),
+            _ => positional_encoding(len, self.d_model),
         }
     }
 
@@ -216,4 +216,36 @@ impl TransformerConfig {
     pub fn head_dim(&self) -> usize {
         self.d_model / self.num_heads
     }
+}
+
+/// PE[pos, 2i] = sin(pos / 10000^(2i/d)), PE[pos, 2i+1] = cos(same), for pos < len: (len, d).
+pub fn positional_encoding(len: usize, d: usize) -> Vec<f32> {
+    let mut pe = vec![0.0f32; len * d];
+    for pos in 0..len {
+        for i in (0..d).step_by(2) {
+            let angle = pos as f64 / 10000f64.powf(i as f64 / d as f64);
+            pe[pos * d + i] = angle.sin() as f32;
+            if i + 1 < d {
+                pe[pos * d + i + 1] = angle.cos() as f32;
+            }
+        }
+    }
+    pe
+}
+
+/// Marian's table: sin of the frequencies in columns [0, d/2) and cos in [d/2, d), where
+/// column j's angle is pos / 10000^(2 floor(j/2) / d) (XLM's table, halves not interleaved).
+pub fn positional_halves(len: usize, d: usize) -> Vec<f32> {
+    let half = d.div_ceil(2);
+    let mut pe = vec![0.0f32; len * d];
+    for pos in 0..len {
+        for j in 0..d {
+            let angle = |j: usize| pos as f64 / 10000f64.powf((2 * (j / 2)) as f64 / d as f64);
+            pe[pos * d + j] = match j < half {
+                true => angle(2 * j).sin() as f32,
+                false => angle(2 * (j - half) + 1).cos() as f32,
+            };
+        }
+    }
+    pe
 }

@@ -5,27 +5,13 @@
 use super::bleu::bleu_of;
 use super::exec::{train_step, validation_loss};
 use super::plan;
-use super::run::TranslateRun;
+use super::run::{Round, TranslateRun};
 use super::state::{kept_snapshots, linked, save_run, snapshot_name, EpochRecord};
 use crate::error::Result;
 use crate::models::transformer_decode::Search;
 use crate::train::events::StepReport;
 use crate::train::{Advance, Event, Observer};
 use crate::util::io::LinkFrom;
-
-/// The round under way: where it ends and what its steps measured so far.
-pub(super) struct Round {
-    probing: bool,
-    end: u32,
-    steps: u64,
-    start: f64,
-    first_step: u32,
-    loss_sum: f64,
-    tokens: usize,
-    smooth: Option<f32>,
-    /// Whether the round stopped before `end` (out of time, or measured enough).
-    stopped: bool,
-}
 
 /// What the steps of a round measured.
 struct Steps {

@@ -47,7 +47,7 @@ pub struct TranslateRun {
     pub(super) eval_s: f64,
     pub(super) done: bool,
     /// The round under way, between calls of `advance`.
-    pub(super) current: Option<super::round::Round>,
+    pub(super) current: Option<Round>,
 }
 
 impl TranslateRun {
@@ -166,4 +166,18 @@ pub(super) fn checkpoint_dir(ctx: &RunContext) -> Result<(PathBuf, PathBuf)> {
         (Some(from), Some(out)) => Ok((from.to_path_buf(), out.to_path_buf())),
         _ => Err(Error::Config(format!("a translation run keeps its checkpoint in a directory, not in {}", s.place()))),
     }
+}
+
+/// The round under way: where it ends and what its steps measured so far.
+pub(super) struct Round {
+    pub(super) probing: bool,
+    pub(super) end: u32,
+    pub(super) steps: u64,
+    pub(super) start: f64,
+    pub(super) first_step: u32,
+    pub(super) loss_sum: f64,
+    pub(super) tokens: usize,
+    pub(super) smooth: Option<f32>,
+    /// Whether the round stopped before `end` (out of time, or measured enough).
+    pub(super) stopped: bool,
 }
