@@ -5,6 +5,7 @@
 
 pub mod autodiff;
 pub(crate) mod build;
+mod build_attention;
 pub mod op;
 pub mod params;
 pub mod plan;

@@ -165,6 +165,22 @@ fn node_outputs<T: Real>(g: &Graph, node: &crate::graph::Node, values: &[Vec<T>]
             reduce::reduce_cols_backward(&mut dx, input(0), out_len(0) / cols, cols);
             vec![dx]
         }
+        _ => shaping_and_loss_outputs(g, node, values, seed),
+    }
+}
+
+/// [`node_outputs`] of the ops that move values (heads, concatenation, slices, embeddings,
+/// patches, masks, dropout, f16 rounding), attention and the loss.
+fn shaping_and_loss_outputs<T: Real>(
+    g: &Graph,
+    node: &crate::graph::Node,
+    values: &[Vec<T>],
+    seed: u32,
+) -> Vec<Vec<T>> {
+    let input = |k: usize| &values[node.inputs[k].0][..];
+    let out_len = |k: usize| g.desc(node.outputs[k]).len();
+    let in_desc = |k: usize| g.desc(node.inputs[k]);
+    match node.op {
         Op::SplitHeads { heads } => {
             let [b, t, c] = in_desc(0).shape[..] else { unreachable!("checked at build time") };
             let mut y = zeros(out_len(0));
@@ -281,5 +297,7 @@ fn node_outputs<T: Real>(g: &Graph, node: &crate::graph::Node, values: &[Vec<T>]
             );
             vec![vec![loss], dlogits]
         }
+        // The arithmetic ops are node_outputs' own.
+        ref op => unreachable!("{} is evaluated by node_outputs", op.name()),
     }
 }
