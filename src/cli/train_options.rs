@@ -25,7 +25,7 @@ pub struct Common {
     /// Continue the run saved in this checkpoint directory.
     #[arg(long)]
     pub resume: Option<PathBuf>,
-    /// Peak learning rate (default 2e-3).
+    /// Peak learning rate (default 2e-3; 5e-5 for `train translate --init`).
     #[arg(long)]
     pub lr: Option<f32>,
     /// Seeds the weights, the shuffles and dropout (default 0).
@@ -80,7 +80,7 @@ pub struct TranslateOptions {
     /// the run goes on until this many).
     #[arg(long)]
     pub epochs: Option<usize>,
-    /// Padded target tokens per step (default 1024).
+    /// Padded target tokens per step (default 1024; 512 with --init).
     #[arg(long)]
     pub batch: Option<usize>,
     /// The pairs: `docs` (documentation and game text, 78.6k pairs; the default), `ding`
@@ -97,12 +97,17 @@ pub struct TranslateOptions {
     /// The test BLEU at the end translates the first N test pairs (default all).
     #[arg(long)]
     pub test_pairs: Option<usize>,
-    /// Size of the shared BPE vocabulary.
-    #[arg(long, default_value_t = 4000)]
-    pub vocab: usize,
-    /// Warmup steps of the learning-rate schedule.
-    #[arg(long, default_value_t = 400)]
-    pub warmup: u32,
+    /// Size of the shared BPE vocabulary (default 4000).
+    #[arg(long)]
+    pub vocab: Option<usize>,
+    /// Warmup steps of the learning-rate schedule (default 400; 100 with --init).
+    #[arg(long)]
+    pub warmup: Option<u32>,
+    /// Fine-tune a trained model: a Hugging Face Marian (OPUS-MT) directory or one of our
+    /// checkpoints. Its vocabulary and config are kept, checkpoints are written in its layout,
+    /// and the defaults suit a trained model (--lr 5e-5, --warmup 100, --batch 512).
+    #[arg(long, conflicts_with_all = ["size", "vocab", "resume"])]
+    pub init: Option<PathBuf>,
     /// `small` (d 128, 3+3 layers), `tiny` (d 64, 1+1), `base` (the paper's), or a config.json
     /// path (its vocab_size is replaced by the learned vocabulary's). Default: `tiny` on
     /// software adapters (it learns more in the time budget there), `small` on GPUs.
@@ -166,17 +171,22 @@ impl VitOptions {
 impl TranslateOptions {
     /// The recipe's arguments, with today's defaults.
     pub fn into_args(self, dist: super::dist::Dist) -> Result<super::translate::TrainArgs> {
-        let (c, defaults) = (self.common, wgformer::train::translate::TranslateRecipe::default());
+        use wgformer::train::translate::TranslateRecipe;
+        let c = self.common;
+        let defaults = match &self.init {
+            Some(dir) => TranslateRecipe::fine_tuning(&dir.to_string_lossy()),
+            None => TranslateRecipe::default(),
+        };
         Ok(super::translate::TrainArgs {
             out: c.out.unwrap_or_else(|| "runs/translate".into()),
             resume: c.resume,
-            recipe: wgformer::train::translate::TranslateRecipe {
+            recipe: TranslateRecipe {
                 epochs: self.epochs,
                 tokens: self.batch.unwrap_or(defaults.tokens),
                 lr: c.lr.unwrap_or(defaults.lr),
-                warmup: self.warmup,
+                warmup: self.warmup.unwrap_or(defaults.warmup),
                 seed: c.seed.unwrap_or(defaults.seed),
-                vocab: self.vocab,
+                vocab: self.vocab.unwrap_or(defaults.vocab),
                 valid_pairs: self.valid_pairs,
                 test_pairs: self.test_pairs,
                 model: self.size,
@@ -185,6 +195,7 @@ impl TranslateOptions {
                 schedule: self.schedule,
                 average: self.average,
                 precision: Precision::parse(&c.precision)?,
+                init: defaults.init,
             },
             data: translation_data(self.data),
             train_pairs: self.train_pairs,

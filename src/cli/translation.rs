@@ -2,7 +2,7 @@
 
 use std::io::Read;
 use std::path::Path;
-use wgformer::models::marian_translator::MarianTranslator;
+use wgformer::models::translation::TranslationModel;
 use wgformer::models::transformer_decode::Search;
 use wgformer::models::translator::{Translations, Translator, MAX_ROWS, MAX_TOKENS};
 use wgformer::text::corpus;
@@ -31,35 +31,10 @@ pub fn search(greedy: bool, beam: usize, alpha: f32) -> Result<Search> {
     Ok(search)
 }
 
-/// A translation model: one of ours, or a Hugging Face Marian (OPUS-MT) directory.
-enum Model {
-    Ours(Box<Translator>),
-    Marian(Box<MarianTranslator>),
-}
-
-impl Model {
-    /// The model in `dir`, by its config.json's model_type.
-    fn load(dir: &Path) -> Result<Self> {
-        match model_type(dir).as_deref() {
-            Some("marian") => Ok(Model::Marian(Box::new(MarianTranslator::load(dir)?))),
-            _ => Ok(Model::Ours(Box::new(Translator::load(dir)?))),
-        }
-    }
-
-    /// Translations with `search` (a Marian model takes its beam from it and the rest of its
-    /// generation settings from the directory).
-    fn translate(&self, gpu: &Gpu, lines: &[&str], search: Search) -> Result<Translations> {
-        match self {
-            Model::Ours(t) => t.translate(gpu, lines, search),
-            Model::Marian(m) => m.translate(gpu, lines, Some(search.beam)),
-        }
-    }
-}
-
 /// `translate`: TEXT, or every line of stdin, to stdout.
 pub fn translate(checkpoint: &Path, text: Option<&str>, search: Search) -> Result<()> {
     let gpu = Gpu::from_env()?;
-    let translator = Model::load(checkpoint)?;
+    let translator = TranslationModel::load(checkpoint)?;
     let input = match text {
         Some(t) => wgformer::text::input::lines(t.as_bytes()),
         None => {
@@ -90,7 +65,7 @@ pub fn translate(checkpoint: &Path, text: Option<&str>, search: Search) -> Resul
 /// --out writes the beam translations, one per line.
 pub fn eval(checkpoint: &Path, out: Option<&Path>, data: &Path, beam: Search, limit: Option<usize>) -> Result<()> {
     let gpu = Gpu::from_env()?;
-    let model = Model::load(checkpoint)?;
+    let model = TranslationModel::load(checkpoint)?;
     let mut test = corpus::read_split(data, "test")?;
     test.truncate(limit.unwrap_or(usize::MAX));
     let sources: Vec<&str> = test.iter().map(|(s, _)| s.as_str()).collect();

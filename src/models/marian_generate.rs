@@ -9,7 +9,7 @@
 
 use super::transformer::TransformerConfig;
 use super::transformer_decode::Decoder;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 
 /// What `generate` is asked for (generation_config.json's fields).
@@ -187,4 +187,28 @@ fn advance(b: &mut Beams, cands: &[Candidate], hits: &[bool], k: usize) -> Vec<(
         })
         .collect();
     next
+}
+
+/// Generation settings from generation_config.json (or config.json): num_beams, max_length,
+/// length_penalty; transformers' defaults where absent (1, 20, 1.0; Marian's configs set 4
+/// and 512). Sampling and settings this search does not implement are errors naming them.
+pub fn generation_from_json(text: &str, path: &std::path::Path) -> Result<Generation> {
+    let bad = |msg: String| Error::Format { path: path.display().to_string(), msg };
+    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+    if v.get("do_sample").and_then(serde_json::Value::as_bool) == Some(true) {
+        return Err(bad("do_sample true: sampling is not supported (greedy and beam search are)".into()));
+    }
+    for key in ["num_beam_groups", "no_repeat_ngram_size", "repetition_penalty"] {
+        let value = v.get(key).and_then(serde_json::Value::as_f64);
+        let neutral = if key == "no_repeat_ngram_size" { 0.0 } else { 1.0 };
+        if value.is_some_and(|x| x != neutral) {
+            return Err(bad(format!("{key} {} is not supported", value.unwrap_or_default())));
+        }
+    }
+    let int = |key: &str, default: u64| v.get(key).and_then(serde_json::Value::as_u64).unwrap_or(default) as usize;
+    Ok(Generation {
+        num_beams: int("num_beams", 1).max(1),
+        max_length: int("max_length", 20).max(2),
+        length_penalty: v.get("length_penalty").and_then(serde_json::Value::as_f64).unwrap_or(1.0),
+    })
 }

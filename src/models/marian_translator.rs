@@ -13,12 +13,12 @@
 //! # }
 //! ```
 
-use super::marian;
+pub use super::marian_generate::generation_from_json;
 use super::marian_generate::{generate, Generation};
 use super::transformer::TransformerConfig;
 use super::transformer_decode::{Decoder, Search};
 use super::translator::Translations;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::text::marian::MarianTokenizer;
 use std::path::Path;
@@ -46,28 +46,18 @@ pub struct MarianTranslator {
 impl MarianTranslator {
     /// Reads a Hugging Face Marian directory.
     pub fn load(dir: &Path) -> Result<Self> {
-        let read = |name: &str| {
-            let path = dir.join(name);
-            std::fs::read_to_string(&path).map_err(|source| Error::Io { path: path.display().to_string(), source })
-        };
-        let config_text = read("config.json")?;
-        let config = marian::config_from_json(&config_text, &dir.join("config.json"))?;
-        let (tensors, weights) = marian::read_weights(dir)?;
-        let params = marian::params_from(&tensors, &config, &weights)?;
-        let tokenizer = MarianTokenizer::load(dir)?;
-        if tokenizer.len() > config.vocab_size {
-            return Err(Error::Format {
-                path: dir.join("vocab.json").display().to_string(),
-                msg: format!(
-                    "has ids up to {} but the model's vocabulary is {}",
-                    tokenizer.len() - 1,
-                    config.vocab_size
-                ),
-            });
-        }
-        let settings = read("generation_config.json").unwrap_or(config_text);
-        let generation = generation_from_json(&settings, &dir.join("generation_config.json"))?;
-        Ok(MarianTranslator { config, tokenizer, generation, params })
+        let m = super::marian_checkpoint::load(dir)?;
+        Ok(Self::new(m.config, m.text.tokenizer, m.text.generation, m.params))
+    }
+
+    /// A translator of parameters already in memory (a run's, between rounds).
+    pub fn new(
+        config: TransformerConfig,
+        tokenizer: MarianTokenizer,
+        generation: Generation,
+        params: Vec<(String, Vec<f32>)>,
+    ) -> Self {
+        MarianTranslator { config, tokenizer, generation, params }
     }
 
     /// Translates `sources` with the model's generation settings, or with `beams` hypotheses
@@ -112,28 +102,4 @@ impl MarianTranslator {
         }
         Ok(out)
     }
-}
-
-/// Generation settings from generation_config.json (or config.json): num_beams, max_length,
-/// length_penalty; transformers' defaults where absent (1, 20, 1.0; Marian's configs set 4
-/// and 512). Sampling and settings this search does not implement are errors naming them.
-pub fn generation_from_json(text: &str, path: &Path) -> Result<Generation> {
-    let bad = |msg: String| Error::Format { path: path.display().to_string(), msg };
-    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
-    if v.get("do_sample").and_then(serde_json::Value::as_bool) == Some(true) {
-        return Err(bad("do_sample true: sampling is not supported (greedy and beam search are)".into()));
-    }
-    for key in ["num_beam_groups", "no_repeat_ngram_size", "repetition_penalty"] {
-        let value = v.get(key).and_then(serde_json::Value::as_f64);
-        let neutral = if key == "no_repeat_ngram_size" { 0.0 } else { 1.0 };
-        if value.is_some_and(|x| x != neutral) {
-            return Err(bad(format!("{key} {} is not supported", value.unwrap_or_default())));
-        }
-    }
-    let int = |key: &str, default: u64| v.get(key).and_then(serde_json::Value::as_u64).unwrap_or(default) as usize;
-    Ok(Generation {
-        num_beams: int("num_beams", 1).max(1),
-        max_length: int("max_length", 20).max(2),
-        length_penalty: v.get("length_penalty").and_then(serde_json::Value::as_f64).unwrap_or(1.0),
-    })
 }

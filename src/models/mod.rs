@@ -1,12 +1,14 @@
 //! Model graphs built from the graph ops, with standard parameter names.
 
 pub mod marian;
+pub mod marian_checkpoint;
 pub mod marian_generate;
 pub mod marian_translator;
 pub mod transformer;
 pub mod transformer_checkpoint;
 pub mod transformer_config;
 pub mod transformer_decode;
+pub mod translation;
 pub mod translator;
 pub mod vit;
 pub mod vit_checkpoint;

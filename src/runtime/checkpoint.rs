@@ -10,6 +10,9 @@ use std::path::Path;
 /// The stored shape of the parameter `name` whose graph shape is `shape`.
 pub type StoredShape<'a> = &'a dyn Fn(&str, &[usize]) -> Vec<usize>;
 
+/// Parameter values by tensor.
+pub type Params = Vec<(TensorId, Vec<f32>)>;
+
 /// Values for every parameter of `g` from the safetensors file at `path`. Tensors the graph does
 /// not use (a pooler, say) are ignored; a missing tensor or a shape that differs is an error
 /// naming it.
@@ -77,12 +80,20 @@ pub fn average_params(
     g: &Graph,
     stored: StoredShape,
 ) -> Result<Vec<(TensorId, Vec<f32>)>> {
+    average_of(paths, &|path: &Path| load_params(path, g, stored))
+}
+
+/// [`average_params`] of files `read` turns into parameters (each in the same order).
+pub fn average_of(
+    paths: &[std::path::PathBuf],
+    read: &dyn Fn(&Path) -> Result<Params>,
+) -> Result<Vec<(TensorId, Vec<f32>)>> {
     let Some((first, rest)) = paths.split_first() else {
         return Err(Error::Config("averaging needs at least one checkpoint".into()));
     };
-    let mut sum = load_params(first, g, stored)?;
+    let mut sum = read(first)?;
     for path in rest {
-        for ((_, acc), (_, v)) in sum.iter_mut().zip(load_params(path, g, stored)?) {
+        for ((_, acc), (_, v)) in sum.iter_mut().zip(read(path)?) {
             acc.iter_mut().zip(v).for_each(|(a, b)| *a += b);
         }
     }
@@ -106,8 +117,13 @@ pub fn moments_bytes(g: &Graph, moments: &[(TensorId, Vec<f32>, Vec<f32>)], stor
 
 /// Reads optimizer.safetensors: (param, exp_avg, exp_avg_sq) for every parameter of `g`.
 pub fn load_moments(dir: &Path, g: &Graph) -> Result<crate::runtime::optim::Moments> {
+    load_moments_of(dir, g, &g.params())
+}
+
+/// [`load_moments`] of the parameters `params` only (the others are not trained).
+pub fn load_moments_of(dir: &Path, g: &Graph, params: &[TensorId]) -> Result<crate::runtime::optim::Moments> {
     let path = dir.join("optimizer.safetensors");
-    moments_from(read_safetensors(&path)?, &path, g)
+    moments_of(read_safetensors(&path)?, &path, g, params)
 }
 
 /// [`load_moments`] from tensors already read (`path` names their origin in errors).
@@ -115,6 +131,15 @@ pub fn moments_from(
     tensors: Vec<crate::util::io::NamedTensor>,
     path: &Path,
     g: &Graph,
+) -> Result<crate::runtime::optim::Moments> {
+    moments_of(tensors, path, g, &g.params())
+}
+
+fn moments_of(
+    tensors: Vec<crate::util::io::NamedTensor>,
+    path: &Path,
+    g: &Graph,
+    params: &[TensorId],
 ) -> Result<crate::runtime::optim::Moments> {
     let get = |name: &str, len: usize| -> Result<Vec<f32>> {
         let t = tensors
@@ -130,9 +155,9 @@ pub fn moments_from(
         }
         Ok(v.to_vec())
     };
-    g.params()
-        .into_iter()
-        .map(|p| {
+    params
+        .iter()
+        .map(|&p| {
             let (name, len) = (&g.desc(p).name, g.desc(p).len());
             Ok((p, get(&format!("{name}.exp_avg"), len)?, get(&format!("{name}.exp_avg_sq"), len)?))
         })

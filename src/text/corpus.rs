@@ -100,7 +100,16 @@ impl Example {
 
 /// Tokenizes pairs; pairs longer than `max_len` tokens (with eos) are dropped and counted.
 pub fn encode(bpe: &Bpe, pairs: &[(String, String)], max_len: usize) -> (Vec<Example>, usize) {
-    let all = pairs.iter().map(|(s, t)| Example { src: bpe.encode(s), tgt: bpe.encode(t) });
+    encode_with(pairs, max_len, &|s, t| Example { src: bpe.encode(s), tgt: bpe.encode(t) })
+}
+
+/// [`encode`] with another tokenizer: `pair` gives a pair's ids without bos or eos.
+pub fn encode_with(
+    pairs: &[(String, String)],
+    max_len: usize,
+    pair: &dyn Fn(&str, &str) -> Example,
+) -> (Vec<Example>, usize) {
+    let all = pairs.iter().map(|(s, t)| pair(s, t));
     let (kept, dropped): (Vec<Example>, Vec<Example>) = all.partition(|e| e.len() <= max_len);
     (kept, dropped.len())
 }

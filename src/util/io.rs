@@ -83,6 +83,15 @@ pub fn parse_safetensors(bytes: &[u8], path: &Path) -> Result<Vec<NamedTensor>> 
 
 /// Serialises f32 tensors (name, shape, values) into safetensors bytes.
 pub fn safetensors_bytes(tensors: &[(String, Vec<usize>, &[f32])]) -> Result<Vec<u8>> {
+    safetensors_bytes_with(tensors, None)
+}
+
+/// [`safetensors_bytes`] with the header's `__metadata__` (transformers marks its files with
+/// `format: pt`).
+pub fn safetensors_bytes_with(
+    tensors: &[(String, Vec<usize>, &[f32])],
+    metadata: Option<std::collections::HashMap<String, String>>,
+) -> Result<Vec<u8>> {
     let views = tensors
         .iter()
         .map(|(name, shape, data)| {
@@ -91,7 +100,7 @@ pub fn safetensors_bytes(tensors: &[(String, Vec<usize>, &[f32])]) -> Result<Vec
                 .map_err(|e| Error::shape("safetensors", format!("{name}: {e}")))
         })
         .collect::<Result<Vec<_>>>()?;
-    safetensors::serialize(views, None).map_err(|e| Error::shape("safetensors", e.to_string()))
+    safetensors::serialize(views, metadata).map_err(|e| Error::shape("safetensors", e.to_string()))
 }
 
 /// Expands gzip'd bytes read from `path` (named in errors), refusing more than `max` bytes:

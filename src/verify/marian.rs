@@ -15,6 +15,19 @@ use std::path::Path;
 /// Forward and backward of the case in `dir`: logits (B, T, V), loss and every gradient.
 pub fn verify(gpu: &Gpu, dir: &Path) -> Result<Vec<Output>> {
     let cfg = marian::config_from_json(&super::read_config(dir)?, &dir.join("config.json"))?;
+    let (tensors, model) = marian::read_weights(dir)?;
+    let named = marian::params_from(&tensors, &cfg, &model)?;
+    verify_with(gpu, dir, &cfg, named)
+}
+
+/// [`verify`] of the model `cfg` with parameters `named` (by graph name; a training run's,
+/// say) on the inputs of the case in `dir`.
+pub fn verify_with(
+    gpu: &Gpu,
+    dir: &Path,
+    cfg: &crate::models::transformer::TransformerConfig,
+    named: Vec<(String, Vec<f32>)>,
+) -> Result<Vec<Output>> {
     let path = dir.join("inputs.safetensors");
     let inputs = crate::util::io::read_safetensors(&path)?;
     let bad = |msg: String| Error::Format { path: path.display().to_string(), msg };
@@ -33,13 +46,8 @@ pub fn verify(gpu: &Gpu, dir: &Path) -> Result<Vec<Output>> {
         TensorData::I64(v) => v.iter().map(|&l| if l < 0 { cfg.pad_id } else { l as u32 }).collect::<Vec<u32>>(),
         _ => return Err(bad("labels must be i64".into())),
     };
-    let t = build(&cfg, batch, src_len, tgt_len, false)?;
-    let (tensors, model) = marian::read_weights(dir)?;
-    let named = marian::params_from(&tensors, &cfg, &model)?;
-    let params = named
-        .into_iter()
-        .map(|(name, v)| t.graph.find(&name).map(|p| (p, v)).ok_or_else(|| bad(format!("no parameter {name}"))))
-        .collect::<Result<Vec<_>>>()?;
+    let t = build(cfg, batch, src_len, tgt_len, false)?;
+    let params = crate::models::translation::by_id(&t.graph, named, &path)?;
     let (src_ids, tgt_ids) = (ids(src, &path)?, ids(tgt, &path)?);
     let constants = t.constants();
     let mut feed = vec![

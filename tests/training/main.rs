@@ -8,6 +8,7 @@ mod common;
 mod data_parallel;
 mod exec;
 mod library_runs;
+mod marian_finetune;
 mod mixed_precision;
 mod mixed_precision_f16_operands;
 mod mixed_precision_graph;

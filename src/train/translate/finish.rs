@@ -6,7 +6,7 @@ use super::exec::validation_loss;
 use super::run::TranslateRun;
 use super::state::{kept_snapshots, linked, save_run};
 use crate::error::Result;
-use crate::models::transformer_checkpoint as ckpt;
+use crate::models::translation::TranslationModel;
 use crate::models::transformer_decode::Search;
 use crate::runtime::exec::HostData;
 use crate::train::{Event, Observer};
@@ -45,9 +45,9 @@ impl TranslateRun {
         self.average(obs)?;
         let mut test = self.data.test.clone();
         test.truncate(self.recipe.test_pairs.unwrap_or(usize::MAX));
-        let ck = ckpt::load(&self.out)?;
+        let model = TranslationModel::load(&self.out)?;
         for (name, search) in [("greedy", Search::GREEDY), ("beam 4", Search::PAPER)] {
-            obs.event(&Event::note(test_bleu(&self.gpu, &ck, &test, name, search)?.0));
+            obs.event(&Event::note(test_bleu(&self.gpu, &model, &test, name, search)?.0));
         }
         Ok(())
     }
@@ -61,7 +61,8 @@ impl TranslateRun {
         }
         let first = &self.graphs[0].graph;
         let paths: Vec<PathBuf> = kept.iter().map(|(p, _)| p.clone()).collect();
-        let mean = crate::runtime::checkpoint::average_params(&paths, first, &ckpt::same_shape)?;
+        let (vocab, cfg) = (&self.vocab, &self.cfg);
+        let mean = crate::runtime::checkpoint::average_of(&paths, &|p| vocab.read_params(p, cfg, first))?;
         for (p, v) in &mean {
             self.trainer.exec.set(&self.gpu, *p, HostData::F32(v))?;
         }
@@ -79,7 +80,7 @@ impl TranslateRun {
             // The averaged model keeps the run's metrics as the last checkpoint wrote them.
             let metrics = crate::runtime::metrics::Metrics::resume(&self.out, u32::MAX)?;
             let (gpu, t, s) = (&self.gpu, &self.trainer, &self.state);
-            save_run(gpu, &self.out, &self.cfg, &self.bpe, first, &mean, t, s, &metrics, linked(kept))?;
+            save_run(gpu, &self.out, &self.cfg, &self.vocab, first, &mean, t, s, &metrics, linked(kept))?;
         }
         Ok(())
     }

@@ -162,7 +162,9 @@ impl TranslateRun {
             params.iter().map(|(p, v)| (self.graphs[0].graph.desc(*p).name.clone(), v.clone())).collect();
         let n_bleu = self.recipe.valid_pairs.min(self.data.valid.len());
         let bleu_pairs = &self.data.valid[..n_bleu];
-        let (valid_stats, _) = bleu_of(&self.gpu, &self.cfg, &self.bpe, &named, bleu_pairs, Search::GREEDY)?;
+        let model = self.vocab.translator(&self.cfg, named);
+        let (valid_stats, _) = bleu_of(&self.gpu, &model, bleu_pairs, Search::GREEDY)?;
+        drop(model);
         let valid_bleu = valid_stats.score();
         let eval_seconds = self.ctx.clock.seconds() - eval_start;
         self.eval_s = eval_seconds;
@@ -216,7 +218,7 @@ impl TranslateRun {
             keep.push((LinkFrom::Written("model.safetensors".into()), snapshot_name(round + 1)));
         }
         let (gpu, t, first) = (&self.gpu, &self.trainer, &self.graphs[0].graph);
-        save_run(gpu, &self.out, &self.cfg, &self.bpe, first, &params, t, &self.state, &self.metrics, keep)?;
+        save_run(gpu, &self.out, &self.cfg, &self.vocab, first, &params, t, &self.state, &self.metrics, keep)?;
         obs.event(&Event::Checkpoint {
             step: self.trainer.step,
             round: round + 1,

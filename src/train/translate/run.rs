@@ -6,10 +6,10 @@ use super::{TranslateData, TranslateRecipe};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::models::transformer::{TransformerConfig, TransformerGraph};
-use crate::models::transformer_checkpoint as ckpt;
 use crate::runtime::exec::Executor;
 use crate::runtime::metrics::Metrics;
 use crate::runtime::trainer::Trainer;
+use crate::models::translation::{self, Vocabulary};
 use crate::text::bpe::Bpe;
 use crate::text::corpus::Batch;
 use crate::train::{Event, Observer, RunContext};
@@ -24,7 +24,8 @@ pub struct TranslateRun {
     pub(super) recipe: TranslateRecipe,
     pub(super) data: TranslateData,
     pub(super) cfg: TransformerConfig,
-    pub(super) bpe: Bpe,
+    /// The model's tokenizer and directory layout.
+    pub(super) vocab: Vocabulary,
     pub(super) state: TrainerState,
     pub(super) trainer: Trainer,
     /// One training graph per padded length; the evaluation graphs (rank 0) with their executors.
@@ -60,18 +61,27 @@ impl TranslateRun {
         obs: &mut dyn Observer,
     ) -> Result<Self> {
         recipe.validate()?;
-        let start = ctx.clock.seconds();
-        let texts = data.train.iter().flat_map(|(s, t)| [s.as_str(), t.as_str()]);
-        let bpe = Bpe::learn(texts, recipe.vocab, 2)?;
-        obs.event(&Event::note(format!(
-            "learned a shared BPE vocabulary of {} in {:.1} s",
-            bpe.len(),
-            ctx.clock.seconds() - start
-        )));
-        // Measured on a 2-core CPU (50-minute budget): tiny reached small's final validation
-        // loss in a quarter of the time.
-        let size = recipe.model.as_deref().unwrap_or(if gpu.is_cpu() { "tiny" } else { "small" });
-        let mut cfg = TransformerConfig::preset_or_file(size, bpe.len())?;
+        let (mut cfg, vocab, init) = match recipe.init.as_deref() {
+            Some(dir) => {
+                let (cfg, vocab, params) = translation::load(std::path::Path::new(dir))?;
+                obs.event(&Event::note(format!("fine-tuning the {} model in {dir}", vocab.kind())));
+                (cfg, vocab, Start::From(params))
+            }
+            None => {
+                let start = ctx.clock.seconds();
+                let texts = data.train.iter().flat_map(|(s, t)| [s.as_str(), t.as_str()]);
+                let bpe = Bpe::learn(texts, recipe.vocab, 2)?;
+                obs.event(&Event::note(format!(
+                    "learned a shared BPE vocabulary of {} in {:.1} s",
+                    bpe.len(),
+                    ctx.clock.seconds() - start
+                )));
+                // Measured on a 2-core CPU (50-minute budget): tiny reached small's final
+                // validation loss in a quarter of the time.
+                let size = recipe.model.as_deref().unwrap_or(if gpu.is_cpu() { "tiny" } else { "small" });
+                (TransformerConfig::preset_or_file(size, bpe.len())?, Vocabulary::Bpe(bpe), Start::Fresh)
+            }
+        };
         if let Some(p) = recipe.dropout {
             cfg.dropout = p;
         }
@@ -96,7 +106,7 @@ impl TranslateRun {
             planned: budget.is_none(),
             probe_steps: 0,
         };
-        Self::build(gpu, recipe, data, ctx, (cfg, bpe, state), false, obs)
+        Self::build(gpu, recipe, data, ctx, (cfg, vocab, state), init, obs)
     }
 
     /// Continues the run saved in `ctx.storage`'s directory; `recipe`'s `average`,
@@ -129,8 +139,8 @@ impl TranslateRun {
             state.epochs,
             state.step
         )));
-        let (cfg, bpe) = ckpt::load_config(&dir)?;
-        Self::build(gpu, recipe, data, ctx, (cfg, bpe, state), true, obs)
+        let (cfg, vocab) = translation::load_config(&dir)?;
+        Self::build(gpu, recipe, data, ctx, (cfg, vocab, state), Start::Resumed, obs)
     }
 
     /// Whether the run has taken all its rounds (or its time).
@@ -148,6 +158,18 @@ impl TranslateRun {
         self.trainer.step
     }
 
+    /// The model's configuration.
+    pub fn config(&self) -> &TransformerConfig {
+        &self.cfg
+    }
+
+    /// The parameters as they are now, by graph name (read back from the device).
+    pub fn params(&self) -> Result<Vec<(String, Vec<f32>)>> {
+        let g = &self.graphs[0].graph;
+        let params = self.trainer.params(&self.gpu)?;
+        Ok(params.into_iter().map(|(p, v)| (g.desc(p).name.clone(), v)).collect())
+    }
+
     /// The run's metrics so far (as in metrics.jsonl).
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
@@ -157,6 +179,16 @@ impl TranslateRun {
     pub(super) fn spent(&self) -> f64 {
         self.spent_before + self.ctx.clock.seconds() - self.started_at
     }
+}
+
+/// Where a run's parameters start.
+pub(super) enum Start {
+    /// Initialised from the seed.
+    Fresh,
+    /// A trained model's (by graph name).
+    From(Vec<(String, Vec<f32>)>),
+    /// The checkpoint's, with Adam's moments.
+    Resumed,
 }
 
 /// (the directory to read a resumed run from, the directory to write) of a run's storage.

@@ -4,39 +4,44 @@
 
 use super::exec::set_constants;
 use super::plan::{self, Stream};
-use super::run::TranslateRun;
+use super::run::{Start, TranslateRun};
 use super::state::{snapshot_name, TrainerState};
 use super::{TranslateData, TranslateRecipe, BUCKETS};
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::graph::autodiff::{backward, Gradients};
 use crate::models::transformer::{self, TransformerConfig, TransformerGraph};
-use crate::models::transformer_checkpoint as ckpt;
 use crate::runtime::exec::{Executor, HostData};
 use crate::runtime::optim::AdamConfig;
 use crate::runtime::trainer::{TrainConfig, Trainer};
-use crate::text::bpe::Bpe;
-use crate::text::corpus::{self, Buckets, Specials};
+use crate::models::translation::{by_id, Vocabulary};
+use crate::text::corpus::{self, Buckets};
 use crate::train::{Event, Observer, RunContext};
 use crate::util::rng::Rng;
 use std::sync::Arc;
 
 impl TranslateRun {
-    /// The run of `(cfg, bpe, state)` (`resumed`: parameters and moments from the checkpoint).
+    /// The run of `(cfg, vocab, state)`, its parameters from `start`.
     pub(super) fn build(
         gpu: Arc<Gpu>,
         recipe: &TranslateRecipe,
         data: TranslateData,
         ctx: RunContext,
-        (cfg, bpe, mut state): (TransformerConfig, Bpe, TrainerState),
-        resumed: bool,
+        (cfg, vocab, mut state): (TransformerConfig, Vocabulary, TrainerState),
+        start_from: Start,
         obs: &mut dyn Observer,
     ) -> Result<Self> {
         let (from, out) = super::run::checkpoint_dir(&ctx)?;
         let (ranks, main) = (&ctx.ranks, ctx.ranks.is_main());
-        let max_len = BUCKETS[BUCKETS.len() - 1];
-        let (train, dropped) = corpus::encode(&bpe, &data.train, max_len);
-        let (valid, valid_dropped) = corpus::encode(&bpe, &data.valid, max_len);
+        let resumed = matches!(start_from, Start::Resumed);
+        // A published model has positions for so many tokens; longer pairs are left out.
+        let lens: Vec<usize> = BUCKETS.iter().copied().filter(|&l| l <= vocab.max_positions()).collect();
+        let max_len = *lens.last().ok_or_else(|| {
+            crate::error::Error::Config(format!("the model has positions for {} tokens only", vocab.max_positions()))
+        })?;
+        let pair = |s: &str, t: &str| vocab.encode_pair(s, t);
+        let (train, dropped) = corpus::encode_with(&data.train, max_len, &pair);
+        let (valid, valid_dropped) = corpus::encode_with(&data.valid, max_len, &pair);
         if dropped + valid_dropped > 0 {
             obs.event(&Event::note(format!(
                 "left out as longer than {max_len} tokens: {dropped} of {} training pairs, {valid_dropped} of {} validation pairs",
@@ -44,9 +49,13 @@ impl TranslateRun {
                 data.valid.len()
             )));
         }
-        let buckets = Buckets { lens: BUCKETS.to_vec(), tokens: state.tokens.max(max_len), specials: Specials::BPE };
+        let buckets = Buckets { lens, tokens: state.tokens.max(max_len), specials: vocab.specials(&cfg) };
         let run = serde_json::to_string(&state).unwrap_or_default();
-        let what = format!("{cfg:?} {run} {} {:?} {} {}", bpe.to_json(), recipe.precision, train.len(), valid.len());
+        let tokenizer = match &vocab {
+            Vocabulary::Bpe(bpe) => bpe.to_json(),
+            Vocabulary::Marian(m) => format!("{:?}", m.files.iter().map(|(n, b)| (n, b.len())).collect::<Vec<_>>()),
+        };
+        let what = format!("{cfg:?} {run} {tokenizer} {:?} {} {}", recipe.precision, train.len(), valid.len());
         ranks.check_same("configuration", &what)?;
         let train_tokens: usize = train.iter().map(|e| e.tgt.len() + 1).sum();
         let (n_train, n_valid) = (train.len(), valid.len());
@@ -74,11 +83,12 @@ impl TranslateRun {
             seed: state.seed as u32,
         };
         let start = ctx.clock.seconds();
-        let (mut trainer, graphs, evals) = build_graphs(&gpu, &cfg, &buckets, recipe, config, &ctx)?;
+        let (mut trainer, graphs, evals) = build_graphs(&gpu, &cfg, &buckets, recipe, config, &ctx, &vocab)?;
         let first = &graphs[0].graph;
-        let params = match resumed {
-            true => {
-                for (p, m, v) in crate::runtime::checkpoint::load_moments(&from, first)? {
+        let params = match start_from {
+            Start::Resumed => {
+                let trained: Vec<_> = first.params().into_iter().filter(|&p| vocab.is_trained(&first.desc(p).name)).collect();
+                for (p, m, v) in crate::runtime::checkpoint::load_moments_of(&from, first, &trained)? {
                     trainer.exec.set_optimizer_state(&gpu, p, &m, &v)?;
                 }
                 trainer.step = state.step;
@@ -86,9 +96,10 @@ impl TranslateRun {
                 let snapshot = from.join(snapshot_name(state.epochs_done));
                 let path = if snapshot.is_file() { snapshot } else { from.join("model.safetensors") };
                 obs.event(&Event::note(format!("continuing from {}", path.display())));
-                crate::runtime::checkpoint::load_params(&path, first, &ckpt::same_shape)?
+                vocab.read_params(&path, &cfg, first)?
             }
-            false => transformer::init_params(first, state.seed),
+            Start::From(named) => by_id(first, named, std::path::Path::new(recipe.init.as_deref().unwrap_or("")))?,
+            Start::Fresh => transformer::init_params(first, state.seed),
         };
         let params = ranks.start_from_rank_zero(&gpu, &trainer, params)?;
         for (p, values) in &params {
@@ -138,7 +149,7 @@ impl TranslateRun {
             recipe: recipe.clone(),
             data,
             cfg,
-            bpe,
+            vocab,
             state,
             trainer,
             graphs,
@@ -171,6 +182,7 @@ fn build_graphs(
     recipe: &TranslateRecipe,
     config: TrainConfig,
     ctx: &RunContext,
+    vocab: &Vocabulary,
 ) -> Result<Graphs> {
     let ranks = &ctx.ranks;
     // A rank's graphs hold its share of each bucket's rows (Batch::shard).
@@ -186,7 +198,9 @@ fn build_graphs(
         let len = buckets.lens[i];
         let mut t = transformer::build_with(cfg, rows(i), len, len, true, attention.clone())?;
         t.graph.precision = recipe.precision;
-        let grads = backward(&mut t.graph, t.loss)?;
+        let mut grads = backward(&mut t.graph, t.loss)?;
+        // Parameters the model keeps fixed (Marian's final logits bias) get no Adam update.
+        grads.of.retain(|p, _| vocab.is_trained(&t.graph.desc(*p).name));
         Ok((t, grads))
     };
     let (t0, grads0) = training_graph(0)?;

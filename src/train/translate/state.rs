@@ -3,12 +3,11 @@
 
 use crate::graph::TensorId;
 use crate::models::transformer::TransformerConfig;
-use crate::models::transformer_checkpoint as ckpt;
 use crate::runtime::chart::{self, EvalAxis};
 use crate::runtime::checkpoint::TrainingState;
 use crate::runtime::metrics::Metrics;
 use crate::runtime::trainer::Trainer;
-use crate::text::bpe::Bpe;
+use crate::models::translation::Vocabulary;
 use crate::util::io::LinkFrom;
 use crate::{Gpu, Result};
 use serde::{Deserialize, Serialize};
@@ -119,7 +118,7 @@ pub fn save_run(
     gpu: &Gpu,
     out: &Path,
     cfg: &TransformerConfig,
-    bpe: &Bpe,
+    vocab: &Vocabulary,
     graph: &crate::graph::Graph,
     params: &[(TensorId, Vec<f32>)],
     trainer: &Trainer,
@@ -136,5 +135,5 @@ pub fn save_run(
         extra,
         keep,
     };
-    ckpt::save(out, cfg, bpe, graph, params, Some(training))
+    vocab.save(out, cfg, graph, params, Some(training))
 }
