@@ -294,6 +294,13 @@ fn plan(model: &str, config: Option<&str>, batch: usize, precision: &str, json: 
     println!("{what}: one training step (forward, backward, clipping, Adam)");
     println!("  nodes                  {}", r.nodes);
     println!("  dispatches per step    {}", r.dispatches_per_step);
+    let by_op: Vec<String> = r.dispatches_by_op.iter().map(|(op, n)| format!("{op} {n}")).collect();
+    println!(
+        "    forward+backward     {} ({}); optimizer {}",
+        r.forward_backward_dispatches,
+        by_op.join(", "),
+        r.dispatches_per_step - r.forward_backward_dispatches
+    );
     println!("  submits per step       {}", r.submits_per_step);
     println!("  parameters             {:.1} MiB", mib(r.param_bytes));
     println!("  Adam moments           {:.1} MiB", mib(r.optimizer_bytes));

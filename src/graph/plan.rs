@@ -112,6 +112,10 @@ pub fn training_pinned(loss: Option<TensorId>, grads: Option<&Gradients>) -> Vec
 pub struct PlanReport {
     pub nodes: usize,
     pub dispatches_per_step: usize,
+    /// Of those, the forward and backward's (the rest are the optimizer's: clipping and Adam).
+    pub forward_backward_dispatches: usize,
+    /// The forward and backward's dispatches by op name, most first.
+    pub dispatches_by_op: Vec<(String, usize)>,
     pub submits_per_step: usize,
     pub param_bytes: u64,
     /// Adam's two moments.
@@ -134,10 +138,18 @@ pub fn report(g: &Graph, loss: TensorId, grads: &Gradients) -> PlanReport {
     let param_gradients: std::collections::HashSet<TensorId> = grads.of.values().copied().collect();
     let updates = g.params().iter().filter(|&&t| grads.get(t).is_some()).count();
     // Per parameter: one sum of squares and one Adam update; plus the clipping factor.
-    let dispatches = g.nodes.iter().map(|n| n.op.dispatches()).sum::<usize>() + 2 * updates + 1;
+    let forward_backward = g.nodes.iter().map(|n| n.op.dispatches()).sum::<usize>();
+    let mut by_op: std::collections::BTreeMap<&str, usize> = Default::default();
+    for n in &g.nodes {
+        *by_op.entry(n.op.name()).or_default() += n.op.dispatches();
+    }
+    let mut dispatches_by_op: Vec<(String, usize)> = by_op.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    dispatches_by_op.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     PlanReport {
         nodes: g.nodes.len(),
-        dispatches_per_step: dispatches,
+        dispatches_per_step: forward_backward + 2 * updates + 1,
+        forward_backward_dispatches: forward_backward,
+        dispatches_by_op,
         submits_per_step: 1,
         param_bytes: p.param_bytes,
         optimizer_bytes: 2 * p.param_bytes,

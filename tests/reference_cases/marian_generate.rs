@@ -1,6 +1,7 @@
-//! Marian generation against transformers' `generate` (tests/golden/marian-s0/generate.json):
-//! the case's three sources, tokenized as MarianTokenizer does, decoded greedy and with beam 4
-//! (at most 24 new tokens), give the same ids on every test backend.
+//! Marian generation against transformers' `generate` (tests/golden/marian-*/generate.json):
+//! the cases' sources, tokenized as MarianTokenizer does, decoded greedy and with beam 4 (at
+//! most 24 new tokens), give the same ids on every test backend. Sources where a greedy step
+//! was decided by a margin under 1e-3 are left out: float rounding may decide them otherwise.
 
 use crate::common;
 use std::path::Path;
@@ -11,7 +12,12 @@ use wgformer::text::marian::MarianTokenizer;
 
 #[test]
 fn marian_generation_matches_transformers() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/marian-s0");
+    for name in ["marian-s0", "marian-v58k"] {
+        generation_matches(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name));
+    }
+}
+
+fn generation_matches(dir: &Path) {
     let text = std::fs::read_to_string(dir.join("config.json")).unwrap();
     let cfg = marian::config_from_json(&text, &dir.join("config.json")).unwrap();
     let model = dir.join("model.safetensors");
@@ -28,12 +34,19 @@ fn marian_generation_matches_transformers() {
             let search = Search { beam: beams, alpha: 0.0 };
             let decoder = Decoder::new(gpu, &cfg, &params, sources.len(), search, src_max, 24).unwrap();
             let got = pollster::block_on(generate(gpu, &decoder, &sources, &g)).unwrap();
+            let margins = want["greedy_margin"].as_array().unwrap();
+            let mut compared = 0;
             for (i, row) in want[name].as_array().unwrap().iter().enumerate() {
+                if margins[i].as_f64().unwrap() < 1e-3 {
+                    continue;
+                }
+                compared += 1;
                 // transformers' rows: the start token, the tokens through eos, then padding.
                 let row: Vec<u32> = row.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
                 let end = row.iter().position(|&t| t == cfg.eos_id).map_or(row.len(), |e| e + 1);
                 assert_eq!(got[i], row[1..end], "{name}, sentence {i}: {:?}", tok.decode(&got[i], true));
             }
+            assert!(compared >= 4, "{}: {compared} sources compared", dir.display());
             eprintln!("{name}: {:?}", got.iter().map(|ids| tok.decode(ids, true)).collect::<Vec<_>>());
         }
     });
