@@ -31,7 +31,9 @@ fn matmul_f16(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
     let col0 = wg.y * BN;
     let ab = wg.z * p.stride_a;
     let bb = wg.z * p.stride_b;
-    var acc: array<array<f32, 4>, 4>;
+    // Row ty + 16 i: acc<i>, its columns tx + 16 j in component j (named, not an array: see
+    // matmul_tiled.wgsl).
+    var acc0 = vec4<f32>(0.0); var acc1 = vec4<f32>(0.0); var acc2 = vec4<f32>(0.0); var acc3 = vec4<f32>(0.0);
     for (var k0 = 0u; k0 < p.k; k0 += BK) {
         // Each lane stages 4 values of each strip. Consecutive lanes walk the operand's
         // contiguous index: k for A as (M, K), m for A as (K, M); n for B as (K, N), k for B
@@ -47,32 +49,35 @@ fn matmul_f16(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
         }
         workgroupBarrier();
         for (var kk = 0u; kk < BK; kk++) {
-            var av: array<f32, 4>;
-            var bv: array<f32, 4>;
-            for (var i = 0u; i < 4u; i++) {
-                av[i] = a_strip[kk * BM + lid.y + 16u * i];
-                bv[i] = b_strip[kk * BN + lid.x + 16u * i];
-            }
-            for (var i = 0u; i < 4u; i++) {
-                for (var j = 0u; j < 4u; j++) {
-                    acc[i][j] = fma(av[i], bv[j], acc[i][j]);
-                }
-            }
+            let ar = kk * BM + lid.y;
+            let br = kk * BN + lid.x;
+            let bv = vec4<f32>(b_strip[br], b_strip[br + 16u], b_strip[br + 32u], b_strip[br + 48u]);
+            acc0 = fma(vec4<f32>(a_strip[ar]), bv, acc0);
+            acc1 = fma(vec4<f32>(a_strip[ar + 16u]), bv, acc1);
+            acc2 = fma(vec4<f32>(a_strip[ar + 32u]), bv, acc2);
+            acc3 = fma(vec4<f32>(a_strip[ar + 48u]), bv, acc3);
         }
         workgroupBarrier();
     }
     let cb = wg.z * p.stride_c;
-    for (var i = 0u; i < 4u; i++) {
-        let row = row0 + lid.y + 16u * i;
-        for (var j = 0u; j < 4u; j++) {
-            let col = col0 + lid.x + 16u * j;
-            if (row < p.m && col < p.n) {
-                let idx = cb + row * p.ldc + col;
-                var v = acc[i][j];
-                if ((p.flags & 1u) != 0u) { v += bias[col]; }
-                if ((p.flags & 2u) != 0u) { v += f32(c[idx]); }
-                c[idx] = OutT(v);
-            }
+    store_row(cb, row0 + lid.y, col0 + lid.x, acc0);
+    store_row(cb, row0 + lid.y + 16u, col0 + lid.x, acc1);
+    store_row(cb, row0 + lid.y + 32u, col0 + lid.x, acc2);
+    store_row(cb, row0 + lid.y + 48u, col0 + lid.x, acc3);
+}
+
+// Row `row`'s values at columns col + 16 j (component j), within the matrix, with the bias and
+// the accumulation the flags ask for.
+fn store_row(cb: u32, row: u32, col: u32, v: vec4<f32>) {
+    if (row >= p.m) { return; }
+    for (var j = 0u; j < 4u; j++) {
+        let n = col + 16u * j;
+        if (n < p.n) {
+            let idx = cb + row * p.ldc + n;
+            var x = v[j];
+            if ((p.flags & 1u) != 0u) { x += bias[n]; }
+            if ((p.flags & 2u) != 0u) { x += f32(c[idx]); }
+            c[idx] = OutT(x);
         }
     }
 }

@@ -7,6 +7,9 @@
 // multiply-adds in registers. The next strip is loaded into registers while this one is used.
 // An invocation owns rows g * 64 + ty * 4 + i (g < TM / 4, i < 4) and columns g * 64 + tx * 4 + j:
 // vec4 groups 64 apart, so that the 16 lanes along x read 16 consecutive vec4 of the B strip.
+// Its accumulators are named variables (`r<row><column group>`), each multiply-add written out:
+// a private array indexed by loop counters is placed in local memory by some drivers (NVIDIA's
+// did so for the 8 x 8 block, at a tenth of the speed); tests/cpu/shaders_registers.rs keeps it so.
 
 #include "common/matmul_params.wgsl"
 override TM: u32 = 8u;      // rows per invocation: 4 or 8 (block of 64 or 128 rows)
@@ -52,8 +55,10 @@ fn matmul_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
     let a_row = m_base + a_m4 * 4u;
     let b_col = n_base + b_n4 * 4u;
 
-    var acc: array<vec4<f32>, 16>;     // [row (gm * 4 + i)][column group gn], TM x TN / 4 used
-    for (var r = 0u; r < 16u; r++) { acc[r] = vec4<f32>(0.0); }
+    var r00 = vec4<f32>(0.0); var r01 = vec4<f32>(0.0); var r10 = vec4<f32>(0.0); var r11 = vec4<f32>(0.0);
+    var r20 = vec4<f32>(0.0); var r21 = vec4<f32>(0.0); var r30 = vec4<f32>(0.0); var r31 = vec4<f32>(0.0);
+    var r40 = vec4<f32>(0.0); var r41 = vec4<f32>(0.0); var r50 = vec4<f32>(0.0); var r51 = vec4<f32>(0.0);
+    var r60 = vec4<f32>(0.0); var r61 = vec4<f32>(0.0); var r70 = vec4<f32>(0.0); var r71 = vec4<f32>(0.0);
 
     var next_a = vec4<f32>(0.0);
     var next_b = vec4<f32>(0.0);
@@ -87,37 +92,70 @@ fn matmul_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
         for (var kk = 0u; kk < BK; kk++) {
             let row = kk * ROW4;
             let b0 = b_strip[row + lid.x];
-            let b1 = b_strip[row + GROUP4 + lid.x];
-            for (var gm = 0u; gm < TM / 4u; gm++) {
-                let av = a_strip[row + gm * GROUP4 + lid.y];
-                for (var i = 0u; i < 4u; i++) {
-                    let r = (gm * 4u + i) * 2u;
-                    acc[r] = fma(vec4<f32>(av[i]), b0, acc[r]);
-                    if (TN == 8u) { acc[r + 1u] = fma(vec4<f32>(av[i]), b1, acc[r + 1u]); }
+            let a0 = a_strip[row + lid.y];
+            r00 = fma(vec4<f32>(a0.x), b0, r00);
+            r10 = fma(vec4<f32>(a0.y), b0, r10);
+            r20 = fma(vec4<f32>(a0.z), b0, r20);
+            r30 = fma(vec4<f32>(a0.w), b0, r30);
+            // TM and TN are pipeline constants: the driver drops the branches not taken.
+            if (TN == 8u) {
+                let b1 = b_strip[row + GROUP4 + lid.x];
+                r01 = fma(vec4<f32>(a0.x), b1, r01);
+                r11 = fma(vec4<f32>(a0.y), b1, r11);
+                r21 = fma(vec4<f32>(a0.z), b1, r21);
+                r31 = fma(vec4<f32>(a0.w), b1, r31);
+            }
+            if (TM == 8u) {
+                let a1 = a_strip[row + GROUP4 + lid.y];
+                r40 = fma(vec4<f32>(a1.x), b0, r40);
+                r50 = fma(vec4<f32>(a1.y), b0, r50);
+                r60 = fma(vec4<f32>(a1.z), b0, r60);
+                r70 = fma(vec4<f32>(a1.w), b0, r70);
+                if (TN == 8u) {
+                    let b1 = b_strip[row + GROUP4 + lid.x];
+                    r41 = fma(vec4<f32>(a1.x), b1, r41);
+                    r51 = fma(vec4<f32>(a1.y), b1, r51);
+                    r61 = fma(vec4<f32>(a1.z), b1, r61);
+                    r71 = fma(vec4<f32>(a1.w), b1, r71);
                 }
             }
         }
         workgroupBarrier();
     }
 
+    // Row m_base + g * 64 + ty * 4 + i holds r<g * 4 + i><column group>.
+    let m0 = m_base + lid.y * 4u;
+    let n0 = n_base + lid.x * 4u;
+    store_row(cb, m0, n0, r00, r01);
+    store_row(cb, m0 + 1u, n0, r10, r11);
+    store_row(cb, m0 + 2u, n0, r20, r21);
+    store_row(cb, m0 + 3u, n0, r30, r31);
+    if (TM == 8u) {
+        store_row(cb, m0 + 64u, n0, r40, r41);
+        store_row(cb, m0 + 65u, n0, r50, r51);
+        store_row(cb, m0 + 66u, n0, r60, r61);
+        store_row(cb, m0 + 67u, n0, r70, r71);
+    }
+}
+
+// One row's values: columns n0.. (v0) and, with TN 8, n0 + 64.. (v1), within the matrix, with
+// the bias and the accumulation the flags ask for.
+fn store_row(cb: u32, m: u32, n0: u32, v0: vec4<f32>, v1: vec4<f32>) {
+    if (m >= p.m) { return; }
+    store4(cb, m, n0, v0);
+    if (TN == 8u) { store4(cb, m, n0 + 64u, v1); }
+}
+
+fn store4(cb: u32, m: u32, n0: u32, v: vec4<f32>) {
     let use_bias = (p.flags & 1u) != 0u;
     let accumulate = (p.flags & 2u) != 0u;
-    for (var gm = 0u; gm < TM / 4u; gm++) {
-        for (var i = 0u; i < 4u; i++) {
-            let m = m_base + gm * 64u + lid.y * 4u + i;
-            if (m >= p.m) { continue; }
-            for (var gn = 0u; gn < TN / 4u; gn++) {
-                let v4 = acc[(gm * 4u + i) * 2u + gn];
-                for (var j = 0u; j < 4u; j++) {
-                    let n = n_base + gn * 64u + lid.x * 4u + j;
-                    if (n >= p.n) { continue; }
-                    let idx = cb + m * p.ldc + n;
-                    var v = v4[j];
-                    if (use_bias) { v += bias[n]; }
-                    if (accumulate) { v += c[idx]; }
-                    c[idx] = v;
-                }
-            }
-        }
+    for (var j = 0u; j < 4u; j++) {
+        let n = n0 + j;
+        if (n >= p.n) { return; }
+        let idx = cb + m * p.ldc + n;
+        var x = v[j];
+        if (use_bias) { x += bias[n]; }
+        if (accumulate) { x += c[idx]; }
+        c[idx] = x;
     }
 }

@@ -2,8 +2,8 @@
 
 use std::io::Read;
 use std::path::Path;
-use wgformer::models::translation::TranslationModel;
 use wgformer::models::transformer_decode::Search;
+use wgformer::models::translation::TranslationModel;
 use wgformer::models::translator::{Translations, Translator, MAX_ROWS, MAX_TOKENS};
 use wgformer::text::corpus;
 use wgformer::{Error, Gpu, Result};

@@ -62,15 +62,17 @@ pub fn load_text(dir: &Path) -> Result<(TransformerConfig, MarianText)> {
             Err(source) => return Err(Error::Io { path: path.display().to_string(), source }),
         }
     }
-    let text = |name: &str| {
-        files.iter().find(|(n, _)| n == name).map(|(_, b)| String::from_utf8_lossy(b).into_owned())
-    };
+    let text = |name: &str| files.iter().find(|(n, _)| n == name).map(|(_, b)| String::from_utf8_lossy(b).into_owned());
     let config_text = text("config.json").unwrap_or_default();
     let config = marian::config_from_json(&config_text, &dir.join("config.json"))?;
     let bytes = |name: &str| files.iter().find(|(n, _)| n == name).map(|(_, b)| b.as_slice()).unwrap_or_default();
     let place = dir.display().to_string();
-    let tokenizer =
-        MarianTokenizer::from_parts(bytes("source.spm"), bytes("target.spm"), &text("vocab.json").unwrap_or_default(), &place)?;
+    let tokenizer = MarianTokenizer::from_parts(
+        bytes("source.spm"),
+        bytes("target.spm"),
+        &text("vocab.json").unwrap_or_default(),
+        &place,
+    )?;
     if tokenizer.len() > config.vocab_size {
         return Err(Error::Format {
             path: dir.join("vocab.json").display().to_string(),

@@ -126,7 +126,7 @@ pub fn by_id(g: &Graph, named: Vec<(String, Vec<f32>)>, path: &Path) -> Result<V
 
 /// The config and vocabulary of the model directory `dir`, of either kind.
 pub fn load_config(dir: &Path) -> Result<(TransformerConfig, Vocabulary)> {
-    match model_type(dir).as_deref() {
+    match model_type(dir)?.as_deref() {
         Some("marian") => {
             let (cfg, text) = marian_checkpoint::load_text(dir)?;
             Ok((cfg, Vocabulary::Marian(Box::new(text))))
@@ -143,7 +143,7 @@ pub type NamedParams = Vec<(String, Vec<f32>)>;
 
 /// A model directory of either kind, whole: (config, vocabulary, parameters by graph name).
 pub fn load(dir: &Path) -> Result<(TransformerConfig, Vocabulary, NamedParams)> {
-    match model_type(dir).as_deref() {
+    match model_type(dir)?.as_deref() {
         Some("marian") => {
             let m = marian_checkpoint::load(dir)?;
             Ok((m.config, Vocabulary::Marian(Box::new(m.text)), m.params))
@@ -155,9 +155,17 @@ pub fn load(dir: &Path) -> Result<(TransformerConfig, Vocabulary, NamedParams)> 
     }
 }
 
-/// config.json's model_type in `dir` (None when unreadable: the loaders then say why).
-fn model_type(dir: &Path) -> Option<String> {
-    super::model_type(&std::fs::read_to_string(dir.join("config.json")).ok()?)
+/// config.json's model_type in `dir` (None when unreadable: the loaders then say why); a type
+/// that is no translation model is an error naming it.
+fn model_type(dir: &Path) -> Result<Option<String>> {
+    let Ok(text) = std::fs::read_to_string(dir.join("config.json")) else { return Ok(None) };
+    match super::model_type(&text) {
+        Some(t) if t != "marian" && t != "transformer" => Err(Error::Format {
+            path: dir.join("config.json").display().to_string(),
+            msg: format!("model_type {t:?} is not a translation model (marian, or transformer: ours)"),
+        }),
+        t => Ok(t),
+    }
 }
 
 /// A model ready to translate: one of ours, or a Marian model.
@@ -169,7 +177,7 @@ pub enum TranslationModel {
 impl TranslationModel {
     /// The model in `dir`, by its config.json's model_type.
     pub fn load(dir: &Path) -> Result<Self> {
-        match model_type(dir).as_deref() {
+        match model_type(dir)?.as_deref() {
             Some("marian") => Ok(TranslationModel::Marian(Box::new(MarianTranslator::load(dir)?))),
             _ => Ok(TranslationModel::Ours(Box::new(Translator::load(dir)?))),
         }

@@ -49,3 +49,48 @@ fn a_marian_directory_without_its_tokenizer_is_a_clear_error() {
     assert!(!ok && err.contains("source.spm"), "{err}");
     let _ = std::fs::remove_dir_all(&copy);
 }
+
+/// A copy of the case with `edit` applied, given to `train translate --init`: an error naming
+/// `want`, and no output directory.
+fn fine_tuning_refuses(name: &str, edit: &dyn Fn(&Path), want: &str) {
+    let copy = scratch(&format!("marian-bad-{name}"));
+    for f in ["config.json", "generation_config.json", "model.safetensors", "vocab.json", "source.spm", "target.spm"] {
+        std::fs::copy(Path::new(&case()).join(f), copy.join(f)).unwrap();
+    }
+    edit(&copy);
+    let out = copy.join("out");
+    let args = ["train", "translate", "--init", copy.to_str().unwrap(), "--data", "ding", "--train-pairs", "16"];
+    let (ok, _, err) = wgformer(&[&args[..], &["--epochs", "1", "--out", out.to_str().unwrap()]].concat(), None);
+    assert!(!ok && err.contains(want), "{name}: {err}");
+    assert!(!out.exists(), "{name}: an output directory was written");
+    let _ = std::fs::remove_dir_all(&copy);
+}
+
+#[test]
+fn fine_tuning_a_damaged_marian_directory_is_a_clear_error_and_writes_nothing() {
+    let config = |dir: &Path, from: &str, to: &str| {
+        let text = std::fs::read_to_string(dir.join("config.json")).unwrap();
+        assert!(text.contains(from));
+        std::fs::write(dir.join("config.json"), text.replace(from, to)).unwrap();
+    };
+    fine_tuning_refuses("no-spm", &|d| std::fs::remove_file(d.join("source.spm")).unwrap(), "source.spm");
+    fine_tuning_refuses("vocab", &|d| config(d, "672", "700"), "tgt_embed.weight");
+    fine_tuning_refuses("bart", &|d| config(d, "\"model_type\": \"marian\"", "\"model_type\": \"bart\""), "model_type");
+    fine_tuning_refuses(
+        "truncated",
+        &|d| {
+            let bytes = std::fs::read(d.join("model.safetensors")).unwrap();
+            std::fs::write(d.join("model.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
+        },
+        "model.safetensors",
+    );
+    let evil = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/torch/evil.bin");
+    fine_tuning_refuses(
+        "pickle",
+        &|d| {
+            std::fs::remove_file(d.join("model.safetensors")).unwrap();
+            std::fs::copy(&evil, d.join("pytorch_model.bin")).unwrap();
+        },
+        "pytorch_model.bin",
+    );
+}

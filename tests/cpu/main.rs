@@ -12,5 +12,6 @@ mod layers;
 mod marian_tokenizer;
 mod reference_gradcheck;
 mod sentencepiece;
+mod shaders_registers;
 mod shaders_validate;
 mod torch_pickle;

@@ -22,7 +22,7 @@ fn generation_matches(dir: &Path) {
     let cfg = marian::config_from_json(&text, &dir.join("config.json")).unwrap();
     let model = dir.join("model.safetensors");
     let params = marian::params_from(&wgformer::util::io::read_safetensors(&model).unwrap(), &cfg, &model).unwrap();
-    let tok = MarianTokenizer::load(&dir).unwrap();
+    let tok = MarianTokenizer::load(dir).unwrap();
     let want: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("generate.json")).unwrap()).unwrap();
     let sources: Vec<Vec<u32>> =

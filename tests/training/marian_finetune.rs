@@ -61,7 +61,8 @@ fn a_marian_model_fine_tunes_and_saves_a_hugging_face_directory() {
         test_pairs: Some(4),
         ..TranslateRecipe::fine_tuning(&case().display().to_string())
     };
-    let gpu = Arc::new(wgformer::Gpu::with_options(&wgformer::GpuOptions::from_settings(common::env_settings())).unwrap());
+    let gpu =
+        Arc::new(wgformer::Gpu::with_options(&wgformer::GpuOptions::from_settings(common::env_settings())).unwrap());
     let mut quiet = wgformer::train::Quiet;
     let ctx = RunContext::in_dir(&out);
     let mut run = TranslateRun::start(gpu.clone(), &recipe, data(&data_dir), ctx, &mut quiet).unwrap();

@@ -11,10 +11,10 @@ use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::graph::autodiff::{backward, Gradients};
 use crate::models::transformer::{self, TransformerConfig, TransformerGraph};
+use crate::models::translation::{by_id, Vocabulary};
 use crate::runtime::exec::{Executor, HostData};
 use crate::runtime::optim::AdamConfig;
 use crate::runtime::trainer::{TrainConfig, Trainer};
-use crate::models::translation::{by_id, Vocabulary};
 use crate::text::corpus::{self, Buckets};
 use crate::train::{Event, Observer, RunContext};
 use crate::util::rng::Rng;
@@ -49,7 +49,8 @@ impl TranslateRun {
                 data.valid.len()
             )));
         }
-        let buckets = Buckets { lens, tokens: state.tokens.max(max_len), specials: vocab.specials(&cfg) };
+        let tokens = fitting_tokens(&gpu, &cfg, state.tokens.max(max_len), max_len, obs)?;
+        let buckets = Buckets { lens, tokens, specials: vocab.specials(&cfg) };
         let run = serde_json::to_string(&state).unwrap_or_default();
         let tokenizer = match &vocab {
             Vocabulary::Bpe(bpe) => bpe.to_json(),
@@ -87,7 +88,8 @@ impl TranslateRun {
         let first = &graphs[0].graph;
         let params = match start_from {
             Start::Resumed => {
-                let trained: Vec<_> = first.params().into_iter().filter(|&p| vocab.is_trained(&first.desc(p).name)).collect();
+                let trained: Vec<_> =
+                    first.params().into_iter().filter(|&p| vocab.is_trained(&first.desc(p).name)).collect();
                 for (p, m, v) in crate::runtime::checkpoint::load_moments_of(&from, first, &trained)? {
                     trainer.exec.set_optimizer_state(&gpu, p, &m, &v)?;
                 }
@@ -169,6 +171,40 @@ impl TranslateRun {
             current: None,
         })
     }
+}
+
+/// `tokens` a step, or fewer where a step's logits (a row per target token, a column per
+/// vocabulary entry) would not fit the adapter's largest storage binding (128 MiB on lavapipe
+/// and WebGPU's default: 577 rows at OPUS-MT's 58,101 entries), with a note saying so.
+fn fitting_tokens(
+    gpu: &Gpu,
+    cfg: &TransformerConfig,
+    tokens: usize,
+    max_len: usize,
+    obs: &mut dyn Observer,
+) -> Result<usize> {
+    let row_bytes = cfg.vocab_size as u64 * 4;
+    let fit = (gpu.limits.max_storage_buffer_binding_size / row_bytes.max(1)) as usize;
+    if tokens <= fit {
+        return Ok(tokens);
+    }
+    if fit < max_len {
+        return Err(crate::error::Error::Config(format!(
+            "a vocabulary of {} needs {} bytes of logits for one sentence of {max_len} tokens, over this adapter's \
+             storage binding limit of {} bytes",
+            cfg.vocab_size,
+            row_bytes * max_len as u64,
+            gpu.limits.max_storage_buffer_binding_size
+        )));
+    }
+    obs.event(&Event::note(format!(
+        "{tokens} tokens a step need {} MB of logits at a vocabulary of {}, over this adapter's {} MB storage binding: \
+         training with {fit} tokens a step",
+        row_bytes * tokens as u64 / 1_000_000,
+        cfg.vocab_size,
+        gpu.limits.max_storage_buffer_binding_size / 1_000_000
+    )));
+    Ok(fit)
 }
 
 /// The trainer with one training graph per padded length (all on the same parameters) and,

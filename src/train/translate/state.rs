@@ -3,11 +3,11 @@
 
 use crate::graph::TensorId;
 use crate::models::transformer::TransformerConfig;
+use crate::models::translation::Vocabulary;
 use crate::runtime::chart::{self, EvalAxis};
 use crate::runtime::checkpoint::TrainingState;
 use crate::runtime::metrics::Metrics;
 use crate::runtime::trainer::Trainer;
-use crate::models::translation::Vocabulary;
 use crate::util::io::LinkFrom;
 use crate::{Gpu, Result};
 use serde::{Deserialize, Serialize};
