@@ -284,6 +284,9 @@ fn plan(model: &str, config: Option<&str>, batch: usize, precision: &str, json: 
     if precision == wgformer::graph::Precision::F16 {
         graph.cast_products_to_f16(wgformer::graph::F16Storage::Half, &wgformer::kernels::f16_forms::HalfTable);
     }
+    let unfused = wgformer::graph::plan::report(&graph, loss, &grads);
+    let pinned = wgformer::graph::plan::training_pinned(Some(loss), Some(&grads));
+    wgformer::graph::fuse::fuse(&mut graph, &pinned);
     let r = wgformer::graph::plan::report(&graph, loss, &grads);
     if json {
         println!("{}", serde_json::to_string(&r).unwrap_or_default());
@@ -296,9 +299,10 @@ fn plan(model: &str, config: Option<&str>, batch: usize, precision: &str, json: 
     println!("  dispatches per step    {}", r.dispatches_per_step);
     let by_op: Vec<String> = r.dispatches_by_op.iter().map(|(op, n)| format!("{op} {n}")).collect();
     println!(
-        "    forward+backward     {} ({}); optimizer {}",
+        "    forward+backward     {} ({}); {} before fusion; optimizer {}",
         r.forward_backward_dispatches,
         by_op.join(", "),
+        unfused.forward_backward_dispatches,
         r.dispatches_per_step - r.forward_backward_dispatches
     );
     println!("  submits per step       {}", r.submits_per_step);

@@ -24,6 +24,7 @@ pub const VARIABLES: &[&str] = &[
     "WGFORMER_COOP",
     "WGFORMER_ATTENTION_VARIANT",
     "WGFORMER_BOUNDS_CHECKS",
+    "WGFORMER_FUSION",
     "WGFORMER_TUNE",
     "WGFORMER_TUNE_BUDGET_MS",
     "WGFORMER_TUNE_CACHE",
@@ -129,6 +130,8 @@ pub struct KernelSettings {
     pub attention: Option<AttentionKernel>,
     /// `WGFORMER_BOUNDS_CHECKS=1`: keep wgpu's shader bounds checks everywhere.
     pub bounds_checks: bool,
+    /// `WGFORMER_FUSION` (default on; `0` off): executors run fused graphs (`graph::fuse`).
+    pub fusion: bool,
 }
 
 impl Default for KernelSettings {
@@ -141,6 +144,7 @@ impl Default for KernelSettings {
             coop: true,
             attention: None,
             bounds_checks: false,
+            fusion: true,
         }
     }
 }
@@ -206,6 +210,7 @@ impl Settings {
             coop: get("WGFORMER_COOP").is_none_or(|v| v.trim() != "0"),
             attention: get("WGFORMER_ATTENTION_VARIANT").map(|v| parse_attention(&v)).transpose()?,
             bounds_checks: flag(get("WGFORMER_BOUNDS_CHECKS")),
+            fusion: get("WGFORMER_FUSION").is_none_or(|v| v.trim() != "0"),
         };
         let tuning = TuneSettings {
             mode: get("WGFORMER_TUNE").map(|v| parse_tune(&v)).transpose()?.unwrap_or_default(),

@@ -208,6 +208,10 @@ fn rule(
                 "cast_f16 has no gradient rule: differentiate first, then Graph::cast_products_to_f16",
             ));
         }
+        Op::MatMulAcc { .. } | Op::SliceInto { .. } => {
+            let op = node.op.name();
+            return Err(Error::shape("backward", format!("{op} has no gradient rule: differentiate first, then fuse")));
+        }
         // Listed one by one, so that a new op cannot reach training without a rule.
         Op::MulBwd
         | Op::LayerNormBwd

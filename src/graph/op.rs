@@ -87,9 +87,25 @@ pub enum Op {
     /// the device multiplies rounded f32 operands. Inserted after differentiation by
     /// [`crate::graph::Graph::cast_products_to_f16`]; it has no gradient rule.
     CastF16,
+    /// inputs `[a, b, bias?, acc]` -> `[c]`: acc + op(a) op(b) (+ bias), as MatMul, written over
+    /// acc in place (the planner gives c acc's buffer). Made from a MatMul and the Add of its
+    /// product by [`crate::graph::fuse`] after differentiation; it has no gradient rule.
+    MatMulAcc { trans_a: bool, trans_b: bool, bias: bool, batched: bool },
+    /// inputs [part (.., len, ..), acc (.., total, ..)] -> [acc with part at `start..start + len`
+    /// along `dim`], written over acc in place, whose range there was zero. Made from an Add
+    /// of slices' gradients by [`crate::graph::fuse`]; it has no gradient rule.
+    SliceInto { dim: usize, start: usize },
 }
 
 impl Op {
+    /// (input, output) of an op that writes its output over that input, in the same buffer.
+    pub fn in_place(&self, inputs: usize) -> Option<(usize, usize)> {
+        match self {
+            Op::MatMulAcc { .. } | Op::SliceInto { .. } => Some((inputs - 1, 0)),
+            _ => None,
+        }
+    }
+
     /// GPU dispatches the executor records for this op.
     pub fn dispatches(&self) -> usize {
         match self {
@@ -136,6 +152,8 @@ impl Op {
             Op::MaskBwd { .. } => "mask_bwd",
             Op::CrossEntropy { .. } => "cross_entropy",
             Op::CastF16 => "cast_f16",
+            Op::MatMulAcc { .. } => "matmul_acc",
+            Op::SliceInto { .. } => "slice_into",
         }
     }
 }

@@ -46,9 +46,24 @@ pub fn lifetimes(g: &Graph) -> Vec<(usize, usize)> {
     life
 }
 
-/// Plans `g`, giving `pinned` tensors (and every parameter and input) slots of their own.
+/// For each tensor, the tensor whose buffer it is written in: itself, or for the output of an
+/// in-place op (`Op::in_place`) the buffer of the input it overwrites (followed to the first).
+pub fn buffer_roots(g: &Graph) -> Vec<usize> {
+    let mut root: Vec<usize> = (0..g.tensors.len()).collect();
+    for node in &g.nodes {
+        if let Some((i, o)) = node.op.in_place(node.inputs.len()) {
+            let acc = root[node.inputs[i].0];
+            root[node.outputs[o].0] = acc;
+        }
+    }
+    root
+}
+
+/// Plans `g`, giving `pinned` tensors (and every parameter and input) slots of their own. The
+/// output of an in-place op shares the slot of the input it overwrites: the two are planned as
+/// one tensor living from the first's writer to the last reader of either.
 pub fn plan(g: &Graph, pinned: &[TensorId]) -> Plan {
-    let life = lifetimes(g);
+    let mut life = lifetimes(g);
     let n = g.tensors.len();
     let mut is_pinned = vec![false; n];
     for (i, t) in g.tensors.iter().enumerate() {
@@ -57,14 +72,30 @@ pub fn plan(g: &Graph, pinned: &[TensorId]) -> Plan {
     for t in pinned {
         is_pinned[t.0] = true;
     }
+    // A tensor no node writes or reads (left by a fusion) fits beside anything.
+    let mut touched = vec![false; n];
+    for node in &g.nodes {
+        node.inputs.iter().chain(&node.outputs).for_each(|t| touched[t.0] = true);
+    }
+    for i in (0..n).filter(|&i| !touched[i] && !is_pinned[i]) {
+        life[i] = (usize::MAX, 0);
+    }
+    let root = buffer_roots(g);
+    let mut size: Vec<u64> = (0..n).map(|i| bytes(g, TensorId(i))).collect();
+    for i in (0..n).filter(|&i| root[i] != i) {
+        let r = root[i];
+        life[r] = (life[r].0.min(life[i].0), life[r].1.max(life[i].1));
+        is_pinned[r] |= is_pinned[i];
+        size[r] = size[r].max(size[i]);
+    }
     let mut slot_of = vec![usize::MAX; n];
     let mut slot_bytes: Vec<u64> = Vec::new();
     // Intervals already placed in each shared slot.
     let mut shared: Vec<(usize, Vec<(usize, usize)>)> = Vec::new();
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by_key(|&i| (std::cmp::Reverse(bytes(g, TensorId(i))), i));
+    let mut order: Vec<usize> = (0..n).filter(|&i| root[i] == i).collect();
+    order.sort_by_key(|&i| (std::cmp::Reverse(size[i]), i));
     for i in order {
-        let b = bytes(g, TensorId(i));
+        let b = size[i];
         if is_pinned[i] {
             slot_of[i] = slot_bytes.len();
             slot_bytes.push(b);
@@ -83,6 +114,9 @@ pub fn plan(g: &Graph, pinned: &[TensorId]) -> Plan {
                 slot_bytes.push(b);
             }
         }
+    }
+    for i in 0..n {
+        slot_of[i] = slot_of[root[i]];
     }
     let is_param = |i: usize| g.tensors[i].role == Role::Param;
     let param_bytes = (0..n).filter(|&i| is_param(i)).map(|i| bytes(g, TensorId(i))).sum();

@@ -59,6 +59,15 @@ fn node_outputs<T: Real>(g: &Graph, node: &crate::graph::Node, values: &[Vec<T>]
             matmul::matmul_forward(&mut c, input(0), input(1), bias.then(|| input(2)), &shape);
             vec![c]
         }
+        Op::MatMulAcc { trans_a, trans_b, bias, batched } => {
+            let d = matmul_dims(&in_desc(0).shape, &in_desc(1).shape, trans_a, trans_b, batched)
+                .expect("checked at build time");
+            let shape =
+                MatmulShape { bias, accumulate: true, ..MatmulShape::packed(d.batch, d.m, d.n, d.k, trans_a, trans_b) };
+            let mut c = input(node.inputs.len() - 1).to_vec();
+            matmul::matmul_forward(&mut c, input(0), input(1), bias.then(|| input(2)), &shape);
+            vec![c]
+        }
         Op::Add => {
             let (a, b) = (input(0), input(1));
             vec![a.iter().enumerate().map(|(i, &x)| x + b[i % b.len()]).collect()]
@@ -207,6 +216,13 @@ fn shaping_and_loss_outputs<T: Real>(
             let mut y = zeros(out_len(0));
             layout::copy_tokens(&mut y, input(0), b, c, t, len, start, 0, len, false);
             vec![y]
+        }
+        Op::SliceInto { dim, start } => {
+            let [b, len, c] = crate::graph::around(&in_desc(0).shape, dim);
+            let total = in_desc(1).shape[dim];
+            let mut out = input(1).to_vec();
+            layout::copy_tokens(&mut out, input(0), b, c, len, total, 0, start, len, false);
+            vec![out]
         }
         Op::SliceBwd { dim, start, total } => {
             let [b, len, c] = crate::graph::around(&in_desc(0).shape, dim);

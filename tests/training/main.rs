@@ -7,6 +7,7 @@ mod common;
 
 mod data_parallel;
 mod exec;
+mod fusion;
 mod library_runs;
 mod marian_finetune;
 mod mixed_precision;

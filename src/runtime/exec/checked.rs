@@ -14,10 +14,11 @@ impl Executor {
         self.set_seed(gpu, seed, 0, 0);
         let mut values: Vec<Vec<f32>> = vec![Vec::new(); self.graph.tensors.len()];
         for (i, node) in self.graph.nodes.iter().enumerate() {
-            kernels::run(gpu, &self.node_dispatches[i].iter().collect::<Vec<_>>())?;
+            // Inputs are read before the node runs: an in-place op writes over one of them.
             for t in &node.inputs {
                 values[t.0] = self.read(gpu, *t)?;
             }
+            kernels::run(gpu, &self.node_dispatches[i].iter().collect::<Vec<_>>())?;
             let want = crate::reference::graph::run_node(&self.graph, node, &values, seed);
             for (t, w) in node.outputs.iter().zip(want) {
                 let got = self.read(gpu, *t)?;

@@ -37,12 +37,16 @@ pub(super) fn cast_products(gpu: &Gpu, mut g: Graph) -> Result<(Graph, Option<Ar
     Ok((g, Some(set)))
 }
 
-/// The product a MatMul node computes.
+/// The product a MatMul (or MatMulAcc: accumulated into its output) node computes.
 fn product_shape(g: &Graph, node: &Node) -> Result<Option<MatmulShape>> {
-    let Op::MatMul { trans_a, trans_b, bias, batched } = node.op else { return Ok(None) };
+    let (trans_a, trans_b, bias, batched, accumulate) = match node.op {
+        Op::MatMul { trans_a, trans_b, bias, batched } => (trans_a, trans_b, bias, batched, false),
+        Op::MatMulAcc { trans_a, trans_b, bias, batched } => (trans_a, trans_b, bias, batched, true),
+        _ => return Ok(None),
+    };
     let (a, b) = (&g.desc(node.inputs[0]).shape, &g.desc(node.inputs[1]).shape);
     let d = matmul_dims(a, b, trans_a, trans_b, batched).map_err(|m| Error::shape("matmul", m))?;
-    Ok(Some(MatmulShape { bias, ..MatmulShape::packed(d.batch, d.m, d.n, d.k, trans_a, trans_b) }))
+    Ok(Some(MatmulShape { bias, accumulate, ..MatmulShape::packed(d.batch, d.m, d.n, d.k, trans_a, trans_b) }))
 }
 
 /// A MatMul node's product: the f16 kernel where mixed precision made its operands f16 (their
@@ -91,7 +95,8 @@ pub(super) fn encode_node(
     let in_desc = |n: usize| g.desc(node.inputs[n]);
     let (len, rows, cols) = (in_desc(0).len(), in_desc(0).rows(), in_desc(0).last_dim());
     Ok(match node.op {
-        Op::MatMul { bias, .. } => vec![encode_matmul(gpu, k, g, ts, node, ctx, bias)?],
+        // MatMulAcc's output shares its accumulator's buffer (the plan), which the kernel adds to.
+        Op::MatMul { bias, .. } | Op::MatMulAcc { bias, .. } => vec![encode_matmul(gpu, k, g, ts, node, ctx, bias)?],
         Op::CastF16 => vec![encode_cast(g, ts, node, ctx, len, gpu)?],
         Op::Add if in_desc(1).len() == len => vec![k.elementwise.add_fwd(gpu, o(0), i(0), i(1), len)?],
         Op::Add => vec![k.elementwise.add_bcast_fwd(gpu, o(0), i(0), i(1), len, in_desc(1).len())?],
@@ -151,6 +156,21 @@ pub(super) fn encode_node(
                 src_off: start,
                 dst_off: 0,
                 len,
+                src_broadcast: false,
+            };
+            vec![k.layout.copy_tokens(gpu, o(0), i(0), &copy)?]
+        }
+        // In place: the output's buffer is the accumulator's (the plan).
+        Op::SliceInto { dim, start } => {
+            let [b, l, c] = crate::graph::around(&in_desc(0).shape, dim);
+            let copy = TokenCopy {
+                batch: b,
+                channels: c,
+                src_tokens: l,
+                dst_tokens: in_desc(1).shape[dim],
+                src_off: 0,
+                dst_off: start,
+                len: l,
                 src_broadcast: false,
             };
             vec![k.layout.copy_tokens(gpu, o(0), i(0), &copy)?]

@@ -139,9 +139,12 @@ impl Executor {
         with: Option<&Executor>,
     ) -> Result<Self> {
         let kernels = KernelSet::of(gpu)?;
-        let (graph, f16) = lower::cast_products(gpu, graph)?;
+        let (mut graph, f16) = lower::cast_products(gpu, graph)?;
         let mut pinned = training_pinned(loss, grads);
         pinned.extend_from_slice(outputs);
+        if gpu.settings.kernels.fusion {
+            crate::graph::fuse::fuse(&mut graph, &pinned);
+        }
         let plan = plan(&graph, &pinned);
         let shared = with.map(|w| w.shared_params(&graph)).unwrap_or_default();
         let tensors = allocate(gpu, &graph, &plan, &shared)?;

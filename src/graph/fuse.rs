@@ -1,0 +1,176 @@
+//! Fusion: rewrites of a differentiated graph that do the same arithmetic in fewer dispatches.
+//! The executor applies them to every graph it runs (unless `WGFORMER_FUSION=off`); the
+//! checked mode compares the fused graph node by node with the reference.
+//!
+//! `accumulate_products`: `Add(acc, product)` where the product (a MatMul's output) is read
+//! nowhere else and `acc` is read last by that Add becomes one MatMulAcc that adds the product
+//! into acc's buffer (the matmul kernels' accumulate flag). Backward passes are full of these
+//! Adds: a tensor read by several products gets its gradient as a sum of their products (the
+//! q, k and v projections of one input, an encoder's output read by every cross-attention).
+
+use super::{Dtype, Graph, Node, Op, Role, TensorId};
+use std::collections::HashSet;
+
+/// Applies every fusion to `g`, leaving the tensors in `pinned` (read after the step) as they
+/// are; returns how many dispatches it saved.
+pub fn fuse(g: &mut Graph, pinned: &[TensorId]) -> usize {
+    accumulate_products(g, pinned) + assemble_slices(g, pinned)
+}
+
+/// Who writes and reads each tensor: (writer node, readers, last reader).
+fn uses(g: &Graph) -> (Vec<Option<usize>>, Vec<usize>, Vec<usize>) {
+    let n = g.tensors.len();
+    let (mut writer, mut readers, mut last) = (vec![None; n], vec![0usize; n], vec![0usize; n]);
+    for (i, node) in g.nodes.iter().enumerate() {
+        node.outputs.iter().for_each(|o| writer[o.0] = Some(i));
+        for t in &node.inputs {
+            readers[t.0] += 1;
+            last[t.0] = i;
+        }
+    }
+    (writer, readers, last)
+}
+
+/// An f32 activation outside `pinned`: a buffer a fusion may write over or drop.
+fn plain_f32(g: &Graph, pinned: &HashSet<TensorId>, t: TensorId) -> bool {
+    let d = g.desc(t);
+    d.role == Role::Activation && d.dtype == Dtype::F32 && !pinned.contains(&t)
+}
+
+/// Drops the nodes marked in `removed`.
+fn drop_nodes(g: &mut Graph, removed: &[bool]) {
+    let mut k = 0;
+    g.nodes.retain(|_| {
+        k += 1;
+        !removed[k - 1]
+    });
+}
+
+/// The slices fusion: a tensor used as slices that tile it (an attention's packed q, k and v
+/// weights) gets its gradient as a sum of zero-padded slices' gradients (SliceBwd: a fill and a
+/// copy each, then an Add per extra slice). `Add(acc, SliceBwd(part))` where acc is zero over
+/// the part's range becomes `SliceInto`: one copy into acc in place. Returns the dispatches saved.
+pub fn assemble_slices(g: &mut Graph, pinned: &[TensorId]) -> usize {
+    let pinned: HashSet<TensorId> = pinned.iter().copied().collect();
+    let (writer, readers, last) = uses(g);
+    // The ranges along `dim` that may be non-zero, for tensors made by SliceBwd and SliceInto.
+    let mut filled: std::collections::HashMap<TensorId, (usize, Vec<(usize, usize)>)> = Default::default();
+    let mut removed = vec![false; g.nodes.len()];
+    let mut saved = 0;
+    for i in 0..g.nodes.len() {
+        let node = &g.nodes[i];
+        if let Op::SliceBwd { dim, start, .. } = node.op {
+            let len = g.desc(node.inputs[0]).shape[dim];
+            filled.insert(node.outputs[0], (dim, vec![(start, start + len)]));
+            continue;
+        }
+        let (x, y, out) = match (&node.op, &node.inputs[..]) {
+            (Op::Add, &[x, y]) if x != y && g.desc(x).shape == g.desc(y).shape => (x, y, node.outputs[0]),
+            _ => continue,
+        };
+        for (slice, acc) in [(y, x), (x, y)] {
+            let Some(m) = writer[slice.0].filter(|&m| !removed[m]) else { continue };
+            let Op::SliceBwd { dim, start, .. } = g.nodes[m].op else { continue };
+            let Some((acc_dim, ranges)) = filled.get(&acc) else { continue };
+            let end = start + g.desc(g.nodes[m].inputs[0]).shape[dim];
+            let disjoint = ranges.iter().all(|&(a, z)| end <= a || z <= start);
+            let ok = readers[slice.0] == 1 && last[acc.0] == i && plain_f32(g, &pinned, acc) && *acc_dim == dim;
+            if !(ok && disjoint && g.desc(out).dtype == Dtype::F32) {
+                continue;
+            }
+            let mut ranges = ranges.clone();
+            ranges.push((start, end));
+            let part = g.nodes[m].inputs[0];
+            g.nodes[i] = Node { op: Op::SliceInto { dim, start }, inputs: vec![part, acc], outputs: vec![out] };
+            filled.insert(out, (dim, ranges));
+            removed[m] = true;
+            saved += 2; // the SliceBwd's fill and copy, and the Add, for one copy
+            break;
+        }
+    }
+    drop_nodes(g, &removed);
+    saved
+}
+
+/// The MatMul + Add fusion (see the module doc); returns the Adds removed.
+pub fn accumulate_products(g: &mut Graph, pinned: &[TensorId]) -> usize {
+    let pinned: HashSet<TensorId> = pinned.iter().copied().collect();
+    let (writer, readers, last) = uses(g);
+    let plain_f32 = |g: &Graph, t: TensorId| plain_f32(g, &pinned, t);
+    let mut removed = vec![false; g.nodes.len()];
+    let mut fused = 0;
+    for i in 0..g.nodes.len() {
+        let node = &g.nodes[i];
+        let (x, y, out) = match (&node.op, &node.inputs[..]) {
+            (Op::Add, &[x, y]) if x != y && g.desc(x).shape == g.desc(y).shape => (x, y, node.outputs[0]),
+            _ => continue,
+        };
+        if g.desc(out).dtype != Dtype::F32 {
+            continue;
+        }
+        for (product, acc) in [(y, x), (x, y)] {
+            let Some(m) = writer[product.0].filter(|&m| !removed[m]) else { continue };
+            let Op::MatMul { trans_a, trans_b, bias, batched } = g.nodes[m].op else { continue };
+            // The product is read only by this Add; acc is read last here, so it may be overwritten.
+            if readers[product.0] != 1 || !plain_f32(g, product) || last[acc.0] != i || !plain_f32(g, acc) {
+                continue;
+            }
+            let mut inputs = g.nodes[m].inputs.clone();
+            inputs.push(acc);
+            g.nodes[i] = Node { op: Op::MatMulAcc { trans_a, trans_b, bias, batched }, inputs, outputs: vec![out] };
+            removed[m] = true;
+            fused += 1;
+            break;
+        }
+    }
+    drop_nodes(g, &removed);
+    fused
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::autodiff::backward;
+
+    /// A layer whose input feeds three products, as q, k and v do: its gradient is their sum.
+    fn three_products() -> (Graph, TensorId, crate::graph::autodiff::Gradients) {
+        let mut g = Graph::default();
+        let x = g.input("x", &[4, 8], Dtype::F32);
+        let targets = g.input("y", &[4], Dtype::U32);
+        let w: Vec<TensorId> = (0..3).map(|i| g.param(&format!("w{i}"), &[8, 8])).collect();
+        let h = g.linear(x, w[0], None).unwrap();
+        let h = g.gelu(h, crate::graph::params::GeluKind::Tanh).unwrap();
+        let ys: Vec<TensorId> = w.iter().map(|&w| g.linear(h, w, None).unwrap()).collect();
+        let s = g.add(ys[0], ys[1]).unwrap();
+        let s = g.add(s, ys[2]).unwrap();
+        let loss = g.cross_entropy(s, targets, 0.0, None).unwrap();
+        let grads = backward(&mut g, loss).unwrap();
+        (g, loss, grads)
+    }
+
+    #[test]
+    fn the_sum_of_products_in_a_backward_pass_is_accumulated_in_place() {
+        let (mut g, loss, grads) = three_products();
+        let pinned = crate::graph::plan::training_pinned(Some(loss), Some(&grads));
+        let before = g.nodes.len();
+        let fused = fuse(&mut g, &pinned);
+        assert!(fused >= 2, "{fused} adds fused");
+        assert_eq!(g.nodes.len(), before - fused);
+        let roots = crate::graph::plan::buffer_roots(&g);
+        let plan = crate::graph::plan::plan(&g, &pinned);
+        for node in g.nodes.iter().filter(|n| matches!(n.op, Op::MatMulAcc { .. })) {
+            let acc = *node.inputs.last().unwrap();
+            assert_eq!(plan.slot_of[acc.0], plan.slot_of[node.outputs[0].0]);
+            assert_eq!(roots[node.outputs[0].0], roots[acc.0]);
+        }
+    }
+
+    #[test]
+    fn pinned_tensors_and_products_read_twice_are_left_alone() {
+        let (mut g, loss, grads) = three_products();
+        let adds: Vec<TensorId> = g.nodes.iter().filter(|n| n.op == Op::Add).flat_map(|n| n.inputs.clone()).collect();
+        let mut pinned = crate::graph::plan::training_pinned(Some(loss), Some(&grads));
+        pinned.extend(adds);
+        assert_eq!(fuse(&mut g, &pinned), 0);
+    }
+}

@@ -1,0 +1,122 @@
+//! Fused graphs (`graph::fuse`, on by default: products accumulated into sums, slices'
+//! gradients copied into place) train as the graphs they came from: the checked
+//! mode passes node by node on a fused Transformer training graph, and five Adam steps with
+//! dropout on give the same losses and parameters with fusion on and off (`WGFORMER_FUSION`),
+//! for the ViT and the Transformer, on every test backend.
+
+use crate::common;
+use common::Rng;
+use wgformer::graph::autodiff::backward;
+use wgformer::graph::{Graph, TensorId};
+use wgformer::models::transformer::{self, TransformerConfig};
+use wgformer::models::vit;
+use wgformer::runtime::exec::{Executor, HostData};
+use wgformer::runtime::optim::{AdamConfig, Schedule};
+use wgformer::runtime::trainer::{TrainConfig, Trainer};
+use wgformer::Gpu;
+
+/// A small training graph, its parameters and a batch: (graph, loss, params, inputs).
+type Case = (Graph, TensorId, Vec<(TensorId, Vec<f32>)>, Vec<(TensorId, Vec<u32>, Vec<f32>)>);
+
+fn transformer_case() -> Case {
+    let cfg = TransformerConfig {
+        d_model: 16,
+        num_heads: 2,
+        encoder_layers: 2,
+        decoder_layers: 2,
+        d_ff: 32,
+        dropout: 0.1,
+        ..TransformerConfig::small(19)
+    };
+    let t = transformer::build(&cfg, 2, 5, 5, true).unwrap();
+    let params = transformer::init_params(&t.graph, 1);
+    let mut inputs: Vec<(TensorId, Vec<u32>, Vec<f32>)> = vec![
+        (t.src, vec![5, 6, 7, 2, 0, 8, 9, 2, 0, 0], vec![]),
+        (t.src_lens, vec![4, 3], vec![]),
+        (t.tgt_in, vec![1, 5, 9, 10, 0, 1, 6, 7, 0, 0], vec![]),
+        (t.tgt_out, vec![5, 9, 10, 2, 0, 6, 7, 2, 0, 0], vec![]),
+    ];
+    inputs.extend(t.constants().into_iter().map(|(id, v)| (id, vec![], v)));
+    (t.graph, t.loss, params, inputs)
+}
+
+fn vit_case() -> Case {
+    let text = r#"{"image_size": 8, "patch_size": 4, "num_channels": 3, "hidden_size": 8, "num_hidden_layers": 2,
+        "num_attention_heads": 2, "intermediate_size": 16, "hidden_dropout_prob": 0.1,
+        "attention_probs_dropout_prob": 0.1, "layer_norm_eps": 1e-6, "num_labels": 3}"#;
+    let v = vit::build(&vit::VitConfig::from_json(text).unwrap(), 3, true).unwrap();
+    let params = vit::init_params(&v.graph, 3);
+    let pixels = Rng::new(4).vec_f32(3 * 3 * 8 * 8, 1.0);
+    let inputs = vec![(v.pixel_values, vec![], pixels), (v.labels, vec![2, 0, 1], vec![])];
+    (v.graph, v.loss, params, inputs)
+}
+
+/// Five steps of `case` on `gpu`: the losses and the parameters after them.
+fn five_steps(gpu: &Gpu, (mut graph, loss, params, inputs): Case) -> (Vec<f32>, Vec<Vec<f32>>) {
+    let grads = backward(&mut graph, loss).unwrap();
+    let config =
+        TrainConfig { adam: AdamConfig::default(), schedule: Schedule::Constant(1e-2), clip: Some(1.0), seed: 5 };
+    let mut trainer = Trainer::new(gpu, graph, loss, &grads, &[], config).unwrap();
+    for (p, v) in &params {
+        trainer.exec.set(gpu, *p, HostData::F32(v)).unwrap();
+    }
+    let feed: Vec<(TensorId, HostData)> = inputs
+        .iter()
+        .map(|(id, ids, values)| (*id, if ids.is_empty() { HostData::F32(values) } else { HostData::U32(ids) }))
+        .collect();
+    let losses = (0..5).map(|_| trainer.step(gpu, &feed).unwrap()).collect();
+    let after = trainer.params(gpu).unwrap().into_iter().map(|(_, v)| v).collect();
+    (losses, after)
+}
+
+fn close(what: &str, got: &[f32], want: &[f32]) {
+    let scale = want.iter().fold(1e-3f32, |m, x| m.max(x.abs()));
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!((g - w).abs() <= 1e-5 * scale, "{what}[{i}]: fused {g}, unfused {w}");
+    }
+}
+
+#[test]
+fn fused_and_unfused_training_agree_with_dropout_on() {
+    for (name, case) in [("vit", vit_case as fn() -> Case), ("transformer", transformer_case)] {
+        let mut fused = Vec::new();
+        common::for_each_gpu(|gpu| fused.push(five_steps(gpu, case())));
+        let mut backend = 0;
+        common::for_each_gpu_with(
+            |s| s.kernels.fusion = false,
+            |gpu| {
+                let (losses, params) = five_steps(gpu, case());
+                let (want_losses, want_params) = &fused[backend];
+                close(&format!("{name} losses"), want_losses, &losses);
+                for (i, (f, u)) in want_params.iter().zip(&params).enumerate() {
+                    close(&format!("{name} parameter {i}"), f, u);
+                }
+                backend += 1;
+            },
+        );
+        assert_eq!(backend, fused.len());
+    }
+}
+
+#[test]
+fn a_fused_transformer_training_graph_passes_the_checked_mode() {
+    common::for_each_gpu(|gpu| {
+        let (mut graph, loss, params, inputs) = transformer_case();
+        let grads = backward(&mut graph, loss).unwrap();
+        let mut fused = graph.clone();
+        let pinned = wgformer::graph::plan::training_pinned(Some(loss), Some(&grads));
+        assert!(wgformer::graph::fuse::fuse(&mut fused, &pinned) > 0, "the Transformer's sums fuse");
+        for op in ["matmul_acc", "slice_into"] {
+            assert!(fused.nodes.iter().any(|n| n.op.name() == op), "no {op} in the fused graph");
+        }
+        let exec = Executor::new(gpu, graph, Some(loss), Some(&grads)).unwrap();
+        for (p, v) in &params {
+            exec.set(gpu, *p, HostData::F32(v)).unwrap();
+        }
+        for (id, ids, values) in &inputs {
+            let data = if ids.is_empty() { HostData::F32(values) } else { HostData::U32(ids) };
+            exec.set(gpu, *id, data).unwrap();
+        }
+        exec.check_nodes(gpu, 7, 1e-5, 1e-3).unwrap();
+    });
+}
