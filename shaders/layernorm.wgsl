@@ -8,7 +8,8 @@
 // Design rule: one workgroup per row, WG (a power of two) invocations stride over the columns and
 // combine through a workgroup-memory tree; the variance is a second pass for accuracy.
 
-struct LayerNormParams { rows: u32, cols: u32, eps: f32, _pad: u32, }
+// flags, bit 0 (backward): add dx to what the dx buffer holds (a fused sum, graph/fuse.rs).
+struct LayerNormParams { rows: u32, cols: u32, eps: f32, flags: u32, }
 
 override WG: u32 = 64;   // row kernels: invocations per row, a power of two
 override CB: u32 = 8;    // layernorm_bwd_params: columns per workgroup
@@ -85,7 +86,9 @@ fn layernorm_bwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
         for (var c = lid; c < bw_p.cols; c += WG) {
             let xhat = (bw_x[base + c] - mu) * r;
             let g = bw_dy[base + c] * bw_gamma[c];
-            bw_dx[base + c] = r * (g - mg - xhat * mgx);
+            var v = r * (g - mg - xhat * mgx);
+            if ((bw_p.flags & 1u) != 0u) { v += bw_dx[base + c]; }
+            bw_dx[base + c] = v;
         }
     }
 }
@@ -157,6 +160,8 @@ fn layernorm_bwd_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
     let mgx = sgx * inv_c;
     for (var c = 0u; c < bw_p.cols; c++) {
         let xhat = (bw_x[base + c] - mu) * r;
-        bw_dx[base + c] = r * (bw_dy[base + c] * bw_gamma[c] - mg - xhat * mgx);
+        var v = r * (bw_dy[base + c] * bw_gamma[c] - mg - xhat * mgx);
+        if ((bw_p.flags & 1u) != 0u) { v += bw_dx[base + c]; }
+        bw_dx[base + c] = v;
     }
 }

@@ -208,7 +208,7 @@ fn rule(
                 "cast_f16 has no gradient rule: differentiate first, then Graph::cast_products_to_f16",
             ));
         }
-        Op::MatMulAcc { .. } | Op::SliceInto { .. } => {
+        Op::MatMulAcc { .. } | Op::SliceInto { .. } | Op::LayerNormBwdAcc => {
             let op = node.op.name();
             return Err(Error::shape("backward", format!("{op} has no gradient rule: differentiate first, then fuse")));
         }

@@ -2,9 +2,10 @@
 //! The executor applies them to every graph it runs (unless `WGFORMER_FUSION=off`); the
 //! checked mode compares the fused graph node by node with the reference.
 //!
-//! `accumulate_products`: `Add(acc, product)` where the product (a MatMul's output) is read
-//! nowhere else and `acc` is read last by that Add becomes one MatMulAcc that adds the product
-//! into acc's buffer (the matmul kernels' accumulate flag). Backward passes are full of these
+//! `accumulate_products`: `Add(acc, product)` where the product (a MatMul's output, or a
+//! LayerNorm backward's dx) is read nowhere else and `acc` is read last by that Add becomes one
+//! MatMulAcc (LayerNormBwdAcc) that adds the product into acc's buffer (the kernels'
+//! accumulate flag). Backward passes are full of these
 //! Adds: a tensor read by several products gets its gradient as a sum of their products (the
 //! q, k and v projections of one input, an encoder's output read by every cross-attention).
 
@@ -17,18 +18,26 @@ pub fn fuse(g: &mut Graph, pinned: &[TensorId]) -> usize {
     accumulate_products(g, pinned) + assemble_slices(g, pinned)
 }
 
-/// Who writes and reads each tensor: (writer node, readers, last reader).
-fn uses(g: &Graph) -> (Vec<Option<usize>>, Vec<usize>, Vec<usize>) {
+/// Who writes and reads each tensor.
+struct Uses {
+    writer: Vec<Option<usize>>,
+    readers: Vec<usize>,
+    first: Vec<usize>,
+    last: Vec<usize>,
+}
+
+fn uses(g: &Graph) -> Uses {
     let n = g.tensors.len();
-    let (mut writer, mut readers, mut last) = (vec![None; n], vec![0usize; n], vec![0usize; n]);
+    let mut u = Uses { writer: vec![None; n], readers: vec![0; n], first: vec![usize::MAX; n], last: vec![0; n] };
     for (i, node) in g.nodes.iter().enumerate() {
-        node.outputs.iter().for_each(|o| writer[o.0] = Some(i));
+        node.outputs.iter().for_each(|o| u.writer[o.0] = Some(i));
         for t in &node.inputs {
-            readers[t.0] += 1;
-            last[t.0] = i;
+            u.readers[t.0] += 1;
+            u.first[t.0] = u.first[t.0].min(i);
+            u.last[t.0] = i;
         }
     }
-    (writer, readers, last)
+    u
 }
 
 /// An f32 activation outside `pinned`: a buffer a fusion may write over or drop.
@@ -52,7 +61,7 @@ fn drop_nodes(g: &mut Graph, removed: &[bool]) {
 /// the part's range becomes `SliceInto`: one copy into acc in place. Returns the dispatches saved.
 pub fn assemble_slices(g: &mut Graph, pinned: &[TensorId]) -> usize {
     let pinned: HashSet<TensorId> = pinned.iter().copied().collect();
-    let (writer, readers, last) = uses(g);
+    let Uses { writer, readers, last, .. } = uses(g);
     // The ranges along `dim` that may be non-zero, for tensors made by SliceBwd and SliceInto.
     let mut filled: std::collections::HashMap<TensorId, (usize, Vec<(usize, usize)>)> = Default::default();
     let mut removed = vec![false; g.nodes.len()];
@@ -92,10 +101,10 @@ pub fn assemble_slices(g: &mut Graph, pinned: &[TensorId]) -> usize {
     saved
 }
 
-/// The MatMul + Add fusion (see the module doc); returns the Adds removed.
+/// The product + Add fusion (see the module doc); returns the Adds removed.
 pub fn accumulate_products(g: &mut Graph, pinned: &[TensorId]) -> usize {
     let pinned: HashSet<TensorId> = pinned.iter().copied().collect();
-    let (writer, readers, last) = uses(g);
+    let Uses { writer, readers, first, last } = uses(g);
     let plain_f32 = |g: &Graph, t: TensorId| plain_f32(g, &pinned, t);
     let mut removed = vec![false; g.nodes.len()];
     let mut fused = 0;
@@ -110,14 +119,25 @@ pub fn accumulate_products(g: &mut Graph, pinned: &[TensorId]) -> usize {
         }
         for (product, acc) in [(y, x), (x, y)] {
             let Some(m) = writer[product.0].filter(|&m| !removed[m]) else { continue };
-            let Op::MatMul { trans_a, trans_b, bias, batched } = g.nodes[m].op else { continue };
+            let op = match g.nodes[m].op {
+                Op::MatMul { trans_a, trans_b, bias, batched } => Op::MatMulAcc { trans_a, trans_b, bias, batched },
+                Op::LayerNormBwd if g.nodes[m].outputs[0] == product => Op::LayerNormBwdAcc,
+                _ => continue,
+            };
             // The product is read only by this Add; acc is read last here, so it may be overwritten.
             if readers[product.0] != 1 || !plain_f32(g, product) || last[acc.0] != i || !plain_f32(g, acc) {
                 continue;
             }
+            // The producer's other outputs move to the Add's place: none may be read before it.
+            if g.nodes[m].outputs[1..].iter().any(|o| first[o.0] < i) {
+                continue;
+            }
             let mut inputs = g.nodes[m].inputs.clone();
             inputs.push(acc);
-            g.nodes[i] = Node { op: Op::MatMulAcc { trans_a, trans_b, bias, batched }, inputs, outputs: vec![out] };
+            // The fused node keeps the producer's other outputs (a LayerNorm's dgamma, dbeta).
+            let mut outputs = g.nodes[m].outputs.clone();
+            outputs[0] = out;
+            g.nodes[i] = Node { op, inputs, outputs };
             removed[m] = true;
             fused += 1;
             break;

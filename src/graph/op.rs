@@ -95,13 +95,16 @@ pub enum Op {
     /// along `dim`], written over acc in place, whose range there was zero. Made from an Add
     /// of slices' gradients by [`crate::graph::fuse`]; it has no gradient rule.
     SliceInto { dim: usize, start: usize },
+    /// inputs [x, dy, mean, rstd, gamma, acc] -> [acc + dx, dgamma, dbeta]: LayerNormBwd with
+    /// dx added into acc in place. Made by [`crate::graph::fuse`]; it has no gradient rule.
+    LayerNormBwdAcc,
 }
 
 impl Op {
     /// (input, output) of an op that writes its output over that input, in the same buffer.
     pub fn in_place(&self, inputs: usize) -> Option<(usize, usize)> {
         match self {
-            Op::MatMulAcc { .. } | Op::SliceInto { .. } => Some((inputs - 1, 0)),
+            Op::MatMulAcc { .. } | Op::SliceInto { .. } | Op::LayerNormBwdAcc => Some((inputs - 1, 0)),
             _ => None,
         }
     }
@@ -110,7 +113,7 @@ impl Op {
     pub fn dispatches(&self) -> usize {
         match self {
             Op::CrossEntropy { .. } | Op::AttentionBwd { .. } => 3,
-            Op::LayerNormBwd | Op::Concat | Op::SliceBwd { .. } => 2,
+            Op::LayerNormBwd | Op::LayerNormBwdAcc | Op::Concat | Op::SliceBwd { .. } => 2,
             _ => 1,
         }
     }
@@ -154,6 +157,7 @@ impl Op {
             Op::CastF16 => "cast_f16",
             Op::MatMulAcc { .. } => "matmul_acc",
             Op::SliceInto { .. } => "slice_into",
+            Op::LayerNormBwdAcc => "layernorm_bwd_acc",
         }
     }
 }

@@ -14,7 +14,8 @@ struct LayerNormParams {
     rows: u32,
     cols: u32,
     eps: f32,
-    _pad: u32,
+    /// Bit 0 (backward): add dx into the dx buffer's values.
+    flags: u32,
 }
 
 /// The LayerNorm kernels.
@@ -70,7 +71,7 @@ impl LayerNorm {
         check_len("layernorm_fwd", "rstd", rstd, rows)?;
         check_len("layernorm_fwd", "gamma", gamma, cols)?;
         check_len("layernorm_fwd", "beta", beta, cols)?;
-        let params = LayerNormParams { rows: r, cols: c, eps, _pad: 0 };
+        let params = LayerNormParams { rows: r, cols: c, eps, flags: 0 };
         let pipeline = if per_row { &self.fwd_rows } else { &self.fwd };
         dispatch(gpu, "layernorm_fwd", pipeline, &[y, mean, rstd, x, gamma, beta], &params, groups)
     }
@@ -91,6 +92,20 @@ impl LayerNorm {
         rows: usize,
         cols: usize,
     ) -> Result<[Dispatch; 2]> {
+        self.bwd_into(gpu, [dx, dgamma, dbeta], [x, dy, mean, rstd, gamma], rows, cols, false)
+    }
+
+    /// [`LayerNorm::bwd`] of `[x, dy, mean, rstd, gamma]` into `[dx, dgamma, dbeta]`; with
+    /// `accumulate`, dx is added to what its buffer holds.
+    pub fn bwd_into(
+        &self,
+        gpu: &Gpu,
+        [dx, dgamma, dbeta]: [&Tensor; 3],
+        [x, dy, mean, rstd, gamma]: [&Tensor; 5],
+        rows: usize,
+        cols: usize,
+        accumulate: bool,
+    ) -> Result<[Dispatch; 2]> {
         let tensors = [("dx", dx), ("x", x), ("dy", dy)];
         let ([r, c], groups, per_row) = row_launch(gpu, "layernorm_bwd", &tensors, rows, cols, self.variant)?;
         check_len("layernorm_bwd", "mean", mean, rows)?;
@@ -98,7 +113,7 @@ impl LayerNorm {
         for (name, t) in [("gamma", gamma), ("dgamma", dgamma), ("dbeta", dbeta)] {
             check_len("layernorm_bwd", name, t, cols)?;
         }
-        let params = LayerNormParams { rows: r, cols: c, eps: 0.0, _pad: 0 };
+        let params = LayerNormParams { rows: r, cols: c, eps: 0.0, flags: accumulate as u32 };
         let pipeline = if per_row { &self.bwd_rows } else { &self.bwd };
         let dx_pass = dispatch(gpu, "layernorm_bwd", pipeline, &[dx, x, dy, mean, rstd, gamma], &params, groups)?;
         let col_groups = column_grid(gpu, "layernorm_bwd_params", rows, cols)?;

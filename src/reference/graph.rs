@@ -103,7 +103,7 @@ fn node_outputs<T: Real>(g: &Graph, node: &crate::graph::Node, values: &[Vec<T>]
             );
             vec![y, mean, rstd]
         }
-        Op::LayerNormBwd => {
+        Op::LayerNormBwd | Op::LayerNormBwdAcc => {
             let (rows, cols) = (in_desc(0).rows(), in_desc(0).last_dim());
             let (mut dx, mut dg, mut db) = (zeros(rows * cols), zeros(cols), zeros(cols));
             layernorm::layernorm_backward(
@@ -118,6 +118,9 @@ fn node_outputs<T: Real>(g: &Graph, node: &crate::graph::Node, values: &[Vec<T>]
                 rows,
                 cols,
             );
+            if node.op == Op::LayerNormBwdAcc {
+                dx.iter_mut().zip(input(5)).for_each(|(d, a)| *d += *a);
+            }
             vec![dx, dg, db]
         }
         Op::Gelu { kind } => {

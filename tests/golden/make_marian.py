@@ -73,12 +73,12 @@ def perturb(model, gen):
         model.final_logits_bias.copy_(0.1 * torch.randn(model.final_logits_bias.shape, generator=gen))
 
 
-def memorise(model, batch, labels):
-    """Forty steps on the case's own pairs, so that `generate` gives real sentences
+def memorise(model, batch, labels, steps):
+    """Steps (forty) on the case's own pairs, so that `generate` gives real sentences
     (random weights only repeat one token) while the perturbed tensors stay far from defaults."""
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     model.train()
-    for _ in range(40):
+    for _ in range(steps):
         opt.zero_grad()
         model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels).loss.backward()
         opt.step()
@@ -103,7 +103,7 @@ def tokenizer_cases(tok, out):
             }, ensure_ascii=False) + "\n")
 
 
-def make_case(out, d_model, layers, ffn, heads, vocab_size=None, extras=True, checked=(0, 1, 2)):
+def make_case(out, d_model, layers, ffn, heads, vocab_size=None, extras=True, checked=(0, 1, 2), memorise_steps=40):
     os.makedirs(out, exist_ok=True)
     pairs = [line.rstrip("\n").split("\t") for line in open(DATA, encoding="utf-8") if "\t" in line][:6000]
     source = train_spm([de for de, _ in pairs], os.path.join(out, "source.spm"))
@@ -131,7 +131,7 @@ def make_case(out, d_model, layers, ffn, heads, vocab_size=None, extras=True, ch
     batch = tok(SOURCES, text_target=TARGETS, padding=True, return_tensors="pt")
     labels = batch["labels"].masked_fill(batch["labels"] == pad, -100)
     decoder_input_ids = model.prepare_decoder_input_ids_from_labels(labels=labels)
-    memorise(model, batch, labels)
+    memorise(model, batch, labels, memorise_steps)
     model.save_pretrained(out)
     if extras:
         # The same weights as many published OPUS-MT repositories ship them (a torch.save pickle).
@@ -180,8 +180,22 @@ def make_case(out, d_model, layers, ffn, heads, vocab_size=None, extras=True, ch
 
 
 
+# Cases too large to commit, made where torch is installed and checked with `wgformer verify`
+# (see docs/guide.md): opus-mt-de-en's full shape (74M parameters), and d_model 512 with 1+1
+# layers at the small vocabulary. No memorising steps (too slow at these sizes on a CPU).
+ON_THE_FLY = {
+    "opus-shape": dict(d_model=512, layers=6, ffn=2048, heads=8, vocab_size=OPUS_VOCAB),
+    "d512": dict(d_model=512, layers=1, ffn=2048, heads=8),
+}
+
+
 def main():
-    """Makes both cases, or those named on the command line (marian-s0, marian-v58k)."""
+    """Makes both committed cases, or those named on the command line (marian-s0, marian-v58k),
+    or `--out DIR opus-shape|d512`: a case of ON_THE_FLY written to DIR."""
+    if sys.argv[1:2] == ["--out"]:
+        out, shape = sys.argv[2], sys.argv[3]
+        make_case(out, extras=False, checked=(0, 2), memorise_steps=0, **ON_THE_FLY[shape])
+        return
     wanted = sys.argv[1:] or ["marian-s0", "marian-v58k"]
     if "marian-s0" in wanted:
         make_case(OUT, d_model=32, layers=2, ffn=64, heads=4)

@@ -96,6 +96,21 @@ fn layernorm_matches_reference() {
                 let t = 1e-5 * (rows as f64).sqrt().max(1.0);
                 assert_close(&format!("layernorm dgamma {tag}"), &gpu.read(&gdg).unwrap(), &dg, t, 1e-4);
                 assert_close(&format!("layernorm dbeta {tag}"), &gpu.read(&gdb).unwrap(), &db, t, 1e-4);
+                // Accumulating (a fused sum): dx is added to what the buffer holds.
+                let held = rng.vec_f32(n, 1.0);
+                let gacc = up("acc", &held);
+                let [b1, _] = ln
+                    .bwd_into(gpu, [&gacc, &gdg, &gdb], [&gx, &gdy, &gmean, &grstd, &ggamma], rows, cols, true)
+                    .unwrap();
+                kernels::run(gpu, &[&b1]).unwrap();
+                let want: Vec<f32> = dx.iter().zip(&held).map(|(d, h)| d + h).collect();
+                assert_close(
+                    &format!("layernorm dx + acc {tag}"),
+                    &per_row(&gpu.read(&gacc).unwrap()),
+                    &per_row(&want),
+                    1e-4,
+                    1e-4,
+                );
             }
         }
     });

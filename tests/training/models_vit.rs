@@ -26,7 +26,10 @@ fn small_vit_matches_the_reference_and_the_plan() {
         // The executor runs the fused graph (graph::fuse), as `plan` reports it.
         let mut fused = v.graph.clone();
         let pinned = wgformer::graph::plan::training_pinned(Some(v.loss), Some(&grads));
-        assert!(wgformer::graph::fuse::fuse(&mut fused, &pinned) > 0, "the q, k and v gradients' sums fuse");
+        assert!(wgformer::graph::fuse::fuse(&mut fused, &pinned) > 0, "the gradients' sums fuse");
+        for op in ["matmul_acc", "layernorm_bwd_acc"] {
+            assert!(fused.nodes.iter().any(|n| n.op.name() == op), "no {op} in the fused graph");
+        }
         let report = wgformer::graph::plan::report(&fused, v.loss, &grads);
         let exec = Executor::new(gpu, v.graph.clone(), Some(v.loss), Some(&grads)).unwrap();
         assert_eq!(exec.dispatches_per_step(), report.dispatches_per_step, "plan and executor agree");

@@ -104,7 +104,11 @@ pub(super) fn encode_node(
         Op::MulBwd => vec![k.elementwise.mul_bwd(gpu, o(0), o(1), i(2), i(0), i(1), len)?],
         Op::Scale { alpha } => vec![k.elementwise.scale_fwd(gpu, o(0), i(0), alpha, len)?],
         Op::LayerNorm { eps } => vec![k.layernorm.fwd(gpu, o(0), o(1), o(2), i(0), i(1), i(2), rows, cols, eps)?],
-        Op::LayerNormBwd => k.layernorm.bwd(gpu, o(0), o(1), o(2), i(0), i(1), i(2), i(3), i(4), rows, cols)?.to_vec(),
+        Op::LayerNormBwd | Op::LayerNormBwdAcc => {
+            // The accumulating form's dx buffer is its accumulator's (the plan).
+            let acc = node.op == Op::LayerNormBwdAcc;
+            k.layernorm.bwd_into(gpu, [o(0), o(1), o(2)], [i(0), i(1), i(2), i(3), i(4)], rows, cols, acc)?.to_vec()
+        }
         Op::Gelu { kind } => vec![k.gelu.fwd(gpu, o(0), i(0), len, kind)?],
         Op::GeluBwd { kind } => vec![k.gelu.bwd(gpu, o(0), i(0), i(1), len, kind)?],
         Op::Relu => vec![k.elementwise.relu_fwd(gpu, o(0), i(0), len)?],
