@@ -305,6 +305,12 @@ fn plan(model: &str, config: Option<&str>, batch: usize, precision: &str, json: 
         unfused.forward_backward_dispatches,
         r.dispatches_per_step - r.forward_backward_dispatches
     );
+    println!(
+        "  bytes moved per step   {:.1} MiB forward+backward ({:.1} before fusion), {:.1} MiB optimizer",
+        mib(r.forward_backward_bytes),
+        mib(unfused.forward_backward_bytes),
+        mib(r.optimizer_bytes_moved)
+    );
     println!("  submits per step       {}", r.submits_per_step);
     println!("  parameters             {:.1} MiB", mib(r.param_bytes));
     println!("  Adam moments           {:.1} MiB", mib(r.optimizer_bytes));

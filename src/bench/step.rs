@@ -136,6 +136,8 @@ pub fn run_step(
     progress(&format!("{model} batch {batch}: {} nodes, building the executor", graph.nodes.len()));
     let exec = Executor::new(gpu, graph, Some(case.loss), Some(&grads))?;
     progress(&format!("  {:.0} ms measuring kernel choices", crate::kernels::tuning::spent_ms(gpu)));
+    let (all, fb) = (exec.dispatches_per_step(), exec.forward_backward_dispatches());
+    progress(&format!("  {all} dispatches a step: {fb} forward+backward, {} optimizer", all - fb));
     for (p, values) in &case.params {
         exec.set(gpu, *p, HostData::F32(values))?;
     }

@@ -150,6 +150,12 @@ pub struct PlanReport {
     pub forward_backward_dispatches: usize,
     /// The forward and backward's dispatches by op name, most first.
     pub dispatches_by_op: Vec<(String, usize)>,
+    /// Bytes the forward and backward's nodes read and write, each tensor counted once per node
+    /// that reads or writes it (what reaches memory at the least, with no cache reuse).
+    pub forward_backward_bytes: u64,
+    /// The optimizer's: clipping reads every gradient, Adam reads parameter, gradient and both
+    /// moments and writes parameter and moments.
+    pub optimizer_bytes_moved: u64,
     pub submits_per_step: usize,
     pub param_bytes: u64,
     /// Adam's two moments.
@@ -178,12 +184,17 @@ pub fn report(g: &Graph, loss: TensorId, grads: &Gradients) -> PlanReport {
         *by_op.entry(n.op.name()).or_default() += n.op.dispatches();
     }
     let mut dispatches_by_op: Vec<(String, usize)> = by_op.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    let forward_backward_bytes =
+        g.nodes.iter().flat_map(|n| n.inputs.iter().chain(&n.outputs)).map(|&t| bytes(g, t)).sum();
+    let trained_bytes: u64 = g.params().iter().filter(|&&t| grads.get(t).is_some()).map(|&t| bytes(g, t)).sum();
     dispatches_by_op.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     PlanReport {
         nodes: g.nodes.len(),
         dispatches_per_step: forward_backward + 2 * updates + 1,
         forward_backward_dispatches: forward_backward,
         dispatches_by_op,
+        forward_backward_bytes,
+        optimizer_bytes_moved: 8 * trained_bytes,
         submits_per_step: 1,
         param_bytes: p.param_bytes,
         optimizer_bytes: 2 * p.param_bytes,

@@ -252,7 +252,12 @@ impl Executor {
         &self.plan
     }
 
-    /// Dispatches recorded per step (forward, backward, clipping and optimizer).
+    /// Dispatches of the forward and backward nodes (as fused) per step.
+    pub fn forward_backward_dispatches(&self) -> usize {
+        self.node_dispatches.iter().map(|d| d.len()).sum()
+    }
+
+    /// Dispatches one step records: the forward and backward's (fused), clipping and Adam.
     pub fn dispatches_per_step(&self) -> usize {
         let nodes: usize = self.node_dispatches.iter().map(|d| d.len()).sum();
         nodes + self.optimizer.as_ref().map_or(0, |o| o.updates.len() + o.clip.len())
