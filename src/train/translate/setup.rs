@@ -86,23 +86,9 @@ impl TranslateRun {
         let start = ctx.clock.seconds();
         let (mut trainer, graphs, evals) = build_graphs(&gpu, &cfg, &buckets, recipe, config, &ctx, &vocab)?;
         let first = &graphs[0].graph;
-        let params = match start_from {
-            Start::Resumed => {
-                let trained: Vec<_> =
-                    first.params().into_iter().filter(|&p| vocab.is_trained(&first.desc(p).name)).collect();
-                for (p, m, v) in crate::runtime::checkpoint::load_moments_of(&from, first, &trained)? {
-                    trainer.exec.set_optimizer_state(&gpu, p, &m, &v)?;
-                }
-                trainer.step = state.step;
-                // model.safetensors may hold an average; training goes on from the last round.
-                let snapshot = from.join(snapshot_name(state.epochs_done));
-                let path = if snapshot.is_file() { snapshot } else { from.join("model.safetensors") };
-                obs.event(&Event::note(format!("continuing from {}", path.display())));
-                vocab.read_params(&path, &cfg, first)?
-            }
-            Start::From(named) => by_id(first, named, std::path::Path::new(recipe.init.as_deref().unwrap_or("")))?,
-            Start::Fresh => transformer::init_params(first, state.seed),
-        };
+        let init = std::path::Path::new(recipe.init.as_deref().unwrap_or(""));
+        let params =
+            starting_params(&gpu, &mut trainer, first, (&cfg, &vocab, &state), start_from, (&from, init), obs)?;
         let params = ranks.start_from_rank_zero(&gpu, &trainer, params)?;
         for (p, values) in &params {
             trainer.exec.set(&gpu, *p, HostData::F32(values))?;
@@ -171,6 +157,36 @@ impl TranslateRun {
             current: None,
         })
     }
+}
+
+/// The parameters a run starts from (on a resumed run also Adam's moments and the step, set on
+/// `trainer`): the checkpoint's in `from`, the trained model's from `init`, or initial ones.
+fn starting_params(
+    gpu: &Gpu,
+    trainer: &mut Trainer,
+    first: &crate::graph::Graph,
+    (cfg, vocab, state): (&TransformerConfig, &Vocabulary, &TrainerState),
+    start_from: Start,
+    (from, init): (&std::path::Path, &std::path::Path),
+    obs: &mut dyn Observer,
+) -> Result<crate::runtime::checkpoint::Params> {
+    Ok(match start_from {
+        Start::Resumed => {
+            let trained: Vec<_> =
+                first.params().into_iter().filter(|&p| vocab.is_trained(&first.desc(p).name)).collect();
+            for (p, m, v) in crate::runtime::checkpoint::load_moments_of(from, first, &trained)? {
+                trainer.exec.set_optimizer_state(gpu, p, &m, &v)?;
+            }
+            trainer.step = state.step;
+            // model.safetensors may hold an average; training goes on from the last round.
+            let snapshot = from.join(snapshot_name(state.epochs_done));
+            let path = if snapshot.is_file() { snapshot } else { from.join("model.safetensors") };
+            obs.event(&Event::note(format!("continuing from {}", path.display())));
+            vocab.read_params(&path, cfg, first)?
+        }
+        Start::From(named) => by_id(first, named, init)?,
+        Start::Fresh => transformer::init_params(first, state.seed),
+    })
 }
 
 /// `tokens` a step, or fewer where a step's logits (a row per target token, a column per
