@@ -100,6 +100,19 @@ pub fn load(dir: &Path) -> Result<MarianModel> {
     Ok(MarianModel { config, text, params })
 }
 
+/// A kept file's bytes; config.json with its `dropout` replaced when it differs from `dropout`
+/// (keys sorted and indented by two, as transformers writes them).
+fn with_dropout(name: &str, bytes: &[u8], dropout: f32) -> Vec<u8> {
+    let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(bytes) else { return bytes.to_vec() };
+    let same = v.get("dropout").and_then(serde_json::Value::as_f64).is_some_and(|d| d as f32 == dropout);
+    if name != "config.json" || same {
+        return bytes.to_vec();
+    }
+    // The shortest decimal of the f32 (0.3, not 0.30000001192092896).
+    v["dropout"] = serde_json::json!(dropout.to_string().parse::<f64>().unwrap_or(dropout as f64));
+    serde_json::to_string_pretty(&v).map_or_else(|_| bytes.to_vec(), |t| (t + "\n").into_bytes())
+}
+
 /// model.safetensors' bytes as `save_pretrained` writes a Marian model: the shared table once
 /// (as `model.shared.weight`), q, k and v apart, `final_logits_bias` of shape (1, vocab), and
 /// the "pt" format mark transformers looks for.
@@ -124,16 +137,19 @@ pub fn weights_bytes(g: &Graph, params: &[(TensorId, Vec<f32>)]) -> Result<Vec<u
     crate::util::io::safetensors_bytes_with(&tensors, Some(meta))
 }
 
-/// Writes a Marian directory: `text`'s files as they came, the weights in transformers' layout
-/// and, for a training run, the optimizer state and the run's files. Written atomically.
+/// Writes a Marian directory: `text`'s files as they came (config.json's dropout set to
+/// `cfg`'s where a run changed it), the weights in transformers' layout and, for a training run,
+/// the optimizer state and the run's files. Written atomically.
 pub fn save(
     dir: &Path,
     text: &MarianText,
+    cfg: &TransformerConfig,
     g: &Graph,
     params: &[(TensorId, Vec<f32>)],
     training: Option<TrainingState>,
 ) -> Result<()> {
-    let mut files: Vec<(&str, Vec<u8>)> = text.files.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
+    let mut files: Vec<(&str, Vec<u8>)> =
+        text.files.iter().map(|(n, b)| (n.as_str(), with_dropout(n, b, cfg.dropout))).collect();
     files.push(("model.safetensors", weights_bytes(g, params)?));
     let mut keep = Vec::new();
     if let Some(t) = training {

@@ -95,7 +95,7 @@ impl Vocabulary {
     ) -> Result<()> {
         match self {
             Vocabulary::Bpe(bpe) => ckpt::save(dir, cfg, bpe, g, params, training),
-            Vocabulary::Marian(m) => marian_checkpoint::save(dir, m, g, params, training),
+            Vocabulary::Marian(m) => marian_checkpoint::save(dir, m, cfg, g, params, training),
         }
     }
 
