@@ -89,16 +89,22 @@ impl MarianTranslator {
         let mut order: Vec<usize> = (0..sources.len()).filter(|&i| !sources[i].trim().is_empty()).collect();
         order.sort_by_key(|&i| ids[i].len());
         let rows = (MAX_ROWS / g.num_beams).max(1);
+        let mut first: Option<Decoder> = None;
         for chunk in order.chunks(rows) {
             let src_max = chunk.iter().map(|&i| ids[i].len()).max().unwrap_or(1).next_multiple_of(16);
             let tgt_max = (g.max_length.saturating_sub(1)).clamp(1, MAX_TARGET);
             let search = Search { beam: g.num_beams, alpha: 0.0 };
-            let decoder = Decoder::new(gpu, &self.config, &self.params, chunk.len(), search, src_max, tgt_max)?;
+            // Batches after the first share its weights (no upload of the model each).
+            let decoder = match &first {
+                Some(d) => Decoder::sharing(gpu, d, chunk.len(), search, src_max, tgt_max)?,
+                None => Decoder::new(gpu, &self.config, &self.params, chunk.len(), search, src_max, tgt_max)?,
+            };
             let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| ids[i].clone()).collect();
             let limited = Generation { max_length: tgt_max + 1, ..g };
             for (&i, tokens) in chunk.iter().zip(generate(gpu, &decoder, &batch, &limited).await?) {
                 out.lines[i] = self.tokenizer.decode(&tokens, true);
             }
+            first.get_or_insert(decoder);
         }
         Ok(out)
     }

@@ -150,6 +150,14 @@ fn set_params(gpu: &Gpu, exec: &Executor, params: &[(String, Vec<f32>)]) -> Resu
     Ok(())
 }
 
+/// Where a decoder's parameters come from.
+enum Weights<'a> {
+    /// Uploaded from these values (by graph name).
+    Upload(&'a [(String, Vec<f32>)]),
+    /// The buffers of a decoder of the same model.
+    Share(&'a Decoder),
+}
+
 /// One hypothesis of a beam.
 #[derive(Clone, Debug)]
 struct Hyp {
@@ -169,6 +177,30 @@ impl Decoder {
         src_max: usize,
         tgt_max: usize,
     ) -> Result<Self> {
+        Self::build(gpu, config, Weights::Upload(params), sentences, search, (src_max, tgt_max))
+    }
+
+    /// A decoder of other sizes on `like`'s parameter buffers: nothing is uploaded (a model's
+    /// batches of different lengths, without a copy of its weights each).
+    pub fn sharing(
+        gpu: &Gpu,
+        like: &Decoder,
+        sentences: usize,
+        search: Search,
+        src_max: usize,
+        tgt_max: usize,
+    ) -> Result<Self> {
+        Self::build(gpu, &like.config, Weights::Share(like), sentences, search, (src_max, tgt_max))
+    }
+
+    fn build(
+        gpu: &Gpu,
+        config: &TransformerConfig,
+        weights: Weights,
+        sentences: usize,
+        search: Search,
+        (src_max, tgt_max): (usize, usize),
+    ) -> Result<Self> {
         if sentences == 0 || search.beam == 0 || src_max == 0 || tgt_max == 0 {
             return Err(Error::Config("sentences, beam and the maximum lengths must be positive".into()));
         }
@@ -179,13 +211,22 @@ impl Decoder {
         })?;
         let (eg, enc) = encoder_graph(config, rows, src_max, attention.clone())?;
         let keep: Vec<TensorId> = enc.cross.iter().flat_map(|&(k, v)| [k, v]).collect();
-        let encoder = Executor::keeping(gpu, eg, None, None, &keep)?;
         let (sg, io) = step_graph(config, rows, src_max, tgt_max, attention)?;
-        let mut keep: Vec<TensorId> = io.new.iter().flat_map(|&(k, v)| [k, v]).collect();
-        keep.push(io.logits);
-        let step = Executor::keeping(gpu, sg, None, None, &keep)?;
-        set_params(gpu, &encoder, params)?;
-        set_params(gpu, &step, params)?;
+        let mut step_keep: Vec<TensorId> = io.new.iter().flat_map(|&(k, v)| [k, v]).collect();
+        step_keep.push(io.logits);
+        let (encoder, step) = match weights {
+            Weights::Upload(params) => {
+                let encoder = Executor::keeping(gpu, eg, None, None, &keep)?;
+                let step = Executor::keeping(gpu, sg, None, None, &step_keep)?;
+                set_params(gpu, &encoder, params)?;
+                set_params(gpu, &step, params)?;
+                (encoder, step)
+            }
+            Weights::Share(like) => (
+                Executor::sharing(gpu, eg, None, None, &keep, &like.encoder)?,
+                Executor::sharing(gpu, sg, None, None, &step_keep, &like.step)?,
+            ),
+        };
         let c = config.d_model;
         encoder.set(gpu, enc.src_pe, HostData::F32(&config.positional_table(src_max)))?;
         let scratch = gpu.zeros("decode.scratch", rows * tgt_max * c)?;

@@ -126,9 +126,12 @@ impl Translator {
             // A translation may run to twice its source's length (and 10 tokens), within the
             // model's limit.
             let tgt_max = (2 * longest + 10).next_multiple_of(16).min(MAX_TOKENS);
-            if decoder.as_ref().is_none_or(|d| d.src_max() != src_max || d.tgt_max() != tgt_max) {
-                decoder = Some(Decoder::new(gpu, &self.config, &self.params, rows, search, src_max, tgt_max)?);
-            }
+            decoder = match decoder {
+                Some(d) if d.src_max() == src_max && d.tgt_max() == tgt_max => Some(d),
+                // Later sizes share the first decoder's weights.
+                Some(d) => Some(Decoder::sharing(gpu, &d, rows, search, src_max, tgt_max)?),
+                None => Some(Decoder::new(gpu, &self.config, &self.params, rows, search, src_max, tgt_max)?),
+            };
             let Some(decoder) = decoder.as_ref() else { continue };
             let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| ids[i].clone()).collect();
             for (&i, translated) in chunk.iter().zip(decoder.decode_async(gpu, &batch).await?) {

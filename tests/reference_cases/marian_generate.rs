@@ -51,3 +51,21 @@ fn generation_matches(dir: &Path) {
         }
     });
 }
+
+/// Sentences translated in batches (the later ones on decoders sharing the first's weights)
+/// come out as each does alone.
+#[test]
+fn batched_marian_translations_equal_single_ones() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/marian-s0");
+    let translator = wgformer::models::marian_translator::MarianTranslator::load(&dir).unwrap();
+    let test = wgformer::text::corpus::read_split(&wgformer::text::corpus::data_dir("ding"), "test").unwrap();
+    // Beam 4 takes 16 sentences a batch: 20 make two batches of different lengths.
+    let sources: Vec<&str> = test.iter().take(20).map(|(s, _)| s.as_str()).collect();
+    common::for_each_gpu(|gpu| {
+        let together = translator.translate(gpu, &sources, Some(4)).unwrap().lines;
+        for (i, s) in sources.iter().enumerate() {
+            let alone = translator.translate(gpu, &[s], Some(4)).unwrap().lines;
+            assert_eq!(together[i], alone[0], "sentence {i}: {s}");
+        }
+    });
+}
