@@ -18,17 +18,24 @@ pub fn fuse(g: &mut Graph, pinned: &[TensorId]) -> usize {
     accumulate_products(g, pinned) + assemble_slices(g, pinned)
 }
 
-/// Who writes and reads each tensor.
+/// Who writes and reads each tensor, and where an in-place op writes over it.
 struct Uses {
     writer: Vec<Option<usize>>,
     readers: Vec<usize>,
     first: Vec<usize>,
     last: Vec<usize>,
+    overwritten: Vec<Option<usize>>,
 }
 
 fn uses(g: &Graph) -> Uses {
     let n = g.tensors.len();
-    let mut u = Uses { writer: vec![None; n], readers: vec![0; n], first: vec![usize::MAX; n], last: vec![0; n] };
+    let mut u = Uses {
+        writer: vec![None; n],
+        readers: vec![0; n],
+        first: vec![usize::MAX; n],
+        last: vec![0; n],
+        overwritten: vec![None; n],
+    };
     for (i, node) in g.nodes.iter().enumerate() {
         node.outputs.iter().for_each(|o| u.writer[o.0] = Some(i));
         for t in &node.inputs {
@@ -36,8 +43,29 @@ fn uses(g: &Graph) -> Uses {
             u.first[t.0] = u.first[t.0].min(i);
             u.last[t.0] = i;
         }
+        if let Some((k, _)) = node.op.in_place(node.inputs.len()) {
+            u.overwritten[node.inputs[k].0] = Some(i);
+        }
     }
     u
+}
+
+impl Uses {
+    /// Whether node `m` may run at `i` instead, writing over `acc` in place: acc is none of its
+    /// inputs (a kernel cannot read and write one buffer), and no input of it is written over
+    /// in place between the two.
+    fn can_move(&self, g: &Graph, m: usize, i: usize, acc: TensorId) -> bool {
+        let inputs = &g.nodes[m].inputs;
+        !inputs.contains(&acc) && inputs.iter().all(|t| self.overwritten[t.0].is_none_or(|k| k <= m || k > i))
+    }
+
+    /// Records that node `m` now runs at `i`, writing over `acc`.
+    fn moved(&mut self, g: &Graph, m: usize, i: usize, acc: TensorId) {
+        for t in &g.nodes[m].inputs {
+            self.last[t.0] = self.last[t.0].max(i);
+        }
+        self.overwritten[acc.0] = Some(i);
+    }
 }
 
 /// An f32 activation outside `pinned`: a buffer a fusion may write over or drop.
@@ -61,7 +89,7 @@ fn drop_nodes(g: &mut Graph, removed: &[bool]) {
 /// the part's range becomes `SliceInto`: one copy into acc in place. Returns the dispatches saved.
 pub fn assemble_slices(g: &mut Graph, pinned: &[TensorId]) -> usize {
     let pinned: HashSet<TensorId> = pinned.iter().copied().collect();
-    let Uses { writer, readers, last, .. } = uses(g);
+    let mut u = uses(g);
     // The ranges along `dim` that may be non-zero, for tensors made by SliceBwd and SliceInto.
     let mut filled: std::collections::HashMap<TensorId, (usize, Vec<(usize, usize)>)> = Default::default();
     let mut removed = vec![false; g.nodes.len()];
@@ -78,15 +106,16 @@ pub fn assemble_slices(g: &mut Graph, pinned: &[TensorId]) -> usize {
             _ => continue,
         };
         for (slice, acc) in [(y, x), (x, y)] {
-            let Some(m) = writer[slice.0].filter(|&m| !removed[m]) else { continue };
+            let Some(m) = u.writer[slice.0].filter(|&m| !removed[m]) else { continue };
             let Op::SliceBwd { dim, start, .. } = g.nodes[m].op else { continue };
             let Some((acc_dim, ranges)) = filled.get(&acc) else { continue };
             let end = start + g.desc(g.nodes[m].inputs[0]).shape[dim];
             let disjoint = ranges.iter().all(|&(a, z)| end <= a || z <= start);
-            let ok = readers[slice.0] == 1 && last[acc.0] == i && plain_f32(g, &pinned, acc) && *acc_dim == dim;
-            if !(ok && disjoint && g.desc(out).dtype == Dtype::F32) {
+            let ok = u.readers[slice.0] == 1 && u.last[acc.0] == i && plain_f32(g, &pinned, acc) && *acc_dim == dim;
+            if !(ok && disjoint && g.desc(out).dtype == Dtype::F32 && u.can_move(g, m, i, acc)) {
                 continue;
             }
+            u.moved(g, m, i, acc);
             let mut ranges = ranges.clone();
             ranges.push((start, end));
             let part = g.nodes[m].inputs[0];
@@ -104,7 +133,7 @@ pub fn assemble_slices(g: &mut Graph, pinned: &[TensorId]) -> usize {
 /// The product + Add fusion (see the module doc); returns the Adds removed.
 pub fn accumulate_products(g: &mut Graph, pinned: &[TensorId]) -> usize {
     let pinned: HashSet<TensorId> = pinned.iter().copied().collect();
-    let Uses { writer, readers, first, last } = uses(g);
+    let mut u = uses(g);
     let plain_f32 = |g: &Graph, t: TensorId| plain_f32(g, &pinned, t);
     let mut removed = vec![false; g.nodes.len()];
     let mut fused = 0;
@@ -118,20 +147,21 @@ pub fn accumulate_products(g: &mut Graph, pinned: &[TensorId]) -> usize {
             continue;
         }
         for (product, acc) in [(y, x), (x, y)] {
-            let Some(m) = writer[product.0].filter(|&m| !removed[m]) else { continue };
+            let Some(m) = u.writer[product.0].filter(|&m| !removed[m]) else { continue };
             let op = match g.nodes[m].op {
                 Op::MatMul { trans_a, trans_b, bias, batched } => Op::MatMulAcc { trans_a, trans_b, bias, batched },
                 Op::LayerNormBwd if g.nodes[m].outputs[0] == product => Op::LayerNormBwdAcc,
                 _ => continue,
             };
             // The product is read only by this Add; acc is read last here, so it may be overwritten.
-            if readers[product.0] != 1 || !plain_f32(g, product) || last[acc.0] != i || !plain_f32(g, acc) {
+            if u.readers[product.0] != 1 || !plain_f32(g, product) || u.last[acc.0] != i || !plain_f32(g, acc) {
                 continue;
             }
             // The producer's other outputs move to the Add's place: none may be read before it.
-            if g.nodes[m].outputs[1..].iter().any(|o| first[o.0] < i) {
+            if g.nodes[m].outputs[1..].iter().any(|o| u.first[o.0] < i) || !u.can_move(g, m, i, acc) {
                 continue;
             }
+            u.moved(g, m, i, acc);
             let mut inputs = g.nodes[m].inputs.clone();
             inputs.push(acc);
             // The fused node keeps the producer's other outputs (a LayerNorm's dgamma, dbeta).

@@ -120,3 +120,47 @@ fn a_fused_transformer_training_graph_passes_the_checked_mode() {
         exec.check_nodes(gpu, 7, 1e-5, 1e-3).unwrap();
     });
 }
+
+/// Sums whose fusion would write over a tensor still to be read stay apart: a product moved to
+/// its sum's place must not read a tensor another fused sum has overwritten in between, nor
+/// accumulate into its own operand. The fused graph's loss equals the reference's.
+#[test]
+fn fusion_never_writes_over_a_tensor_still_to_be_read() {
+    use wgformer::graph::Dtype;
+    let mut g = Graph::default();
+    let x = g.input("x", &[4, 8], Dtype::F32);
+    let y = g.input("y", &[4, 8], Dtype::F32);
+    let labels = g.input("labels", &[4], Dtype::U32);
+    let w: Vec<TensorId> = (0..4).map(|i| g.param(&format!("w{i}"), &[8, 8])).collect();
+    let a = g.linear(x, w[0], None).unwrap();
+    let p1 = g.linear(a, w[1], None).unwrap(); // reads a
+    let p2 = g.linear(y, w[2], None).unwrap();
+    let s = g.add(a, p2).unwrap(); // a's last reader: fused, a overwritten here
+    let c = g.linear(x, w[3], None).unwrap();
+    let t = g.add(c, p1).unwrap(); // fusing p1 here would read a after it was overwritten
+    let again = g.linear(t, w[1], None).unwrap();
+    let u = g.add(t, again).unwrap(); // the product reads its own accumulator
+    let out = g.add(s, u).unwrap();
+    let loss = g.cross_entropy(out, labels, 0.0, None).unwrap();
+    let mut fused = g.clone();
+    assert!(wgformer::graph::fuse::fuse(&mut fused, &[loss]) >= 1, "the first sum fuses");
+    let mut rng = Rng::new(11);
+    let mut values: Vec<Vec<f32>> = g.tensors.iter().map(|t| vec![0.0; t.len()]).collect();
+    for t in [x, y].into_iter().chain(w.iter().copied()) {
+        values[t.0] = rng.vec_f32(g.desc(t).len(), 1.0);
+    }
+    let ids = vec![1u32, 5, 0, 7];
+    values[labels.0] = ids.iter().map(|&l| l as f32).collect();
+    let mut want = values.clone();
+    wgformer::reference::graph::evaluate(&g, &mut want);
+    common::for_each_gpu(|gpu| {
+        let exec = Executor::new(gpu, g.clone(), Some(loss), None).unwrap();
+        for t in [x, y].into_iter().chain(w.iter().copied()) {
+            exec.set(gpu, t, HostData::F32(&values[t.0])).unwrap();
+        }
+        exec.set(gpu, labels, HostData::U32(&ids)).unwrap();
+        let got = exec.step(gpu, &[], &Default::default()).unwrap();
+        let w = want[loss.0][0];
+        assert!((got - w).abs() <= 1e-5 * w.abs().max(1.0), "loss {got}, reference {w}");
+    });
+}
