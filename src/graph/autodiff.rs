@@ -202,15 +202,10 @@ fn rule(
         | Op::Embedding { .. }
         | Op::Patchify { .. }
         | Op::Mask { .. } => {}
-        Op::CastF16 => {
-            return Err(Error::shape(
-                "backward",
-                "cast_f16 has no gradient rule: differentiate first, then Graph::cast_products_to_f16",
-            ));
-        }
-        Op::MatMulAcc { .. } | Op::SliceInto { .. } | Op::LayerNormBwdAcc => {
+        // Rewrites made after differentiation (mixed precision's casts, fusion).
+        Op::CastF16 | Op::MatMulAcc { .. } | Op::SliceInto { .. } | Op::LayerNormBwdAcc => {
             let op = node.op.name();
-            return Err(Error::shape("backward", format!("{op} has no gradient rule: differentiate first, then fuse")));
+            return Err(Error::shape("backward", format!("{op} has no gradient rule: differentiate first")));
         }
         // Listed one by one, so that a new op cannot reach training without a rule.
         Op::MulBwd

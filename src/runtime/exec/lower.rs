@@ -81,6 +81,62 @@ fn encode_cast(g: &Graph, ts: &[Tensor], node: &Node, ctx: &NodeContext, len: us
     }
 }
 
+/// `part` (.., len, ..) placed at `start` of a (.., total, ..) tensor along `dim`.
+fn placed(part: &[usize], dim: usize, start: usize, total: usize) -> TokenCopy {
+    let [batch, len, channels] = crate::graph::around(part, dim);
+    TokenCopy {
+        batch,
+        channels,
+        src_tokens: len,
+        dst_tokens: total,
+        src_off: 0,
+        dst_off: start,
+        len,
+        src_broadcast: false,
+    }
+}
+
+/// The ops that copy runs of tokens: Concat, Slice, SliceBwd and the fused SliceInto (in place:
+/// its output's buffer is its accumulator's, the plan).
+fn encode_token_copies(gpu: &Gpu, k: &KernelSet, g: &Graph, ts: &[Tensor], node: &Node) -> Result<Vec<Dispatch>> {
+    let (i, o) = (|n: usize| &ts[node.inputs[n].0], &ts[node.outputs[0].0]);
+    let in_shape = |n: usize| &g.desc(node.inputs[n]).shape;
+    Ok(match node.op {
+        Op::Concat => {
+            let (a, b) = (tokens3(g.desc(node.inputs[0]))?, tokens3(g.desc(node.inputs[1]))?);
+            let total = a[1] + b[1];
+            let copy = |src: [usize; 3], dst_off| TokenCopy {
+                batch: b[0],
+                channels: b[2],
+                src_tokens: src[1],
+                dst_tokens: total,
+                src_off: 0,
+                dst_off,
+                len: src[1],
+                src_broadcast: src[0] == 1 && b[0] > 1,
+            };
+            vec![k.layout.copy_tokens(gpu, o, i(0), &copy(a, 0))?, k.layout.copy_tokens(gpu, o, i(1), &copy(b, a[1]))?]
+        }
+        Op::Slice { dim, start, len } => {
+            // The inverse placement: from `start` of the input into the whole output.
+            let p = placed(&g.desc(node.outputs[0]).shape, dim, start, in_shape(0)[dim]);
+            let copy = TokenCopy { src_tokens: p.dst_tokens, dst_tokens: len, src_off: start, dst_off: 0, ..p };
+            vec![k.layout.copy_tokens(gpu, o, i(0), &copy)?]
+        }
+        Op::SliceInto { dim, start } => {
+            vec![k.layout.copy_tokens(gpu, o, i(0), &placed(in_shape(0), dim, start, in_shape(1)[dim]))?]
+        }
+        Op::SliceBwd { dim, start, total } => {
+            let copy = placed(in_shape(0), dim, start, total);
+            vec![
+                k.layout.fill(gpu, o, 0.0, copy.batch * total * copy.channels)?,
+                k.layout.copy_tokens(gpu, o, i(0), &copy)?,
+            ]
+        }
+        _ => return Err(Error::shape(node.op.name(), "not a token copy")),
+    })
+}
+
 /// The dispatches of one node.
 pub(super) fn encode_node(
     gpu: &Gpu,
@@ -132,66 +188,8 @@ pub(super) fn encode_node(
             let dims = in_desc(0).shape[..].try_into().map_err(|_| Error::shape("merge_heads", "input is not 4D"))?;
             vec![k.layout.swap12(gpu, o(0), i(0), dims)?]
         }
-        Op::Concat => {
-            let (a, b) = (tokens3(in_desc(0))?, tokens3(in_desc(1))?);
-            let total = a[1] + b[1];
-            let copy = |src: [usize; 3], dst_off| TokenCopy {
-                batch: b[0],
-                channels: b[2],
-                src_tokens: src[1],
-                dst_tokens: total,
-                src_off: 0,
-                dst_off,
-                len: src[1],
-                src_broadcast: src[0] == 1 && b[0] > 1,
-            };
-            vec![
-                k.layout.copy_tokens(gpu, o(0), i(0), &copy(a, 0))?,
-                k.layout.copy_tokens(gpu, o(0), i(1), &copy(b, a[1]))?,
-            ]
-        }
-        Op::Slice { dim, start, len } => {
-            let [b, t, c] = crate::graph::around(&in_desc(0).shape, dim);
-            let copy = TokenCopy {
-                batch: b,
-                channels: c,
-                src_tokens: t,
-                dst_tokens: len,
-                src_off: start,
-                dst_off: 0,
-                len,
-                src_broadcast: false,
-            };
-            vec![k.layout.copy_tokens(gpu, o(0), i(0), &copy)?]
-        }
-        // In place: the output's buffer is the accumulator's (the plan).
-        Op::SliceInto { dim, start } => {
-            let [b, l, c] = crate::graph::around(&in_desc(0).shape, dim);
-            let copy = TokenCopy {
-                batch: b,
-                channels: c,
-                src_tokens: l,
-                dst_tokens: in_desc(1).shape[dim],
-                src_off: 0,
-                dst_off: start,
-                len: l,
-                src_broadcast: false,
-            };
-            vec![k.layout.copy_tokens(gpu, o(0), i(0), &copy)?]
-        }
-        Op::SliceBwd { dim, start, total } => {
-            let [b, l, c] = crate::graph::around(&in_desc(0).shape, dim);
-            let copy = TokenCopy {
-                batch: b,
-                channels: c,
-                src_tokens: l,
-                dst_tokens: total,
-                src_off: 0,
-                dst_off: start,
-                len: l,
-                src_broadcast: false,
-            };
-            vec![k.layout.fill(gpu, o(0), 0.0, b * total * c)?, k.layout.copy_tokens(gpu, o(0), i(0), &copy)?]
+        Op::Concat | Op::Slice { .. } | Op::SliceInto { .. } | Op::SliceBwd { .. } => {
+            encode_token_copies(gpu, k, g, ts, node)?
         }
         Op::Dropout { p, salt } => vec![k.dropout.prepare(gpu, o(0), i(0), len, p, salt, ctx.step_params, false)?],
         Op::DropoutBwd { p, salt } => vec![k.dropout.prepare(gpu, o(0), i(0), len, p, salt, ctx.step_params, true)?],
