@@ -21,10 +21,17 @@ const TM_MAX: u32 = 16u;
 @group(0) @binding(1) var<storage, read> a: array<f32>;           // (batch, M, K) or (batch, K, M)
 @group(0) @binding(2) var<storage, read> b: array<f32>;           // (batch, K, N) or (batch, N, K)
 @group(0) @binding(3) var<storage, read> bias: array<f32>;        // (N)
-@group(0) @binding(4) var<uniform> p: MatmulParams;
+@group(0) @binding(6) var<uniform> p: MatmulParams;
+
+#include "common/matmul_extras.wgsl"
 
 @compute @workgroup_size(WG_N, WG_M, 1)
-fn matmul_fwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+fn matmul_fwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+              @builtin(local_invocation_index) lane: u32, @builtin(num_workgroups) groups: vec3<u32>) {
+    if (is_row_sums_group(wg, groups)) {
+        write_row_sums(wg.x * WG_M * TM, (wg.x + 1u) * WG_M * TM, lane, WG_N * WG_M);
+        return;
+    }
     let batch = wg.z;
     // With WG_M == 1 the row block is a function of the workgroup alone (uniform).
     let ly = select(lid.y, 0u, WG_M == 1u);
@@ -88,7 +95,7 @@ fn matmul_fwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
             var v = acc[r][j];
             if (use_bias) { v += bias[n]; }
             if (accumulate) { v += c[idx]; }
-            c[idx] = v;
+            c[idx] = v + residual_at(idx);
         }
     }
 }
@@ -106,9 +113,15 @@ fn a_quad(ia: u32, step: u32) -> vec4<f32> {
 // lane instead of four, which on lavapipe turns four per-lane gathers into one.
 @group(0) @binding(0) var<storage, read_write> c4: array<vec4<f32>>;  // (batch, M, N / 4)
 @group(0) @binding(2) var<storage, read> b4: array<vec4<f32>>;        // (batch, K, N / 4) or (batch, N, K / 4)
+@group(0) @binding(4) var<storage, read> side4: array<vec4<f32>>;     // (batch, M, N / 4)
 
 @compute @workgroup_size(WG_N, WG_M, 1)
-fn matmul_fwd_vec4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+fn matmul_fwd_vec4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+                   @builtin(local_invocation_index) lane: u32, @builtin(num_workgroups) groups: vec3<u32>) {
+    if (is_row_sums_group(wg, groups)) {
+        write_row_sums(wg.x * WG_M * TM, (wg.x + 1u) * WG_M * TM, lane, WG_N * WG_M);
+        return;
+    }
     let batch = wg.z;
     let ly = select(lid.y, 0u, WG_M == 1u);
     let m0 = (wg.x * WG_M + ly) * TM;

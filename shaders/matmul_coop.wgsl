@@ -20,6 +20,7 @@ const BN: u32 = 32u;        // columns of C per workgroup
 const BK: u32 = 16u;        // k per strip
 
 #include "common/matmul_f16_io.wgsl"
+#include "common/matmul_extras.wgsl"
 
 var<workgroup> a_tile: array<f16, 512>;    // op(A) strip as [m][k], BM * BK
 var<workgroup> b_tile: array<f16, 512>;    // op(B) strip as [k][n], BK * BN
@@ -44,7 +45,8 @@ fn load_b(bb: u32, k: u32, n: u32) -> f16 {
 }
 
 @compute @workgroup_size(SG, 1, 1)
-fn matmul_coop(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
+fn matmul_coop(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lane: u32,
+               @builtin(num_workgroups) groups: vec3<u32>) {
     let row0 = wg.x * BM;
     let col0 = wg.y * BN;
     let ab = wg.z * p.stride_a;
@@ -94,7 +96,13 @@ fn matmul_coop(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
             var v = c_tile[e];
             if ((p.flags & 1u) != 0u) { v += bias[col]; }
             if ((p.flags & 2u) != 0u) { v += f32(c[idx]); }
-            c[idx] = OutT(v);
+            c[idx] = OutT(v + residual_at(idx));
         }
+    }
+    // The row sums' column of workgroups multiplied zeros past N and stored nothing above: the
+    // cooperative operations must be reached in uniform control flow (naga refuses an early
+    // return before them), so it writes the sums last.
+    if (is_row_sums_group(wg, groups)) {
+        write_row_sums(row0, row0 + BM, lane, SG);
     }
 }

@@ -18,6 +18,7 @@ const BK: u32 = 16u;        // k per strip
 const LANES: u32 = 256u;    // invocations per workgroup
 
 #include "common/matmul_f16_io.wgsl"
+#include "common/matmul_extras.wgsl"
 
 var<workgroup> a_strip: array<f32, 1024>;   // [k][m], BK * BM
 var<workgroup> b_strip: array<f32, 1024>;   // [k][n], BK * BN
@@ -26,8 +27,12 @@ var<workgroup> b_strip: array<f32, 1024>;   // [k][n], BK * BN
 
 @compute @workgroup_size(16, 16, 1)
 fn matmul_f16(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-              @builtin(local_invocation_index) tid: u32) {
+              @builtin(local_invocation_index) tid: u32, @builtin(num_workgroups) groups: vec3<u32>) {
     let row0 = wg.x * BM;
+    if (is_row_sums_group(wg, groups)) {
+        write_row_sums(row0, row0 + BM, tid, LANES);
+        return;
+    }
     let col0 = wg.y * BN;
     let ab = wg.z * p.stride_a;
     let bb = wg.z * p.stride_b;
@@ -66,8 +71,8 @@ fn matmul_f16(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
     store_row(cb, row0 + lid.y + 48u, col0 + lid.x, acc3);
 }
 
-// Row `row`'s values at columns col + 16 j (component j), within the matrix, with the bias and
-// the accumulation the flags ask for.
+// Row `row`'s values at columns col + 16 j (component j), within the matrix, with the bias, the
+// accumulation and the residual the flags ask for.
 fn store_row(cb: u32, row: u32, col: u32, v: vec4<f32>) {
     if (row >= p.m) { return; }
     for (var j = 0u; j < 4u; j++) {
@@ -77,7 +82,7 @@ fn store_row(cb: u32, row: u32, col: u32, v: vec4<f32>) {
             var x = v[j];
             if ((p.flags & 1u) != 0u) { x += bias[n]; }
             if ((p.flags & 2u) != 0u) { x += f32(c[idx]); }
-            c[idx] = OutT(x);
+            c[idx] = OutT(x + residual_at(idx));
         }
     }
 }

@@ -25,11 +25,18 @@ const TM_MAX: u32 = 32u;
 @group(0) @binding(1) var<storage, read> a: array<f32>;               // (batch, M, K) or (batch, K, M)
 @group(0) @binding(2) var<storage, read> b4: array<vec4<f32>>;        // (batch, K, N / 4) or (batch, N, K / 4)
 @group(0) @binding(3) var<storage, read> bias: array<f32>;            // (N)
-@group(0) @binding(4) var<uniform> p: MatmulParams;
+@group(0) @binding(4) var<storage, read> side4: array<vec4<f32>>;     // (batch, M, N / 4)
+@group(0) @binding(6) var<uniform> p: MatmulParams;
+
+#include "common/matmul_extras.wgsl"
 
 @compute @workgroup_size(WG_N, WG_M, 1)
 fn matmul_fwd_sg(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-                 @builtin(subgroup_invocation_id) lane: u32) {
+                 @builtin(subgroup_invocation_id) lane: u32, @builtin(num_workgroups) groups: vec3<u32>) {
+    if (is_row_sums_group(wg, groups)) {
+        write_row_sums(wg.x * TM, (wg.x + 1u) * TM, lid.x, WG_N);
+        return;
+    }
     let batch = wg.z;
     let m0 = wg.x * TM;
     let t = tile4(batch, wg.y * WG_N + lid.x);

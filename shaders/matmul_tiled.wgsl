@@ -24,7 +24,9 @@ const GROUP4: u32 = 16u;    // vec4 between an invocation's groups (64 rows or c
 @group(0) @binding(1) var<storage, read> a: array<f32>;           // (batch, M, K) or (batch, K, M)
 @group(0) @binding(2) var<storage, read> b: array<f32>;           // (batch, K, N) or (batch, N, K)
 @group(0) @binding(3) var<storage, read> bias: array<f32>;        // (N)
-@group(0) @binding(4) var<uniform> p: MatmulParams;
+@group(0) @binding(6) var<uniform> p: MatmulParams;
+
+#include "common/matmul_extras.wgsl"
 
 // Strips of A (as [k][m]) and B (as [k][n]), 4 consecutive rows or columns per vec4.
 var<workgroup> a_strip: array<vec4<f32>, 256>;   // BK * ROW4
@@ -34,10 +36,14 @@ var<workgroup> b_strip: array<vec4<f32>, 256>;
 
 @compute @workgroup_size(16, 16, 1)
 fn matmul_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-                @builtin(local_invocation_index) tid: u32) {
+                @builtin(local_invocation_index) tid: u32, @builtin(num_workgroups) groups: vec3<u32>) {
     let bm = WG * TM;
     let bn = WG * TN;
     let m_base = wg.x * bm;
+    if (is_row_sums_group(wg, groups)) {
+        write_row_sums(m_base, m_base + bm, tid, WG * WG);
+        return;
+    }
     let n_base = wg.y * bn;
     let ab = wg.z * p.stride_a;
     let bb = wg.z * p.stride_b;
@@ -139,7 +145,7 @@ fn matmul_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
 }
 
 // One row's values: columns n0.. (v0) and, with TN 8, n0 + 64.. (v1), within the matrix, with
-// the bias and the accumulation the flags ask for.
+// the bias, the accumulation and the residual the flags ask for.
 fn store_row(cb: u32, m: u32, n0: u32, v0: vec4<f32>, v1: vec4<f32>) {
     if (m >= p.m) { return; }
     store4(cb, m, n0, v0);
@@ -156,6 +162,6 @@ fn store4(cb: u32, m: u32, n0: u32, v: vec4<f32>) {
         var x = v[j];
         if (use_bias) { x += bias[n]; }
         if (accumulate) { x += c[idx]; }
-        c[idx] = x;
+        c[idx] = x + residual_at(idx);
     }
 }

@@ -7,4 +7,4 @@ alias OutT = f32;
 @group(0) @binding(1) var<storage, read> a: array<f16>;           // (batch, M, K) or (batch, K, M)
 @group(0) @binding(2) var<storage, read> b: array<f16>;           // (batch, K, N) or (batch, N, K)
 @group(0) @binding(3) var<storage, read> bias: array<f32>;        // (N)
-@group(0) @binding(4) var<uniform> p: MatmulParams;
+@group(0) @binding(6) var<uniform> p: MatmulParams;

@@ -2,7 +2,7 @@
 struct MatmulParams {
     m: u32, n: u32, k: u32, batch: u32,
     lda: u32, ldb: u32, ldc: u32,
-    flags: u32,        // bit 0: add bias[n]; bit 1: accumulate into C
+    flags: u32,        // bit 0: add bias[n]; bit 1: accumulate into C; bits 2, 3: matmul_extras.wgsl
     stride_a: u32, stride_b: u32, stride_c: u32, _pad: u32,
 }
 

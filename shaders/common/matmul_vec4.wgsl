@@ -1,5 +1,6 @@
 // Pieces of the register-tile matmuls whose B and C are vec4 storage (matmul.wgsl's
-// matmul_fwd_vec4, matmul_sg.wgsl): the including file declares c4, b4, bias and p.
+// matmul_fwd_vec4, matmul_sg.wgsl): the including file declares c4, b4, bias, side4 and p,
+// and includes matmul_extras.wgsl.
 
 // Where an invocation works: its 4 columns from n0 (lanes past the last column block recompute
 // the last one and do not store it: live_n false), its batch's offsets into A and B, and the
@@ -34,6 +35,7 @@ fn store4(batch: u32, m: u32, n0: u32, v: vec4<f32>) {
     let idx = batch * p.stride_c / 4u + m * (p.ldc / 4u) + n0 / 4u;
     var out = v;
     if ((p.flags & 2u) != 0u) { out += c4[idx]; }
+    if ((p.flags & ADD_RESIDUAL) != 0u) { out += side4[idx]; }
     c4[idx] = out;
 }
 

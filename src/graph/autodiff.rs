@@ -203,7 +203,12 @@ fn rule(
         | Op::Patchify { .. }
         | Op::Mask { .. } => {}
         // Rewrites made after differentiation (mixed precision's casts, fusion).
-        Op::CastF16 | Op::MatMulAcc { .. } | Op::SliceInto { .. } | Op::LayerNormBwdAcc => {
+        Op::CastF16
+        | Op::MatMulAcc { .. }
+        | Op::MatMulResidual { .. }
+        | Op::MatMulRowSums { .. }
+        | Op::SliceInto { .. }
+        | Op::LayerNormBwdAcc => {
             let op = node.op.name();
             return Err(Error::shape("backward", format!("{op} has no gradient rule: differentiate first")));
         }

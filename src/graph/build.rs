@@ -17,7 +17,7 @@ pub(crate) struct MatmulDims {
 impl Graph {
     /// (batch, M, N, K) of a MatMul node (`None` for other ops).
     pub fn matmul_product(&self, node: &super::Node) -> Option<[usize; 4]> {
-        let super::Op::MatMul { trans_a, trans_b, batched, .. } = node.op else { return None };
+        let (trans_a, trans_b, _, batched) = node.op.product()?;
         let d = matmul_dims(self.shape(node.inputs[0]), self.shape(node.inputs[1]), trans_a, trans_b, batched).ok()?;
         Some([d.batch, d.m, d.n, d.k])
     }

@@ -8,6 +8,13 @@
 //! accumulate flag). Backward passes are full of these
 //! Adds: a tensor read by several products gets its gradient as a sum of their products (the
 //! q, k and v projections of one input, an encoder's output read by every cross-attention).
+//!
+//! `add_residuals`: the Adds left, where the product's other operand is read again later (a
+//! residual connection: the stream feeds a LayerNorm's backward too), become MatMulResidual:
+//! the product adds it in its store, into a new tensor.
+//!
+//! `sum_bias_gradients`: a linear layer's bias gradient, SumRows(dY), and its weight gradient,
+//! dY^T X, read the same dY: one MatMulRowSums computes both (the row sums of op(A) = dY^T).
 
 use super::{Dtype, Graph, Node, Op, Role, TensorId};
 use std::collections::HashSet;
@@ -15,7 +22,7 @@ use std::collections::HashSet;
 /// Applies every fusion to `g`, leaving the tensors in `pinned` (read after the step) as they
 /// are; returns how many dispatches it saved.
 pub fn fuse(g: &mut Graph, pinned: &[TensorId]) -> usize {
-    accumulate_products(g, pinned) + assemble_slices(g, pinned)
+    accumulate_products(g, pinned) + add_residuals(g, pinned) + sum_bias_gradients(g) + assemble_slices(g, pinned)
 }
 
 /// Who writes and reads each tensor, and where an in-place op writes over it.
@@ -55,16 +62,27 @@ impl Uses {
     /// inputs (a kernel cannot read and write one buffer), and no input of it is written over
     /// in place between the two.
     fn can_move(&self, g: &Graph, m: usize, i: usize, acc: TensorId) -> bool {
-        let inputs = &g.nodes[m].inputs;
-        !inputs.contains(&acc) && inputs.iter().all(|t| self.overwritten[t.0].is_none_or(|k| k <= m || k > i))
+        !g.nodes[m].inputs.contains(&acc) && self.inputs_kept(g, m, i)
     }
 
-    /// Records that node `m` now runs at `i`, writing over `acc`.
-    fn moved(&mut self, g: &Graph, m: usize, i: usize, acc: TensorId) {
+    /// Whether no input of node `m` is written over in place after `m`, up to `i`.
+    fn inputs_kept(&self, g: &Graph, m: usize, i: usize) -> bool {
+        g.nodes[m].inputs.iter().all(|t| self.overwritten[t.0].is_none_or(|k| k <= m || k > i))
+    }
+
+    /// Records that node `m` now runs at `i`, writing over `acc` (if any).
+    fn moved(&mut self, g: &Graph, m: usize, i: usize, acc: Option<TensorId>) {
         for t in &g.nodes[m].inputs {
             self.last[t.0] = self.last[t.0].max(i);
         }
-        self.overwritten[acc.0] = Some(i);
+        if let Some(acc) = acc {
+            self.overwritten[acc.0] = Some(i);
+        }
+    }
+
+    /// The node that writes `t`, unless it was removed.
+    fn live_writer(&self, t: TensorId, removed: &[bool]) -> Option<usize> {
+        self.writer[t.0].filter(|&m| !removed[m])
     }
 }
 
@@ -115,7 +133,7 @@ pub fn assemble_slices(g: &mut Graph, pinned: &[TensorId]) -> usize {
             if !(ok && disjoint && g.desc(out).dtype == Dtype::F32 && u.can_move(g, m, i, acc)) {
                 continue;
             }
-            u.moved(g, m, i, acc);
+            u.moved(g, m, i, Some(acc));
             let mut ranges = ranges.clone();
             ranges.push((start, end));
             let part = g.nodes[m].inputs[0];
@@ -138,16 +156,9 @@ pub fn accumulate_products(g: &mut Graph, pinned: &[TensorId]) -> usize {
     let mut removed = vec![false; g.nodes.len()];
     let mut fused = 0;
     for i in 0..g.nodes.len() {
-        let node = &g.nodes[i];
-        let (x, y, out) = match (&node.op, &node.inputs[..]) {
-            (Op::Add, &[x, y]) if x != y && g.desc(x).shape == g.desc(y).shape => (x, y, node.outputs[0]),
-            _ => continue,
-        };
-        if g.desc(out).dtype != Dtype::F32 {
-            continue;
-        }
+        let Some((x, y, out)) = plain_add(g, i) else { continue };
         for (product, acc) in [(y, x), (x, y)] {
-            let Some(m) = u.writer[product.0].filter(|&m| !removed[m]) else { continue };
+            let Some(m) = u.live_writer(product, &removed) else { continue };
             let op = match g.nodes[m].op {
                 Op::MatMul { trans_a, trans_b, bias, batched } => Op::MatMulAcc { trans_a, trans_b, bias, batched },
                 Op::LayerNormBwd if g.nodes[m].outputs[0] == product => Op::LayerNormBwdAcc,
@@ -161,7 +172,7 @@ pub fn accumulate_products(g: &mut Graph, pinned: &[TensorId]) -> usize {
             if g.nodes[m].outputs[1..].iter().any(|o| u.first[o.0] < i) || !u.can_move(g, m, i, acc) {
                 continue;
             }
-            u.moved(g, m, i, acc);
+            u.moved(g, m, i, Some(acc));
             let mut inputs = g.nodes[m].inputs.clone();
             inputs.push(acc);
             // The fused node keeps the producer's other outputs (a LayerNorm's dgamma, dbeta).
@@ -169,6 +180,92 @@ pub fn accumulate_products(g: &mut Graph, pinned: &[TensorId]) -> usize {
             outputs[0] = out;
             g.nodes[i] = Node { op, inputs, outputs };
             removed[m] = true;
+            fused += 1;
+            break;
+        }
+    }
+    drop_nodes(g, &removed);
+    fused
+}
+
+/// The Add of two same-shape f32 tensors at node `i`: (x, y, out).
+fn plain_add(g: &Graph, i: usize) -> Option<(TensorId, TensorId, TensorId)> {
+    let node = &g.nodes[i];
+    match (&node.op, &node.inputs[..]) {
+        (Op::Add, &[x, y])
+            if x != y && g.desc(x).shape == g.desc(y).shape && g.desc(node.outputs[0]).dtype == Dtype::F32 =>
+        {
+            Some((x, y, node.outputs[0]))
+        }
+        _ => None,
+    }
+}
+
+/// The residual fusion (see the module doc); returns the Adds removed.
+pub fn add_residuals(g: &mut Graph, pinned: &[TensorId]) -> usize {
+    let pinned: HashSet<TensorId> = pinned.iter().copied().collect();
+    let mut u = uses(g);
+    let mut removed = vec![false; g.nodes.len()];
+    let mut fused = 0;
+    for i in 0..g.nodes.len() {
+        let Some((x, y, out)) = plain_add(g, i) else { continue };
+        for (product, residual) in [(y, x), (x, y)] {
+            let Some(m) = u.live_writer(product, &removed) else { continue };
+            let Op::MatMul { trans_a, trans_b, bias, batched } = g.nodes[m].op else { continue };
+            let residual_f32 = g.desc(residual).dtype == Dtype::F32;
+            if u.readers[product.0] != 1 || !plain_f32(g, &pinned, product) || !residual_f32 || !u.inputs_kept(g, m, i)
+            {
+                continue;
+            }
+            u.moved(g, m, i, None);
+            let mut inputs = g.nodes[m].inputs.clone();
+            inputs.push(residual);
+            g.nodes[i] =
+                Node { op: Op::MatMulResidual { trans_a, trans_b, bias, batched }, inputs, outputs: vec![out] };
+            removed[m] = true;
+            fused += 1;
+            break;
+        }
+    }
+    drop_nodes(g, &removed);
+    fused
+}
+
+/// The bias-gradient fusion (see the module doc): `SumRows(dy)` and a product `op(dy) op(b)`
+/// with `dy` transposed (so op(A)'s rows are dy's columns) become one MatMulRowSums, placed at
+/// the later of the two, whose outputs nothing reads before it. Returns the SumRows removed.
+pub fn sum_bias_gradients(g: &mut Graph) -> usize {
+    let mut u = uses(g);
+    let mut products: std::collections::HashMap<TensorId, Vec<usize>> = Default::default();
+    for (m, node) in g.nodes.iter().enumerate() {
+        if let Op::MatMul { trans_a: true, bias: false, batched: false, .. } = node.op {
+            products.entry(node.inputs[0]).or_default().push(m);
+        }
+    }
+    let mut removed = vec![false; g.nodes.len()];
+    let mut fused = 0;
+    for s in 0..g.nodes.len() {
+        if g.nodes[s].op != Op::SumRows || g.desc(g.nodes[s].outputs[0]).dtype != Dtype::F32 {
+            continue;
+        }
+        let (dy, sums) = (g.nodes[s].inputs[0], g.nodes[s].outputs[0]);
+        let candidates = products.get(&dy).map(Vec::as_slice).unwrap_or_default();
+        for &m in candidates.iter().filter(|&&m| !removed[m]) {
+            // A product already fused with another SumRows is no longer a MatMul.
+            let Op::MatMul { trans_b, .. } = g.nodes[m].op else { continue };
+            let rows_match = g
+                .matmul_product(&g.nodes[m])
+                .is_some_and(|[batch, rows, _, _]| batch == 1 && rows == g.desc(sums).len());
+            let (early, late) = (m.min(s), m.max(s));
+            let unread = g.nodes[early].outputs.iter().all(|o| u.first[o.0] > late);
+            if !(rows_match && unread && u.inputs_kept(g, early, late)) {
+                continue;
+            }
+            u.moved(g, early, late, None);
+            let outputs = vec![g.nodes[m].outputs[0], sums];
+            let inputs = g.nodes[m].inputs.clone();
+            g.nodes[late] = Node { op: Op::MatMulRowSums { trans_a: true, trans_b }, inputs, outputs };
+            removed[early] = true;
             fused += 1;
             break;
         }

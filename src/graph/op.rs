@@ -91,6 +91,15 @@ pub enum Op {
     /// acc in place (the planner gives c acc's buffer). Made from a MatMul and the Add of its
     /// product by [`crate::graph::fuse`] after differentiation; it has no gradient rule.
     MatMulAcc { trans_a: bool, trans_b: bool, bias: bool, batched: bool },
+    /// inputs `[a, b, bias?, residual]` -> `[residual + op(a) op(b) (+ bias)]`, as MatMul, into a
+    /// new tensor: a residual connection's Add fused into the product that feeds it (the
+    /// residual is read again later, so it is not written over). Made by [`crate::graph::fuse`];
+    /// it has no gradient rule.
+    MatMulResidual { trans_a: bool, trans_b: bool, bias: bool, batched: bool },
+    /// inputs `[a, b]` -> `[op(a) op(b), the row sums of op(a) (M)]`, unbatched: a linear
+    /// layer's weight gradient dY^T X and its bias gradient (dY's column sums, SumRows) in one
+    /// dispatch. Made by [`crate::graph::fuse`]; it has no gradient rule.
+    MatMulRowSums { trans_a: bool, trans_b: bool },
     /// inputs [part (.., len, ..), acc (.., total, ..)] -> [acc with part at `start..start + len`
     /// along `dim`], written over acc in place, whose range there was zero. Made from an Add
     /// of slices' gradients by [`crate::graph::fuse`]; it has no gradient rule.
@@ -105,6 +114,18 @@ impl Op {
     pub fn in_place(&self, inputs: usize) -> Option<(usize, usize)> {
         match self {
             Op::MatMulAcc { .. } | Op::SliceInto { .. } | Op::LayerNormBwdAcc => Some((inputs - 1, 0)),
+            _ => None,
+        }
+    }
+
+    /// (trans_a, trans_b, bias, batched) of the ops that compute a product: MatMul and its
+    /// fused forms.
+    pub fn product(&self) -> Option<(bool, bool, bool, bool)> {
+        match *self {
+            Op::MatMul { trans_a, trans_b, bias, batched }
+            | Op::MatMulAcc { trans_a, trans_b, bias, batched }
+            | Op::MatMulResidual { trans_a, trans_b, bias, batched } => Some((trans_a, trans_b, bias, batched)),
+            Op::MatMulRowSums { trans_a, trans_b } => Some((trans_a, trans_b, false, false)),
             _ => None,
         }
     }
@@ -156,6 +177,8 @@ impl Op {
             Op::CrossEntropy { .. } => "cross_entropy",
             Op::CastF16 => "cast_f16",
             Op::MatMulAcc { .. } => "matmul_acc",
+            Op::MatMulResidual { .. } => "matmul_residual",
+            Op::MatMulRowSums { .. } => "matmul_row_sums",
             Op::SliceInto { .. } => "slice_into",
             Op::LayerNormBwdAcc => "layernorm_bwd_acc",
         }

@@ -110,6 +110,11 @@ pub struct MatmulShape {
     pub bias: bool,
     /// Add the product to what C holds (gradient accumulation).
     pub accumulate: bool,
+    /// Add a residual tensor stored like C (a residual connection fused into the product).
+    pub residual: bool,
+    /// Also write the row sums of op(A) (M values; one batch): a linear layer's bias gradient
+    /// fused into its weight gradient, whose op(A) is dY^T.
+    pub row_sums: bool,
 }
 
 impl MatmulShape {
@@ -130,6 +135,8 @@ impl MatmulShape {
             stride_c: m * n,
             bias: false,
             accumulate: false,
+            residual: false,
+            row_sums: false,
         }
     }
 

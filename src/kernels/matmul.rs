@@ -39,12 +39,63 @@ impl MatmulParams {
             lda: u("lda", shape.lda)?,
             ldb: u("ldb", shape.ldb)?,
             ldc: u("ldc", shape.ldc)?,
-            flags: bias as u32 | (shape.accumulate as u32) << 1,
+            flags: bias as u32
+                | (shape.accumulate as u32) << 1
+                | (shape.residual as u32) << 2
+                | (shape.row_sums as u32) << 3,
             stride_a: u("stride_a", shape.stride_a)?,
             stride_b: u("stride_b", shape.stride_b)?,
             stride_c: u("stride_c", shape.stride_c)?,
             _pad: 0,
         })
+    }
+}
+
+/// The tensors a product fuses beyond its operands and bias (`shaders/common/matmul_extras.wgsl`),
+/// present exactly where the shape's `residual` and `row_sums` ask for them.
+#[derive(Clone, Copy, Default)]
+pub struct MatmulExtras<'a> {
+    /// Added to the result; stored like C (C is another tensor).
+    pub residual: Option<&'a Tensor>,
+    /// Receives the M row sums of op(A).
+    pub row_sums: Option<&'a Tensor>,
+}
+
+impl<'a> MatmulExtras<'a> {
+    /// Refuses extras that disagree with `shape` or are too short; the extra workgroup column
+    /// (row sums) needs a single batch.
+    pub(crate) fn check(&self, op: &'static str, shape: &MatmulShape) -> Result<()> {
+        if shape.residual != self.residual.is_some() || shape.row_sums != self.row_sums.is_some() {
+            return Err(Error::shape(op, "shape.residual / shape.row_sums and the extra tensors disagree"));
+        }
+        if let Some(r) = self.residual {
+            check_len(op, "residual", r, shape.extents().2)?;
+        }
+        if let Some(s) = self.row_sums {
+            check_len(op, "row sums", s, shape.m)?;
+            if shape.batch != 1 {
+                return Err(Error::shape(op, format!("row sums of a batch of {} products", shape.batch)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Loop iterations per invocation of the row-sums workgroups, whose `lanes` invocations sum
+    /// `rows` rows of K values, 8 at a time.
+    pub(crate) fn iterations(&self, shape: &MatmulShape, rows: usize, lanes: usize) -> u64 {
+        if self.row_sums.is_none() {
+            return 0;
+        }
+        (rows.div_ceil(lanes) * (shape.k / 8 + 8)) as u64
+    }
+
+    /// The bindings after C, A, B and the bias: the residual (or `none`, read-only) and the row
+    /// sums (or `scratch`, writable).
+    pub(crate) fn bindings<'t>(&self, none: &'t Tensor, scratch: &'t Tensor) -> [&'t Tensor; 2]
+    where
+        'a: 't,
+    {
+        [self.residual.unwrap_or(none), self.row_sums.unwrap_or(scratch)]
     }
 }
 
@@ -159,6 +210,8 @@ pub struct Matmul {
     /// products whose N they divide (see `WIDE_PRODUCT`).
     wide: Option<MatmulSet>,
     no_bias: Tensor,
+    /// Bound where no row sums are asked for (a writable binding cannot share `no_bias`).
+    no_sums: Tensor,
     /// The tile set measured fastest per class of product shapes, see `tune.rs`.
     tuned: crate::kernels::tuning::Choices,
 }
@@ -215,7 +268,8 @@ impl Matmul {
             large: MatmulSet::build(gpu, modules, tiles, block)?,
             small: None,
             wide: None,
-            no_bias: gpu.zeros("matmul.no_bias", 1)?,
+            no_bias: gpu.zeros("matmul.no_bias", 4)?,
+            no_sums: gpu.zeros("matmul.no_sums", 1)?,
             tuned: crate::kernels::tuning::Choices::new(crate::kernels::tuning::Family::Matmul),
         })
     }
@@ -395,7 +449,23 @@ impl Matmul {
         bias: Option<&Tensor>,
         shape: &MatmulShape,
     ) -> Result<Dispatch> {
+        self.fwd_fused(gpu, c, a, b, bias, MatmulExtras::default(), shape)
+    }
+
+    /// [`Matmul::fwd`] with what the product fuses: a residual added, op(A)'s row sums written.
+    #[allow(clippy::too_many_arguments)]
+    pub fn fwd_fused(
+        &self,
+        gpu: &Gpu,
+        c: &Tensor,
+        a: &Tensor,
+        b: &Tensor,
+        bias: Option<&Tensor>,
+        extras: MatmulExtras,
+        shape: &MatmulShape,
+    ) -> Result<Dispatch> {
         shape.check()?;
+        extras.check("matmul", shape)?;
         let (na, nb, nc) = shape.extents();
         check_len("matmul", "A", a, na)?;
         check_len("matmul", "B", b, nb)?;
@@ -408,7 +478,7 @@ impl Matmul {
             check_len("matmul", "bias", bias, shape.n)?;
         }
         let set = self.choose(gpu, shape)?;
-        self.fwd_with(gpu, set, c, a, b, bias, shape)
+        self.fwd_with(gpu, set, c, a, b, bias, extras, shape)
     }
 
     /// [`Matmul::fwd`] with the pipelines of `set`, on checked operands.
@@ -421,6 +491,7 @@ impl Matmul {
         a: &Tensor,
         b: &Tensor,
         bias: Option<&Tensor>,
+        extras: MatmulExtras,
         shape: &MatmulShape,
     ) -> Result<Dispatch> {
         let with_bias = bias.is_some();
@@ -438,7 +509,17 @@ impl Matmul {
             MatmulVariant::Tiled => shape.k.div_ceil(8) * 10 + 3,
             _ => shape.k.div_ceil(4) + 3,
         };
-        let iterations = k_loop as u64 + 6 * t.tm as u64;
+        // x: row blocks, y: column blocks (see the header of matmul.wgsl).
+        let (rows, cols) = match set.variant_for(shape) {
+            MatmulVariant::Tiled => (16 * set.block.0, 16 * set.block.1),
+            _ => (t.tm * t.wg_m, 4 * t.wg_n),
+        };
+        let lanes = match set.variant_for(shape) {
+            MatmulVariant::Tiled => 256,
+            _ => t.wg_n * t.wg_m,
+        };
+        let sums = extras.iterations(shape, rows as usize, lanes as usize);
+        let iterations = (k_loop as u64 + 6 * t.tm as u64).max(sums);
         check_loop_budget(gpu, "matmul", iterations, &format!("K = {}", shape.k))?;
         let max_groups = gpu.limits.max_compute_workgroups_per_dimension as usize;
         if shape.batch > max_groups {
@@ -449,14 +530,10 @@ impl Matmul {
         }
         let u = |what, v| u32_of("matmul", what, v);
         let params = MatmulParams::of("matmul", shape, with_bias)?;
-        // x: row blocks, y: column blocks (see the header of matmul.wgsl).
-        let (rows, cols) = match set.variant_for(shape) {
-            MatmulVariant::Tiled => (16 * set.block.0, 16 * set.block.1),
-            _ => (t.tm * t.wg_m, 4 * t.wg_n),
-        };
+        // One more column of workgroups writes the row sums.
         let groups = [
             u("groups", shape.m.div_ceil(rows as usize))?,
-            u("groups", shape.n.div_ceil(cols as usize))?,
+            u("groups", shape.n.div_ceil(cols as usize) + shape.row_sums as usize)?,
             shape.batch as u32,
         ];
         if groups[0] as usize > max_groups || groups[1] as usize > max_groups {
@@ -468,6 +545,7 @@ impl Matmul {
         let which = (shape.trans_a as usize) << 1 | shape.trans_b as usize;
         let pipeline = set.pipeline(gpu, set.variant_for(shape), which)?;
         let bias = bias.unwrap_or(&self.no_bias);
-        dispatch(gpu, "matmul_fwd", pipeline, &[c, a, b, bias], &params, groups)
+        let [side, sums] = extras.bindings(&self.no_bias, &self.no_sums);
+        dispatch(gpu, "matmul_fwd", pipeline, &[c, a, b, bias, side, sums], &params, groups)
     }
 }

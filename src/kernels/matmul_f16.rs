@@ -4,7 +4,7 @@
 //! a fixed subgroup size, else `shaders/matmul_f16.wgsl` (workgroup-memory tiles, f32
 //! arithmetic). Both need SHADER_F16. `WGFORMER_MATMUL_F16=tiled|coop` asks for one.
 
-use super::matmul::MatmulParams;
+use super::matmul::{MatmulExtras, MatmulParams};
 use super::{check_f32_or_f16, check_len, check_loop_budget, check_typed, dispatch, lazy, Dispatch, HalfForm};
 use crate::error::{Error, Result};
 use crate::gpu::{DType, Gpu, Tensor};
@@ -45,6 +45,8 @@ pub struct MatmulF16 {
     /// The form that writes C in f16 (products whose output mixed precision keeps in half).
     half_out: HalfForm,
     no_bias: Tensor,
+    /// Bound where no row sums are asked for (writable, so not `no_bias`).
+    no_sums: Tensor,
 }
 
 /// The subgroup size the coop kernel runs with, where it can run on `gpu`: a 16x16x16 f16 ->
@@ -97,6 +99,7 @@ impl MatmulF16 {
             pipelines: Default::default(),
             half_out: HalfForm::new(family),
             no_bias: gpu.zeros("matmul_f16.no_bias", 1)?,
+            no_sums: gpu.zeros("matmul_f16.no_sums", 1)?,
         })
     }
 
@@ -116,8 +119,25 @@ impl MatmulF16 {
         bias: Option<&Tensor>,
         shape: &MatmulShape,
     ) -> Result<Dispatch> {
+        self.fwd_fused(gpu, c, a, b, bias, MatmulExtras::default(), shape)
+    }
+
+    /// [`MatmulF16::fwd`] with what the product fuses (see [`MatmulExtras`]); the residual and
+    /// the row sums are f32.
+    #[allow(clippy::too_many_arguments)]
+    pub fn fwd_fused(
+        &self,
+        gpu: &Gpu,
+        c: &Tensor,
+        a: &Tensor,
+        b: &Tensor,
+        bias: Option<&Tensor>,
+        extras: MatmulExtras,
+        shape: &MatmulShape,
+    ) -> Result<Dispatch> {
         const OP: &str = "matmul_f16";
         shape.check()?;
+        extras.check(OP, shape)?;
         let (na, nb, nc) = shape.extents();
         check_typed(OP, "A", a, na, DType::F16)?;
         check_typed(OP, "B", b, nb, DType::F16)?;
@@ -130,12 +150,14 @@ impl MatmulF16 {
         }
         // Per invocation and strip of 16 along k: the staging loop, then 16 steps of 4 + 4
         // loads and 16 FMAs (the tiled kernel; the coop kernel's lanes do less).
-        let iterations = shape.k.div_ceil(16) as u64 * 420 + 40;
+        let block = BLOCK[self.variant as usize];
+        let lanes = if self.variant == F16Variant::Tiled { 256 } else { self.subgroup as usize };
+        let iterations = (shape.k.div_ceil(16) as u64 * 420 + 40).max(extras.iterations(shape, block, lanes));
         check_loop_budget(gpu, OP, iterations, &format!("K = {}", shape.k))?;
         let params = MatmulParams::of(OP, shape, shape.bias)?;
-        let block = BLOCK[self.variant as usize];
         let max_groups = gpu.limits.max_compute_workgroups_per_dimension as usize;
-        let groups = [shape.m.div_ceil(block), shape.n.div_ceil(block), shape.batch];
+        // One more column of workgroups writes the row sums.
+        let groups = [shape.m.div_ceil(block), shape.n.div_ceil(block) + shape.row_sums as usize, shape.batch];
         if groups.iter().any(|&g| g > max_groups) {
             return Err(Error::shape(
                 OP,
@@ -156,6 +178,7 @@ impl MatmulF16 {
             _ => lazy(&self.pipelines[which], || gpu.pipeline(&self.module, entry, &constants))?.clone(),
         };
         let groups = [groups[0] as u32, groups[1] as u32, groups[2] as u32];
-        dispatch(gpu, OP, &pipeline, &[c, a, b, bias.unwrap_or(&self.no_bias)], &params, groups)
+        let [side, sums] = extras.bindings(&self.no_bias, &self.no_sums);
+        dispatch(gpu, OP, &pipeline, &[c, a, b, bias.unwrap_or(&self.no_bias), side, sums], &params, groups)
     }
 }

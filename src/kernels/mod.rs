@@ -36,7 +36,7 @@ pub(crate) use half_form::HalfForm;
 pub use layernorm::LayerNorm;
 pub use layout::Layout;
 pub use mask::Mask;
-pub use matmul::{Matmul, MatmulShape};
+pub use matmul::{Matmul, MatmulExtras, MatmulShape};
 pub use matmul_f16::MatmulF16;
 pub use reduce::Reduce;
 pub use softmax::{RowVariant, Softmax};

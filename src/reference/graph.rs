@@ -51,22 +51,27 @@ fn node_outputs<T: Real>(g: &Graph, node: &crate::graph::Node, values: &[Vec<T>]
     let out_len = |k: usize| g.desc(node.outputs[k]).len();
     let in_desc = |k: usize| g.desc(node.inputs[k]);
     match node.op {
-        Op::MatMul { trans_a, trans_b, bias, batched } => {
+        Op::MatMul { .. } | Op::MatMulAcc { .. } | Op::MatMulResidual { .. } | Op::MatMulRowSums { .. } => {
+            let (trans_a, trans_b, bias, batched) = node.op.product().expect("a product");
             let d = matmul_dims(&in_desc(0).shape, &in_desc(1).shape, trans_a, trans_b, batched)
                 .expect("checked at build time");
             let shape = MatmulShape { bias, ..MatmulShape::packed(d.batch, d.m, d.n, d.k, trans_a, trans_b) };
-            let mut c = zeros(out_len(0));
-            matmul::matmul_forward(&mut c, input(0), input(1), bias.then(|| input(2)), &shape);
-            vec![c]
-        }
-        Op::MatMulAcc { trans_a, trans_b, bias, batched } => {
-            let d = matmul_dims(&in_desc(0).shape, &in_desc(1).shape, trans_a, trans_b, batched)
-                .expect("checked at build time");
-            let shape =
-                MatmulShape { bias, accumulate: true, ..MatmulShape::packed(d.batch, d.m, d.n, d.k, trans_a, trans_b) };
-            let mut c = input(node.inputs.len() - 1).to_vec();
-            matmul::matmul_forward(&mut c, input(0), input(1), bias.then(|| input(2)), &shape);
-            vec![c]
+            // The fused forms add the product to their last input (accumulator or residual).
+            let (mut c, accumulate) = match node.op {
+                Op::MatMulAcc { .. } | Op::MatMulResidual { .. } => (input(node.inputs.len() - 1).to_vec(), true),
+                _ => (zeros(out_len(0)), false),
+            };
+            matmul::matmul_forward(
+                &mut c,
+                input(0),
+                input(1),
+                bias.then(|| input(2)),
+                &MatmulShape { accumulate, ..shape },
+            );
+            match node.op {
+                Op::MatMulRowSums { .. } => vec![c, matmul::row_sums_of_a(input(0), &shape)],
+                _ => vec![c],
+            }
         }
         Op::Add => {
             let (a, b) = (input(0), input(1));

@@ -41,6 +41,13 @@ pub fn matmul_forward<T: Real>(c: &mut [T], a: &[T], b: &[T], bias: Option<&[T]>
     }
 }
 
+/// The row sums of op(A) (its first batch entry): M values, what the kernels' row-sums flag
+/// writes beside the product.
+pub fn row_sums_of_a<T: Real>(a: &[T], s: &MatmulShape) -> Vec<T> {
+    let at = |i: usize, p: usize| if s.trans_a { a[p * s.lda + i] } else { a[i * s.lda + p] };
+    (0..s.m).map(|i| T::of((0..s.k).map(|p| at(i, p).to_f64()).sum())).collect()
+}
+
 /// Gradients of c = a * b + bias for packed, untransposed (batch, M, K) x (batch, K, N):
 /// da = dc * b^T, db = a^T * dc, dbias = sum over batch and rows of dc.
 #[allow(clippy::too_many_arguments)]

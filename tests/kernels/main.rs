@@ -10,6 +10,7 @@ mod kernels_attention;
 mod kernels_elementwise;
 mod kernels_layout;
 mod kernels_matmul;
+mod kernels_matmul_extras;
 mod kernels_matmul_f16;
 mod kernels_rowwise;
 mod kernels_training;

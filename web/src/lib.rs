@@ -78,16 +78,22 @@ fn up(gpu: &Gpu, v: &[f32]) -> Result<wgformer::gpu::Tensor> {
     gpu.upload("input", v)
 }
 
+/// A product against the reference, with the residual and the row sums its shape asks for
+/// (matmul_extras.wgsl).
 async fn matmul_case(gpu: &Gpu, mm: &Matmul, s: &MatmulShape, seed: u64) -> Result<(bool, String)> {
     let (na, nb, nc) = s.extents();
     let mut rng = Rng::new(seed);
-    let (a, b) = (vec_f32(&mut rng, na), vec_f32(&mut rng, nb));
-    let mut want = vec![0.0f32; nc];
-    mm_ref::matmul_forward(&mut want, &a, &b, None, s);
+    let (a, b, residual) = (vec_f32(&mut rng, na), vec_f32(&mut rng, nb), vec_f32(&mut rng, nc));
+    let mut want = if s.residual { residual.clone() } else { vec![0.0f32; nc] };
+    mm_ref::matmul_forward(&mut want, &a, &b, None, &MatmulShape { accumulate: s.residual, ..*s });
+    let want_sums = if s.row_sums { mm_ref::row_sums_of_a(&a, s) } else { vec![0.0; 1] };
     let (ga, gb, gc) = (up(gpu, &a)?, up(gpu, &b)?, gpu.zeros("c", nc)?);
-    let d = mm.fwd(gpu, &gc, &ga, &gb, None, s)?;
+    let (gres, gsums) = (up(gpu, &residual)?, gpu.zeros("sums", want_sums.len())?);
+    let extras =
+        kernels::MatmulExtras { residual: s.residual.then_some(&gres), row_sums: s.row_sums.then_some(&gsums) };
+    let d = mm.fwd_fused(gpu, &gc, &ga, &gb, None, extras, s)?;
     let tol = 2e-6 * (s.k as f64).sqrt();
-    verify(gpu, &[&d], &[("c", &gc, &want, tol, tol)]).await
+    verify(gpu, &[&d], &[("c", &gc, &want, tol, tol), ("row sums", &gsums, &want_sums, tol, tol)]).await
 }
 
 /// The f16 matmul's tiled kernel (f16 operands from the cast kernel, f32 accumulation)
@@ -264,17 +270,22 @@ async fn run_all() -> Result<Report> {
             .map(|&(ta, tb)| MatmulShape::packed(2, 37, 29, 23, ta, tb))
             .collect();
         shapes.push(MatmulShape::packed(1, 64, 96, 128, false, true));
+        // A residual added and op(A)'s row sums (a bias gradient), odd and aligned.
+        for (m, n, k) in [(37, 29, 23), (64, 96, 128)] {
+            shapes.push(MatmulShape { residual: true, row_sums: true, ..MatmulShape::packed(1, m, n, k, true, false) });
+        }
         for (i, s) in shapes.iter().enumerate() {
             let start = now_ms();
             let name = format!(
-                "matmul {label} ({:?}) {}x{}x{}x{} ta {} tb {}",
+                "matmul {label} ({:?}) {}x{}x{}x{} ta {} tb {}{}",
                 mm.variant_for(s),
                 s.batch,
                 s.m,
                 s.n,
                 s.k,
                 s.trans_a,
-                s.trans_b
+                s.trans_b,
+                if s.residual { " + residual, row sums" } else { "" }
             );
             record(name, start, matmul_case(&gpu, &mm, s, i as u64).await);
         }

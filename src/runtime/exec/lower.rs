@@ -6,7 +6,7 @@ use crate::graph::build::matmul_dims;
 use crate::graph::{Dtype, F16Storage, Graph, Node, Op, Precision};
 use crate::kernels::attention::AttentionShape;
 use crate::kernels::layout::TokenCopy;
-use crate::kernels::{Dispatch, F16Set, KernelSet, MatmulShape};
+use crate::kernels::{Dispatch, F16Set, KernelSet, MatmulExtras, MatmulShape};
 use std::sync::Arc;
 
 /// What some nodes need beyond their tensors.
@@ -37,20 +37,24 @@ pub(super) fn cast_products(gpu: &Gpu, mut g: Graph) -> Result<(Graph, Option<Ar
     Ok((g, Some(set)))
 }
 
-/// The product a MatMul (or MatMulAcc: accumulated into its output) node computes.
-fn product_shape(g: &Graph, node: &Node) -> Result<Option<MatmulShape>> {
-    let (trans_a, trans_b, bias, batched, accumulate) = match node.op {
-        Op::MatMul { trans_a, trans_b, bias, batched } => (trans_a, trans_b, bias, batched, false),
-        Op::MatMulAcc { trans_a, trans_b, bias, batched } => (trans_a, trans_b, bias, batched, true),
-        _ => return Ok(None),
-    };
+/// The product a MatMul node, or one of its fused forms, computes: MatMulAcc accumulates into
+/// its output (which shares the accumulator's buffer, the plan), MatMulResidual adds its last
+/// input, MatMulRowSums writes op(A)'s row sums too.
+fn product_shape(g: &Graph, node: &Node) -> Result<MatmulShape> {
+    let (trans_a, trans_b, bias, batched) = node.op.product().ok_or_else(|| Error::shape("matmul", "not a product"))?;
     let (a, b) = (&g.desc(node.inputs[0]).shape, &g.desc(node.inputs[1]).shape);
     let d = matmul_dims(a, b, trans_a, trans_b, batched).map_err(|m| Error::shape("matmul", m))?;
-    Ok(Some(MatmulShape { bias, accumulate, ..MatmulShape::packed(d.batch, d.m, d.n, d.k, trans_a, trans_b) }))
+    Ok(MatmulShape {
+        bias,
+        accumulate: matches!(node.op, Op::MatMulAcc { .. }),
+        residual: matches!(node.op, Op::MatMulResidual { .. }),
+        row_sums: matches!(node.op, Op::MatMulRowSums { .. }),
+        ..MatmulShape::packed(d.batch, d.m, d.n, d.k, trans_a, trans_b)
+    })
 }
 
-/// A MatMul node's product: the f16 kernel where mixed precision made its operands f16 (their
-/// casts are nodes of their own), else the f32 one.
+/// A product node: the f16 kernel where mixed precision made its operands f16 (their casts are
+/// nodes of their own), else the f32 one.
 fn encode_matmul(
     gpu: &Gpu,
     k: &KernelSet,
@@ -58,16 +62,20 @@ fn encode_matmul(
     ts: &[Tensor],
     node: &Node,
     ctx: &NodeContext,
-    bias: bool,
 ) -> Result<Dispatch> {
-    let (i, o) = (|n: usize| &ts[node.inputs[n].0], &ts[node.outputs[0].0]);
-    let shape = product_shape(g, node)?.ok_or_else(|| Error::shape("matmul", "not a product"))?;
+    let (i, o) = (|n: usize| &ts[node.inputs[n].0], |n: usize| &ts[node.outputs[n].0]);
+    let shape = product_shape(g, node)?;
+    let bias = shape.bias.then(|| i(2));
+    let extras = MatmulExtras {
+        residual: shape.residual.then(|| i(node.inputs.len() - 1)),
+        row_sums: shape.row_sums.then(|| o(1)),
+    };
     match g.desc(node.inputs[0]).dtype {
         Dtype::F16 => {
             let set = ctx.f16.ok_or_else(|| Error::shape("matmul", "no f16 kernels were prepared"))?;
-            set.matmul(gpu)?.fwd(gpu, o, i(0), i(1), bias.then(|| i(2)), &shape)
+            set.matmul(gpu)?.fwd_fused(gpu, o(0), i(0), i(1), bias, extras, &shape)
         }
-        _ => k.matmul.fwd(gpu, o, i(0), i(1), bias.then(|| i(2)), &shape),
+        _ => k.matmul.fwd_fused(gpu, o(0), i(0), i(1), bias, extras, &shape),
     }
 }
 
@@ -151,8 +159,9 @@ pub(super) fn encode_node(
     let in_desc = |n: usize| g.desc(node.inputs[n]);
     let (len, rows, cols) = (in_desc(0).len(), in_desc(0).rows(), in_desc(0).last_dim());
     Ok(match node.op {
-        // MatMulAcc's output shares its accumulator's buffer (the plan), which the kernel adds to.
-        Op::MatMul { bias, .. } | Op::MatMulAcc { bias, .. } => vec![encode_matmul(gpu, k, g, ts, node, ctx, bias)?],
+        Op::MatMul { .. } | Op::MatMulAcc { .. } | Op::MatMulResidual { .. } | Op::MatMulRowSums { .. } => {
+            vec![encode_matmul(gpu, k, g, ts, node, ctx)?]
+        }
         Op::CastF16 => vec![encode_cast(g, ts, node, ctx, len, gpu)?],
         Op::Add if in_desc(1).len() == len => vec![k.elementwise.add_fwd(gpu, o(0), i(0), i(1), len)?],
         Op::Add => vec![k.elementwise.add_bcast_fwd(gpu, o(0), i(0), i(1), len, in_desc(1).len())?],

@@ -52,7 +52,7 @@ impl Executor {
         let timer = crate::kernels::Timer::new(gpu);
         let mut rows: std::collections::BTreeMap<String, MatmulProfile> = Default::default();
         for (node, dispatches) in self.graph.nodes.iter().zip(&self.node_dispatches) {
-            let Op::MatMul { trans_a, trans_b, .. } = node.op else { continue };
+            let Some((trans_a, trans_b, _, _)) = node.op.product() else { continue };
             let Some([batch, m, n, k]) = self.graph.matmul_product(node) else { continue };
             let t = |x: bool| if x { 'T' } else { 'N' };
             let shape = format!("{batch}x{m}x{n}x{k} {}{}", t(trans_a), t(trans_b));

@@ -1,0 +1,48 @@
+// What a matmul kernel fuses besides bias and accumulation, the same in every matmul kernel
+// (the including file declares a, p and TRANS_A, and calls these):
+// - flags bit 2: a residual R, stored like C, added to the result (C = R + op(A) op(B) + bias,
+//   C a new tensor: a residual connection's Add fused into the product that feeds it);
+// - flags bit 3: the row sums of op(A) written to `sums` by one extra column of workgroups (a
+//   linear layer's weight gradient dY^T X, whose row sums are its bias gradient). One batch.
+@group(0) @binding(4) var<storage, read> side: array<f32>;          // (batch, M, N) as C
+@group(0) @binding(5) var<storage, read_write> sums: array<f32>;    // (M)
+
+const ADD_RESIDUAL: u32 = 4u;
+const ROW_SUMS: u32 = 8u;
+
+// The residual at C's element `idx` (0 without one).
+fn residual_at(idx: u32) -> f32 {
+    return select(0.0, side[idx], (p.flags & ADD_RESIDUAL) != 0u);
+}
+
+// Whether this workgroup is the extra column that writes the row sums: the grid then has one
+// more column of workgroups than C needs. Uniform across the workgroup (so kernels with
+// barriers may return early on it).
+fn is_row_sums_group(wg: vec3<u32>, groups: vec3<u32>) -> bool {
+    return (p.flags & ROW_SUMS) != 0u && wg.y == groups.y - 1u && wg.z == 0u;
+}
+
+// sums[m] = the sum over k of op(A)[m][k], for the rows m0 + lane, m0 + lane + lanes, .. below
+// m_end: each lane walks its rows' k, 8 at a time (llvmpipe's loop budget counts iterations).
+fn write_row_sums(m0: u32, m_end: u32, lane: u32, lanes: u32) {
+    let k_step = select(1u, p.lda, TRANS_A);
+    let row_step = select(p.lda, 1u, TRANS_A);
+    let k_full = p.k & ~7u;
+    for (var m = m0 + lane; m < min(m_end, p.m); m += lanes) {
+        let base = m * row_step;
+        var s0 = vec4<f32>(0.0);
+        var s1 = vec4<f32>(0.0);
+        for (var k = 0u; k < k_full; k += 8u) {
+            let i = base + k * k_step;
+            s0 += vec4<f32>(f32(a[i]), f32(a[i + k_step]), f32(a[i + 2u * k_step]), f32(a[i + 3u * k_step]));
+            let j = i + 4u * k_step;
+            s1 += vec4<f32>(f32(a[j]), f32(a[j + k_step]), f32(a[j + 2u * k_step]), f32(a[j + 3u * k_step]));
+        }
+        let s = s0 + s1;
+        var total = (s.x + s.y) + (s.z + s.w);
+        for (var k = k_full; k < p.k; k++) {
+            total += f32(a[base + k * k_step]);
+        }
+        sums[m] = total;
+    }
+}

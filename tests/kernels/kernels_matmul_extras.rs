@@ -1,0 +1,172 @@
+//! What every matmul kernel fuses (shaders/common/matmul_extras.wgsl) against the reference: a
+//! residual added to the product (with and without bias and accumulation, batched), and the
+//! row sums of op(A) written by an extra column of workgroups, on every variant, tiled block
+//! and the f16 kernels, every transpose, shapes that leave partial blocks and partial k.
+
+use crate::common;
+use common::{assert_close, for_each_gpu, Rng};
+use wgformer::kernels::matmul::{MatmulTiles, MatmulVariant};
+use wgformer::kernels::matmul_f16::{coop_subgroup, F16Variant, MatmulF16};
+use wgformer::kernels::{self, Matmul, MatmulExtras, MatmulShape};
+use wgformer::reference::cast::round_f16;
+use wgformer::reference::matmul::{matmul_forward, row_sums_of_a};
+use wgformer::{Gpu, Tensor};
+
+/// (batch, M, N, K): odd, aligned (the vec4 and subgroup kernels), long k past several strips.
+const SIZES: [(usize, usize, usize, usize); 5] =
+    [(1, 37, 29, 23), (1, 70, 36, 20), (1, 5, 8, 301), (1, 130, 132, 64), (1, 1, 4, 9)];
+
+/// The shapes one kernel runs: every transpose of SIZES with the row sums, then with a residual
+/// (alone, with bias, with accumulation), and a batched residual.
+fn shapes() -> Vec<MatmulShape> {
+    let mut all = Vec::new();
+    for (i, &(batch, m, n, k)) in SIZES.iter().enumerate() {
+        for trans in 0..4 {
+            let packed = MatmulShape::packed(batch, m, n, k, trans >> 1 == 1, trans & 1 == 1);
+            all.push(MatmulShape { row_sums: true, ..packed });
+            all.push(MatmulShape { residual: true, bias: i % 2 == 0, accumulate: trans == 3, ..packed });
+        }
+    }
+    all.push(MatmulShape { residual: true, bias: true, ..MatmulShape::packed(3, 17, 12, 8, false, true) });
+    all.push(MatmulShape { residual: true, row_sums: true, ..MatmulShape::packed(1, 65, 12, 40, true, false) });
+    all
+}
+
+/// Operands of a shape, rounded to f16 where the kernel reads f16, and what the kernel must give.
+struct Case {
+    a: Vec<f32>,
+    b: Vec<f32>,
+    bias: Vec<f32>,
+    c0: Vec<f32>,
+    residual: Vec<f32>,
+    want: Vec<f32>,
+    want_sums: Vec<f32>,
+}
+
+impl Case {
+    fn new(shape: &MatmulShape, seed: u64, f16: bool) -> Self {
+        let (na, nb, nc) = shape.extents();
+        let mut rng = Rng::new(seed);
+        let round = |v: Vec<f32>| if f16 { round_f16(&v) } else { v };
+        let (a, b) = (round(rng.vec_f32(na, 1.0)), round(rng.vec_f32(nb, 1.0)));
+        let (bias, c0, residual) = (rng.vec_f32(shape.n, 1.0), rng.vec_f32(nc, 1.0), rng.vec_f32(nc, 1.0));
+        let mut want = if shape.accumulate { c0.clone() } else { vec![0.0; nc] };
+        matmul_forward(&mut want, &a, &b, shape.bias.then_some(&bias[..]), shape);
+        if shape.residual {
+            want.iter_mut().zip(&residual).for_each(|(w, r)| *w += r);
+        }
+        let want_sums = if shape.row_sums { row_sums_of_a(&a, shape) } else { Vec::new() };
+        Case { a, b, bias, c0, residual, want, want_sums }
+    }
+}
+
+/// The GPU's C and row sums for `case`, from `run` (a kernel's fwd_fused).
+fn run_case(
+    gpu: &Gpu,
+    shape: &MatmulShape,
+    case: &Case,
+    f16: bool,
+    run: impl Fn(&Tensor, &Tensor, &Tensor, Option<&Tensor>, MatmulExtras) -> kernels::Dispatch,
+) -> (Vec<f32>, Vec<f32>) {
+    let up = |name, v: &[f32]| if f16 { gpu.upload_f16(name, v) } else { gpu.upload(name, v) }.unwrap();
+    let (ga, gb) = (up("a", &case.a), up("b", &case.b));
+    let (gbias, gc, gres) = (
+        gpu.upload("bias", &case.bias).unwrap(),
+        gpu.upload("c", &case.c0).unwrap(),
+        gpu.upload("residual", &case.residual).unwrap(),
+    );
+    let sums = gpu.upload("sums", &vec![f32::NAN; shape.m]).unwrap();
+    let extras = MatmulExtras { residual: shape.residual.then_some(&gres), row_sums: shape.row_sums.then_some(&sums) };
+    let d = run(&gc, &ga, &gb, shape.bias.then_some(&gbias), extras);
+    kernels::run(gpu, &[&d]).unwrap();
+    let got_sums = if shape.row_sums { gpu.read(&sums).unwrap() } else { Vec::new() };
+    (gpu.read(&gc).unwrap(), got_sums)
+}
+
+fn check(label: &str, shape: &MatmulShape, case: &Case, got: (Vec<f32>, Vec<f32>)) {
+    let tol = 2e-6 * (shape.k as f64).sqrt().max(1.0) + 1e-6;
+    let name = format!("{label} {shape:?}");
+    assert_close(&name, &got.0, &case.want, tol, tol);
+    assert_close(&format!("{name} row sums"), &got.1, &case.want_sums, tol, tol);
+}
+
+/// Every f32 kernel: the variants, the tiled blocks, the adapter's own choice.
+fn f32_kernels(gpu: &Gpu) -> Vec<(String, Matmul)> {
+    let tiles = MatmulTiles::for_adapter(gpu);
+    let mut all: Vec<(String, Matmul)> =
+        [MatmulVariant::General, MatmulVariant::Vec4, MatmulVariant::Subgroup, MatmulVariant::Tiled]
+            .into_iter()
+            .map(|cap| (format!("{cap:?}"), Matmul::build(gpu, tiles, cap).unwrap()))
+            .collect();
+    for block in [(8, 8), (4, 8)] {
+        all.push((format!("tiled {block:?}"), Matmul::tiled(gpu, block).unwrap()));
+    }
+    all.push(("default".into(), Matmul::new(gpu).unwrap()));
+    all
+}
+
+#[test]
+fn residuals_and_row_sums_on_every_f32_kernel() {
+    let shapes = shapes();
+    let cases: Vec<Case> = shapes.iter().enumerate().map(|(i, s)| Case::new(s, i as u64, false)).collect();
+    for_each_gpu(|gpu| {
+        for (label, mm) in f32_kernels(gpu) {
+            for (shape, case) in shapes.iter().zip(&cases) {
+                let got = run_case(gpu, shape, case, false, |c, a, b, bias, extras| {
+                    mm.fwd_fused(gpu, c, a, b, bias, extras, shape).unwrap()
+                });
+                check(&format!("{label} ({:?})", mm.variant_for(shape)), shape, case, got);
+            }
+        }
+    });
+}
+
+#[test]
+fn residuals_and_row_sums_on_the_f16_kernels() {
+    let shapes = shapes();
+    let cases: Vec<Case> = shapes.iter().enumerate().map(|(i, s)| Case::new(s, 50 + i as u64, true)).collect();
+    for_each_gpu(|gpu| {
+        let mut variants = Vec::new();
+        if gpu.caps.f16 {
+            variants.push(F16Variant::Tiled);
+        }
+        if coop_subgroup(gpu).is_some() {
+            variants.push(F16Variant::Coop);
+        }
+        for variant in variants {
+            let mm = MatmulF16::with_variant(gpu, variant).unwrap();
+            for (shape, case) in shapes.iter().zip(&cases) {
+                let got = run_case(gpu, shape, case, true, |c, a, b, bias, extras| {
+                    mm.fwd_fused(gpu, c, a, b, bias, extras, shape).unwrap()
+                });
+                check(variant.name(), shape, case, got);
+            }
+        }
+    });
+}
+
+#[test]
+fn extras_that_disagree_with_the_shape_are_errors() {
+    for_each_gpu(|gpu| {
+        let mm = Matmul::new(gpu).unwrap();
+        let t = gpu.zeros("t", 64).unwrap();
+        let short = gpu.zeros("short", 2).unwrap();
+        let plain = MatmulShape::packed(1, 4, 4, 4, false, false);
+        let with = |residual, row_sums| MatmulExtras { residual, row_sums };
+        let cases = [
+            (plain, with(Some(&t), None), "disagree"),
+            (MatmulShape { row_sums: true, ..plain }, with(None, None), "disagree"),
+            (MatmulShape { residual: true, ..plain }, with(Some(&short), None), "residual"),
+            (MatmulShape { row_sums: true, ..plain }, with(None, Some(&short)), "row sums"),
+            (
+                MatmulShape { row_sums: true, ..MatmulShape::packed(2, 4, 4, 4, false, false) },
+                with(None, Some(&t)),
+                "batch",
+            ),
+        ];
+        for (shape, extras, words) in cases {
+            let err = mm.fwd_fused(gpu, &t, &t, &t, None, extras, &shape).expect_err("refused");
+            assert!(err.to_string().contains(words), "{err}");
+        }
+    });
+}
