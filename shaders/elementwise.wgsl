@@ -84,10 +84,7 @@ fn relu_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     if (i < p.n) { re_out[i] = OutT(select(0.0, f32(re_dy[i]), f32(re_x[i]) > 0.0)); }
 }
 
-// 1 / (1 + e^-x): 0 for very negative x (e^-x overflows to inf), 1 for very positive x.
-fn sigmoid(x: f32) -> f32 {
-    return 1.0 / (1.0 + exp(-x));
-}
+#include "common/activations.wgsl"
 
 @compute @workgroup_size(WG)
 fn silu_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -103,8 +100,7 @@ fn silu_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     let i = flat_index(gid, nwg);
     if (i < p.n) {
         let x = f32(re_x[i]);
-        let s = sigmoid(x);
-        re_out[i] = OutT(f32(re_dy[i]) * s * (1.0 + x * (1.0 - s)));
+        re_out[i] = OutT(f32(re_dy[i]) * silu_grad(x));
     }
 }
 

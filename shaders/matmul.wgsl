@@ -95,7 +95,7 @@ fn matmul_fwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
             var v = acc[r][j];
             if (use_bias) { v += bias[n]; }
             if (accumulate) { v += c[idx]; }
-            c[idx] = v + residual_at(idx);
+            c[idx] = finish(idx, v);
         }
     }
 }

@@ -96,7 +96,7 @@ fn matmul_coop(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
             var v = c_tile[e];
             if ((p.flags & 1u) != 0u) { v += bias[col]; }
             if ((p.flags & 2u) != 0u) { v += f32(c[idx]); }
-            c[idx] = OutT(v + residual_at(idx));
+            c[idx] = OutT(finish(idx, v));
         }
     }
     // The row sums' column of workgroups multiplied zeros past N and stored nothing above: the

@@ -82,7 +82,7 @@ fn store_row(cb: u32, row: u32, col: u32, v: vec4<f32>) {
             var x = v[j];
             if ((p.flags & 1u) != 0u) { x += bias[n]; }
             if ((p.flags & 2u) != 0u) { x += f32(c[idx]); }
-            c[idx] = OutT(x + residual_at(idx));
+            c[idx] = OutT(finish(idx, x));
         }
     }
 }

@@ -162,6 +162,6 @@ fn store4(cb: u32, m: u32, n0: u32, v: vec4<f32>) {
         var x = v[j];
         if (use_bias) { x += bias[n]; }
         if (accumulate) { x += c[idx]; }
-        c[idx] = x + residual_at(idx);
+        c[idx] = finish(idx, x);
     }
 }

@@ -2,17 +2,73 @@
 // (the including file declares a, p and TRANS_A, and calls these):
 // - flags bit 2: a residual R, stored like C, added to the result (C = R + op(A) op(B) + bias,
 //   C a new tensor: a residual connection's Add fused into the product that feeds it);
-// - flags bit 3: the row sums of op(A) written to `sums` by one extra column of workgroups (a
-//   linear layer's weight gradient dY^T X, whose row sums are its bias gradient). One batch.
-@group(0) @binding(4) var<storage, read> side: array<f32>;          // (batch, M, N) as C
-@group(0) @binding(5) var<storage, read_write> sums: array<f32>;    // (M)
+// - flags bit 3: the row sums of op(A) written to `aux` by one extra column of workgroups (a
+//   linear layer's weight gradient dY^T X, whose row sums are its bias gradient). One batch;
+// - flags bits 4-6: an activation (1 GELU, 2 GELU tanh, 3 ReLU, 4 SiLU). Without bit 7 C keeps
+//   the pre-activation (what the activation's backward reads) and `aux`, stored like C, gets
+//   act(C); with bit 7 C = (op(A) op(B) + bias) act'(P), P stored like C in `side` (an
+//   activation's backward fused into the product that makes its incoming gradient).
+@group(0) @binding(4) var<storage, read> side: array<f32>;          // R or P, (batch, M, N) as C
+@group(0) @binding(5) var<storage, read_write> aux: array<f32>;     // row sums (M), or act(C) as C
+
+#include "common/activations.wgsl"
 
 const ADD_RESIDUAL: u32 = 4u;
 const ROW_SUMS: u32 = 8u;
+const ACT_GRAD: u32 = 128u;
 
-// The residual at C's element `idx` (0 without one).
-fn residual_at(idx: u32) -> f32 {
-    return select(0.0, side[idx], (p.flags & ADD_RESIDUAL) != 0u);
+// The activation the flags ask for: 0 none.
+fn activation() -> u32 {
+    return (p.flags >> 4u) & 7u;
+}
+
+// Whether the epilogue reads `side` at C's elements.
+fn reads_side() -> bool {
+    return (p.flags & ADD_RESIDUAL) != 0u || (activation() != 0u && (p.flags & ACT_GRAD) != 0u);
+}
+
+fn act_fwd(x: f32, act: u32) -> f32 {
+    switch act {
+        case 1u: { return gelu(x, 0u); }
+        case 2u: { return gelu(x, 1u); }
+        case 3u: { return max(x, 0.0); }
+        default: { return x * sigmoid(x); }
+    }
+}
+
+fn act_grad(x: f32, act: u32) -> f32 {
+    switch act {
+        case 1u: { return gelu_grad(x, 0u); }
+        case 2u: { return gelu_grad(x, 1u); }
+        case 3u: { return select(0.0, 1.0, x > 0.0); }
+        default: { return silu_grad(x); }
+    }
+}
+
+// What C's element `idx` becomes from x (the product with bias and accumulation) and s (side's
+// element there, where reads_side()): the residual added, or the activation's derivative
+// applied, or the activation written to aux.
+fn epilogue(idx: u32, x: f32, s: f32) -> f32 {
+    if ((p.flags & ADD_RESIDUAL) != 0u) {
+        return x + s;
+    }
+    let act = activation();
+    if (act == 0u) {
+        return x;
+    }
+    if ((p.flags & ACT_GRAD) != 0u) {
+        return x * act_grad(s, act);
+    }
+    aux[idx] = act_fwd(x, act);
+    return x;
+}
+
+// epilogue() where side is read as scalars.
+fn finish(idx: u32, x: f32) -> f32 {
+    if ((p.flags & ~3u) == 0u) { return x; }
+    var s = 0.0;
+    if (reads_side()) { s = side[idx]; }
+    return epilogue(idx, x, s);
 }
 
 // Whether this workgroup is the extra column that writes the row sums: the grid then has one
@@ -22,7 +78,7 @@ fn is_row_sums_group(wg: vec3<u32>, groups: vec3<u32>) -> bool {
     return (p.flags & ROW_SUMS) != 0u && wg.y == groups.y - 1u && wg.z == 0u;
 }
 
-// sums[m] = the sum over k of op(A)[m][k], for the rows m0 + lane, m0 + lane + lanes, .. below
+// aux[m] = the sum over k of op(A)[m][k], for the rows m0 + lane, m0 + lane + lanes, .. below
 // m_end: each lane walks its rows' k, 8 at a time (llvmpipe's loop budget counts iterations).
 fn write_row_sums(m0: u32, m_end: u32, lane: u32, lanes: u32) {
     let k_step = select(1u, p.lda, TRANS_A);
@@ -43,6 +99,6 @@ fn write_row_sums(m0: u32, m_end: u32, lane: u32, lanes: u32) {
         for (var k = k_full; k < p.k; k++) {
             total += f32(a[base + k * k_step]);
         }
-        sums[m] = total;
+        aux[m] = total;
     }
 }

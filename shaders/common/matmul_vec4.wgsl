@@ -35,8 +35,18 @@ fn store4(batch: u32, m: u32, n0: u32, v: vec4<f32>) {
     let idx = batch * p.stride_c / 4u + m * (p.ldc / 4u) + n0 / 4u;
     var out = v;
     if ((p.flags & 2u) != 0u) { out += c4[idx]; }
-    if ((p.flags & ADD_RESIDUAL) != 0u) { out += side4[idx]; }
+    if ((p.flags & ~3u) != 0u) { out = finish4(idx, out); }
     c4[idx] = out;
+}
+
+// matmul_extras.wgsl's epilogue of the 4 elements from vec4 `idx4`, side read as a vec4 (the
+// including file's side4: one entry point may not use two variables of one binding).
+fn finish4(idx4: u32, x: vec4<f32>) -> vec4<f32> {
+    var s = vec4<f32>(0.0);
+    if (reads_side()) { s = side4[idx4]; }
+    let i = idx4 * 4u;
+    return vec4<f32>(epilogue(i, x.x, s.x), epilogue(i + 1u, x.y, s.y), epilogue(i + 2u, x.z, s.z),
+                     epilogue(i + 3u, x.w, s.w));
 }
 
 // Stores the invocation's TM rows from m0 (those inside C) with the bias.

@@ -207,6 +207,8 @@ fn rule(
         | Op::MatMulAcc { .. }
         | Op::MatMulResidual { .. }
         | Op::MatMulRowSums { .. }
+        | Op::MatMulAct { .. }
+        | Op::MatMulActGrad { .. }
         | Op::SliceInto { .. }
         | Op::LayerNormBwdAcc => {
             let op = node.op.name();

@@ -15,14 +15,23 @@
 //!
 //! `sum_bias_gradients`: a linear layer's bias gradient, SumRows(dY), and its weight gradient,
 //! dY^T X, read the same dY: one MatMulRowSums computes both (the row sums of op(A) = dY^T).
+//!
+//! `activate_products`: an activation (GELU, ReLU, SiLU) of a product becomes MatMulAct, which
+//! writes the product and its activation; an activation's backward whose incoming gradient is a
+//! product read nowhere else becomes MatMulActGrad (a feed-forward block's two elementwise
+//! dispatches, forward and backward, gone).
 
-use super::{Dtype, Graph, Node, Op, Role, TensorId};
+use super::{Activation, Dtype, Graph, Node, Op, Role, TensorId};
 use std::collections::HashSet;
 
 /// Applies every fusion to `g`, leaving the tensors in `pinned` (read after the step) as they
 /// are; returns how many dispatches it saved.
 pub fn fuse(g: &mut Graph, pinned: &[TensorId]) -> usize {
-    accumulate_products(g, pinned) + add_residuals(g, pinned) + sum_bias_gradients(g) + assemble_slices(g, pinned)
+    accumulate_products(g, pinned)
+        + add_residuals(g, pinned)
+        + sum_bias_gradients(g)
+        + activate_products(g, pinned)
+        + assemble_slices(g, pinned)
 }
 
 /// Who writes and reads each tensor, and where an in-place op writes over it.
@@ -274,6 +283,59 @@ pub fn sum_bias_gradients(g: &mut Graph) -> usize {
     fused
 }
 
+/// The activation of an activation op, and whether it is the backward.
+fn activation_of(op: &Op) -> Option<(Activation, bool)> {
+    match *op {
+        Op::Gelu { kind } => Some((Activation::Gelu(kind), false)),
+        Op::GeluBwd { kind } => Some((Activation::Gelu(kind), true)),
+        Op::Relu => Some((Activation::Relu, false)),
+        Op::ReluBwd => Some((Activation::Relu, true)),
+        Op::Silu => Some((Activation::Silu, false)),
+        Op::SiluBwd => Some((Activation::Silu, true)),
+        _ => None,
+    }
+}
+
+/// The activation fusion (see the module doc); returns the activation nodes removed. The
+/// product moves to the activation's place: nothing reads it before, and its inputs are kept.
+pub fn activate_products(g: &mut Graph, pinned: &[TensorId]) -> usize {
+    let pinned: HashSet<TensorId> = pinned.iter().copied().collect();
+    let mut u = uses(g);
+    let mut removed = vec![false; g.nodes.len()];
+    let mut fused = 0;
+    for i in 0..g.nodes.len() {
+        let Some((act, backward)) = activation_of(&g.nodes[i].op) else { continue };
+        // The forward reads the product (inputs [x]); the backward reads it as dy (inputs [x, dy]).
+        let product = g.nodes[i].inputs[backward as usize];
+        let out = g.nodes[i].outputs[0];
+        let Some(m) = u.live_writer(product, &removed) else { continue };
+        let Op::MatMul { trans_a, trans_b, bias, batched } = g.nodes[m].op else { continue };
+        let f32s = [product, out].iter().all(|&t| g.desc(t).dtype == Dtype::F32);
+        // The forward keeps the product (the backward reads it); the backward's is dropped.
+        let readable = if backward {
+            u.readers[product.0] == 1 && plain_f32(g, &pinned, product)
+        } else {
+            u.first[product.0] == i
+        };
+        if !(f32s && readable && !(backward && bias) && u.inputs_kept(g, m, i)) {
+            continue;
+        }
+        u.moved(g, m, i, None);
+        let mut inputs = g.nodes[m].inputs.clone();
+        let (op, outputs) = if backward {
+            inputs.push(g.nodes[i].inputs[0]);
+            (Op::MatMulActGrad { trans_a, trans_b, batched, act }, vec![out])
+        } else {
+            (Op::MatMulAct { trans_a, trans_b, bias, batched, act }, vec![product, out])
+        };
+        g.nodes[i] = Node { op, inputs, outputs };
+        removed[m] = true;
+        fused += 1;
+    }
+    drop_nodes(g, &removed);
+    fused
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,12 +374,38 @@ mod tests {
         }
     }
 
+    /// A residual block of two linear layers with bias and GELU between: the residual Add, the
+    /// bias gradients and GELU forward and backward all run in products.
+    #[test]
+    fn residuals_bias_gradients_and_activations_run_in_products() {
+        let mut g = Graph::default();
+        let x = g.input("x", &[4, 8], Dtype::F32);
+        let targets = g.input("y", &[4], Dtype::U32);
+        let (w1, b1) = (g.param("w1", &[8, 8]), g.param("b1", &[8]));
+        let (w2, b2) = (g.param("w2", &[8, 8]), g.param("b2", &[8]));
+        let h = g.linear(x, w1, Some(b1)).unwrap();
+        let h = g.gelu(h, crate::graph::params::GeluKind::Exact).unwrap();
+        let y = g.linear(h, w2, Some(b2)).unwrap();
+        let y = g.add(y, x).unwrap();
+        let loss = g.cross_entropy(y, targets, 0.0, None).unwrap();
+        let grads = backward(&mut g, loss).unwrap();
+        let pinned = crate::graph::plan::training_pinned(Some(loss), Some(&grads));
+        let before = g.nodes.len();
+        let fused = fuse(&mut g, &pinned);
+        assert_eq!(g.nodes.len(), before - fused);
+        let count = |name: &str| g.nodes.iter().filter(|n| n.op.name() == name).count();
+        assert_eq!((count("matmul_row_sums"), count("sum_rows")), (2, 0));
+        assert_eq!((count("matmul_act"), count("matmul_act_grad")), (1, 1));
+        assert_eq!((count("gelu"), count("gelu_bwd")), (0, 0));
+        assert_eq!((count("matmul_residual"), count("add")), (1, 0));
+    }
+
     #[test]
     fn pinned_tensors_and_products_read_twice_are_left_alone() {
         let (mut g, loss, grads) = three_products();
         let adds: Vec<TensorId> = g.nodes.iter().filter(|n| n.op == Op::Add).flat_map(|n| n.inputs.clone()).collect();
         let mut pinned = crate::graph::plan::training_pinned(Some(loss), Some(&grads));
         pinned.extend(adds);
-        assert_eq!(fuse(&mut g, &pinned), 0);
+        assert_eq!(accumulate_products(&mut g, &pinned) + add_residuals(&mut g, &pinned), 0);
     }
 }

@@ -13,7 +13,9 @@ pub mod plan;
 mod precision;
 
 pub use op::Op;
-pub use params::{AdamStep, AttentionChooser, AttentionPolicy, AttentionShape, GeluKind, MatmulShape, Precision};
+pub use params::{
+    Activation, AdamStep, AttentionChooser, AttentionPolicy, AttentionShape, GeluKind, MatmulShape, Precision,
+};
 pub use precision::{F16Storage, HalfKernels, Slot};
 
 /// Index of a tensor in its graph.

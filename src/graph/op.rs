@@ -2,7 +2,7 @@
 //! position of each input and output. Shape rules live in `build.rs`, the only place that
 //! creates nodes.
 
-use super::params::GeluKind;
+use super::params::{Activation, GeluKind};
 
 /// One operation. Tensors are referenced by the node's `inputs` / `outputs`, in the order
 /// each variant documents.
@@ -100,6 +100,14 @@ pub enum Op {
     /// layer's weight gradient dY^T X and its bias gradient (dY's column sums, SumRows) in one
     /// dispatch. Made by [`crate::graph::fuse`]; it has no gradient rule.
     MatMulRowSums { trans_a: bool, trans_b: bool },
+    /// inputs `[a, b, bias?]` -> `[c = op(a) op(b) (+ bias), act(c)]`: a product and the
+    /// activation it feeds, whose backward reads c. Made by [`crate::graph::fuse`]; it has no
+    /// gradient rule.
+    MatMulAct { trans_a: bool, trans_b: bool, bias: bool, batched: bool, act: Activation },
+    /// inputs `[a, b, x]` -> `[op(a) op(b) act'(x)]`: an activation's backward (x its input) fused
+    /// into the product that makes its incoming gradient. Made by [`crate::graph::fuse`]; it has
+    /// no gradient rule.
+    MatMulActGrad { trans_a: bool, trans_b: bool, batched: bool, act: Activation },
     /// inputs [part (.., len, ..), acc (.., total, ..)] -> [acc with part at `start..start + len`
     /// along `dim`], written over acc in place, whose range there was zero. Made from an Add
     /// of slices' gradients by [`crate::graph::fuse`]; it has no gradient rule.
@@ -124,7 +132,9 @@ impl Op {
         match *self {
             Op::MatMul { trans_a, trans_b, bias, batched }
             | Op::MatMulAcc { trans_a, trans_b, bias, batched }
-            | Op::MatMulResidual { trans_a, trans_b, bias, batched } => Some((trans_a, trans_b, bias, batched)),
+            | Op::MatMulResidual { trans_a, trans_b, bias, batched }
+            | Op::MatMulAct { trans_a, trans_b, bias, batched, .. } => Some((trans_a, trans_b, bias, batched)),
+            Op::MatMulActGrad { trans_a, trans_b, batched, .. } => Some((trans_a, trans_b, false, batched)),
             Op::MatMulRowSums { trans_a, trans_b } => Some((trans_a, trans_b, false, false)),
             _ => None,
         }
@@ -179,6 +189,8 @@ impl Op {
             Op::MatMulAcc { .. } => "matmul_acc",
             Op::MatMulResidual { .. } => "matmul_residual",
             Op::MatMulRowSums { .. } => "matmul_row_sums",
+            Op::MatMulAct { .. } => "matmul_act",
+            Op::MatMulActGrad { .. } => "matmul_act_grad",
             Op::SliceInto { .. } => "slice_into",
             Op::LayerNormBwdAcc => "layernorm_bwd_acc",
         }

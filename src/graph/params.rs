@@ -115,6 +115,12 @@ pub struct MatmulShape {
     /// Also write the row sums of op(A) (M values; one batch): a linear layer's bias gradient
     /// fused into its weight gradient, whose op(A) is dY^T.
     pub row_sums: bool,
+    /// An activation applied in the store: C keeps the pre-activation and a second tensor
+    /// stored like C gets act(C); with `activation_grad`, C is multiplied by act' at a tensor
+    /// stored like C (the activation's backward fused into the product of its gradient).
+    pub activation: Option<Activation>,
+    /// See `activation`.
+    pub activation_grad: bool,
 }
 
 impl MatmulShape {
@@ -137,6 +143,8 @@ impl MatmulShape {
             accumulate: false,
             residual: false,
             row_sums: false,
+            activation: None,
+            activation_grad: false,
         }
     }
 
@@ -176,6 +184,26 @@ impl MatmulShape {
             ));
         }
         Ok(())
+    }
+}
+
+/// An activation a product applies in its store (`Op::MatMulAct`, `Op::MatMulActGrad`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    Gelu(GeluKind),
+    Relu,
+    Silu,
+}
+
+impl Activation {
+    /// The kernels' code of the activation (matmul_extras.wgsl, flags bits 4-6).
+    pub fn code(self) -> u32 {
+        match self {
+            Activation::Gelu(GeluKind::Exact) => 1,
+            Activation::Gelu(GeluKind::Tanh) => 2,
+            Activation::Relu => 3,
+            Activation::Silu => 4,
+        }
     }
 }
 

@@ -42,7 +42,9 @@ impl MatmulParams {
             flags: bias as u32
                 | (shape.accumulate as u32) << 1
                 | (shape.residual as u32) << 2
-                | (shape.row_sums as u32) << 3,
+                | (shape.row_sums as u32) << 3
+                | shape.activation.map_or(0, |a| a.code()) << 4
+                | (shape.activation_grad as u32) << 7,
             stride_a: u("stride_a", shape.stride_a)?,
             stride_b: u("stride_b", shape.stride_b)?,
             stride_c: u("stride_c", shape.stride_c)?,
@@ -52,24 +54,48 @@ impl MatmulParams {
 }
 
 /// The tensors a product fuses beyond its operands and bias (`shaders/common/matmul_extras.wgsl`),
-/// present exactly where the shape's `residual` and `row_sums` ask for them.
+/// present exactly where the shape's `residual`, `row_sums` and `activation` ask for them. The
+/// kernels have one binding for a tensor read (residual or pre-activation) and one for a tensor
+/// written (row sums or activation), so a shape asks for at most one of each.
 #[derive(Clone, Copy, Default)]
 pub struct MatmulExtras<'a> {
     /// Added to the result; stored like C (C is another tensor).
     pub residual: Option<&'a Tensor>,
     /// Receives the M row sums of op(A).
     pub row_sums: Option<&'a Tensor>,
+    /// Receives act(C), stored like C (`activation` without `activation_grad`).
+    pub activated: Option<&'a Tensor>,
+    /// The activation's input, stored like C, at which its derivative multiplies C
+    /// (`activation_grad`).
+    pub pre_activation: Option<&'a Tensor>,
 }
 
 impl<'a> MatmulExtras<'a> {
     /// Refuses extras that disagree with `shape` or are too short; the extra workgroup column
     /// (row sums) needs a single batch.
     pub(crate) fn check(&self, op: &'static str, shape: &MatmulShape) -> Result<()> {
-        if shape.residual != self.residual.is_some() || shape.row_sums != self.row_sums.is_some() {
-            return Err(Error::shape(op, "shape.residual / shape.row_sums and the extra tensors disagree"));
+        let (act, grad) = (shape.activation.is_some(), shape.activation_grad);
+        let asked = [shape.residual, shape.row_sums, act && !grad, act && grad];
+        let given = [self.residual, self.row_sums, self.activated, self.pre_activation].map(|t| t.is_some());
+        if asked != given || grad && !act {
+            return Err(Error::shape(
+                op,
+                "the shape's residual / row_sums / activation and the extra tensors disagree",
+            ));
         }
-        if let Some(r) = self.residual {
-            check_len(op, "residual", r, shape.extents().2)?;
+        if given[0] as u8 + given[3] as u8 > 1 || given[1] as u8 + given[2] as u8 > 1 {
+            return Err(Error::shape(
+                op,
+                "a residual and an activation's derivative (or row sums and an activation) at once",
+            ));
+        }
+        let nc = shape.extents().2;
+        for (name, t) in
+            [("residual", self.residual), ("activation", self.activated), ("pre-activation", self.pre_activation)]
+        {
+            if let Some(t) = t {
+                check_len(op, name, t, nc)?;
+            }
         }
         if let Some(s) = self.row_sums {
             check_len(op, "row sums", s, shape.m)?;
@@ -89,13 +115,14 @@ impl<'a> MatmulExtras<'a> {
         (rows.div_ceil(lanes) * (shape.k / 8 + 8)) as u64
     }
 
-    /// The bindings after C, A, B and the bias: the residual (or `none`, read-only) and the row
-    /// sums (or `scratch`, writable).
+    /// The bindings after C, A, B and the bias: the tensor read (residual or pre-activation, or
+    /// `none`) and the tensor written (row sums or activation, or `scratch`, writable).
     pub(crate) fn bindings<'t>(&self, none: &'t Tensor, scratch: &'t Tensor) -> [&'t Tensor; 2]
     where
         'a: 't,
     {
-        [self.residual.unwrap_or(none), self.row_sums.unwrap_or(scratch)]
+        let side = self.residual.or(self.pre_activation).unwrap_or(none);
+        [side, self.row_sums.or(self.activated).unwrap_or(scratch)]
     }
 }
 

@@ -46,12 +46,41 @@ pub fn run_node<T: Real>(g: &Graph, node: &crate::graph::Node, values: &[Vec<T>]
     outs
 }
 
+/// act(x), as the Gelu, Relu and Silu ops compute it.
+pub fn activation_forward<T: Real>(act: crate::graph::Activation, x: &[T]) -> Vec<T> {
+    use crate::graph::Activation;
+    let mut y = zeros(x.len());
+    match act {
+        Activation::Gelu(kind) => gelu::gelu_forward(&mut y, x, kind),
+        Activation::Relu => ew::relu_forward(&mut y, x),
+        Activation::Silu => ew::silu_forward(&mut y, x),
+    }
+    y
+}
+
+/// dy act'(x), as the GeluBwd, ReluBwd and SiluBwd ops compute it.
+pub fn activation_backward<T: Real>(act: crate::graph::Activation, x: &[T], dy: &[T]) -> Vec<T> {
+    use crate::graph::Activation;
+    let mut dx = zeros(x.len());
+    match act {
+        Activation::Gelu(kind) => gelu::gelu_backward(&mut dx, x, dy, kind),
+        Activation::Relu => ew::relu_backward(&mut dx, x, dy),
+        Activation::Silu => ew::silu_backward(&mut dx, x, dy),
+    }
+    dx
+}
+
 fn node_outputs<T: Real>(g: &Graph, node: &crate::graph::Node, values: &[Vec<T>], seed: u32) -> Vec<Vec<T>> {
     let input = |k: usize| &values[node.inputs[k].0][..];
     let out_len = |k: usize| g.desc(node.outputs[k]).len();
     let in_desc = |k: usize| g.desc(node.inputs[k]);
     match node.op {
-        Op::MatMul { .. } | Op::MatMulAcc { .. } | Op::MatMulResidual { .. } | Op::MatMulRowSums { .. } => {
+        Op::MatMul { .. }
+        | Op::MatMulAcc { .. }
+        | Op::MatMulResidual { .. }
+        | Op::MatMulRowSums { .. }
+        | Op::MatMulAct { .. }
+        | Op::MatMulActGrad { .. } => {
             let (trans_a, trans_b, bias, batched) = node.op.product().expect("a product");
             let d = matmul_dims(&in_desc(0).shape, &in_desc(1).shape, trans_a, trans_b, batched)
                 .expect("checked at build time");
@@ -70,6 +99,11 @@ fn node_outputs<T: Real>(g: &Graph, node: &crate::graph::Node, values: &[Vec<T>]
             );
             match node.op {
                 Op::MatMulRowSums { .. } => vec![c, matmul::row_sums_of_a(input(0), &shape)],
+                Op::MatMulAct { act, .. } => {
+                    let y = activation_forward(act, &c);
+                    vec![c, y]
+                }
+                Op::MatMulActGrad { act, .. } => vec![activation_backward(act, input(2), &c)],
                 _ => vec![c],
             }
         }

@@ -17,19 +17,28 @@ fn every_shader_file_validates_and_is_registered() {
             panic!("{e}");
         }
         // The compiled-in copy is the file with each include replaced by the included file.
-        let mut rest = *expanded;
-        for line in source.lines() {
-            let piece = match line.trim().strip_prefix("#include") {
-                Some(name) => std::fs::read_to_string(dir.join(name.trim().trim_matches('"'))).expect("included file"),
-                None => format!("{line}\n"),
-            };
-            let piece = if piece.contains("#include") { String::new() } else { piece };
-            assert!(rest.starts_with(&piece) || piece.is_empty(), "{file}: compiled-in copy differs at {line:?}");
-            rest = rest.strip_prefix(piece.as_str()).unwrap_or(rest);
-        }
+        assert!(*expanded == expand(&dir, &source), "{file}: the compiled-in copy differs from its expansion");
         count += 1;
     }
     assert_eq!(count, wgformer::shaders::ALL.len(), "shaders::ALL lists a file that is not in shaders/");
+}
+
+/// `text` with each `#include "common/NAME.wgsl"` line replaced by that file, itself expanded.
+fn expand(dir: &std::path::Path, text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        match line.trim().strip_prefix("#include") {
+            Some(name) => {
+                let included = std::fs::read_to_string(dir.join(name.trim().trim_matches('"'))).expect("included file");
+                out += &expand(dir, &included);
+            }
+            None => {
+                out += line;
+                out.push('\n');
+            }
+        }
+    }
+    out
 }
 
 /// Shared WGSL lives once, in shaders/common/ (included by the build script): no run of 8

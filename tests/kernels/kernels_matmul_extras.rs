@@ -1,14 +1,17 @@
 //! What every matmul kernel fuses (shaders/common/matmul_extras.wgsl) against the reference: a
-//! residual added to the product (with and without bias and accumulation, batched), and the
-//! row sums of op(A) written by an extra column of workgroups, on every variant, tiled block
-//! and the f16 kernels, every transpose, shapes that leave partial blocks and partial k.
+//! residual added to the product (with and without bias and accumulation, batched), the row
+//! sums of op(A) written by an extra column of workgroups, and each activation (its value
+//! written beside the product, or its derivative applied), on every variant, tiled block and
+//! the f16 kernels, every transpose, shapes that leave partial blocks and partial k.
 
 use crate::common;
 use common::{assert_close, for_each_gpu, Rng};
+use wgformer::graph::{Activation, GeluKind};
 use wgformer::kernels::matmul::{MatmulTiles, MatmulVariant};
 use wgformer::kernels::matmul_f16::{coop_subgroup, F16Variant, MatmulF16};
 use wgformer::kernels::{self, Matmul, MatmulExtras, MatmulShape};
 use wgformer::reference::cast::round_f16;
+use wgformer::reference::graph::{activation_backward, activation_forward};
 use wgformer::reference::matmul::{matmul_forward, row_sums_of_a};
 use wgformer::{Gpu, Tensor};
 
@@ -16,8 +19,13 @@ use wgformer::{Gpu, Tensor};
 const SIZES: [(usize, usize, usize, usize); 5] =
     [(1, 37, 29, 23), (1, 70, 36, 20), (1, 5, 8, 301), (1, 130, 132, 64), (1, 1, 4, 9)];
 
+const ACTIVATIONS: [Activation; 4] =
+    [Activation::Gelu(GeluKind::Exact), Activation::Gelu(GeluKind::Tanh), Activation::Relu, Activation::Silu];
+
 /// The shapes one kernel runs: every transpose of SIZES with the row sums, then with a residual
-/// (alone, with bias, with accumulation), and a batched residual.
+/// (alone, with bias, with accumulation); an odd and an aligned size untransposed and with both
+/// transposed with an activation and with its derivative (each activation on some); batched
+/// products with a residual and with activations.
 fn shapes() -> Vec<MatmulShape> {
     let mut all = Vec::new();
     for (i, &(batch, m, n, k)) in SIZES.iter().enumerate() {
@@ -25,8 +33,17 @@ fn shapes() -> Vec<MatmulShape> {
             let packed = MatmulShape::packed(batch, m, n, k, trans >> 1 == 1, trans & 1 == 1);
             all.push(MatmulShape { row_sums: true, ..packed });
             all.push(MatmulShape { residual: true, bias: i % 2 == 0, accumulate: trans == 3, ..packed });
+            if (i == 0 || i == 3) && (trans == 0 || trans == 3) {
+                let activation = Some(ACTIVATIONS[(i + trans) % 4]);
+                all.push(MatmulShape { activation, bias: i == 3, ..packed });
+                let activation = Some(ACTIVATIONS[(i + trans + 1) % 4]);
+                all.push(MatmulShape { activation, activation_grad: true, ..packed });
+            }
         }
     }
+    let batched = MatmulShape::packed(2, 17, 12, 8, true, true);
+    all.push(MatmulShape { activation: Some(Activation::Gelu(GeluKind::Tanh)), bias: true, ..batched });
+    all.push(MatmulShape { activation: Some(Activation::Relu), activation_grad: true, ..batched });
     all.push(MatmulShape { residual: true, bias: true, ..MatmulShape::packed(3, 17, 12, 8, false, true) });
     all.push(MatmulShape { residual: true, row_sums: true, ..MatmulShape::packed(1, 65, 12, 40, true, false) });
     all
@@ -40,7 +57,8 @@ struct Case {
     c0: Vec<f32>,
     residual: Vec<f32>,
     want: Vec<f32>,
-    want_sums: Vec<f32>,
+    /// The row sums, or act(C).
+    want_aux: Vec<f32>,
 }
 
 impl Case {
@@ -55,12 +73,18 @@ impl Case {
         if shape.residual {
             want.iter_mut().zip(&residual).for_each(|(w, r)| *w += r);
         }
-        let want_sums = if shape.row_sums { row_sums_of_a(&a, shape) } else { Vec::new() };
-        Case { a, b, bias, c0, residual, want, want_sums }
+        let mut want_aux = if shape.row_sums { row_sums_of_a(&a, shape) } else { Vec::new() };
+        match shape.activation {
+            // `residual` is the pre-activation here: the derivative at it multiplies C.
+            Some(act) if shape.activation_grad => want = activation_backward(act, &residual, &want),
+            Some(act) => want_aux = activation_forward(act, &want),
+            None => {}
+        }
+        Case { a, b, bias, c0, residual, want, want_aux }
     }
 }
 
-/// The GPU's C and row sums for `case`, from `run` (a kernel's fwd_fused).
+/// The GPU's C and row sums (or activation) for `case`, from `run` (a kernel's fwd_fused).
 fn run_case(
     gpu: &Gpu,
     shape: &MatmulShape,
@@ -75,19 +99,25 @@ fn run_case(
         gpu.upload("c", &case.c0).unwrap(),
         gpu.upload("residual", &case.residual).unwrap(),
     );
-    let sums = gpu.upload("sums", &vec![f32::NAN; shape.m]).unwrap();
-    let extras = MatmulExtras { residual: shape.residual.then_some(&gres), row_sums: shape.row_sums.then_some(&sums) };
+    let aux = gpu.upload("aux", &vec![f32::NAN; case.want_aux.len().max(1)]).unwrap();
+    let (act, grad) = (shape.activation.is_some(), shape.activation_grad);
+    let extras = MatmulExtras {
+        residual: shape.residual.then_some(&gres),
+        row_sums: shape.row_sums.then_some(&aux),
+        activated: (act && !grad).then_some(&aux),
+        pre_activation: grad.then_some(&gres),
+    };
     let d = run(&gc, &ga, &gb, shape.bias.then_some(&gbias), extras);
     kernels::run(gpu, &[&d]).unwrap();
-    let got_sums = if shape.row_sums { gpu.read(&sums).unwrap() } else { Vec::new() };
-    (gpu.read(&gc).unwrap(), got_sums)
+    let got_aux = if case.want_aux.is_empty() { Vec::new() } else { gpu.read(&aux).unwrap() };
+    (gpu.read(&gc).unwrap(), got_aux)
 }
 
 fn check(label: &str, shape: &MatmulShape, case: &Case, got: (Vec<f32>, Vec<f32>)) {
     let tol = 2e-6 * (shape.k as f64).sqrt().max(1.0) + 1e-6;
     let name = format!("{label} {shape:?}");
     assert_close(&name, &got.0, &case.want, tol, tol);
-    assert_close(&format!("{name} row sums"), &got.1, &case.want_sums, tol, tol);
+    assert_close(&format!("{name} row sums or activation"), &got.1, &case.want_aux, tol, tol);
 }
 
 /// Every f32 kernel: the variants, the tiled blocks, the adapter's own choice.
@@ -106,7 +136,7 @@ fn f32_kernels(gpu: &Gpu) -> Vec<(String, Matmul)> {
 }
 
 #[test]
-fn residuals_and_row_sums_on_every_f32_kernel() {
+fn every_extra_on_every_f32_kernel() {
     let shapes = shapes();
     let cases: Vec<Case> = shapes.iter().enumerate().map(|(i, s)| Case::new(s, i as u64, false)).collect();
     for_each_gpu(|gpu| {
@@ -122,7 +152,7 @@ fn residuals_and_row_sums_on_every_f32_kernel() {
 }
 
 #[test]
-fn residuals_and_row_sums_on_the_f16_kernels() {
+fn every_extra_on_the_f16_kernels() {
     let shapes = shapes();
     let cases: Vec<Case> = shapes.iter().enumerate().map(|(i, s)| Case::new(s, 50 + i as u64, true)).collect();
     for_each_gpu(|gpu| {
@@ -152,7 +182,7 @@ fn extras_that_disagree_with_the_shape_are_errors() {
         let t = gpu.zeros("t", 64).unwrap();
         let short = gpu.zeros("short", 2).unwrap();
         let plain = MatmulShape::packed(1, 4, 4, 4, false, false);
-        let with = |residual, row_sums| MatmulExtras { residual, row_sums };
+        let with = |residual, row_sums| MatmulExtras { residual, row_sums, ..Default::default() };
         let cases = [
             (plain, with(Some(&t), None), "disagree"),
             (MatmulShape { row_sums: true, ..plain }, with(None, None), "disagree"),
@@ -168,5 +198,10 @@ fn extras_that_disagree_with_the_shape_are_errors() {
             let err = mm.fwd_fused(gpu, &t, &t, &t, None, extras, &shape).expect_err("refused");
             assert!(err.to_string().contains(words), "{err}");
         }
+        // One binding read and one written: a residual with an activation's derivative is refused.
+        let both = MatmulShape { residual: true, activation: Some(Activation::Relu), activation_grad: true, ..plain };
+        let extras = MatmulExtras { residual: Some(&t), pre_activation: Some(&t), ..Default::default() };
+        let err = mm.fwd_fused(gpu, &t, &t, &t, None, extras, &both).expect_err("refused");
+        assert!(err.to_string().contains("at once"), "{err}");
     });
 }

@@ -1,6 +1,7 @@
 //! Fused graphs (`graph::fuse`, on by default: products accumulated into sums, residuals added
-//! in the product's store, bias gradients summed by their weight gradient's product, slices'
-//! gradients copied into place) train as the graphs they came from: the checked mode passes
+//! in the product's store, bias gradients summed by their weight gradient's product,
+//! activations and their derivatives applied in the product's store, slices' gradients copied
+//! into place) train as the graphs they came from: the checked mode passes
 //! node by node on fused Transformer and ViT training graphs, and five Adam steps give the same
 //! losses and parameters with fusion on and off (`WGFORMER_FUSION`), for the ViT (dropout on,
 //! and off: the residual fusion needs no dropout between product and sum) and the Transformer,
@@ -140,8 +141,11 @@ fn fused_and_unfused_training_agree_with_dropout_on() {
 #[test]
 fn fused_transformer_and_vit_training_graphs_pass_the_checked_mode() {
     let cases = [
-        (transformer_case as fn() -> Case, &["matmul_acc", "slice_into", "matmul_row_sums"][..]),
-        (vit_case_without_dropout, &["matmul_acc", "layernorm_bwd_acc", "matmul_residual", "matmul_row_sums"]),
+        (transformer_case as fn() -> Case, &["matmul_acc", "slice_into", "matmul_row_sums", "matmul_act"][..]),
+        (
+            vit_case_without_dropout,
+            &["matmul_acc", "layernorm_bwd_acc", "matmul_residual", "matmul_row_sums", "matmul_act", "matmul_act_grad"],
+        ),
     ];
     common::for_each_gpu(|gpu| {
         for (case, ops) in cases {

@@ -27,7 +27,7 @@ fn small_vit_matches_the_reference_and_the_plan() {
         let mut fused = v.graph.clone();
         let pinned = wgformer::graph::plan::training_pinned(Some(v.loss), Some(&grads));
         assert!(wgformer::graph::fuse::fuse(&mut fused, &pinned) > 0, "the gradients' sums fuse");
-        for op in ["matmul_acc", "layernorm_bwd_acc", "matmul_row_sums"] {
+        for op in ["matmul_acc", "layernorm_bwd_acc", "matmul_row_sums", "matmul_act", "matmul_act_grad"] {
             assert!(fused.nodes.iter().any(|n| n.op.name() == op), "no {op} in the fused graph");
         }
         let report = wgformer::graph::plan::report(&fused, v.loss, &grads);

@@ -86,14 +86,25 @@ async fn matmul_case(gpu: &Gpu, mm: &Matmul, s: &MatmulShape, seed: u64) -> Resu
     let (a, b, residual) = (vec_f32(&mut rng, na), vec_f32(&mut rng, nb), vec_f32(&mut rng, nc));
     let mut want = if s.residual { residual.clone() } else { vec![0.0f32; nc] };
     mm_ref::matmul_forward(&mut want, &a, &b, None, &MatmulShape { accumulate: s.residual, ..*s });
-    let want_sums = if s.row_sums { mm_ref::row_sums_of_a(&a, s) } else { vec![0.0; 1] };
+    let mut want_aux = if s.row_sums { mm_ref::row_sums_of_a(&a, s) } else { vec![0.0; 1] };
+    match s.activation {
+        // The residual's values stand for the pre-activation, whose derivative multiplies C.
+        Some(act) if s.activation_grad => want = wgformer::reference::graph::activation_backward(act, &residual, &want),
+        Some(act) => want_aux = wgformer::reference::graph::activation_forward(act, &want),
+        None => {}
+    }
     let (ga, gb, gc) = (up(gpu, &a)?, up(gpu, &b)?, gpu.zeros("c", nc)?);
-    let (gres, gsums) = (up(gpu, &residual)?, gpu.zeros("sums", want_sums.len())?);
-    let extras =
-        kernels::MatmulExtras { residual: s.residual.then_some(&gres), row_sums: s.row_sums.then_some(&gsums) };
+    let (gres, gaux) = (up(gpu, &residual)?, gpu.zeros("aux", want_aux.len())?);
+    let (act, grad) = (s.activation.is_some(), s.activation_grad);
+    let extras = kernels::MatmulExtras {
+        residual: s.residual.then_some(&gres),
+        row_sums: s.row_sums.then_some(&gaux),
+        activated: (act && !grad).then_some(&gaux),
+        pre_activation: grad.then_some(&gres),
+    };
     let d = mm.fwd_fused(gpu, &gc, &ga, &gb, None, extras, s)?;
     let tol = 2e-6 * (s.k as f64).sqrt();
-    verify(gpu, &[&d], &[("c", &gc, &want, tol, tol), ("row sums", &gsums, &want_sums, tol, tol)]).await
+    verify(gpu, &[&d], &[("c", &gc, &want, tol, tol), ("row sums or activation", &gaux, &want_aux, tol, tol)]).await
 }
 
 /// The f16 matmul's tiled kernel (f16 operands from the cast kernel, f32 accumulation)
@@ -270,9 +281,14 @@ async fn run_all() -> Result<Report> {
             .map(|&(ta, tb)| MatmulShape::packed(2, 37, 29, 23, ta, tb))
             .collect();
         shapes.push(MatmulShape::packed(1, 64, 96, 128, false, true));
-        // A residual added and op(A)'s row sums (a bias gradient), odd and aligned.
+        // A residual added and op(A)'s row sums (a bias gradient), odd and aligned; GELU written
+        // beside the product, and its derivative applied.
         for (m, n, k) in [(37, 29, 23), (64, 96, 128)] {
-            shapes.push(MatmulShape { residual: true, row_sums: true, ..MatmulShape::packed(1, m, n, k, true, false) });
+            let packed = MatmulShape::packed(1, m, n, k, true, false);
+            shapes.push(MatmulShape { residual: true, row_sums: true, ..packed });
+            let activation = Some(wgformer::graph::Activation::Gelu(GeluKind::Exact));
+            shapes.push(MatmulShape { activation, ..MatmulShape::packed(1, m, n, k, false, true) });
+            shapes.push(MatmulShape { activation, activation_grad: true, ..packed });
         }
         for (i, s) in shapes.iter().enumerate() {
             let start = now_ms();
@@ -285,7 +301,12 @@ async fn run_all() -> Result<Report> {
                 s.k,
                 s.trans_a,
                 s.trans_b,
-                if s.residual { " + residual, row sums" } else { "" }
+                match (s.residual, s.activation, s.activation_grad) {
+                    (true, _, _) => " + residual, row sums",
+                    (_, Some(_), false) => " + GELU",
+                    (_, Some(_), true) => " * GELU'",
+                    _ => "",
+                }
             );
             record(name, start, matmul_case(&gpu, &mm, s, i as u64).await);
         }

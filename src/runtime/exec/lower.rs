@@ -44,11 +44,17 @@ fn product_shape(g: &Graph, node: &Node) -> Result<MatmulShape> {
     let (trans_a, trans_b, bias, batched) = node.op.product().ok_or_else(|| Error::shape("matmul", "not a product"))?;
     let (a, b) = (&g.desc(node.inputs[0]).shape, &g.desc(node.inputs[1]).shape);
     let d = matmul_dims(a, b, trans_a, trans_b, batched).map_err(|m| Error::shape("matmul", m))?;
+    let activation = match node.op {
+        Op::MatMulAct { act, .. } | Op::MatMulActGrad { act, .. } => Some(act),
+        _ => None,
+    };
     Ok(MatmulShape {
         bias,
         accumulate: matches!(node.op, Op::MatMulAcc { .. }),
         residual: matches!(node.op, Op::MatMulResidual { .. }),
         row_sums: matches!(node.op, Op::MatMulRowSums { .. }),
+        activation,
+        activation_grad: matches!(node.op, Op::MatMulActGrad { .. }),
         ..MatmulShape::packed(d.batch, d.m, d.n, d.k, trans_a, trans_b)
     })
 }
@@ -66,9 +72,13 @@ fn encode_matmul(
     let (i, o) = (|n: usize| &ts[node.inputs[n].0], |n: usize| &ts[node.outputs[n].0]);
     let shape = product_shape(g, node)?;
     let bias = shape.bias.then(|| i(2));
+    let last = i(node.inputs.len() - 1);
+    let act_fwd = shape.activation.is_some() && !shape.activation_grad;
     let extras = MatmulExtras {
-        residual: shape.residual.then(|| i(node.inputs.len() - 1)),
+        residual: shape.residual.then_some(last),
         row_sums: shape.row_sums.then(|| o(1)),
+        activated: act_fwd.then(|| o(1)),
+        pre_activation: shape.activation_grad.then_some(last),
     };
     match g.desc(node.inputs[0]).dtype {
         Dtype::F16 => {
@@ -159,9 +169,12 @@ pub(super) fn encode_node(
     let in_desc = |n: usize| g.desc(node.inputs[n]);
     let (len, rows, cols) = (in_desc(0).len(), in_desc(0).rows(), in_desc(0).last_dim());
     Ok(match node.op {
-        Op::MatMul { .. } | Op::MatMulAcc { .. } | Op::MatMulResidual { .. } | Op::MatMulRowSums { .. } => {
-            vec![encode_matmul(gpu, k, g, ts, node, ctx)?]
-        }
+        Op::MatMul { .. }
+        | Op::MatMulAcc { .. }
+        | Op::MatMulResidual { .. }
+        | Op::MatMulRowSums { .. }
+        | Op::MatMulAct { .. }
+        | Op::MatMulActGrad { .. } => vec![encode_matmul(gpu, k, g, ts, node, ctx)?],
         Op::CastF16 => vec![encode_cast(g, ts, node, ctx, len, gpu)?],
         Op::Add if in_desc(1).len() == len => vec![k.elementwise.add_fwd(gpu, o(0), i(0), i(1), len)?],
         Op::Add => vec![k.elementwise.add_bcast_fwd(gpu, o(0), i(0), i(1), len, in_desc(1).len())?],
