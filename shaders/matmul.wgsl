@@ -95,7 +95,16 @@ fn matmul_fwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
             var v = acc[r][j];
             if (use_bias) { v += bias[n]; }
             if (accumulate) { v += c[idx]; }
-            c[idx] = finish(idx, v);
+            c[idx] = v;
+        }
+    }
+    // The epilogue in a pass of its own, reading C back (see store_tile4 in matmul_vec4.wgsl).
+    if (has_epilogue()) {
+        for (var m = m0; m < min(m0 + TM, p.m); m++) {
+            for (var n = n0; n < min(n0 + 4u, p.n); n++) {
+                let idx = cb + m * p.ldc + n;
+                c[idx] = finish(idx, c[idx]);
+            }
         }
     }
 }

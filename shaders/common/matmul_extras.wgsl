@@ -22,6 +22,11 @@ fn activation() -> u32 {
     return (p.flags >> 4u) & 7u;
 }
 
+// Whether the flags ask for an epilogue at C's elements (a residual or an activation).
+fn has_epilogue() -> bool {
+    return (p.flags & ~11u) != 0u;
+}
+
 // Whether the epilogue reads `side` at C's elements.
 fn reads_side() -> bool {
     return (p.flags & ADD_RESIDUAL) != 0u || (activation() != 0u && (p.flags & ACT_GRAD) != 0u);
@@ -65,7 +70,7 @@ fn epilogue(idx: u32, x: f32, s: f32) -> f32 {
 
 // epilogue() where side is read as scalars.
 fn finish(idx: u32, x: f32) -> f32 {
-    if ((p.flags & ~3u) == 0u) { return x; }
+    if (!has_epilogue()) { return x; }
     var s = 0.0;
     if (reads_side()) { s = side[idx]; }
     return epilogue(idx, x, s);
