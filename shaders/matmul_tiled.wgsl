@@ -10,6 +10,10 @@
 // Its accumulators are named variables (`r<row><column group>`), each multiply-add written out:
 // a private array indexed by loop counters is placed in local memory by some drivers (NVIDIA's
 // did so for the 8 x 8 block, at a tenth of the speed); tests/cpu/shaders_registers.rs keeps it so.
+// Split-K (p.k_split != 0): products with too few blocks of C to fill the GPU and a long K
+// (weight gradients) run splits x the workgroups, each over k_split of K, writing partial
+// blocks to `partials`; matmul_reduce_splits then sums them into C with the bias, the
+// accumulation and matmul_extras.wgsl's epilogue. No atomics: the sum's order is fixed.
 
 #include "common/matmul_params.wgsl"
 override TM: u32 = 8u;      // rows per invocation: 4 or 8 (block of 64 or 128 rows)
@@ -25,6 +29,7 @@ const GROUP4: u32 = 16u;    // vec4 between an invocation's groups (64 rows or c
 @group(0) @binding(2) var<storage, read> b: array<f32>;           // (batch, K, N) or (batch, N, K)
 @group(0) @binding(3) var<storage, read> bias: array<f32>;        // (N)
 @group(0) @binding(6) var<uniform> p: MatmulParams;
+@group(0) @binding(7) var<storage, read_write> partials: array<f32>;    // (batch, splits, M, N)
 
 #include "common/matmul_extras.wgsl"
 
@@ -45,9 +50,14 @@ fn matmul_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
         return;
     }
     let n_base = wg.y * bn;
-    let ab = wg.z * p.stride_a;
-    let bb = wg.z * p.stride_b;
-    let cb = wg.z * p.stride_c;
+    // z: the batch entry, or with split-K the (batch entry, split) pair: k from k_begin to k_end.
+    let splits = split_count();
+    let batch = wg.z / splits;
+    let k_begin = (wg.z % splits) * p.k_split;
+    let k_end = select(p.k, min(k_begin + p.k_split, p.k), p.k_split != 0u);
+    let ab = batch * p.stride_a;
+    let bb = batch * p.stride_b;
+    let cb = batch * p.stride_c;
 
     // Which vec4 of each strip this invocation copies: (k, 4 rows) for A, (k, 4 columns) for B.
     // Lanes next to each other take neighbouring addresses of the stored layout: along k when
@@ -68,22 +78,25 @@ fn matmul_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
 
     var next_a = vec4<f32>(0.0);
     var next_b = vec4<f32>(0.0);
+    // k_split is a multiple of BK: a strip never reaches into the next split's k.
     if (tid < a_count) {
-        next_a = vec4<f32>(load_a(ab, a_row, a_k), load_a(ab, a_row + 1u, a_k),
-                           load_a(ab, a_row + 2u, a_k), load_a(ab, a_row + 3u, a_k));
+        let k = k_begin + a_k;
+        next_a = vec4<f32>(load_a(ab, a_row, k), load_a(ab, a_row + 1u, k),
+                           load_a(ab, a_row + 2u, k), load_a(ab, a_row + 3u, k));
     }
     if (tid < b_count) {
-        next_b = vec4<f32>(load_b(bb, b_k, b_col), load_b(bb, b_k, b_col + 1u),
-                           load_b(bb, b_k, b_col + 2u), load_b(bb, b_k, b_col + 3u));
+        let k = k_begin + b_k;
+        next_b = vec4<f32>(load_b(bb, k, b_col), load_b(bb, k, b_col + 1u),
+                           load_b(bb, k, b_col + 2u), load_b(bb, k, b_col + 3u));
     }
 
-    for (var k0 = 0u; k0 < p.k; k0 += BK) {
+    for (var k0 = k_begin; k0 < k_end; k0 += BK) {
         if (tid < a_count) { a_strip[a_k * ROW4 + a_m4] = next_a; }
         if (tid < b_count) { b_strip[b_k * ROW4 + b_n4] = next_b; }
         workgroupBarrier();
         // Start the next strip's loads; they complete while this strip is multiplied.
         let k1 = k0 + BK;
-        if (k1 < p.k) {
+        if (k1 < k_end) {
             if (tid < a_count) {
                 let k = k1 + a_k;
                 next_a = vec4<f32>(load_a(ab, a_row, k), load_a(ab, a_row + 1u, k),
@@ -129,9 +142,24 @@ fn matmul_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
         workgroupBarrier();
     }
 
-    // Row m_base + g * 64 + ty * 4 + i holds r<g * 4 + i><column group>.
+    // Row m_base + g * 64 + ty * 4 + i holds r<g * 4 + i><column group>. A split writes its
+    // partial block, packed (M, N), at wg.z's place among the partials.
     let m0 = m_base + lid.y * 4u;
     let n0 = n_base + lid.x * 4u;
+    if (p.k_split != 0u) {
+        let pb = wg.z * p.m * p.n;
+        store_partial(pb, m0, n0, r00, r01);
+        store_partial(pb, m0 + 1u, n0, r10, r11);
+        store_partial(pb, m0 + 2u, n0, r20, r21);
+        store_partial(pb, m0 + 3u, n0, r30, r31);
+        if (TM == 8u) {
+            store_partial(pb, m0 + 64u, n0, r40, r41);
+            store_partial(pb, m0 + 65u, n0, r50, r51);
+            store_partial(pb, m0 + 66u, n0, r60, r61);
+            store_partial(pb, m0 + 67u, n0, r70, r71);
+        }
+        return;
+    }
     store_row(cb, m0, n0, r00, r01);
     store_row(cb, m0 + 1u, n0, r10, r11);
     store_row(cb, m0 + 2u, n0, r20, r21);
@@ -150,6 +178,41 @@ fn store_row(cb: u32, m: u32, n0: u32, v0: vec4<f32>, v1: vec4<f32>) {
     if (m >= p.m) { return; }
     store4(cb, m, n0, v0);
     if (TN == 8u) { store4(cb, m, n0 + 64u, v1); }
+}
+
+// Splits per batch entry: 1 without split-K.
+fn split_count() -> u32 {
+    return select(1u, (p.k + p.k_split - 1u) / p.k_split, p.k_split != 0u);
+}
+
+// A split's row m of its partial block: columns n0.. (v0) and, with TN 8, n0 + 64.. (v1).
+fn store_partial(pb: u32, m: u32, n0: u32, v0: vec4<f32>, v1: vec4<f32>) {
+    if (m >= p.m) { return; }
+    for (var j = 0u; j < 4u; j++) {
+        if (n0 + j < p.n) { partials[pb + m * p.n + n0 + j] = v0[j]; }
+        if (TN == 8u && n0 + 64u + j < p.n) { partials[pb + m * p.n + n0 + 64u + j] = v1[j]; }
+    }
+}
+
+// C's element i (of batch x M x N, packed) = the sum of its splits' partials, in split order,
+// with the bias, the accumulation and the epilogue the flags ask for.
+@compute @workgroup_size(256, 1, 1)
+fn matmul_reduce_splits(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = gid.x + gid.y * groups.x * 256u;
+    let mn = p.m * p.n;
+    if (i >= p.batch * mn) { return; }
+    let splits = split_count();
+    let batch = i / mn;
+    let r = i % mn;
+    var x = 0.0;
+    for (var s = 0u; s < splits; s++) {
+        x += partials[(batch * splits + s) * mn + r];
+    }
+    let n = r % p.n;
+    let idx = batch * p.stride_c + (r / p.n) * p.ldc + n;
+    if ((p.flags & 1u) != 0u) { x += bias[n]; }
+    if ((p.flags & 2u) != 0u) { x += c[idx]; }
+    c[idx] = finish(idx, x);
 }
 
 fn store4(cb: u32, m: u32, n0: u32, v: vec4<f32>) {

@@ -20,6 +20,7 @@ pub const VARIABLES: &[&str] = &[
     "WGFORMER_MATMUL_TILES",
     "WGFORMER_MATMUL_VARIANT",
     "WGFORMER_MATMUL_BLOCK",
+    "WGFORMER_MATMUL_SPLITS",
     "WGFORMER_MATMUL_F16",
     "WGFORMER_COOP",
     "WGFORMER_ATTENTION_VARIANT",
@@ -122,6 +123,9 @@ pub struct KernelSettings {
     pub matmul_kernel: Option<MatmulKernel>,
     /// `WGFORMER_MATMUL_BLOCK=TM,TN`: rows and columns per invocation of the tiled matmul.
     pub matmul_block: Option<(u32, u32)>,
+    /// `WGFORMER_MATMUL_SPLITS=N`: split-K in N splits for every product of the tiled matmul
+    /// (1: never), instead of the rule.
+    pub matmul_splits: Option<u32>,
     /// `WGFORMER_MATMUL_F16`.
     pub f16_products: Option<F16Products>,
     /// `WGFORMER_COOP` (default on): open devices with cooperative matrices where listed.
@@ -140,6 +144,7 @@ impl Default for KernelSettings {
             matmul_tiles: None,
             matmul_kernel: None,
             matmul_block: None,
+            matmul_splits: None,
             f16_products: None,
             coop: true,
             attention: None,
@@ -206,6 +211,7 @@ impl Settings {
             matmul_tiles: get("WGFORMER_MATMUL_TILES").map(|v| parse_tiles(&v)).transpose()?,
             matmul_kernel: get("WGFORMER_MATMUL_VARIANT").map(|v| parse_matmul_kernel(&v)).transpose()?,
             matmul_block: get("WGFORMER_MATMUL_BLOCK").map(|v| parse_block(&v)).transpose()?,
+            matmul_splits: get("WGFORMER_MATMUL_SPLITS").map(|v| parse_splits(&v)).transpose()?,
             f16_products: get("WGFORMER_MATMUL_F16").map(|v| parse_f16_products(&v)).transpose()?,
             coop: get("WGFORMER_COOP").is_none_or(|v| v.trim() != "0"),
             attention: get("WGFORMER_ATTENTION_VARIANT").map(|v| parse_attention(&v)).transpose()?,
@@ -344,6 +350,14 @@ fn parse_block(value: &str) -> Result<(u32, u32)> {
     }
 }
 
+fn parse_splits(value: &str) -> Result<u32> {
+    let p = numbers("WGFORMER_MATMUL_SPLITS", value, 1, "a number of splits, 1 to 64")?;
+    match p[0] {
+        n @ 1..=64 => Ok(n),
+        _ => Err(invalid("WGFORMER_MATMUL_SPLITS", value, "a number of splits, 1 to 64")),
+    }
+}
+
 fn parse_matmul_kernel(value: &str) -> Result<MatmulKernel> {
     match value.trim() {
         "general" => Ok(MatmulKernel::General),
@@ -411,6 +425,7 @@ mod tests {
             ("WGFORMER_BACKEND", "GL"),
             ("WGFORMER_MATMUL_TILES", "8,1,16"),
             ("WGFORMER_MATMUL_BLOCK", "8,4"),
+            ("WGFORMER_MATMUL_SPLITS", "4"),
             ("WGFORMER_MATMUL_F16", "rounded"),
             ("WGFORMER_COOP", "0"),
             ("WGFORMER_TUNE", "1"),
@@ -421,6 +436,7 @@ mod tests {
         assert_eq!(s.backend, Some(Backend::Gl));
         assert_eq!(s.kernels.matmul_tiles, Some(TileSizes { wg_n: 8, wg_m: 1, tm: 16 }));
         assert_eq!(s.kernels.matmul_block, Some((8, 4)));
+        assert_eq!(s.kernels.matmul_splits, Some(4));
         assert_eq!(s.kernels.f16_products, Some(F16Products::Rounded));
         assert!(!s.kernels.coop);
         assert_eq!((s.tuning.mode, s.tuning.budget_ms), (TuneMode::All, 5.0));
@@ -436,6 +452,7 @@ mod tests {
             ("WGFORMER_BACKEND", "cuda"),
             ("WGFORMER_MATMUL_TILES", "8,1"),
             ("WGFORMER_MATMUL_BLOCK", "8,6"),
+            ("WGFORMER_MATMUL_SPLITS", "65"),
             ("WGFORMER_MATMUL_VARIANT", "fast"),
             ("WGFORMER_MATMUL_F16", "bf16"),
             ("WGFORMER_ATTENTION_VARIANT", "flash"),

@@ -3,7 +3,8 @@ struct MatmulParams {
     m: u32, n: u32, k: u32, batch: u32,
     lda: u32, ldb: u32, ldc: u32,
     flags: u32,        // bit 0: add bias[n]; bit 1: accumulate into C; bits 2, 3: matmul_extras.wgsl
-    stride_a: u32, stride_b: u32, stride_c: u32, _pad: u32,
+    stride_a: u32, stride_b: u32, stride_c: u32,
+    k_split: u32,      // k per split of a split-K product (matmul_tiled.wgsl), a multiple of 8; 0: all of K
 }
 
 override TRANS_A: bool = false;

@@ -52,14 +52,16 @@ pub struct Case {
     pub note: Option<String>,
 }
 
-/// The standard matmul shapes (MxNxK): square, and the ViT-B/16 layers for 8 images of 197
-/// tokens; 4096^3 too on GPUs (it takes seconds per run on a CPU adapter).
+/// The standard matmul shapes (MxNxK): square, the ViT-B/16 layers for 8 images of 197
+/// tokens and a transformer-base weight gradient (dY^T X over 128 pairs of 32 tokens, split-K's
+/// case); 4096^3 too on GPUs (it takes seconds per run on a CPU adapter).
 pub fn matmul_shapes(gpu: &Gpu) -> Vec<(String, MatmulShape)> {
     let t = 8 * 197;
     let square = |n| (format!("{n}x{n}x{n}"), MatmulShape::packed(1, n, n, n, false, false));
     // x W^T as in a Linear layer: qkv projection, MLP fc1, MLP fc2.
     let vit = |n, k| (format!("{t}x{n}x{k}"), MatmulShape::packed(1, t, n, k, false, true));
-    let mut shapes = vec![square(1024), square(2048), vit(2304, 768), vit(3072, 768), vit(768, 3072)];
+    let weight_gradient = ("512x512x4096 TN".to_string(), MatmulShape::packed(1, 512, 512, 4096, true, false));
+    let mut shapes = vec![square(1024), square(2048), vit(2304, 768), vit(3072, 768), vit(768, 3072), weight_gradient];
     if !gpu.is_cpu() {
         shapes.insert(2, square(4096));
     }
@@ -83,10 +85,14 @@ pub fn matmul_cases(gpu: &Gpu, shapes: &[(String, MatmulShape)]) -> Result<Vec<C
         out.push(Case {
             kernel: "matmul".into(),
             shape: label.clone(),
-            dispatches: vec![mm.fwd(gpu, &c, &a, &b, None, s)?],
+            // As the executor runs it: K in splits where the rule says.
+            dispatches: mm.fwd_split(gpu, &c, &a, &b, None, Default::default(), s, None)?,
             flops: Some(s.flops()),
             bytes: None,
-            note: Some(mm.describe(s)),
+            note: Some(match mm.splits_for(gpu, s) {
+                1 => mm.describe(s),
+                n => format!("{}, K in {n} splits", mm.describe(s)),
+            }),
         });
     }
     Ok(out)

@@ -2,6 +2,7 @@
 //! `shaders/matmul_sg.wgsl` (register tiles, for CPU adapters), `shaders/matmul_tiled.wgsl`
 //! (workgroup-memory tiles, for GPUs).
 
+mod split;
 mod tune;
 
 use super::{check_len, check_loop_budget, dispatch, u32_of, Dispatch};
@@ -24,7 +25,7 @@ pub(crate) struct MatmulParams {
     stride_a: u32,
     stride_b: u32,
     stride_c: u32,
-    _pad: u32,
+    k_split: u32,
 }
 
 impl MatmulParams {
@@ -48,7 +49,7 @@ impl MatmulParams {
             stride_a: u("stride_a", shape.stride_a)?,
             stride_b: u("stride_b", shape.stride_b)?,
             stride_c: u("stride_c", shape.stride_c)?,
-            _pad: 0,
+            k_split: 0,
         })
     }
 }
@@ -226,6 +227,8 @@ struct MatmulSet {
     block: (u32, u32),
     subgroup_size: u32,
     best: MatmulVariant,
+    /// The tiled module's matmul_reduce_splits (split-K's sum), compiled on first use.
+    reduce: std::sync::OnceLock<wgpu::ComputePipeline>,
 }
 
 /// The matmul kernel: a set of pipelines with large register tiles, and optionally one with
@@ -239,6 +242,11 @@ pub struct Matmul {
     no_bias: Tensor,
     /// Bound where no row sums are asked for (a writable binding cannot share `no_bias`).
     no_sums: Tensor,
+    /// The tiled kernel's partials binding where a product runs whole.
+    no_partials: Tensor,
+    /// Split-K's partial products, shared by every split product of this kernel (they run one
+    /// after another); grown when a larger one is prepared.
+    partials: std::sync::Mutex<Option<Tensor>>,
     /// The tile set measured fastest per class of product shapes, see `tune.rs`.
     tuned: crate::kernels::tuning::Choices,
 }
@@ -297,6 +305,8 @@ impl Matmul {
             wide: None,
             no_bias: gpu.zeros("matmul.no_bias", 4)?,
             no_sums: gpu.zeros("matmul.no_sums", 1)?,
+            no_partials: gpu.zeros("matmul.no_partials", 1)?,
+            partials: Default::default(),
             tuned: crate::kernels::tuning::Choices::new(crate::kernels::tuning::Family::Matmul),
         })
     }
@@ -419,6 +429,7 @@ impl MatmulSet {
             block,
             subgroup_size: sg,
             best,
+            reduce: Default::default(),
         })
     }
 
@@ -491,21 +502,10 @@ impl Matmul {
         extras: MatmulExtras,
         shape: &MatmulShape,
     ) -> Result<Dispatch> {
-        shape.check()?;
-        extras.check("matmul", shape)?;
-        let (na, nb, nc) = shape.extents();
-        check_len("matmul", "A", a, na)?;
-        check_len("matmul", "B", b, nb)?;
-        check_len("matmul", "C", c, nc)?;
-        let with_bias = shape.bias || bias.is_some();
-        if with_bias != bias.is_some() {
-            return Err(Error::shape("matmul", "shape.bias is set but no bias tensor was given"));
-        }
-        if let Some(bias) = bias {
-            check_len("matmul", "bias", bias, shape.n)?;
-        }
+        check_operands(c, a, b, bias, extras, shape)?;
         let set = self.choose(gpu, shape)?;
-        self.fwd_with(gpu, set, c, a, b, bias, extras, shape)
+        let mut dispatches = self.fwd_with(gpu, set, c, a, b, bias, extras, shape, 1)?;
+        dispatches.pop().ok_or_else(|| Error::shape("matmul", "no dispatch was prepared"))
     }
 
     /// [`Matmul::fwd`] with the pipelines of `set`, on checked operands.
@@ -520,7 +520,8 @@ impl Matmul {
         bias: Option<&Tensor>,
         extras: MatmulExtras,
         shape: &MatmulShape,
-    ) -> Result<Dispatch> {
+        splits: usize,
+    ) -> Result<Vec<Dispatch>> {
         let with_bias = bias.is_some();
         // Loop iterations per invocation, as llvmpipe counts them (measured on Mesa 22.3: it
         // unrolls the TM-row loops, whose trip count is a pipeline constant). The K loop runs
@@ -556,23 +557,56 @@ impl Matmul {
             ));
         }
         let u = |what, v| u32_of("matmul", what, v);
-        let params = MatmulParams::of("matmul", shape, with_bias)?;
+        let mut params = MatmulParams::of("matmul", shape, with_bias)?;
+        // Split-K runs on the tiled kernel only: z walks (batch entry, split).
+        let variant = set.variant_for(shape);
+        let (k_split, splits) = split::k_split_of(shape.k, if variant == MatmulVariant::Tiled { splits } else { 1 });
+        params.k_split = u("k_split", k_split)?;
         // One more column of workgroups writes the row sums.
         let groups = [
             u("groups", shape.m.div_ceil(rows as usize))?,
             u("groups", shape.n.div_ceil(cols as usize) + shape.row_sums as usize)?,
-            shape.batch as u32,
+            u("groups", shape.batch * splits)?,
         ];
-        if groups[0] as usize > max_groups || groups[1] as usize > max_groups {
+        if groups.iter().any(|&g| g as usize > max_groups) {
             return Err(Error::shape(
                 "matmul",
                 format!("{groups:?} workgroups exceed the adapter's {max_groups} per dimension"),
             ));
         }
         let which = (shape.trans_a as usize) << 1 | shape.trans_b as usize;
-        let pipeline = set.pipeline(gpu, set.variant_for(shape), which)?;
+        let pipeline = set.pipeline(gpu, variant, which)?;
         let bias = bias.unwrap_or(&self.no_bias);
         let [side, sums] = extras.bindings(&self.no_bias, &self.no_sums);
-        dispatch(gpu, "matmul_fwd", pipeline, &[c, a, b, bias, side, sums], &params, groups)
+        let tensors = [c, a, b, bias, side, sums];
+        if variant != MatmulVariant::Tiled {
+            return Ok(vec![dispatch(gpu, "matmul_fwd", pipeline, &tensors, &params, groups)?]);
+        }
+        self.tiled_dispatches(gpu, set, pipeline, &tensors, &params, groups, splits)
     }
+}
+
+/// Refuses operands that do not fit `shape`, a bias the shape does not ask for (or the
+/// reverse) and extras that disagree with it.
+fn check_operands(
+    c: &Tensor,
+    a: &Tensor,
+    b: &Tensor,
+    bias: Option<&Tensor>,
+    extras: MatmulExtras,
+    shape: &MatmulShape,
+) -> Result<()> {
+    shape.check()?;
+    extras.check("matmul", shape)?;
+    let (na, nb, nc) = shape.extents();
+    check_len("matmul", "A", a, na)?;
+    check_len("matmul", "B", b, nb)?;
+    check_len("matmul", "C", c, nc)?;
+    if shape.bias && bias.is_none() {
+        return Err(Error::shape("matmul", "shape.bias is set but no bias tensor was given"));
+    }
+    if let Some(bias) = bias {
+        check_len("matmul", "bias", bias, shape.n)?;
+    }
+    Ok(())
 }

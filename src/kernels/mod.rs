@@ -200,11 +200,23 @@ pub(crate) fn dispatch_with_uniforms(
         tensors.iter().map(|t| t.buffer.as_entire_binding()).chain(uniforms.iter().map(|u| u.as_entire_binding()));
     let entries: Vec<wgpu::BindGroupEntry> =
         resources.enumerate().map(|(i, resource)| wgpu::BindGroupEntry { binding: i as u32, resource }).collect();
+    dispatch_entries(gpu, label, pipeline, &entries, groups)
+}
+
+/// Builds a dispatch whose resources are bound at the numbers `entries` give (kernels whose
+/// entry points use different subsets of one module's bindings).
+pub(crate) fn dispatch_entries(
+    gpu: &Gpu,
+    label: &'static str,
+    pipeline: &wgpu::ComputePipeline,
+    entries: &[wgpu::BindGroupEntry],
+    groups: [u32; 3],
+) -> Result<Dispatch> {
     let bind_group = gpu.scoped(label, || {
         gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(label),
             layout: &pipeline.get_bind_group_layout(0),
-            entries: &entries,
+            entries,
         })
     })?;
     Ok(Dispatch { label, resources: gpu.hold((pipeline.clone(), bind_group)), groups })

@@ -2,7 +2,8 @@
 //! residual added to the product (with and without bias and accumulation, batched), the row
 //! sums of op(A) written by an extra column of workgroups, and each activation (its value
 //! written beside the product, or its derivative applied), on every variant, tiled block and
-//! the f16 kernels, every transpose, shapes that leave partial blocks and partial k.
+//! the f16 kernels, every transpose, shapes that leave partial blocks and partial k; and
+//! split-K (the tiled kernel's partial products and their sum) with each of them.
 
 use crate::common;
 use common::{assert_close, for_each_gpu, Rng};
@@ -90,7 +91,7 @@ fn run_case(
     shape: &MatmulShape,
     case: &Case,
     f16: bool,
-    run: impl Fn(&Tensor, &Tensor, &Tensor, Option<&Tensor>, MatmulExtras) -> kernels::Dispatch,
+    run: impl Fn(&Tensor, &Tensor, &Tensor, Option<&Tensor>, MatmulExtras) -> Vec<kernels::Dispatch>,
 ) -> (Vec<f32>, Vec<f32>) {
     let up = |name, v: &[f32]| if f16 { gpu.upload_f16(name, v) } else { gpu.upload(name, v) }.unwrap();
     let (ga, gb) = (up("a", &case.a), up("b", &case.b));
@@ -108,7 +109,7 @@ fn run_case(
         pre_activation: grad.then_some(&gres),
     };
     let d = run(&gc, &ga, &gb, shape.bias.then_some(&gbias), extras);
-    kernels::run(gpu, &[&d]).unwrap();
+    kernels::run(gpu, &d.iter().collect::<Vec<_>>()).unwrap();
     let got_aux = if case.want_aux.is_empty() { Vec::new() } else { gpu.read(&aux).unwrap() };
     (gpu.read(&gc).unwrap(), got_aux)
 }
@@ -143,7 +144,7 @@ fn every_extra_on_every_f32_kernel() {
         for (label, mm) in f32_kernels(gpu) {
             for (shape, case) in shapes.iter().zip(&cases) {
                 let got = run_case(gpu, shape, case, false, |c, a, b, bias, extras| {
-                    mm.fwd_fused(gpu, c, a, b, bias, extras, shape).unwrap()
+                    vec![mm.fwd_fused(gpu, c, a, b, bias, extras, shape).unwrap()]
                 });
                 check(&format!("{label} ({:?})", mm.variant_for(shape)), shape, case, got);
             }
@@ -167,10 +168,60 @@ fn every_extra_on_the_f16_kernels() {
             let mm = MatmulF16::with_variant(gpu, variant).unwrap();
             for (shape, case) in shapes.iter().zip(&cases) {
                 let got = run_case(gpu, shape, case, true, |c, a, b, bias, extras| {
-                    mm.fwd_fused(gpu, c, a, b, bias, extras, shape).unwrap()
+                    vec![mm.fwd_fused(gpu, c, a, b, bias, extras, shape).unwrap()]
                 });
                 check(variant.name(), shape, case, got);
             }
+        }
+    });
+}
+
+/// Split-K against the reference: every transpose, a batch, bias and accumulation, each extra,
+/// and split counts from 2 to 8 (K not a multiple of them; 8 of a short K rounds to fewer).
+#[test]
+fn split_k_matches_the_reference_for_every_split_count() {
+    let mut shapes = Vec::new();
+    for trans in 0..4 {
+        let packed = MatmulShape::packed(1, 37, 29, 203, trans >> 1 == 1, trans & 1 == 1);
+        shapes.push(MatmulShape { bias: true, accumulate: trans == 1, ..packed });
+    }
+    let long = MatmulShape::packed(1, 70, 36, 300, true, false);
+    shapes.push(MatmulShape { row_sums: true, ..long });
+    shapes.push(MatmulShape { residual: true, ..long });
+    shapes.push(MatmulShape { activation: Some(Activation::Gelu(GeluKind::Exact)), bias: true, ..long });
+    shapes.push(MatmulShape { activation: Some(Activation::Silu), activation_grad: true, ..long });
+    shapes.push(MatmulShape { bias: true, accumulate: true, ..MatmulShape::packed(3, 17, 12, 100, false, true) });
+    shapes.push(MatmulShape::packed(1, 9, 5, 20, false, false));
+    let cases: Vec<Case> = shapes.iter().enumerate().map(|(i, s)| Case::new(s, 90 + i as u64, false)).collect();
+    for_each_gpu(|gpu| {
+        let mm = Matmul::tiled(gpu, (4, 4)).unwrap();
+        for splits in [2, 3, 5, 8] {
+            for (shape, case) in shapes.iter().zip(&cases) {
+                let got = run_case(gpu, shape, case, false, |c, a, b, bias, extras| {
+                    let d = mm.fwd_split(gpu, c, a, b, bias, extras, shape, Some(splits)).unwrap();
+                    // Two dispatches (partials, their sum) wherever K holds two strips.
+                    assert_eq!(d.len(), if shape.k > 8 { 2 } else { 1 }, "{splits} splits of {shape:?}");
+                    d
+                });
+                check(&format!("tiled, {splits} splits"), shape, case, got);
+            }
+        }
+    });
+}
+
+/// The rule splits a weight gradient's few blocks of C on the tiled kernel, not a product with
+/// blocks enough, and nothing where another kernel runs the product (CPU adapters).
+#[test]
+fn the_split_rule_splits_weight_gradients_on_the_tiled_kernel_only() {
+    for_each_gpu(|gpu| {
+        let tiled = Matmul::tiled(gpu, (4, 4)).unwrap();
+        let weight_gradient = MatmulShape::packed(1, 512, 512, 4096, true, false);
+        assert_eq!(tiled.splits_for(gpu, &weight_gradient), 4);
+        assert_eq!(tiled.splits_for(gpu, &MatmulShape::packed(1, 2048, 2048, 4096, false, false)), 1);
+        assert_eq!(tiled.splits_for(gpu, &MatmulShape::packed(1, 512, 512, 256, true, false)), 1);
+        let default = Matmul::new(gpu).unwrap();
+        if default.variant_for(&weight_gradient) != MatmulVariant::Tiled {
+            assert_eq!(default.splits_for(gpu, &weight_gradient), 1);
         }
     });
 }

@@ -79,8 +79,8 @@ fn up(gpu: &Gpu, v: &[f32]) -> Result<wgformer::gpu::Tensor> {
 }
 
 /// A product against the reference, with the residual and the row sums its shape asks for
-/// (matmul_extras.wgsl).
-async fn matmul_case(gpu: &Gpu, mm: &Matmul, s: &MatmulShape, seed: u64) -> Result<(bool, String)> {
+/// (matmul_extras.wgsl), K in `splits` splits where the tiled kernel runs it.
+async fn matmul_case(gpu: &Gpu, mm: &Matmul, s: &MatmulShape, seed: u64, splits: usize) -> Result<(bool, String)> {
     let (na, nb, nc) = s.extents();
     let mut rng = Rng::new(seed);
     let (a, b, residual) = (vec_f32(&mut rng, na), vec_f32(&mut rng, nb), vec_f32(&mut rng, nc));
@@ -102,9 +102,14 @@ async fn matmul_case(gpu: &Gpu, mm: &Matmul, s: &MatmulShape, seed: u64) -> Resu
         activated: (act && !grad).then_some(&gaux),
         pre_activation: grad.then_some(&gres),
     };
-    let d = mm.fwd_fused(gpu, &gc, &ga, &gb, None, extras, s)?;
+    let d = mm.fwd_split(gpu, &gc, &ga, &gb, None, extras, s, Some(splits))?;
     let tol = 2e-6 * (s.k as f64).sqrt();
-    verify(gpu, &[&d], &[("c", &gc, &want, tol, tol), ("row sums or activation", &gaux, &want_aux, tol, tol)]).await
+    verify(
+        gpu,
+        &d.iter().collect::<Vec<_>>(),
+        &[("c", &gc, &want, tol, tol), ("row sums or activation", &gaux, &want_aux, tol, tol)],
+    )
+    .await
 }
 
 /// The f16 matmul's tiled kernel (f16 operands from the cast kernel, f32 accumulation)
@@ -308,7 +313,14 @@ async fn run_all() -> Result<Report> {
                     _ => "",
                 }
             );
-            record(name, start, matmul_case(&gpu, &mm, s, i as u64).await);
+            record(name, start, matmul_case(&gpu, &mm, s, i as u64, 1).await);
+        }
+        // Split-K: partial products over 3 splits of K, then their sum (tiled kernel only).
+        if variant == MatmulVariant::Tiled {
+            let s = MatmulShape { bias: false, row_sums: true, ..MatmulShape::packed(1, 37, 29, 203, true, false) };
+            let start = now_ms();
+            let name = "matmul tiled split-K, 3 splits, 1x37x29x203 ta true tb false + row sums".to_string();
+            record(name, start, matmul_case(&gpu, &mm, &s, 77, 3).await);
         }
     }
     // f16 operands (mixed precision), where the browser's adapter has shader-f16.

@@ -60,7 +60,7 @@ fn product_shape(g: &Graph, node: &Node) -> Result<MatmulShape> {
 }
 
 /// A product node: the f16 kernel where mixed precision made its operands f16 (their casts are
-/// nodes of their own), else the f32 one.
+/// nodes of their own), else the f32 one, in splits of K where its rule says (two dispatches).
 fn encode_matmul(
     gpu: &Gpu,
     k: &KernelSet,
@@ -68,7 +68,7 @@ fn encode_matmul(
     ts: &[Tensor],
     node: &Node,
     ctx: &NodeContext,
-) -> Result<Dispatch> {
+) -> Result<Vec<Dispatch>> {
     let (i, o) = (|n: usize| &ts[node.inputs[n].0], |n: usize| &ts[node.outputs[n].0]);
     let shape = product_shape(g, node)?;
     let bias = shape.bias.then(|| i(2));
@@ -83,9 +83,9 @@ fn encode_matmul(
     match g.desc(node.inputs[0]).dtype {
         Dtype::F16 => {
             let set = ctx.f16.ok_or_else(|| Error::shape("matmul", "no f16 kernels were prepared"))?;
-            set.matmul(gpu)?.fwd_fused(gpu, o(0), i(0), i(1), bias, extras, &shape)
+            Ok(vec![set.matmul(gpu)?.fwd_fused(gpu, o(0), i(0), i(1), bias, extras, &shape)?])
         }
-        _ => k.matmul.fwd_fused(gpu, o(0), i(0), i(1), bias, extras, &shape),
+        _ => k.matmul.fwd_split(gpu, o(0), i(0), i(1), bias, extras, &shape, None),
     }
 }
 
@@ -174,7 +174,7 @@ pub(super) fn encode_node(
         | Op::MatMulResidual { .. }
         | Op::MatMulRowSums { .. }
         | Op::MatMulAct { .. }
-        | Op::MatMulActGrad { .. } => vec![encode_matmul(gpu, k, g, ts, node, ctx)?],
+        | Op::MatMulActGrad { .. } => encode_matmul(gpu, k, g, ts, node, ctx)?,
         Op::CastF16 => vec![encode_cast(g, ts, node, ctx, len, gpu)?],
         Op::Add if in_desc(1).len() == len => vec![k.elementwise.add_fwd(gpu, o(0), i(0), i(1), len)?],
         Op::Add => vec![k.elementwise.add_bcast_fwd(gpu, o(0), i(0), i(1), len, in_desc(1).len())?],
