@@ -8,7 +8,8 @@
 #   benches/gpu-check.sh [OUT]                 builds with cargo, then checks (OUT: gpu-check-out)
 #   WGFORMER_PREBUILT=DIR benches/gpu-check.sh  uses DIR/wgformer and DIR/<suite> test binaries
 #                                               built elsewhere (benches/gpu-check-pack.sh)
-# Settings: GPU_CHECK_SUITE_TIMEOUT (s per test suite, default 480), GPU_CHECK_GL=0 (skip the GL
+# Settings: GPU_CHECK_SWEEP=1 (the tiled matmul's sweep on a CPU adapter too),
+# GPU_CHECK_SUITE_TIMEOUT (s per test suite, default 480), GPU_CHECK_GL=0 (skip the GL
 # suites; they run last since a GL hang once lost an H200's device), GPU_CHECK_JOBS (suites at once),
 # GPU_CHECK_STEPS ("MODEL:BATCH ..." for the step benches), GPU_CHECK_REQUIRE_COOP=0 (on a GPU, let
 # the cooperative-matrix tests skip instead of failing when the adapter offers no matrix units).
@@ -80,6 +81,16 @@ bench() { # NAME ENV... -- ARGS...
 WGFORMER_BACKEND=vulkan "$cli" info 2>&1 | tee "$out/info.txt" >&2
 runs=5; [ "$cpu" = True ] && runs=2
 bench matmul -- matmul --compare-blas --runs "$runs"
+# The tiled matmul swept over its blocks (TM,TN) and split counts at the same shapes, with the
+# measured choices off (about a minute on a GPU; on CPU adapters only with GPU_CHECK_SWEEP=1).
+if [ "$cpu" != True ] || [ "${GPU_CHECK_SWEEP:-0}" = 1 ]; then
+    for block in 4,4 8,4 4,8 8,8; do
+        for splits in 1 2 4 8; do
+            bench "sweep-${block/,/x}-s$splits" WGFORMER_MATMUL_VARIANT=tiled WGFORMER_TUNE=0 \
+                WGFORMER_MATMUL_BLOCK="$block" WGFORMER_MATMUL_SPLITS="$splits" -- matmul --runs "$runs"
+        done
+    done
+fi
 # f16 operands: on matrix units (cooperative matrices) where the adapter has them, and the
 # tiled f16 kernel for comparison. CPU adapters time one small shape (it is slow there).
 f16_shapes=(); [ "$cpu" = True ] && f16_shapes=(--shapes 256x256x256)
@@ -139,6 +150,11 @@ fi
 if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
     log "PyTorch steps"
     python3 benches/torch_steps.py 10 >"$out/torch.jsonl" 2>"$out/torch.log" || log "PyTorch failed: $(tail -1 "$out/torch.log")"
+    log "torch.matmul at the matmul bench's shapes"
+    mapfile -t mm_shapes < <(python3 -c 'import json,sys; [print(r["shape"]) for r in json.load(open(sys.argv[1]))]' \
+        "$out/matmul.json" 2>/dev/null)
+    python3 benches/torch_matmul.py 10 "${mm_shapes[@]}" >"$out/torch-matmul.jsonl" 2>"$out/torch-matmul.log" ||
+        log "torch.matmul failed: $(tail -1 "$out/torch-matmul.log")"
 else
     log "no PyTorch with CUDA here: no side-by-side figures"
 fi

@@ -61,7 +61,7 @@ def rate(r):
 
 
 lines.append("\nkernels")
-for name in [n for n in names if not n.startswith("step-")]:
+for name in [n for n in names if not n.startswith(("step-", "sweep-"))]:
     for r in summary["benches"][name]:
         note = f"  ({r['note']})" if r.get("note") else ""
         ms = f"{r['median_ms']:10.3f} ms" if r.get("median_ms") is not None else f"{'-':>13}"
@@ -78,7 +78,7 @@ lines.append(
 )
 lines.append(
     f"  {'model':<26} {'default':>10} {'fused':>10} {'tiled':>10} {'f16':>10} {'GFLOP/s':>8}"
-    f" {'torch fp32':>11} {'torch bf16':>11} {'torch fp16':>11}"
+    f" {'torch fp32':>11} {'torch tf32':>11} {'torch bf16':>11} {'torch fp16':>11}"
 )
 variants = ("-fused", "-tiled", "-f16")
 for name in [n for n in names if n.startswith("step-") and not n.endswith(variants)]:
@@ -96,9 +96,30 @@ for name in [n for n in names if n.startswith("step-") and not n.endswith(varian
         return f"{r[0]['median_ms']:10.1f}" if r and r[0].get("median_ms") is not None else f"{'-':>10}"
 
     f = ms_of("-fused") + " " + ms_of("-tiled") + " " + ms_of("-f16")
-    t32, tb16, t16 = (torch_ms.get((model, int(batch), p)) for p in ("fp32", "bf16", "fp16"))
+    theirs = [torch_ms.get((model, int(batch), p)) for p in ("fp32", "tf32", "bf16", "fp16")]
     fmt = lambda v: f"{v:11.1f}" if v is not None else f"{'-':>11}"
-    lines.append(f"  {r['shape']:<26} {r['median_ms']:10.1f} {f} {r['gflops']:8.0f} {fmt(t32)} {fmt(tb16)} {fmt(t16)}")
+    lines.append(f"  {r['shape']:<26} {r['median_ms']:10.1f} {f} {r['gflops']:8.0f} " + " ".join(fmt(t) for t in theirs))
+
+# The tiled matmul's sweep (blocks x split counts, gpu-check.sh) beside torch.matmul: per shape
+# the default choice, the best of the sweep, and PyTorch fp32 with TF32 off and on.
+try:
+    summary["torch_matmul"] = [json.loads(l) for l in open(os.path.join(out, "torch-matmul.jsonl")) if l.strip()]
+except (OSError, ValueError):
+    summary["torch_matmul"] = []
+torch_mm = {(t["shape"], t["tf32"]): t["median_ms"] for t in summary["torch_matmul"]}
+sweeps = [n for n in names if n.startswith("sweep-")]
+if sweeps or torch_mm:
+    lines.append("\nmatmul sweep (median ms; best of the tiled sweep: block TMxTN, splits; ratio: torch fp32 / ours)")
+    lines.append(f"  {'shape':<20} {'default':>9} {'best sweep':>10} {'(config)':<12} {'torch fp32':>10} {'torch tf32':>10} {'ratio':>6}")
+    for r in summary["benches"].get("matmul", []):
+        shape, ours = r["shape"], r.get("median_ms")
+        tried = [(s[0]["median_ms"], n[6:]) for n in sweeps for s in [[x for x in summary["benches"][n] if x["shape"] == shape]]
+                 if s and s[0].get("median_ms") is not None]
+        best = min(tried) if tried else (None, "-")
+        t32, t_tf32 = torch_mm.get((shape, False)), torch_mm.get((shape, True))
+        fmt = lambda v, w: f"{v:{w}.3f}" if v is not None else f"{'-':>{w}}"
+        ratio = f"{t32 / ours:6.2f}" if t32 and ours else f"{'-':>6}"
+        lines.append(f"  {shape:<20} {fmt(ours, 9)} {fmt(best[0], 10)} {best[1]:<12} {fmt(t32, 10)} {fmt(t_tf32, 10)} {ratio}")
 
 try:
     log = open(os.path.join(out, "translate.log"), errors="replace").read().replace("\r", "\n").split("\n")

@@ -4,7 +4,8 @@
 #   transformer-base b128: nn.Transformer (512, 8 heads, 6+6 layers, FFN 2048, dropout 0.1),
 #                          tied 37000-token embeddings, 32 tokens a side, label smoothing 0.1
 # Each step: forward, backward, clipping at 1.0, AdamW (weight decay 0.05). Precision fp32 (TF32
-# off, as wgformer computes in full fp32) and, for the mixed-precision issue, autocast bf16/fp16.
+# off, as wgformer computes in full fp32), tf32 (fp32 with TF32 products) and, for the
+# mixed-precision issue, autocast bf16/fp16.
 # Prints one JSON object per line: {"model", "batch", "precision", "median_ms"}.
 #   python3 benches/torch_steps.py [RUNS]
 import json, math, statistics, sys, time
@@ -49,6 +50,8 @@ def transformer_case(batch):
 
 
 def time_steps(model, loss_fn, precision):
+    torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+    torch.backends.cudnn.allow_tf32 = precision == "tf32"
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     scaler = torch.amp.GradScaler(enabled=precision == "fp16")
@@ -72,7 +75,7 @@ def time_steps(model, loss_fn, precision):
 
 
 for name, batch, make in [("vit-base", 8, vit_case), ("transformer-base", 128, transformer_case)]:
-    for precision in ["fp32", "bf16", "fp16"]:
+    for precision in ["fp32", "tf32", "bf16", "fp16"]:
         torch.manual_seed(0)
         model, loss_fn = make(batch)
         ms = time_steps(model, loss_fn, precision)
