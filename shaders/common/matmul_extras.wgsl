@@ -13,6 +13,11 @@
 
 #include "common/activations.wgsl"
 
+// False in the pipelines of products that fuse nothing, where the CPU kernels (matmul.wgsl,
+// matmul_sg.wgsl) then compile without the row sums' branch and the epilogue's pass: llvmpipe
+// ran their plain products slower with that code present even where it did not run.
+override EXTRAS: bool = true;
+
 const ADD_RESIDUAL: u32 = 4u;
 const ROW_SUMS: u32 = 8u;
 const ACT_GRAD: u32 = 128u;
@@ -24,7 +29,7 @@ fn activation() -> u32 {
 
 // Whether the flags ask for an epilogue at C's elements (a residual or an activation).
 fn has_epilogue() -> bool {
-    return (p.flags & ~11u) != 0u;
+    return EXTRAS && (p.flags & ~11u) != 0u;
 }
 
 // Whether the epilogue reads `side` at C's elements.
@@ -80,7 +85,7 @@ fn finish(idx: u32, x: f32) -> f32 {
 // more column of workgroups than C needs. Uniform across the workgroup (so kernels with
 // barriers may return early on it).
 fn is_row_sums_group(wg: vec3<u32>, groups: vec3<u32>) -> bool {
-    return (p.flags & ROW_SUMS) != 0u && wg.y == groups.y - 1u && wg.z == 0u;
+    return EXTRAS && (p.flags & ROW_SUMS) != 0u && wg.y == groups.y - 1u && wg.z == 0u;
 }
 
 // aux[m] = the sum over k of op(A)[m][k], for the rows m0 + lane, m0 + lane + lanes, .. below

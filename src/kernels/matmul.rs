@@ -220,8 +220,9 @@ struct MatmulSet {
     /// matmul_sg.wgsl where the subgroup kernel runs, matmul_tiled.wgsl where the tiled one does.
     subgroup: Option<wgpu::ShaderModule>,
     tiled: Option<wgpu::ShaderModule>,
-    /// Pipelines per (variant, transposes), compiled on first use: a model needs a few of the 16.
-    pipelines: [[std::sync::OnceLock<wgpu::ComputePipeline>; 4]; 4],
+    /// Pipelines per (variant, transposes and extras), compiled on first use: a model needs a
+    /// few of the 32.
+    pipelines: [[std::sync::OnceLock<wgpu::ComputePipeline>; 8]; 4],
     tiles: MatmulTiles,
     /// (TM, TN) of the tiled pipelines.
     block: (u32, u32),
@@ -433,7 +434,9 @@ impl MatmulSet {
         })
     }
 
-    /// The pipeline of `variant` (one this set has) for transposes `which` = trans_a << 1 | trans_b.
+    /// The pipeline of `variant` (one this set has) for `which` = extras << 2 | trans_a << 1 |
+    /// trans_b (extras: the product fuses a residual, row sums or an activation; the CPU
+    /// kernels' plain pipelines are compiled without that code, see matmul_extras.wgsl).
     fn pipeline(&self, gpu: &Gpu, variant: MatmulVariant, which: usize) -> Result<&wgpu::ComputePipeline> {
         let (slot, module, entry) = match (variant, &self.subgroup, &self.tiled) {
             (MatmulVariant::Tiled, _, Some(m)) => (3, m, "matmul_tiled"),
@@ -443,7 +446,8 @@ impl MatmulSet {
         };
         super::lazy(&self.pipelines[slot][which], || {
             let (t, (tm, tn)) = (self.tiles_of(variant), self.block);
-            let mut c = vec![("TRANS_A", (which >> 1) as f64), ("TRANS_B", (which & 1) as f64)];
+            let bit = |b: usize| ((which >> b) & 1) as f64;
+            let mut c = vec![("TRANS_A", bit(1)), ("TRANS_B", bit(0)), ("EXTRAS", bit(2))];
             if slot == 3 {
                 c.extend([("TM", tm as f64), ("TN", tn as f64)]);
             } else {
@@ -574,7 +578,8 @@ impl Matmul {
                 format!("{groups:?} workgroups exceed the adapter's {max_groups} per dimension"),
             ));
         }
-        let which = (shape.trans_a as usize) << 1 | shape.trans_b as usize;
+        let extras_asked = params.flags & !3 != 0;
+        let which = (extras_asked as usize) << 2 | (shape.trans_a as usize) << 1 | shape.trans_b as usize;
         let pipeline = set.pipeline(gpu, variant, which)?;
         let bias = bias.unwrap_or(&self.no_bias);
         let [side, sums] = extras.bindings(&self.no_bias, &self.no_sums);
