@@ -57,7 +57,8 @@ fn matmul_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
     let k_end = select(p.k, min(k_begin + p.k_split, p.k), p.k_split != 0u);
     let ab = batch * p.stride_a;
     let bb = batch * p.stride_b;
-    let cb = batch * p.stride_c;
+    // Where the block goes: C's batch entry, or with split-K this split's packed (M, N) partial.
+    let cb = select(batch * p.stride_c, wg.z * p.m * p.n, p.k_split != 0u);
 
     // Which vec4 of each strip this invocation copies: (k, 4 rows) for A, (k, 4 columns) for B.
     // Lanes next to each other take neighbouring addresses of the stored layout: along k when
@@ -142,24 +143,9 @@ fn matmul_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
         workgroupBarrier();
     }
 
-    // Row m_base + g * 64 + ty * 4 + i holds r<g * 4 + i><column group>. A split writes its
-    // partial block, packed (M, N), at wg.z's place among the partials.
+    // Row m_base + g * 64 + ty * 4 + i holds r<g * 4 + i><column group>.
     let m0 = m_base + lid.y * 4u;
     let n0 = n_base + lid.x * 4u;
-    if (p.k_split != 0u) {
-        let pb = wg.z * p.m * p.n;
-        store_partial(pb, m0, n0, r00, r01);
-        store_partial(pb, m0 + 1u, n0, r10, r11);
-        store_partial(pb, m0 + 2u, n0, r20, r21);
-        store_partial(pb, m0 + 3u, n0, r30, r31);
-        if (TM == 8u) {
-            store_partial(pb, m0 + 64u, n0, r40, r41);
-            store_partial(pb, m0 + 65u, n0, r50, r51);
-            store_partial(pb, m0 + 66u, n0, r60, r61);
-            store_partial(pb, m0 + 67u, n0, r70, r71);
-        }
-        return;
-    }
     store_row(cb, m0, n0, r00, r01);
     store_row(cb, m0 + 1u, n0, r10, r11);
     store_row(cb, m0 + 2u, n0, r20, r21);
@@ -173,9 +159,13 @@ fn matmul_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
 }
 
 // One row's values: columns n0.. (v0) and, with TN 8, n0 + 64.. (v1), within the matrix, with
-// the bias, the accumulation and the residual the flags ask for.
+// the bias, the accumulation and the epilogue the flags ask for; a split's go to its partial.
 fn store_row(cb: u32, m: u32, n0: u32, v0: vec4<f32>, v1: vec4<f32>) {
     if (m >= p.m) { return; }
+    if (p.k_split != 0u) {
+        store_partial(cb, m, n0, v0, v1);
+        return;
+    }
     store4(cb, m, n0, v0);
     if (TN == 8u) { store4(cb, m, n0 + 64u, v1); }
 }
@@ -185,9 +175,8 @@ fn split_count() -> u32 {
     return select(1u, (p.k + p.k_split - 1u) / p.k_split, p.k_split != 0u);
 }
 
-// A split's row m of its partial block: columns n0.. (v0) and, with TN 8, n0 + 64.. (v1).
+// A split's row m of its partial block at pb: columns n0.. (v0) and, with TN 8, n0 + 64.. (v1).
 fn store_partial(pb: u32, m: u32, n0: u32, v0: vec4<f32>, v1: vec4<f32>) {
-    if (m >= p.m) { return; }
     for (var j = 0u; j < 4u; j++) {
         if (n0 + j < p.n) { partials[pb + m * p.n + n0 + j] = v0[j]; }
         if (TN == 8u && n0 + 64u + j < p.n) { partials[pb + m * p.n + n0 + 64u + j] = v1[j]; }

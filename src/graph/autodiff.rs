@@ -143,21 +143,7 @@ fn rule(
             let dx = g.split_heads(dy, heads)?;
             accumulate(g, grads, ins[0], dx)?;
         }
-        Op::Concat => {
-            let (a, b) = (ins[0], ins[1]);
-            let t1 = g.shape(a)[1];
-            let t2 = g.shape(b)[1];
-            if need(a) {
-                let da = g.slice_tokens(dy, 0, t1)?;
-                let a_shape = g.shape(a).to_vec();
-                let da = if g.shape(da) == a_shape { da } else { g.sum_to(da, &a_shape)? };
-                accumulate(g, grads, a, da)?;
-            }
-            if need(b) {
-                let db = g.slice_tokens(dy, t1, t2)?;
-                accumulate(g, grads, b, db)?;
-            }
-        }
+        Op::Concat => concat_rule(g, [ins[0], ins[1]], dy, needs, grads)?,
         Op::Slice { dim, start, .. } if need(ins[0]) => {
             let total = g.shape(ins[0])[dim];
             let dx = g.push_backward(Op::SliceBwd { dim, start, total }, vec![dy], &[ins[0]])[0];
@@ -233,6 +219,29 @@ fn rule(
                 format!("{} has no gradient rule (second-order gradients are not supported)", node.op.name()),
             ));
         }
+    }
+    Ok(())
+}
+
+/// Concat's rule: each input's gradient is its run of tokens of `dy`; a broadcast first input
+/// (a class token shared by the batch) gets the sum over the batch.
+fn concat_rule(
+    g: &mut Graph,
+    [a, b]: [TensorId; 2],
+    dy: TensorId,
+    needs: &[bool],
+    grads: &mut HashMap<TensorId, TensorId>,
+) -> Result<()> {
+    let (t1, t2) = (g.shape(a)[1], g.shape(b)[1]);
+    if needs[a.0] {
+        let da = g.slice_tokens(dy, 0, t1)?;
+        let a_shape = g.shape(a).to_vec();
+        let da = if g.shape(da) == a_shape { da } else { g.sum_to(da, &a_shape)? };
+        accumulate(g, grads, a, da)?;
+    }
+    if needs[b.0] {
+        let db = g.slice_tokens(dy, t1, t2)?;
+        accumulate(g, grads, b, db)?;
     }
     Ok(())
 }

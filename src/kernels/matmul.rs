@@ -2,130 +2,17 @@
 //! `shaders/matmul_sg.wgsl` (register tiles, for CPU adapters), `shaders/matmul_tiled.wgsl`
 //! (workgroup-memory tiles, for GPUs).
 
+mod params;
 mod split;
 mod tune;
 
-use super::{check_len, check_loop_budget, dispatch, u32_of, Dispatch};
+use super::{check_loop_budget, dispatch, u32_of, Dispatch};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
 pub use crate::graph::params::MatmulShape;
-
-/// Mirrors `MatmulParams` in matmul.wgsl (and every matmul shader: see tests/cpu/shaders_validate.rs).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct MatmulParams {
-    m: u32,
-    n: u32,
-    k: u32,
-    batch: u32,
-    lda: u32,
-    ldb: u32,
-    ldc: u32,
-    flags: u32,
-    stride_a: u32,
-    stride_b: u32,
-    stride_c: u32,
-    k_split: u32,
-}
-
-impl MatmulParams {
-    /// The params of `shape` (`bias`: add the bias row); sizes over u32 are an error of `op`.
-    pub(crate) fn of(op: &'static str, shape: &MatmulShape, bias: bool) -> Result<Self> {
-        let u = |what, v| u32_of(op, what, v);
-        Ok(MatmulParams {
-            m: u("M", shape.m)?,
-            n: u("N", shape.n)?,
-            k: u("K", shape.k)?,
-            batch: u("batch", shape.batch)?,
-            lda: u("lda", shape.lda)?,
-            ldb: u("ldb", shape.ldb)?,
-            ldc: u("ldc", shape.ldc)?,
-            flags: bias as u32
-                | (shape.accumulate as u32) << 1
-                | (shape.residual as u32) << 2
-                | (shape.row_sums as u32) << 3
-                | shape.activation.map_or(0, |a| a.code()) << 4
-                | (shape.activation_grad as u32) << 7,
-            stride_a: u("stride_a", shape.stride_a)?,
-            stride_b: u("stride_b", shape.stride_b)?,
-            stride_c: u("stride_c", shape.stride_c)?,
-            k_split: 0,
-        })
-    }
-}
-
-/// The tensors a product fuses beyond its operands and bias (`shaders/common/matmul_extras.wgsl`),
-/// present exactly where the shape's `residual`, `row_sums` and `activation` ask for them. The
-/// kernels have one binding for a tensor read (residual or pre-activation) and one for a tensor
-/// written (row sums or activation), so a shape asks for at most one of each.
-#[derive(Clone, Copy, Default)]
-pub struct MatmulExtras<'a> {
-    /// Added to the result; stored like C (C is another tensor).
-    pub residual: Option<&'a Tensor>,
-    /// Receives the M row sums of op(A).
-    pub row_sums: Option<&'a Tensor>,
-    /// Receives act(C), stored like C (`activation` without `activation_grad`).
-    pub activated: Option<&'a Tensor>,
-    /// The activation's input, stored like C, at which its derivative multiplies C
-    /// (`activation_grad`).
-    pub pre_activation: Option<&'a Tensor>,
-}
-
-impl<'a> MatmulExtras<'a> {
-    /// Refuses extras that disagree with `shape` or are too short; the extra workgroup column
-    /// (row sums) needs a single batch.
-    pub(crate) fn check(&self, op: &'static str, shape: &MatmulShape) -> Result<()> {
-        let (act, grad) = (shape.activation.is_some(), shape.activation_grad);
-        let asked = [shape.residual, shape.row_sums, act && !grad, act && grad];
-        let given = [self.residual, self.row_sums, self.activated, self.pre_activation].map(|t| t.is_some());
-        if asked != given || grad && !act {
-            return Err(Error::shape(
-                op,
-                "the shape's residual / row_sums / activation and the extra tensors disagree",
-            ));
-        }
-        if given[0] as u8 + given[3] as u8 > 1 || given[1] as u8 + given[2] as u8 > 1 {
-            return Err(Error::shape(
-                op,
-                "a residual and an activation's derivative (or row sums and an activation) at once",
-            ));
-        }
-        let nc = shape.extents().2;
-        for (name, t) in
-            [("residual", self.residual), ("activation", self.activated), ("pre-activation", self.pre_activation)]
-        {
-            if let Some(t) = t {
-                check_len(op, name, t, nc)?;
-            }
-        }
-        if let Some(s) = self.row_sums {
-            check_len(op, "row sums", s, shape.m)?;
-            if shape.batch != 1 {
-                return Err(Error::shape(op, format!("row sums of a batch of {} products", shape.batch)));
-            }
-        }
-        Ok(())
-    }
-
-    /// Loop iterations per invocation of the row-sums workgroups, whose `lanes` invocations sum
-    /// `rows` rows of K values, 8 at a time.
-    pub(crate) fn iterations(&self, shape: &MatmulShape, rows: usize, lanes: usize) -> u64 {
-        if self.row_sums.is_none() {
-            return 0;
-        }
-        (rows.div_ceil(lanes) * (shape.k / 8 + 8)) as u64
-    }
-
-    /// The bindings after C, A, B and the bias: the tensor read (residual or pre-activation, or
-    /// `none`) and the tensor written (row sums or activation, or `scratch`, writable).
-    pub(crate) fn bindings<'t>(&self, none: &'t Tensor, scratch: &'t Tensor) -> [&'t Tensor; 2]
-    where
-        'a: 't,
-    {
-        let side = self.residual.or(self.pre_activation).unwrap_or(none);
-        [side, self.row_sums.or(self.activated).unwrap_or(scratch)]
-    }
-}
+use params::check_operands;
+pub use params::MatmulExtras;
+pub(crate) use params::MatmulParams;
 
 /// Register-tile sizes, fixed per pipeline (WGSL override constants).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -589,29 +476,4 @@ impl Matmul {
         }
         self.tiled_dispatches(gpu, set, pipeline, &tensors, &params, groups, splits)
     }
-}
-
-/// Refuses operands that do not fit `shape`, a bias the shape does not ask for (or the
-/// reverse) and extras that disagree with it.
-fn check_operands(
-    c: &Tensor,
-    a: &Tensor,
-    b: &Tensor,
-    bias: Option<&Tensor>,
-    extras: MatmulExtras,
-    shape: &MatmulShape,
-) -> Result<()> {
-    shape.check()?;
-    extras.check("matmul", shape)?;
-    let (na, nb, nc) = shape.extents();
-    check_len("matmul", "A", a, na)?;
-    check_len("matmul", "B", b, nb)?;
-    check_len("matmul", "C", c, nc)?;
-    if shape.bias && bias.is_none() {
-        return Err(Error::shape("matmul", "shape.bias is set but no bias tensor was given"));
-    }
-    if let Some(bias) = bias {
-        check_len("matmul", "bias", bias, shape.n)?;
-    }
-    Ok(())
 }

@@ -70,6 +70,32 @@ pub fn activation_backward<T: Real>(act: crate::graph::Activation, x: &[T], dy: 
     dx
 }
 
+/// The outputs of a product node: MatMul and its fused forms.
+fn product_outputs<T: Real>(g: &Graph, node: &crate::graph::Node, values: &[Vec<T>]) -> Vec<Vec<T>> {
+    let input = |k: usize| &values[node.inputs[k].0][..];
+    let out_len = |k: usize| g.desc(node.outputs[k]).len();
+    let in_desc = |k: usize| g.desc(node.inputs[k]);
+    let (trans_a, trans_b, bias, batched) = node.op.product().expect("a product");
+    let d =
+        matmul_dims(&in_desc(0).shape, &in_desc(1).shape, trans_a, trans_b, batched).expect("checked at build time");
+    let shape = MatmulShape { bias, ..MatmulShape::packed(d.batch, d.m, d.n, d.k, trans_a, trans_b) };
+    // The fused forms add the product to their last input (accumulator or residual).
+    let (mut c, accumulate) = match node.op {
+        Op::MatMulAcc { .. } | Op::MatMulResidual { .. } => (input(node.inputs.len() - 1).to_vec(), true),
+        _ => (zeros(out_len(0)), false),
+    };
+    matmul::matmul_forward(&mut c, input(0), input(1), bias.then(|| input(2)), &MatmulShape { accumulate, ..shape });
+    match node.op {
+        Op::MatMulRowSums { .. } => vec![c, matmul::row_sums_of_a(input(0), &shape)],
+        Op::MatMulAct { act, .. } => {
+            let y = activation_forward(act, &c);
+            vec![c, y]
+        }
+        Op::MatMulActGrad { act, .. } => vec![activation_backward(act, input(2), &c)],
+        _ => vec![c],
+    }
+}
+
 fn node_outputs<T: Real>(g: &Graph, node: &crate::graph::Node, values: &[Vec<T>], seed: u32) -> Vec<Vec<T>> {
     let input = |k: usize| &values[node.inputs[k].0][..];
     let out_len = |k: usize| g.desc(node.outputs[k]).len();
@@ -80,33 +106,7 @@ fn node_outputs<T: Real>(g: &Graph, node: &crate::graph::Node, values: &[Vec<T>]
         | Op::MatMulResidual { .. }
         | Op::MatMulRowSums { .. }
         | Op::MatMulAct { .. }
-        | Op::MatMulActGrad { .. } => {
-            let (trans_a, trans_b, bias, batched) = node.op.product().expect("a product");
-            let d = matmul_dims(&in_desc(0).shape, &in_desc(1).shape, trans_a, trans_b, batched)
-                .expect("checked at build time");
-            let shape = MatmulShape { bias, ..MatmulShape::packed(d.batch, d.m, d.n, d.k, trans_a, trans_b) };
-            // The fused forms add the product to their last input (accumulator or residual).
-            let (mut c, accumulate) = match node.op {
-                Op::MatMulAcc { .. } | Op::MatMulResidual { .. } => (input(node.inputs.len() - 1).to_vec(), true),
-                _ => (zeros(out_len(0)), false),
-            };
-            matmul::matmul_forward(
-                &mut c,
-                input(0),
-                input(1),
-                bias.then(|| input(2)),
-                &MatmulShape { accumulate, ..shape },
-            );
-            match node.op {
-                Op::MatMulRowSums { .. } => vec![c, matmul::row_sums_of_a(input(0), &shape)],
-                Op::MatMulAct { act, .. } => {
-                    let y = activation_forward(act, &c);
-                    vec![c, y]
-                }
-                Op::MatMulActGrad { act, .. } => vec![activation_backward(act, input(2), &c)],
-                _ => vec![c],
-            }
-        }
+        | Op::MatMulActGrad { .. } => product_outputs(g, node, values),
         Op::Add => {
             let (a, b) = (input(0), input(1));
             vec![a.iter().enumerate().map(|(i, &x)| x + b[i % b.len()]).collect()]
