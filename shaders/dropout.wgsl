@@ -5,11 +5,10 @@
 // must run in the same step (same seed).
 //   dropout_fwd: y = keep ? x / (1 - p) : 0
 //   dropout_bwd: dx = keep ? dy / (1 - p) : 0
-// hash: the PCG output permutation applied three times over seed, salt and index (uniform enough
-// for dropout; reproducible on every backend since it is u32 arithmetic only).
+// The hash is in common/dropout_hash.wgsl (the matmul kernels draw the same masks).
 
 struct DropoutParams { n: u32, threshold: u32, scale: f32, salt: u32, }
-struct StepParams { seed: u32, step: u32, shard: u32, _pad0: u32, }
+#include "common/dropout_hash.wgsl"
 
 override WG: u32 = 256;
 
@@ -23,16 +22,10 @@ alias OutT = f32;
 @group(0) @binding(2) var<uniform> p: DropoutParams;
 @group(0) @binding(3) var<uniform> st: StepParams;
 
-fn pcg(v: u32) -> u32 {
-    let state = v * 747796405u + 2891336453u;
-    let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
-    return (word >> 22u) ^ word;
-}
-
 fn keep(i: u32) -> bool {
     // threshold = p * 2^32 (saturated), so P(hash < threshold) = p.
     // A data-parallel rank keys its elements by their index in the whole batch (shard 0: i).
-    return pcg(pcg(pcg(st.seed) ^ p.salt) ^ (i + st.shard * p.n)) >= p.threshold;
+    return dropout_keep(st.seed, p.salt, i + st.shard * p.n, p.threshold);
 }
 
 @compute @workgroup_size(WG)

@@ -7,11 +7,17 @@
 // - flags bits 4-6: an activation (1 GELU, 2 GELU tanh, 3 ReLU, 4 SiLU). Without bit 7 C keeps
 //   the pre-activation (what the activation's backward reads) and `aux`, stored like C, gets
 //   act(C); with bit 7 C = (op(A) op(B) + bias) act'(P), P stored like C in `side` (an
-//   activation's backward fused into the product that makes its incoming gradient).
+//   activation's backward fused into the product that makes its incoming gradient);
+// - flags bit 8: a dropout (common/dropout_hash.wgsl, keyed by C's packed index and the step's
+//   seed at binding 8) of what the residual is added to, of act(C) written to aux, or of the
+//   product before act' multiplies it; alone, of C.
 @group(0) @binding(4) var<storage, read> side: array<f32>;          // R or P, (batch, M, N) as C
 @group(0) @binding(5) var<storage, read_write> aux: array<f32>;     // row sums (M), or act(C) as C
 
+@group(0) @binding(8) var<uniform> st: StepParams;
+
 #include "common/activations.wgsl"
+#include "common/dropout_hash.wgsl"
 
 // False in the pipelines of products that fuse nothing, where the CPU kernels (matmul.wgsl,
 // matmul_sg.wgsl) then compile without the row sums' branch and the epilogue's pass: llvmpipe
@@ -21,6 +27,7 @@ override EXTRAS: bool = true;
 const ADD_RESIDUAL: u32 = 4u;
 const ROW_SUMS: u32 = 8u;
 const ACT_GRAD: u32 = 128u;
+const DROPOUT: u32 = 256u;
 
 // The activation the flags ask for: 0 none.
 fn activation() -> u32 {
@@ -55,21 +62,31 @@ fn act_grad(x: f32, act: u32) -> f32 {
     }
 }
 
+// x dropped at C's element `idx` where the flags ask (as dropout.wgsl would: on a data-parallel
+// rank the index counts from shard x the elements of C).
+fn dropped(idx: u32, x: f32) -> f32 {
+    if ((p.flags & DROPOUT) == 0u) {
+        return x;
+    }
+    let index = idx + st.shard * (p.batch * p.m * p.n);
+    return select(0.0, x * p.drop_scale, dropout_keep(st.seed, p.drop_salt, index, p.drop_threshold));
+}
+
 // What C's element `idx` becomes from x (the product with bias and accumulation) and s (side's
 // element there, where reads_side()): the residual added, or the activation's derivative
-// applied, or the activation written to aux.
+// applied, or the activation written to aux; with the dropout before each.
 fn epilogue(idx: u32, x: f32, s: f32) -> f32 {
     if ((p.flags & ADD_RESIDUAL) != 0u) {
-        return x + s;
+        return s + dropped(idx, x);
     }
     let act = activation();
     if (act == 0u) {
-        return x;
+        return dropped(idx, x);
     }
     if ((p.flags & ACT_GRAD) != 0u) {
-        return x * act_grad(s, act);
+        return dropped(idx, x) * act_grad(s, act);
     }
-    aux[idx] = act_fwd(x, act);
+    aux[idx] = dropped(idx, act_fwd(x, act));
     return x;
 }
 

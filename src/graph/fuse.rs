@@ -11,7 +11,9 @@
 //!
 //! `add_residuals`: the Adds left, where the product's other operand is read again later (a
 //! residual connection: the stream feeds a LayerNorm's backward too), become MatMulResidual:
-//! the product adds it in its store, into a new tensor.
+//! the product adds it in its store, into a new tensor. A dropout between the product and the
+//! Add is applied in the same store (dropout draws from a hash of the element's index, so the
+//! product's kernel draws the same mask).
 //!
 //! `sum_bias_gradients`: a linear layer's bias gradient, SumRows(dY), and its weight gradient,
 //! dY^T X, read the same dY: one MatMulRowSums computes both (the row sums of op(A) = dY^T).
@@ -19,9 +21,10 @@
 //! `activate_products`: an activation (GELU, ReLU, SiLU) of a product becomes MatMulAct, which
 //! writes the product and its activation; an activation's backward whose incoming gradient is a
 //! product read nowhere else becomes MatMulActGrad (a feed-forward block's two elementwise
-//! dispatches, forward and backward, gone).
+//! dispatches, forward and backward, gone). A dropout after the activation, and its backward
+//! before the activation's backward, go into the same stores.
 
-use super::{Activation, Dtype, Graph, Node, Op, Role, TensorId};
+use super::{Activation, Dtype, Graph, Node, Op, ProductDropout, Role, TensorId};
 use std::collections::HashSet;
 
 /// Applies every fusion to `g`, leaving the tensors in `pinned` (read after the step) as they
@@ -210,7 +213,7 @@ fn plain_add(g: &Graph, i: usize) -> Option<(TensorId, TensorId, TensorId)> {
     }
 }
 
-/// The residual fusion (see the module doc); returns the Adds removed.
+/// The residual fusion (see the module doc); returns the nodes removed.
 pub fn add_residuals(g: &mut Graph, pinned: &[TensorId]) -> usize {
     let pinned: HashSet<TensorId> = pinned.iter().copied().collect();
     let mut u = uses(g);
@@ -218,26 +221,62 @@ pub fn add_residuals(g: &mut Graph, pinned: &[TensorId]) -> usize {
     let mut fused = 0;
     for i in 0..g.nodes.len() {
         let Some((x, y, out)) = plain_add(g, i) else { continue };
-        for (product, residual) in [(y, x), (x, y)] {
-            let Some(m) = u.live_writer(product, &removed) else { continue };
+        for (summand, residual) in [(y, x), (x, y)] {
+            // The product itself, or a dropout of it.
+            let (m, dropout) = match dropped_product(g, &u, &removed, &pinned, summand, false) {
+                Some((d, m, drop)) => (m, Some((d, drop))),
+                None => match u.live_writer(summand, &removed) {
+                    Some(m) => (m, None),
+                    None => continue,
+                },
+            };
             let Op::MatMul { trans_a, trans_b, bias, batched } = g.nodes[m].op else { continue };
             let residual_f32 = g.desc(residual).dtype == Dtype::F32;
-            if u.readers[product.0] != 1 || !plain_f32(g, &pinned, product) || !residual_f32 || !u.inputs_kept(g, m, i)
+            if u.readers[summand.0] != 1 || !plain_f32(g, &pinned, summand) || !residual_f32 || !u.inputs_kept(g, m, i)
             {
                 continue;
             }
             u.moved(g, m, i, None);
             let mut inputs = g.nodes[m].inputs.clone();
             inputs.push(residual);
+            let drop = dropout.map(|(_, drop)| drop);
             g.nodes[i] =
-                Node { op: Op::MatMulResidual { trans_a, trans_b, bias, batched }, inputs, outputs: vec![out] };
+                Node { op: Op::MatMulResidual { trans_a, trans_b, bias, batched, drop }, inputs, outputs: vec![out] };
             removed[m] = true;
+            if let Some((d, _)) = dropout {
+                removed[d] = true;
+                fused += 1;
+            }
             fused += 1;
             break;
         }
     }
     drop_nodes(g, &removed);
     fused
+}
+
+/// Where `t` is a dropout (its backward where `backward`) of a plain MatMul's f32 product read
+/// by that dropout only, and `t` is read once: (the dropout's node, the product's node, the
+/// dropout), for a product that applies the dropout in its store.
+fn dropped_product(
+    g: &Graph,
+    u: &Uses,
+    removed: &[bool],
+    pinned: &HashSet<TensorId>,
+    t: TensorId,
+    backward: bool,
+) -> Option<(usize, usize, ProductDropout)> {
+    let d = u.live_writer(t, removed)?;
+    let (p, salt) = match g.nodes[d].op {
+        Op::Dropout { p, salt } if !backward => (p, salt),
+        Op::DropoutBwd { p, salt } if backward => (p, salt),
+        _ => return None,
+    };
+    let product = g.nodes[d].inputs[0];
+    let m = u.live_writer(product, removed)?;
+    let plain = matches!(g.nodes[m].op, Op::MatMul { .. }) && u.readers[product.0] == 1;
+    let f32s = plain_f32(g, pinned, product) && plain_f32(g, pinned, t);
+    (plain && f32s && u.readers[t.0] == 1).then_some((d, m, ProductDropout::new(p, salt)))
 }
 
 /// The bias-gradient fusion (see the module doc): `SumRows(dy)` and a product `op(dy) op(b)`
@@ -296,8 +335,9 @@ fn activation_of(op: &Op) -> Option<(Activation, bool)> {
     }
 }
 
-/// The activation fusion (see the module doc); returns the activation nodes removed. The
-/// product moves to the activation's place: nothing reads it before, and its inputs are kept.
+/// The activation fusion (see the module doc); returns the nodes removed. The product moves to
+/// the activation's place: nothing reads it before, and its inputs are kept. A dropout of the
+/// activation (forward), or before its backward, is fused too.
 pub fn activate_products(g: &mut Graph, pinned: &[TensorId]) -> usize {
     let pinned: HashSet<TensorId> = pinned.iter().copied().collect();
     let mut u = uses(g);
@@ -306,8 +346,11 @@ pub fn activate_products(g: &mut Graph, pinned: &[TensorId]) -> usize {
     for i in 0..g.nodes.len() {
         let Some((act, backward)) = activation_of(&g.nodes[i].op) else { continue };
         // The forward reads the product (inputs [x]); the backward reads it as dy (inputs [x, dy]).
-        let product = g.nodes[i].inputs[backward as usize];
-        let out = g.nodes[i].outputs[0];
+        let dy = g.nodes[i].inputs[backward as usize];
+        let mut out = g.nodes[i].outputs[0];
+        // The backward's dy may be the dropout's backward of a product.
+        let dropped_dy = if backward { dropped_product(g, &u, &removed, &pinned, dy, true) } else { None };
+        let product = dropped_dy.map_or(dy, |(d, _, _)| g.nodes[d].inputs[0]);
         let Some(m) = u.live_writer(product, &removed) else { continue };
         let Op::MatMul { trans_a, trans_b, bias, batched } = g.nodes[m].op else { continue };
         let f32s = [product, out].iter().all(|&t| g.desc(t).dtype == Dtype::F32);
@@ -324,9 +367,21 @@ pub fn activate_products(g: &mut Graph, pinned: &[TensorId]) -> usize {
         let mut inputs = g.nodes[m].inputs.clone();
         let (op, outputs) = if backward {
             inputs.push(g.nodes[i].inputs[0]);
-            (Op::MatMulActGrad { trans_a, trans_b, batched, act }, vec![out])
+            let drop = dropped_dy.map(|(d, _, drop)| {
+                removed[d] = true;
+                fused += 1;
+                drop
+            });
+            (Op::MatMulActGrad { trans_a, trans_b, batched, act, drop }, vec![out])
         } else {
-            (Op::MatMulAct { trans_a, trans_b, bias, batched, act }, vec![product, out])
+            // A dropout that alone reads the activation is applied in the same store.
+            let drop = dropout_of(g, &u, &removed, &pinned, out).map(|(d, drop)| {
+                removed[d] = true;
+                fused += 1;
+                out = g.nodes[d].outputs[0];
+                drop
+            });
+            (Op::MatMulAct { trans_a, trans_b, bias, batched, act, drop }, vec![product, out])
         };
         g.nodes[i] = Node { op, inputs, outputs };
         removed[m] = true;
@@ -336,76 +391,26 @@ pub fn activate_products(g: &mut Graph, pinned: &[TensorId]) -> usize {
     fused
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::graph::autodiff::backward;
-
-    /// A layer whose input feeds three products, as q, k and v do: its gradient is their sum.
-    fn three_products() -> (Graph, TensorId, crate::graph::autodiff::Gradients) {
-        let mut g = Graph::default();
-        let x = g.input("x", &[4, 8], Dtype::F32);
-        let targets = g.input("y", &[4], Dtype::U32);
-        let w: Vec<TensorId> = (0..3).map(|i| g.param(&format!("w{i}"), &[8, 8])).collect();
-        let h = g.linear(x, w[0], None).unwrap();
-        let h = g.gelu(h, crate::graph::params::GeluKind::Tanh).unwrap();
-        let ys: Vec<TensorId> = w.iter().map(|&w| g.linear(h, w, None).unwrap()).collect();
-        let s = g.add(ys[0], ys[1]).unwrap();
-        let s = g.add(s, ys[2]).unwrap();
-        let loss = g.cross_entropy(s, targets, 0.0, None).unwrap();
-        let grads = backward(&mut g, loss).unwrap();
-        (g, loss, grads)
+/// The live Dropout that is the one reader of the f32 activation `t`, with an f32 output:
+/// (its node, the dropout).
+fn dropout_of(
+    g: &Graph,
+    u: &Uses,
+    removed: &[bool],
+    pinned: &HashSet<TensorId>,
+    t: TensorId,
+) -> Option<(usize, ProductDropout)> {
+    if u.readers[t.0] != 1 || !plain_f32(g, pinned, t) {
+        return None;
     }
-
-    #[test]
-    fn the_sum_of_products_in_a_backward_pass_is_accumulated_in_place() {
-        let (mut g, loss, grads) = three_products();
-        let pinned = crate::graph::plan::training_pinned(Some(loss), Some(&grads));
-        let before = g.nodes.len();
-        let fused = fuse(&mut g, &pinned);
-        assert!(fused >= 2, "{fused} adds fused");
-        assert_eq!(g.nodes.len(), before - fused);
-        let roots = crate::graph::plan::buffer_roots(&g);
-        let plan = crate::graph::plan::plan(&g, &pinned);
-        for node in g.nodes.iter().filter(|n| matches!(n.op, Op::MatMulAcc { .. })) {
-            let acc = *node.inputs.last().unwrap();
-            assert_eq!(plan.slot_of[acc.0], plan.slot_of[node.outputs[0].0]);
-            assert_eq!(roots[node.outputs[0].0], roots[acc.0]);
+    let d = (u.first[t.0]..g.nodes.len()).find(|&d| !removed[d] && g.nodes[d].inputs.contains(&t))?;
+    match g.nodes[d].op {
+        Op::Dropout { p, salt } if plain_f32(g, pinned, g.nodes[d].outputs[0]) => {
+            Some((d, ProductDropout::new(p, salt)))
         }
-    }
-
-    /// A residual block of two linear layers with bias and GELU between: the residual Add, the
-    /// bias gradients and GELU forward and backward all run in products.
-    #[test]
-    fn residuals_bias_gradients_and_activations_run_in_products() {
-        let mut g = Graph::default();
-        let x = g.input("x", &[4, 8], Dtype::F32);
-        let targets = g.input("y", &[4], Dtype::U32);
-        let (w1, b1) = (g.param("w1", &[8, 8]), g.param("b1", &[8]));
-        let (w2, b2) = (g.param("w2", &[8, 8]), g.param("b2", &[8]));
-        let h = g.linear(x, w1, Some(b1)).unwrap();
-        let h = g.gelu(h, crate::graph::params::GeluKind::Exact).unwrap();
-        let y = g.linear(h, w2, Some(b2)).unwrap();
-        let y = g.add(y, x).unwrap();
-        let loss = g.cross_entropy(y, targets, 0.0, None).unwrap();
-        let grads = backward(&mut g, loss).unwrap();
-        let pinned = crate::graph::plan::training_pinned(Some(loss), Some(&grads));
-        let before = g.nodes.len();
-        let fused = fuse(&mut g, &pinned);
-        assert_eq!(g.nodes.len(), before - fused);
-        let count = |name: &str| g.nodes.iter().filter(|n| n.op.name() == name).count();
-        assert_eq!((count("matmul_row_sums"), count("sum_rows")), (2, 0));
-        assert_eq!((count("matmul_act"), count("matmul_act_grad")), (1, 1));
-        assert_eq!((count("gelu"), count("gelu_bwd")), (0, 0));
-        assert_eq!((count("matmul_residual"), count("add")), (1, 0));
-    }
-
-    #[test]
-    fn pinned_tensors_and_products_read_twice_are_left_alone() {
-        let (mut g, loss, grads) = three_products();
-        let adds: Vec<TensorId> = g.nodes.iter().filter(|n| n.op == Op::Add).flat_map(|n| n.inputs.clone()).collect();
-        let mut pinned = crate::graph::plan::training_pinned(Some(loss), Some(&grads));
-        pinned.extend(adds);
-        assert_eq!(accumulate_products(&mut g, &pinned) + add_residuals(&mut g, &pinned), 0);
+        _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -15,6 +15,7 @@ mod precision;
 pub use op::Op;
 pub use params::{
     Activation, AdamStep, AttentionChooser, AttentionPolicy, AttentionShape, GeluKind, MatmulShape, Precision,
+    ProductDropout,
 };
 pub use precision::{F16Storage, HalfKernels, Slot};
 

@@ -2,7 +2,7 @@
 //! position of each input and output. Shape rules live in `build.rs`, the only place that
 //! creates nodes.
 
-use super::params::{Activation, GeluKind};
+use super::params::{Activation, GeluKind, ProductDropout};
 
 /// One operation. Tensors are referenced by the node's `inputs` / `outputs`, in the order
 /// each variant documents.
@@ -91,23 +91,23 @@ pub enum Op {
     /// acc in place (the planner gives c acc's buffer). Made from a MatMul and the Add of its
     /// product by [`crate::graph::fuse`] after differentiation; it has no gradient rule.
     MatMulAcc { trans_a: bool, trans_b: bool, bias: bool, batched: bool },
-    /// inputs `[a, b, bias?, residual]` -> `[residual + op(a) op(b) (+ bias)]`, as MatMul, into a
-    /// new tensor: a residual connection's Add fused into the product that feeds it (the
-    /// residual is read again later, so it is not written over). Made by [`crate::graph::fuse`];
-    /// it has no gradient rule.
-    MatMulResidual { trans_a: bool, trans_b: bool, bias: bool, batched: bool },
+    /// inputs `[a, b, bias?, residual]` -> `[residual + drop(op(a) op(b) (+ bias))]`, as MatMul,
+    /// into a new tensor: a residual connection's Add (and the dropout before it, where `drop`
+    /// says) fused into the product that feeds it (the residual is read again later, so it is
+    /// not written over). Made by [`crate::graph::fuse`]; it has no gradient rule.
+    MatMulResidual { trans_a: bool, trans_b: bool, bias: bool, batched: bool, drop: Option<ProductDropout> },
     /// inputs `[a, b]` -> `[op(a) op(b), the row sums of op(a) (M)]`, unbatched: a linear
     /// layer's weight gradient dY^T X and its bias gradient (dY's column sums, SumRows) in one
     /// dispatch. Made by [`crate::graph::fuse`]; it has no gradient rule.
     MatMulRowSums { trans_a: bool, trans_b: bool },
-    /// inputs `[a, b, bias?]` -> `[c = op(a) op(b) (+ bias), act(c)]`: a product and the
-    /// activation it feeds, whose backward reads c. Made by [`crate::graph::fuse`]; it has no
-    /// gradient rule.
-    MatMulAct { trans_a: bool, trans_b: bool, bias: bool, batched: bool, act: Activation },
-    /// inputs `[a, b, x]` -> `[op(a) op(b) act'(x)]`: an activation's backward (x its input) fused
-    /// into the product that makes its incoming gradient. Made by [`crate::graph::fuse`]; it has
-    /// no gradient rule.
-    MatMulActGrad { trans_a: bool, trans_b: bool, batched: bool, act: Activation },
+    /// inputs `[a, b, bias?]` -> `[c = op(a) op(b) (+ bias), drop(act(c))]`: a product and the
+    /// activation it feeds (and the dropout after it, where `drop` says), whose backward reads
+    /// c. Made by [`crate::graph::fuse`]; it has no gradient rule.
+    MatMulAct { trans_a: bool, trans_b: bool, bias: bool, batched: bool, act: Activation, drop: Option<ProductDropout> },
+    /// inputs `[a, b, x]` -> `[drop(op(a) op(b)) act'(x)]`: an activation's backward (x its
+    /// input), and the dropout's backward before it where `drop` says, fused into the product
+    /// that makes its incoming gradient. Made by [`crate::graph::fuse`]; it has no gradient rule.
+    MatMulActGrad { trans_a: bool, trans_b: bool, batched: bool, act: Activation, drop: Option<ProductDropout> },
     /// inputs [part (.., len, ..), acc (.., total, ..)] -> [acc with part at `start..start + len`
     /// along `dim`], written over acc in place, whose range there was zero. Made from an Add
     /// of slices' gradients by [`crate::graph::fuse`]; it has no gradient rule.
@@ -132,10 +132,18 @@ impl Op {
         match *self {
             Op::MatMul { trans_a, trans_b, bias, batched }
             | Op::MatMulAcc { trans_a, trans_b, bias, batched }
-            | Op::MatMulResidual { trans_a, trans_b, bias, batched }
+            | Op::MatMulResidual { trans_a, trans_b, bias, batched, .. }
             | Op::MatMulAct { trans_a, trans_b, bias, batched, .. } => Some((trans_a, trans_b, bias, batched)),
             Op::MatMulActGrad { trans_a, trans_b, batched, .. } => Some((trans_a, trans_b, false, batched)),
             Op::MatMulRowSums { trans_a, trans_b } => Some((trans_a, trans_b, false, false)),
+            _ => None,
+        }
+    }
+
+    /// The dropout a fused product applies in its store, if any.
+    pub fn product_dropout(&self) -> Option<ProductDropout> {
+        match *self {
+            Op::MatMulResidual { drop, .. } | Op::MatMulAct { drop, .. } | Op::MatMulActGrad { drop, .. } => drop,
             _ => None,
         }
     }

@@ -121,6 +121,10 @@ pub struct MatmulShape {
     pub activation: Option<Activation>,
     /// See `activation`.
     pub activation_grad: bool,
+    /// A dropout applied in the store, to what the residual is added to, to the activation
+    /// written beside C, or to the product before an activation's derivative multiplies it.
+    /// C must be packed: dropout keys each element by its index.
+    pub dropout: Option<ProductDropout>,
 }
 
 impl MatmulShape {
@@ -145,6 +149,7 @@ impl MatmulShape {
             row_sums: false,
             activation: None,
             activation_grad: false,
+            dropout: None,
         }
     }
 
@@ -204,6 +209,26 @@ impl Activation {
             Activation::Relu => 3,
             Activation::Silu => 4,
         }
+    }
+}
+
+/// A dropout a product applies in its store: the Dropout op's probability and salt (the
+/// probability kept as bits, so that shapes and ops stay comparable).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ProductDropout {
+    p_bits: u32,
+    /// The Dropout node's salt: which mask of the step it draws.
+    pub salt: u32,
+}
+
+impl ProductDropout {
+    pub const fn new(p: f32, salt: u32) -> Self {
+        ProductDropout { p_bits: p.to_bits(), salt }
+    }
+
+    /// The probability of dropping an element.
+    pub fn p(self) -> f32 {
+        f32::from_bits(self.p_bits)
     }
 }
 

@@ -6,7 +6,7 @@ mod params;
 mod split;
 mod tune;
 
-use super::{check_loop_budget, dispatch, u32_of, Dispatch};
+use super::{check_loop_budget, dispatch_entries, u32_of, Dispatch};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
 pub use crate::graph::params::MatmulShape;
@@ -132,6 +132,8 @@ pub struct Matmul {
     no_sums: Tensor,
     /// The tiled kernel's partials binding where a product runs whole.
     no_partials: Tensor,
+    /// The step uniform bound where no dropout draws from it.
+    no_step: crate::gpu::Held<wgpu::Buffer>,
     /// Split-K's partial products, shared by every split product of this kernel (they run one
     /// after another); grown when a larger one is prepared.
     partials: std::sync::Mutex<Option<Tensor>>,
@@ -194,6 +196,7 @@ impl Matmul {
             no_bias: gpu.zeros("matmul.no_bias", 4)?,
             no_sums: gpu.zeros("matmul.no_sums", 1)?,
             no_partials: gpu.zeros("matmul.no_partials", 1)?,
+            no_step: no_step(gpu),
             partials: Default::default(),
             tuned: crate::kernels::tuning::Choices::new(crate::kernels::tuning::Family::Matmul),
         })
@@ -250,6 +253,13 @@ impl Matmul {
         let set = self.chosen(shape);
         set.tiles_of(set.variant_for(shape))
     }
+}
+
+/// A zero step uniform (`kernels::dropout::StepParams`), bound by products that draw no dropout.
+pub(crate) fn no_step(gpu: &Gpu) -> crate::gpu::Held<wgpu::Buffer> {
+    gpu.hold(
+        gpu.uniform("matmul.no_step", &crate::kernels::dropout::StepParams { seed: 0, step: 0, shard: 0, _pad: 0 }),
+    )
 }
 
 /// The shader modules every tile set shares, compiled once per `Matmul`: matmul.wgsl always,
@@ -472,8 +482,10 @@ impl Matmul {
         let [side, sums] = extras.bindings(&self.no_bias, &self.no_sums);
         let tensors = [c, a, b, bias, side, sums];
         if variant != MatmulVariant::Tiled {
-            return Ok(vec![dispatch(gpu, "matmul_fwd", pipeline, &tensors, &params, groups)?]);
+            let uniform = gpu.hold(gpu.uniform("matmul_fwd", &params));
+            let entries = extras.entries(&tensors, &uniform, None, &self.no_step);
+            return Ok(vec![dispatch_entries(gpu, "matmul_fwd", pipeline, &entries, groups)?]);
         }
-        self.tiled_dispatches(gpu, set, pipeline, &tensors, &params, groups, splits)
+        self.tiled_dispatches(gpu, set, pipeline, &tensors, extras, &params, groups, splits)
     }
 }

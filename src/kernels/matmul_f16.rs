@@ -5,7 +5,7 @@
 //! arithmetic). Both need SHADER_F16. `WGFORMER_MATMUL_F16=tiled|coop` asks for one.
 
 use super::matmul::{MatmulExtras, MatmulParams};
-use super::{check_f32_or_f16, check_len, check_loop_budget, check_typed, dispatch, lazy, Dispatch, HalfForm};
+use super::{check_f32_or_f16, check_len, check_loop_budget, check_typed, dispatch_entries, lazy, Dispatch, HalfForm};
 use crate::error::{Error, Result};
 use crate::gpu::{DType, Gpu, Tensor};
 use crate::graph::MatmulShape;
@@ -47,6 +47,8 @@ pub struct MatmulF16 {
     no_bias: Tensor,
     /// Bound where no row sums are asked for (writable, so not `no_bias`).
     no_sums: Tensor,
+    /// The step uniform bound where no dropout draws from it.
+    no_step: crate::gpu::Held<wgpu::Buffer>,
 }
 
 /// The subgroup size the coop kernel runs with, where it can run on `gpu`: a 16x16x16 f16 ->
@@ -100,6 +102,7 @@ impl MatmulF16 {
             half_out: HalfForm::new(family),
             no_bias: gpu.zeros("matmul_f16.no_bias", 1)?,
             no_sums: gpu.zeros("matmul_f16.no_sums", 1)?,
+            no_step: super::matmul::no_step(gpu),
         })
     }
 
@@ -179,6 +182,8 @@ impl MatmulF16 {
         };
         let groups = [groups[0] as u32, groups[1] as u32, groups[2] as u32];
         let [side, sums] = extras.bindings(&self.no_bias, &self.no_sums);
-        dispatch(gpu, OP, &pipeline, &[c, a, b, bias.unwrap_or(&self.no_bias), side, sums], &params, groups)
+        let tensors = [c, a, b, bias.unwrap_or(&self.no_bias), side, sums];
+        let uniform = gpu.hold(gpu.uniform(OP, &params));
+        dispatch_entries(gpu, OP, &pipeline, &extras.entries(&tensors, &uniform, None, &self.no_step), groups)
     }
 }

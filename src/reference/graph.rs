@@ -70,8 +70,8 @@ pub fn activation_backward<T: Real>(act: crate::graph::Activation, x: &[T], dy: 
     dx
 }
 
-/// The outputs of a product node: MatMul and its fused forms.
-fn product_outputs<T: Real>(g: &Graph, node: &crate::graph::Node, values: &[Vec<T>]) -> Vec<Vec<T>> {
+/// The outputs of a product node: MatMul and its fused forms (a fused dropout draws from `seed`).
+fn product_outputs<T: Real>(g: &Graph, node: &crate::graph::Node, values: &[Vec<T>], seed: u32) -> Vec<Vec<T>> {
     let input = |k: usize| &values[node.inputs[k].0][..];
     let out_len = |k: usize| g.desc(node.outputs[k]).len();
     let in_desc = |k: usize| g.desc(node.inputs[k]);
@@ -79,19 +79,32 @@ fn product_outputs<T: Real>(g: &Graph, node: &crate::graph::Node, values: &[Vec<
     let d =
         matmul_dims(&in_desc(0).shape, &in_desc(1).shape, trans_a, trans_b, batched).expect("checked at build time");
     let shape = MatmulShape { bias, ..MatmulShape::packed(d.batch, d.m, d.n, d.k, trans_a, trans_b) };
-    // The fused forms add the product to their last input (accumulator or residual).
+    // MatMulAcc adds the product to its last input, the accumulator.
     let (mut c, accumulate) = match node.op {
-        Op::MatMulAcc { .. } | Op::MatMulResidual { .. } => (input(node.inputs.len() - 1).to_vec(), true),
+        Op::MatMulAcc { .. } => (input(node.inputs.len() - 1).to_vec(), true),
         _ => (zeros(out_len(0)), false),
     };
     matmul::matmul_forward(&mut c, input(0), input(1), bias.then(|| input(2)), &MatmulShape { accumulate, ..shape });
+    let dropped = |x: Vec<T>| match node.op.product_dropout() {
+        Some(drop) => {
+            let (threshold, scale) = crate::graph::params::dropout_constants(drop.p()).expect("checked at build time");
+            let mut y = zeros(x.len());
+            dropout::dropout_forward(&mut y, &x, seed, drop.salt, threshold, scale);
+            y
+        }
+        None => x,
+    };
     match node.op {
         Op::MatMulRowSums { .. } => vec![c, matmul::row_sums_of_a(input(0), &shape)],
+        Op::MatMulResidual { .. } => {
+            let residual = input(node.inputs.len() - 1);
+            vec![dropped(c).into_iter().zip(residual).map(|(x, &r)| r + x).collect()]
+        }
         Op::MatMulAct { act, .. } => {
-            let y = activation_forward(act, &c);
+            let y = dropped(activation_forward(act, &c));
             vec![c, y]
         }
-        Op::MatMulActGrad { act, .. } => vec![activation_backward(act, input(2), &c)],
+        Op::MatMulActGrad { act, .. } => vec![activation_backward(act, input(2), &dropped(c))],
         _ => vec![c],
     }
 }
@@ -106,7 +119,7 @@ fn node_outputs<T: Real>(g: &Graph, node: &crate::graph::Node, values: &[Vec<T>]
         | Op::MatMulResidual { .. }
         | Op::MatMulRowSums { .. }
         | Op::MatMulAct { .. }
-        | Op::MatMulActGrad { .. } => product_outputs(g, node, values),
+        | Op::MatMulActGrad { .. } => product_outputs(g, node, values, seed),
         Op::Add => {
             let (a, b) = (input(0), input(1));
             vec![a.iter().enumerate().map(|(i, &x)| x + b[i % b.len()]).collect()]

@@ -2,12 +2,14 @@
 //! residual added to the product (with and without bias and accumulation, batched), the row
 //! sums of op(A) written by an extra column of workgroups, and each activation (its value
 //! written beside the product, or its derivative applied), on every variant, tiled block and
-//! the f16 kernels, every transpose, shapes that leave partial blocks and partial k; and
+//! the f16 kernels, every transpose, shapes that leave partial blocks and partial k; a dropout
+//! before each (and alone), drawn as the dropout op draws on a data-parallel shard; and
 //! split-K (the tiled kernel's partial products and their sum) with each of them.
 
 use crate::common;
 use common::{assert_close, for_each_gpu, Rng};
-use wgformer::graph::{Activation, GeluKind};
+use wgformer::graph::{Activation, GeluKind, ProductDropout};
+use wgformer::kernels::dropout::StepParams;
 use wgformer::kernels::matmul::{MatmulTiles, MatmulVariant};
 use wgformer::kernels::matmul_f16::{coop_subgroup, F16Variant, MatmulF16};
 use wgformer::kernels::{self, Matmul, MatmulExtras, MatmulShape};
@@ -19,6 +21,10 @@ use wgformer::{Gpu, Tensor};
 /// (batch, M, N, K): odd, aligned (the vec4 and subgroup kernels), long k past several strips.
 const SIZES: [(usize, usize, usize, usize); 5] =
     [(1, 37, 29, 23), (1, 70, 36, 20), (1, 5, 8, 301), (1, 130, 132, 64), (1, 1, 4, 9)];
+
+/// The step a fused dropout draws in: a seed, and shard 1 (elements keyed from C's length on).
+const STEP: StepParams = StepParams { seed: 0x5eed_1234, step: 3, shard: 1, _pad: 0 };
+const DROP: ProductDropout = ProductDropout::new(0.3, 77);
 
 const ACTIVATIONS: [Activation; 4] =
     [Activation::Gelu(GeluKind::Exact), Activation::Gelu(GeluKind::Tanh), Activation::Relu, Activation::Silu];
@@ -39,6 +45,13 @@ fn shapes() -> Vec<MatmulShape> {
                 all.push(MatmulShape { activation, bias: i == 3, ..packed });
                 let activation = Some(ACTIVATIONS[(i + trans + 1) % 4]);
                 all.push(MatmulShape { activation, activation_grad: true, ..packed });
+                // The same three with a dropout, and a dropout alone.
+                let dropout = Some(DROP);
+                all.push(MatmulShape { residual: true, bias: i == 0, dropout, ..packed });
+                let activation = Some(ACTIVATIONS[(i + trans + 2) % 4]);
+                all.push(MatmulShape { activation, bias: i == 3, dropout, ..packed });
+                all.push(MatmulShape { activation, activation_grad: true, dropout, ..packed });
+                all.push(MatmulShape { dropout, ..packed });
             }
         }
     }
@@ -47,7 +60,19 @@ fn shapes() -> Vec<MatmulShape> {
     all.push(MatmulShape { activation: Some(Activation::Relu), activation_grad: true, ..batched });
     all.push(MatmulShape { residual: true, bias: true, ..MatmulShape::packed(3, 17, 12, 8, false, true) });
     all.push(MatmulShape { residual: true, row_sums: true, ..MatmulShape::packed(1, 65, 12, 40, true, false) });
+    let dropout = Some(DROP);
+    all.push(MatmulShape { residual: true, bias: true, dropout, ..MatmulShape::packed(3, 17, 12, 8, false, true) });
+    all.push(MatmulShape { activation: Some(Activation::Relu), activation_grad: true, dropout, ..batched });
     all
+}
+
+/// `x` dropped as the dropout op drops a tensor of its length on STEP's shard.
+fn dropped(shape: &MatmulShape, x: Vec<f32>) -> Vec<f32> {
+    let Some(drop) = shape.dropout else { return x };
+    let (threshold, scale) = kernels::dropout::dropout_constants(drop.p()).unwrap();
+    let offset = STEP.shard as usize * x.len();
+    let keep = |i: usize| wgformer::reference::dropout::keep(STEP.seed, drop.salt, (i + offset) as u32, threshold);
+    x.iter().enumerate().map(|(i, &v)| if keep(i) { v * scale } else { 0.0 }).collect()
 }
 
 /// Operands of a shape, rounded to f16 where the kernel reads f16, and what the kernel must give.
@@ -71,15 +96,15 @@ impl Case {
         let (bias, c0, residual) = (rng.vec_f32(shape.n, 1.0), rng.vec_f32(nc, 1.0), rng.vec_f32(nc, 1.0));
         let mut want = if shape.accumulate { c0.clone() } else { vec![0.0; nc] };
         matmul_forward(&mut want, &a, &b, shape.bias.then_some(&bias[..]), shape);
-        if shape.residual {
-            want.iter_mut().zip(&residual).for_each(|(w, r)| *w += r);
-        }
         let mut want_aux = if shape.row_sums { row_sums_of_a(&a, shape) } else { Vec::new() };
         match shape.activation {
             // `residual` is the pre-activation here: the derivative at it multiplies C.
-            Some(act) if shape.activation_grad => want = activation_backward(act, &residual, &want),
-            Some(act) => want_aux = activation_forward(act, &want),
-            None => {}
+            Some(act) if shape.activation_grad => want = activation_backward(act, &residual, &dropped(shape, want)),
+            Some(act) => want_aux = dropped(shape, activation_forward(act, &want)),
+            None => want = dropped(shape, want),
+        }
+        if shape.residual {
+            want.iter_mut().zip(&residual).for_each(|(w, r)| *w += r);
         }
         Case { a, b, bias, c0, residual, want, want_aux }
     }
@@ -102,11 +127,13 @@ fn run_case(
     );
     let aux = gpu.upload("aux", &vec![f32::NAN; case.want_aux.len().max(1)]).unwrap();
     let (act, grad) = (shape.activation.is_some(), shape.activation_grad);
+    let step = gpu.uniform("step", &STEP);
     let extras = MatmulExtras {
         residual: shape.residual.then_some(&gres),
         row_sums: shape.row_sums.then_some(&aux),
         activated: (act && !grad).then_some(&aux),
         pre_activation: grad.then_some(&gres),
+        step: shape.dropout.is_some().then_some(&step),
     };
     let d = run(&gc, &ga, &gb, shape.bias.then_some(&gbias), extras);
     kernels::run(gpu, &d.iter().collect::<Vec<_>>()).unwrap();
@@ -190,6 +217,8 @@ fn split_k_matches_the_reference_for_every_split_count() {
     shapes.push(MatmulShape { residual: true, ..long });
     shapes.push(MatmulShape { activation: Some(Activation::Gelu(GeluKind::Exact)), bias: true, ..long });
     shapes.push(MatmulShape { activation: Some(Activation::Silu), activation_grad: true, ..long });
+    shapes.push(MatmulShape { residual: true, bias: true, dropout: Some(DROP), ..long });
+    shapes.push(MatmulShape { activation: Some(Activation::Relu), dropout: Some(DROP), ..long });
     shapes.push(MatmulShape { bias: true, accumulate: true, ..MatmulShape::packed(3, 17, 12, 100, false, true) });
     shapes.push(MatmulShape::packed(1, 9, 5, 20, false, false));
     let cases: Vec<Case> = shapes.iter().enumerate().map(|(i, s)| Case::new(s, 90 + i as u64, false)).collect();
@@ -254,5 +283,20 @@ fn extras_that_disagree_with_the_shape_are_errors() {
         let extras = MatmulExtras { residual: Some(&t), pre_activation: Some(&t), ..Default::default() };
         let err = mm.fwd_fused(gpu, &t, &t, &t, None, extras, &both).expect_err("refused");
         assert!(err.to_string().contains("at once"), "{err}");
+        // A dropout needs the step's uniform, a C of its own, packed, and a probability below 1.
+        let step = gpu.uniform("step", &STEP);
+        let with_step = MatmulExtras { step: Some(&step), ..Default::default() };
+        let dropout = MatmulShape { dropout: Some(DROP), ..plain };
+        let cases = [
+            (dropout, MatmulExtras::default(), "uniform"),
+            (plain, with_step, "uniform"),
+            (MatmulShape { accumulate: true, ..dropout }, with_step, "packed"),
+            (MatmulShape { ldc: 5, ..dropout }, with_step, "packed"),
+            (MatmulShape { dropout: Some(ProductDropout::new(1.0, 0)), ..plain }, with_step, "probability"),
+        ];
+        for (shape, extras, words) in cases {
+            let err = mm.fwd_fused(gpu, &t, &t, &t, None, extras, &shape).expect_err("refused");
+            assert!(err.to_string().contains(words), "{shape:?}: {err}");
+        }
     });
 }

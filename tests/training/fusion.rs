@@ -2,10 +2,10 @@
 //! in the product's store, bias gradients summed by their weight gradient's product,
 //! activations and their derivatives applied in the product's store, slices' gradients copied
 //! into place) train as the graphs they came from: the checked mode passes
-//! node by node on fused Transformer and ViT training graphs, and five Adam steps give the same
-//! losses and parameters with fusion on and off (`WGFORMER_FUSION`), for the ViT (dropout on,
-//! and off: the residual fusion needs no dropout between product and sum) and the Transformer,
-//! on every test backend.
+//! node by node on fused Transformer and ViT training graphs (with dropouts fused into the
+//! products' stores), and five Adam steps give the same losses and parameters with fusion on
+//! and off (`WGFORMER_FUSION`), for the ViT (dropout on and off) and the Transformer, on every
+//! test backend.
 
 use crate::common;
 use common::Rng;
@@ -140,28 +140,41 @@ fn fused_and_unfused_training_agree_with_dropout_on() {
 
 #[test]
 fn fused_transformer_and_vit_training_graphs_pass_the_checked_mode() {
+    let fused_ops = ["matmul_residual", "matmul_act", "matmul_act_grad"];
     let cases = [
-        (transformer_case as fn() -> Case, &["matmul_acc", "slice_into", "matmul_row_sums", "matmul_act"][..]),
+        // The Transformer's residual Adds and ReLUs have dropouts between them and their products.
+        (
+            transformer_case as fn() -> Case,
+            &["matmul_acc", "slice_into", "matmul_row_sums", "matmul_act", "matmul_act_grad", "matmul_residual"][..],
+            &fused_ops[..],
+        ),
         (
             vit_case_without_dropout,
             &["matmul_acc", "layernorm_bwd_acc", "matmul_residual", "matmul_row_sums", "matmul_act", "matmul_act_grad"],
+            &[],
         ),
+        (vit_case, &["matmul_residual"], &["matmul_residual"]),
     ];
     common::for_each_gpu(|gpu| {
-        for (case, ops) in cases {
-            checked_mode_passes(gpu, case(), ops);
+        for (case, ops, dropped) in cases {
+            checked_mode_passes(gpu, case(), ops, dropped);
         }
     });
 }
 
-/// The checked mode on `case`'s fused training graph, which has each of `ops`.
-fn checked_mode_passes(gpu: &Gpu, (mut graph, loss, params, inputs): Case, ops: &[&str]) {
+/// The checked mode on `case`'s fused training graph, which has each of `ops`, and of
+/// `dropped` some that apply a dropout in their store.
+fn checked_mode_passes(gpu: &Gpu, (mut graph, loss, params, inputs): Case, ops: &[&str], dropped: &[&str]) {
     let grads = backward(&mut graph, loss).unwrap();
     let mut fused = graph.clone();
     let pinned = wgformer::graph::plan::training_pinned(Some(loss), Some(&grads));
     assert!(wgformer::graph::fuse::fuse(&mut fused, &pinned) > 0, "the sums fuse");
     for op in ops {
         assert!(fused.nodes.iter().any(|n| n.op.name() == *op), "no {op} in the fused graph");
+    }
+    for op in dropped {
+        let with_dropout = |n: &&wgformer::graph::Node| n.op.name() == *op && n.op.product_dropout().is_some();
+        assert!(fused.nodes.iter().any(|n| with_dropout(&n)), "no {op} with a dropout in the fused graph");
     }
     let exec = Executor::new(gpu, graph, Some(loss), Some(&grads)).unwrap();
     for (p, v) in &params {

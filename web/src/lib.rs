@@ -78,29 +78,47 @@ fn up(gpu: &Gpu, v: &[f32]) -> Result<wgformer::gpu::Tensor> {
     gpu.upload("input", v)
 }
 
-/// A product against the reference, with the residual and the row sums its shape asks for
-/// (matmul_extras.wgsl), K in `splits` splits where the tiled kernel runs it.
+/// The step a fused dropout draws in (seed 9, one process).
+const STEP: kernels::dropout::StepParams = kernels::dropout::StepParams { seed: 9, step: 1, shard: 0, _pad: 0 };
+
+/// `x` after the dropout `s` fuses (if any), drawn as the dropout op draws in STEP.
+fn dropped(s: &MatmulShape, x: Vec<f32>) -> Result<Vec<f32>> {
+    let Some(drop) = s.dropout else { return Ok(x) };
+    let (threshold, scale) = kernels::dropout::dropout_constants(drop.p())?;
+    let keep = |i: usize| wgformer::reference::dropout::keep(STEP.seed, drop.salt, i as u32, threshold);
+    Ok(x.iter().enumerate().map(|(i, &v)| if keep(i) { v * scale } else { 0.0 }).collect())
+}
+
+/// A product against the reference, with the residual, row sums, activation and dropout its
+/// shape asks for (matmul_extras.wgsl), K in `splits` splits where the tiled kernel runs it.
 async fn matmul_case(gpu: &Gpu, mm: &Matmul, s: &MatmulShape, seed: u64, splits: usize) -> Result<(bool, String)> {
     let (na, nb, nc) = s.extents();
     let mut rng = Rng::new(seed);
     let (a, b, residual) = (vec_f32(&mut rng, na), vec_f32(&mut rng, nb), vec_f32(&mut rng, nc));
-    let mut want = if s.residual { residual.clone() } else { vec![0.0f32; nc] };
-    mm_ref::matmul_forward(&mut want, &a, &b, None, &MatmulShape { accumulate: s.residual, ..*s });
+    let mut want = vec![0.0f32; nc];
+    mm_ref::matmul_forward(&mut want, &a, &b, None, s);
     let mut want_aux = if s.row_sums { mm_ref::row_sums_of_a(&a, s) } else { vec![0.0; 1] };
     match s.activation {
         // The residual's values stand for the pre-activation, whose derivative multiplies C.
-        Some(act) if s.activation_grad => want = wgformer::reference::graph::activation_backward(act, &residual, &want),
-        Some(act) => want_aux = wgformer::reference::graph::activation_forward(act, &want),
-        None => {}
+        Some(act) if s.activation_grad => {
+            want = wgformer::reference::graph::activation_backward(act, &residual, &dropped(s, want)?)
+        }
+        Some(act) => want_aux = dropped(s, wgformer::reference::graph::activation_forward(act, &want))?,
+        None => want = dropped(s, want)?,
+    }
+    if s.residual {
+        want.iter_mut().zip(&residual).for_each(|(w, r)| *w += r);
     }
     let (ga, gb, gc) = (up(gpu, &a)?, up(gpu, &b)?, gpu.zeros("c", nc)?);
     let (gres, gaux) = (up(gpu, &residual)?, gpu.zeros("aux", want_aux.len())?);
     let (act, grad) = (s.activation.is_some(), s.activation_grad);
+    let step = gpu.uniform("step", &STEP);
     let extras = kernels::MatmulExtras {
         residual: s.residual.then_some(&gres),
         row_sums: s.row_sums.then_some(&gaux),
         activated: (act && !grad).then_some(&gaux),
         pre_activation: grad.then_some(&gres),
+        step: s.dropout.is_some().then_some(&step),
     };
     let d = mm.fwd_split(gpu, &gc, &ga, &gb, None, extras, s, Some(splits))?;
     let tol = 2e-6 * (s.k as f64).sqrt();
@@ -287,13 +305,16 @@ async fn run_all() -> Result<Report> {
             .collect();
         shapes.push(MatmulShape::packed(1, 64, 96, 128, false, true));
         // A residual added and op(A)'s row sums (a bias gradient), odd and aligned; GELU written
-        // beside the product, and its derivative applied.
+        // beside the product, and its derivative applied; the residual and GELU' after a dropout.
         for (m, n, k) in [(37, 29, 23), (64, 96, 128)] {
             let packed = MatmulShape::packed(1, m, n, k, true, false);
             shapes.push(MatmulShape { residual: true, row_sums: true, ..packed });
             let activation = Some(wgformer::graph::Activation::Gelu(GeluKind::Exact));
             shapes.push(MatmulShape { activation, ..MatmulShape::packed(1, m, n, k, false, true) });
             shapes.push(MatmulShape { activation, activation_grad: true, ..packed });
+            let dropout = Some(wgformer::graph::ProductDropout::new(0.25, 3));
+            shapes.push(MatmulShape { residual: true, dropout, ..packed });
+            shapes.push(MatmulShape { activation, activation_grad: true, dropout, ..packed });
         }
         for (i, s) in shapes.iter().enumerate() {
             let start = now_ms();
@@ -306,10 +327,12 @@ async fn run_all() -> Result<Report> {
                 s.k,
                 s.trans_a,
                 s.trans_b,
-                match (s.residual, s.activation, s.activation_grad) {
-                    (true, _, _) => " + residual, row sums",
-                    (_, Some(_), false) => " + GELU",
-                    (_, Some(_), true) => " * GELU'",
+                match (s.residual, s.activation, s.activation_grad, s.dropout.is_some()) {
+                    (true, _, _, true) => " + residual after dropout",
+                    (true, _, _, false) => " + residual, row sums",
+                    (_, Some(_), false, _) => " + GELU",
+                    (_, Some(_), true, true) => " * GELU' after dropout",
+                    (_, Some(_), true, false) => " * GELU'",
                     _ => "",
                 }
             );

@@ -22,12 +22,20 @@ pub(crate) struct MatmulParams {
     stride_b: u32,
     stride_c: u32,
     pub(super) k_split: u32,
+    drop_threshold: u32,
+    drop_scale: f32,
+    drop_salt: u32,
+    _pad: u32,
 }
 
 impl MatmulParams {
     /// The params of `shape` (`bias`: add the bias row); sizes over u32 are an error of `op`.
     pub(crate) fn of(op: &'static str, shape: &MatmulShape, bias: bool) -> Result<Self> {
         let u = |what, v| u32_of(op, what, v);
+        let (drop_threshold, drop_scale) = match shape.dropout {
+            Some(d) => crate::graph::params::dropout_constants(d.p())?,
+            None => (0, 1.0),
+        };
         Ok(MatmulParams {
             m: u("M", shape.m)?,
             n: u("N", shape.n)?,
@@ -41,11 +49,16 @@ impl MatmulParams {
                 | (shape.residual as u32) << 2
                 | (shape.row_sums as u32) << 3
                 | shape.activation.map_or(0, |a| a.code()) << 4
-                | (shape.activation_grad as u32) << 7,
+                | (shape.activation_grad as u32) << 7
+                | (shape.dropout.is_some() as u32) << 8,
             stride_a: u("stride_a", shape.stride_a)?,
             stride_b: u("stride_b", shape.stride_b)?,
             stride_c: u("stride_c", shape.stride_c)?,
             k_split: 0,
+            drop_threshold,
+            drop_scale,
+            drop_salt: shape.dropout.map_or(0, |d| d.salt),
+            _pad: 0,
         })
     }
 }
@@ -65,6 +78,9 @@ pub struct MatmulExtras<'a> {
     /// The activation's input, stored like C, at which its derivative multiplies C
     /// (`activation_grad`).
     pub pre_activation: Option<&'a Tensor>,
+    /// The step's seed and data-parallel shard (a uniform holding
+    /// [`crate::kernels::dropout::StepParams`]) that the shape's `dropout` draws from.
+    pub step: Option<&'a wgpu::Buffer>,
 }
 
 impl<'a> MatmulExtras<'a> {
@@ -85,6 +101,16 @@ impl<'a> MatmulExtras<'a> {
                 op,
                 "a residual and an activation's derivative (or row sums and an activation) at once",
             ));
+        }
+        if shape.dropout.is_some() != self.step.is_some() {
+            return Err(Error::shape(op, "a dropout needs the step's uniform, and the uniform a dropout"));
+        }
+        let packed = shape.ldc == shape.n && (shape.batch == 1 || shape.stride_c == shape.m * shape.n);
+        if shape.dropout.is_some() && (shape.accumulate || !packed) {
+            return Err(Error::shape(op, "a dropout in the store needs a packed C that is not accumulated into"));
+        }
+        if let Some(d) = shape.dropout {
+            crate::graph::params::dropout_constants(d.p())?;
         }
         let nc = shape.extents().2;
         for (name, t) in
@@ -120,6 +146,28 @@ impl<'a> MatmulExtras<'a> {
     {
         let side = self.residual.or(self.pre_activation).unwrap_or(none);
         [side, self.row_sums.or(self.activated).unwrap_or(scratch)]
+    }
+
+    /// A matmul dispatch's bind group: C, A, B, the bias and the two extras at 0-5, the params
+    /// at 6, the split-K partials at 7 (the tiled kernel), the step's uniform at 8 (`no_step`
+    /// where nothing draws from it).
+    pub(crate) fn entries<'t>(
+        &self,
+        tensors: &[&'t Tensor; 6],
+        params: &'t wgpu::Buffer,
+        partials: Option<&'t Tensor>,
+        no_step: &'t wgpu::Buffer,
+    ) -> Vec<wgpu::BindGroupEntry<'t>>
+    where
+        'a: 't,
+    {
+        let tensor =
+            |binding: u32, t: &'t Tensor| wgpu::BindGroupEntry { binding, resource: t.buffer().as_entire_binding() };
+        let mut entries: Vec<wgpu::BindGroupEntry> = (0..6).map(|i| tensor(i, tensors[i as usize])).collect();
+        entries.push(wgpu::BindGroupEntry { binding: 6, resource: params.as_entire_binding() });
+        entries.extend(partials.map(|t| tensor(7, t)));
+        entries.push(wgpu::BindGroupEntry { binding: 8, resource: self.step.unwrap_or(no_step).as_entire_binding() });
+        entries
     }
 }
 

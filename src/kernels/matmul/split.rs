@@ -87,6 +87,7 @@ impl Matmul {
         set: &MatmulSet,
         pipeline: &wgpu::ComputePipeline,
         tensors: &[&Tensor; 6],
+        extras: MatmulExtras,
         params: &MatmulParams,
         groups: [u32; 3],
         splits: usize,
@@ -97,12 +98,10 @@ impl Matmul {
             1 => self.no_partials.clone(),
             _ => self.partials(gpu, batch * splits * m * n)?,
         };
-        let mut entries: Vec<wgpu::BindGroupEntry> = (0..6).map(|i| entry(i, tensors[i as usize])).collect();
-        entries.push(wgpu::BindGroupEntry { binding: 6, resource: uniform.as_entire_binding() });
-        entries.push(entry(7, &partials));
+        let mut entries = extras.entries(tensors, &uniform, Some(&partials), &self.no_step);
         let mut out = vec![dispatch_entries(gpu, "matmul_fwd", pipeline, &entries, groups)?];
         if splits > 1 {
-            // The sum reads C (accumulation), the bias, side and aux (the epilogue): 0, 3..=7.
+            // The sum reads C (accumulation), the bias, side, aux and the step (the epilogue): 0, 3..=8.
             entries.retain(|e| e.binding == 0 || e.binding >= 3);
             let reduce = set.reduce_pipeline(gpu)?;
             let groups = grid(gpu, "matmul", (batch * m * n).div_ceil(256) as u64)?;
@@ -123,11 +122,6 @@ impl Matmul {
         *held = Some(t.clone());
         Ok(t)
     }
-}
-
-/// `t` bound at `binding`.
-fn entry(binding: u32, t: &Tensor) -> wgpu::BindGroupEntry<'_> {
-    wgpu::BindGroupEntry { binding, resource: t.buffer().as_entire_binding() }
 }
 
 impl MatmulSet {

@@ -55,6 +55,7 @@ fn product_shape(g: &Graph, node: &Node) -> Result<MatmulShape> {
         row_sums: matches!(node.op, Op::MatMulRowSums { .. }),
         activation,
         activation_grad: matches!(node.op, Op::MatMulActGrad { .. }),
+        dropout: node.op.product_dropout(),
         ..MatmulShape::packed(d.batch, d.m, d.n, d.k, trans_a, trans_b)
     })
 }
@@ -79,6 +80,7 @@ fn encode_matmul(
         row_sums: shape.row_sums.then(|| o(1)),
         activated: act_fwd.then(|| o(1)),
         pre_activation: shape.activation_grad.then_some(last),
+        step: shape.dropout.map(|_| ctx.step_params),
     };
     match g.desc(node.inputs[0]).dtype {
         Dtype::F16 => {
