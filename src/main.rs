@@ -281,19 +281,31 @@ fn plan(model: &str, config: Option<&str>, batch: usize, precision: &str, json: 
     };
     let precision = wgformer::graph::Precision::parse(precision)?;
     let grads = wgformer::graph::autodiff::backward(&mut graph, loss)?;
+    // Parameters cast as the executor would in this environment (WGFORMER_F16_WEIGHT_CASTS).
+    let weights = wgformer::settings::Settings::from_env()?.kernels.f16_weight_casts;
     if precision == wgformer::graph::Precision::F16 {
-        graph.cast_products_to_f16(wgformer::graph::F16Storage::Half, &wgformer::kernels::f16_forms::HalfTable);
+        let table = &wgformer::kernels::f16_forms::HalfTable;
+        graph.cast_products_to_f16_with(wgformer::graph::F16Storage::Half, weights, table);
     }
     let unfused = wgformer::graph::plan::report(&graph, loss, &grads);
     let pinned = wgformer::graph::plan::training_pinned(Some(loss), Some(&grads));
     wgformer::graph::fuse::fuse(&mut graph, &pinned);
     let r = wgformer::graph::plan::report(&graph, loss, &grads);
+    // GPUs run the weight gradients' long K in splits (the tiled matmul's untuned rule).
+    let splits = wgformer::kernels::matmul::default_gpu_splits;
+    let on_gpus = wgformer::graph::plan::report_with_splits(&graph, loss, &grads, splits);
     if json {
-        println!("{}", serde_json::to_string(&r).unwrap_or_default());
+        println!("{}", serde_json::json!({ "cpu_adapters": r, "gpus": on_gpus }));
         return Ok(());
     }
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
-    let what = format!("{model} {config}, batch {batch}, {}", precision.name());
+    let mut what = format!("{model} {config}, batch {batch}, {}", precision.name());
+    if precision == wgformer::graph::Precision::F16 {
+        what += match weights {
+            wgformer::settings::F16WeightCasts::PerProduct => " (parameters cast before each product)",
+            wgformer::settings::F16WeightCasts::OncePerStep => " (parameters cast once per step)",
+        };
+    }
     println!("{what}: one training step (forward, backward, clipping, Adam)");
     println!("  nodes                  {}", r.nodes);
     println!("  dispatches per step    {}", r.dispatches_per_step);
@@ -310,6 +322,12 @@ fn plan(model: &str, config: Option<&str>, batch: usize, precision: &str, json: 
         mib(r.forward_backward_bytes),
         mib(unfused.forward_backward_bytes),
         mib(r.optimizer_bytes_moved)
+    );
+    println!(
+        "  on GPUs                {} forward+backward: {} products with K in splits (a sum each), {:.1} MiB of partials",
+        on_gpus.forward_backward_dispatches,
+        on_gpus.split_k_products,
+        mib(on_gpus.split_k_scratch_bytes)
     );
     println!("  submits per step       {}", r.submits_per_step);
     println!("  parameters             {:.1} MiB", mib(r.param_bytes));

@@ -22,6 +22,7 @@ pub const VARIABLES: &[&str] = &[
     "WGFORMER_MATMUL_BLOCK",
     "WGFORMER_MATMUL_SPLITS",
     "WGFORMER_MATMUL_F16",
+    "WGFORMER_F16_WEIGHT_CASTS",
     "WGFORMER_COOP",
     "WGFORMER_ATTENTION_VARIANT",
     "WGFORMER_BOUNDS_CHECKS",
@@ -128,6 +129,8 @@ pub struct KernelSettings {
     pub matmul_splits: Option<u32>,
     /// `WGFORMER_MATMUL_F16`.
     pub f16_products: Option<F16Products>,
+    /// `WGFORMER_F16_WEIGHT_CASTS=per-product|once`.
+    pub f16_weight_casts: F16WeightCasts,
     /// `WGFORMER_COOP` (default on): open devices with cooperative matrices where listed.
     pub coop: bool,
     /// `WGFORMER_ATTENTION_VARIANT`.
@@ -146,12 +149,26 @@ impl Default for KernelSettings {
             matmul_block: None,
             matmul_splits: None,
             f16_products: None,
+            f16_weight_casts: F16WeightCasts::default(),
             coop: true,
             attention: None,
             bounds_checks: false,
             fusion: true,
         }
     }
+}
+
+/// How often mixed precision casts a parameter that products read to f16
+/// (`WGFORMER_F16_WEIGHT_CASTS`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum F16WeightCasts {
+    /// A short-lived copy before each product that reads it (a weight: forward and input
+    /// gradient): no f16 copy outlives its product.
+    #[default]
+    PerProduct,
+    /// One copy per step, kept from the first product that reads it to the last (as PyTorch's
+    /// autocast caches weight casts): fewer casts, up to half the parameters' bytes more memory.
+    OncePerStep,
 }
 
 /// Which kernel choices are measured (`WGFORMER_TUNE`).
@@ -213,6 +230,10 @@ impl Settings {
             matmul_block: get("WGFORMER_MATMUL_BLOCK").map(|v| parse_block(&v)).transpose()?,
             matmul_splits: get("WGFORMER_MATMUL_SPLITS").map(|v| parse_splits(&v)).transpose()?,
             f16_products: get("WGFORMER_MATMUL_F16").map(|v| parse_f16_products(&v)).transpose()?,
+            f16_weight_casts: get("WGFORMER_F16_WEIGHT_CASTS")
+                .map(|v| parse_weight_casts(&v))
+                .transpose()?
+                .unwrap_or_default(),
             coop: get("WGFORMER_COOP").is_none_or(|v| v.trim() != "0"),
             attention: get("WGFORMER_ATTENTION_VARIANT").map(|v| parse_attention(&v)).transpose()?,
             bounds_checks: flag(get("WGFORMER_BOUNDS_CHECKS")),
@@ -377,6 +398,14 @@ fn parse_f16_products(value: &str) -> Result<F16Products> {
     }
 }
 
+fn parse_weight_casts(value: &str) -> Result<F16WeightCasts> {
+    match value.trim() {
+        "per-product" => Ok(F16WeightCasts::PerProduct),
+        "once" => Ok(F16WeightCasts::OncePerStep),
+        _ => Err(invalid("WGFORMER_F16_WEIGHT_CASTS", value, "per-product or once")),
+    }
+}
+
 fn parse_attention(value: &str) -> Result<AttentionKernel> {
     match value.trim() {
         "composed" => Ok(AttentionKernel::Composed),
@@ -427,6 +456,7 @@ mod tests {
             ("WGFORMER_MATMUL_BLOCK", "8,4"),
             ("WGFORMER_MATMUL_SPLITS", "4"),
             ("WGFORMER_MATMUL_F16", "rounded"),
+            ("WGFORMER_F16_WEIGHT_CASTS", "once"),
             ("WGFORMER_COOP", "0"),
             ("WGFORMER_TUNE", "1"),
             ("WGFORMER_TUNE_BUDGET_MS", "5"),
@@ -438,6 +468,7 @@ mod tests {
         assert_eq!(s.kernels.matmul_block, Some((8, 4)));
         assert_eq!(s.kernels.matmul_splits, Some(4));
         assert_eq!(s.kernels.f16_products, Some(F16Products::Rounded));
+        assert_eq!(s.kernels.f16_weight_casts, F16WeightCasts::OncePerStep);
         assert!(!s.kernels.coop);
         assert_eq!((s.tuning.mode, s.tuning.budget_ms), (TuneMode::All, 5.0));
         if cfg!(all(unix, not(target_os = "macos"))) {
@@ -455,6 +486,7 @@ mod tests {
             ("WGFORMER_MATMUL_SPLITS", "65"),
             ("WGFORMER_MATMUL_VARIANT", "fast"),
             ("WGFORMER_MATMUL_F16", "bf16"),
+            ("WGFORMER_F16_WEIGHT_CASTS", "twice"),
             ("WGFORMER_ATTENTION_VARIANT", "flash"),
             ("WGFORMER_TUNE", "yes"),
             ("WGFORMER_TUNE_BUDGET_MS", "-1"),

@@ -1,7 +1,7 @@
 //! Graph builder methods: each checks shapes and types and returns `Err` naming the op, the
 //! tensors and their shapes, so a bad model config fails at build time, not on the GPU.
 
-use super::params::GeluKind;
+use super::params::{GeluKind, MatmulShape};
 use super::{Dtype, Graph, Op, Role, TensorId};
 use crate::error::{Error, Result};
 
@@ -20,6 +20,29 @@ impl Graph {
         let (trans_a, trans_b, _, batched) = node.op.product()?;
         let d = matmul_dims(self.shape(node.inputs[0]), self.shape(node.inputs[1]), trans_a, trans_b, batched).ok()?;
         Some([d.batch, d.m, d.n, d.k])
+    }
+
+    /// The product a MatMul node, or one of its fused forms, computes, with what it fuses:
+    /// MatMulAcc accumulates into its output (which shares the accumulator's buffer, the
+    /// plan), MatMulResidual adds its last input, MatMulRowSums writes op(A)'s row sums too,
+    /// MatMulAct and MatMulActGrad apply an activation, and the fused forms a dropout.
+    pub fn product_shape(&self, node: &super::Node) -> Option<MatmulShape> {
+        let [batch, m, n, k] = self.matmul_product(node)?;
+        let (trans_a, trans_b, bias, _) = node.op.product()?;
+        let activation = match node.op {
+            Op::MatMulAct { act, .. } | Op::MatMulActGrad { act, .. } => Some(act),
+            _ => None,
+        };
+        Some(MatmulShape {
+            bias,
+            accumulate: matches!(node.op, Op::MatMulAcc { .. }),
+            residual: matches!(node.op, Op::MatMulResidual { .. }),
+            row_sums: matches!(node.op, Op::MatMulRowSums { .. }),
+            activation,
+            activation_grad: matches!(node.op, Op::MatMulActGrad { .. }),
+            dropout: node.op.product_dropout(),
+            ..MatmulShape::packed(batch, m, n, k, trans_a, trans_b)
+        })
     }
 }
 

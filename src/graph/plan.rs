@@ -6,7 +6,7 @@
 //! gradients the optimizer reads, outputs read back) get slots of their own.
 
 use crate::graph::autodiff::Gradients;
-use crate::graph::{Graph, Role, TensorId};
+use crate::graph::{Dtype, Graph, Role, TensorId};
 use serde::Serialize;
 
 /// Where every tensor of a graph lives.
@@ -150,6 +150,10 @@ pub struct PlanReport {
     pub forward_backward_dispatches: usize,
     /// The forward and backward's dispatches by op name, most first.
     pub dispatches_by_op: Vec<(String, usize)>,
+    /// Products run with K in splits (each one more dispatch: the partial products' sum).
+    pub split_k_products: usize,
+    /// The scratch their partial products take: one buffer, the largest's, shared by all.
+    pub split_k_scratch_bytes: u64,
     /// Bytes the forward and backward's nodes read and write, each tensor counted once per node
     /// that reads or writes it (what reaches memory at the least, with no cache reuse).
     pub forward_backward_bytes: u64,
@@ -171,8 +175,20 @@ pub struct PlanReport {
     pub naive_activation_bytes: u64,
 }
 
-/// Plans a training step of `g` (forward, backward, gradient clipping, Adam) and reports it.
+/// Plans a training step of `g` (forward, backward, gradient clipping, Adam) and reports it,
+/// every product in one dispatch (as on CPU adapters).
 pub fn report(g: &Graph, loss: TensorId, grads: &Gradients) -> PlanReport {
+    report_with_splits(g, loss, grads, |_| 1)
+}
+
+/// [`report`] where the f32 products run with K in as many splits as `splits` says (the
+/// matmul's rule on GPUs: `kernels::matmul::default_gpu_splits`).
+pub fn report_with_splits(
+    g: &Graph,
+    loss: TensorId,
+    grads: &Gradients,
+    splits: impl Fn(&crate::graph::MatmulShape) -> usize,
+) -> PlanReport {
     let p = plan(g, &training_pinned(Some(loss), Some(grads)));
     let gradient_bytes: u64 = grads.of.values().map(|&t| bytes(g, t)).sum();
     let param_gradients: std::collections::HashSet<TensorId> = grads.of.values().copied().collect();
@@ -183,9 +199,25 @@ pub fn report(g: &Graph, loss: TensorId, grads: &Gradients) -> PlanReport {
     for n in &g.nodes {
         *by_op.entry(n.op.name()).or_default() += n.op.dispatches();
     }
+    // Split products: f32 ones (the f16 kernels run whole), one sum dispatch each.
+    let split: Vec<(crate::graph::MatmulShape, usize)> = g
+        .nodes
+        .iter()
+        .filter(|n| g.desc(n.inputs[0]).dtype == Dtype::F32)
+        .filter_map(|n| g.product_shape(n))
+        .map(|s| (s, splits(&s)))
+        .filter(|&(_, k)| k > 1)
+        .collect();
+    if !split.is_empty() {
+        by_op.insert("matmul_reduce_splits", split.len());
+    }
+    let split_k_scratch_bytes = split.iter().map(|(s, k)| (s.batch * k * s.m * s.n * 4) as u64).max().unwrap_or(0);
+    let forward_backward = forward_backward + split.len();
     let mut dispatches_by_op: Vec<(String, usize)> = by_op.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-    let forward_backward_bytes =
-        g.nodes.iter().flat_map(|n| n.inputs.iter().chain(&n.outputs)).map(|&t| bytes(g, t)).sum();
+    // Split products also write their partials and read them back in the sum.
+    let partial_bytes: u64 = split.iter().map(|(s, k)| 2 * (s.batch * k * s.m * s.n * 4) as u64).sum();
+    let forward_backward_bytes = partial_bytes
+        + g.nodes.iter().flat_map(|n| n.inputs.iter().chain(&n.outputs)).map(|&t| bytes(g, t)).sum::<u64>();
     let trained_bytes: u64 = g.params().iter().filter(|&&t| grads.get(t).is_some()).map(|&t| bytes(g, t)).sum();
     dispatches_by_op.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     PlanReport {
@@ -193,6 +225,8 @@ pub fn report(g: &Graph, loss: TensorId, grads: &Gradients) -> PlanReport {
         dispatches_per_step: forward_backward + 2 * updates + 1,
         forward_backward_dispatches: forward_backward,
         dispatches_by_op,
+        split_k_products: split.len(),
+        split_k_scratch_bytes,
         forward_backward_bytes,
         optimizer_bytes_moved: 8 * trained_bytes,
         submits_per_step: 1,
@@ -317,5 +351,21 @@ mod tests {
         let one = 4 * 8 * 4;
         assert_eq!(live_peak(&g, |t| g.desc(t).role == Role::Param), 2 * one);
         assert_eq!(plan(&g, &[]).peak_activation_bytes, 3 * one);
+    }
+
+    #[test]
+    fn split_products_add_a_dispatch_each_and_their_partials() {
+        let (mut g, loss) = chain();
+        let grads = crate::graph::autodiff::backward(&mut g, loss).unwrap();
+        let whole = report(&g, loss, &grads);
+        // Split the weight gradients (op(A) = dY^T: 32 x 32 x 16) in 4.
+        let split = report_with_splits(&g, loss, &grads, |s| if s.trans_a && s.m == 32 { 4 } else { 1 });
+        assert_eq!(split.split_k_products, 5);
+        assert_eq!(split.forward_backward_dispatches, whole.forward_backward_dispatches + 5);
+        assert_eq!(split.dispatches_per_step, whole.dispatches_per_step + 5);
+        assert_eq!(split.split_k_scratch_bytes, 4 * 32 * 32 * 4);
+        assert_eq!(split.forward_backward_bytes, whole.forward_backward_bytes + 5 * 2 * 4 * 32 * 32 * 4);
+        assert!(split.dispatches_by_op.contains(&("matmul_reduce_splits".to_string(), 5)));
+        assert_eq!((whole.split_k_products, whole.split_k_scratch_bytes), (0, 0));
     }
 }

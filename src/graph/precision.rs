@@ -6,7 +6,8 @@
 //! so the copy a backward product reads (a layer's input, kept for its weight gradient) is
 //! stored in f16: half the memory. Anything else (parameters, inputs, activations that other
 //! ops read too) gets a short-lived copy per product, so that no f32 tensor and its f16 copy
-//! are both kept across the step.
+//! are both kept across the step; parameters may instead be cast once per step
+//! (`F16WeightCasts::OncePerStep`), their copies kept from the first product to the last.
 //!
 //! A tensor whose writer and every reader have f16 forms (a product read only by GELU or by
 //! attention, attention's output and gradients, the cross-entropy's gradient, a product read
@@ -15,6 +16,7 @@
 //! as under PyTorch's autocast.
 
 use super::{Dtype, Graph, Node, Op, Role, TensorId};
+use crate::settings::F16WeightCasts;
 
 /// Where an operand sits on a node: input or output, by position.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,7 +65,18 @@ impl Graph {
     /// already f16 is left alone, so a second call changes nothing. Returns the number of
     /// tensors made f16.
     pub fn cast_products_to_f16(&mut self, storage: F16Storage, kernels: &dyn HalfKernels) -> usize {
-        self.half_outputs(storage, kernels) + self.cast_operands(storage)
+        self.cast_products_to_f16_with(storage, F16WeightCasts::PerProduct, kernels)
+    }
+
+    /// [`Graph::cast_products_to_f16`] with parameters cast as `weights` says: before each
+    /// product, or once per step.
+    pub fn cast_products_to_f16_with(
+        &mut self,
+        storage: F16Storage,
+        weights: F16WeightCasts,
+        kernels: &dyn HalfKernels,
+    ) -> usize {
+        self.half_outputs(storage, kernels) + self.cast_operands(storage, weights)
     }
 
     /// Outputs kept in f16: written so by their node (f16 storage), or rounded by a cast right
@@ -134,7 +147,7 @@ impl Graph {
 
     /// Every product's operands read from f16 copies (see the module's doc for which are
     /// shared).
-    fn cast_operands(&mut self, storage: F16Storage) -> usize {
+    fn cast_operands(&mut self, storage: F16Storage, weights: F16WeightCasts) -> usize {
         let n = self.tensors.len();
         let mut made_by_cast = vec![false; n];
         let mut only_products = vec![true; n];
@@ -161,7 +174,9 @@ impl Graph {
                     if made_by_cast[t.0] || self.desc(t).dtype != Dtype::F32 {
                         continue;
                     }
-                    let once = self.desc(t).role == Role::Activation && only_products[t.0];
+                    let role = self.desc(t).role;
+                    let once = (role == Role::Activation && only_products[t.0])
+                        || (role == Role::Param && weights == F16WeightCasts::OncePerStep);
                     node.inputs[pos] = match copy_of[t.0] {
                         Some(copy) if once => copy,
                         _ => {

@@ -4,6 +4,7 @@
 
 mod params;
 mod split;
+pub use split::default_gpu_splits;
 mod tune;
 
 use super::{check_loop_budget, dispatch_entries, u32_of, Dispatch};
@@ -98,7 +99,26 @@ fn tiled_block(gpu: &Gpu, tiles: MatmulTiles) -> (u32, u32) {
     let asked = gpu.settings.kernels.matmul_block;
     // The large tiles (16 or more rows per workgroup) take 128 x 64 blocks, the small 64 x 64.
     // On an H200 at 4096^3: 8x4 29.9 TFLOP/s, 4x4 23.8, 8x8 2.3 (its 64 accumulators spill).
-    asked.unwrap_or(if tiles.wg_m * tiles.tm >= 16 { (8, 4) } else { (4, 4) })
+    asked.unwrap_or(if tiles.wg_m * tiles.tm >= 16 { TILED_LARGE_BLOCK } else { TILED_SMALL_BLOCK })
+}
+
+/// The tiled kernel's default blocks (TM, TN per invocation of 16 x 16): large and small.
+pub(crate) const TILED_LARGE_BLOCK: (u32, u32) = (8, 4);
+pub(crate) const TILED_SMALL_BLOCK: (u32, u32) = (4, 4);
+
+/// Blocks of C (workgroups) the tiled kernel runs `shape` in with `block` per invocation.
+pub(crate) fn tiled_blocks(shape: &MatmulShape, (tm, tn): (u32, u32)) -> usize {
+    shape.m.div_ceil(16 * tm as usize) * shape.n.div_ceil(16 * tn as usize) * shape.batch
+}
+
+/// The block the tiled kernel's untuned rule gives `shape` between `large` and `small`: large
+/// blocks only where they make enough workgroups for a GPU.
+pub(crate) fn tiled_block_rule(shape: &MatmulShape, large: (u32, u32), small: (u32, u32)) -> (u32, u32) {
+    if tiled_blocks(shape, large) >= TILED_LARGE_MIN_BLOCKS {
+        large
+    } else {
+        small
+    }
 }
 
 /// Pipelines per (trans_a, trans_b) for each variant the adapter supports, for one tile size.
@@ -214,9 +234,8 @@ impl Matmul {
         let Some(small) = &self.small else { return &self.large };
         if self.large.best == MatmulVariant::Tiled {
             // A GPU needs many workgroups in flight: large blocks only where they make enough.
-            let (tm, tn) = self.large.block;
-            let blocks = shape.m.div_ceil(16 * tm as usize) * shape.n.div_ceil(16 * tn as usize) * shape.batch;
-            return if blocks >= TILED_LARGE_MIN_BLOCKS { &self.large } else { small };
+            let large = tiled_blocks(shape, self.large.block) >= TILED_LARGE_MIN_BLOCKS;
+            return if large { &self.large } else { small };
         }
         if shape.m.min(shape.n) <= SMALL_PRODUCT {
             return small;

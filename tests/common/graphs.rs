@@ -4,6 +4,7 @@
 use wgformer::graph::{Dtype, Graph, TensorId};
 use wgformer::kernels::GeluKind;
 
+#[derive(Clone)]
 pub struct TestGraph {
     pub graph: Graph,
     pub loss: TensorId,

@@ -12,6 +12,30 @@ use wgformer::kernels::f16_forms::HalfTable;
 use wgformer::reference::graph::evaluate;
 use wgformer::runtime::exec::{Executor, HostData, StepOptions};
 
+/// An executor of `t`'s graph with random parameters and inputs from `seed` and its targets
+/// set, and those values (the targets as f32) for the reference.
+fn executor_with_values(
+    gpu: &wgformer::Gpu,
+    t: &common::graphs::TestGraph,
+    grads: &wgformer::graph::autodiff::Gradients,
+    seed: u64,
+) -> (Executor, Vec<Vec<f32>>) {
+    let mut values = random_values(&t.graph, seed);
+    for (id, v) in &t.targets {
+        values[id.0] = v.iter().map(|&x| x as f32).collect();
+    }
+    let exec = Executor::new(gpu, t.graph.clone(), Some(t.loss), Some(grads)).unwrap();
+    for (k, d) in t.graph.tensors.iter().enumerate() {
+        if d.role != Role::Activation && d.dtype == Dtype::F32 {
+            exec.set(gpu, TensorId(k), HostData::F32(&values[k])).unwrap();
+        }
+    }
+    for (id, v) in &t.targets {
+        exec.set(gpu, *id, HostData::U32(v)).unwrap();
+    }
+    (exec, values)
+}
+
 #[test]
 fn cast_graphs_match_the_reference() {
     for_each_gpu(|gpu| {
@@ -40,19 +64,7 @@ fn cast_graphs_match_the_reference() {
                         _ => false,
                     })
                     .count();
-                let mut values = random_values(&t.graph, 20 + i as u64);
-                for (id, v) in &t.targets {
-                    values[id.0] = v.iter().map(|&x| x as f32).collect();
-                }
-                let exec = Executor::new(gpu, t.graph.clone(), Some(t.loss), Some(&grads)).unwrap();
-                for (k, d) in t.graph.tensors.iter().enumerate() {
-                    if d.role != Role::Activation && d.dtype == Dtype::F32 {
-                        exec.set(gpu, TensorId(k), HostData::F32(&values[k])).unwrap();
-                    }
-                }
-                for (id, v) in &t.targets {
-                    exec.set(gpu, *id, HostData::U32(v)).unwrap();
-                }
+                let (exec, mut values) = executor_with_values(gpu, &t, &grads, 20 + i as u64);
                 exec.check_nodes(gpu, 0, 1e-5, 1e-3).unwrap_or_else(|e| panic!("{label}: {e}"));
                 let loss = exec.step(gpu, &[], &StepOptions::default()).unwrap();
                 evaluate(&t.graph, &mut values);
@@ -67,6 +79,44 @@ fn cast_graphs_match_the_reference() {
                 }
             }
             assert!(half_products > 0, "{storage:?}: no graph keeps a product in f16");
+        }
+    });
+}
+
+/// Parameters cast once per step (`WGFORMER_F16_WEIGHT_CASTS=once`) give the step the same loss
+/// and gradients, bit for bit, as casts before each product (a cast is exact either way), with
+/// fewer casts; the checked mode passes on the graph.
+#[test]
+fn weights_cast_once_per_step_train_as_casts_per_product() {
+    use wgformer::settings::F16WeightCasts;
+    for_each_gpu(|gpu| {
+        if !gpu.caps.f16 {
+            eprintln!("skipped on {}: no f16 shaders", gpu.describe());
+            return;
+        }
+        let storage = if gpu.is_cpu() { F16Storage::RoundedF32 } else { F16Storage::Half };
+        for (i, (name, base)) in common::graphs::all().into_iter().enumerate().take(3) {
+            let mut results = Vec::new();
+            for weights in [F16WeightCasts::PerProduct, F16WeightCasts::OncePerStep] {
+                let mut t = base.clone();
+                let grads = backward(&mut t.graph, t.loss).unwrap();
+                let table = &HalfTable;
+                t.graph.cast_products_to_f16_with(storage, weights, table);
+                let casts = t.graph.nodes.iter().filter(|n| n.op == Op::CastF16).count();
+                let (exec, _) = executor_with_values(gpu, &t, &grads, 40 + i as u64);
+                if weights == F16WeightCasts::OncePerStep {
+                    exec.check_nodes(gpu, 0, 1e-5, 1e-3).unwrap_or_else(|e| panic!("{name}: {e}"));
+                }
+                let loss = exec.step(gpu, &[], &StepOptions::default()).unwrap();
+                let mut grad_values: Vec<(TensorId, Vec<f32>)> =
+                    grads.of.iter().map(|(p, g)| (*p, exec.read(gpu, *g).unwrap())).collect();
+                grad_values.sort_by_key(|(p, _)| p.0);
+                results.push((casts, loss, grad_values));
+            }
+            let (per_product, once) = (&results[0], &results[1]);
+            assert!(once.0 < per_product.0, "{name}: {} casts once per step, {} per product", once.0, per_product.0);
+            assert_eq!(once.1.to_bits(), per_product.1.to_bits(), "{name}: loss");
+            assert!(once.2 == per_product.2, "{name}: gradients differ");
         }
     });
 }
@@ -219,6 +269,19 @@ mod rewrite {
         // A parameter is cast before each product that reads it (forward and input gradient).
         let w2 = g.find("w2").unwrap();
         assert_eq!(g.nodes.iter().filter(|n| n.op == Op::CastF16 && n.inputs[0] == w2).count(), 2);
+    }
+
+    #[test]
+    fn parameters_cast_once_per_step_are_cast_once() {
+        use wgformer::settings::F16WeightCasts;
+        let mut g = mlp();
+        g.cast_products_to_f16_with(F16Storage::Half, F16WeightCasts::OncePerStep, &HalfTable);
+        // w2's one copy feeds both products that read it.
+        let w2 = g.find("w2").unwrap();
+        let casts: Vec<&Node> = g.nodes.iter().filter(|n| n.op == Op::CastF16 && n.inputs[0] == w2).collect();
+        assert_eq!(casts.len(), 1);
+        let copy = casts[0].outputs[0];
+        assert_eq!(g.nodes.iter().filter(|n| n.inputs.contains(&copy)).count(), 2);
     }
 }
 

@@ -4,7 +4,10 @@
 //! into C in split order, with the bias, the accumulation and the epilogue. No atomics, so the
 //! result is the same on every run. The partials live in one scratch buffer per `Matmul`.
 
-use super::{check_operands, Matmul, MatmulExtras, MatmulParams, MatmulSet, MatmulShape, MatmulVariant};
+use super::{
+    check_operands, tiled_block_rule, tiled_blocks, Matmul, MatmulExtras, MatmulParams, MatmulSet, MatmulShape,
+    MatmulVariant, TILED_LARGE_BLOCK, TILED_SMALL_BLOCK,
+};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
 use crate::kernels::{dispatch_entries, grid, lazy, Dispatch};
@@ -28,12 +31,23 @@ pub(super) fn split_rule(gpu: &Gpu, set: &MatmulSet, shape: &MatmulShape) -> usi
     if let Some(asked) = gpu.settings.kernels.matmul_splits {
         return asked as usize;
     }
-    let (tm, tn) = set.block;
-    let blocks = shape.m.div_ceil(16 * tm as usize) * shape.n.div_ceil(16 * tn as usize) * shape.batch;
+    rule_splits(shape, set.block)
+}
+
+/// The splits the untuned rule asks of `shape` on the tiled kernel with `block` per invocation.
+fn rule_splits(shape: &MatmulShape, block: (u32, u32)) -> usize {
+    let blocks = tiled_blocks(shape, block);
     if blocks >= SPLIT_TARGET_BLOCKS {
         return 1;
     }
     (SPLIT_TARGET_BLOCKS / blocks).min(shape.k / SPLIT_MIN_K).clamp(1, SPLIT_MAX)
+}
+
+/// The splits of K a GPU runs an f32 `shape` in with the tiled kernel's default blocks and
+/// untuned rules (no settings, no measured choice): what `wgformer plan` counts.
+pub fn default_gpu_splits(shape: &MatmulShape) -> usize {
+    let block = tiled_block_rule(shape, TILED_LARGE_BLOCK, TILED_SMALL_BLOCK);
+    k_split_of(shape.k, rule_splits(shape, block)).1
 }
 
 /// (k per split, the splits that makes) for `splits` asked of a product of `k`: each split a
@@ -134,7 +148,20 @@ impl MatmulSet {
 
 #[cfg(test)]
 mod tests {
-    use super::k_split_of;
+    use super::{default_gpu_splits, k_split_of};
+    use crate::graph::MatmulShape;
+
+    /// What `wgformer plan` counts for GPUs: transformer-base's weight gradients at batch 128
+    /// (512 x 512 x 4096, 64 small blocks) in 4 splits; ViT-Base's at batch 8 (768 x 768 x 1576,
+    /// 144 small blocks) whole; products with blocks enough, or a short K, whole.
+    #[test]
+    fn the_default_gpu_rule_splits_weight_gradients_with_few_blocks() {
+        assert_eq!(default_gpu_splits(&MatmulShape::packed(1, 512, 512, 4096, true, false)), 4);
+        assert_eq!(default_gpu_splits(&MatmulShape::packed(1, 768, 768, 1576, true, false)), 1);
+        assert_eq!(default_gpu_splits(&MatmulShape::packed(1, 4096, 512, 512, false, false)), 1);
+        assert_eq!(default_gpu_splits(&MatmulShape::packed(1, 64, 64, 700, true, false)), 1);
+        assert_eq!(default_gpu_splits(&MatmulShape::packed(1, 64, 64, 8192, true, false)), 16);
+    }
 
     #[test]
     fn splits_are_whole_strips_and_cover_k() {

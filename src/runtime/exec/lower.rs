@@ -2,11 +2,10 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
-use crate::graph::build::matmul_dims;
 use crate::graph::{Dtype, F16Storage, Graph, Node, Op, Precision};
 use crate::kernels::attention::AttentionShape;
 use crate::kernels::layout::TokenCopy;
-use crate::kernels::{Dispatch, F16Set, KernelSet, MatmulExtras, MatmulShape};
+use crate::kernels::{Dispatch, F16Set, KernelSet, MatmulExtras};
 use std::sync::Arc;
 
 /// What some nodes need beyond their tensors.
@@ -32,32 +31,10 @@ pub(super) fn cast_products(gpu: &Gpu, mut g: Graph) -> Result<(Graph, Option<Ar
     let set = F16Set::of(gpu)?;
     if g.precision == Precision::F16 {
         let storage = if set.rounded { F16Storage::RoundedF32 } else { F16Storage::Half };
-        g.cast_products_to_f16(storage, &crate::kernels::f16_forms::HalfTable);
+        let weights = gpu.settings.kernels.f16_weight_casts;
+        g.cast_products_to_f16_with(storage, weights, &crate::kernels::f16_forms::HalfTable);
     }
     Ok((g, Some(set)))
-}
-
-/// The product a MatMul node, or one of its fused forms, computes: MatMulAcc accumulates into
-/// its output (which shares the accumulator's buffer, the plan), MatMulResidual adds its last
-/// input, MatMulRowSums writes op(A)'s row sums too.
-fn product_shape(g: &Graph, node: &Node) -> Result<MatmulShape> {
-    let (trans_a, trans_b, bias, batched) = node.op.product().ok_or_else(|| Error::shape("matmul", "not a product"))?;
-    let (a, b) = (&g.desc(node.inputs[0]).shape, &g.desc(node.inputs[1]).shape);
-    let d = matmul_dims(a, b, trans_a, trans_b, batched).map_err(|m| Error::shape("matmul", m))?;
-    let activation = match node.op {
-        Op::MatMulAct { act, .. } | Op::MatMulActGrad { act, .. } => Some(act),
-        _ => None,
-    };
-    Ok(MatmulShape {
-        bias,
-        accumulate: matches!(node.op, Op::MatMulAcc { .. }),
-        residual: matches!(node.op, Op::MatMulResidual { .. }),
-        row_sums: matches!(node.op, Op::MatMulRowSums { .. }),
-        activation,
-        activation_grad: matches!(node.op, Op::MatMulActGrad { .. }),
-        dropout: node.op.product_dropout(),
-        ..MatmulShape::packed(d.batch, d.m, d.n, d.k, trans_a, trans_b)
-    })
 }
 
 /// A product node: the f16 kernel where mixed precision made its operands f16 (their casts are
@@ -71,7 +48,7 @@ fn encode_matmul(
     ctx: &NodeContext,
 ) -> Result<Vec<Dispatch>> {
     let (i, o) = (|n: usize| &ts[node.inputs[n].0], |n: usize| &ts[node.outputs[n].0]);
-    let shape = product_shape(g, node)?;
+    let shape = g.product_shape(node).ok_or_else(|| Error::shape("matmul", "not a product of valid shapes"))?;
     let bias = shape.bias.then(|| i(2));
     let last = i(node.inputs.len() - 1);
     let act_fwd = shape.activation.is_some() && !shape.activation_grad;
