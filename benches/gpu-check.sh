@@ -81,13 +81,17 @@ bench() { # NAME ENV... -- ARGS...
 WGFORMER_BACKEND=vulkan "$cli" info 2>&1 | tee "$out/info.txt" >&2
 runs=5; [ "$cpu" = True ] && runs=2
 bench matmul -- matmul --compare-blas --runs "$runs"
-# The tiled matmul swept over its blocks (TM,TN) and split counts at the same shapes, with the
-# measured choices off (about a minute on a GPU; on CPU adapters only with GPU_CHECK_SWEEP=1).
+# The tiled matmul swept over its blocks (TM,TN), strip depths (k per strip) and split counts
+# at the same shapes, with the measured choices off (about two minutes on a GPU; on CPU
+# adapters only with GPU_CHECK_SWEEP=1).
 if [ "$cpu" != True ] || [ "${GPU_CHECK_SWEEP:-0}" = 1 ]; then
     for block in 4,4 8,4 4,8 8,8; do
-        for splits in 1 2 4 8; do
-            bench "sweep-${block/,/x}-s$splits" WGFORMER_MATMUL_VARIANT=tiled WGFORMER_TUNE=0 \
-                WGFORMER_MATMUL_BLOCK="$block" WGFORMER_MATMUL_SPLITS="$splits" -- matmul --runs "$runs"
+        for strip in 8 16; do
+            for splits in 1 2 4 8; do
+                bench "sweep-${block/,/x}-k$strip-s$splits" WGFORMER_MATMUL_VARIANT=tiled WGFORMER_TUNE=0 \
+                    WGFORMER_MATMUL_BLOCK="$block" WGFORMER_MATMUL_STRIP="$strip" WGFORMER_MATMUL_SPLITS="$splits" \
+                    -- matmul --runs "$runs"
+            done
         done
     done
 fi
@@ -112,6 +116,8 @@ for case in ${GPU_CHECK_STEPS:-$default_steps}; do
     bench "step-$model-tiled" WGFORMER_ATTENTION_VARIANT=tiled -- step --model "$model" --batch "$batch" --runs "$runs"
     # Mixed precision (issue 21's target: 3x the f32 step on matrix units, ahead of PyTorch AMP).
     bench "step-$model-f16" -- step --model "$model" --batch "$batch" --precision f16 --runs "$runs"
+    # The same with each parameter cast to f16 once per step instead of before each product.
+    bench "step-$model-f16-once" WGFORMER_F16_WEIGHT_CASTS=once -- step --model "$model" --batch "$batch" --precision f16 --runs "$runs"
 done
 
 # Data parallel over MPI where mpirun and an MPI build exist (DIR/wgformer-mpi from the pack,

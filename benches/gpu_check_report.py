@@ -74,13 +74,14 @@ except (OSError, ValueError):
 torch_ms = {(t["model"], t["batch"], t["precision"]): t["median_ms"] for t in summary["torch"]}
 
 lines.append(
-    "\ntraining steps (median ms; fused / tiled: WGFORMER_ATTENTION_VARIANT=rows / tiled; f16: --precision f16)"
+    "\ntraining steps (median ms; fused / tiled: WGFORMER_ATTENTION_VARIANT=rows / tiled; f16: --precision f16;"
+    " f16 once: and WGFORMER_F16_WEIGHT_CASTS=once)"
 )
 lines.append(
-    f"  {'model':<26} {'default':>10} {'fused':>10} {'tiled':>10} {'f16':>10} {'GFLOP/s':>8}"
+    f"  {'model':<26} {'default':>10} {'fused':>10} {'tiled':>10} {'f16':>10} {'f16 once':>10} {'GFLOP/s':>8}"
     f" {'torch fp32':>11} {'torch tf32':>11} {'torch bf16':>11} {'torch fp16':>11}"
 )
-variants = ("-fused", "-tiled", "-f16")
+variants = ("-fused", "-tiled", "-f16", "-f16-once")
 for name in [n for n in names if n.startswith("step-") and not n.endswith(variants)]:
     mine = summary["benches"][name]
     if not mine:
@@ -95,7 +96,7 @@ for name in [n for n in names if n.startswith("step-") and not n.endswith(varian
         r = summary["benches"].get(name + suffix, [])
         return f"{r[0]['median_ms']:10.1f}" if r and r[0].get("median_ms") is not None else f"{'-':>10}"
 
-    f = ms_of("-fused") + " " + ms_of("-tiled") + " " + ms_of("-f16")
+    f = " ".join(ms_of(v) for v in variants)
     theirs = [torch_ms.get((model, int(batch), p)) for p in ("fp32", "tf32", "bf16", "fp16")]
     fmt = lambda v: f"{v:11.1f}" if v is not None else f"{'-':>11}"
     lines.append(f"  {r['shape']:<26} {r['median_ms']:10.1f} {f} {r['gflops']:8.0f} " + " ".join(fmt(t) for t in theirs))
@@ -109,8 +110,8 @@ except (OSError, ValueError):
 torch_mm = {(t["shape"], t["tf32"]): t["median_ms"] for t in summary["torch_matmul"]}
 sweeps = [n for n in names if n.startswith("sweep-")]
 if sweeps or torch_mm:
-    lines.append("\nmatmul sweep (median ms; best of the tiled sweep: block TMxTN, splits; ratio: torch fp32 / ours)")
-    lines.append(f"  {'shape':<20} {'default':>9} {'best sweep':>10} {'(config)':<12} {'torch fp32':>10} {'torch tf32':>10} {'ratio':>6}")
+    lines.append("\nmatmul sweep (median ms; best of the tiled sweep: block TMxTN, k per strip, splits; ratio: torch fp32 / ours)")
+    lines.append(f"  {'shape':<20} {'default':>9} {'best sweep':>10} {'(config)':<14} {'torch fp32':>10} {'torch tf32':>10} {'ratio':>6}")
     for r in summary["benches"].get("matmul", []):
         shape, ours = r["shape"], r.get("median_ms")
         tried = [(s[0]["median_ms"], n[6:]) for n in sweeps for s in [[x for x in summary["benches"][n] if x["shape"] == shape]]
@@ -119,7 +120,7 @@ if sweeps or torch_mm:
         t32, t_tf32 = torch_mm.get((shape, False)), torch_mm.get((shape, True))
         fmt = lambda v, w: f"{v:{w}.3f}" if v is not None else f"{'-':>{w}}"
         ratio = f"{t32 / ours:6.2f}" if t32 and ours else f"{'-':>6}"
-        lines.append(f"  {shape:<20} {fmt(ours, 9)} {fmt(best[0], 10)} {best[1]:<12} {fmt(t32, 10)} {fmt(t_tf32, 10)} {ratio}")
+        lines.append(f"  {shape:<20} {fmt(ours, 9)} {fmt(best[0], 10)} {best[1]:<14} {fmt(t32, 10)} {fmt(t_tf32, 10)} {ratio}")
 
 try:
     log = open(os.path.join(out, "translate.log"), errors="replace").read().replace("\r", "\n").split("\n")

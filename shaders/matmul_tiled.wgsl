@@ -19,10 +19,12 @@
 override TM: u32 = 8u;      // rows per invocation: 4 or 8 (block of 64 or 128 rows)
 override TN: u32 = 8u;      // columns per invocation: 4 or 8 (block of 64 or 128 columns)
 
-const BK: u32 = 8u;         // k per strip
+override BK: u32 = 8u;      // k per strip: 8 or 16
+override STRIP4: u32 = 256u; // vec4 per strip: BK * ROW4 (set with BK; 16 KiB for both at BK 16)
 const WG: u32 = 16u;        // invocations per workgroup along x and along y
 const ROW4: u32 = 32u;      // vec4 per strip row: room for the largest block, 128
 const GROUP4: u32 = 16u;    // vec4 between an invocation's groups (64 rows or columns)
+const LANES: u32 = 256u;    // invocations per workgroup
 
 @group(0) @binding(0) var<storage, read_write> c: array<f32>;     // (batch, M, N)
 @group(0) @binding(1) var<storage, read> a: array<f32>;           // (batch, M, K) or (batch, K, M)
@@ -34,8 +36,8 @@ const GROUP4: u32 = 16u;    // vec4 between an invocation's groups (64 rows or c
 #include "common/matmul_extras.wgsl"
 
 // Strips of A (as [k][m]) and B (as [k][n]), 4 consecutive rows or columns per vec4.
-var<workgroup> a_strip: array<vec4<f32>, 256>;   // BK * ROW4
-var<workgroup> b_strip: array<vec4<f32>, 256>;
+var<workgroup> a_strip: array<vec4<f32>, STRIP4>;
+var<workgroup> b_strip: array<vec4<f32>, STRIP4>;
 
 #include "common/matmul_load.wgsl"
 
@@ -60,53 +62,39 @@ fn matmul_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
     // Where the block goes: C's batch entry, or with split-K this split's packed (M, N) partial.
     let cb = select(batch * p.stride_c, wg.z * p.m * p.n, p.k_split != 0u);
 
-    // Which vec4 of each strip this invocation copies: (k, 4 rows) for A, (k, 4 columns) for B.
-    // Lanes next to each other take neighbouring addresses of the stored layout: along k when
-    // k is the contiguous index, along m (or n) otherwise.
-    let a_count = BK * bm / 4u;
-    let b_count = BK * bn / 4u;
-    let a_k = select(tid % BK, tid / (bm / 4u), TRANS_A);
-    let a_m4 = select(tid / BK, tid % (bm / 4u), TRANS_A);
-    let b_k = select(tid / (bn / 4u), tid % BK, TRANS_B);
-    let b_n4 = select(tid % (bn / 4u), tid / BK, TRANS_B);
-    let a_row = m_base + a_m4 * 4u;
-    let b_col = n_base + b_n4 * 4u;
+    // Each invocation copies the strips' vec4 number tid (and tid + 256 at BK 16): see a_part.
+    var next_a0 = vec4<f32>(0.0); var next_a1 = vec4<f32>(0.0);
+    var next_b0 = vec4<f32>(0.0); var next_b1 = vec4<f32>(0.0);
 
     var r00 = vec4<f32>(0.0); var r01 = vec4<f32>(0.0); var r10 = vec4<f32>(0.0); var r11 = vec4<f32>(0.0);
     var r20 = vec4<f32>(0.0); var r21 = vec4<f32>(0.0); var r30 = vec4<f32>(0.0); var r31 = vec4<f32>(0.0);
     var r40 = vec4<f32>(0.0); var r41 = vec4<f32>(0.0); var r50 = vec4<f32>(0.0); var r51 = vec4<f32>(0.0);
     var r60 = vec4<f32>(0.0); var r61 = vec4<f32>(0.0); var r70 = vec4<f32>(0.0); var r71 = vec4<f32>(0.0);
 
-    var next_a = vec4<f32>(0.0);
-    var next_b = vec4<f32>(0.0);
     // k_split is a multiple of BK: a strip never reaches into the next split's k.
-    if (tid < a_count) {
-        let k = k_begin + a_k;
-        next_a = vec4<f32>(load_a(ab, a_row, k), load_a(ab, a_row + 1u, k),
-                           load_a(ab, a_row + 2u, k), load_a(ab, a_row + 3u, k));
-    }
-    if (tid < b_count) {
-        let k = k_begin + b_k;
-        next_b = vec4<f32>(load_b(bb, k, b_col), load_b(bb, k, b_col + 1u),
-                           load_b(bb, k, b_col + 2u), load_b(bb, k, b_col + 3u));
+    next_a0 = fetch_a(ab, m_base, k_begin, tid);
+    next_b0 = fetch_b(bb, n_base, k_begin, tid);
+    if (BK == 16u) {
+        next_a1 = fetch_a(ab, m_base, k_begin, tid + LANES);
+        next_b1 = fetch_b(bb, n_base, k_begin, tid + LANES);
     }
 
     for (var k0 = k_begin; k0 < k_end; k0 += BK) {
-        if (tid < a_count) { a_strip[a_k * ROW4 + a_m4] = next_a; }
-        if (tid < b_count) { b_strip[b_k * ROW4 + b_n4] = next_b; }
+        put_a(tid, next_a0);
+        put_b(tid, next_b0);
+        if (BK == 16u) {
+            put_a(tid + LANES, next_a1);
+            put_b(tid + LANES, next_b1);
+        }
         workgroupBarrier();
         // Start the next strip's loads; they complete while this strip is multiplied.
         let k1 = k0 + BK;
         if (k1 < k_end) {
-            if (tid < a_count) {
-                let k = k1 + a_k;
-                next_a = vec4<f32>(load_a(ab, a_row, k), load_a(ab, a_row + 1u, k),
-                                   load_a(ab, a_row + 2u, k), load_a(ab, a_row + 3u, k));
-            }
-            if (tid < b_count) {
-                let k = k1 + b_k;
-                next_b = vec4<f32>(load_b(bb, k, b_col), load_b(bb, k, b_col + 1u),
-                                   load_b(bb, k, b_col + 2u), load_b(bb, k, b_col + 3u));
+            next_a0 = fetch_a(ab, m_base, k1, tid);
+            next_b0 = fetch_b(bb, n_base, k1, tid);
+            if (BK == 16u) {
+                next_a1 = fetch_a(ab, m_base, k1, tid + LANES);
+                next_b1 = fetch_b(bb, n_base, k1, tid + LANES);
             }
         }
         for (var kk = 0u; kk < BK; kk++) {
@@ -155,6 +143,51 @@ fn matmul_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
         store_row(cb, m0 + 65u, n0, r50, r51);
         store_row(cb, m0 + 66u, n0, r60, r61);
         store_row(cb, m0 + 67u, n0, r70, r71);
+    }
+}
+
+// Where the strips' vec4 number i sits: (k, first of its 4 rows of A or columns of B, as a
+// vec4 index). Lanes next to each other take neighbouring addresses of the stored layout:
+// along k when k is the contiguous index (A untransposed, B transposed), along m or n otherwise.
+fn a_part(i: u32) -> vec2<u32> {
+    let bm4 = WG * TM / 4u;
+    return select(vec2<u32>(i % BK, i / BK), vec2<u32>(i / bm4, i % bm4), TRANS_A);
+}
+
+fn b_part(i: u32) -> vec2<u32> {
+    let bn4 = WG * TN / 4u;
+    return select(vec2<u32>(i / bn4, i % bn4), vec2<u32>(i % BK, i / BK), TRANS_B);
+}
+
+// The strip at k0's vec4 number i of A (4 rows at one k), 0 past the strip or the matrix.
+fn fetch_a(ab: u32, m_base: u32, k0: u32, i: u32) -> vec4<f32> {
+    if (i >= BK * WG * TM / 4u) { return vec4<f32>(0.0); }
+    let part = a_part(i);
+    let k = k0 + part.x;
+    let m = m_base + part.y * 4u;
+    return vec4<f32>(load_a(ab, m, k), load_a(ab, m + 1u, k), load_a(ab, m + 2u, k), load_a(ab, m + 3u, k));
+}
+
+// The strip at k0's vec4 number i of B (4 columns at one k), 0 past the strip or the matrix.
+fn fetch_b(bb: u32, n_base: u32, k0: u32, i: u32) -> vec4<f32> {
+    if (i >= BK * WG * TN / 4u) { return vec4<f32>(0.0); }
+    let part = b_part(i);
+    let k = k0 + part.x;
+    let n = n_base + part.y * 4u;
+    return vec4<f32>(load_b(bb, k, n), load_b(bb, k, n + 1u), load_b(bb, k, n + 2u), load_b(bb, k, n + 3u));
+}
+
+fn put_a(i: u32, v: vec4<f32>) {
+    if (i < BK * WG * TM / 4u) {
+        let part = a_part(i);
+        a_strip[part.x * ROW4 + part.y] = v;
+    }
+}
+
+fn put_b(i: u32, v: vec4<f32>) {
+    if (i < BK * WG * TN / 4u) {
+        let part = b_part(i);
+        b_strip[part.x * ROW4 + part.y] = v;
     }
 }
 

@@ -4,7 +4,10 @@
 
 mod params;
 mod split;
+mod tiled;
 pub use split::default_gpu_splits;
+pub(crate) use tiled::no_step;
+use tiled::{tiled_block, tiled_blocks, tiled_strip, TILED_LARGE_MIN_BLOCKS};
 mod tune;
 
 use super::{check_loop_budget, dispatch_entries, u32_of, Dispatch};
@@ -93,34 +96,6 @@ impl MatmulVariant {
     }
 }
 
-/// Rows and columns per invocation of `matmul_tiled` (each 4 or 8; a workgroup owns 16 times
-/// that). `WGFORMER_MATMUL_BLOCK=TM,TN` overrides the choice (tuning).
-fn tiled_block(gpu: &Gpu, tiles: MatmulTiles) -> (u32, u32) {
-    let asked = gpu.settings.kernels.matmul_block;
-    // The large tiles (16 or more rows per workgroup) take 128 x 64 blocks, the small 64 x 64.
-    // On an H200 at 4096^3: 8x4 29.9 TFLOP/s, 4x4 23.8, 8x8 2.3 (its 64 accumulators spill).
-    asked.unwrap_or(if tiles.wg_m * tiles.tm >= 16 { TILED_LARGE_BLOCK } else { TILED_SMALL_BLOCK })
-}
-
-/// The tiled kernel's default blocks (TM, TN per invocation of 16 x 16): large and small.
-pub(crate) const TILED_LARGE_BLOCK: (u32, u32) = (8, 4);
-pub(crate) const TILED_SMALL_BLOCK: (u32, u32) = (4, 4);
-
-/// Blocks of C (workgroups) the tiled kernel runs `shape` in with `block` per invocation.
-pub(crate) fn tiled_blocks(shape: &MatmulShape, (tm, tn): (u32, u32)) -> usize {
-    shape.m.div_ceil(16 * tm as usize) * shape.n.div_ceil(16 * tn as usize) * shape.batch
-}
-
-/// The block the tiled kernel's untuned rule gives `shape` between `large` and `small`: large
-/// blocks only where they make enough workgroups for a GPU.
-pub(crate) fn tiled_block_rule(shape: &MatmulShape, large: (u32, u32), small: (u32, u32)) -> (u32, u32) {
-    if tiled_blocks(shape, large) >= TILED_LARGE_MIN_BLOCKS {
-        large
-    } else {
-        small
-    }
-}
-
 /// Pipelines per (trans_a, trans_b) for each variant the adapter supports, for one tile size.
 struct MatmulSet {
     module: wgpu::ShaderModule,
@@ -133,6 +108,8 @@ struct MatmulSet {
     tiles: MatmulTiles,
     /// (TM, TN) of the tiled pipelines.
     block: (u32, u32),
+    /// k per strip of the tiled pipelines (8 or 16).
+    strip: u32,
     subgroup_size: u32,
     best: MatmulVariant,
     /// The tiled module's matmul_reduce_splits (split-K's sum), compiled on first use.
@@ -174,8 +151,6 @@ const SMALL_PRODUCT: usize = 64;
 /// or 512, so 16 to 32 wide workgroups) interleaved runs on lavapipe were too noisy to tell the
 /// two apart (15-35 GFLOP/s for both), so those keep the large tiles.
 const WIDE_PRODUCT: usize = 1024;
-/// Tiled products whose large blocks would number fewer than this take the small blocks.
-const TILED_LARGE_MIN_BLOCKS: usize = 512;
 
 impl Matmul {
     /// Builds the pipelines with the adapter's preferred tiles, large and small.
@@ -186,11 +161,11 @@ impl Matmul {
         }
         let modules = MatmulModules::new(gpu, cap)?;
         let (large, small) = MatmulTiles::pair_for_adapter(gpu);
-        let mut m = Self::with_modules(gpu, &modules, large, tiled_block(gpu, large))?;
-        m.small = Some(MatmulSet::build(gpu, &modules, small, tiled_block(gpu, small))?);
+        let mut m = Self::with_set(gpu, MatmulSet::build(gpu, &modules, large, tiled_block(gpu, large), None)?)?;
+        m.small = Some(MatmulSet::build(gpu, &modules, small, tiled_block(gpu, small), None)?);
         if let Some(wide) = MatmulTiles::wide_for_adapter(gpu) {
             // Measured for the subgroup kernel only: elsewhere the large tiles stay.
-            let set = MatmulSet::build(gpu, &modules, wide, tiled_block(gpu, wide))?;
+            let set = MatmulSet::build(gpu, &modules, wide, tiled_block(gpu, wide), None)?;
             m.wide = (set.best == MatmulVariant::Subgroup).then_some(set);
         }
         Ok(m)
@@ -204,13 +179,14 @@ impl Matmul {
     /// Builds one set of pipelines, using no variant beyond `cap` (General < Vec4 < Subgroup <
     /// Tiled).
     pub fn build(gpu: &Gpu, tiles: MatmulTiles, cap: MatmulVariant) -> Result<Self> {
-        Self::with_modules(gpu, &MatmulModules::new(gpu, cap)?, tiles, tiled_block(gpu, tiles))
+        let modules = MatmulModules::new(gpu, cap)?;
+        Self::with_set(gpu, MatmulSet::build(gpu, &modules, tiles, tiled_block(gpu, tiles), None)?)
     }
 
-    /// One set of pipelines (no small or wide tiles) from already compiled modules.
-    fn with_modules(gpu: &Gpu, modules: &MatmulModules, tiles: MatmulTiles, block: (u32, u32)) -> Result<Self> {
+    /// A kernel of one set of pipelines (no small or wide tiles).
+    fn with_set(gpu: &Gpu, large: MatmulSet) -> Result<Self> {
         Ok(Matmul {
-            large: MatmulSet::build(gpu, modules, tiles, block)?,
+            large,
             small: None,
             wide: None,
             no_bias: gpu.zeros("matmul.no_bias", 4)?,
@@ -220,13 +196,6 @@ impl Matmul {
             partials: Default::default(),
             tuned: crate::kernels::tuning::Choices::new(crate::kernels::tuning::Family::Matmul),
         })
-    }
-
-    /// The tiled kernel alone with `block` = (TM, TN) rows and columns per invocation, each 4 or
-    /// 8 (tests and tuning).
-    pub fn tiled(gpu: &Gpu, block: (u32, u32)) -> Result<Self> {
-        let (tiles, _) = MatmulTiles::pair_for_adapter(gpu);
-        Self::with_modules(gpu, &MatmulModules::new(gpu, MatmulVariant::Tiled)?, tiles, block)
     }
 
     /// The pipelines `shape` runs with.
@@ -274,13 +243,6 @@ impl Matmul {
     }
 }
 
-/// A zero step uniform (`kernels::dropout::StepParams`), bound by products that draw no dropout.
-pub(crate) fn no_step(gpu: &Gpu) -> crate::gpu::Held<wgpu::Buffer> {
-    gpu.hold(
-        gpu.uniform("matmul.no_step", &crate::kernels::dropout::StepParams { seed: 0, step: 0, shard: 0, _pad: 0 }),
-    )
-}
-
 /// The shader modules every tile set shares, compiled once per `Matmul`: matmul.wgsl always,
 /// matmul_sg.wgsl where the subgroup kernel may run, matmul_tiled.wgsl where the tiled one does.
 struct MatmulModules {
@@ -309,7 +271,15 @@ impl MatmulModules {
 }
 
 impl MatmulSet {
-    fn build(gpu: &Gpu, modules: &MatmulModules, tiles: MatmulTiles, block: (u32, u32)) -> Result<Self> {
+    /// The pipelines of `tiles` (and of the tiled kernel's `block`, with `strip` k per strip
+    /// where given, else the setting's) that `modules` can run.
+    fn build(
+        gpu: &Gpu,
+        modules: &MatmulModules,
+        tiles: MatmulTiles,
+        block: (u32, u32),
+        strip: Option<u32>,
+    ) -> Result<Self> {
         if !(1..=SG_TM_MAX).contains(&tiles.tm) || tiles.wg_n == 0 || tiles.wg_m == 0 {
             return Err(Error::shape("matmul", format!("invalid tiles {tiles:?}: tm must be 1..={SG_TM_MAX}")));
         }
@@ -344,6 +314,7 @@ impl MatmulSet {
             pipelines: Default::default(),
             tiles,
             block,
+            strip: if cap == MatmulVariant::Tiled { tiled_strip(gpu, strip)? } else { 8 },
             subgroup_size: sg,
             best,
             reduce: Default::default(),
@@ -365,7 +336,8 @@ impl MatmulSet {
             let bit = |b: usize| ((which >> b) & 1) as f64;
             let mut c = vec![("TRANS_A", bit(1)), ("TRANS_B", bit(0)), ("EXTRAS", bit(2))];
             if slot == 3 {
-                c.extend([("TM", tm as f64), ("TN", tn as f64)]);
+                let strip = self.strip as f64;
+                c.extend([("TM", tm as f64), ("TN", tn as f64), ("BK", strip), ("STRIP4", strip * 32.0)]);
             } else {
                 c.extend([("WG_N", t.wg_n as f64), ("WG_M", t.wg_m as f64), ("TM", t.tm as f64)]);
                 if slot == 2 {

@@ -224,17 +224,41 @@ fn long_k_within_and_past_the_loop_budget() {
     });
 }
 
-/// Every block size of the workgroup-memory kernel, on shapes that leave partial blocks and
-/// partial strips of k, with every transpose.
+/// Every block size of the workgroup-memory kernel with each strip depth (8 and 16 of k), on
+/// shapes that leave partial blocks and partial strips of k, with every transpose; split-K
+/// over strips of 16.
 #[test]
 fn tiled_blocks_every_transpose() {
     for_each_gpu(|gpu| {
-        for block in [(4, 4), (8, 8), (4, 8), (8, 4)] {
-            let mm = Matmul::tiled(gpu, block).unwrap();
+        // Strips of 16 with the two default blocks (the sweep's other two share their code).
+        let kernels = [(4, 4), (8, 8), (4, 8), (8, 4)].map(|b| (b, 8)).into_iter().chain([((4, 4), 16), ((8, 4), 16)]);
+        for (block, strip) in kernels {
+            let mm = Matmul::tiled_with_strip(gpu, block, strip).unwrap();
             for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
                 check(gpu, &mm, &MatmulShape::packed(2, 131, 70, 19, ta, tb), 21);
             }
         }
+        // A K of several strips of 16, with a partial one, whole and in splits.
+        for strip in [8, 16] {
+            let mm = Matmul::tiled_with_strip(gpu, (8, 4), strip).unwrap();
+            check(gpu, &mm, &MatmulShape::packed(1, 67, 130, 37, true, false), 22);
+            let s = MatmulShape { bias: true, ..MatmulShape::packed(2, 70, 36, 150, true, false) };
+            let (na, nb, nc) = s.extents();
+            let mut rng = Rng::new(23);
+            let (a, b, bias) = (rng.vec_f32(na, 1.0), rng.vec_f32(nb, 1.0), rng.vec_f32(s.n, 1.0));
+            let mut want = vec![0.0; nc];
+            matmul_forward(&mut want, &a, &b, Some(&bias), &s);
+            let (ga, gb, gbias) =
+                (gpu.upload("a", &a).unwrap(), gpu.upload("b", &b).unwrap(), gpu.upload("bias", &bias).unwrap());
+            for splits in [2, 3] {
+                let gc = gpu.zeros("c", nc).unwrap();
+                let d = mm.fwd_split(gpu, &gc, &ga, &gb, Some(&gbias), Default::default(), &s, Some(splits)).unwrap();
+                kernels::run(gpu, &d.iter().collect::<Vec<_>>()).unwrap();
+                let tol = 2e-6 * (s.k as f64).sqrt();
+                assert_close(&format!("strip {strip}, {splits} splits"), &gpu.read(&gc).unwrap(), &want, tol, tol);
+            }
+        }
         assert!(Matmul::tiled(gpu, (2, 8)).is_err());
+        assert!(Matmul::tiled_with_strip(gpu, (8, 4), 12).is_err());
     });
 }

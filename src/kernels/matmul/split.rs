@@ -4,10 +4,8 @@
 //! into C in split order, with the bias, the accumulation and the epilogue. No atomics, so the
 //! result is the same on every run. The partials live in one scratch buffer per `Matmul`.
 
-use super::{
-    check_operands, tiled_block_rule, tiled_blocks, Matmul, MatmulExtras, MatmulParams, MatmulSet, MatmulShape,
-    MatmulVariant, TILED_LARGE_BLOCK, TILED_SMALL_BLOCK,
-};
+use super::tiled::{tiled_block_rule, tiled_blocks, TILED_LARGE_BLOCK, TILED_SMALL_BLOCK};
+use super::{check_operands, Matmul, MatmulExtras, MatmulParams, MatmulSet, MatmulShape, MatmulVariant};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
 use crate::kernels::{dispatch_entries, grid, lazy, Dispatch};
@@ -19,8 +17,9 @@ const SPLIT_TARGET_BLOCKS: usize = 256;
 const SPLIT_MIN_K: usize = 512;
 /// The most splits the rule makes.
 const SPLIT_MAX: usize = 16;
-/// k per strip of the tiled kernel: a split's k range is a multiple of it.
-const STRIP: usize = 8;
+/// The longest strip of k of the tiled kernel (`WGFORMER_MATMUL_STRIP`): a split's k range is
+/// a multiple of it, so that no strip reaches into the next split.
+const STRIP: usize = 16;
 
 /// The splits the rule (or `WGFORMER_MATMUL_SPLITS`) gives `shape` on `set`: 1 where another
 /// kernel than the tiled one runs it.
@@ -167,12 +166,12 @@ mod tests {
     fn splits_are_whole_strips_and_cover_k() {
         assert_eq!(k_split_of(4096, 4), (1024, 4));
         assert_eq!(k_split_of(1000, 3), (336, 3));
-        assert_eq!(k_split_of(9, 4), (8, 2));
-        assert_eq!(k_split_of(8, 4), (0, 1));
+        assert_eq!(k_split_of(17, 4), (16, 2));
+        assert_eq!(k_split_of(16, 4), (0, 1));
         assert_eq!(k_split_of(100, 1), (0, 1));
-        for (k, s) in [(1, 2), (17, 3), (4097, 16), (300, 64)] {
+        for (k, s) in [(1, 2), (33, 3), (4097, 16), (300, 64)] {
             let (per, n) = k_split_of(k, s);
-            assert!(per == 0 || (per % 8 == 0 && per * n >= k && per * (n - 1) < k), "{k} {s}: {per} x {n}");
+            assert!(per == 0 || (per % 16 == 0 && per * n >= k && per * (n - 1) < k), "{k} {s}: {per} x {n}");
         }
     }
 }
