@@ -221,12 +221,12 @@ impl Matmul {
 
     /// The variant `shape` runs with.
     pub fn variant_for(&self, shape: &MatmulShape) -> MatmulVariant {
-        self.chosen(shape).variant_for(shape)
+        self.chosen_set(shape).variant_for(shape)
     }
 
     /// The variant and tiles `shape` runs with, in words (benchmarks).
     pub fn describe(&self, shape: &MatmulShape) -> String {
-        let set = self.chosen(shape);
+        let set = self.chosen_set(shape);
         match set.variant_for(shape) {
             MatmulVariant::Tiled => format!("tiled, {}x{} per invocation", set.block.0, set.block.1),
             v => {
@@ -238,7 +238,7 @@ impl Matmul {
 
     /// The tiles `shape` runs with.
     pub fn tiles_for(&self, shape: &MatmulShape) -> MatmulTiles {
-        let set = self.chosen(shape);
+        let set = self.chosen_set(shape);
         set.tiles_of(set.variant_for(shape))
     }
 }
@@ -395,7 +395,7 @@ impl Matmul {
         shape: &MatmulShape,
     ) -> Result<Dispatch> {
         check_operands(c, a, b, bias, extras, shape)?;
-        let set = self.choose(gpu, shape)?;
+        let (set, _) = self.choose(gpu, shape)?;
         let mut dispatches = self.fwd_with(gpu, set, c, a, b, bias, extras, shape, 1)?;
         dispatches.pop().ok_or_else(|| Error::shape("matmul", "no dispatch was prepared"))
     }

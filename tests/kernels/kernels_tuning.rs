@@ -35,6 +35,8 @@ fn matmul_blocks(gpu: &Gpu, cache: &std::path::Path) {
             MatmulShape::packed(1, 130, 70, 40, true, false),
             MatmulShape::packed(2, 65, 129, 17, false, true),
             MatmulShape { bias: true, ..MatmulShape::packed(1, 200, 96, 24, true, true) },
+            // A weight gradient: one block of C, a long K: split-K candidates are measured too.
+            MatmulShape::packed(1, 64, 64, 2048, true, false),
         ];
         for (i, shape) in shapes.iter().enumerate() {
             let mut rng = Rng::new(i as u64);
@@ -45,14 +47,20 @@ fn matmul_blocks(gpu: &Gpu, cache: &std::path::Path) {
             let (ga, gb, gbias) =
                 (gpu.upload("a", &a).unwrap(), gpu.upload("b", &b).unwrap(), gpu.upload("bias", &bias).unwrap());
             let gc = gpu.zeros("c", nc).unwrap();
-            let d = mm.fwd(gpu, &gc, &ga, &gb, shape.bias.then_some(&gbias), shape).unwrap();
+            let bias = shape.bias.then_some(&gbias);
+            let d = mm.fwd_split(gpu, &gc, &ga, &gb, bias, Default::default(), shape, None).unwrap();
             let chosen = mm.describe(shape);
             assert!(chosen == "tiled, 8x4 per invocation" || chosen == "tiled, 4x4 per invocation", "{chosen}");
-            kernels::run(gpu, &[&d]).unwrap();
+            // Whole products, or the weight gradient in one of the measured split counts.
+            let splits = mm.splits_for(gpu, shape);
+            let allowed: &[usize] = if shape.k == 2048 { &[1, 2, 4, 8] } else { &[1] };
+            assert!(allowed.contains(&splits) && d.len() == 1 + (splits > 1) as usize, "{splits} splits");
+            let chosen = format!("{chosen}, {splits} splits");
+            kernels::run(gpu, &d.iter().collect::<Vec<_>>()).unwrap();
             assert_close(&format!("{shape:?} ({chosen})"), &gpu.read(&gc).unwrap(), &want, 2e-5, 1e-4);
             // The second use finds the choice made.
             mm.fwd(gpu, &gc, &ga, &gb, shape.bias.then_some(&gbias), shape).unwrap();
-            assert_eq!(mm.describe(shape), chosen);
+            assert_eq!(format!("{}, {} splits", mm.describe(shape), mm.splits_for(gpu, shape)), chosen);
             assert_eq!(mm.tuned_shapes(), i + 1, "each shape class measured once");
         }
         // A new kernel set reads the choices back at its first product instead of measuring.

@@ -33,6 +33,21 @@ pub(super) fn split_rule(gpu: &Gpu, set: &MatmulSet, shape: &MatmulShape) -> usi
     rule_splits(shape, set.block)
 }
 
+/// The split counts worth measuring for `shape` on `set` besides running it whole: `counts`
+/// and the rule's, where the tiled kernel runs it with fewer blocks of C than fill a GPU,
+/// each split at least half the rule's least K, and no count forced by the setting.
+pub(super) fn split_candidates(gpu: &Gpu, set: &MatmulSet, shape: &MatmulShape, counts: &[usize]) -> Vec<usize> {
+    let tiled = set.variant_for(shape) == MatmulVariant::Tiled;
+    if !tiled || gpu.settings.kernels.matmul_splits.is_some() || tiled_blocks(shape, set.block) >= SPLIT_TARGET_BLOCKS {
+        return Vec::new();
+    }
+    let mut all: Vec<usize> = counts.iter().copied().chain([rule_splits(shape, set.block)]).collect();
+    all.retain(|&s| s > 1 && shape.k / s >= SPLIT_MIN_K / 2 && k_split_of(shape.k, s).1 == s);
+    all.sort_unstable();
+    all.dedup();
+    all
+}
+
 /// The splits the untuned rule asks of `shape` on the tiled kernel with `block` per invocation.
 fn rule_splits(shape: &MatmulShape, block: (u32, u32)) -> usize {
     let blocks = tiled_blocks(shape, block);
@@ -67,7 +82,7 @@ impl Matmul {
     /// kernel runs it with fewer than 256 blocks of C and a K of at least 1024
     /// (`WGFORMER_MATMUL_SPLITS` asks for a count instead).
     pub fn splits_for(&self, gpu: &Gpu, shape: &MatmulShape) -> usize {
-        k_split_of(shape.k, split_rule(gpu, self.chosen(shape), shape)).1
+        self.chosen(gpu, shape).1
     }
 
     /// [`Matmul::fwd_fused`] with K in `splits` splits where the tiled kernel runs the product
@@ -86,8 +101,8 @@ impl Matmul {
         splits: Option<usize>,
     ) -> Result<Vec<Dispatch>> {
         check_operands(c, a, b, bias, extras, shape)?;
-        let set = self.choose(gpu, shape)?;
-        let splits = splits.unwrap_or_else(|| split_rule(gpu, set, shape));
+        let (set, chosen) = self.choose(gpu, shape)?;
+        let splits = splits.unwrap_or(chosen);
         self.fwd_with(gpu, set, c, a, b, bias, extras, shape, splits)
     }
 

@@ -5,9 +5,11 @@
 //! where 8x4 ran 17-21% faster, and was right for 512x512x4096 (8x4 25% slower). On CPU
 //! adapters they are the register tiles: large (16x1 invocations of 32 rows), small (8x1 of 8)
 //! and, where N allows, wide (32x1 of 32). Every candidate sums each output in the same order,
-//! so the choice changes speed, never a product's bits.
+//! so the choice changes speed, never a product's bits. On the tiled kernel, products with too
+//! few blocks of C to fill a GPU and a long K (weight gradients) are also measured with K in
+//! 2, 4, 8, 16 and the rule's splits (`large/s4` in the cache); a split sums in another order.
 
-use super::{Matmul, MatmulSet, MatmulShape};
+use super::{split, Matmul, MatmulSet, MatmulShape};
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::kernels::tuning::{self, class_size, Family};
@@ -51,9 +53,21 @@ fn measured_shape(s: &MatmulShape, max_flops: f64) -> MatmulShape {
     MatmulShape { bias: s.bias, accumulate: s.accumulate, ..packed }
 }
 
+/// A choice the measurement may make: a tile set and the splits of K it runs the product in.
+struct Candidate<'a> {
+    /// The set's name, with `/s<splits>` where K runs in splits: what the cache keeps.
+    name: String,
+    set: &'a MatmulSet,
+    splits: usize,
+}
+
+/// Split counts measured besides whole products (and the rule's count) where a tiled set
+/// splits: products with few blocks of C and a long K, as `split::split_candidates` says.
+const MEASURED_SPLITS: [usize; 4] = [2, 4, 8, 16];
+
 impl Matmul {
-    /// The tile sets `shape` may run with, by name (one: nothing to choose).
-    fn candidates(&self, shape: &MatmulShape) -> Vec<(&'static str, &MatmulSet)> {
+    /// The tile sets `shape` may run with, by name.
+    fn sets(&self, shape: &MatmulShape) -> Vec<(&'static str, &MatmulSet)> {
         let mut sets = vec![("large", &self.large)];
         if let Some(small) = &self.small {
             sets.push(("small", small));
@@ -64,35 +78,57 @@ impl Matmul {
         sets
     }
 
-    /// The set of `shape` named `pick`, if it is a candidate.
-    fn candidate(&self, shape: &MatmulShape, pick: &str) -> Option<&MatmulSet> {
-        self.candidates(shape).into_iter().find(|(name, _)| *name == pick).map(|(_, set)| set)
+    /// The choices `shape` may run with (one: nothing to choose): each tile set whole (in the
+    /// splits `WGFORMER_MATMUL_SPLITS` forces, if any), and on the tiled kernel in splits of K
+    /// where the product has few blocks of C and a long K.
+    fn candidates(&self, gpu: &Gpu, shape: &MatmulShape) -> Vec<Candidate<'_>> {
+        let forced = gpu.settings.kernels.matmul_splits.is_some();
+        let mut all = Vec::new();
+        for (name, set) in self.sets(shape) {
+            let whole = if forced { split::k_split_of(shape.k, split::split_rule(gpu, set, shape)).1 } else { 1 };
+            all.push(Candidate { name: name.into(), set, splits: whole });
+            for splits in split::split_candidates(gpu, set, shape, &MEASURED_SPLITS) {
+                all.push(Candidate { name: format!("{name}/s{splits}"), set, splits });
+            }
+        }
+        all
     }
 
-    /// The pipelines `shape` runs with: measured for its class on first use where tuning is on
-    /// and budget is left, else the rule.
-    pub(super) fn choose(&self, gpu: &Gpu, shape: &MatmulShape) -> Result<&MatmulSet> {
-        let candidates = self.candidates(shape);
+    /// The choice named `pick` for `shape`, if it is a candidate.
+    fn candidate(&self, gpu: &Gpu, shape: &MatmulShape, pick: &str) -> Option<(&MatmulSet, usize)> {
+        self.candidates(gpu, shape).into_iter().find(|c| c.name == pick).map(|c| (c.set, c.splits))
+    }
+
+    /// The rule's choice: its tile set and split count.
+    fn rule(&self, gpu: &Gpu, shape: &MatmulShape) -> (&MatmulSet, usize) {
+        let set = self.set_for(shape);
+        (set, split::k_split_of(shape.k, split::split_rule(gpu, set, shape)).1)
+    }
+
+    /// The pipelines and splits of K `shape` runs with: measured for its class on first use
+    /// where tuning is on and budget is left, else the rule.
+    pub(super) fn choose(&self, gpu: &Gpu, shape: &MatmulShape) -> Result<(&MatmulSet, usize)> {
+        let candidates = self.candidates(gpu, shape);
         if candidates.len() < 2 || !tuning::enabled(gpu, Family::Matmul) {
-            return Ok(self.set_for(shape));
+            return Ok(self.rule(gpu, shape));
         }
         let class = class_of(shape);
-        if let Some(set) = self.tuned.get(gpu, &class).and_then(|pick| self.candidate(shape, &pick)) {
-            return Ok(set);
+        if let Some(choice) = self.tuned.get(gpu, &class).and_then(|pick| self.candidate(gpu, shape, &pick)) {
+            return Ok(choice);
         }
         if !tuning::budget_left(gpu) {
-            return Ok(self.set_for(shape));
+            return Ok(self.rule(gpu, shape));
         }
         let max_flops = if gpu.is_cpu() { CPU_MEASURE_FLOPS } else { f64::INFINITY };
-        match self.measure(gpu, &measured_shape(shape, max_flops), &candidates) {
+        match self.measure(gpu, shape, &measured_shape(shape, max_flops), &candidates) {
             Ok(i) => {
-                self.tuned.insert(gpu, class, candidates[i].0);
-                Ok(candidates[i].1)
+                self.tuned.insert(gpu, class, &candidates[i].name);
+                Ok((candidates[i].set, candidates[i].splits))
             }
             // A lost device stays an error; anything else (operands over the adapter's limits,
             // a loop budget) keeps the rule.
             Err(e) if e.is_device_lost() => Err(e),
-            Err(_) => Ok(self.set_for(shape)),
+            Err(_) => Ok(self.rule(gpu, shape)),
         }
     }
 
@@ -101,23 +137,39 @@ impl Matmul {
         self.tuned.len()
     }
 
-    /// The set `shape` runs with so far: measured, or the rule's (no measuring).
-    pub(super) fn chosen(&self, shape: &MatmulShape) -> &MatmulSet {
+    /// The set and splits `shape` runs with so far: measured, or the rule's (no measuring).
+    pub(super) fn chosen(&self, gpu: &Gpu, shape: &MatmulShape) -> (&MatmulSet, usize) {
         let pick = self.tuned.peek(&class_of(shape));
-        pick.and_then(|p| self.candidate(shape, &p)).unwrap_or_else(|| self.set_for(shape))
+        pick.and_then(|p| self.candidate(gpu, shape, &p)).unwrap_or_else(|| self.rule(gpu, shape))
     }
 
-    /// The index of the fastest of `candidates` on zero operands of `shape`.
-    fn measure(&self, gpu: &Gpu, shape: &MatmulShape, candidates: &[(&str, &MatmulSet)]) -> Result<usize> {
-        let (na, nb, nc) = shape.extents();
-        let (a, b, c) = (gpu.zeros("tune.a", na)?, gpu.zeros("tune.b", nb)?, gpu.zeros("tune.c", nc)?);
-        let bias = if shape.bias { Some(gpu.zeros("tune.bias", shape.n)?) } else { None };
+    /// The set `shape` runs with so far (its splits aside): measured, or the rule's.
+    pub(super) fn chosen_set(&self, shape: &MatmulShape) -> &MatmulSet {
+        let pick = self.tuned.peek(&class_of(shape));
+        let name = pick.as_deref().and_then(|p| p.split('/').next());
+        let set = name.and_then(|n| self.sets(shape).into_iter().find(|(s, _)| *s == n).map(|(_, set)| set));
+        set.unwrap_or_else(|| self.set_for(shape))
+    }
+
+    /// The index of the fastest of `candidates` on zero operands of `measured` (`shape` cut
+    /// to the measuring limit; the rule's choice is `shape`'s).
+    fn measure(
+        &self,
+        gpu: &Gpu,
+        shape: &MatmulShape,
+        measured: &MatmulShape,
+        candidates: &[Candidate],
+    ) -> Result<usize> {
+        let (na, nb, nc) = measured.extents();
+        let (a, b, out) = (gpu.zeros("tune.a", na)?, gpu.zeros("tune.b", nb)?, gpu.zeros("tune.c", nc)?);
+        let bias = if measured.bias { Some(gpu.zeros("tune.bias", measured.n)?) } else { None };
+        let extras = Default::default();
         let runs = candidates
             .iter()
-            .map(|(_, set)| self.fwd_with(gpu, set, &c, &a, &b, bias.as_ref(), Default::default(), shape, 1))
+            .map(|c| self.fwd_with(gpu, c.set, &out, &a, &b, bias.as_ref(), extras, measured, c.splits))
             .collect::<Result<Vec<_>>>()?;
-        let rule = self.set_for(shape);
-        let rule = candidates.iter().position(|(_, set)| std::ptr::eq(*set, rule)).unwrap_or(0);
+        let (rule, splits) = self.rule(gpu, shape);
+        let rule = candidates.iter().position(|c| std::ptr::eq(c.set, rule) && c.splits == splits).unwrap_or(0);
         tuning::fastest(gpu, &runs, rule)
     }
 }
