@@ -81,16 +81,17 @@ bench() { # NAME ENV... -- ARGS...
 WGFORMER_BACKEND=vulkan "$cli" info 2>&1 | tee "$out/info.txt" >&2
 runs=5; [ "$cpu" = True ] && runs=2
 bench matmul -- matmul --compare-blas --runs "$runs"
-# The tiled matmul swept over its blocks (TM,TN), strip depths (k per strip) and split counts
-# at the same shapes, with the measured choices off (about two minutes on a GPU; on CPU
-# adapters only with GPU_CHECK_SWEEP=1).
+# The tiled matmul swept over its blocks (TM,TN), strips (k per strip, and buffers: 8 or 16
+# single, 8 double-buffered) and split counts at the same shapes, with the measured choices
+# off (about three minutes on a GPU; on CPU adapters only with GPU_CHECK_SWEEP=1).
 if [ "$cpu" != True ] || [ "${GPU_CHECK_SWEEP:-0}" = 1 ]; then
     for block in 4,4 8,4 4,8 8,8; do
-        for strip in 8 16; do
+        for strips in 8:1 16:1 8:2; do
+            strip=${strips%:*} buffers=${strips#*:}
             for splits in 1 2 4 8; do
-                bench "sweep-${block/,/x}-k$strip-s$splits" WGFORMER_MATMUL_VARIANT=tiled WGFORMER_TUNE=0 \
-                    WGFORMER_MATMUL_BLOCK="$block" WGFORMER_MATMUL_STRIP="$strip" WGFORMER_MATMUL_SPLITS="$splits" \
-                    -- matmul --runs "$runs"
+                bench "sweep-${block/,/x}-k$strip-b$buffers-s$splits" WGFORMER_MATMUL_VARIANT=tiled WGFORMER_TUNE=0 \
+                    WGFORMER_MATMUL_BLOCK="$block" WGFORMER_MATMUL_STRIP="$strip" WGFORMER_MATMUL_BUFFERS="$buffers" \
+                    WGFORMER_MATMUL_SPLITS="$splits" -- matmul --runs "$runs"
             done
         done
     done

@@ -110,8 +110,8 @@ except (OSError, ValueError):
 torch_mm = {(t["shape"], t["tf32"]): t["median_ms"] for t in summary["torch_matmul"]}
 sweeps = [n for n in names if n.startswith("sweep-")]
 if sweeps or torch_mm:
-    lines.append("\nmatmul sweep (median ms; best of the tiled sweep: block TMxTN, k per strip, splits; ratio: torch fp32 / ours)")
-    lines.append(f"  {'shape':<20} {'default':>9} {'best sweep':>10} {'(config)':<14} {'torch fp32':>10} {'torch tf32':>10} {'ratio':>6}")
+    lines.append("\nmatmul sweep (median ms; best of the tiled sweep: block TMxTN, k per strip, buffers, splits; ratio: torch fp32 / ours)")
+    lines.append(f"  {'shape':<20} {'default':>9} {'best sweep':>10} {'(config)':<17} {'torch fp32':>10} {'torch tf32':>10} {'ratio':>6}")
     for r in summary["benches"].get("matmul", []):
         shape, ours = r["shape"], r.get("median_ms")
         tried = [(s[0]["median_ms"], n[6:]) for n in sweeps for s in [[x for x in summary["benches"][n] if x["shape"] == shape]]
@@ -120,7 +120,7 @@ if sweeps or torch_mm:
         t32, t_tf32 = torch_mm.get((shape, False)), torch_mm.get((shape, True))
         fmt = lambda v, w: f"{v:{w}.3f}" if v is not None else f"{'-':>{w}}"
         ratio = f"{t32 / ours:6.2f}" if t32 and ours else f"{'-':>6}"
-        lines.append(f"  {shape:<20} {fmt(ours, 9)} {fmt(best[0], 10)} {best[1]:<14} {fmt(t32, 10)} {fmt(t_tf32, 10)} {ratio}")
+        lines.append(f"  {shape:<20} {fmt(ours, 9)} {fmt(best[0], 10)} {best[1]:<17} {fmt(t32, 10)} {fmt(t_tf32, 10)} {ratio}")
 
 try:
     log = open(os.path.join(out, "translate.log"), errors="replace").read().replace("\r", "\n").split("\n")

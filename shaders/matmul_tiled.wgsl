@@ -4,7 +4,9 @@
 // block's strip of A and of B into workgroup memory once, with loads that neighbouring lanes
 // make at neighbouring addresses, and then every invocation reads its TM values of A and TN of B
 // per k from there (broadcasts and conflict-free vec4 reads) and does TM x TN fused
-// multiply-adds in registers. The next strip is loaded into registers while this one is used.
+// multiply-adds in registers. The next strip is loaded into registers while this one is used;
+// with BUFFERS 2 the strips alternate between two halves of workgroup memory, so that one
+// barrier per strip suffices (the next strip is stored while others may still read this one).
 // An invocation owns rows g * 64 + ty * 4 + i (g < TM / 4, i < 4) and columns g * 64 + tx * 4 + j:
 // vec4 groups 64 apart, so that the 16 lanes along x read 16 consecutive vec4 of the B strip.
 // Its accumulators are named variables (`r<row><column group>`), each multiply-add written out:
@@ -20,7 +22,8 @@ override TM: u32 = 8u;      // rows per invocation: 4 or 8 (block of 64 or 128 r
 override TN: u32 = 8u;      // columns per invocation: 4 or 8 (block of 64 or 128 columns)
 
 override BK: u32 = 8u;      // k per strip: 8 or 16
-override STRIP4: u32 = 256u; // vec4 per strip: BK * ROW4 (set with BK; 16 KiB for both at BK 16)
+override BUFFERS: u32 = 1u; // strips held at once: 1, or 2 (double-buffered)
+override STRIP4: u32 = 256u; // vec4 per strip array: BK * ROW4 * BUFFERS (set with them)
 const WG: u32 = 16u;        // invocations per workgroup along x and along y
 const ROW4: u32 = 32u;      // vec4 per strip row: room for the largest block, 128
 const GROUP4: u32 = 16u;    // vec4 between an invocation's groups (64 rows or columns)
@@ -79,14 +82,17 @@ fn matmul_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
         next_b1 = fetch_b(bb, n_base, k_begin, tid + LANES);
     }
 
+    // The first strip, then per strip: the next one's loads, this one's multiply-adds, the
+    // next one stored (into the other half with two buffers, else after a barrier).
+    var buf = 0u;
+    put_a(0u, tid, next_a0);
+    put_b(0u, tid, next_b0);
+    if (BK == 16u) {
+        put_a(0u, tid + LANES, next_a1);
+        put_b(0u, tid + LANES, next_b1);
+    }
+    workgroupBarrier();
     for (var k0 = k_begin; k0 < k_end; k0 += BK) {
-        put_a(tid, next_a0);
-        put_b(tid, next_b0);
-        if (BK == 16u) {
-            put_a(tid + LANES, next_a1);
-            put_b(tid + LANES, next_b1);
-        }
-        workgroupBarrier();
         // Start the next strip's loads; they complete while this strip is multiplied.
         let k1 = k0 + BK;
         if (k1 < k_end) {
@@ -97,8 +103,9 @@ fn matmul_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
                 next_b1 = fetch_b(bb, n_base, k1, tid + LANES);
             }
         }
+        let base = buf * BK * ROW4;
         for (var kk = 0u; kk < BK; kk++) {
-            let row = kk * ROW4;
+            let row = base + kk * ROW4;
             let b0 = b_strip[row + lid.x];
             let a0 = a_strip[row + lid.y];
             r00 = fma(vec4<f32>(a0.x), b0, r00);
@@ -126,6 +133,19 @@ fn matmul_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
                     r61 = fma(vec4<f32>(a1.z), b1, r61);
                     r71 = fma(vec4<f32>(a1.w), b1, r71);
                 }
+            }
+        }
+        if (BUFFERS == 2u) {
+            buf = 1u - buf;
+        } else {
+            workgroupBarrier();
+        }
+        if (k1 < k_end) {
+            put_a(buf, tid, next_a0);
+            put_b(buf, tid, next_b0);
+            if (BK == 16u) {
+                put_a(buf, tid + LANES, next_a1);
+                put_b(buf, tid + LANES, next_b1);
             }
         }
         workgroupBarrier();
@@ -177,17 +197,18 @@ fn fetch_b(bb: u32, n_base: u32, k0: u32, i: u32) -> vec4<f32> {
     return vec4<f32>(load_b(bb, k, n), load_b(bb, k, n + 1u), load_b(bb, k, n + 2u), load_b(bb, k, n + 3u));
 }
 
-fn put_a(i: u32, v: vec4<f32>) {
+// Stores vec4 number i of A's strip (of B's, below) into strip buffer `buf`.
+fn put_a(buf: u32, i: u32, v: vec4<f32>) {
     if (i < BK * WG * TM / 4u) {
         let part = a_part(i);
-        a_strip[part.x * ROW4 + part.y] = v;
+        a_strip[buf * BK * ROW4 + part.x * ROW4 + part.y] = v;
     }
 }
 
-fn put_b(i: u32, v: vec4<f32>) {
+fn put_b(buf: u32, i: u32, v: vec4<f32>) {
     if (i < BK * WG * TN / 4u) {
         let part = b_part(i);
-        b_strip[part.x * ROW4 + part.y] = v;
+        b_strip[buf * BK * ROW4 + part.x * ROW4 + part.y] = v;
     }
 }
 

@@ -21,6 +21,7 @@ pub const VARIABLES: &[&str] = &[
     "WGFORMER_MATMUL_VARIANT",
     "WGFORMER_MATMUL_BLOCK",
     "WGFORMER_MATMUL_STRIP",
+    "WGFORMER_MATMUL_BUFFERS",
     "WGFORMER_MATMUL_SPLITS",
     "WGFORMER_MATMUL_F16",
     "WGFORMER_F16_WEIGHT_CASTS",
@@ -127,6 +128,8 @@ pub struct KernelSettings {
     pub matmul_block: Option<(u32, u32)>,
     /// `WGFORMER_MATMUL_STRIP=8|16`: k per workgroup-memory strip of the tiled matmul.
     pub matmul_strip: Option<u32>,
+    /// `WGFORMER_MATMUL_BUFFERS=1|2`: strips of the tiled matmul held at once (2: double-buffered).
+    pub matmul_buffers: Option<u32>,
     /// `WGFORMER_MATMUL_SPLITS=N`: split-K in N splits for every product of the tiled matmul
     /// (1: never), instead of the rule.
     pub matmul_splits: Option<u32>,
@@ -151,6 +154,7 @@ impl Default for KernelSettings {
             matmul_kernel: None,
             matmul_block: None,
             matmul_strip: None,
+            matmul_buffers: None,
             matmul_splits: None,
             f16_products: None,
             f16_weight_casts: F16WeightCasts::default(),
@@ -233,6 +237,7 @@ impl Settings {
             matmul_kernel: get("WGFORMER_MATMUL_VARIANT").map(|v| parse_matmul_kernel(&v)).transpose()?,
             matmul_block: get("WGFORMER_MATMUL_BLOCK").map(|v| parse_block(&v)).transpose()?,
             matmul_strip: get("WGFORMER_MATMUL_STRIP").map(|v| parse_strip(&v)).transpose()?,
+            matmul_buffers: get("WGFORMER_MATMUL_BUFFERS").map(|v| parse_buffers(&v)).transpose()?,
             matmul_splits: get("WGFORMER_MATMUL_SPLITS").map(|v| parse_splits(&v)).transpose()?,
             f16_products: get("WGFORMER_MATMUL_F16").map(|v| parse_f16_products(&v)).transpose()?,
             f16_weight_casts: get("WGFORMER_F16_WEIGHT_CASTS")
@@ -384,6 +389,14 @@ fn parse_strip(value: &str) -> Result<u32> {
     }
 }
 
+fn parse_buffers(value: &str) -> Result<u32> {
+    match value.trim() {
+        "1" => Ok(1),
+        "2" => Ok(2),
+        _ => Err(invalid("WGFORMER_MATMUL_BUFFERS", value, "1 or 2")),
+    }
+}
+
 fn parse_splits(value: &str) -> Result<u32> {
     let p = numbers("WGFORMER_MATMUL_SPLITS", value, 1, "a number of splits, 1 to 64")?;
     match p[0] {
@@ -469,6 +482,7 @@ mod tests {
             ("WGFORMER_MATMUL_BLOCK", "8,4"),
             ("WGFORMER_MATMUL_SPLITS", "4"),
             ("WGFORMER_MATMUL_STRIP", "16"),
+            ("WGFORMER_MATMUL_BUFFERS", "2"),
             ("WGFORMER_MATMUL_F16", "rounded"),
             ("WGFORMER_F16_WEIGHT_CASTS", "once"),
             ("WGFORMER_COOP", "0"),
@@ -482,6 +496,7 @@ mod tests {
         assert_eq!(s.kernels.matmul_block, Some((8, 4)));
         assert_eq!(s.kernels.matmul_splits, Some(4));
         assert_eq!(s.kernels.matmul_strip, Some(16));
+        assert_eq!(s.kernels.matmul_buffers, Some(2));
         assert_eq!(s.kernels.f16_products, Some(F16Products::Rounded));
         assert_eq!(s.kernels.f16_weight_casts, F16WeightCasts::OncePerStep);
         assert!(!s.kernels.coop);
@@ -500,6 +515,7 @@ mod tests {
             ("WGFORMER_MATMUL_BLOCK", "8,6"),
             ("WGFORMER_MATMUL_SPLITS", "65"),
             ("WGFORMER_MATMUL_STRIP", "32"),
+            ("WGFORMER_MATMUL_BUFFERS", "3"),
             ("WGFORMER_MATMUL_VARIANT", "fast"),
             ("WGFORMER_MATMUL_F16", "bf16"),
             ("WGFORMER_F16_WEIGHT_CASTS", "twice"),

@@ -7,7 +7,8 @@ mod split;
 mod tiled;
 pub use split::default_gpu_splits;
 pub(crate) use tiled::no_step;
-use tiled::{tiled_block, tiled_blocks, tiled_strip, TILED_LARGE_MIN_BLOCKS};
+pub use tiled::Strips;
+use tiled::{tiled_block, tiled_blocks, tiled_strips, TILED_LARGE_MIN_BLOCKS};
 mod tune;
 
 use super::{check_loop_budget, dispatch_entries, u32_of, Dispatch};
@@ -108,8 +109,8 @@ struct MatmulSet {
     tiles: MatmulTiles,
     /// (TM, TN) of the tiled pipelines.
     block: (u32, u32),
-    /// k per strip of the tiled pipelines (8 or 16).
-    strip: u32,
+    /// The tiled pipelines' strips of A and B in workgroup memory.
+    strips: Strips,
     subgroup_size: u32,
     best: MatmulVariant,
     /// The tiled module's matmul_reduce_splits (split-K's sum), compiled on first use.
@@ -271,14 +272,14 @@ impl MatmulModules {
 }
 
 impl MatmulSet {
-    /// The pipelines of `tiles` (and of the tiled kernel's `block`, with `strip` k per strip
-    /// where given, else the setting's) that `modules` can run.
+    /// The pipelines of `tiles` (and of the tiled kernel's `block`, with `strips` where given,
+    /// else the settings') that `modules` can run.
     fn build(
         gpu: &Gpu,
         modules: &MatmulModules,
         tiles: MatmulTiles,
         block: (u32, u32),
-        strip: Option<u32>,
+        strips: Option<Strips>,
     ) -> Result<Self> {
         if !(1..=SG_TM_MAX).contains(&tiles.tm) || tiles.wg_n == 0 || tiles.wg_m == 0 {
             return Err(Error::shape("matmul", format!("invalid tiles {tiles:?}: tm must be 1..={SG_TM_MAX}")));
@@ -314,7 +315,10 @@ impl MatmulSet {
             pipelines: Default::default(),
             tiles,
             block,
-            strip: if cap == MatmulVariant::Tiled { tiled_strip(gpu, strip)? } else { 8 },
+            strips: match cap {
+                MatmulVariant::Tiled => tiled_strips(gpu, strips)?,
+                _ => Strips { depth: 8, buffers: 1 },
+            },
             subgroup_size: sg,
             best,
             reduce: Default::default(),
@@ -336,8 +340,9 @@ impl MatmulSet {
             let bit = |b: usize| ((which >> b) & 1) as f64;
             let mut c = vec![("TRANS_A", bit(1)), ("TRANS_B", bit(0)), ("EXTRAS", bit(2))];
             if slot == 3 {
-                let strip = self.strip as f64;
-                c.extend([("TM", tm as f64), ("TN", tn as f64), ("BK", strip), ("STRIP4", strip * 32.0)]);
+                let s = self.strips;
+                c.extend([("TM", tm as f64), ("TN", tn as f64), ("BK", s.depth as f64)]);
+                c.extend([("BUFFERS", s.buffers as f64), ("STRIP4", s.vec4s() as f64)]);
             } else {
                 c.extend([("WG_N", t.wg_n as f64), ("WG_M", t.wg_m as f64), ("TM", t.tm as f64)]);
                 if slot == 2 {

@@ -5,7 +5,7 @@
 
 use crate::common;
 use common::{assert_close, for_each_gpu, Rng};
-use wgformer::kernels::matmul::{MatmulTiles, MatmulVariant};
+use wgformer::kernels::matmul::{MatmulTiles, MatmulVariant, Strips};
 use wgformer::kernels::{self, Matmul, MatmulShape};
 use wgformer::reference::matmul::matmul_forward;
 use wgformer::Gpu;
@@ -224,23 +224,33 @@ fn long_k_within_and_past_the_loop_budget() {
     });
 }
 
-/// Every block size of the workgroup-memory kernel with each strip depth (8 and 16 of k), on
-/// shapes that leave partial blocks and partial strips of k, with every transpose; split-K
-/// over strips of 16.
+/// Every block size of the workgroup-memory kernel, and strips of 16 and double-buffered strips
+/// (where the adapter's workgroup memory holds them), on shapes that leave partial blocks and
+/// partial strips of k, with every transpose; split-K over strips of 16.
 #[test]
 fn tiled_blocks_every_transpose() {
     for_each_gpu(|gpu| {
-        // Strips of 16 with the two default blocks (the sweep's other two share their code).
-        let kernels = [(4, 4), (8, 8), (4, 8), (8, 4)].map(|b| (b, 8)).into_iter().chain([((4, 4), 16), ((8, 4), 16)]);
-        for (block, strip) in kernels {
-            let mm = Matmul::tiled_with_strip(gpu, block, strip).unwrap();
-            for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+        // Strips of 16, and double-buffered strips, with the large block, untransposed and
+        // transposed (each pipeline costs llvmpipe's GL seconds to compile).
+        let one = |depth| Strips { depth, buffers: 1 };
+        let two = |depth| Strips { depth, buffers: 2 };
+        let fits = |s: Strips| gpu.limits.max_compute_workgroup_storage_size >= 2 * s.depth * 32 * 16 * s.buffers;
+        let every = [(false, false), (false, true), (true, false), (true, true)];
+        type Transposes<'a> = &'a [(bool, bool)];
+        let mut kernels: Vec<((u32, u32), Strips, Transposes)> =
+            [(4, 4), (8, 8), (4, 8), (8, 4)].map(|b| (b, one(8), &every[..])).into();
+        for strips in [one(16), two(8), two(16)].into_iter().filter(|&s| fits(s)) {
+            kernels.push(((8, 4), strips, &[(false, false), (true, true)]));
+        }
+        for (block, strips, transposes) in kernels {
+            let mm = Matmul::tiled_with_strips(gpu, block, strips).unwrap();
+            for &(ta, tb) in transposes {
                 check(gpu, &mm, &MatmulShape::packed(2, 131, 70, 19, ta, tb), 21);
             }
         }
         // A K of several strips of 16, with a partial one, whole and in splits.
-        for strip in [8, 16] {
-            let mm = Matmul::tiled_with_strip(gpu, (8, 4), strip).unwrap();
+        for strips in [one(8), one(16), two(8)] {
+            let mm = Matmul::tiled_with_strips(gpu, (8, 4), strips).unwrap();
             check(gpu, &mm, &MatmulShape::packed(1, 67, 130, 37, true, false), 22);
             let s = MatmulShape { bias: true, ..MatmulShape::packed(2, 70, 36, 150, true, false) };
             let (na, nb, nc) = s.extents();
@@ -255,10 +265,15 @@ fn tiled_blocks_every_transpose() {
                 let d = mm.fwd_split(gpu, &gc, &ga, &gb, Some(&gbias), Default::default(), &s, Some(splits)).unwrap();
                 kernels::run(gpu, &d.iter().collect::<Vec<_>>()).unwrap();
                 let tol = 2e-6 * (s.k as f64).sqrt();
-                assert_close(&format!("strip {strip}, {splits} splits"), &gpu.read(&gc).unwrap(), &want, tol, tol);
+                assert_close(&format!("{strips:?}, {splits} splits"), &gpu.read(&gc).unwrap(), &want, tol, tol);
             }
         }
         assert!(Matmul::tiled(gpu, (2, 8)).is_err());
-        assert!(Matmul::tiled_with_strip(gpu, (8, 4), 12).is_err());
+        assert!(Matmul::tiled_with_strips(gpu, (8, 4), one(12)).is_err());
+        assert!(Matmul::tiled_with_strips(gpu, (8, 4), Strips { depth: 8, buffers: 3 }).is_err());
+        // Strips over the adapter's workgroup memory are refused, not compiled.
+        if !fits(two(16)) {
+            assert!(Matmul::tiled_with_strips(gpu, (8, 4), two(16)).is_err());
+        }
     });
 }

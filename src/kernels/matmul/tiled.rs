@@ -1,5 +1,5 @@
-//! The tiled (workgroup-memory) matmul's configuration: its blocks per invocation, its strip
-//! depth, and the rules that pick them where nothing is measured.
+//! The tiled (workgroup-memory) matmul's configuration: its blocks per invocation, its strips
+//! (depth and buffers), and the rules that pick them where nothing is measured.
 
 use super::{Matmul, MatmulModules, MatmulSet, MatmulShape, MatmulTiles, MatmulVariant};
 use crate::error::{Error, Result};
@@ -17,24 +17,44 @@ pub(super) fn tiled_block(gpu: &Gpu, tiles: MatmulTiles) -> (u32, u32) {
     asked.unwrap_or(if tiles.wg_m * tiles.tm >= 16 { TILED_LARGE_BLOCK } else { TILED_SMALL_BLOCK })
 }
 
-/// k per strip of the tiled kernel: `asked`, else `WGFORMER_MATMUL_STRIP`, else 8. Its two
-/// strips take 2 x 32 vec4 per k of workgroup memory: an error where the adapter has less.
-pub(super) fn tiled_strip(gpu: &Gpu, asked: Option<u32>) -> Result<u32> {
-    let strip = asked.or(gpu.settings.kernels.matmul_strip).unwrap_or(8);
-    if strip != 8 && strip != 16 {
-        return Err(Error::shape("matmul", format!("a strip of {strip}: the tiled kernel's strips take 8 or 16 of k")));
+/// How the tiled kernel stages A and B in workgroup memory: `depth` of k per strip (8 or 16),
+/// and `buffers` strips held at once (1, or 2: double-buffered, one barrier per strip).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Strips {
+    pub depth: u32,
+    pub buffers: u32,
+}
+
+impl Strips {
+    /// vec4 per strip array (of A, and of B): 32 per k and buffer.
+    pub(super) fn vec4s(self) -> u32 {
+        self.depth * 32 * self.buffers
     }
-    let bytes = 2 * strip * 32 * 16;
+}
+
+/// The tiled kernel's strips: `asked`, else `WGFORMER_MATMUL_STRIP` and `WGFORMER_MATMUL_BUFFERS`,
+/// else 8 of k, one buffer. An error where they are not 8 or 16 and 1 or 2, or where the
+/// adapter's workgroup memory is smaller than the two strip arrays (16 bytes a vec4).
+pub(super) fn tiled_strips(gpu: &Gpu, asked: Option<Strips>) -> Result<Strips> {
+    let k = &gpu.settings.kernels;
+    let strips = asked.unwrap_or(Strips { depth: k.matmul_strip.unwrap_or(8), buffers: k.matmul_buffers.unwrap_or(1) });
+    if ![8, 16].contains(&strips.depth) || ![1, 2].contains(&strips.buffers) {
+        return Err(Error::shape(
+            "matmul",
+            format!("{strips:?}: the tiled kernel's strips take 8 or 16 of k, in 1 or 2 buffers"),
+        ));
+    }
+    let bytes = 2 * strips.vec4s() * 16;
     if bytes > gpu.limits.max_compute_workgroup_storage_size {
         return Err(Error::shape(
             "matmul",
             format!(
-                "a strip of {strip} needs {bytes} bytes of workgroup memory, the adapter {}",
+                "{strips:?} need {bytes} bytes of workgroup memory, the adapter {}",
                 gpu.limits.max_compute_workgroup_storage_size
             ),
         ));
     }
-    Ok(strip)
+    Ok(strips)
 }
 
 /// The tiled kernel's default blocks (TM, TN per invocation of 16 x 16): large and small.
@@ -70,15 +90,15 @@ impl Matmul {
         Self::tiled_set(gpu, block, None)
     }
 
-    /// [`Matmul::tiled`] with `strip` (8 or 16) of k per workgroup-memory strip; an error where
-    /// the adapter's workgroup memory is too small for it.
-    pub fn tiled_with_strip(gpu: &Gpu, block: (u32, u32), strip: u32) -> Result<Self> {
-        Self::tiled_set(gpu, block, Some(strip))
+    /// [`Matmul::tiled`] with `strips` of A and B in workgroup memory; an error where the
+    /// adapter's workgroup memory is too small for them.
+    pub fn tiled_with_strips(gpu: &Gpu, block: (u32, u32), strips: Strips) -> Result<Self> {
+        Self::tiled_set(gpu, block, Some(strips))
     }
 
-    fn tiled_set(gpu: &Gpu, block: (u32, u32), strip: Option<u32>) -> Result<Self> {
+    fn tiled_set(gpu: &Gpu, block: (u32, u32), strips: Option<Strips>) -> Result<Self> {
         let (tiles, _) = MatmulTiles::pair_for_adapter(gpu);
         let modules = MatmulModules::new(gpu, MatmulVariant::Tiled)?;
-        Self::with_set(gpu, MatmulSet::build(gpu, &modules, tiles, block, strip)?)
+        Self::with_set(gpu, MatmulSet::build(gpu, &modules, tiles, block, strips)?)
     }
 }
