@@ -57,7 +57,11 @@ fn matmul_blocks(gpu: &Gpu, cache: &std::path::Path) {
             assert!(allowed.contains(&splits) && d.len() == 1 + (splits > 1) as usize, "{splits} splits");
             let chosen = format!("{chosen}, {splits} splits");
             kernels::run(gpu, &d.iter().collect::<Vec<_>>()).unwrap();
-            assert_close(&format!("{shape:?} ({chosen})"), &gpu.read(&gc).unwrap(), &want, 2e-5, 1e-4);
+            // f32 sums of K terms, in whichever order the choice sums: an error that grows with
+            // K and the outputs' scale (the weight gradient's K of 2048 reaches 1e-4).
+            let scale = want.iter().fold(1.0f32, |m, x| m.max(x.abs())) as f64;
+            let atol = 2e-5f64.max(1e-6 * (shape.k as f64).sqrt() * scale);
+            assert_close(&format!("{shape:?} ({chosen})"), &gpu.read(&gc).unwrap(), &want, atol, 1e-4);
             // The second use finds the choice made.
             mm.fwd(gpu, &gc, &ga, &gb, shape.bias.then_some(&gbias), shape).unwrap();
             assert_eq!(format!("{}, {} splits", mm.describe(shape), mm.splits_for(gpu, shape)), chosen);
