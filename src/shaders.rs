@@ -21,6 +21,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("gelu.wgsl", GELU),
     ("softmax.wgsl", SOFTMAX),
     ("elementwise.wgsl", ELEMENTWISE),
+    ("elementwise_chain.wgsl", ELEMENTWISE_CHAIN),
     ("reduce.wgsl", REDUCE),
     ("crossentropy.wgsl", CROSSENTROPY),
     ("adam.wgsl", ADAM),
@@ -44,6 +45,7 @@ pub const LAYERNORM: &str = include_str!(concat!(env!("OUT_DIR"), "/shaders/laye
 pub const GELU: &str = include_str!(concat!(env!("OUT_DIR"), "/shaders/gelu.wgsl"));
 pub const SOFTMAX: &str = include_str!(concat!(env!("OUT_DIR"), "/shaders/softmax.wgsl"));
 pub const ELEMENTWISE: &str = include_str!(concat!(env!("OUT_DIR"), "/shaders/elementwise.wgsl"));
+pub const ELEMENTWISE_CHAIN: &str = include_str!(concat!(env!("OUT_DIR"), "/shaders/elementwise_chain.wgsl"));
 pub const REDUCE: &str = include_str!(concat!(env!("OUT_DIR"), "/shaders/reduce.wgsl"));
 pub const CROSSENTROPY: &str = include_str!(concat!(env!("OUT_DIR"), "/shaders/crossentropy.wgsl"));
 pub const ADAM: &str = include_str!(concat!(env!("OUT_DIR"), "/shaders/adam.wgsl"));

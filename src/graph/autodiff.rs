@@ -196,7 +196,8 @@ fn rule(
         | Op::MatMulAct { .. }
         | Op::MatMulActGrad { .. }
         | Op::SliceInto { .. }
-        | Op::LayerNormBwdAcc => {
+        | Op::LayerNormBwdAcc
+        | Op::Elementwise(_) => {
             let op = node.op.name();
             return Err(Error::shape("backward", format!("{op} has no gradient rule: differentiate first")));
         }

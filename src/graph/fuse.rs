@@ -23,9 +23,15 @@
 //! product read nowhere else becomes MatMulActGrad (a feed-forward block's two elementwise
 //! dispatches, forward and backward, gone). A dropout after the activation, and its backward
 //! before the activation's backward, go into the same stores.
+//!
+//! `fuse_chains` (`chains.rs`), last: the elementwise nodes left that read one another's
+//! outputs run as one generated kernel each (`Op::Elementwise`).
 
 use super::{Activation, Dtype, Graph, Node, Op, ProductDropout, Role, TensorId};
 use std::collections::HashSet;
+
+mod chains;
+pub use chains::fuse_chains;
 
 /// Applies every fusion to `g`, leaving the tensors in `pinned` (read after the step) as they
 /// are; returns how many dispatches it saved.
@@ -35,6 +41,7 @@ pub fn fuse(g: &mut Graph, pinned: &[TensorId]) -> usize {
         + sum_bias_gradients(g)
         + activate_products(g, pinned)
         + assemble_slices(g, pinned)
+        + fuse_chains(g, pinned)
 }
 
 /// Who writes and reads each tensor, and where an in-place op writes over it.

@@ -6,6 +6,7 @@
 pub mod autodiff;
 pub(crate) mod build;
 mod build_attention;
+pub mod chain;
 pub mod fuse;
 pub mod op;
 pub mod params;

@@ -2,6 +2,7 @@
 //! position of each input and output. Shape rules live in `build.rs`, the only place that
 //! creates nodes.
 
+use super::chain::Chain;
 use super::params::{Activation, GeluKind, ProductDropout};
 
 /// One operation. Tensors are referenced by the node's `inputs` / `outputs`, in the order
@@ -115,6 +116,10 @@ pub enum Op {
     /// inputs [x, dy, mean, rstd, gamma, acc] -> [acc + dx, dgamma, dbeta]: LayerNormBwd with
     /// dx added into acc in place. Made by [`crate::graph::fuse`]; it has no gradient rule.
     LayerNormBwdAcc,
+    /// inputs `[x0, ..]` -> `[y0, ..]`: a chain of elementwise ops over tensors of one element
+    /// count in one kernel, the values between them kept in registers (see
+    /// [`crate::graph::chain`]). Made by [`crate::graph::fuse`]; it has no gradient rule.
+    Elementwise(Box<Chain>),
 }
 
 impl Op {
@@ -201,6 +206,7 @@ impl Op {
             Op::MatMulActGrad { .. } => "matmul_act_grad",
             Op::SliceInto { .. } => "slice_into",
             Op::LayerNormBwdAcc => "layernorm_bwd_acc",
+            Op::Elementwise(_) => "elementwise_chain",
         }
     }
 }

@@ -13,7 +13,7 @@ mod tune;
 
 use super::{check_loop_budget, dispatch_entries, u32_of, Dispatch};
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, Tensor};
+use crate::gpu::{Gpu, Held, Tensor};
 pub use crate::graph::params::MatmulShape;
 use params::check_operands;
 pub use params::MatmulExtras;
@@ -105,7 +105,9 @@ struct MatmulSet {
     tiled: Option<wgpu::ShaderModule>,
     /// Pipelines per (variant, transposes and extras), compiled on first use: a model needs a
     /// few of the 32.
-    pipelines: [[std::sync::OnceLock<wgpu::ComputePipeline>; 8]; 4],
+    /// Held: a set built apart from the device's (tuning, tests) may drop on any thread, and
+    /// on GL dropping a pipeline needs the context.
+    pipelines: [[std::sync::OnceLock<Held<wgpu::ComputePipeline>>; 8]; 4],
     tiles: MatmulTiles,
     /// (TM, TN) of the tiled pipelines.
     block: (u32, u32),
@@ -114,7 +116,7 @@ struct MatmulSet {
     subgroup_size: u32,
     best: MatmulVariant,
     /// The tiled module's matmul_reduce_splits (split-K's sum), compiled on first use.
-    reduce: std::sync::OnceLock<wgpu::ComputePipeline>,
+    reduce: std::sync::OnceLock<Held<wgpu::ComputePipeline>>,
 }
 
 /// The matmul kernel: a set of pipelines with large register tiles, and optionally one with
@@ -335,7 +337,7 @@ impl MatmulSet {
             (MatmulVariant::General, _, _) => (0, &self.module, "matmul_fwd"),
             _ => (1, &self.module, "matmul_fwd_vec4"),
         };
-        super::lazy(&self.pipelines[slot][which], || {
+        let held = super::lazy(&self.pipelines[slot][which], || {
             let (t, (tm, tn)) = (self.tiles_of(variant), self.block);
             let bit = |b: usize| ((which >> b) & 1) as f64;
             let mut c = vec![("TRANS_A", bit(1)), ("TRANS_B", bit(0)), ("EXTRAS", bit(2))];
@@ -349,8 +351,9 @@ impl MatmulSet {
                     c.push(("SG", self.subgroup_size as f64));
                 }
             }
-            gpu.pipeline(module, entry, &c)
-        })
+            gpu.pipeline(module, entry, &c).map(|p| gpu.hold(p))
+        })?;
+        Ok(held)
     }
 
     /// The register tiles `variant` runs with: the plain kernels take at most PLAIN_TM_MAX rows.

@@ -6,6 +6,7 @@
 pub mod adam;
 pub mod attention;
 pub mod cast;
+pub mod chain;
 pub mod clip;
 pub mod crossentropy;
 pub mod dropout;
@@ -26,6 +27,7 @@ pub mod tuning;
 
 pub use adam::Adam;
 pub use attention::Attention;
+pub use chain::ChainKernels;
 pub use clip::Clip;
 pub use crossentropy::CrossEntropy;
 pub use dropout::Dropout;
@@ -53,6 +55,8 @@ pub struct KernelSet {
     pub gelu: Gelu,
     pub softmax: Softmax,
     pub elementwise: Elementwise,
+    /// Elementwise chains' generated kernels.
+    pub chain: ChainKernels,
     pub reduce: Reduce,
     pub cross_entropy: CrossEntropy,
     pub adam: Adam,
@@ -132,6 +136,7 @@ impl KernelSet {
             gelu: Gelu::new(gpu)?,
             softmax: Softmax::new(gpu)?,
             elementwise: Elementwise::new(gpu)?,
+            chain: ChainKernels::default(),
             reduce: Reduce::new(gpu)?,
             cross_entropy: CrossEntropy::new(gpu)?,
             adam: Adam::new(gpu)?,

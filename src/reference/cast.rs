@@ -5,3 +5,8 @@
 pub fn round_f16(x: &[f32]) -> Vec<f32> {
     x.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect()
 }
+
+/// `v` rounded to the nearest f16 value (what an f16 tensor stores), in any [`super::Real`].
+pub fn round_f16_real<T: super::Real>(v: T) -> T {
+    T::of(half::f16::from_f64(v.to_f64()).to_f64())
+}

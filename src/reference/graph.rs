@@ -25,10 +25,8 @@ pub fn evaluate_seeded<T: Real>(g: &Graph, values: &mut [Vec<T>], seed: u32) {
     }
 }
 
-/// `v` rounded to the nearest f16 value (what an f16 tensor stores).
-fn round_f16<T: Real>(v: T) -> T {
-    T::of(half::f16::from_f64(v.to_f64()).to_f64())
-}
+use super::cast::round_f16_real as round_f16;
+pub use super::chain::{activation_backward, activation_forward};
 
 fn zeros<T: Real>(n: usize) -> Vec<T> {
     vec![T::of(0.0); n]
@@ -44,30 +42,6 @@ pub fn run_node<T: Real>(g: &Graph, node: &crate::graph::Node, values: &[Vec<T>]
         }
     }
     outs
-}
-
-/// act(x), as the Gelu, Relu and Silu ops compute it.
-pub fn activation_forward<T: Real>(act: crate::graph::Activation, x: &[T]) -> Vec<T> {
-    use crate::graph::Activation;
-    let mut y = zeros(x.len());
-    match act {
-        Activation::Gelu(kind) => gelu::gelu_forward(&mut y, x, kind),
-        Activation::Relu => ew::relu_forward(&mut y, x),
-        Activation::Silu => ew::silu_forward(&mut y, x),
-    }
-    y
-}
-
-/// dy act'(x), as the GeluBwd, ReluBwd and SiluBwd ops compute it.
-pub fn activation_backward<T: Real>(act: crate::graph::Activation, x: &[T], dy: &[T]) -> Vec<T> {
-    use crate::graph::Activation;
-    let mut dx = zeros(x.len());
-    match act {
-        Activation::Gelu(kind) => gelu::gelu_backward(&mut dx, x, dy, kind),
-        Activation::Relu => ew::relu_backward(&mut dx, x, dy),
-        Activation::Silu => ew::silu_backward(&mut dx, x, dy),
-    }
-    dx
 }
 
 /// The outputs of a product node: MatMul and its fused forms (a fused dropout draws from `seed`).
@@ -354,6 +328,10 @@ fn shaping_and_loss_outputs<T: Real>(
             vec![y]
         }
         Op::CastF16 => vec![input(0).iter().map(|&v| round_f16(v)).collect()],
+        Op::Elementwise(ref chain) => {
+            let inputs: Vec<&[T]> = (0..node.inputs.len()).map(input).collect();
+            super::chain::chain_outputs(chain, &inputs, out_len(0), seed)
+        }
         Op::CrossEntropy { smoothing, ignore_index } => {
             let vocab = in_desc(0).last_dim();
             let targets: Vec<u32> = input(1).iter().map(|t| t.to_f64() as u32).collect();

@@ -5,6 +5,7 @@
 pub mod adam;
 pub mod attention;
 pub mod cast;
+pub mod chain;
 pub mod crossentropy;
 pub mod dropout;
 pub mod elementwise;

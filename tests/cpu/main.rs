@@ -5,6 +5,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod chain_fusion;
 mod docs;
 mod fuzz_corpus;
 mod graph_gradcheck;

@@ -7,6 +7,7 @@ mod common;
 
 mod gpu;
 mod kernels_attention;
+mod kernels_chain;
 mod kernels_elementwise;
 mod kernels_layout;
 mod kernels_matmul;

@@ -1,7 +1,7 @@
 //! Fused graphs (`graph::fuse`, on by default: products accumulated into sums, residuals added
 //! in the product's store, bias gradients summed by their weight gradient's product,
 //! activations and their derivatives applied in the product's store, slices' gradients copied
-//! into place) train as the graphs they came from: the checked mode passes
+//! into place, elementwise nodes run as one chain) train as the graphs they came from: the checked mode passes
 //! node by node on fused Transformer and ViT training graphs (with dropouts fused into the
 //! products' stores), and five Adam steps give the same losses and parameters with fusion on
 //! and off (`WGFORMER_FUSION`), for the ViT (dropout on and off) and the Transformer, on every
@@ -145,7 +145,15 @@ fn fused_transformer_and_vit_training_graphs_pass_the_checked_mode() {
         // The Transformer's residual Adds and ReLUs have dropouts between them and their products.
         (
             transformer_case as fn() -> Case,
-            &["matmul_acc", "slice_into", "matmul_row_sums", "matmul_act", "matmul_act_grad", "matmul_residual"][..],
+            &[
+                "matmul_acc",
+                "slice_into",
+                "matmul_row_sums",
+                "matmul_act",
+                "matmul_act_grad",
+                "matmul_residual",
+                "elementwise_chain",
+            ][..],
             &fused_ops[..],
         ),
         (

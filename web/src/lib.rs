@@ -200,6 +200,35 @@ async fn gelu_case(gpu: &Gpu, kind: GeluKind) -> Result<(bool, String)> {
         .await
 }
 
+/// An elementwise chain's generated kernel (an embedding's scale, position add and dropout,
+/// then activations and their gradients) against the reference interpretation of the chain.
+async fn chain_case(gpu: &Gpu) -> Result<(bool, String)> {
+    use wgformer::graph::chain::{Chain, ChainOp, ChainStep};
+    use wgformer::graph::{Activation, ProductDropout};
+    let (n, pos_len) = (4096, 64);
+    let mut rng = Rng::new(23);
+    let (x, pos, dy) = (vec_f32(&mut rng, n), vec_f32(&mut rng, pos_len), vec_f32(&mut rng, n));
+    let step = |op, args: &[usize]| ChainStep { op, args: args.to_vec(), round: false };
+    let steps = vec![
+        step(ChainOp::Scale(2.0), &[0]),                            // v3
+        step(ChainOp::Add, &[3, 1]),                                // v4: pos repeats
+        step(ChainOp::Dropout(ProductDropout::new(0.25, 5)), &[4]), // v5
+        step(ChainOp::Act(Activation::Gelu(GeluKind::Tanh)), &[5]), // v6
+        step(ChainOp::ActGrad(Activation::Silu), &[6, 2]),          // v7
+        step(ChainOp::Mul, &[7, 4]),                                // v8
+        step(ChainOp::ActGrad(Activation::Relu), &[3, 8]),          // v9
+    ];
+    let chain = Chain { inputs: 3, steps, outputs: vec![5, 9] };
+    let want = wgformer::reference::chain::chain_outputs(&chain, &[&x, &pos, &dy], n, STEP.seed);
+    let (gx, gpos, gdy) = (up(gpu, &x)?, up(gpu, &pos)?, up(gpu, &dy)?);
+    let (o0, o1) = (gpu.zeros("o0", n)?, gpu.zeros("o1", n)?);
+    let step_uniform = gpu.uniform("step", &STEP);
+    let chains = kernels::ChainKernels::default();
+    let inputs = [(&gx, n), (&gpos, pos_len), (&gdy, n)];
+    let d = chains.prepare(gpu, &chain, &inputs, &[&o0, &o1], n, &step_uniform)?;
+    verify(gpu, &[&d], &[("dropped", &o0, &want[0], 1e-5, 1e-5), ("gradient", &o1, &want[1], 1e-5, 1e-5)]).await
+}
+
 async fn silu_case(gpu: &Gpu) -> Result<(bool, String)> {
     let e = Elementwise::new(gpu)?;
     let reference = |x: &[f32], dy: &[f32], y: &mut [f32], dx: &mut [f32]| {
@@ -367,6 +396,8 @@ async fn run_all() -> Result<Report> {
     }
     let start = now_ms();
     record("silu fwd+bwd 4099".into(), start, silu_case(&gpu).await);
+    let start = now_ms();
+    record("elementwise chain 4096: scale, add, dropout, GELU, gradients".into(), start, chain_case(&gpu).await);
     // Mixed precision's f16 forms, where the browser's adapter has shader-f16.
     if gpu.caps.f16 {
         let start = now_ms();

@@ -156,7 +156,7 @@ impl MatmulSet {
     /// matmul_reduce_splits of the tiled module, compiled on first use.
     fn reduce_pipeline(&self, gpu: &Gpu) -> Result<&wgpu::ComputePipeline> {
         let module = self.tiled.as_ref().ok_or_else(|| Error::shape("matmul", "split-K needs the tiled kernel"))?;
-        lazy(&self.reduce, || gpu.pipeline(module, "matmul_reduce_splits", &[]))
+        Ok(lazy(&self.reduce, || gpu.pipeline(module, "matmul_reduce_splits", &[]).map(|p| gpu.hold(p)))?)
     }
 }
 

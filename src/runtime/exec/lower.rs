@@ -229,6 +229,12 @@ pub(super) fn encode_node(
             let lens = (node.inputs.len() > 1).then(|| i(1));
             vec![k.mask.prepare(gpu, o(0), i(0), lens, dims, causal, matches!(node.op, Op::MaskBwd { .. }))?]
         }
+        Op::Elementwise(ref chain) => {
+            let inputs: Vec<(&Tensor, usize)> = (0..node.inputs.len()).map(|n| (i(n), in_desc(n).len())).collect();
+            let outputs: Vec<&Tensor> = (0..node.outputs.len()).map(o).collect();
+            let n = g.desc(node.outputs[0]).len();
+            vec![k.chain.prepare(gpu, chain, &inputs, &outputs, n, ctx.step_params)?]
+        }
         Op::CrossEntropy { smoothing, ignore_index } => {
             let ce = &k.cross_entropy;
             ce.fwd_scaled(gpu, [o(0), o(1)], [i(0), i(1)], rows, cols, smoothing, ignore_index, ctx.loss_scale)?
