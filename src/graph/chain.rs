@@ -18,19 +18,19 @@ pub const MAX_TENSORS: usize = 8;
 /// One elementwise operation of a chain, on f32 values.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum ChainOp {
-    /// [a, b] -> a + b
+    /// `[a, b] -> a + b`
     Add,
-    /// [a, b] -> a b
+    /// `[a, b] -> a b`
     Mul,
-    /// [a] -> alpha a
+    /// `[a] -> alpha a`
     Scale(f32),
-    /// [x] -> act(x)
+    /// `[x] -> act(x)`
     Act(Activation),
-    /// [x, dy] -> dy act'(x)
+    /// `[x, dy] -> dy act'(x)`
     ActGrad(Activation),
-    /// [x] -> inverted dropout of x (its backward is the same draw on dy)
+    /// `[x]` -> inverted dropout of x (its backward is the same draw on dy)
     Dropout(ProductDropout),
-    /// [x] -> x rounded to the nearest f16 value (a CastF16)
+    /// `[x]` -> x rounded to the nearest f16 value (a CastF16)
     RoundF16,
 }
 
