@@ -11,8 +11,13 @@
 // - flags bit 8: a dropout (common/dropout_hash.wgsl, keyed by C's packed index and the step's
 //   seed at binding 8) of what the residual is added to, of act(C) written to aux, or of the
 //   product before act' multiplies it; alone, of C.
-@group(0) @binding(4) var<storage, read> side: array<f32>;          // R or P, (batch, M, N) as C
-@group(0) @binding(5) var<storage, read_write> aux: array<f32>;     // row sums (M), or act(C) as C
+// side's and aux's storage: f16 in the f16 products' forms where mixed precision keeps the
+// residual, the pre-activation or the activation in half precision (shaders::with_f16); f32 in
+// every other kernel, and for row sums always.
+alias SideT = f32;
+alias AuxT = f32;
+@group(0) @binding(4) var<storage, read> side: array<SideT>;        // R or P, (batch, M, N) as C
+@group(0) @binding(5) var<storage, read_write> aux: array<AuxT>;    // row sums (M), or act(C) as C
 
 @group(0) @binding(8) var<uniform> st: StepParams;
 
@@ -86,7 +91,7 @@ fn epilogue(idx: u32, x: f32, s: f32) -> f32 {
     if ((p.flags & ACT_GRAD) != 0u) {
         return dropped(idx, x) * act_grad(s, act);
     }
-    aux[idx] = dropped(idx, act_fwd(x, act));
+    aux[idx] = AuxT(dropped(idx, act_fwd(x, act)));
     return x;
 }
 
@@ -94,7 +99,7 @@ fn epilogue(idx: u32, x: f32, s: f32) -> f32 {
 fn finish(idx: u32, x: f32) -> f32 {
     if (!has_epilogue()) { return x; }
     var s = 0.0;
-    if (reads_side()) { s = side[idx]; }
+    if (reads_side()) { s = f32(side[idx]); }
     return epilogue(idx, x, s);
 }
 
@@ -126,6 +131,6 @@ fn write_row_sums(m0: u32, m_end: u32, lane: u32, lanes: u32) {
         for (var k = k_full; k < p.k; k++) {
             total += f32(a[base + k * k_step]);
         }
-        aux[m] = total;
+        aux[m] = AuxT(total);
     }
 }

@@ -22,7 +22,8 @@
 //! writes the product and its activation; an activation's backward whose incoming gradient is a
 //! product read nowhere else becomes MatMulActGrad (a feed-forward block's two elementwise
 //! dispatches, forward and backward, gone). A dropout after the activation, and its backward
-//! before the activation's backward, go into the same stores.
+//! before the activation's backward, go into the same stores. These two fusions take f16
+//! tensors too (mixed precision: the f16 products read and write them in f16).
 //!
 //! `fuse_chains` (`chains.rs`), last: the elementwise nodes left that read one another's
 //! outputs run as one generated kernel each (`Op::Elementwise`).
@@ -109,6 +110,13 @@ impl Uses {
 fn plain_f32(g: &Graph, pinned: &HashSet<TensorId>, t: TensorId) -> bool {
     let d = g.desc(t);
     d.role == Role::Activation && d.dtype == Dtype::F32 && !pinned.contains(&t)
+}
+
+/// A float activation outside `pinned`, f32 or (mixed precision) f16: a value a fused
+/// product may read or write in either type (the f16 products have forms for both).
+fn plain_float(g: &Graph, pinned: &HashSet<TensorId>, t: TensorId) -> bool {
+    let d = g.desc(t);
+    d.role == Role::Activation && matches!(d.dtype, Dtype::F32 | Dtype::F16) && !pinned.contains(&t)
 }
 
 /// Drops the nodes marked in `removed`.
@@ -239,7 +247,10 @@ pub fn add_residuals(g: &mut Graph, pinned: &[TensorId]) -> usize {
             };
             let Op::MatMul { trans_a, trans_b, bias, batched } = g.nodes[m].op else { continue };
             let residual_f32 = g.desc(residual).dtype == Dtype::F32;
-            if u.readers[summand.0] != 1 || !plain_f32(g, &pinned, summand) || !residual_f32 || !u.inputs_kept(g, m, i)
+            if u.readers[summand.0] != 1
+                || !plain_float(g, &pinned, summand)
+                || !residual_f32
+                || !u.inputs_kept(g, m, i)
             {
                 continue;
             }
@@ -262,7 +273,7 @@ pub fn add_residuals(g: &mut Graph, pinned: &[TensorId]) -> usize {
     fused
 }
 
-/// Where `t` is a dropout (its backward where `backward`) of a plain MatMul's f32 product read
+/// Where `t` is a dropout (its backward where `backward`) of a plain MatMul's float product read
 /// by that dropout only, and `t` is read once: (the dropout's node, the product's node, the
 /// dropout), for a product that applies the dropout in its store.
 fn dropped_product(
@@ -282,8 +293,8 @@ fn dropped_product(
     let product = g.nodes[d].inputs[0];
     let m = u.live_writer(product, removed)?;
     let plain = matches!(g.nodes[m].op, Op::MatMul { .. }) && u.readers[product.0] == 1;
-    let f32s = plain_f32(g, pinned, product) && plain_f32(g, pinned, t);
-    (plain && f32s && u.readers[t.0] == 1).then_some((d, m, ProductDropout::new(p, salt)))
+    let floats = plain_float(g, pinned, product) && plain_float(g, pinned, t);
+    (plain && floats && u.readers[t.0] == 1).then_some((d, m, ProductDropout::new(p, salt)))
 }
 
 /// The bias-gradient fusion (see the module doc): `SumRows(dy)` and a product `op(dy) op(b)`
@@ -360,14 +371,14 @@ pub fn activate_products(g: &mut Graph, pinned: &[TensorId]) -> usize {
         let product = dropped_dy.map_or(dy, |(d, _, _)| g.nodes[d].inputs[0]);
         let Some(m) = u.live_writer(product, &removed) else { continue };
         let Op::MatMul { trans_a, trans_b, bias, batched } = g.nodes[m].op else { continue };
-        let f32s = [product, out].iter().all(|&t| g.desc(t).dtype == Dtype::F32);
+        let floats = [product, out].iter().all(|&t| matches!(g.desc(t).dtype, Dtype::F32 | Dtype::F16));
         // The forward keeps the product (the backward reads it); the backward's is dropped.
         let readable = if backward {
-            u.readers[product.0] == 1 && plain_f32(g, &pinned, product)
+            u.readers[product.0] == 1 && plain_float(g, &pinned, product)
         } else {
             u.first[product.0] == i
         };
-        if !(f32s && readable && !(backward && bias) && u.inputs_kept(g, m, i)) {
+        if !(floats && readable && !(backward && bias) && u.inputs_kept(g, m, i)) {
             continue;
         }
         u.moved(g, m, i, None);
@@ -398,7 +409,7 @@ pub fn activate_products(g: &mut Graph, pinned: &[TensorId]) -> usize {
     fused
 }
 
-/// The live Dropout that is the one reader of the f32 activation `t`, with an f32 output:
+/// The live Dropout that is the one reader of the float activation `t`, with a float output:
 /// (its node, the dropout).
 fn dropout_of(
     g: &Graph,
@@ -407,12 +418,12 @@ fn dropout_of(
     pinned: &HashSet<TensorId>,
     t: TensorId,
 ) -> Option<(usize, ProductDropout)> {
-    if u.readers[t.0] != 1 || !plain_f32(g, pinned, t) {
+    if u.readers[t.0] != 1 || !plain_float(g, pinned, t) {
         return None;
     }
     let d = (u.first[t.0]..g.nodes.len()).find(|&d| !removed[d] && g.nodes[d].inputs.contains(&t))?;
     match g.nodes[d].op {
-        Op::Dropout { p, salt } if plain_f32(g, pinned, g.nodes[d].outputs[0]) => {
+        Op::Dropout { p, salt } if plain_float(g, pinned, g.nodes[d].outputs[0]) => {
             Some((d, ProductDropout::new(p, salt)))
         }
         _ => None,

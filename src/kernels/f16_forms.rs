@@ -83,8 +83,15 @@ pub const CROSSENTROPY: F16Family = F16Family {
     always_half: &[],
 };
 
-/// The f16 products' output (A and B are f16 in every form).
-const PRODUCT_OUT: &[HalfAlias] = &[HalfAlias { name: "OutT", operands: &[("matmul", Out(0))] }];
+/// The f16 products' output, and the fused products' pre-activation (read) and activation
+/// (written) where mixed precision keeps them in f16 (A and B are f16 in every form). The
+/// fused products come from `graph::fuse`, after the rewrite: the executor picks their form
+/// from their tensors' types.
+const PRODUCT_OUT: &[HalfAlias] = &[
+    HalfAlias { name: "OutT", operands: &[("matmul", Out(0))] },
+    HalfAlias { name: "SideT", operands: &[("matmul_act_grad", In(2))] },
+    HalfAlias { name: "AuxT", operands: &[("matmul_act", Out(1))] },
+];
 const PRODUCT_IN: &[(&str, Slot)] = &[("matmul", In(0)), ("matmul", In(1))];
 
 pub const MATMUL_F16: F16Family = F16Family {

@@ -85,11 +85,6 @@ impl HalfForm {
         }
     }
 
-    /// The pipeline of `entry` with `constants` where every alias is f16.
-    pub(crate) fn pipeline(&self, gpu: &Gpu, entry: &str, constants: &[(&str, f64)]) -> Result<wgpu::ComputePipeline> {
-        self.form(gpu, (1 << self.aliases.len()) - 1, entry, constants)
-    }
-
     /// The pipeline of `entry` where the aliases in `mask` are f16; an error naming the
     /// adapter where it has no f16 shaders.
     fn form(&self, gpu: &Gpu, mask: Mask, entry: &str, constants: &[(&str, f64)]) -> Result<wgpu::ComputePipeline> {

@@ -42,8 +42,9 @@ pub struct MatmulF16 {
     subgroup: u32,
     /// Pipelines per transposes (trans_a << 1 | trans_b), compiled on first use.
     pipelines: [OnceLock<wgpu::ComputePipeline>; 4],
-    /// The form that writes C in f16 (products whose output mixed precision keeps in half).
-    half_out: HalfForm,
+    /// The forms with C, the side tensor (residual or pre-activation) or the activation in
+    /// f16 (tensors mixed precision keeps in half precision).
+    half: HalfForm,
     no_bias: Tensor,
     /// Bound where no row sums are asked for (writable, so not `no_bias`).
     no_sums: Tensor,
@@ -99,7 +100,7 @@ impl MatmulF16 {
             variant,
             subgroup,
             pipelines: Default::default(),
-            half_out: HalfForm::new(family),
+            half: HalfForm::new(family),
             no_bias: gpu.zeros("matmul_f16.no_bias", 1)?,
             no_sums: gpu.zeros("matmul_f16.no_sums", 1)?,
             no_step: super::matmul::no_step(gpu),
@@ -140,7 +141,7 @@ impl MatmulF16 {
     ) -> Result<Dispatch> {
         const OP: &str = "matmul_f16";
         shape.check()?;
-        extras.check(OP, shape)?;
+        extras.check(OP, shape, true)?;
         let (na, nb, nc) = shape.extents();
         check_typed(OP, "A", a, na, DType::F16)?;
         check_typed(OP, "B", b, nb, DType::F16)?;
@@ -176,12 +177,12 @@ impl MatmulF16 {
                 "matmul_coop"
             }
         };
-        let pipeline = match c.dtype {
-            DType::F16 => self.half_out.pipeline(gpu, entry, &constants)?,
-            _ => lazy(&self.pipelines[which], || gpu.pipeline(&self.module, entry, &constants))?.clone(),
+        let [side, sums] = extras.bindings(&self.no_bias, &self.no_sums);
+        let pipeline = match self.half.for_halves(gpu, &[c, side, sums], entry, &constants)? {
+            Some(p) => p,
+            None => lazy(&self.pipelines[which], || gpu.pipeline(&self.module, entry, &constants))?.clone(),
         };
         let groups = [groups[0] as u32, groups[1] as u32, groups[2] as u32];
-        let [side, sums] = extras.bindings(&self.no_bias, &self.no_sums);
         let tensors = [c, a, b, bias.unwrap_or(&self.no_bias), side, sums];
         let uniform = gpu.hold(gpu.uniform(OP, &params));
         dispatch_entries(gpu, OP, &pipeline, &extras.entries(&tensors, &uniform, None, &self.no_step), groups)

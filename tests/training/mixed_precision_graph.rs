@@ -1,7 +1,8 @@
 //! Mixed precision as a graph rewrite (`Graph::cast_products_to_f16`) on the GPU, for both
 //! storages (f16 tensors and the f16 matmul; f16 values in f32 tensors and the f32 matmul):
 //! every node of the cast graphs matches the CPU reference computed from the GPU's own inputs,
-//! and a whole step's loss and gradients match the reference's run of the same graph; and the
+//! (the fused products among them reading and writing f16 tensors), and a whole step's loss and
+//! gradients match the reference's run of the same graph; and the
 //! planned activation memory of the big presets in f16 (CPU only).
 
 use crate::common;
@@ -44,7 +45,7 @@ fn cast_graphs_match_the_reference() {
             return;
         }
         for storage in [F16Storage::Half, F16Storage::RoundedF32] {
-            let mut half_products = 0;
+            let (mut half_products, mut half_activations) = (0, 0);
             for (i, (name, mut t)) in common::graphs::all().into_iter().enumerate() {
                 let label = format!("{name} ({storage:?})");
                 let grads = backward(&mut t.graph, t.loss).unwrap();
@@ -64,6 +65,16 @@ fn cast_graphs_match_the_reference() {
                         _ => false,
                     })
                     .count();
+                // The executor fuses activations into f16 products too: count those it will run.
+                let mut fused = t.graph.clone();
+                let pinned = wgformer::graph::plan::training_pinned(Some(t.loss), Some(&grads));
+                wgformer::graph::fuse::fuse(&mut fused, &pinned);
+                half_activations += fused
+                    .nodes
+                    .iter()
+                    .filter(|n| matches!(n.op, Op::MatMulAct { .. } | Op::MatMulActGrad { .. }))
+                    .filter(|n| n.inputs.iter().chain(&n.outputs).skip(2).any(|&x| fused.desc(x).dtype == Dtype::F16))
+                    .count();
                 let (exec, mut values) = executor_with_values(gpu, &t, &grads, 20 + i as u64);
                 exec.check_nodes(gpu, 0, 1e-5, 1e-3).unwrap_or_else(|e| panic!("{label}: {e}"));
                 let loss = exec.step(gpu, &[], &StepOptions::default()).unwrap();
@@ -79,6 +90,9 @@ fn cast_graphs_match_the_reference() {
                 }
             }
             assert!(half_products > 0, "{storage:?}: no graph keeps a product in f16");
+            if storage == F16Storage::Half {
+                assert!(half_activations > 0, "no activation fused into a product of f16 tensors");
+            }
         }
     });
 }

@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use crate::gpu::Tensor;
 use crate::graph::params::MatmulShape;
-use crate::kernels::{check_len, u32_of};
+use crate::kernels::{check_f32_or_f16, check_len, u32_of};
 
 /// Mirrors `MatmulParams` in matmul.wgsl (and every matmul shader: see tests/cpu/shaders_validate.rs).
 #[repr(C)]
@@ -86,7 +86,7 @@ pub struct MatmulExtras<'a> {
 impl<'a> MatmulExtras<'a> {
     /// Refuses extras that disagree with `shape` or are too short; the extra workgroup column
     /// (row sums) needs a single batch.
-    pub(crate) fn check(&self, op: &'static str, shape: &MatmulShape) -> Result<()> {
+    pub(crate) fn check(&self, op: &'static str, shape: &MatmulShape, halves: bool) -> Result<()> {
         let (act, grad) = (shape.activation.is_some(), shape.activation_grad);
         let asked = [shape.residual, shape.row_sums, act && !grad, act && grad];
         let given = [self.residual, self.row_sums, self.activated, self.pre_activation].map(|t| t.is_some());
@@ -116,8 +116,11 @@ impl<'a> MatmulExtras<'a> {
         for (name, t) in
             [("residual", self.residual), ("activation", self.activated), ("pre-activation", self.pre_activation)]
         {
-            if let Some(t) = t {
-                check_len(op, name, t, nc)?;
+            match t {
+                // The f16 kernels read and write these in f16 too (mixed precision's forms).
+                Some(t) if halves => check_f32_or_f16(op, name, t, nc)?,
+                Some(t) => check_len(op, name, t, nc)?,
+                None => {}
             }
         }
         if let Some(s) = self.row_sums {
@@ -182,7 +185,7 @@ pub(super) fn check_operands(
     shape: &MatmulShape,
 ) -> Result<()> {
     shape.check()?;
-    extras.check("matmul", shape)?;
+    extras.check("matmul", shape, false)?;
     let (na, nb, nc) = shape.extents();
     check_len("matmul", "A", a, na)?;
     check_len("matmul", "B", b, nb)?;
