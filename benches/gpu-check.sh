@@ -113,6 +113,8 @@ default_steps="vit-cifar:16 vit-base:8 transformer-small:32 transformer-base:128
 for case in ${GPU_CHECK_STEPS:-$default_steps}; do
     model=${case%:*} batch=${case#*:}
     bench "step-$model" -- step --model "$model" --batch "$batch" --runs "$runs"
+    # The graph fusions off (epilogues, chains, in-place sums): what they buy on this card.
+    bench "step-$model-nofusion" WGFORMER_FUSION=0 -- step --model "$model" --batch "$batch" --runs "$runs"
     bench "step-$model-fused" WGFORMER_ATTENTION_VARIANT=rows -- step --model "$model" --batch "$batch" --runs "$runs"
     bench "step-$model-tiled" WGFORMER_ATTENTION_VARIANT=tiled -- step --model "$model" --batch "$batch" --runs "$runs"
     # Mixed precision (issue 21's target: 3x the f32 step on matrix units, ahead of PyTorch AMP).

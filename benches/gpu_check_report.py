@@ -74,14 +74,15 @@ except (OSError, ValueError):
 torch_ms = {(t["model"], t["batch"], t["precision"]): t["median_ms"] for t in summary["torch"]}
 
 lines.append(
-    "\ntraining steps (median ms; fused / tiled: WGFORMER_ATTENTION_VARIANT=rows / tiled; f16: --precision f16;"
+    "\ntraining steps (median ms; no fusion: WGFORMER_FUSION=0; fused / tiled: WGFORMER_ATTENTION_VARIANT=rows / tiled;"
+    " f16: --precision f16;"
     " f16 once: and WGFORMER_F16_WEIGHT_CASTS=once)"
 )
 lines.append(
-    f"  {'model':<26} {'default':>10} {'fused':>10} {'tiled':>10} {'f16':>10} {'f16 once':>10} {'GFLOP/s':>8}"
+    f"  {'model':<26} {'default':>10} {'no fusion':>10} {'fused':>10} {'tiled':>10} {'f16':>10} {'f16 once':>10} {'GFLOP/s':>8}"
     f" {'torch fp32':>11} {'torch tf32':>11} {'torch bf16':>11} {'torch fp16':>11}"
 )
-variants = ("-fused", "-tiled", "-f16", "-f16-once")
+variants = ("-nofusion", "-fused", "-tiled", "-f16", "-f16-once")
 for name in [n for n in names if n.startswith("step-") and not n.endswith(variants)]:
     mine = summary["benches"][name]
     if not mine:
