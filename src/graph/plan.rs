@@ -59,6 +59,11 @@ pub fn buffer_roots(g: &Graph) -> Vec<usize> {
     root
 }
 
+/// Gradients whose sums of squares one clipping dispatch computes (`kernels::clip`'s
+/// `sumsq_many`: seven gradients and the partials, the 8 storage buffers every WebGPU adapter
+/// binds).
+pub const CLIP_SUMSQ_TENSORS: usize = 7;
+
 /// Plans `g`, giving `pinned` tensors (and every parameter and input) slots of their own. The
 /// output of an in-place op shares the slot of the input it overwrites: the two are planned as
 /// one tensor living from the first's writer to the last reader of either.
@@ -222,7 +227,8 @@ pub fn report_with_splits(
     dispatches_by_op.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     PlanReport {
         nodes: g.nodes.len(),
-        dispatches_per_step: forward_backward + 2 * updates + 1,
+        // Adam per parameter; clipping's sums of squares in groups, then its scale.
+        dispatches_per_step: forward_backward + updates + updates.div_ceil(CLIP_SUMSQ_TENSORS) + 1,
         forward_backward_dispatches: forward_backward,
         dispatches_by_op,
         split_k_products: split.len(),

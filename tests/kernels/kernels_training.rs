@@ -1,5 +1,6 @@
 //! The training kernels against the CPU reference: fused cross-entropy (label smoothing,
-//! ignore index, a vocabulary-sized row), ReLU, and Adam over several steps.
+//! ignore index, a vocabulary-sized row), ReLU, Adam over several steps, and clipping's sums
+//! of squares, several gradients a dispatch.
 
 use crate::common;
 use common::{assert_close, fit, for_each_gpu, upload, Rng, HALF_FORMS};
@@ -149,5 +150,45 @@ fn adam_skips_the_step_when_clipping_found_non_finite_gradients() {
         assert_eq!(gpu.read(&gp).unwrap(), p);
         assert_eq!(gpu.read(&gm).unwrap(), m);
         assert_eq!(gpu.read(&gv).unwrap(), v);
+    });
+}
+
+/// Clipping's sums of squares of several gradients in one dispatch write, bit for bit, the
+/// partials of one dispatch per gradient (sizes around a workgroup's chunk of 16384), and
+/// those partials sum to the reference's; no gradients, or more than a dispatch binds, are errors.
+#[test]
+fn sums_of_squares_of_several_gradients_match_one_dispatch_each() {
+    use wgformer::kernels::clip::{partials_for, Clip, SUMSQ_TENSORS};
+    for_each_gpu(|gpu| {
+        let clip = Clip::new(gpu).unwrap();
+        let sizes = [1, 7, 16_384, 16_385, 100_000, 3, 50_000, 2, 40_000];
+        let mut rng = Rng::new(31);
+        let data: Vec<Vec<f32>> = sizes.iter().map(|&n| rng.vec_f32(n, 2.0)).collect();
+        let grads: Vec<_> = data.iter().map(|v| gpu.upload("g", v).unwrap()).collect();
+        let total: usize = sizes.iter().map(|&n| partials_for(n)).sum();
+        let (one, many) = (gpu.zeros("one", total).unwrap(), gpu.zeros("many", total).unwrap());
+        let mut dispatches = Vec::new();
+        let mut offset = 0;
+        for (g, &n) in grads.iter().zip(&sizes) {
+            dispatches.push(clip.sumsq(gpu, &one, g, n, offset).unwrap());
+            offset += partials_for(n);
+        }
+        // Groups of 7 and 2, as the optimizer makes them.
+        let mut offset = 0;
+        let pairs: Vec<(&wgformer::Tensor, usize)> = grads.iter().zip(sizes).collect();
+        for group in pairs.chunks(SUMSQ_TENSORS) {
+            dispatches.push(clip.sumsq_many(gpu, &many, group, offset).unwrap());
+            offset += group.iter().map(|&(_, n)| partials_for(n)).sum::<usize>();
+        }
+        kernels::run(gpu, &dispatches.iter().collect::<Vec<_>>()).unwrap();
+        let (one, many) = (gpu.read(&one).unwrap(), gpu.read(&many).unwrap());
+        assert_eq!(one, many);
+        let want: f64 = data.iter().flatten().map(|&g| g as f64 * g as f64).sum();
+        let got: f64 = many.iter().map(|&p| p as f64).sum();
+        assert!((got - want).abs() <= 1e-5 * want, "sum of squares {got}, reference {want}");
+        let nine: Vec<(&wgformer::Tensor, usize)> = pairs.clone();
+        let out = gpu.zeros("out", total).unwrap();
+        assert!(clip.sumsq_many(gpu, &out, &nine[..SUMSQ_TENSORS + 1], 0).is_err());
+        assert!(clip.sumsq_many(gpu, &out, &[], 0).is_err());
     });
 }

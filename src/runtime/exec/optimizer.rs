@@ -88,8 +88,7 @@ pub(super) fn prepare_adam(
     ));
     let hyper = k.adam.hyper_params(gpu);
     let (mut updates, mut clip, mut state, mut grad_ids) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut offset = 0;
-    for (p, grad) in with_grad {
+    for &(p, grad) in &with_grad {
         let n = g.desc(p).len();
         let name = &g.desc(p).name;
         let (m, v) = match shared.get(&p) {
@@ -97,10 +96,15 @@ pub(super) fn prepare_adam(
             None => (gpu.zeros(&format!("{name}.adam_m"), n)?, gpu.zeros(&format!("{name}.adam_v"), n)?),
         };
         updates.push(k.adam.update(gpu, &hyper, &ts[p.0], &m, &v, &ts[grad.0], &grad_scale, n)?);
-        clip.push(k.clip.sumsq(gpu, &partial, &ts[grad.0], n, offset)?);
-        offset += partials_for(n);
         state.push((p, m, v));
         grad_ids.push(grad);
+    }
+    // The sums of squares, several gradients a dispatch, their partials in the gradients' order.
+    let mut offset = 0;
+    for group in with_grad.chunks(crate::kernels::clip::SUMSQ_TENSORS) {
+        let grads: Vec<(&Tensor, usize)> = group.iter().map(|&(p, d)| (&ts[d.0], g.desc(p).len())).collect();
+        clip.push(k.clip.sumsq_many(gpu, &partial, &grads, offset)?);
+        offset += grads.iter().map(|&(_, n)| partials_for(n)).sum::<usize>();
     }
     clip.push(k.clip.scale(gpu, &grad_scale, &partial, partials, &clip_params)?);
     Ok(Optimizer { hyper, updates, clip, clip_params, partials, grad_scale, state, grads: grad_ids })
