@@ -10,8 +10,14 @@
 //! naming the variable. [`VARIABLES`] lists them all (the guide documents each, and a test
 //! keeps the two lists equal).
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use std::path::PathBuf;
+
+mod parse;
+use parse::{
+    flag, invalid, parse_attention, parse_block, parse_budget, parse_buffers, parse_f16_products, parse_matmul_kernel,
+    parse_splits, parse_strip, parse_tiles, parse_tune, parse_weight_casts,
+};
 
 /// Every `WGFORMER_*` variable this module parses, in the order of the guide.
 pub const VARIABLES: &[&str] = &[
@@ -353,115 +359,10 @@ fn platform_cache_dir(var: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
     }
 }
 
-fn invalid(name: &'static str, value: &str, expected: &'static str) -> Error {
-    Error::InvalidSetting { name, value: value.to_string(), expected }
-}
-
-/// A switch that is on when set to `1`.
-fn flag(value: Option<String>) -> bool {
-    value.is_some_and(|v| v.trim() == "1")
-}
-
-/// Comma-separated numbers, exactly `n` of them.
-fn numbers(name: &'static str, value: &str, n: usize, expected: &'static str) -> Result<Vec<u32>> {
-    let parts: Option<Vec<u32>> = value.split(',').map(|p| p.trim().parse().ok()).collect();
-    parts.filter(|p| p.len() == n && p.iter().all(|&x| x > 0)).ok_or_else(|| invalid(name, value, expected))
-}
-
-fn parse_tiles(value: &str) -> Result<TileSizes> {
-    let p = numbers("WGFORMER_MATMUL_TILES", value, 3, "three positive numbers wg_n,wg_m,tm")?;
-    Ok(TileSizes { wg_n: p[0], wg_m: p[1], tm: p[2] })
-}
-
-fn parse_block(value: &str) -> Result<(u32, u32)> {
-    let p = numbers("WGFORMER_MATMUL_BLOCK", value, 2, "TM,TN, each 4 or 8")?;
-    match (p[0], p[1]) {
-        (tm @ (4 | 8), tn @ (4 | 8)) => Ok((tm, tn)),
-        _ => Err(invalid("WGFORMER_MATMUL_BLOCK", value, "TM,TN, each 4 or 8")),
-    }
-}
-
-fn parse_strip(value: &str) -> Result<u32> {
-    match value.trim() {
-        "8" => Ok(8),
-        "16" => Ok(16),
-        _ => Err(invalid("WGFORMER_MATMUL_STRIP", value, "8 or 16")),
-    }
-}
-
-fn parse_buffers(value: &str) -> Result<u32> {
-    match value.trim() {
-        "1" => Ok(1),
-        "2" => Ok(2),
-        _ => Err(invalid("WGFORMER_MATMUL_BUFFERS", value, "1 or 2")),
-    }
-}
-
-fn parse_splits(value: &str) -> Result<u32> {
-    let p = numbers("WGFORMER_MATMUL_SPLITS", value, 1, "a number of splits, 1 to 64")?;
-    match p[0] {
-        n @ 1..=64 => Ok(n),
-        _ => Err(invalid("WGFORMER_MATMUL_SPLITS", value, "a number of splits, 1 to 64")),
-    }
-}
-
-fn parse_matmul_kernel(value: &str) -> Result<MatmulKernel> {
-    match value.trim() {
-        "general" => Ok(MatmulKernel::General),
-        "vec4" => Ok(MatmulKernel::Vec4),
-        "subgroup" => Ok(MatmulKernel::Subgroup),
-        "tiled" => Ok(MatmulKernel::Tiled),
-        _ => Err(invalid("WGFORMER_MATMUL_VARIANT", value, "general, vec4, subgroup or tiled")),
-    }
-}
-
-fn parse_f16_products(value: &str) -> Result<F16Products> {
-    match value.trim() {
-        "tiled" => Ok(F16Products::Tiled),
-        "coop" => Ok(F16Products::Coop),
-        "rounded" => Ok(F16Products::Rounded),
-        _ => Err(invalid("WGFORMER_MATMUL_F16", value, "tiled, coop or rounded")),
-    }
-}
-
-fn parse_weight_casts(value: &str) -> Result<F16WeightCasts> {
-    match value.trim() {
-        "per-product" => Ok(F16WeightCasts::PerProduct),
-        "once" => Ok(F16WeightCasts::OncePerStep),
-        _ => Err(invalid("WGFORMER_F16_WEIGHT_CASTS", value, "per-product or once")),
-    }
-}
-
-fn parse_attention(value: &str) -> Result<AttentionKernel> {
-    match value.trim() {
-        "composed" => Ok(AttentionKernel::Composed),
-        "rows" => Ok(AttentionKernel::Rows),
-        "subgroup" => Ok(AttentionKernel::Subgroup),
-        "tiled" => Ok(AttentionKernel::Tiled),
-        _ => Err(invalid("WGFORMER_ATTENTION_VARIANT", value, "composed, rows, subgroup or tiled")),
-    }
-}
-
-fn parse_tune(value: &str) -> Result<TuneMode> {
-    match value.trim() {
-        "0" => Ok(TuneMode::Off),
-        "1" => Ok(TuneMode::All),
-        _ => Err(invalid("WGFORMER_TUNE", value, "0 (rules only) or 1 (measure everything)")),
-    }
-}
-
-fn parse_budget(value: &str) -> Result<f64> {
-    value
-        .trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|ms| ms.is_finite() && *ms >= 0.0)
-        .ok_or_else(|| invalid("WGFORMER_TUNE_BUDGET_MS", value, "milliseconds, 0 or more"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
 
     fn with(pairs: &[(&str, &str)]) -> Result<Settings> {
         let map: std::collections::HashMap<String, String> =
