@@ -6,7 +6,7 @@
 //! in the library reads the environment (`tests/cpu/layers.rs` holds that). [`Settings::default`]
 //! reads nothing: the adapter's own rules, no tuning cache file.
 //!
-//! One parser per variable; a value that does not parse is an [`Error::InvalidSetting`]
+//! One parser per variable; a value that does not parse is an [`Error::InvalidSetting`](crate::Error::InvalidSetting)
 //! naming the variable. [`VARIABLES`] lists them all (the guide documents each, and a test
 //! keeps the two lists equal).
 
